@@ -1,0 +1,1 @@
+"""The filter language: grammar, AST, checks, diagnostics, formatter and compiler."""

@@ -1,0 +1,1 @@
+"""The runtime: message context, pipeline stages, SMTP gateway, spool, delivery and the CLI."""

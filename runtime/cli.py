@@ -1,0 +1,62 @@
+"""The `filterlang` console script: dispatch to one small module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Subcommand name -> (module under runtime.commands, one-line help). Explicit table, no scanning:
+# a subcommand whose module is not there yet is simply not offered.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("lint", "lint", "parse and check filter files"),
+    ("fmt", "fmt", "rewrite filter files in the canonical layout"),
+    ("test", "test", "run filters on messages offline and print the trace"),
+    ("serve", "serve", "run the SMTP gateway"),
+    ("cert", "cert", "create, import, show and check S/MIME certificates"),
+    ("smime", "smime", "sign, encrypt, verify or decrypt a message file"),
+    ("keys", "keys", "manage public keys and harvested keys"),
+    ("profiles", "profiles", "manage S/MIME sending profiles"),
+    ("quarantine", "quarantine", "list, show, release and delete quarantined messages"),
+    ("queue", "queue", "inspect and flush the spool"),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="filterlang",
+        description="Mail-filter compiler, offline test runner and S/MIME gateway.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name, help_text in COMMANDS:
+        try:
+            module = importlib.import_module(f"runtime.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"runtime.commands.{module_name}":
+                raise
+            continue
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    run = getattr(args, "_run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(run(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
