@@ -1,0 +1,91 @@
+"""Every diagnostic code, one row each: the single source for the linter, the docs and tests.
+
+Ranges: F1xx syntax (parser), F2xx names and signatures, F3xx argument values, F4xx filter
+structure, W5xx warnings, N6xx notes. Codes are stable: never renumber or reuse one.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from filterlang.diagnostics import Severity
+
+
+@frozen
+class Code:
+    """A diagnostic code with its default severity, a title, and a bad and fixed example."""
+
+    code: str
+    severity: Severity
+    title: str
+    bad: str = ""
+    fixed: str = ""
+
+
+E, W, N = Severity.ERROR, Severity.WARNING, Severity.NOTE
+
+# --- F1xx: syntax (owned by the parser) --------------------------------------------------
+_SYNTAX = (
+    Code("F101", E, "syntax error: unexpected token"),
+    Code("F102", E, "unterminated string"),
+    Code("F103", E, "comments must start a line"),
+    Code("F104", E, "unexpected end of file"),
+    Code("F105", E, "empty block"),
+    Code("F106", E, "'else if' is not part of the language"),
+    Code("F107", E, "unreadable source (invalid UTF-8, NUL or binary data)"),
+    Code("F108", E, "nesting deeper than 64 levels"),
+    Code("F109", E, "invalid filter name"),
+    Code("F110", E, "'=' where '==' was meant"),
+    Code("F111", E, "unquoted value"),
+    Code("F112", E, "missing ';' after an action"),
+)
+
+# --- F2xx: names and signatures (owned by the checker) ------------------------------------
+_NAMES = (
+    Code("F201", E, "unknown rule"),
+    Code("F202", E, "wrong number of arguments"),
+    Code("F203", E, "wrong argument type"),
+    Code("F204", E, "unknown action"),
+    Code("F205", E, "comparator not allowed for this rule"),
+    Code("F206", E, "rule needs a comparison"),
+    Code("F207", E, "action or rule not allowed in this kind of filter"),
+    Code("F208", E, "duplicate filter name"),
+    Code("F209", E, "unknown action variable"),
+    Code("F210", E, "filter name is a reserved word"),
+)
+
+# --- F3xx: argument values -----------------------------------------------------------------
+_VALUES = (
+    Code("F301", E, "invalid regular expression"),
+    Code("F302", E, "regular expression construct not supported by the linear-time engine"),
+    Code("F303", E, "invalid size"),
+    Code("F304", E, "invalid date"),
+    Code("F305", E, "invalid IP address specification"),
+    Code("F306", E, "number out of range"),
+    Code("F307", E, "invalid e-mail address"),
+)
+
+# --- F4xx: filter structure ------------------------------------------------------------------
+_STRUCTURE = (
+    Code("F401", E, "action after a final action is never reached"),
+    Code("F402", E, "more than one final action in a content filter"),
+    Code("F403", E, "final action must be last in a content filter"),
+    Code("F404", E, "content filter conditions must be a flat list"),
+    Code("F405", E, "unknown resource name"),
+)
+
+# --- W5xx: warnings --------------------------------------------------------------------------
+_WARNINGS = (
+    Code("W501", W, "'and' and 'or' mixed without parentheses"),
+    Code("W502", W, "single backslash in a regular expression"),
+    Code("W503", W, "obsolete spelling"),
+    Code("W504", W, "rule needs an outside service that is not configured"),
+    Code("W505", W, "backtracking regular-expression engine enabled"),
+)
+
+# --- N6xx: notes -----------------------------------------------------------------------------
+_NOTES = (Code("N601", N, "'!=' on a rule with several values"),)
+
+CODES: dict[str, Code] = {
+    c.code: c for c in (*_SYNTAX, *_NAMES, *_VALUES, *_STRUCTURE, *_WARNINGS, *_NOTES)
+}
