@@ -38,6 +38,7 @@ _SYNTAX = (
     Code("F110", E, "'=' where '==' was meant"),
     Code("F111", E, "unquoted value"),
     Code("F112", E, "missing ';' after an action"),
+    Code("F113", E, "missing '}' to close a block"),
 )
 
 # --- F2xx: names and signatures (owned by the checker) ------------------------------------
