@@ -4,6 +4,7 @@ The façade, one function per job::
 
     parse(text, path)                      -> (Script | None, [Diagnostic])   syntax only
     check_source(text, path, names=None)   -> [Diagnostic]                    syntax + checks
+    check_bytes(data, path, names=None)    -> [Diagnostic]                    same, from bytes
     compile_source(text, path, names=None) -> (compiled | None, [Diagnostic])
     compile_file(path, names=None)         -> (compiled | None, [Diagnostic])
     format_source(text, path)              -> (str | None, [Diagnostic])
@@ -26,6 +27,7 @@ from filterlang.parse import parse, parse_bytes
 __all__ = [
     "Diagnostic",
     "Severity",
+    "check_bytes",
     "check_source",
     "compile_file",
     "compile_source",
@@ -54,6 +56,13 @@ def _check(script: Any, names: Any) -> list[Diagnostic]:
 def check_source(text: str, path: str = "<string>", *, names: Any = None) -> list[Diagnostic]:
     """Parse and check filter source; every diagnostic, sorted by position."""
     script, diags = parse(text, path)
+    diags = diags + _check(script, names)
+    return sorted(diags, key=Diagnostic.sort_key)
+
+
+def check_bytes(data: bytes, path: str, *, names: Any = None) -> list[Diagnostic]:
+    """As ``check_source`` for raw file contents (F107 when they are not UTF-8 text)."""
+    script, diags = parse_bytes(data, path)
     diags = diags + _check(script, names)
     return sorted(diags, key=Diagnostic.sort_key)
 

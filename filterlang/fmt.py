@@ -98,7 +98,7 @@ class _Printer:
             text = self.comments.popleft().text
             self.lines.append((indent + "#" + text).rstrip())
 
-    def top_comments_before(self, line: int, last: int, after_filter: bool) -> int:
+    def top_comments_before(self, line: int, last: int, after_filter: bool) -> tuple[int, bool]:
         """Comments between filters; keep one blank line where the author left any."""
         while self.comments and self.comments[0].span.line < line:
             comment = self.comments.popleft()
@@ -106,7 +106,7 @@ class _Printer:
                 self.lines.append("")
             self.lines.append(("#" + comment.text).rstrip())
             last, after_filter = comment.span.line, False
-        return last
+        return last, after_filter
 
     def block(self, stmts: tuple[Statement, ...], depth: int, end_line: int) -> None:
         indent = INDENT * depth
@@ -145,7 +145,7 @@ class _Printer:
     def script(self, script: Script) -> str:
         last, after_filter = 0, False
         for node in script.filters:
-            last = self.top_comments_before(node.span.line, last, after_filter)
+            last, after_filter = self.top_comments_before(node.span.line, last, after_filter)
             if self.lines and (after_filter or node.span.line - last > 1):
                 self.lines.append("")
             self.filter(node)

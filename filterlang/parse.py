@@ -12,11 +12,12 @@ import re
 import threading
 from collections.abc import Iterator
 
-from lark import Lark
+from attrs import evolve
+from lark import Lark, Token
 from lark.exceptions import LarkError
 
 from filterlang.ast import Comment, Filter, Script, Span
-from filterlang.build import Builder, Context, TooDeepError
+from filterlang.build import MAX_DEPTH, Builder, Context, TooDeepError
 from filterlang.diagnostics import Diagnostic, Severity
 from filterlang.syntax_errors import Chunk, translate
 
@@ -27,6 +28,12 @@ _FILTER_START = re.compile(
     r"^[ \t]*(?:content-filter[ \t]+)?[^\s:!#'\"(){};,\[\]=<>]+[ \t]*(?::|!(?!=))",
     re.MULTILINE | re.IGNORECASE,
 )
+# Keywords reach the lexer callbacks as NAMEs, so a run of `not`s is found up front instead:
+# left to the parser, millions of them would all be shifted before the depth check.
+# Searched in text where only N, O and T are lower-cased (positions unchanged): a literal,
+# case-sensitive prefix lets `re` skip ahead many times faster than re.IGNORECASE.
+_NOT_RUN = re.compile(rf"not(?:\s+not\b){{{MAX_DEPTH}}}")
+_NOT_LOWER = str.maketrans("NOT", "not")
 _BINARY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _DESCRIPTION = re.compile(r"^ ?description:[ \t]*(.*?)\s*$")
 
@@ -47,20 +54,48 @@ class _Parser:
             lexer_callbacks=self.builder.lexer_callbacks(),
         )
         self.lock = threading.Lock()
+        self._lexer: Lark | None = None
+
+    @property
+    def lexer(self) -> Lark:
+        """A lexer-only twin of the parser, built on first use, for error messages.
+
+        ``Lark.lex`` on a parser instance rebuilds its lexer on every call; a ``parser=None``
+        instance keeps one.
+        """
+        if self._lexer is None:
+            self._lexer = Lark.open_from_package(
+                "filterlang",
+                "grammar.lark",
+                parser=None,
+                lexer="basic",
+                lexer_callbacks=self.builder.lexer_callbacks(),
+            )
+        return self._lexer
 
     def run(self, chunk: Chunk, explain: bool = True) -> tuple[list[Filter] | None, Context]:
         """Parse one chunk; on failure the context holds the one syntax diagnostic."""
         ctx = Context(chunk.path, chunk.text, chunk.line_offset)
         self.builder.ctx = ctx
         try:
+            _check_not_run(chunk.text)
             filters: list[Filter] = self.lark.parse(chunk.text)  # type: ignore[assignment]
         except (LarkError, TooDeepError) as exc:
             # Lexing for the error message must not touch the failed parse's context.
             self.builder.ctx = Context(chunk.path, chunk.text, chunk.line_offset)
             if explain:
-                ctx.diagnostics.append(translate(self.lark, chunk, exc))
+                ctx.diagnostics.append(translate(self.lexer, chunk, exc))
             return None, ctx
         return filters, ctx
+
+
+def _check_not_run(text: str) -> None:
+    found = _NOT_RUN.search(text.translate(_NOT_LOWER))
+    if found is not None:
+        start = found.end() - 3
+        line, col = _position(text, start)
+        token = Token("NOT", text[start : start + 3], start, line, col, line, col + 3, start + 3)
+        raise TooDeepError(token)
 
 
 _parser: _Parser | None = None
@@ -129,15 +164,16 @@ def _with_descriptions(filters: list[Filter], comments: list[Comment]) -> list[F
     """Reference 13.5: `# description: text` directly above a filter sets its description."""
     by_line = {c.span.line: c for c in comments}
     out = []
+    previous_end = 0
     for f in filters:
         above = by_line.get(f.span.line - 1)
-        if f.description is None and above is not None:
+        # Directly above means nothing in between: not even the end of the previous filter.
+        if f.description is None and above is not None and above.span.line > previous_end:
             found = _DESCRIPTION.match(above.text)
             if found:
-                from attrs import evolve
-
                 f = evolve(f, description=found.group(1))
         out.append(f)
+        previous_end = f.span.end_line
     return out
 
 

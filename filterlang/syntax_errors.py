@@ -350,6 +350,8 @@ def _at_end(w: _Where, expected: set[str]) -> Diagnostic:
 def _too_deep(w: _Where, exc: TooDeepError) -> Diagnostic:
     if exc.token.type == "LPAR":
         kind, hint = "parentheses", "simplify the condition or split it over nested 'if's"
+    elif exc.token.type == "NOT":
+        kind, hint = "'not's", "two 'not's cancel out; remove them in pairs"
     else:
         kind, hint = "blocks", "move the innermost branches into filters of their own"
     return _diag(
