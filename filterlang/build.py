@@ -87,6 +87,11 @@ class Context:
             end_line, end_col = last.span.end_line, last.span.end_col
         return Span(self.path, line, col, end_line, end_col)
 
+    def token_span(self, tok: Token) -> Span:
+        """The span of one token (the common case, kept short because it is hot)."""
+        off = self.line_offset
+        return Span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
+
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         """Record a syntax-level diagnostic found while building."""
         self.diagnostics.append(Diagnostic(code, Severity.ERROR, message, span, hint))
@@ -159,7 +164,7 @@ class Builder(Transformer[Token, Any]):
 
     def literal(self, tok: Token) -> String | Number | Size:
         """A STRING, NUMBER or SIZE token as a literal node."""
-        span = self.ctx.span(tok, tok)
+        span = self.ctx.token_span(tok)
         value = str(tok)
         if tok.type == "STRING":
             raw = value[1:-1]
@@ -170,7 +175,8 @@ class Builder(Transformer[Token, Any]):
         return Number(number, value, span=span)
 
     def make_args(self, items: list[Any]) -> tuple[Arg, ...]:
-        return tuple(i if isinstance(i, ListLit) else self.literal(i) for i in items)
+        literal = self.literal
+        return tuple([i if i.__class__ is ListLit else literal(i) for i in items])
 
     def list_lit(self, c: list[Any]) -> ListLit:
         items = tuple(self.literal(t) for t in c[1:-1])
@@ -197,7 +203,7 @@ class Builder(Transformer[Token, Any]):
             args,
             comparator,  # type: ignore[arg-type]
             operand,
-            name_span=self.ctx.span(name, name),
+            name_span=self.ctx.token_span(name),
             span=self.ctx.span(name, c[-1] if operand is None else operand),
         )
 
@@ -248,7 +254,7 @@ class Builder(Transformer[Token, Any]):
         return ActionCall(
             name.lower(),
             self.make_args(c[2:-2]),
-            name_span=self.ctx.span(name, name),
+            name_span=self.ctx.token_span(name),
             span=self.ctx.span(name, c[-2]),
         )
 
@@ -270,7 +276,7 @@ class Builder(Transformer[Token, Any]):
             str(name),
             state.type == "ACTIVE",
             body,
-            name_span=self.ctx.span(name, name),
+            name_span=self.ctx.token_span(name),
             span=self.ctx.span(first, body),
             **meta,
         )

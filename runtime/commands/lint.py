@@ -92,5 +92,7 @@ def run(args: argparse.Namespace) -> int:
         if every:
             counts = {s: sum(d.severity is s for d in every) for s in Severity}
             summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items() if n)
-            print(f"{summary} in {len(texts)} file{'s' if len(texts) != 1 else ''}", file=sys.stderr)
+            print(
+                f"{summary} in {len(texts)} file{'s' if len(texts) != 1 else ''}", file=sys.stderr
+            )
     return status

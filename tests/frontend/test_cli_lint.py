@@ -11,7 +11,7 @@ from runtime.cli import main
 
 GOOD = "mark_signed:\n    if signed {\n        insert-header('X-Signed', 'True');\n    }\n"
 BAD = "mark_signed:\n    if signed {\n        insert-header('X-Signed', 'True')\n    }\n"
-UGLY = "mark_signed: IF signed { insert-header(\"X-Signed\", \"True\"); }\n"
+UGLY = 'mark_signed: IF signed { insert-header("X-Signed", "True"); }\n'
 
 
 @pytest.fixture
@@ -114,9 +114,7 @@ def test_fmt_check_clean_exits_0(tmp_path: Path) -> None:
     assert main(["fmt", "--check", str(tmp_path)]) == 0
 
 
-def test_fmt_leaves_broken_files_alone(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_fmt_leaves_broken_files_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.filter"
     path.write_text(BAD)
     assert main(["fmt", str(path)]) == 1

@@ -21,7 +21,7 @@ def fmt(text: str) -> str:
 
 def test_canonical_layout() -> None:
     source = (
-        "Big_Ones: IF (Body-Size >= 10m) AND NOT signed { Notify(\"$EnvelopeFrom\");"
+        'Big_Ones: IF (Body-Size >= 10m) AND NOT signed { Notify("$EnvelopeFrom");'
         " DROP(); } else { if random(10) < 3 {no-op();} }"
     )
     assert fmt(source) == (
@@ -96,7 +96,9 @@ def test_comments_stay_where_they_were() -> None:
 
 def test_comment_inside_a_condition_moves_into_the_block() -> None:
     source = "x:\n  if signed\n  # why\n  and encrypted { no-op(); }\n"
-    assert fmt(source) == "x:\n    if signed and encrypted {\n        # why\n        no-op();\n    }\n"
+    assert (
+        fmt(source) == "x:\n    if signed and encrypted {\n        # why\n        no-op();\n    }\n"
+    )
 
 
 def test_filters_are_separated_by_one_blank_line() -> None:

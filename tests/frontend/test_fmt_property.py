@@ -15,9 +15,7 @@ from filterlang import format_source, parse
 
 KEYWORDS = {"if", "else", "and", "or", "not", "content-filter"}
 
-names = st.from_regex(r"[a-z_][a-z0-9_-]{0,8}", fullmatch=True).filter(
-    lambda n: n not in KEYWORDS
-)
+names = st.from_regex(r"[a-z_][a-z0-9_-]{0,8}", fullmatch=True).filter(lambda n: n not in KEYWORDS)
 
 
 @st.composite
@@ -110,7 +108,10 @@ def filters(draw: st.DrawFn) -> list[str]:
         head += [name, mark]
         if draw(st.booleans()):
             head += [draw(cased("description")), draw(strings())]
-        head += [draw(cased("direction")), draw(cased(draw(st.sampled_from(["incoming", "outgoing"]))))]
+        head += [
+            draw(cased("direction")),
+            draw(cased(draw(st.sampled_from(["incoming", "outgoing"])))),
+        ]
         if draw(st.booleans()):
             head += [draw(cased("apply")), draw(cased(draw(st.sampled_from(["all", "any"]))))]
     else:

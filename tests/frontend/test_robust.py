@@ -29,7 +29,7 @@ CASES: dict[str, bytes] = {
     "10 MB of not": b"x: if " + b"not " * (TEN_MB // 4) + b"signed { drop(); }",
     "long and chain": b"x: if " + b"a and " * 20_000 + b"b { drop(); }",
     "unterminated string": b"x: if subject == 'abc { drop(); }\n",
-    "unterminated string at eof": b"x: if subject == \"abc",
+    "unterminated string at eof": b'x: if subject == "abc',
     "invalid utf-8": b"x: if subject == '\xff\xfe' { drop(); }",
     "lone continuation byte": b"\x80",
     "nul bytes": b"\0" * 1000,
@@ -37,7 +37,9 @@ CASES: dict[str, bytes] = {
     "only punctuation": b"}{)(;:!,[]" * 1000,
     "deep if nesting": b"x: " + b"if a { " * 200 + b"drop(); " + b"} " * 200,
     "many broken filters": b"".join(b"f%d: if x = 'y' { drop(); }\n" % i for i in range(2000)),
-    "random printable": bytes(random.Random(2).choice(b"abc(){};:!'\"#=<> \n\t-_019") for _ in range(20000)),
+    "random printable": bytes(
+        random.Random(2).choice(b"abc(){};:!'\"#=<> \n\t-_019") for _ in range(20000)
+    ),
 }
 
 
