@@ -37,7 +37,9 @@ def _excerpt(span: Span, lines: list[str]) -> list[str]:
 
 def format_diagnostic(diag: Diagnostic, source: str | None = None) -> str:
     """One diagnostic as text; ``source`` is the file's text, for the excerpt."""
-    lines = source.splitlines() if source is not None else []
+    # Lines end at "\n" only, as the parser counts them (splitlines would also split on
+    # form feeds and Unicode separators inside strings).
+    lines = source.split("\n") if source is not None else []
     span = diag.span
     out = [f"{span.file}:{span.line}:{span.col}: {diag.severity}[{diag.code}]: {diag.message}"]
     out += _excerpt(span, lines)
