@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from lark import Lark, Token
@@ -105,78 +105,73 @@ class FastParser:
                     row[str(symbol)] = reduces[arg]
             self.states[state] = row
 
-    def tokens(self, text: str) -> Iterator[Token]:
-        """The significant tokens of ``text``, with the lexer callbacks applied.
+    def parse(self, text: str) -> Any:
+        """The value of the start rule (the builder's filter list).
 
-        Whitespace is matched as the prefix of the next token (one regex call per token);
-        the line counter only looks at that prefix.
+        Lexer and parser share one loop. Whitespace is matched as the prefix of the next
+        token, so there is one regex call per token and the line counter only looks at that
+        prefix. The table walk is Lark's ``ParserState.feed_token`` without the generality.
         """
+        states = self.states
         match = self.master.match
         keywords = self.keywords
         callbacks = self.lexer_callbacks
-        pos, line, line_start, size = 0, 1, 0, len(text)
-        while pos < size:
-            m = match(text, pos)
-            if m is None:
-                if not text[pos:].strip(" \t\f\r\n"):
-                    return
-                raise FastParseError(pos)
-            kind = m.lastgroup or ""
-            start, end = m.span(kind)
-            if start > pos:
-                newlines = text.count("\n", pos, start)
-                if newlines:
-                    line += newlines
-                    line_start = text.rindex("\n", pos, start) + 1
-            value = m.group(kind)
-            pos = end
-            if kind == "COMMENT":
-                callbacks[kind](Token(kind, value, start, line, start - line_start + 1))
-                continue
-            if kind == "NAME":
-                kind = keywords.get(value.lower(), "NAME")
-            tok = Token(
-                kind, value, start, line, start - line_start + 1, line, end - line_start + 1, end
-            )
-            callback = callbacks.get(kind)
-            yield tok if callback is None else callback(tok)
-
-    def parse(self, text: str) -> Any:
-        """The value of the start rule (the builder's filter list)."""
-        states = self.states
+        end_state = self.end
         state_stack = [self.start]
         value_stack: list[Any] = []
-        for tok in self.tokens(text):
-            kind = tok.type
+        push_state = state_stack.append
+        push_value = value_stack.append
+        row = states[self.start]
+        pos, line, line_start, length = 0, 1, 0, len(text)
+        tok: Token | None = None
+        while True:
+            m = match(text, pos) if pos < length else None
+            if m is None:
+                if text[pos:].strip(" \t\f\r\n"):
+                    raise FastParseError(pos)
+                kind = "$END"
+            else:
+                kind = m.lastgroup or ""
+                start, end = m.span(kind)
+                if start > pos:
+                    newlines = text.count("\n", pos, start)
+                    if newlines:
+                        line += newlines
+                        line_start = text.rindex("\n", pos, start) + 1
+                value = m.group(kind)
+                pos = end
+                if kind == "COMMENT":
+                    callbacks[kind](Token(kind, value, start, line, start - line_start + 1))
+                    continue
+                if kind == "NAME":
+                    kind = keywords.get(value.lower(), "NAME")
+                col = start - line_start + 1
+                tok = Token(kind, value, start, line, col, line, col + end - start, end)
+                callback = callbacks.get(kind)
+                if callback is not None:
+                    tok = callback(tok)
             while True:
-                action = states[state_stack[-1]].get(kind)
-                if action is None:
-                    raise FastParseError(tok)
+                try:
+                    action = row[kind]
+                except KeyError:
+                    raise FastParseError(pos) from None
                 if action.__class__ is int:
-                    state_stack.append(action)
-                    value_stack.append(tok)
+                    if kind == "$END":
+                        raise FastParseError(pos)
+                    push_state(action)
+                    push_value(tok)
+                    row = states[action]
                     break
-                size, origin, callback = action
+                size, origin, reduce = action
                 if size:
                     children = value_stack[-size:]
                     del state_stack[-size:]
                     del value_stack[-size:]
                 else:
                     children = []
-                value_stack.append(callback(children))
-                state_stack.append(states[state_stack[-1]][origin])
-        while True:
-            action = states[state_stack[-1]].get("$END")
-            if action is None or action.__class__ is int:
-                raise FastParseError("$END")
-            size, origin, callback = action
-            if size:
-                children = value_stack[-size:]
-                del state_stack[-size:]
-                del value_stack[-size:]
-            else:
-                children = []
-            value_stack.append(callback(children))
-            state_stack.append(states[state_stack[-1]][origin])
-            if state_stack[-1] == self.end:
-                return value_stack[-1]
+                push_value(reduce(children))
+                goto = states[state_stack[-1]][origin]
+                if kind == "$END" and goto == end_state:
+                    return value_stack[-1]
+                push_state(goto)
+                row = states[goto]
