@@ -88,7 +88,7 @@ def _found(tok: Token) -> str:
     if tok.type == "$END":
         return "the end of the file"
     if tok.type == "STRING":
-        return f"the string {tok.value}"
+        return f"string {tok.value}"
     return f"'{tok.value}'"
 
 
