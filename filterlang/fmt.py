@@ -12,6 +12,7 @@ moves to the top of the block that the condition opens; that is the only thing t
 
 from __future__ import annotations
 
+import re
 from collections import deque
 
 from filterlang.ast import (
@@ -33,6 +34,7 @@ from filterlang.ast import (
 )
 
 INDENT = "    "
+_DESCRIPTION = re.compile(r"^ ?description:[ \t]*(.*?)\s*$")
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
@@ -129,9 +131,19 @@ class _Printer:
             self.block(node.else_, depth + 1, node.span.end_line)
         self.lines.append(indent + "}")
 
+    def description_comment(self, description: str) -> None:
+        """Reference 13.5: a message filter's description is exported as a comment above it."""
+        line = f"# description: {description}".rstrip()
+        last = self.lines[-1] if self.lines else ""
+        found = _DESCRIPTION.match(last[1:]) if last.startswith("#") else None
+        if found is None or found.group(1) != description:
+            self.lines.append(line)
+
     def filter(self, node: Filter) -> None:
         mark = ":" if node.active else "!"
         if node.content is None:
+            if node.description is not None:
+                self.description_comment(node.description)
             self.lines.append(node.name + mark)
         else:
             self.lines.append(f"content-filter {node.name}{mark}")

@@ -125,3 +125,17 @@ def test_syntax_errors_refuse_to_format() -> None:
     out, diags = format_source("x: if signed { drop() }")
     assert out is None
     assert [d.code for d in diags] == ["F112"]
+
+
+def test_description_without_its_comment_is_written_as_one() -> None:
+    from attrs import evolve
+
+    from filterlang.fmt import format_script
+
+    script, _ = parse("x: if signed { no-op(); }")
+    assert script is not None
+    described = evolve(script, filters=(evolve(script.filters[0], description="Why"),))
+    text = format_script(described)
+    assert text.startswith("# description: Why\nx:\n")
+    assert parse(text)[0] == described
+    assert fmt(text) == text
