@@ -6,9 +6,10 @@ shift). This module reuses everything Lark computed from ``grammar.lark`` — th
 Lark's own matching order, the keyword table, the LALR states and the rule callbacks (which
 call ``Builder``) — and only replaces the two inner loops.
 
-It never explains an error: on the first problem it raises ``FastParseError`` and the caller
-re-parses with Lark itself, which produces the diagnostic. A test checks that both drivers
-build the same tree for every input.
+On the first problem it raises the exception Lark would raise (``UnexpectedCharacters`` or
+``UnexpectedToken`` with the same expected set, read from the same table), so the one
+translator in ``syntax_errors`` explains both. A test checks that both drivers build the same
+tree for every input.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 from lark.lexer import PatternStr
 
 # Shift entries carry the next state; reduce entries carry (size, goto symbol, callback).
@@ -35,8 +37,11 @@ class _Spliced:
         self.children = children
 
 
-class FastParseError(Exception):
-    """The input is not accepted (or not by this driver); parse it with Lark instead."""
+_WHITESPACE = " \t\f\r\n"
+
+
+def _expected(row: dict[str, Any]) -> set[str]:
+    return {symbol for symbol in row if symbol.isupper()}
 
 
 def _master_pattern(lark: Lark) -> tuple[re.Pattern[str], dict[str, str]]:
@@ -127,9 +132,13 @@ class FastParser:
         while True:
             m = match(text, pos) if pos < length else None
             if m is None:
-                if text[pos:].strip(" \t\f\r\n"):
-                    raise FastParseError(pos)
+                if text[pos:].strip(_WHITESPACE):
+                    raise self._bad_character(text, pos, line, line_start)
                 kind = "$END"
+                if tok is not None:
+                    tok = Token.new_borrow_pos("$END", "", tok)
+                else:
+                    tok = Token("$END", "", 0, 1, 1)
             else:
                 kind = m.lastgroup or ""
                 start, end = m.span(kind)
@@ -154,10 +163,8 @@ class FastParser:
                 try:
                     action = row[kind]
                 except KeyError:
-                    raise FastParseError(pos) from None
+                    raise UnexpectedToken(tok, _expected(row)) from None
                 if action.__class__ is int:
-                    if kind == "$END":
-                        raise FastParseError(pos)
                     push_state(action)
                     push_value(tok)
                     row = states[action]
@@ -175,3 +182,45 @@ class FastParser:
                     return value_stack[-1]
                 push_state(goto)
                 row = states[goto]
+
+    @staticmethod
+    def _bad_character(text: str, pos: int, line: int, line_start: int) -> UnexpectedCharacters:
+        # The regex failed somewhere after optional whitespace: find the offending character.
+        while text[pos] in _WHITESPACE:
+            if text[pos] == "\n":
+                line, line_start = line + 1, pos + 1
+            pos += 1
+        return UnexpectedCharacters(text, pos, line, pos - line_start + 1)
+
+    def lex(self, text: str, start: int, stop: int) -> list[Token]:
+        """The significant tokens that start in ``text[start:stop]`` (for error messages).
+
+        ``start`` must be a line start (strings and comments never span lines, so lexing can
+        begin at any line); lexing ends quietly at the first character it cannot match.
+        """
+        match = self.master.match
+        line = text.count("\n", 0, start) + 1
+        line_start = start
+        out: list[Token] = []
+        pos = start
+        while pos < stop:
+            m = match(text, pos)
+            if m is None:
+                break
+            kind = m.lastgroup or ""
+            begin, end = m.span(kind)
+            if begin >= stop:
+                break
+            newlines = text.count("\n", pos, begin)
+            if newlines:
+                line += newlines
+                line_start = text.rindex("\n", pos, begin) + 1
+            pos = end
+            if kind == "COMMENT":
+                continue
+            value = m.group(kind)
+            if kind == "NAME":
+                kind = self.keywords.get(value.lower(), "NAME")
+            col = begin - line_start + 1
+            out.append(Token(kind, value, begin, line, col, line, col + end - begin, end))
+        return out

@@ -20,7 +20,7 @@ from lark.exceptions import LarkError
 from filterlang.ast import Comment, Filter, Script, Span
 from filterlang.build import MAX_DEPTH, Builder, Context, TooDeepError
 from filterlang.diagnostics import Diagnostic, Severity
-from filterlang.fastparse import FastParseError, FastParser
+from filterlang.fastparse import FastParser
 from filterlang.syntax_errors import Chunk, translate
 
 MAX_NAME = 128
@@ -57,50 +57,18 @@ class _Parser:
         )
         self.fast = FastParser(self.lark, self.builder.lexer_callbacks(), self.builder)
         self.lock = threading.Lock()
-        self._lexer: Lark | None = None
-
-    @property
-    def lexer(self) -> Lark:
-        """A lexer-only twin of the parser, built on first use, for error messages.
-
-        ``Lark.lex`` on a parser instance rebuilds its lexer on every call; a ``parser=None``
-        instance keeps one.
-        """
-        if self._lexer is None:
-            self._lexer = Lark.open_from_package(
-                "filterlang",
-                "grammar.lark",
-                parser=None,
-                lexer="basic",
-                lexer_callbacks=self.builder.lexer_callbacks(),
-            )
-        return self._lexer
 
     def run(self, chunk: Chunk, explain: bool = True) -> tuple[list[Filter] | None, Context]:
-        """Parse one chunk; on failure the context holds the one syntax diagnostic.
-
-        The fast driver goes first; only when it fails does Lark parse the chunk again, to
-        say what is wrong (``explain``).
-        """
+        """Parse one chunk; on failure the context holds the one syntax diagnostic."""
         ctx = Context(chunk.path, chunk.text, chunk.line_offset)
         self.builder.ctx = ctx
         try:
             _check_not_run(chunk.text)
             return self.fast.parse(chunk.text), ctx
-        except (FastParseError, TooDeepError):
-            if not explain:
-                return None, ctx
-        ctx = Context(chunk.path, chunk.text, chunk.line_offset)
-        self.builder.ctx = ctx
-        try:
-            _check_not_run(chunk.text)
-            filters: list[Filter] = self.lark.parse(chunk.text)  # type: ignore[assignment]
         except (LarkError, TooDeepError) as exc:
-            # Lexing for the error message must not touch the failed parse's context.
-            self.builder.ctx = Context(chunk.path, chunk.text, chunk.line_offset)
-            ctx.diagnostics.append(translate(self.lexer, chunk, exc))
+            if explain:
+                ctx.diagnostics.append(translate(self.fast, chunk, exc))
             return None, ctx
-        return filters, ctx
 
 
 def _check_not_run(text: str) -> None:
@@ -131,10 +99,15 @@ def grammar_text() -> str:
     return (files("filterlang") / "grammar.lark").read_text(encoding="utf-8")
 
 
-def _chunks(text: str, path: str) -> Iterator[Chunk]:
+def _chunk_starts(text: str) -> list[int]:
+    """Where each filter starts (and 0): the resynchronisation points after an error."""
     starts = [m.start() for m in _FILTER_START.finditer(text)]
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
+    return starts
+
+
+def _chunks(text: str, path: str, starts: list[int]) -> Iterator[Chunk]:
     line = 0
     for i, start in enumerate(starts):
         end = starts[i + 1] if i + 1 < len(starts) else len(text)
@@ -214,14 +187,15 @@ def parse(text: str, path: str = "<string>") -> tuple[Script | None, list[Diagno
 
 
 def _parse_locked(parser: _Parser, text: str, path: str) -> tuple[Script | None, list[Diagnostic]]:
+    starts = _chunk_starts(text)
     with parser.lock:
-        whole = Chunk(path, text, 0, True)
-        filters, ctx = parser.run(whole, explain=False)
-        if filters is not None:
-            found, comments, diags = filters, ctx.comments, ctx.diagnostics
+        # One pass over the whole file first: a file without errors is parsed exactly once.
+        filters, ctx = parser.run(Chunk(path, text, 0, True), explain=len(starts) == 1)
+        if filters is not None or len(starts) == 1:
+            found, comments, diags = filters or [], ctx.comments, ctx.diagnostics
         else:
             found, comments, diags = [], [], []
-            for chunk in _chunks(text, path):
+            for chunk in _chunks(text, path, starts):
                 part, ctx = parser.run(chunk)
                 found.extend(part or ())
                 comments.extend(ctx.comments)

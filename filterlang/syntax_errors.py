@@ -9,15 +9,14 @@ the offending token and the token before it: ``=`` for ``==``, an unquoted regex
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from attrs import frozen
-from lark import Lark, Token
-from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedToken
+from lark import Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
 from filterlang.ast import Span
 from filterlang.build import MAX_DEPTH, TooDeepError
 from filterlang.diagnostics import Diagnostic, Severity
+from filterlang.fastparse import FastParser
 from filterlang.fmt import quote
 
 # How each terminal is called in a message; order is the order of listing.
@@ -146,18 +145,17 @@ class _Where:
         return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
-def _lex_before(lark: Lark, text: str, pos: int) -> tuple[Token, ...]:
-    """The tokens of ``text`` that start before ``pos`` (as far as the lexer gets)."""
-    out: list[Token] = []
-    tokens: Iterator[Token] = lark.lex(text, dont_ignore=False)
-    try:
-        for tok in tokens:
-            if (tok.start_pos or 0) >= pos:
-                break
-            out.append(tok)
-    except (LarkError, TooDeepError):
-        pass
-    return tuple(out)
+# Error context is lexed from at most this far back, so that one error at the end of a huge
+# single chunk costs milliseconds, not a second lexing of the whole file.
+_CONTEXT = 20_000
+
+
+def _lex_before(lexer: FastParser, text: str, pos: int) -> tuple[Token, ...]:
+    """The tokens of ``text`` that start before ``pos``, from a line start near it."""
+    start = 0
+    if pos > _CONTEXT:
+        start = text.find("\n", pos - _CONTEXT, pos) + 1
+    return tuple(lexer.lex(text, start, pos))
 
 
 def _unclosed_brace(before: tuple[Token, ...]) -> Token | None:
@@ -359,7 +357,7 @@ def _too_deep(w: _Where, exc: TooDeepError) -> Diagnostic:
     )
 
 
-def translate(lark: Lark, chunk: Chunk, exc: Exception) -> Diagnostic:
+def translate(lexer: FastParser, chunk: Chunk, exc: Exception) -> Diagnostic:
     """The one place where a Lark (or nesting) exception becomes a diagnostic."""
     if isinstance(exc, TooDeepError):
         pos = exc.token.start_pos or 0
@@ -370,7 +368,7 @@ def translate(lark: Lark, chunk: Chunk, exc: Exception) -> Diagnostic:
         pos = len(chunk.text) if end else (exc.token.start_pos or 0)
     else:
         pos = 0
-    where = _Where(chunk, pos, _lex_before(lark, chunk.text, pos))
+    where = _Where(chunk, pos, _lex_before(lexer, chunk.text, pos))
     if isinstance(exc, TooDeepError):
         return _too_deep(where, exc)
     if isinstance(exc, UnexpectedCharacters):
