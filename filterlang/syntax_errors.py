@@ -61,6 +61,21 @@ NESTED_ELSE_HINT = (
 )
 
 
+def _nested_hint(w: _Where, tok: Token) -> str:
+    """The nested form, spelled with the author's own condition when it fits on the line."""
+    text = w.chunk.text
+    after = tok.end_pos or 0
+    eol = text.find("\n", after)
+    line = text[after : len(text) if eol < 0 else eol]
+    condition = line.split("{", 1)[0].strip()
+    if "{" not in line or not condition or len(condition) > 60:
+        return NESTED_ELSE_HINT
+    return (
+        f"there is no 'else if'; nest the 'if' inside the else block: "
+        f"}} else {{ if {condition} {{ ... }} }}"
+    )
+
+
 @frozen
 class Chunk:
     """The piece of a file handed to one parse: text, where it starts, and whether it is last."""
@@ -268,7 +283,7 @@ def _from_token(w: _Where, exc: UnexpectedToken) -> Diagnostic:
         return _at_end(w, expected)
     span = w.token_span(tok)
     if tok.type == "IF" and w.prev_is("ELSE"):
-        return _diag("F106", "'else if' is not part of the language", span, NESTED_ELSE_HINT)
+        return _diag("F106", "'else if' is not part of the language", span, _nested_hint(w, tok))
     if tok.type == "RBRACE" and prev is not None and prev.type == "LBRACE":
         block = w.token_span(prev)
         return _diag(
