@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from filterlang import check_source, parse_bytes
+from filterlang import check_bytes, parse_bytes
 from filterlang.diagnostics import Diagnostic
 from filterlang.reporter import format_text
 
@@ -45,10 +45,7 @@ def syntax_only(data: bytes, path: str) -> list[Diagnostic]:
 
 def full_check(data: bytes, path: str) -> list[Diagnostic]:
     """Run parser and checker, as `filterlang lint` does."""
-    script, diags = parse_bytes(data, path)
-    if script is None:
-        return diags
-    return check_source(data.decode("utf-8"), path)
+    return check_bytes(data, path)
 
 
 def render(case: Path, run: Runner = full_check) -> str:
