@@ -1,9 +1,12 @@
 """Source text → ``Script``: the grammar, error recovery, and the few syntax-level limits.
 
-``parse`` first runs the whole file through the LALR parser in one go (the fast path for files
-that are fine). If that fails, it splits the file at every line that starts a filter
+``parse`` first runs the whole file through the LALR parser in one go (so a file that is fine
+is parsed exactly once). If that fails, it splits the file at every line that starts a filter
 (``name:``, ``name!``, ``content-filter name:``) and parses each piece on its own, so every
 broken filter gets its own diagnostic and every good filter still reaches the checker.
+
+Lark compiles ``grammar.lark`` into the LALR table; ``fastparse`` walks that table, calling the
+``build.Builder`` for every reduction; ``syntax_errors`` explains failures.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ _FILTER_START = re.compile(
     r"^[ \t]*(?:content-filter[ \t]+)?[^\s:!#'\"(){};,\[\]=<>]+[ \t]*(?::|!(?!=))",
     re.MULTILINE | re.IGNORECASE,
 )
-# Keywords reach the lexer callbacks as NAMEs, so a run of `not`s is found up front instead:
-# left to the parser, millions of them would all be shifted before the depth check.
+# A run of `not`s passes no bracket (whose lexer callbacks stop deep nesting early), so it is
+# found up front: left to the parser, millions would all be shifted before the depth check.
 # Searched in text where only N, O and T are lower-cased (positions unchanged): a literal,
 # case-sensitive prefix lets `re` skip ahead many times faster than re.IGNORECASE.
 _NOT_RUN = re.compile(rf"not(?:\s+not\b){{{MAX_DEPTH}}}")
