@@ -1,1 +1,104 @@
-"""The filter language: grammar, AST, checks, diagnostics, formatter and compiler."""
+"""The filter language: grammar, AST, checks, diagnostics, formatter and compiler.
+
+The façade, one function per job::
+
+    parse(text, path)                      -> (Script | None, [Diagnostic])   syntax only
+    check_source(text, path, names=None)   -> [Diagnostic]                    syntax + checks
+    check_bytes(data, path, names=None)    -> [Diagnostic]                    same, from bytes
+    compile_source(text, path, names=None) -> (compiled | None, [Diagnostic])
+    compile_file(path, names=None)         -> (compiled | None, [Diagnostic])
+    format_source(text, path)              -> (str | None, [Diagnostic])
+
+``names`` carries the gateway configuration's resource names (quarantines, profiles, ...) for
+the checker. The checker and the compiler live in their own modules and are imported lazily,
+so the parser works on its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from filterlang.diagnostics import Diagnostic, Severity
+from filterlang.parse import parse, parse_bytes
+
+__all__ = [
+    "Diagnostic",
+    "Severity",
+    "check_bytes",
+    "check_source",
+    "compile_file",
+    "compile_source",
+    "format_source",
+    "parse",
+    "parse_bytes",
+]
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"filterlang.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"filterlang.{name}":
+            raise
+        return None
+
+
+def _check(script: Any, names: Any) -> list[Diagnostic]:
+    module = _optional("check")
+    if module is None or script is None:
+        return []
+    return list(module.check(script, names=names))
+
+
+def check_source(text: str, path: str = "<string>", *, names: Any = None) -> list[Diagnostic]:
+    """Parse and check filter source; every diagnostic, sorted by position."""
+    script, diags = parse(text, path)
+    diags = diags + _check(script, names)
+    return sorted(diags, key=Diagnostic.sort_key)
+
+
+def check_bytes(data: bytes, path: str, *, names: Any = None) -> list[Diagnostic]:
+    """As ``check_source`` for raw file contents (F107 when they are not UTF-8 text)."""
+    script, diags = parse_bytes(data, path)
+    diags = diags + _check(script, names)
+    return sorted(diags, key=Diagnostic.sort_key)
+
+
+def _has_errors(diags: list[Diagnostic]) -> bool:
+    return any(d.severity is Severity.ERROR for d in diags)
+
+
+def _compile(script: Any, diags: list[Diagnostic], names: Any) -> tuple[Any, list[Diagnostic]]:
+    diags = sorted(diags + _check(script, names), key=Diagnostic.sort_key)
+    module = _optional("compile")
+    if script is None or _has_errors(diags) or module is None:
+        return None, diags
+    compile_script = getattr(module, "compile_script", None) or module.compile
+    return compile_script(script), diags
+
+
+def compile_source(
+    text: str, path: str = "<string>", *, names: Any = None
+) -> tuple[Any, list[Diagnostic]]:
+    """Parse, check and compile; the compiled result is None when there is any error."""
+    script, diags = parse(text, path)
+    return _compile(script, diags, names)
+
+
+def compile_file(path: str | Path, *, names: Any = None) -> tuple[Any, list[Diagnostic]]:
+    """As ``compile_source`` for a file (read as UTF-8 bytes; F107 when it is not)."""
+    script, diags = parse_bytes(Path(path).read_bytes(), str(path))
+    return _compile(script, diags, names)
+
+
+def format_source(text: str, path: str = "<string>") -> tuple[str | None, list[Diagnostic]]:
+    """The canonical layout of ``text``; None (and the syntax errors) when it does not parse."""
+    from filterlang.fmt import format_script
+
+    script, diags = parse(text, path)
+    if script is None or _has_errors(diags):
+        return None, diags
+    return format_script(script), diags

@@ -26,18 +26,110 @@ E, W, N = Severity.ERROR, Severity.WARNING, Severity.NOTE
 
 # --- F1xx: syntax (owned by the parser) --------------------------------------------------
 _SYNTAX = (
-    Code("F101", E, "syntax error: unexpected token"),
-    Code("F102", E, "unterminated string"),
-    Code("F103", E, "comments must start a line"),
-    Code("F104", E, "unexpected end of file"),
-    Code("F105", E, "empty block"),
-    Code("F106", E, "'else if' is not part of the language"),
-    Code("F107", E, "unreadable source (invalid UTF-8, NUL or binary data)"),
-    Code("F108", E, "nesting deeper than 64 levels"),
-    Code("F109", E, "invalid filter name"),
-    Code("F110", E, "'=' where '==' was meant"),
-    Code("F111", E, "unquoted value"),
-    Code("F112", E, "missing ';' after an action"),
+    Code(
+        "F101",
+        E,
+        "syntax error: unexpected token",
+        bad="too_big:\n    if body-size >= 10M {\n        drop;\n    }\n",
+        fixed="too_big:\n    if body-size >= 10M {\n        drop();\n    }\n",
+    ),
+    Code(
+        "F102",
+        E,
+        "unterminated string",
+        bad="tell:\n    if signed {\n        notify(\"admin@example.com');\n    }\n",
+        fixed="tell:\n    if signed {\n        notify('admin@example.com');\n    }\n",
+    ),
+    Code(
+        "F103",
+        E,
+        "comments must start a line",
+        bad="mark:\n    if signed {  # stamp it\n        insert-header('X-Signed', 'yes');\n    }\n",
+        fixed="# stamp it\nmark:\n    if signed {\n        insert-header('X-Signed', 'yes');\n    }\n",
+    ),
+    Code(
+        "F104",
+        E,
+        "unexpected end of file",
+        bad="tag:\n    if subject ==\n",
+        fixed="tag:\n    if subject == '^Re:' {\n        no-op();\n    }\n",
+    ),
+    Code(
+        "F105",
+        E,
+        "empty block",
+        bad="nothing:\n    if signed {\n    }\n",
+        fixed="nothing:\n    if signed {\n        no-op();\n    }\n",
+    ),
+    Code(
+        "F106",
+        E,
+        "'else if' is not part of the language",
+        bad=(
+            "spf:\n    if spf-status == 'Fail' {\n        quarantine('SPF');\n"
+            "    } else if spf-status == 'SoftFail' {\n        insert-header('X-SPF', 'soft');\n"
+            "    }\n"
+        ),
+        fixed=(
+            "spf:\n    if spf-status == 'Fail' {\n        quarantine('SPF');\n    } else {\n"
+            "        if spf-status == 'SoftFail' {\n"
+            "            insert-header('X-SPF', 'soft');\n        }\n    }\n"
+        ),
+    ),
+    Code(
+        "F107",
+        E,
+        "unreadable source (invalid UTF-8, NUL or binary data)",
+        # Raw bytes cannot be shown in a str: the bad example describes the file instead.
+        bad="(a file saved as Latin-1: the subject value 'café' holds the single byte 0xE9)",
+        fixed="latin1:\n    if subject == 'café' {\n        no-op();\n    }\n",
+    ),
+    Code(
+        "F108",
+        E,
+        "nesting deeper than 64 levels",
+        bad="deep:\n    if " + "(" * 65 + "signed" + ")" * 65 + " {\n        no-op();\n    }\n",
+        fixed="deep:\n    if signed {\n        no-op();\n    }\n",
+    ),
+    Code(
+        "F109",
+        E,
+        "invalid filter name",
+        bad="1st.filter:\n    if signed {\n        no-op();\n    }\n",
+        fixed="first_filter:\n    if signed {\n        no-op();\n    }\n",
+    ),
+    Code(
+        "F110",
+        E,
+        "'=' where '==' was meant",
+        bad="spam:\n    if subject = '^\\\\[SPAM\\\\]' {\n        quarantine('Spam');\n    }\n",
+        fixed="spam:\n    if subject == '^\\\\[SPAM\\\\]' {\n        quarantine('Spam');\n    }\n",
+    ),
+    Code(
+        "F111",
+        E,
+        "unquoted value",
+        bad="hold:\n    if remote-ip == 10.1.1.0/24 {\n        quarantine(Policy);\n    }\n",
+        fixed="hold:\n    if remote-ip == '10.1.1.0/24' {\n        quarantine('Policy');\n    }\n",
+    ),
+    Code(
+        "F112",
+        E,
+        "missing ';' after an action",
+        bad="big:\n    if body-size > 10M {\n        notify('postmaster@example.com')\n"
+        "        drop();\n    }\n",
+        fixed="big:\n    if body-size > 10M {\n        notify('postmaster@example.com');\n"
+        "        drop();\n    }\n",
+    ),
+    Code(
+        "F113",
+        E,
+        "missing '}' to close a block",
+        bad="big:\n    if body-size > 10M {\n        drop();\n\nnext:\n    if signed {\n"
+        "        no-op();\n    }\n",
+        fixed="big:\n    if body-size > 10M {\n        drop();\n    }\n\nnext:\n    if signed {\n"
+        "        no-op();\n    }\n",
+    ),
 )
 
 # --- F2xx: names and signatures (owned by the checker) ------------------------------------

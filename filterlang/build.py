@@ -1,0 +1,312 @@
+"""Build AST nodes from the parser's reductions: a Lark ``Transformer`` run inline while parsing.
+
+Running inline (``Lark(..., transformer=...)``) skips the parse tree entirely, which roughly
+halves parse time, and builds every node bottom-up without recursion. Lark cannot pass ``meta``
+to an inline transformer, so the grammar keeps the bounding punctuation as named tokens and the
+spans are computed here from the first and last child.
+
+The builder only shapes data. It records two limits that protect later recursive passes (F108,
+reference 3.2) and marks the filter so the parser can leave it out of the script.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from attrs import define, field
+from lark import Token, Transformer
+
+from filterlang.ast import (
+    ActionCall,
+    Arg,
+    BoolOp,
+    Comment,
+    Condition,
+    ContentMeta,
+    Filter,
+    Group,
+    If,
+    ListLit,
+    Not,
+    Number,
+    RuleTest,
+    Size,
+    Span,
+    Statement,
+    String,
+)
+from filterlang.diagnostics import Diagnostic, Severity
+
+MAX_DEPTH = 64
+
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
+_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+_SIZE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def unescape(raw: str) -> str:
+    """Apply the filter parser's escape table (reference 2.6); unknown escapes stay as written."""
+    if "\\" not in raw:
+        return raw
+    return _ESCAPE_RE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), raw)
+
+
+class TooDeepError(Exception):
+    """Raised from the lexer when brackets nest past the limit, before the stack can grow."""
+
+    def __init__(self, token: Token) -> None:
+        super().__init__(token)
+        self.token = token
+
+
+@define
+class Context:
+    """Per-parse state shared by the lexer callbacks and the builder (one parse at a time)."""
+
+    path: str
+    text: str
+    line_offset: int = 0
+    comments: list[Comment] = field(factory=list)
+    diagnostics: list[Diagnostic] = field(factory=list)
+    parens: int = 0
+    braces: int = 0
+    bad_filter: bool = False
+    depth: dict[int, int] = field(factory=dict)
+
+    def span(self, first: Any, last: Any) -> Span:
+        """The span from the start of ``first`` to the end of ``last`` (tokens or nodes)."""
+        # Lark always fills token positions; its stubs only say they may be None.
+        if isinstance(first, Token):
+            line, col = (first.line or 0) + self.line_offset, first.column or 0
+        else:
+            line, col = first.span.line, first.span.col
+        if isinstance(last, Token):
+            end_line, end_col = (last.end_line or 0) + self.line_offset, last.end_column or 0
+        else:
+            end_line, end_col = last.span.end_line, last.span.end_col
+        return Span(self.path, line, col, end_line, end_col)
+
+    def token_span(self, tok: Token) -> Span:
+        """The span of one token (the common case, kept short because it is hot)."""
+        off = self.line_offset
+        return Span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
+
+    def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
+        """Record a syntax-level diagnostic found while building."""
+        self.diagnostics.append(Diagnostic(code, Severity.ERROR, message, span, hint))
+
+
+class Builder(Transformer[Token, Any]):
+    """Turn each grammar reduction into an AST node; see the module docstring."""
+
+    def __init__(self) -> None:
+        super().__init__(visit_tokens=False)
+        self.ctx = Context("<string>", "")
+
+    # --- lexer callbacks ------------------------------------------------------------------
+
+    def on_comment(self, tok: Token) -> Token:
+        """Keep comments for the formatter; a comment after code on its line is F103."""
+        ctx = self.ctx
+        text = ctx.text
+        start = tok.start_pos or 0
+        line_start = text.rfind("\n", 0, start) + 1
+        span = Span(
+            ctx.path,
+            tok.line + ctx.line_offset,  # type: ignore[operator]
+            tok.column,  # type: ignore[arg-type]
+            tok.line + ctx.line_offset,  # type: ignore[operator]
+            tok.column + len(tok.value.rstrip("\r")),  # type: ignore[operator]
+        )
+        if text[line_start:start].strip():
+            ctx.error(
+                "F103",
+                "comments must start a line",
+                span,
+                "move the comment to a line of its own above this one",
+            )
+        else:
+            ctx.comments.append(Comment(tok.value[1:].rstrip("\r"), span=span))
+        return tok
+
+    def on_open_paren(self, tok: Token) -> Token:
+        self.ctx.parens += 1
+        if self.ctx.parens > MAX_DEPTH:
+            raise TooDeepError(tok)
+        return tok
+
+    def on_close_paren(self, tok: Token) -> Token:
+        self.ctx.parens -= 1
+        return tok
+
+    def on_open_brace(self, tok: Token) -> Token:
+        self.ctx.braces += 1
+        if self.ctx.braces > MAX_DEPTH:
+            raise TooDeepError(tok)
+        return tok
+
+    def on_close_brace(self, tok: Token) -> Token:
+        self.ctx.braces -= 1
+        return tok
+
+    def lexer_callbacks(self) -> dict[str, Any]:
+        """The callbacks to register with Lark."""
+        return {
+            "COMMENT": self.on_comment,
+            "LPAR": self.on_open_paren,
+            "RPAR": self.on_close_paren,
+            "LBRACE": self.on_open_brace,
+            "RBRACE": self.on_close_brace,
+        }
+
+    # --- literals -------------------------------------------------------------------------
+
+    def literal(self, tok: Token) -> String | Number | Size:
+        """A STRING, NUMBER or SIZE token as a literal node."""
+        span = self.ctx.token_span(tok)
+        value = str(tok)
+        if tok.type == "STRING":
+            raw = value[1:-1]
+            return String(unescape(raw), raw, value[0], span=span)
+        if tok.type == "SIZE":
+            return Size(int(value[:-1]) * _SIZE_UNITS[value[-1].lower()], value, span=span)
+        number: int | float = float(value) if "." in value else int(value)
+        return Number(number, value, span=span)
+
+    def make_args(self, items: list[Any]) -> tuple[Arg, ...]:
+        literal = self.literal
+        return tuple([i if i.__class__ is ListLit else literal(i) for i in items])
+
+    def list_lit(self, c: list[Any]) -> ListLit:
+        items = tuple(self.literal(t) for t in c[1:-1])
+        return ListLit(items, span=self.ctx.span(c[0], c[-1]))  # type: ignore[arg-type]
+
+    # --- conditions -----------------------------------------------------------------------
+
+    def rule_test(self, c: list[Any]) -> RuleTest:
+        name = c[0]
+        args: tuple[Arg, ...] | None = None
+        i = 1
+        if i < len(c) and isinstance(c[i], Token) and c[i].type == "LPAR":
+            close = i + 1
+            while not (isinstance(c[close], Token) and c[close].type == "RPAR"):
+                close += 1
+            args = self.make_args(c[i + 1 : close])
+            i = close + 1
+        comparator = operand = None
+        if i < len(c):
+            comparator = str(c[i])
+            operand = self.literal(c[i + 1])
+        return RuleTest(
+            name.lower(),
+            args,
+            comparator,  # type: ignore[arg-type]
+            operand,
+            name_span=self.ctx.token_span(name),
+            span=self.ctx.span(name, c[-1] if operand is None else operand),
+        )
+
+    def _depth(self, node: Condition) -> int:
+        return self.ctx.depth.get(id(node), 0)
+
+    def _nest(self, node: Condition, depth: int) -> Condition:
+        if depth > MAX_DEPTH and not self.ctx.bad_filter:
+            self.ctx.bad_filter = True
+            self.ctx.error(
+                "F108",
+                f"condition nested deeper than {MAX_DEPTH} levels",
+                node.span,
+                "each 'not', parenthesis and 'and'/'or' operator adds a level; "
+                "split the condition over nested 'if' statements",
+            )
+        self.ctx.depth[id(node)] = depth
+        return node
+
+    def negation(self, c: list[Any]) -> Condition:
+        operand = c[1]
+        return self._nest(Not(operand, span=self.ctx.span(c[0], operand)), self._depth(operand) + 1)
+
+    def group(self, c: list[Any]) -> Condition:
+        inner = c[1]
+        return self._nest(Group(inner, span=self.ctx.span(c[0], c[2])), self._depth(inner) + 1)
+
+    def _chain(self, op: str, c: list[Condition]) -> Condition:
+        # Chains group from the left (reference 3.3): fold iteratively, never recursively.
+        left = c[0]
+        depth = self._depth(left)
+        for right in c[1:]:
+            depth = max(depth, self._depth(right)) + 1
+            node = BoolOp(op, left, right, span=self.ctx.span(left, right))  # type: ignore[arg-type]
+            left = self._nest(node, depth)
+        return left
+
+    def and_test(self, c: list[Condition]) -> Condition:
+        return self._chain("and", c)
+
+    def or_test(self, c: list[Condition]) -> Condition:
+        return self._chain("or", c)
+
+    # --- statements -----------------------------------------------------------------------
+
+    def action(self, c: list[Any]) -> ActionCall:
+        name = c[0]
+        return ActionCall(
+            name.lower(),
+            self.make_args(c[2:-2]),
+            name_span=self.ctx.token_span(name),
+            span=self.ctx.span(name, c[-2]),
+        )
+
+    def block(self, c: list[Any]) -> tuple[tuple[Statement, ...], Token]:
+        return tuple(c[1:-1]), c[-1]
+
+    def if_stmt(self, c: list[Any]) -> If:
+        then, end = c[2]
+        else_ = None
+        if len(c) > 3:
+            else_, end = c[4]
+        self.ctx.depth.clear()
+        return If(c[1], then, else_, span=self.ctx.span(c[0], end))
+
+    # --- filters --------------------------------------------------------------------------
+
+    def make_filter(self, first: Token, name: Token, state: Token, body: If, **meta: Any) -> Filter:
+        return Filter(
+            str(name),
+            state.type == "ACTIVE",
+            body,
+            name_span=self.ctx.token_span(name),
+            span=self.ctx.span(first, body),
+            **meta,
+        )
+
+    def message_filter(self, c: list[Any]) -> Filter | None:
+        made = self.make_filter(c[0], c[0], c[1], c[2])
+        return self._keep(made)
+
+    def cf_description(self, c: list[Token]) -> tuple[str, str]:
+        return "description", unescape(str(c[1])[1:-1])
+
+    def cf_direction(self, c: list[Token]) -> tuple[str, str]:
+        return "direction", str(c[1]).lower()
+
+    def cf_apply(self, c: list[Token]) -> tuple[str, str]:
+        return "apply", str(c[1]).lower()
+
+    def content_filter(self, c: list[Any]) -> Filter | None:
+        meta = dict(c[3:-1])
+        content = ContentMeta(meta["direction"], meta.get("apply", "all"))
+        made = self.make_filter(
+            c[0], c[1], c[2], c[-1], description=meta.get("description"), content=content
+        )
+        return self._keep(made)
+
+    def _keep(self, made: Filter) -> Filter | None:
+        # A filter that broke a nesting limit is reported and left out, so that no later
+        # recursive pass ever sees it.
+        bad, self.ctx.bad_filter = self.ctx.bad_filter, False
+        return None if bad else made
+
+    def start(self, c: list[Filter | None]) -> list[Filter]:
+        return [f for f in c if f is not None]

@@ -1,0 +1,226 @@
+"""A lean driver for Lark's own LALR table: the fast path for files without syntax errors.
+
+Lark's generic lexer and parser loop cost about three quarters of the parse time (token
+objects built through a compatibility shim, a line counter per token, a method call per
+shift). This module reuses everything Lark computed from ``grammar.lark`` — the terminals in
+Lark's own matching order, the keyword table, the LALR states and the rule callbacks (which
+call ``Builder``) — and only replaces the two inner loops.
+
+On the first problem it raises the exception Lark would raise (``UnexpectedCharacters`` or
+``UnexpectedToken`` with the same expected set, read from the same table), so the one
+translator in ``syntax_errors`` explains both. A test checks that both drivers build the same
+tree for every input.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+from lark.lexer import PatternStr
+
+# Shift entries carry the next state; reduce entries carry (size, goto symbol, callback).
+_Reduce = tuple[int, str, Callable[[list[Any]], Any]]
+
+
+class _Spliced:
+    """Stands in for Lark's Tree for an inlined rule (`_name`, `_args`, `__x_star_0`): the
+    parent rule's child filter only ever reads ``children`` from it."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, children: list[Any]) -> None:
+        self.children = children
+
+
+_WHITESPACE = " \t\f\r\n"
+
+
+def _expected(row: dict[str, Any]) -> set[str]:
+    return {symbol for symbol in row if symbol.isupper()}
+
+
+def _master_pattern(lark: Lark) -> tuple[re.Pattern[str], dict[str, str]]:
+    """One regex of all terminals in Lark's order, and keywords carved out of NAME.
+
+    This mirrors ``lark.lexer.BasicLexer`` and ``_create_unless``: terminals sorted by
+    priority, width and length; a string terminal that NAME matches in full (a keyword) is
+    not a pattern of its own but a retyping of NAME.
+    """
+    terminals = sorted(
+        lark.terminals,
+        key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name),
+    )
+    name = next(t for t in terminals if t.name == "NAME")
+    name_re = re.compile(name.pattern.to_regexp())
+    keywords: dict[str, str] = {}
+    parts = []
+    ws = next(t for t in terminals if t.name == "WS")
+    for t in terminals:
+        if t is ws:
+            continue
+        if (
+            isinstance(t.pattern, PatternStr)
+            and t.priority == name.priority
+            and name_re.fullmatch(t.pattern.value)
+        ):
+            keywords[t.pattern.value.lower()] = t.name
+            continue
+        parts.append(f"(?P<{t.name}>{t.pattern.to_regexp()})")
+    return re.compile(f"(?:{ws.pattern.to_regexp()})?(?:{'|'.join(parts)})"), keywords
+
+
+class FastParser:
+    """Tokenize with one regex and run the LALR table directly."""
+
+    def __init__(
+        self,
+        lark: Lark,
+        lexer_callbacks: dict[str, Callable[[Token], Token]],
+        builder: object,
+    ) -> None:
+        self.master, self.keywords = _master_pattern(lark)
+        self.lexer_callbacks = lexer_callbacks
+        inner = lark.parser.parser.parser  # ParsingFrontend -> LALR_Parser -> _Parser
+        table = inner.parse_table
+        self.start = table.start_states["start"]
+        self.end = table.end_states["start"]
+        reduces: dict[Any, _Reduce] = {}
+        self.states: dict[int, dict[str, Any]] = {}
+        for state, actions in table.states.items():
+            row: dict[str, Any] = {}
+            # Plain str keys: Lark's symbols are Token objects, whose __eq__ is slow.
+            for symbol, (action, arg) in actions.items():
+                if action.name == "Shift":
+                    row[str(symbol)] = arg
+                else:
+                    if arg not in reduces:
+                        goto = str(arg.origin.name)
+                        callback = inner.callbacks[arg]
+                        # Lark's bare default callback (no child filter to run) just wraps
+                        # the children in a Tree; a slotted holder does the same job faster.
+                        bare = isinstance(callback, functools.partial)
+                        if bare and goto.startswith("_") and not hasattr(builder, goto):
+                            callback = _Spliced
+                        reduces[arg] = (len(arg.expansion), goto, callback)
+                    row[str(symbol)] = reduces[arg]
+            self.states[state] = row
+
+    def parse(self, text: str) -> Any:
+        """The value of the start rule (the builder's filter list).
+
+        Lexer and parser share one loop. Whitespace is matched as the prefix of the next
+        token, so there is one regex call per token and the line counter only looks at that
+        prefix. The table walk is Lark's ``ParserState.feed_token`` without the generality.
+        """
+        states = self.states
+        match = self.master.match
+        keywords = self.keywords
+        callbacks = self.lexer_callbacks
+        end_state = self.end
+        state_stack = [self.start]
+        value_stack: list[Any] = []
+        push_state = state_stack.append
+        push_value = value_stack.append
+        row = states[self.start]
+        pos, line, line_start, length = 0, 1, 0, len(text)
+        tok: Token | None = None
+        while True:
+            m = match(text, pos) if pos < length else None
+            if m is None:
+                if text[pos:].strip(_WHITESPACE):
+                    raise self._bad_character(text, pos, line, line_start)
+                kind = "$END"
+                if tok is not None:
+                    tok = Token.new_borrow_pos("$END", "", tok)
+                else:
+                    tok = Token("$END", "", 0, 1, 1)
+            else:
+                kind = m.lastgroup or ""
+                start, end = m.span(kind)
+                if start > pos:
+                    newlines = text.count("\n", pos, start)
+                    if newlines:
+                        line += newlines
+                        line_start = text.rindex("\n", pos, start) + 1
+                value = m.group(kind)
+                pos = end
+                if kind == "COMMENT":
+                    callbacks[kind](Token(kind, value, start, line, start - line_start + 1))
+                    continue
+                if kind == "NAME":
+                    kind = keywords.get(value.lower(), "NAME")
+                col = start - line_start + 1
+                tok = Token(kind, value, start, line, col, line, col + end - start, end)
+                callback = callbacks.get(kind)
+                if callback is not None:
+                    tok = callback(tok)
+            while True:
+                try:
+                    action = row[kind]
+                except KeyError:
+                    raise UnexpectedToken(tok, _expected(row)) from None
+                if action.__class__ is int:
+                    push_state(action)
+                    push_value(tok)
+                    row = states[action]
+                    break
+                size, origin, reduce = action
+                if size:
+                    children = value_stack[-size:]
+                    del state_stack[-size:]
+                    del value_stack[-size:]
+                else:
+                    children = []
+                push_value(reduce(children))
+                goto = states[state_stack[-1]][origin]
+                if kind == "$END" and goto == end_state:
+                    return value_stack[-1]
+                push_state(goto)
+                row = states[goto]
+
+    @staticmethod
+    def _bad_character(text: str, pos: int, line: int, line_start: int) -> UnexpectedCharacters:
+        # The regex failed somewhere after optional whitespace: find the offending character.
+        while text[pos] in _WHITESPACE:
+            if text[pos] == "\n":
+                line, line_start = line + 1, pos + 1
+            pos += 1
+        return UnexpectedCharacters(text, pos, line, pos - line_start + 1)
+
+    def lex(self, text: str, start: int, stop: int) -> list[Token]:
+        """The significant tokens that start in ``text[start:stop]`` (for error messages).
+
+        ``start`` must be a line start (strings and comments never span lines, so lexing can
+        begin at any line); lexing ends quietly at the first character it cannot match.
+        """
+        match = self.master.match
+        line = text.count("\n", 0, start) + 1
+        line_start = start
+        out: list[Token] = []
+        pos = start
+        while pos < stop:
+            m = match(text, pos)
+            if m is None:
+                break
+            kind = m.lastgroup or ""
+            begin, end = m.span(kind)
+            if begin >= stop:
+                break
+            newlines = text.count("\n", pos, begin)
+            if newlines:
+                line += newlines
+                line_start = text.rindex("\n", pos, begin) + 1
+            pos = end
+            if kind == "COMMENT":
+                continue
+            value = m.group(kind)
+            if kind == "NAME":
+                kind = self.keywords.get(value.lower(), "NAME")
+            col = begin - line_start + 1
+            out.append(Token(kind, value, begin, line, col, line, col + end - begin, end))
+        return out

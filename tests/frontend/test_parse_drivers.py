@@ -1,0 +1,68 @@
+"""The fast LALR driver and Lark's own parser build the same tree from the same text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from test_fmt_property import scripts
+
+from filterlang.build import Context
+from filterlang.parse import _get_parser
+
+CORPUS = Path(__file__).resolve().parent / "corpus" / "reference_examples.filter"
+
+
+def _both(text: str) -> tuple[object, object, list[object], list[object]]:
+    parser = _get_parser()
+    with parser.lock:
+        fast_ctx = Context("p", text)
+        parser.builder.ctx = fast_ctx
+        fast = parser.fast.parse(text)
+        lark_ctx = Context("p", text)
+        parser.builder.ctx = lark_ctx
+        slow = parser.lark.parse(text)
+    return fast, slow, fast_ctx.comments, lark_ctx.comments
+
+
+def _spans(filters: object) -> list[object]:
+    # Spans are excluded from equality; compare them explicitly, node by node.
+    out: list[object] = []
+    for f in filters:  # type: ignore[attr-defined]
+        out += [f.span, f.name_span, f.body.span, f.body.condition.span]
+    return out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        CORPUS.read_text(encoding="utf-8"),
+        "x: if a and b or not (c) { f(1, -2.5, 3k, ['a', \"b\"]); } else { g(); }\n",
+        "content-filter all! description 'd' direction incoming apply any if true { drop(); }",
+        "# only a comment\n",
+        "",
+    ],
+)
+def test_same_tree_and_spans(text: str) -> None:
+    fast, slow, fast_comments, slow_comments = _both(text)
+    assert fast == slow
+    assert _spans(fast) == _spans(slow)
+    assert [c.span for c in fast_comments] == [c.span for c in slow_comments]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scripts())
+def test_same_tree_for_generated_scripts(text: str) -> None:
+    fast, slow, fast_comments, slow_comments = _both(text)
+    assert fast == slow
+    assert _spans(fast) == _spans(slow)
+    assert fast_comments == slow_comments
+
+
+@pytest.mark.parametrize("tail", ["\u00a0", "\u2003", "\x85"])
+def test_other_unicode_spaces_are_not_whitespace(tail: str) -> None:
+    from filterlang import parse
+
+    _, diags = parse("x: if true { drop(); }" + tail)
+    assert [d.code for d in diags] == ["F101"]
