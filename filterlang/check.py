@@ -1,0 +1,332 @@
+"""Semantic checks over a parsed script: names, signatures, values, structure (F2xx-F4xx, W/N).
+
+`check` collects every problem rather than stopping at the first, and returns them sorted.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator
+
+from attrs import field, frozen
+
+from filterlang import builtins as b
+from filterlang.ast import (
+    ActionCall,
+    Arg,
+    BoolOp,
+    Condition,
+    Filter,
+    Group,
+    If,
+    ListLit,
+    Not,
+    Number,
+    RuleTest,
+    Script,
+    Size,
+    Span,
+    Statement,
+    String,
+)
+from filterlang.codes import CODES
+from filterlang.diagnostics import Diagnostic, Related
+
+MAX_DEPTH = 64
+_VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_DATE_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y")
+
+
+def _names(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(values)
+
+
+@frozen
+class ResourceNames:
+    """Names configured on the system; when given, references to others are F405."""
+
+    quarantines: frozenset[str] = field(factory=frozenset, converter=_names)
+    profiles: frozenset[str] = field(factory=frozenset, converter=_names)
+    dictionaries: frozenset[str] = field(factory=frozenset, converter=_names)
+    listeners: frozenset[str] = field(factory=frozenset, converter=_names)
+    text_resources: frozenset[str] = field(factory=frozenset, converter=_names)
+
+
+_RESOURCE_FIELD = {
+    b.T.QUARANTINE: ("quarantines", "quarantine"),
+    b.T.PROFILE: ("profiles", "sending profile"),
+    b.T.DICTIONARY: ("dictionaries", "dictionary"),
+    b.T.LISTENER: ("listeners", "listener"),
+    b.T.TEXT_RESOURCE: ("text_resources", "text resource"),
+}
+
+
+def _diag(code: str, message: str, span: Span, hint: str | None = None,
+          notes: tuple[Related, ...] = ()) -> Diagnostic:
+    return Diagnostic(code, CODES[code].severity, message, span, hint, notes)
+
+
+def _suggest(name: str, known: list[str]) -> str | None:
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+class _Checker:
+    def __init__(self, names: ResourceNames | None, regex_engine: str) -> None:
+        self.names = names
+        self.regex_engine = regex_engine
+        self.out: list[Diagnostic] = []
+
+    def emit(self, *args: object, **kw: object) -> None:
+        self.out.append(_diag(*args, **kw))  # type: ignore[arg-type]
+
+    # --- filters -----------------------------------------------------------------------
+    def script(self, script: Script) -> None:
+        seen: dict[str, Filter] = {}
+        for flt in script.filters:
+            key = flt.name.lower()
+            if key in b.RESERVED_WORDS:
+                self.emit("F210", f"filter name '{flt.name}' is a reserved word", flt.name_span,
+                          hint="rename the filter, e.g. add a prefix or suffix")
+            if key in seen:
+                first = seen[key]
+                self.emit("F208", f"duplicate filter name '{flt.name}'", flt.name_span,
+                          notes=(Related(f"'{first.name}' is first defined here",
+                                         first.name_span),))
+            else:
+                seen[key] = flt
+            self.filter(flt)
+
+    def filter(self, flt: Filter) -> None:
+        content = flt.content is not None
+        self.block_if(flt.body, flt, 1)
+        if content:
+            self.content_structure(flt)
+
+    def block_if(self, node: If, flt: Filter, depth: int) -> None:
+        if depth > MAX_DEPTH:
+            self.emit("F108", "nesting deeper than 64 levels", node.span)
+            return
+        self.condition(node.condition, flt, top=True)
+        for block in (node.then, node.else_ or ()):
+            self.block(block, flt, depth)
+
+    def block(self, stmts: tuple[Statement, ...], flt: Filter, depth: int) -> None:
+        final_at: ActionCall | None = None
+        for stmt in stmts:
+            if final_at is not None and flt.content is None:
+                self.emit("F401", f"'{stmt_name(stmt)}' is never reached", stmt.span,
+                          hint=f"'{final_at.name}()' is final and ends the filter",
+                          notes=(Related("the final action", final_at.span),))
+                final_at = None  # report once per block
+            if isinstance(stmt, If):
+                self.block_if(stmt, flt, depth + 1)
+                continue
+            sig = self.action(stmt, flt)
+            if sig is not None and sig.final and flt.content is None:
+                final_at = stmt
+
+    def content_structure(self, flt: Filter) -> None:
+        body = flt.body
+        if body.else_ is not None or any(isinstance(s, If) for s in body.then):
+            self.emit("F404", "content filters cannot nest 'if' or use 'else'", body.span)
+        if _has_or_or_not(body.condition):
+            self.emit("F404", "content filter conditions must be a flat list", body.span,
+                      hint="a content filter combines its conditions with apply: all or any")
+        actions = [s for s in body.then if isinstance(s, ActionCall)]
+        finals = [a for a in actions if (sig := b.lookup_action(a.name)) and sig.final]
+        if len(finals) > 1:
+            self.emit("F402", "more than one final action in a content filter", finals[1].span,
+                      notes=(Related("the first final action", finals[0].span),))
+        elif finals and actions[-1] is not finals[0]:
+            self.emit("F403", f"final action '{finals[0].name}()' must be last", finals[0].span)
+
+    # --- conditions ----------------------------------------------------------------------
+    def condition(self, cond: Condition, flt: Filter, *, top: bool = False) -> None:
+        if isinstance(cond, RuleTest):
+            self.rule(cond, flt)
+        elif isinstance(cond, Not):
+            self.condition(cond.operand, flt)
+        elif isinstance(cond, Group):
+            self.condition(cond.inner, flt)
+        else:
+            for side in (cond.left, cond.right):
+                if isinstance(side, BoolOp) and side.op != cond.op:
+                    self.emit("W501", f"'{side.op}' inside '{cond.op}' without parentheses",
+                              side.span, hint="add parentheses to make the grouping explicit")
+                self.condition(side, flt)
+
+    def rule(self, rt: RuleTest, flt: Filter) -> None:
+        sig = b.lookup_rule(rt.name)
+        if sig is None:
+            self.emit("F201", f"unknown rule '{rt.name}'", rt.name_span,
+                      hint=_suggest(rt.name, [r.name for r in b.RULES]))
+            return
+        if flt.content is not None and sig.cf is None:
+            self.emit("F207", f"rule '{sig.name}' is only allowed in message filters",
+                      rt.name_span)
+        self.args(sig.name, sig.params, rt.args or (), rt.name_span, rt.span)
+        if rt.comparator is None:
+            if sig.form is b.Form.COMPARISON:
+                self.emit("F206", f"rule '{sig.name}' needs a comparison", rt.span,
+                          hint=f"for example: {sig.example}")
+            return
+        if sig.form is b.Form.PREDICATE or rt.comparator not in sig.comparators:
+            allowed = " ".join(sig.comparators) or "none: it is a predicate"
+            self.emit("F205", f"comparator '{rt.comparator}' not allowed for '{sig.name}'",
+                      rt.span, hint=f"allowed: {allowed}")
+            return
+        if rt.operand is not None and sig.operand is not None:
+            self.value(sig.operand, rt.operand, sig.name)
+        if rt.comparator == "!=" and sig.multi_valued:
+            self.emit("N601", f"'!=' on '{sig.name}' is true if any one value does not match",
+                      rt.span, hint=f"to mean 'none matches' write not ({sig.name} == ...)")
+
+    # --- actions -------------------------------------------------------------------------
+    def action(self, call: ActionCall, flt: Filter) -> b.ActionSig | None:
+        sig = b.lookup_action(call.name)
+        if sig is None:
+            self.emit("F204", f"unknown action '{call.name}'", call.name_span,
+                      hint=_suggest(call.name, [a.name for a in b.ACTIONS]))
+            return None
+        new = b.obsolete_replacement(call.name)
+        if new is not None:
+            self.emit("W503", f"'{call.name}' is obsolete", call.name_span,
+                      hint=f"write '{new}'")
+        if flt.content is not None and sig.cf is None:
+            self.emit("F207", f"action '{sig.name}' is only allowed in message filters",
+                      call.name_span)
+        self.args(sig.name, sig.params, call.args, call.name_span, call.span)
+        for param, arg in zip(sig.params, call.args, strict=False):
+            if param.expands_vars and isinstance(arg, String):
+                self.variables(arg)
+        return sig
+
+    def variables(self, arg: String) -> None:
+        for m in _VAR.finditer(arg.value):
+            if m.group(1).lower() not in b.VARIABLES:
+                self.emit("F209", f"unknown action variable '${m.group(1)}'", arg.span,
+                          hint=_suggest(m.group(1).lower(), list(b.VARIABLES)))
+
+    # --- arguments and values ------------------------------------------------------------
+    def args(self, name: str, params: tuple[b.Param, ...], args: tuple[Arg, ...],
+             name_span: Span, span: Span) -> None:
+        need = sum(p.required for p in params)
+        if not need <= len(args) <= len(params):
+            want = str(need) if need == len(params) else f"{need} to {len(params)}"
+            self.emit("F202", f"'{name}' takes {want} argument(s), {len(args)} given", span)
+        for param, arg in zip(params, args, strict=False):
+            self.value(param.type, arg, name)
+
+    def value(self, typ: b.T, arg: Arg, owner: str) -> None:
+        numeric = typ in (b.T.INT, b.T.DECIMAL, b.T.FLAG01)
+        if typ is b.T.LIST:
+            if not isinstance(arg, ListLit | String):
+                self.emit("F203", f"'{owner}' expects a list here", arg.span)
+            return
+        if typ is b.T.SIZE:
+            if not isinstance(arg, Size | Number) or not isinstance(arg.value, int):
+                self.emit("F303", f"'{owner}' expects a size such as 10M", arg.span)
+            return
+        if numeric:
+            if not isinstance(arg, Number) or (typ is not b.T.DECIMAL
+                                                and not isinstance(arg.value, int)):
+                self.emit("F203", f"'{owner}' expects a number here", arg.span)
+            elif typ is b.T.FLAG01 and arg.value not in (0, 1):
+                self.emit("F306", f"'{owner}' expects 0 or 1", arg.span)
+            return
+        if not isinstance(arg, String):
+            self.emit("F203", f"'{owner}' expects a quoted string here", arg.span)
+            return
+        if typ is b.T.REGEX:
+            self.regex(arg)
+        elif typ is b.T.IP_SPEC:
+            self.ip_spec(arg)
+        elif typ is b.T.DATE:
+            self.date(arg)
+        elif typ in _RESOURCE_FIELD and self.names is not None:
+            attr, kind = _RESOURCE_FIELD[typ]
+            known: frozenset[str] = getattr(self.names, attr)
+            if arg.value not in known:
+                self.emit("F405", f"unknown {kind} '{arg.value}'", arg.span,
+                          hint=_suggest(arg.value, sorted(known)))
+
+    def regex(self, arg: String) -> None:
+        from filterlang import regex as rx
+
+        for problem in rx.problems(arg.value, engine=self.regex_engine):
+            self.emit(problem.code, problem.message, arg.span, hint=problem.hint)
+        if re.search(r"(?<!\\)\\[.$^()\[\]|*+?{}]", arg.raw) and "\\\\" not in arg.raw:
+            self.emit("W502", "single backslash in a regular expression", arg.span,
+                      hint="the filter parser removes one backslash: write \\\\ for a literal")
+
+    def ip_spec(self, arg: String) -> None:
+        for part in re.split(r"[,\s]+", arg.value.strip()):
+            if part and not _valid_ip_part(part):
+                self.emit("F305", f"invalid IP address specification '{part}'", arg.span)
+
+    def date(self, arg: String) -> None:
+        import datetime as dt
+
+        for fmt in _DATE_FORMATS:
+            try:
+                dt.datetime.strptime(arg.value, fmt)
+                return
+            except ValueError:
+                continue
+        self.emit("F304", f"invalid date '{arg.value}'", arg.span,
+                  hint="write MM/DD/YYYY or 'MM/DD/YYYY HH:MM:SS'")
+
+
+def _valid_ip_part(part: str) -> bool:
+    if "-" in part and "/" not in part:
+        lo, _, hi = part.rpartition("-")
+        part = lo if "." in hi or ":" in hi else lo
+    try:
+        ipaddress.ip_network(part, strict=False)
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"[A-Za-z0-9.*-]+", part)) and not part[0].isdigit()
+
+
+def _has_or_or_not(cond: Condition) -> bool:
+    if isinstance(cond, BoolOp):
+        return cond.op == "or" or _has_or_or_not(cond.left) or _has_or_or_not(cond.right)
+    if isinstance(cond, Group):
+        return _has_or_or_not(cond.inner)
+    return False
+
+
+def stmt_name(stmt: Statement) -> str:
+    return stmt.name if isinstance(stmt, ActionCall) else "if"
+
+
+def walk_rules(cond: Condition) -> Iterator[RuleTest]:
+    """Every rule test inside a condition, left to right."""
+    if isinstance(cond, RuleTest):
+        yield cond
+    elif isinstance(cond, Not):
+        yield from walk_rules(cond.operand)
+    elif isinstance(cond, Group):
+        yield from walk_rules(cond.inner)
+    else:
+        yield from walk_rules(cond.left)
+        yield from walk_rules(cond.right)
+
+
+def check(script: Script, *, names: ResourceNames | None = None,
+          regex_engine: str = "re2") -> list[Diagnostic]:
+    """Every semantic problem in `script`, sorted by position."""
+    from filterlang.regex import PRAGMA
+
+    checker = _Checker(names, regex_engine)
+    for comment in script.comments:
+        m = PRAGMA.match("#" + comment.text)
+        if m and m.group(1).lower() == "backtracking":
+            checker.regex_engine = "backtracking"
+            checker.emit("W505", "backtracking regular-expression engine enabled for this file",
+                         comment.span, hint="only for trusted files: a pattern can run for ever")
+    checker.script(script)
+    return sorted(checker.out, key=Diagnostic.sort_key)

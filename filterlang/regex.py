@@ -1,0 +1,104 @@
+"""The filter regex dialect (reference 5) mapped onto RE2, with a named report of what RE2 lacks.
+
+RE2 guarantees linear-time matching, so a hostile pattern or message cannot stall the pipeline.
+A file may opt in to Python's backtracking engine with the pragma comment
+``# filterlang: regex-engine=backtracking`` (W505); that is for trusted files only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import re2
+from attrs import frozen
+
+PRAGMA = re.compile(r"^\s*#\s*filterlang:\s*regex-engine\s*=\s*(re2|backtracking)\s*$", re.I)
+
+# Constructs RE2 refuses, named for the author (F302); checked before compiling.
+_UNSUPPORTED: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?<!\\)(?:\\\\)*\\[1-9]"), "back-reference"),
+    (re.compile(r"\(\?P=\w+\)"), "named back-reference"),
+    (re.compile(r"\(\?<?[=!]"), "look-around assertion"),
+    (re.compile(r"\(\?>"), "atomic group"),
+    (re.compile(r"[*+?}]\+"), "possessive quantifier"),
+    (re.compile(r"\(\?\("), "conditional group"),
+    (re.compile(r"\(\?R\)|\(\?\d\)"), "recursion"),
+)
+
+# Python/PCRE spellings RE2 lacks but that mean the same thing: rewritten before compiling.
+_TRANSLATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\\Z"), r"\\z"),
+)
+
+
+
+def _options(ignore_case: bool = False) -> Any:
+    # RE2 logs every compile error to stderr; the diagnostic already tells the user.
+    opts = re2.Options()
+    opts.log_errors = False
+    opts.case_sensitive = not ignore_case
+    return opts
+
+
+def _re2_message(exc: Exception, pattern: str) -> str:
+    """RE2's message as text, with the offset of the offending fragment when it can be found."""
+    raw = exc.args[0] if exc.args else str(exc)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    what, _, fragment = text.partition(": ")
+    at = pattern.find(fragment) if fragment else -1
+    return f"{what} at offset {at}: {fragment}" if at >= 0 else text
+
+
+@frozen
+class Problem:
+    """A regex problem as a diagnostic code, a message and a hint."""
+
+    code: str
+    message: str
+    hint: str | None = None
+
+
+def translate(pattern: str) -> str:
+    """Rewrite the few safe spellings RE2 does not accept."""
+    for rx, repl in _TRANSLATIONS:
+        pattern = rx.sub(repl, pattern)
+    return pattern
+
+
+def problems(pattern: str, *, engine: str = "re2") -> list[Problem]:
+    """What is wrong with `pattern` for the given engine (empty when it compiles)."""
+    if engine == "backtracking":
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return [Problem("F301", f"invalid regular expression: {exc.msg} at offset {exc.pos}")]
+        return []
+    for rx, what in _UNSUPPORTED:
+        if rx.search(pattern):
+            return [Problem("F302", f"{what} is not supported by the linear-time engine",
+                            "rewrite the pattern, or opt in with "
+                            "'# filterlang: regex-engine=backtracking'")]
+    try:
+        re2.compile(translate(pattern), _options())
+    except re2.error as exc:
+        return [Problem("F301", f"invalid regular expression: {_re2_message(exc, pattern)}")]
+    return []
+
+
+def compile_pattern(pattern: str, *, ignore_case: bool = False,
+                    engine: str = "re2") -> Callable[[str], Any]:
+    """A compiled pattern's `search`; per-rule case folding is applied as an inline flag."""
+    if engine == "backtracking":
+        return re.compile(pattern, re.IGNORECASE if ignore_case else 0).search
+    return re2.compile(translate(pattern), _options(ignore_case)).search
+
+
+def engine_for(source: str) -> str:
+    """The engine a file asks for with the pragma comment (default re2)."""
+    for line in source.splitlines():
+        m = PRAGMA.match(line)
+        if m:
+            return m.group(1).lower()
+    return "re2"

@@ -1,0 +1,41 @@
+"""Checker behaviour that golden files cannot show: resource names and clean scripts."""
+
+from __future__ import annotations
+
+import pytest
+
+from filterlang import builtins as b
+from filterlang import check_source
+from filterlang.check import ResourceNames
+
+NAMES = ResourceNames(quarantines={"Policy"}, profiles={"sign-only"}, dictionaries={"VIPs"})
+
+
+@pytest.mark.parametrize(
+    ("source", "codes"),
+    [
+        ("q: if true { quarantine('Policy'); }", []),
+        ("q: if true { quarantine('Polcy'); }", ["F405"]),
+        ("s: if true { smime-gateway('nope'); }", ["F405"]),
+        ("d: if rcpt-to-dictionary-match('VIPs') { no-op(); }", []),
+        ("d: if rcpt-to-dictionary-match('Other') { no-op(); }", ["F405"]),
+    ],
+)
+def test_unknown_resource_names(source: str, codes: list[str]) -> None:
+    assert [d.code for d in check_source(source, "t.filter", names=NAMES)] == codes
+
+
+def test_resources_are_not_checked_without_names() -> None:
+    assert check_source("q: if true { quarantine('Anything'); }", "t.filter") == []
+
+
+@pytest.mark.parametrize("rule", b.RULES, ids=lambda r: r.name)
+def test_every_rule_example_checks_clean(rule: b.RuleSig) -> None:
+    source = f"f: if {rule.example} {{ no-op(); }}"
+    assert [d.code for d in check_source(source, "t.filter") if d.code != "N601"] == []
+
+
+@pytest.mark.parametrize("action", b.ACTIONS, ids=lambda a: a.name)
+def test_every_action_example_checks_clean(action: b.ActionSig) -> None:
+    source = f"f: if true {{ {action.example}; }}"
+    assert [d.code for d in check_source(source, "t.filter")] == []
