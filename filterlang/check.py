@@ -132,9 +132,11 @@ class _Checker:
         body = flt.body
         if body.else_ is not None or any(isinstance(s, If) for s in body.then):
             self.emit("F404", "content filters cannot nest 'if' or use 'else'", body.span)
-        if _has_or_or_not(body.condition):
+        assert flt.content is not None
+        op = "and" if flt.content.apply == "all" else "or"
+        if not _flat(body.condition, op):
             self.emit("F404", "content filter conditions must be a flat list", body.span,
-                      hint="a content filter combines its conditions with apply: all or any")
+                      hint=f"with 'apply {flt.content.apply}' join single rules with '{op}'")
         actions = [s for s in body.then if isinstance(s, ActionCall)]
         finals = [a for a in actions if (sig := b.lookup_action(a.name)) and sig.final]
         if len(finals) > 1:
@@ -291,12 +293,15 @@ def _valid_ip_part(part: str) -> bool:
         return bool(re.fullmatch(r"[A-Za-z0-9.*-]+", part)) and not part[0].isdigit()
 
 
-def _has_or_or_not(cond: Condition) -> bool:
+def _flat(cond: Condition, op: str) -> bool:
+    """True when `cond` is a chain of single (possibly negated) rules joined by `op`."""
     if isinstance(cond, BoolOp):
-        return cond.op == "or" or _has_or_or_not(cond.left) or _has_or_or_not(cond.right)
+        return cond.op == op and _flat(cond.left, op) and _flat(cond.right, op)
     if isinstance(cond, Group):
-        return _has_or_or_not(cond.inner)
-    return False
+        return _flat(cond.inner, op) if isinstance(cond.inner, BoolOp) else _flat(cond.inner, "")
+    if isinstance(cond, Not):
+        return isinstance(cond.operand, RuleTest | Group) and _flat(cond.operand, "")
+    return True
 
 
 def stmt_name(stmt: Statement) -> str:
