@@ -1,0 +1,32 @@
+"""The shipped example filters lint clean under --strict and compile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from filterlang import compile_file
+from runtime.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "filters"
+FILES = sorted(EXAMPLES.glob("*.filter"))
+
+
+def test_lint_strict_is_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lint", "--strict", str(EXAMPLES)]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_examples_compile(path: Path) -> None:
+    compiled, diags = compile_file(path)
+    assert compiled is not None, diags
+
+
+def test_there_are_enough_examples() -> None:
+    count = 0
+    for path in FILES:
+        compiled, _ = compile_file(path)
+        count += len(compiled.filters) if compiled is not None else 0
+    assert count >= 15
