@@ -52,7 +52,13 @@ class ResourceNames:
     dictionaries: frozenset[str] = field(factory=frozenset, converter=_names)
     listeners: frozenset[str] = field(factory=frozenset, converter=_names)
     text_resources: frozenset[str] = field(factory=frozenset, converter=_names)
+    #: Outside services configured (dependency codes of reference 6.1: LDAP, DNS, REP, SPF,
+    #: DKIM, IMG, URL, FED, LANG). None means "not known": no W504 is emitted.
+    services: frozenset[str] | None = None
 
+
+_OUTSIDE = frozenset({"LDAP", "DNS", "REP", "SPF", "DKIM", "IMG", "URL", "FED", "LANG"})
+_EMAILS = re.compile(r"[^@\s,]+(@[^@\s,]+)?(\s*,\s*[^@\s,]+(@[^@\s,]+)?)*")
 
 _RESOURCE_FIELD = {
     b.T.QUARANTINE: ("quarantines", "quarantine"),
@@ -170,6 +176,7 @@ class _Checker:
             self.emit("F207", f"rule '{sig.name}' is only allowed in message filters",
                       rt.name_span)
         self.args(sig.name, sig.params, rt.args or (), rt.name_span, rt.span)
+        self.service(sig, rt)
         if rt.comparator is None:
             if sig.form is b.Form.COMPARISON:
                 self.emit("F206", f"rule '{sig.name}' needs a comparison", rt.span,
@@ -185,6 +192,15 @@ class _Checker:
         if rt.comparator == "!=" and sig.multi_valued:
             self.emit("N601", f"'!=' on '{sig.name}' is true if any one value does not match",
                       rt.span, hint=f"to mean 'none matches' write not ({sig.name} == ...)")
+
+    def service(self, sig: b.RuleSig, rt: RuleTest) -> None:
+        services = self.names.services if self.names is not None else None
+        if services is None or sig.dep is None:
+            return
+        missing = [d for d in sig.dep.split("+") if d in _OUTSIDE and d not in services]
+        if missing:
+            self.emit("W504", f"'{sig.name}' needs the {missing[0]} service, which is not "
+                      "configured", rt.name_span, hint="without it the rule is always false")
 
     # --- actions -------------------------------------------------------------------------
     def action(self, call: ActionCall, flt: Filter) -> b.ActionSig | None:
@@ -244,6 +260,9 @@ class _Checker:
             return
         if typ is b.T.REGEX:
             self.regex(arg)
+        elif typ is b.T.EMAIL:
+            if "$" not in arg.value and not _EMAILS.fullmatch(arg.value.strip()):
+                self.emit("F307", f"invalid e-mail address '{arg.value}'", arg.span)
         elif typ is b.T.IP_SPEC:
             self.ip_spec(arg)
         elif typ is b.T.DATE:

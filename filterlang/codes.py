@@ -134,49 +134,217 @@ _SYNTAX = (
 
 # --- F2xx: names and signatures (owned by the checker) ------------------------------------
 _NAMES = (
-    Code("F201", E, "unknown rule"),
-    Code("F202", E, "wrong number of arguments"),
-    Code("F203", E, "wrong argument type"),
-    Code("F204", E, "unknown action"),
-    Code("F205", E, "comparator not allowed for this rule"),
-    Code("F206", E, "rule needs a comparison"),
-    Code("F207", E, "action or rule not allowed in this kind of filter"),
-    Code("F208", E, "duplicate filter name"),
-    Code("F209", E, "unknown action variable"),
-    Code("F210", E, "filter name is a reserved word"),
+    Code(
+        "F201",
+        E,
+        "unknown rule",
+        bad="f: if subjct == 'x' { drop(); }",
+        fixed="f: if subject == 'x' { drop(); }",
+    ),
+    Code(
+        "F202",
+        E,
+        "wrong number of arguments",
+        bad="f: if true { insert-header('X-A'); }",
+        fixed="f: if true { insert-header('X-A', 'yes'); }",
+    ),
+    Code(
+        "F203",
+        E,
+        "wrong argument type",
+        bad="f: if random('ten') { drop(); }",
+        fixed='f: if random(10) { drop(); }',
+    ),
+    Code(
+        "F204",
+        E,
+        "unknown action",
+        bad="f: if true { quarantin('Policy'); }",
+        fixed="f: if true { quarantine('Policy'); }",
+    ),
+    Code(
+        "F205",
+        E,
+        "comparator not allowed for this rule",
+        bad="f: if subject > 'x' { drop(); }",
+        fixed="f: if subject == 'x' { drop(); }",
+    ),
+    Code(
+        "F206",
+        E,
+        "rule needs a comparison",
+        bad='f: if mail-from { drop(); }',
+        fixed="f: if mail-from == '@example\\\\.com$' { drop(); }",
+    ),
+    Code(
+        "F207",
+        E,
+        "action or rule not allowed in this kind of filter",
+        bad='content-filter cf: direction incoming if rcpt-count > 5 { drop(); }',
+        fixed='f: if rcpt-count > 5 { drop(); }',
+    ),
+    Code(
+        "F208",
+        E,
+        "duplicate filter name",
+        bad='a: if true { no-op(); }\nA: if true { no-op(); }',
+        fixed='a: if true { no-op(); }\nb: if true { no-op(); }',
+    ),
+    Code(
+        "F209",
+        E,
+        "unknown action variable",
+        bad="f: if true { log-entry('$Sender'); }",
+        fixed="f: if true { log-entry('$EnvelopeFrom'); }",
+    ),
+    Code(
+        "F210",
+        E,
+        "filter name is a reserved word",
+        bad='subject: if true { no-op(); }',
+        fixed='subject_check: if true { no-op(); }',
+    ),
 )
 
 # --- F3xx: argument values -----------------------------------------------------------------
 _VALUES = (
-    Code("F301", E, "invalid regular expression"),
-    Code("F302", E, "regular expression construct not supported by the linear-time engine"),
-    Code("F303", E, "invalid size"),
-    Code("F304", E, "invalid date"),
-    Code("F305", E, "invalid IP address specification"),
-    Code("F306", E, "number out of range"),
-    Code("F307", E, "invalid e-mail address"),
+    Code(
+        "F301",
+        E,
+        "invalid regular expression",
+        bad="f: if subject == '[abc' { drop(); }",
+        fixed="f: if subject == '\\\\[abc' { drop(); }",
+    ),
+    Code(
+        "F302",
+        E,
+        "regular expression construct not supported by the linear-time engine",
+        bad="f: if subject == '(a)\\\\1' { drop(); }",
+        fixed="f: if subject == '(aa)' { drop(); }",
+    ),
+    Code(
+        "F303",
+        E,
+        "invalid size",
+        bad="f: if body-size > 'big' { drop(); }",
+        fixed='f: if body-size > 10M { drop(); }',
+    ),
+    Code(
+        "F304",
+        E,
+        "invalid date",
+        bad="f: if date > '13/45/2003' { drop(); }",
+        fixed="f: if date > '07/28/2003' { drop(); }",
+    ),
+    Code(
+        "F305",
+        E,
+        "invalid IP address specification",
+        bad="f: if remote-ip == '10.1.1.300' { drop(); }",
+        fixed="f: if remote-ip == '10.1.1.0/24' { drop(); }",
+    ),
+    Code(
+        "F306",
+        E,
+        "number out of range",
+        bad="f: if true { url-no-reputation-defang('', 2); }",
+        fixed="f: if true { url-no-reputation-defang('', 1); }",
+    ),
+    Code(
+        "F307",
+        E,
+        "invalid e-mail address",
+        bad="f: if true { alt-rcpt-to('a@@example.com'); }",
+        fixed="f: if true { alt-rcpt-to('a@example.com'); }",
+    ),
 )
 
 # --- F4xx: filter structure ------------------------------------------------------------------
 _STRUCTURE = (
-    Code("F401", E, "action after a final action is never reached"),
-    Code("F402", E, "more than one final action in a content filter"),
-    Code("F403", E, "final action must be last in a content filter"),
-    Code("F404", E, "content filter conditions must be a flat list"),
-    Code("F405", E, "unknown resource name"),
+    Code(
+        "F401",
+        E,
+        "action after a final action is never reached",
+        bad="f: if true { drop(); bcc('a@example.com'); }",
+        fixed="f: if true { bcc('a@example.com'); drop(); }",
+    ),
+    Code(
+        "F402",
+        E,
+        "more than one final action in a content filter",
+        bad='content-filter cf: direction incoming if true { drop(); bounce(); }',
+        fixed='content-filter cf: direction incoming if true { drop(); }',
+    ),
+    Code(
+        "F403",
+        E,
+        "final action must be last in a content filter",
+        bad="content-filter cf: direction incoming if true { drop(); tag-message('x'); }",
+        fixed="content-filter cf: direction incoming if true { tag-message('x'); drop(); }",
+    ),
+    Code(
+        "F404",
+        E,
+        "content filter conditions must be a flat list",
+        bad="content-filter cf: direction incoming if subject == 'a' or encrypted { drop(); }",
+        fixed="content-filter cf: direction incoming apply any if subject == 'a' or subject == 'b' { drop(); }",
+    ),
+    Code(
+        "F405",
+        E,
+        "unknown resource name",
+        bad="f: if true { quarantine('Polcy'); }",
+        fixed="f: if true { quarantine('Policy'); }",
+    ),
 )
 
 # --- W5xx: warnings --------------------------------------------------------------------------
 _WARNINGS = (
-    Code("W501", W, "'and' and 'or' mixed without parentheses"),
-    Code("W502", W, "single backslash in a regular expression"),
-    Code("W503", W, "obsolete spelling"),
-    Code("W504", W, "rule needs an outside service that is not configured"),
-    Code("W505", W, "backtracking regular-expression engine enabled"),
+    Code(
+        "W501",
+        W,
+        "'and' and 'or' mixed without parentheses",
+        bad="f: if subject == 'a' or subject == 'b' and encrypted { drop(); }",
+        fixed="f: if subject == 'a' or (subject == 'b' and encrypted) { drop(); }",
+    ),
+    Code(
+        "W502",
+        W,
+        "single backslash in a regular expression",
+        bad="f: if subject == '\\.exe' { drop(); }",
+        fixed="f: if subject == '\\\\.exe' { drop(); }",
+    ),
+    Code(
+        "W503",
+        W,
+        "obsolete spelling",
+        bad="f: if true { drop_attachments('x'); }",
+        fixed="f: if true { drop-attachments-by-name('x'); }",
+    ),
+    Code(
+        "W504",
+        W,
+        "rule needs an outside service that is not configured",
+        bad='f: if spf-passed { no-op(); }',
+        fixed="f: if subject == 'x' { no-op(); }",
+    ),
+    Code(
+        "W505",
+        W,
+        "backtracking regular-expression engine enabled",
+        bad='# filterlang: regex-engine=backtracking',
+        fixed='',
+    ),
 )
 
 # --- N6xx: notes -----------------------------------------------------------------------------
-_NOTES = (Code("N601", N, "'!=' on a rule with several values"),)
+_NOTES = (Code(
+        "N601",
+        N,
+        "'!=' on a rule with several values",
+        bad="f: if rcpt-to != '@example\\\\.com$' { no-op(); }",
+        fixed="f: if not (rcpt-to == '@example\\\\.com$') { no-op(); }",
+    ),)
 
 CODES: dict[str, Code] = {
     c.code: c for c in (*_SYNTAX, *_NAMES, *_VALUES, *_STRUCTURE, *_WARNINGS, *_NOTES)

@@ -7,6 +7,7 @@ import pytest
 from filterlang import builtins as b
 from filterlang import check_source
 from filterlang.check import ResourceNames
+from filterlang.codes import CODES, Code
 
 NAMES = ResourceNames(quarantines={"Policy"}, profiles={"sign-only"}, dictionaries={"VIPs"})
 
@@ -39,3 +40,20 @@ def test_every_rule_example_checks_clean(rule: b.RuleSig) -> None:
 def test_every_action_example_checks_clean(action: b.ActionSig) -> None:
     source = f"f: if true {{ {action.example}; }}"
     assert [d.code for d in check_source(source, "t.filter")] == []
+
+
+def test_outside_service_not_configured() -> None:
+    names = ResourceNames(services=frozenset({"DNS"}))
+    assert [d.code for d in check_source("f: if spf-passed { no-op(); }", "t", names=names)] == [
+        "W504"
+    ]
+    assert check_source("f: if dnslist('zen.example') { no-op(); }", "t", names=names) == []
+
+
+@pytest.mark.parametrize("code", [c for c in CODES.values() if c.bad and c.code >= "F2"],
+                         ids=lambda c: c.code)
+def test_code_examples(code: Code) -> None:
+    names = ResourceNames(quarantines={"Policy"}, services=frozenset())
+    assert code.code in {d.code for d in check_source(code.bad, "bad", names=names)}
+    if code.fixed:
+        assert check_source(code.fixed, "fixed", names=names) == []
