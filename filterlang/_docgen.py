@@ -81,8 +81,8 @@ Its condition is a flat list of rules joined by `and` (`apply all`, the default)
 
 Patterns run on RE2, which matches in linear time. Back-references, look-around, atomic groups,
 possessive quantifiers, conditionals and recursion are rejected (F302) with the construct named.
-`\\Z` is accepted and means end of text. Address rules (`mail-from`, `rcpt-to`, `sendergroup`,
-`signed-certificate`) ignore case; the others are case-sensitive unless the pattern starts with
+`\\Z` is accepted and means end of text. The envelope rules `mail-from` and `rcpt-to`
+ignore case; the others are case-sensitive unless the pattern starts with
 `(?i)`. Remember that the filter parser removes one level of backslashes: write `'\\\\.exe$'`.
 
 A trusted file may opt in to the backtracking engine with a comment line

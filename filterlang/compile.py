@@ -37,7 +37,7 @@ from filterlang.ast import (
 )
 
 # Rules whose regex is case-insensitive by default (reference 5.3): addresses and names.
-_CASE_INSENSITIVE = frozenset({"mail-from", "rcpt-to", "sendergroup", "signed-certificate"})
+_CASE_INSENSITIVE = frozenset({"mail-from", "rcpt-to"})
 
 Value = Any  # str | int | float | datetime | networks | tuple[str, ...] | CompiledRegex
 
