@@ -8,6 +8,7 @@ accepted without a row here. Lookup is case-insensitive and treats `_` and `-` a
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -493,11 +494,13 @@ _ACTIONS_BY_NAME: Mapping[str, ActionSig] = MappingProxyType(
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def lookup_rule(name: str) -> RuleSig | None:
     """The rule row for a name in any accepted spelling, or None."""
     return _RULES_BY_NAME.get(_norm(name))
 
 
+@functools.lru_cache(maxsize=1024)
 def lookup_action(name: str) -> ActionSig | None:
     """The action row for a name in any accepted spelling (obsolete ones included), or None."""
     return _ACTIONS_BY_NAME.get(_norm(name))

@@ -7,6 +7,7 @@ A file may opt in to Python's backtracking engine with the pragma comment
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -67,26 +68,29 @@ def translate(pattern: str) -> str:
     return pattern
 
 
-def problems(pattern: str, *, engine: str = "re2") -> list[Problem]:
+# Real filter files repeat patterns; caching keeps check and compile linear in distinct patterns.
+@functools.lru_cache(maxsize=4096)
+def problems(pattern: str, *, engine: str = "re2") -> tuple[Problem, ...]:
     """What is wrong with `pattern` for the given engine (empty when it compiles)."""
     if engine == "backtracking":
         try:
             re.compile(pattern)
         except re.error as exc:
-            return [Problem("F301", f"invalid regular expression: {exc.msg} at offset {exc.pos}")]
-        return []
+            return (Problem("F301", f"invalid regular expression: {exc.msg} at offset {exc.pos}"),)
+        return ()
     for rx, what in _UNSUPPORTED:
         if rx.search(pattern):
-            return [Problem("F302", f"{what} is not supported by the linear-time engine",
+            return (Problem("F302", f"{what} is not supported by the linear-time engine",
                             "rewrite the pattern, or opt in with "
-                            "'# filterlang: regex-engine=backtracking'")]
+                            "'# filterlang: regex-engine=backtracking'"),)
     try:
         re2.compile(translate(pattern), _options())
     except re2.error as exc:
-        return [Problem("F301", f"invalid regular expression: {_re2_message(exc, pattern)}")]
-    return []
+        return (Problem("F301", f"invalid regular expression: {_re2_message(exc, pattern)}"),)
+    return ()
 
 
+@functools.lru_cache(maxsize=4096)
 def compile_pattern(pattern: str, *, ignore_case: bool = False,
                     engine: str = "re2") -> Callable[[str], Any]:
     """A compiled pattern's `search`; per-rule case folding is applied as an inline flag."""
