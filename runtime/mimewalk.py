@@ -1,0 +1,132 @@
+"""Walk a message's MIME tree: body parts versus attachments (reference 5.9) and decoding (5.6).
+
+Limits keep bad input bounded: nesting deeper than ``MAX_DEPTH`` and parts beyond ``MAX_PARTS``
+are not walked (a defect is recorded); attachments larger than ``MAX_SCAN`` bytes are not decoded
+for content scans.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import quopri
+from collections.abc import Iterator
+from email.message import Message
+
+from attrs import define
+
+from runtime import filetypes
+
+MAX_DEPTH = 100
+MAX_PARTS = 20_000
+MAX_SCAN = 5 * 1024 * 1024  # reference 5.9 default "maximum attachment size scanned"
+SKIPPED_TYPES = ("video/", "audio/", "image/")
+DEFAULT_CHARSET = "utf-8"
+
+
+@define
+class Part:
+    """One leaf part with what rules need; decoding happens on first use."""
+
+    msg: Message
+    is_body: bool
+    alt_group: int | None  # id of the enclosing multipart/alternative, for max-not-sum counting
+    filename: str
+    declared_type: str
+    encoded_size: int
+    _payload: bytes | None = None
+    _text: str | None = None
+
+    @property
+    def payload(self) -> bytes:
+        """The transfer-decoded bytes (base64 / quoted-printable undone)."""
+        if self._payload is None:
+            self._payload = decode_transfer(self.msg)
+        return self._payload
+
+    @property
+    def text(self) -> str:
+        """The part decoded to text with its charset (default charset when none is declared)."""
+        if self._text is None:
+            charset = self.msg.get_content_charset() or DEFAULT_CHARSET
+            data = self.payload if self.encoded_size <= MAX_SCAN * 2 else b""
+            try:
+                self._text = data.decode(charset, "replace")
+            except LookupError:
+                self._text = data.decode(DEFAULT_CHARSET, "replace")
+        return self._text
+
+    @property
+    def scannable(self) -> bool:
+        return not self.declared_type.startswith(SKIPPED_TYPES) and self.encoded_size <= MAX_SCAN * 2
+
+    @property
+    def filetype(self) -> str:
+        return filetypes.sniff(self.payload[:4096], self.filename)
+
+
+def decode_transfer(msg: Message) -> bytes:
+    raw = msg.get_payload(decode=False)
+    if not isinstance(raw, str):
+        return b""
+    data = raw.encode("ascii", "surrogateescape")
+    cte = str(msg.get("Content-Transfer-Encoding", "")).strip().lower()
+    try:
+        if cte == "base64":
+            return base64.b64decode(data, validate=False)
+        if cte == "quoted-printable":
+            return quopri.decodestring(data)
+    except (binascii.Error, ValueError):
+        return data
+    return data
+
+
+def _filename(msg: Message) -> str:
+    try:
+        name = msg.get_filename()
+    except Exception:
+        name = None
+    return str(name) if name else ""
+
+
+def walk(root: Message, defects: list[str]) -> list[Part]:
+    """Leaf parts of the message in document order, classified body/attachment."""
+    parts: list[Part] = []
+    alt_counter = 0
+    # explicit stack: a 500-deep message must not exhaust the Python stack
+    stack: list[tuple[Message, int, int | None]] = [(root, 0, None)]
+    single = not root.is_multipart()
+    while stack:
+        msg, depth, alt = stack.pop()
+        if depth > MAX_DEPTH:
+            defects.append(f"MIME nesting deeper than {MAX_DEPTH}; deeper parts not scanned")
+            continue
+        if len(parts) >= MAX_PARTS:
+            defects.append(f"more than {MAX_PARTS} MIME parts; the rest not scanned")
+            break
+        if msg.is_multipart():
+            payload = msg.get_payload()
+            children: list[Message] = (
+                [c for c in payload if isinstance(c, Message)] if isinstance(payload, list) else [])
+            group = alt
+            if msg.get_content_type() == "multipart/alternative":
+                alt_counter += 1
+                group = alt_counter
+            stack.extend((c, depth + 1, group) for c in reversed(children))
+            continue
+        ctype = msg.get_content_type()
+        name = _filename(msg)
+        disposition = (msg.get_content_disposition() or "").lower()
+        is_body = ctype in ("text/plain", "text/html") and disposition != "attachment" and not name
+        if single and ctype not in ("text/plain", "text/html"):
+            is_body = False
+        raw = msg.get_payload(decode=False)
+        size = len(raw) if isinstance(raw, str) else 0
+        parts.append(Part(msg, is_body, alt, name, ctype, size))
+    return parts
+
+
+def iter_texts(parts: list[Part], *, body: bool, attachments: bool) -> Iterator[Part]:
+    for p in parts:
+        if ((p.is_body and body) or (not p.is_body and attachments)) and p.scannable:
+            yield p
