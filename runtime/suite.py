@@ -19,6 +19,7 @@
     headers_present = ["X-Foo"]
     headers_absent = ["X-Bar"]
     headers = {"X-Foo" = "regex"}
+    policy = "sales_team"                # headers of this policy's splinter (content filters)
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ def _check(case: dict[str, Any], t: MessageTrace) -> list[str]:
         got = t.recipients.get(r)
         if got != d:
             diffs.append(f"recipient {r}: expected {d}, got {got or '(no such recipient)'}")
-    result = t.results.get(next(iter(t.results), ""), t.result) if t.results else t.result
+    # headers are checked on the splinter of exp["policy"], else on the first splinter's result
+    policy = exp.get("policy") or next(iter(t.results), "")
+    result = t.results.get(policy, t.result)
     head = BytesHeaderParser(policy=email.policy.default).parsebytes(result)
     for h in exp.get("headers_present", []):
         if h not in head:

@@ -111,8 +111,12 @@ def simulate(raw: bytes, envelope: Envelope, *, filters: Sequence[Filter],
     table = policies.table(connection.direction)
     for policy_name, group in table.splinter(envelope.mail_from, rcpts).items():
         policy = table.get(policy_name)
+        # a policy without its own choice inherits the default policy's (reference 9.1)
+        enabled = policy.content_filters
+        if enabled is None:
+            enabled = table.default.content_filters
         wanted = [f for f in content_filters if f.content and f.content.direction == connection.direction
-                  and (policy.content_filters is None or f.name in policy.content_filters)]
+                  and (enabled is None or f.name in enabled)]
         sctx = MessageContext(after_mf, evolve(envelope, recipients=tuple(
             r for r in _recips(envelope, group))), connection, smime, mid=mid, services=services,
             resources=resources)
