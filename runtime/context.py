@@ -111,6 +111,8 @@ class MessageContext:
             except Exception as exc:  # the parser is lenient; this is a last resort
                 self.defects.append(f"header parse failed: {exc}")
                 self._headers = EmailMessage()
+            for op in self._header_ops:
+                _apply_header_op(self._headers, op)
         return self._headers
 
     @property
@@ -173,7 +175,9 @@ class MessageContext:
         if not self._modified:
             return self.raw
         try:
-            return self.message.as_bytes()
+            # keep the original line endings (CRLF on the wire, LF in most .eml files)
+            linesep = "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
+            return self.message.as_bytes(policy=email.policy.default.clone(linesep=linesep))
         except Exception as exc:
             self.defects.append(f"message could not be serialised after edits: {exc}")
             return self.raw
