@@ -97,6 +97,7 @@ class MessageContext:
     _header_ops: list[_HeaderOp] = field(factory=list)
     _modified: bool = False
     _parts_cache: Any = None
+    elided: Any = None  # runtime.elide.Elided for large messages, set by the full parse
 
     # --- parsing ----------------------------------------------------------------------------
 
@@ -119,11 +120,14 @@ class MessageContext:
     def message(self) -> EmailMessage:
         """The full MIME tree, built on first use, with earlier header edits replayed."""
         if self._full is None:
+            from runtime.elide import elide
+
+            source, self.elided = elide(self.raw)
             try:
-                msg = BytesParser(policy=email.policy.default).parsebytes(self.raw)
+                msg = BytesParser(policy=email.policy.default).parsebytes(source)
             except RecursionError:
                 self.defects.append("MIME nesting too deep; message read as one part")
-                msg = BytesParser(policy=email.policy.default).parsebytes(self.raw, headersonly=True)
+                msg = BytesParser(policy=email.policy.default).parsebytes(source, headersonly=True)
             except Exception as exc:
                 self.defects.append(f"MIME parse failed: {exc}")
                 msg = EmailMessage()
@@ -177,7 +181,8 @@ class MessageContext:
         try:
             # keep the original line endings (CRLF on the wire, LF in most .eml files)
             linesep = "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
-            return self.message.as_bytes(policy=email.policy.default.clone(linesep=linesep))
+            data = self.message.as_bytes(policy=email.policy.default.clone(linesep=linesep))
+            return data if self.elided is None else self.elided.restore(data)
         except Exception as exc:
             self.defects.append(f"message could not be serialised after edits: {exc}")
             return self.raw

@@ -12,6 +12,7 @@ import binascii
 import quopri
 from collections.abc import Iterator
 from email.message import Message
+from typing import Any
 
 from attrs import define
 
@@ -34,6 +35,8 @@ class Part:
     filename: str
     declared_type: str
     encoded_size: int
+    elided: Any = None  # runtime.elide.Elided when this part's body was kept out of the parser
+    elided_key: str = ""
     _payload: bytes | None = None
     _text: str | None = None
 
@@ -41,8 +44,16 @@ class Part:
     def payload(self) -> bytes:
         """The transfer-decoded bytes (base64 / quoted-printable undone)."""
         if self._payload is None:
+            if self.elided_key:
+                return bytes(self.elided.payload(self.elided_key))  # not cached: it is large
             self._payload = decode_transfer(self.msg)
         return self._payload
+
+    def head(self, n: int = 4096) -> bytes:
+        """The first ``n`` decoded bytes, without decoding a large part entirely."""
+        if self.elided_key:
+            return bytes(self.elided.payload(self.elided_key, n))
+        return self.payload[:n]
 
     @property
     def text(self) -> str:
@@ -62,7 +73,7 @@ class Part:
 
     @property
     def filetype(self) -> str:
-        return filetypes.sniff(self.payload[:4096], self.filename)
+        return filetypes.sniff(self.head(), self.filename)
 
 
 def decode_transfer(msg: Message) -> bytes:
@@ -89,7 +100,7 @@ def _filename(msg: Message) -> str:
     return str(name) if name else ""
 
 
-def walk(root: Message, defects: list[str]) -> list[Part]:
+def walk(root: Message, defects: list[str], elided: Any = None) -> list[Part]:
     """Leaf parts of the message in document order, classified body/attachment."""
     parts: list[Part] = []
     alt_counter = 0
@@ -122,7 +133,11 @@ def walk(root: Message, defects: list[str]) -> list[Part]:
             is_body = False
         raw = msg.get_payload(decode=False)
         size = len(raw) if isinstance(raw, str) else 0
-        parts.append(Part(msg, is_body, alt, name, ctype, size))
+        key = ""
+        if elided is not None and isinstance(raw, str) and raw.startswith("FILTERLANGELIDED"):
+            key = raw.strip()
+            size = elided.size(key)
+        parts.append(Part(msg, is_body, alt, name, ctype, size, elided, key))
     return parts
 
 

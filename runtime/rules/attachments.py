@@ -11,10 +11,11 @@ import zipfile
 from filterlang.ast import RuleTest
 from runtime import archives, filetypes
 from runtime.context import MessageContext
-from runtime.mimewalk import Part
+from runtime.mimewalk import MAX_SCAN, Part
 from runtime.rules.common import RuleResult, compare_num, compare_regex, operand, parts
 
 MAX_ARCHIVE_DEPTH = 5
+SCAN_LIMIT = 2 * MAX_SCAN  # encoded size; larger attachments are not opened (reference 5.9)
 
 
 def attachments(ctx: MessageContext) -> list[Part]:
@@ -48,7 +49,7 @@ def attachment_filename(ctx: MessageContext, t: RuleTest) -> RuleResult:
         if p.filename:
             names.append(p.filename)
         fp = p.filetype
-        if fp in ("zip", "tar"):
+        if fp in ("zip", "tar") and p.encoded_size <= SCAN_LIMIT:
             names += member_names(p.payload, fp)
     return compare_regex(t, names, "attachment names", missing_ne=False)
 
@@ -64,7 +65,7 @@ def attachment_type(ctx: MessageContext, t: RuleTest) -> RuleResult:
     want = str(operand(t)).lower()
     types = [_type_of(p) for p in attachments(ctx)]
     for p in attachments(ctx):
-        if p.filetype in ("zip", "tar"):
+        if p.filetype in ("zip", "tar") and p.encoded_size <= SCAN_LIMIT:
             types += [mimetypes.guess_type(n)[0] or "application/octet-stream"
                       for n in member_names(p.payload, p.filetype)]
     hits = [x for x in types if fnmatch.fnmatchcase(x.lower(), want)]
@@ -98,6 +99,9 @@ def attachment_size(ctx: MessageContext, t: RuleTest) -> RuleResult:
 def _protections(ctx: MessageContext) -> list[str]:
     out: list[str] = []
     for p in attachments(ctx):
+        if p.encoded_size > SCAN_LIMIT:
+            ctx.defects.append(f"{p.filename or p.declared_type}: too large to open for protection checks")
+            continue
         out.append(archives.protection(p.payload, p.filetype))
     return out
 

@@ -85,6 +85,7 @@ def compare_name(test: RuleTest, value: str, what: str) -> RuleResult:
 
 def parts(ctx: MessageContext) -> list[mimewalk.Part]:
     if ctx._parts_cache is None:
-        ctx._parts_cache = mimewalk.walk(ctx.message, ctx.defects)
+        msg = ctx.message
+        ctx._parts_cache = mimewalk.walk(msg, ctx.defects, ctx.elided)
     result: list[mimewalk.Part] = ctx._parts_cache
     return result
