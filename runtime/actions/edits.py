@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 import html
 import re
-from email.message import EmailMessage, Message
+from email.message import EmailMessage, Message, MIMEPart
 from typing import Any
 
 from runtime import filetypes, rx, smartid
@@ -132,7 +132,7 @@ def drop_attachments(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
     parents = _parent_map(ctx.message)
     for p in victims:
         ctx.dropped.append((p.filename or "(unnamed)", p.filetype))
-        notice = EmailMessage()
+        notice = MIMEPart()
         text = expand(comment, ctx) if comment else f"Attachment {p.filename or '(unnamed)'} removed ({action})."
         notice.set_content(text, charset="utf-8")
         parent = parents.get(id(p.msg))
