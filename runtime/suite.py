@@ -65,7 +65,11 @@ def load_filters(paths: list[Path]) -> list[Filter]:
         script, diags = parse_bytes(data, str(p))
         errors = [d for d in diags if d.severity == Severity.ERROR]
         if script is None or errors:
-            raise SuiteError("\n".join(str(d) for d in errors) or f"{p}: does not parse")
+            from filterlang.reporter import format_diagnostic
+
+            text = data.decode("utf-8", "replace")
+            raise SuiteError("\n".join(format_diagnostic(d, text) for d in errors)
+                             or f"{p}: does not parse")
         out += script.filters
     return out
 
