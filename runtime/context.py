@@ -8,11 +8,15 @@ defects are recorded on the context and never raised.
 from __future__ import annotations
 
 import email.policy
+from email.errors import HeaderParseError
+from email.header import Header, decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
 from typing import Any
 
 from attrs import define, field, frozen
+
+FAST = email.policy.compat32
 
 # Header edits made before the full parse are replayed on the full tree when it is built, so
 # the order "edit headers, then scan the body" sees one consistent message.
@@ -97,18 +101,48 @@ class MessageContext:
     _header_ops: list[_HeaderOp] = field(factory=list)
     _modified: bool = False
     _parts_cache: Any = None
+    _hlist: list[tuple[str, str]] | None = None
+    _hcache: dict[str, list[str]] = field(factory=dict)
     elided: Any = None  # runtime.elide.Elided for large messages, set by the full parse
 
     # --- parsing ----------------------------------------------------------------------------
 
+    def _header_block(self) -> bytes:
+        ends = [i for i in (self.raw.find(b"\r\n\r\n"), self.raw.find(b"\n\n")) if i >= 0]
+        return self.raw[: min(ends) + 1] if ends else self.raw
+
+    def _header_list(self) -> list[tuple[str, str]]:
+        """(name, raw value) pairs of the top-level header, unfolded, edits applied.
+
+        Read straight from the bytes: header rules never wait for a MIME parse (lazy parsing).
+        Once the full tree exists it is the truth (body edits may rewrite Content-* fields).
+        """
+        if self._full is not None:
+            return [(k, str(v)) for k, v in self._full.items()]
+        if self._hlist is None:
+            pairs: list[tuple[str, str]] = []
+            text = self._header_block().decode("utf-8", "replace")
+            for line in text.replace("\r\n", "\n").split("\n"):
+                if line[:1] in (" ", "\t") and pairs:
+                    name, value = pairs[-1]
+                    pairs[-1] = (name, value + " " + line.strip())
+                elif ":" in line:
+                    name, _, value = line.partition(":")
+                    if name and not name.startswith("From "):
+                        pairs.append((name.strip(), value.strip()))
+            self._hlist = pairs
+            for op in self._header_ops:
+                _apply_list_op(self._hlist, op)
+        return self._hlist
+
     @property
     def headers(self) -> Message:
-        """The header view: the full tree once built, else a headers-only parse."""
+        """A Message view of the top-level header (full tree once built)."""
         if self._full is not None:
             return self._full
         if self._headers is None:
             try:
-                self._headers = BytesHeaderParser(policy=email.policy.default).parsebytes(self.raw)
+                self._headers = BytesHeaderParser(policy=FAST).parsebytes(self._header_block())
             except Exception as exc:  # the parser is lenient; this is a last resort
                 self.defects.append(f"header parse failed: {exc}")
                 self._headers = EmailMessage()
@@ -118,16 +152,21 @@ class MessageContext:
 
     @property
     def message(self) -> EmailMessage:
-        """The full MIME tree, built on first use, with earlier header edits replayed."""
+        """The full MIME tree, built on first use, with earlier header edits replayed.
+
+        compat32 keeps header values as plain strings: about twice as fast as
+        ``email.policy.default``; decoding is done by the runtime where a rule needs it.
+        """
         if self._full is None:
             from runtime.elide import elide
 
             source, self.elided = elide(self.raw)
+            parser = BytesParser(policy=FAST, _class=EmailMessage)
             try:
-                msg = BytesParser(policy=email.policy.default).parsebytes(source)
+                msg = parser.parsebytes(source)
             except RecursionError:
                 self.defects.append("MIME nesting too deep; message read as one part")
-                msg = BytesParser(policy=email.policy.default).parsebytes(source, headersonly=True)
+                msg = parser.parsebytes(source, headersonly=True)
             except Exception as exc:
                 self.defects.append(f"MIME parse failed: {exc}")
                 msg = EmailMessage()
@@ -148,18 +187,21 @@ class MessageContext:
     # --- header access and edits ------------------------------------------------------------
 
     def header_values(self, name: str) -> list[str]:
-        out: list[str] = []
-        for value in self.headers.get_all(name, []) or []:
-            try:
-                out.append(str(value))
-            except Exception:  # an undecodable header still yields its raw text
-                self.defects.append(f"undecodable {name} header")
-                out.append(repr(value))
+        """Decoded values (RFC 2047) of every instance of ``name``, case-insensitive."""
+        key = name.lower()
+        cached = self._hcache.get(key)
+        if cached is not None:
+            return cached
+        out = [decode_words(v, self.defects) for n, v in self._header_list() if n.lower() == key]
+        self._hcache[key] = out
         return out
 
     def edit_header(self, op: str, name: str, value: str = "") -> None:
         entry = (op, name, value)
         self._modified = True
+        self._hcache.clear()
+        if self._hlist is not None:
+            _apply_list_op(self._hlist, entry)
         if self._full is not None:
             _apply_header_op(self._full, entry)
         else:
@@ -169,6 +211,7 @@ class MessageContext:
 
     def mark_modified(self) -> None:
         self._modified = True
+        self._hcache.clear()
 
     @property
     def modified(self) -> bool:
@@ -181,7 +224,7 @@ class MessageContext:
         try:
             # keep the original line endings (CRLF on the wire, LF in most .eml files)
             linesep = "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
-            data = self.message.as_bytes(policy=email.policy.default.clone(linesep=linesep))
+            data = self.message.as_bytes(policy=FAST.clone(linesep=linesep))
             return data if self.elided is None else self.elided.restore(data)
         except Exception as exc:
             self.defects.append(f"message could not be serialised after edits: {exc}")
@@ -190,6 +233,33 @@ class MessageContext:
     @property
     def size(self) -> int:
         return len(self.as_bytes()) if self._modified else len(self.raw)
+
+
+def decode_words(value: str, defects: list[str]) -> str:
+    """RFC 2047 encoded words decoded; undecodable ones are kept as written and recorded."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        defects.append(f"undecodable encoded word in {value[:40]!r}")
+        return value
+
+
+def _encode_value(value: str) -> str:
+    """How a header value inserted by an action is written (RFC 2047 when non-ASCII)."""
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def _apply_list_op(pairs: list[tuple[str, str]], op: _HeaderOp) -> None:
+    kind, name, value = op
+    key = name.lower()
+    if kind in ("strip", "replace"):
+        pairs[:] = [(n, v) for n, v in pairs if n.lower() != key]
+    if kind == "insert":
+        pairs.append((name, _encode_value(value)))
+    elif kind == "replace":
+        pairs.extend((name, _encode_value(v)) for v in value.split("\0"))
 
 
 def _apply_header_op(msg: Message, op: _HeaderOp) -> None:

@@ -97,7 +97,11 @@ def _filename(msg: Message) -> str:
         name = msg.get_filename()
     except Exception:
         name = None
-    return str(name) if name else ""
+    if not name:
+        return ""
+    from runtime.context import decode_words
+
+    return decode_words(str(name), [])
 
 
 def walk(root: Message, defects: list[str], elided: Any = None) -> list[Part]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.policy
 import time
+from email.contentmanager import raw_data_manager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,13 @@ def notify(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
         body = expand("Filter $FilterName matched a message.\nEnvelope sender: $EnvelopeFrom\n"
                       "Envelope recipients: $EnvelopeRecipients\n\n$AllHeaders\n", ctx,
                       multiline=True)
-    note = EmailMessage()
+    # compat32 writes values as given; email.policy.default would decode an encoded word
+    # such as =?utf-8?Q?=0D=0ABcc:...?= found in a variable and emit a raw line break
+    note = EmailMessage(policy=email.policy.compat32)
     note["Subject"] = subject
     note["To"] = to
     note["From"] = rpath or "MAILER-DAEMON"
-    note.set_content(body, charset="utf-8")
+    note.set_content(body, charset="utf-8", content_manager=raw_data_manager)
     plan.copies.append(Copy("notify", to, note.as_bytes(), subject, rpath))
     out = [to, subject, rpath] + ([template] if template else [])
     return out

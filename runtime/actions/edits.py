@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import html
 import re
+from email.contentmanager import raw_data_manager
 from email.message import EmailMessage, Message, MIMEPart
 from typing import Any
 
@@ -60,7 +61,7 @@ def _set_text(part: Message, text: str) -> None:
     subtype = part.get_content_subtype()
     assert isinstance(part, EmailMessage)
     # keep every non-content header (set_content replaces only Content-*)
-    part.set_content(text, subtype=subtype, charset="utf-8")
+    part.set_content(text, subtype=subtype, charset="utf-8", content_manager=raw_data_manager)
 
 
 def edit_body_text(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
@@ -134,7 +135,7 @@ def drop_attachments(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
         ctx.dropped.append((p.filename or "(unnamed)", p.filetype))
         notice = MIMEPart()
         text = expand(comment, ctx) if comment else f"Attachment {p.filename or '(unnamed)'} removed ({action})."
-        notice.set_content(text, charset="utf-8")
+        notice.set_content(text, charset="utf-8", content_manager=raw_data_manager)
         parent = parents.get(id(p.msg))
         if parent is None:  # the message itself is the attachment
             _set_text(ctx.message, text)
@@ -149,7 +150,7 @@ def drop_attachments(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
 
 def _decorate(part: Message, text: str, top: bool) -> None:
     assert isinstance(part, EmailMessage)
-    body = str(part.get_content())
+    body = str(part.get_content(content_manager=raw_data_manager))
     if part.get_content_subtype() == "html":
         esc = html.escape(text).replace("\n", "<br>\n")
         if top:
@@ -198,6 +199,7 @@ def html_convert(ctx: MessageContext) -> None:
     for p in parts(ctx):
         if p.is_body and p.msg.get_content_type() == "text/html":
             text = html.unescape(re.sub(r"<[^>]*>", "", p.text))
-            p.msg.set_content(text, subtype="plain", charset="utf-8")  # type: ignore[attr-defined]
+            p.msg.set_content(text, subtype="plain", charset="utf-8",  # type: ignore[attr-defined]
+                              content_manager=raw_data_manager)
     ctx.mark_modified()
     ctx.invalidate_parts()
