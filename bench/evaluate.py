@@ -55,8 +55,12 @@ BODY_ATTACH = [
 def filter_source(conditions: list[str]) -> str:
     out = []
     for i, cond in enumerate(conditions):
-        action = ("quarantine('Policy');" if i % 7 == 0 else
-                  "insert-header('X-Rule-%d', '$Subject');" % i if i % 3 == 0 else "tag-message('t%d');" % i)
+        if i % 7 == 0:
+            action = "quarantine('Policy');"
+        elif i % 3 == 0:
+            action = f"insert-header('X-Rule-{i}', '$Subject');"
+        else:
+            action = f"tag-message('t{i}');"
         out.append(f"f{i}: if {cond} {{ {action} }}")
     return "\n".join(out) + "\n"
 
