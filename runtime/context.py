@@ -163,7 +163,7 @@ class MessageContext:
             source, self.elided = elide(self.raw)
             parser = BytesParser(policy=FAST, _class=EmailMessage)
             try:
-                msg = parser.parsebytes(source)
+                msg = self._single_part() or parser.parsebytes(source)
             except RecursionError:
                 self.defects.append("MIME nesting too deep; message read as one part")
                 msg = parser.parsebytes(source, headersonly=True)
@@ -176,6 +176,24 @@ class MessageContext:
             self._full = msg
             self._headers = None
         return self._full
+
+    def _single_part(self) -> EmailMessage | None:
+        """A message that is not multipart needs no line-by-line parse: header + raw body."""
+        if self.elided is not None:
+            return None
+        ctype = " ".join(v for n, v in self._header_list() if n.lower() == "content-type").lower()
+        if "multipart/" in ctype or "message/" in ctype:
+            return None
+        head = self._header_block()
+        msg = BytesHeaderParser(policy=FAST, _class=EmailMessage).parsebytes(head)
+        if msg.defects:
+            return None  # let the full parser record what is wrong
+        rest = self.raw[len(head):]
+        # the blank line that ends the header belongs to neither part
+        rest = rest[2:] if rest.startswith(b"\r\n") else rest[1:] if rest.startswith(b"\n") else rest
+        msg.set_payload(rest.decode("ascii", "surrogateescape"))
+        assert isinstance(msg, EmailMessage)
+        return msg
 
     @property
     def full_parsed(self) -> bool:

@@ -39,6 +39,7 @@ class Part:
     elided_key: str = ""
     _payload: bytes | None = None
     _text: str | None = None
+    _utf8: bytes | None = None
 
     @property
     def payload(self) -> bytes:
@@ -66,6 +67,13 @@ class Part:
             except LookupError:
                 self._text = data.decode(DEFAULT_CHARSET, "replace")
         return self._text
+
+    @property
+    def utf8(self) -> bytes:
+        """The decoded text as UTF-8, encoded once for every pattern that scans this part."""
+        if self._utf8 is None:
+            self._utf8 = self.text.encode("utf-8", "surrogatepass")
+        return self._utf8
 
     @property
     def scannable(self) -> bool:

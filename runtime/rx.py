@@ -53,6 +53,32 @@ def search(pattern: str, text: str, *, ignore_case: bool = False) -> bool:
     return compile_text(pattern, ignore_case=ignore_case).search(text) is not None
 
 
+@functools.lru_cache(maxsize=4096)
+def compile_utf8(pattern: str, *, multiline: bool = False) -> Any:
+    """The text pattern compiled for UTF-8 bytes: scans of one part encode the text once."""
+    src = _hoist(pattern)
+    if multiline:
+        src = "(?m)" + src
+    try:
+        return re2.compile(src.encode("utf-8"))
+    except re2.error as exc:
+        raise PatternError(f"pattern {pattern!r} is not RE2: {exc}") from None
+
+
+def count_utf8(pattern: str, data: bytes, limit: int | None = None) -> tuple[int, list[str]]:
+    """``count_lines`` over UTF-8 bytes (the per-part cached encoding of its text)."""
+    rx = compile_utf8(pattern, multiline=True)
+    found: list[str] = []
+    for m in rx.finditer(data):
+        s = m.group(0)
+        if b"\n" in s:
+            return count_lines(pattern, data.decode("utf-8", "replace"), limit)
+        found.append(s.decode("utf-8", "replace"))
+        if limit is not None and len(found) >= limit:
+            break
+    return len(found), found
+
+
 def count_lines(pattern: str, text: str, limit: int | None = None) -> tuple[int, list[str]]:
     """Count matches line by line (reference 5.2: no multi-line matching); return the texts.
 

@@ -54,12 +54,13 @@ SMART: dict[str, tuple[str, Callable[[str], bool]]] = {
 }
 
 
-def count(pattern: str, text: str) -> tuple[int, list[str]]:
-    """Matches of a regex or smart identifier in ``text``, counted per line."""
+def count(pattern: str, text: str | bytes) -> tuple[int, list[str]]:
+    """Matches of a regex or smart identifier in ``text`` (str, or UTF-8 bytes), per line."""
+    counter = rx.count_utf8 if isinstance(text, bytes) else rx.count_lines
     smart = SMART.get(pattern.strip().lower())
     if smart is None:
-        return rx.count_lines(pattern, text)
+        return counter(pattern, text)  # type: ignore[arg-type]
     cand, ok = smart
-    _, found = rx.count_lines(cand, text)
+    _, found = counter(cand, text)  # type: ignore[arg-type]
     good = [f for f in found if ok(f)]
     return len(good), good

@@ -15,7 +15,7 @@ def score_parts(scanned: list[Part], counter: object) -> tuple[int, list[str]]:
     found: list[str] = []
     alt_best: dict[int, tuple[int, list[str]]] = {}
     for p in scanned:
-        n, hits = counter(p.text)  # type: ignore[operator]
+        n, hits = counter(p.utf8)  # type: ignore[operator]
         if p.alt_group is not None:
             best = alt_best.get(p.alt_group)
             if best is None or n > best[0]:
@@ -60,7 +60,7 @@ def every_attachment_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
     atts = [p for p in parts(ctx) if not p.is_body]
     if not atts:
         return RuleResult(False, "no attachments")
-    counts = [smartid.count(pattern, p.text)[0] if p.scannable else 0 for p in atts]
+    counts = [smartid.count(pattern, p.utf8)[0] if p.scannable else 0 for p in atts]
     ok = all(c >= threshold for c in counts)
     return RuleResult(ok, f"per-attachment matches {counts}, threshold {threshold}")
 

@@ -26,7 +26,7 @@ def _term_pattern(d: Dictionary, term: str) -> str:
     return pat if d.case_sensitive else "(?i)" + pat
 
 
-def dict_score(d: Dictionary, text: str) -> tuple[int, list[str]]:
+def dict_score(d: Dictionary, text: str | bytes) -> tuple[int, list[str]]:
     score = 0
     found: list[str] = []
     for term, weight in d.terms:
