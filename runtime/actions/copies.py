@@ -21,7 +21,9 @@ def bcc(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
     subject = expand(str(args[1]) if len(args) > 1 else "$Subject", ctx)
     rpath = expand(str(args[2]) if len(args) > 2 else "$EnvelopeFrom", ctx)
     out = [to, subject, rpath] + [str(a) for a in args[3:4]]
-    plan.copies.append(Copy("bcc", to, ctx.as_bytes(), subject, rpath))
+    # kind "bcc-scan" tells the pipeline to inject the copy as a new message, marked so that it
+    # cannot trigger another bcc-scan of itself (loop protection, reference 7.4)
+    plan.copies.append(Copy(plan.pending or "bcc", to, ctx.as_bytes(), subject, rpath))
     return out
 
 
@@ -45,6 +47,8 @@ def notify(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
     note["From"] = rpath or "MAILER-DAEMON"
     note.set_content(body, charset="utf-8", content_manager=raw_data_manager)
     plan.copies.append(Copy("notify", to, note.as_bytes(), subject, rpath))
+    if plan.pending == "notify-copy":  # plus a scanned copy of the message, as bcc-scan does
+        plan.copies.append(Copy("bcc-scan", to, ctx.as_bytes(), subject, rpath))
     out = [to, subject, rpath] + ([template] if template else [])
     return out
 

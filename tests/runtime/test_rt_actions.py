@@ -134,7 +134,7 @@ def test_copies_notify_and_duplicate_quarantine_are_taken_as_the_message_stands(
     assert dup["X-1"] == "a" and dup["X-2"] is None
     note = parsed(copies["notify:sender@example.com"].data)
     assert note["Subject"] == "About test" and "Filter a matched" in note.get_content()
-    assert "bcc:s@x" in copies and "notify:n@x" in copies
+    assert "bcc-scan:s@x" in copies and "notify:n@x" in copies and "bcc-scan:n@x" in copies
 
 
 @pytest.mark.parametrize("action", [
