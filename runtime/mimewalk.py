@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import quopri
+import re
 from collections.abc import Iterator
 from email.message import Message
 from typing import Any
@@ -37,6 +38,8 @@ class Part:
     encoded_size: int
     elided: Any = None  # runtime.elide.Elided when this part's body was kept out of the parser
     elided_key: str = ""
+    host: Part | None = None  # for a uuencoded block: the body part that carries it
+    block: str = ""  # the uuencoded text itself, removed from the host when dropped
     _payload: bytes | None = None
     _text: str | None = None
     _utf8: bytes | None = None
@@ -149,8 +152,36 @@ def walk(root: Message, defects: list[str], elided: Any = None) -> list[Part]:
         if elided is not None and isinstance(raw, str) and raw.startswith("FILTERLANGELIDED"):
             key = raw.strip()
             size = elided.size(key)
-        parts.append(Part(msg, is_body, alt, name, ctype, size, elided, key))
+        part = Part(msg, is_body, alt, name, ctype, size, elided, key)
+        parts.append(part)
+        if is_body and ctype == "text/plain" and size <= MAX_SCAN * 2:
+            parts.extend(_uuencoded(part))
     return parts
+
+
+_UU = re.compile(r"^begin [0-7]{3,4} ([^\r\n]+)\r?\n(.*?)^end\r?$", re.M | re.S)
+
+
+def _uuencoded(host: Part) -> list[Part]:
+    """Uuencoded blocks inside body text count as attachments (reference 5.9)."""
+    text = host.text
+    if "begin " not in text:
+        return []
+    found = []
+    for m in _UU.finditer(text):
+        data = bytearray()
+        for line in m.group(2).splitlines():
+            try:
+                data += binascii.a2b_uu(line)
+            except binascii.Error:
+                continue
+        virtual = Message()
+        virtual["Content-Type"] = "application/octet-stream"
+        p = Part(virtual, False, None, m.group(1).strip(), "application/octet-stream",
+                 len(m.group(0)), host=host, block=m.group(0))
+        p._payload = bytes(data)
+        found.append(p)
+    return found
 
 
 def iter_texts(parts: list[Part], *, body: bool, attachments: bool) -> Iterator[Part]:

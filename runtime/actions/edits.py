@@ -136,6 +136,10 @@ def drop_attachments(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
         notice = MIMEPart()
         text = expand(comment, ctx) if comment else f"Attachment {p.filename or '(unnamed)'} removed ({action})."
         notice.set_content(text, charset="utf-8", content_manager=raw_data_manager)
+        if p.host is not None:  # a uuencoded block: cut it out of the body text that carries it
+            new_text = p.host.text.replace(p.block, text + "\n")
+            _set_text(p.host.msg, new_text)
+            continue
         parent = parents.get(id(p.msg))
         if parent is None:  # the message itself is the attachment
             _set_text(ctx.message, text)

@@ -167,3 +167,14 @@ def test_runtime_error_marks_the_filter_and_discards_accumulated_actions() -> No
 def test_nested_if_sees_effects_of_earlier_actions_in_the_block() -> None:
     t = run("a: if true { insert-header('X-Mark', '1'); if header('X-Mark') { tag-message('m'); } }", msg())
     assert t.message_filters.plan.tags == ["m"]
+
+
+def test_uuencoded_block_in_body_is_an_attachment_and_can_be_dropped() -> None:
+    import binascii
+
+    block = "begin 644 evil.exe\n" + binascii.b2a_uu(b"MZ\x90\x00payload").decode() + "`\nend\n"
+    raw = msg(body="hello\n" + block + "bye\n")
+    t = run("a: if attachment-filename == '\\\\.exe$' { drop-attachments-by-name('\\\\.exe$', 'cut'); }", raw)
+    assert t.message_filters.filters[0].matched
+    body = parsed(t.result).get_content()
+    assert "begin 644" not in body and "cut" in body and "hello" in body and "bye" in body
