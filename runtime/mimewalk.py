@@ -188,3 +188,32 @@ def iter_texts(parts: list[Part], *, body: bool, attachments: bool) -> Iterator[
     for p in parts:
         if ((p.is_body and body) or (not p.is_body and attachments)) and p.scannable:
             yield p
+
+
+MAX_ARCHIVE_DEPTH = 5  # reference 5.9 default
+
+
+def archive_members(part: Part, depth: int = 0) -> list[Part]:
+    """Readable members of a zip attachment as parts, recursively (for content scans only)."""
+    import io
+    import zipfile
+
+    if depth >= MAX_ARCHIVE_DEPTH or part.encoded_size > MAX_SCAN * 2 or part.filetype != "zip":
+        return []
+    out: list[Part] = []
+    try:
+        with zipfile.ZipFile(io.BytesIO(part.payload)) as zf:
+            for info in zf.infolist()[:1000]:
+                if info.is_dir() or info.flag_bits & 1 or info.file_size > MAX_SCAN:
+                    continue
+                data = zf.read(info)
+                virtual = Message()
+                virtual["Content-Type"] = "application/octet-stream"
+                member = Part(virtual, False, None, info.filename, "application/octet-stream",
+                              len(data))
+                member._payload = data
+                out.append(member)
+                out.extend(archive_members(member, depth + 1))
+    except Exception:  # a broken archive is simply not expanded; attachment-corrupt reports it
+        return out
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 from filterlang.ast import RuleTest
 from runtime import rx, smartid
 from runtime.context import MessageContext
-from runtime.mimewalk import Part
+from runtime.mimewalk import Part, archive_members
 from runtime.rules.common import RuleResult, arg, parts
 
 
@@ -29,11 +29,23 @@ def score_parts(scanned: list[Part], counter: object) -> tuple[int, list[str]]:
     return total, found
 
 
+def scan_set(ctx: MessageContext, *, body: bool, attachments: bool) -> list[Part]:
+    """The parts a content scan reads: body and/or attachments, archives expanded (5.9)."""
+    out: list[Part] = []
+    for p in parts(ctx):
+        if p.is_body and body and p.scannable:
+            out.append(p)
+        elif not p.is_body and attachments:
+            if p.scannable:
+                out.append(p)
+            out.extend(m for m in archive_members(p) if m.scannable)
+    return out
+
+
 def _scan(ctx: MessageContext, t: RuleTest, *, body: bool, attachments: bool, what: str) -> RuleResult:
     pattern = str(arg(t, 0, ""))
     threshold = int(arg(t, 1, 1) or 1)
-    scanned = [p for p in parts(ctx) if ((p.is_body and body) or (not p.is_body and attachments))
-               and p.scannable]
+    scanned = scan_set(ctx, body=body, attachments=attachments)
     total, found = score_parts(scanned, lambda text: smartid.count(pattern, text))
     ok = total >= threshold
     if ok:

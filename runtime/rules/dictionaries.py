@@ -9,7 +9,7 @@ from runtime import rx, smartid
 from runtime.context import MessageContext
 from runtime.resources import Dictionary
 from runtime.rules.common import RuleResult, arg, parts
-from runtime.rules.content import score_parts
+from runtime.rules.content import scan_set, score_parts
 
 
 def _dict(ctx: MessageContext, name: str) -> Dictionary | None:
@@ -50,8 +50,7 @@ def _scan(ctx: MessageContext, t: RuleTest, body: bool, attachments: bool) -> Ru
     if d is None:
         return RuleResult(False, f"dictionary {name!r} does not exist")
     threshold = int(arg(t, 1, 1) or 1)
-    scanned = [p for p in parts(ctx) if ((p.is_body and body) or (not p.is_body and attachments))
-               and p.scannable]
+    scanned = scan_set(ctx, body=body, attachments=attachments)
     score, found = score_parts(scanned, lambda text: dict_score(d, text))
     ok = score >= threshold
     if ok:

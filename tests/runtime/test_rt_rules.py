@@ -176,3 +176,19 @@ def test_header_repeats_is_evaluated_last_and_not_counted_when_skipped() -> None
     s = Services(counters=counters)
     matched("f: if header-repeats('subject', 1) and subject == 'nomatch' { no-op(); }", PLAIN, services=s)
     assert counters == {}
+
+
+def test_content_scans_open_archives_recursively() -> None:
+    inner = io.BytesIO()
+    with zipfile.ZipFile(inner, "w") as zf:
+        zf.writestr("deep.txt", "the launch code is hidden here")
+    outer = io.BytesIO()
+    with zipfile.ZipFile(outer, "w") as zf:
+        zf.writestr("inner.zip", inner.getvalue())
+    raw = mime(("Content-Type: text/plain", "see attachment"),
+               ("Content-Type: application/zip; name=\"o.zip\"\nContent-Disposition: attachment; "
+                "filename=\"o.zip\"\nContent-Transfer-Encoding: base64",
+                base64.encodebytes(outer.getvalue()).decode()))
+    assert matched("f: if attachment-contains('launch code') { no-op(); }", raw)
+    assert matched("f: if body-contains('launch code') { no-op(); }", raw)
+    assert not matched("f: if only-body-contains('launch code') { no-op(); }", raw)
