@@ -101,6 +101,7 @@ class MessageContext:
     _header_ops: list[_HeaderOp] = field(factory=list)
     _modified: bool = False
     _parts_cache: Any = None
+    scan_sets: dict[tuple[bool, bool], Any] = field(factory=dict)  # content-scan part lists
     _hlist: list[tuple[str, str]] | None = None
     _hcache: dict[str, list[str]] = field(factory=dict)
     elided: Any = None  # runtime.elide.Elided for large messages, set by the full parse
@@ -201,6 +202,7 @@ class MessageContext:
 
     def invalidate_parts(self) -> None:
         self._parts_cache = None
+        self.scan_sets.clear()
 
     # --- header access and edits ------------------------------------------------------------
 

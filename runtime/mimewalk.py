@@ -43,6 +43,8 @@ class Part:
     _payload: bytes | None = None
     _text: str | None = None
     _utf8: bytes | None = None
+    _filetype: str | None = None
+    _members: list[Part] | None = None
 
     @property
     def payload(self) -> bytes:
@@ -84,7 +86,9 @@ class Part:
 
     @property
     def filetype(self) -> str:
-        return filetypes.sniff(self.head(), self.filename)
+        if self._filetype is None:
+            self._filetype = filetypes.sniff(self.head(), self.filename)
+        return self._filetype
 
 
 def decode_transfer(msg: Message) -> bytes:
@@ -198,9 +202,12 @@ def archive_members(part: Part, depth: int = 0) -> list[Part]:
     import io
     import zipfile
 
+    if part._members is not None:
+        return part._members
+    part._members = []
     if depth >= MAX_ARCHIVE_DEPTH or part.encoded_size > MAX_SCAN * 2 or part.filetype != "zip":
         return []
-    out: list[Part] = []
+    out: list[Part] = part._members
     try:
         with zipfile.ZipFile(io.BytesIO(part.payload)) as zf:
             for info in zf.infolist()[:1000]:

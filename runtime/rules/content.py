@@ -31,7 +31,11 @@ def score_parts(scanned: list[Part], counter: object) -> tuple[int, list[str]]:
 
 def scan_set(ctx: MessageContext, *, body: bool, attachments: bool) -> list[Part]:
     """The parts a content scan reads: body and/or attachments, archives expanded (5.9)."""
+    cached: list[Part] | None = ctx.scan_sets.get((body, attachments))
+    if cached is not None:
+        return cached
     out: list[Part] = []
+    ctx.scan_sets[(body, attachments)] = out
     for p in parts(ctx):
         if p.is_body and body and p.scannable:
             out.append(p)
