@@ -125,7 +125,11 @@ def run(args: argparse.Namespace) -> int:
         elif not bar:
             print(to_text(t))
         if args.output:
-            (args.output / path.name).write_bytes(t.result)
+            if len(t.results) > 1:  # splinters that content filters changed differently
+                for policy, data in t.results.items():
+                    (args.output / f"{path.stem}.{policy}{path.suffix}").write_bytes(data)
+            else:
+                (args.output / path.name).write_bytes(next(iter(t.results.values()), t.result))
         if bar:
             _progress(i, len(msgs))
     if bar:
