@@ -78,6 +78,8 @@ class SmimeState:
             return cls(True, True, names)
         if state == "failed":
             return cls(True, False, names)
+        if state != "none":
+            raise ValueError(f"S/MIME state {text!r}: expected none, failed or verified[:signers]")
         return cls()
 
 

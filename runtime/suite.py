@@ -153,8 +153,11 @@ def run_suite(path: Path) -> list[CaseResult]:
                           sender_group=str(case.get("sender_group", "")),
                           auth_user=str(case.get("auth_user", "")),
                           direction=str(case.get("direction", "incoming")))
-        t = simulate(raw, env, filters=filters, connection=conn,
-                     smime=SmimeState.parse(str(case.get("smime_state", "none"))),
+        try:
+            smime = SmimeState.parse(str(case.get("smime_state", "none")))
+        except ValueError as exc:
+            raise SuiteError(f"{path}: case {name!r}: {exc}") from None
+        t = simulate(raw, env, filters=filters, connection=conn, smime=smime,
                      policies=policies, resources=resources, name=name)
         results.append(CaseResult(str(path), name, tuple(_check(case, t)), t))
     return results

@@ -91,6 +91,11 @@ def simulate(raw: bytes, envelope: Envelope, *, filters: Sequence[Filter],
     ctx = MessageContext(raw, envelope, connection, smime, mid=mid, services=services,
                          resources=resources)
     mf = run_filters(message_filters, ctx, on_error=on_error)  # type: ignore[arg-type]
+    if mf.tempfail:  # on_filter_error = tempfail: the message is requeued, nothing else happens
+        trace = MessageTrace(name, mf, defects=ctx.defects)
+        trace.recipients = dict.fromkeys(envelope.rcpt_addresses, "tempfail")
+        trace.result = raw
+        return trace
     if mf.error is not None:
         ctx = MessageContext(raw, envelope, connection, smime, mid=mid, services=services,
                              resources=resources)  # 4.7 bypass: accumulated edits discarded

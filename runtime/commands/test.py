@@ -104,7 +104,11 @@ def run(args: argparse.Namespace) -> int:
     conn = Connection(remote_ip=args.remote_ip, listener=args.listener,
                       sender_group=args.sender_group, auth_user=args.auth_user,
                       direction=args.direction)
-    smime = SmimeState.parse(args.smime_state)
+    try:
+        smime = SmimeState.parse(args.smime_state)
+    except ValueError as exc:
+        print(f"error: --smime-state: {exc}", file=sys.stderr)
+        return 2
     msgs = _messages(message_paths)
     corpus = len(msgs) > 1
     bar = corpus and sys.stderr.isatty()

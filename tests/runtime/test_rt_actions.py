@@ -178,3 +178,15 @@ def test_uuencoded_block_in_body_is_an_attachment_and_can_be_dropped() -> None:
     assert t.message_filters.filters[0].matched
     body = parsed(t.result).get_content()
     assert "begin 644" not in body and "cut" in body and "hello" in body and "bye" in body
+
+
+def test_on_filter_error_tempfail_requeues_the_message() -> None:
+    from filterlang import parse
+    from runtime.context import Connection, Envelope
+    from runtime.trace import simulate
+
+    script, _ = parse("b: if remote-ip == '10.0.0.0/99' { drop(); }", "<t>")
+    assert script is not None
+    t = simulate(msg(), Envelope.simple("a@b", ["c@d"]), filters=script.filters,
+                 connection=Connection(remote_ip="10.0.0.1"), on_error="tempfail")
+    assert t.recipients == {"c@d": "tempfail"} and t.result == msg()
