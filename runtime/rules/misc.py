@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random as _random
+import re
 from datetime import datetime
 
 from asn1crypto import cms
@@ -132,6 +133,7 @@ def _cert_values(ctx: MessageContext, which: str) -> list[str]:
     return values
 
 
+_DN_SPECIAL = re.compile(r'[,+"\\<>;=]')
 _SHORT = {"country_name": "C", "state_or_province_name": "ST", "locality_name": "L",
           "organization_name": "O", "organizational_unit_name": "OU", "common_name": "CN",
           "email_address": "emailAddress"}
@@ -142,9 +144,8 @@ def _rdn_pairs(name: object) -> list[tuple[str, str]]:
     for rdn in name.chosen:  # type: ignore[attr-defined]
         for atv in rdn:
             key = _SHORT.get(atv["type"].native, atv["type"].dotted)
-            val = str(atv["value"].native)
-            for ch in ',+"\\<>;=':
-                val = val.replace(ch, "\\" + ch)
+            # RFC 4514 escapes in one pass, so an inserted backslash is never escaped again
+            val = _DN_SPECIAL.sub(r"\\\g<0>", str(atv["value"].native))
             pairs.append((key, val))
     return pairs
 
