@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from filterlang.ast import RuleTest
 from runtime.context import MessageContext
-from runtime.rules import attachments, content, dictionaries, envelope, headers, misc
-from runtime.rules.common import RuleError, RuleFn, RuleResult, arg, operand
+from runtime.rules import attachments, content, dictionaries, envelope, headers, misc, smime
+from runtime.rules.common import RuleError, RuleFn, RuleResult, operand
 from runtime.services import need
 
 __all__ = ["COST", "RULES", "RuleError", "RuleResult", "canonical", "evaluate"]
@@ -64,7 +64,7 @@ RULES: dict[str, tuple[RuleFn, int]] = {
     "attachment-contains": (content.attachment_contains, 4),
     "every-attachment-contains": (content.every_attachment_contains, 4),
     "attachment-binary-contains": (content.attachment_binary_contains, 4),
-    "encrypted": (misc.encrypted, 1),
+    "encrypted": (smime.encrypted, 1),
     "dictionary-match": (dictionaries.dictionary_match, 4),
     "body-dictionary-match": (dictionaries.body_dictionary_match, 4),
     "attachment-dictionary-match": (dictionaries.attachment_dictionary_match, 4),
@@ -78,10 +78,10 @@ RULES: dict[str, tuple[RuleFn, int]] = {
     "attachment-unprotected": (attachments.attachment_unprotected, 4),
     "attachment-corrupt": (attachments.attachment_corrupt, 4),
     "image-verdict": (_provider_rule("image"), 3),
-    "smime-gateway-message": (misc.smime_gateway_message, 0),
-    "smime-gateway-verified": (misc.smime_gateway_verified, 0),
-    "signed": (misc.signed, 4),
-    "signed-certificate": (misc.signed_certificate, 4),
+    "smime-gateway-message": (smime.smime_gateway_message, 0),
+    "smime-gateway-verified": (smime.smime_gateway_verified, 0),
+    "signed": (smime.signed, 4),
+    "signed-certificate": (smime.signed_certificate, 4),
     "url-reputation": (_provider_rule("url"), 3),
     "url-no-reputation": (_provider_rule("url"), 3),
     "url-category": (_provider_rule("url"), 3),
@@ -102,4 +102,3 @@ def evaluate(ctx: MessageContext, test: RuleTest) -> RuleResult:
     return entry[0](ctx, test)
 
 
-del arg
