@@ -12,9 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## The main job: run the example filters over the example messages.
+## The main job: run the example filters over the example messages (the example suites).
 run: $(STAMP)
-	$(BIN)/filterlang lint examples/filters
+	$(BIN)/filterlang test --suite examples/suites/*.toml
 
 ## The whole suite: style, types, tests.
 test: lint typecheck pytest

@@ -1,0 +1,145 @@
+"""``filterlang test``: run filters on messages offline and print the trace (issue 3 item 8)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+from runtime.context import Connection, Envelope, SmimeState
+from runtime.policies import PolicyError, load_policies
+from runtime.suite import SuiteError, load_filters, load_resources, run_suite
+from runtime.trace import MessageTrace, dumps, simulate, to_text
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", type=Path,
+                   help="filter files, then .eml files or directories of them")
+    p.add_argument("--suite", nargs="+", type=Path, metavar="FILE", help="run TOML test suites")
+    p.add_argument("--mail-from", default="sender@example.com")
+    p.add_argument("--rcpt", action="append", default=[], help="envelope recipient (repeat)")
+    p.add_argument("--remote-ip", default="127.0.0.1")
+    p.add_argument("--listener", default="")
+    p.add_argument("--sender-group", default="")
+    p.add_argument("--auth-user", default="")
+    p.add_argument("--direction", choices=("incoming", "outgoing"), default="incoming")
+    p.add_argument("--smime-state", default="none",
+                   help="none | failed | verified[:signer@x,...] (the inbound S/MIME result)")
+    p.add_argument("--policies", type=Path, help="TOML file with [[incoming]]/[[outgoing]] policies")
+    p.add_argument("--resources", type=Path, help="TOML file with dictionaries and texts")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="write each resulting message")
+
+
+def _is_message(p: Path) -> bool:
+    return p.is_dir() or p.suffix.lower() in (".eml", ".msg", ".mbox")
+
+
+def _messages(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        out += sorted(x for x in p.rglob("*.eml")) if p.is_dir() else [p]
+    return out
+
+
+def _progress(i: int, n: int) -> None:
+    width = 30
+    done = width * i // n
+    sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {i}/{n}")
+    sys.stderr.flush()
+
+
+def _summary(traces: list[MessageTrace]) -> str:
+    counts: dict[str, int] = {}
+    for t in traces:
+        for d in set(t.recipients.values()) or {"(no recipients)"}:
+            counts[d] = counts.get(d, 0) + 1
+    rows = [f"{'disposition':<40} messages"] + [f"{d:<40} {n}" for d, n in sorted(counts.items())]
+    return "\n".join(rows)
+
+
+def _run_suites(files: list[Path]) -> int:
+    failures = 0
+    total = 0
+    for f in files:
+        try:
+            results = run_suite(f)
+        except (SuiteError, PolicyError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for r in results:
+            total += 1
+            if r.diffs:
+                failures += 1
+                print(f"FAIL {f}: {r.name}")
+                for d in r.diffs:
+                    print(f"  - {d}")
+                print("  trace:")
+                print("\n".join("    " + line for line in to_text(r.trace).splitlines()))
+            else:
+                print(f"ok   {f}: {r.name}")
+    print(f"{total - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.suite:
+        return _run_suites(args.suite)
+    filter_files = [p for p in args.paths if not _is_message(p)]
+    message_paths = [p for p in args.paths if _is_message(p)]
+    if not filter_files or not message_paths:
+        print("error: give filter files and at least one .eml file or directory", file=sys.stderr)
+        return 2
+    try:
+        filters = load_filters(filter_files)
+        policies = load_policies(tomllib.loads(args.policies.read_text())) if args.policies else None
+        resources = (load_resources(tomllib.loads(args.resources.read_text()), args.resources.parent)
+                     if args.resources else None)
+    except (SuiteError, PolicyError, OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    env = Envelope.simple(args.mail_from, args.rcpt or ["rcpt@example.com"])
+    conn = Connection(remote_ip=args.remote_ip, listener=args.listener,
+                      sender_group=args.sender_group, auth_user=args.auth_user,
+                      direction=args.direction)
+    try:
+        smime = SmimeState.parse(args.smime_state)
+    except ValueError as exc:
+        print(f"error: --smime-state: {exc}", file=sys.stderr)
+        return 2
+    msgs = _messages(message_paths)
+    corpus = len(msgs) > 1
+    bar = corpus and sys.stderr.isatty()
+    traces: list[MessageTrace] = []
+    if args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(msgs, 1):
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            print(f"error: {path}: {exc.strerror}", file=sys.stderr)
+            continue
+        t = simulate(raw, env, filters=filters, connection=conn, smime=smime, policies=policies,
+                     resources=resources, name=str(path), mid=i)
+        traces.append(t)
+        if args.json:
+            print(dumps(t))
+        elif not bar:
+            print(to_text(t))
+        if args.output:
+            if len(t.results) > 1:  # splinters that content filters changed differently
+                for policy, data in t.results.items():
+                    (args.output / f"{path.stem}.{policy}{path.suffix}").write_bytes(data)
+            else:
+                (args.output / path.name).write_bytes(next(iter(t.results.values()), t.result))
+        if bar:
+            _progress(i, len(msgs))
+    if bar:
+        sys.stderr.write("\n")
+    if corpus and not args.json:
+        print(_summary(traces))
+    elif corpus:
+        print(json.dumps({"summary": _summary(traces)}), file=sys.stderr)
+    return 0

@@ -1,0 +1,91 @@
+"""Body and attachment content rules (reference 6.6) with thresholds and $MatchedContent (5.8)."""
+
+from __future__ import annotations
+
+from filterlang.ast import RuleTest
+from runtime import rx, smartid
+from runtime.context import MessageContext
+from runtime.mimewalk import Part, archive_members
+from runtime.rules.common import RuleResult, arg, parts
+
+
+def score_parts(scanned: list[Part], counter: object) -> tuple[int, list[str]]:
+    """Sum per-part counts; alternatives of one multipart/alternative count their maximum."""
+    total = 0
+    found: list[str] = []
+    alt_best: dict[int, tuple[int, list[str]]] = {}
+    for p in scanned:
+        n, hits = counter(p.utf8)  # type: ignore[operator]
+        if p.alt_group is not None:
+            best = alt_best.get(p.alt_group)
+            if best is None or n > best[0]:
+                alt_best[p.alt_group] = (n, hits)
+            continue
+        total += n
+        found += hits
+    for n, hits in alt_best.values():
+        total += n
+        found += hits
+    return total, found
+
+
+def scan_set(ctx: MessageContext, *, body: bool, attachments: bool) -> list[Part]:
+    """The parts a content scan reads: body and/or attachments, archives expanded (5.9)."""
+    cached: list[Part] | None = ctx.scan_sets.get((body, attachments))
+    if cached is not None:
+        return cached
+    out: list[Part] = []
+    ctx.scan_sets[(body, attachments)] = out
+    for p in parts(ctx):
+        if p.is_body and body and p.scannable:
+            out.append(p)
+        elif not p.is_body and attachments:
+            if p.scannable:
+                out.append(p)
+            out.extend(m for m in archive_members(p) if m.scannable)
+    return out
+
+
+def _scan(ctx: MessageContext, t: RuleTest, *, body: bool, attachments: bool, what: str) -> RuleResult:
+    pattern = str(arg(t, 0, ""))
+    threshold = int(arg(t, 1, 1) or 1)
+    scanned = scan_set(ctx, body=body, attachments=attachments)
+    total, found = score_parts(scanned, lambda text: smartid.count(pattern, text))
+    ok = total >= threshold
+    if ok:
+        ctx.matched_content = list(dict.fromkeys(found))
+    return RuleResult(ok, f"{what}: {total} match(es) of {pattern!r} in {len(scanned)} part(s), "
+                          f"threshold {threshold}", tuple(found[:5]))
+
+
+def body_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    return _scan(ctx, t, body=True, attachments=True, what="body and attachments")
+
+
+def only_body_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    return _scan(ctx, t, body=True, attachments=False, what="body")
+
+
+def attachment_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    return _scan(ctx, t, body=False, attachments=True, what="attachments")
+
+
+def every_attachment_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    pattern = str(arg(t, 0, ""))
+    threshold = int(arg(t, 1, 1) or 1)
+    atts = [p for p in parts(ctx) if not p.is_body]
+    if not atts:
+        return RuleResult(False, "no attachments")
+    counts = [smartid.count(pattern, p.utf8)[0] if p.scannable else 0 for p in atts]
+    ok = all(c >= threshold for c in counts)
+    return RuleResult(ok, f"per-attachment matches {counts}, threshold {threshold}")
+
+
+def attachment_binary_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    pattern = rx.compile_bytes(str(arg(t, 0, "")))
+    for p in parts(ctx):
+        if not p.is_body and p.encoded_size <= 2 * 5 * 1024 * 1024:
+            m = pattern.search(p.payload)
+            if m is not None:
+                return RuleResult(True, f"bytes match in {p.filename or p.declared_type}")
+    return RuleResult(False, "no attachment bytes match")

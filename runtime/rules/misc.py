@@ -1,0 +1,54 @@
+"""Size, time and miscellaneous rules (reference 6.5)."""
+
+from __future__ import annotations
+
+import random as _random
+from datetime import datetime
+
+from filterlang.ast import RuleTest
+from runtime.context import MessageContext
+from runtime.rules.common import (
+    RuleError,
+    RuleResult,
+    arg,
+    compare_num,
+    operand,
+    parts,
+)
+
+
+def body_size(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    return compare_num(t, ctx.size, "body-size")
+
+
+def date(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    try:
+        when = datetime.strptime(str(operand(t)), "%m/%d/%Y %H:%M:%S")
+    except ValueError as exc:
+        raise RuleError(f"date literal: {exc}") from None
+    return _cmp_date(t, when)
+
+
+def _cmp_date(t: RuleTest, when: datetime) -> RuleResult:
+    from runtime.rules.common import _NUM_OPS
+
+    now = datetime.now()
+    return RuleResult(_NUM_OPS[t.comparator or "=="](now, when), f"now {now:%m/%d/%Y %H:%M:%S}")
+
+
+def random(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    n = int(arg(t, 0, 1))
+    draw = _random.randrange(max(n, 1))
+    return compare_num(t, draw, f"random({n}) drew") if t.comparator else RuleResult(draw != 0, f"drew {draw}")
+
+
+def true(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    return RuleResult(True, "always")
+
+
+def valid(ctx: MessageContext, t: RuleTest) -> RuleResult:
+    msg = ctx.message
+    defects = [d for p in msg.walk() for d in p.defects]
+    parts(ctx)
+    problems = [str(type(d).__name__) for d in defects] + [d for d in ctx.defects if "MIME" in d]
+    return RuleResult(not problems, "MIME parsed cleanly" if not problems else f"defects: {', '.join(problems[:3])}")

@@ -1,0 +1,62 @@
+"""The provider interface for rules that need an outside service (reference 6.1).
+
+A provider is any object with the method a rule calls; ``None`` means "service unavailable",
+which makes the rule false (reference 6.1) and is reported in the trace.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from attrs import define
+
+
+class Unavailable(Exception):
+    """Raised by the runtime when a rule's provider is missing; the rule then counts as false."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"{service} service unavailable")
+        self.service = service
+
+
+class LdapProvider(Protocol):
+    def in_group(self, address: str, group: str) -> bool: ...
+
+
+class DnsListProvider(Protocol):
+    def lookup(self, zone: str, ip: str) -> str | None: ...
+
+
+class ReputationProvider(Protocol):
+    def score(self, ip: str) -> float | None: ...
+
+
+class AuthProvider(Protocol):
+    def spf(self, identity: str) -> str: ...
+    def dkim(self) -> str: ...
+
+
+class ScoreProvider(Protocol):
+    """URL, image, language and forged-email detectors share this shape: one verdict string."""
+
+    def verdict(self, rule: str, args: tuple[object, ...], raw: bytes) -> object: ...
+
+
+@define
+class Services:
+    ldap: LdapProvider | None = None
+    dnslist: DnsListProvider | None = None
+    reputation: ReputationProvider | None = None
+    auth: AuthProvider | None = None
+    url: ScoreProvider | None = None
+    image: ScoreProvider | None = None
+    language: ScoreProvider | None = None
+    forged: ScoreProvider | None = None
+    counters: dict[str, int] | None = None  # header-repeats: shared store in the gateway
+
+
+def need(services: Services | None, name: str) -> object:
+    provider = getattr(services, name, None) if services is not None else None
+    if provider is None:
+        raise Unavailable(name)
+    return provider

@@ -1,0 +1,92 @@
+"""Bad input never wins: every broken message yields a trace, never a traceback (issue 3)."""
+
+from __future__ import annotations
+
+import base64
+import tracemalloc
+
+import pytest
+from rt_helpers import msg, run
+
+from runtime.trace import to_json, to_text
+
+ALL_RULES = ("f: if subject == 'x' or header('X') or body-contains('zzz') or attachment-filename == 'q'"
+             " or attachment-filetype == 'exe' or attachment-protected or valid or malformed-header"
+             " or duplicate_boundaries or attachment-size > 1 or signed or encrypted"
+             " { insert-header('X-Seen', '$Subject $filenames'); }\n")
+
+
+def _nested(depth: int) -> bytes:
+    head = "Subject: deep\nMIME-Version: 1.0\n"
+    parts = [head]
+    for i in range(depth):
+        parts.append(f"Content-Type: multipart/mixed; boundary=\"b{i}\"\n\n--b{i}\n")
+    parts.append("Content-Type: text/plain\n\nbottom\n")
+    for i in reversed(range(depth)):
+        parts.append(f"--b{i}--\n")
+    return "".join(parts).encode()
+
+
+def _many(n: int) -> bytes:
+    out = ["Subject: many\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n"]
+    for i in range(n):
+        out.append(f"--B\nContent-Type: text/plain; name=\"p{i}.txt\"\n"
+                   f"Content-Disposition: attachment; filename=\"p{i}.txt\"\n\nx{i}\n")
+    out.append("--B--\n")
+    return "".join(out).encode()
+
+
+BAD = {
+    "broken-mime": b"Subject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"nope\"\n\n"
+                   b"--other\nContent-Type: text/plain\n\nunterminated\n",
+    "no-headers": b"\n\njust a body\n",
+    "empty": b"",
+    "8bit-junk-headers": b"Subject: \xff\xfe\x80 caf\xe9\nFrom: \xc3\x28 <a@b>\nX: =?utf-8?B?////?=\n\nbody\n",
+    "bad-base64": b"Subject: x\nContent-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n"
+                  b"!!!not base64@@@\n",
+    "bad-charset": b"Subject: x\nContent-Type: text/plain; charset=no-such-charset\n\nhello\n",
+    "500-deep": _nested(500),
+    "10000-parts": _many(10_000),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_message_yields_a_trace(name: str) -> None:
+    t = run(ALL_RULES, BAD[name])
+    assert t.message_filters.filters[0].error is None, t.message_filters.filters[0].error
+    assert to_text(t) and to_json(t)["recipients"] == {"rcpt@example.com": "deliver"}
+
+
+def test_deep_nesting_is_recorded_as_a_defect() -> None:
+    t = run("f: if body-contains('bottom') { no-op(); }", _nested(500))
+    assert t.defects
+
+
+def test_fifty_megabyte_attachment_stays_within_four_times_the_message_size() -> None:
+    payload = base64.encodebytes(b"\x00\x01binary" * (38 * 1024 * 1024 // 8)).decode()
+    raw = (f"Subject: big\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n\n"
+           f"--B\nContent-Type: text/plain\n\nhello\n--B\nContent-Type: application/octet-stream; "
+           f"name=\"big.bin\"\nContent-Disposition: attachment; filename=\"big.bin\"\n"
+           f"Content-Transfer-Encoding: base64\n\n{payload}--B--\n").encode()
+    del payload
+    assert len(raw) > 50 * 1024 * 1024
+    src = ("f: if body-contains('needle') or attachment-filename == '\\\\.bin$'"
+           " or attachment-size > 1M { insert-header('X-Big', '$filesizes'); }")
+    tracemalloc.start()
+    try:
+        t = run(src, raw)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert t.message_filters.filters[0].matched
+    assert peak <= 4 * len(raw), f"peak {peak} > 4 x {len(raw)}"
+
+
+def test_missing_headers_rules_see_what_they_can() -> None:
+    t = run("f: if subject == '^$' and header('From') != '.' { tag-message('empty'); }", b"\n\nbody\n")
+    assert t.message_filters.plan.tags == ["empty"]
+
+
+def test_non_ascii_insert_header_is_encoded() -> None:
+    t = run("f: if true { insert-header('X-Name', 'Größe ✓'); }", msg())
+    assert b"X-Name: =?utf-8?" in t.result
