@@ -1,0 +1,185 @@
+"""Verify S/MIME signatures (smime.md section 6): signature, digest, path, usage, From.
+
+Verification failures are reported, never raised: `VerifyResult.reasons` carries stable codes.
+Only input that cannot be parsed at all raises `MalformedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Sequence
+
+import attrs
+from asn1crypto import x509
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
+from pyhanko_certvalidator.errors import (
+    InvalidCertificateError,
+    PathBuildingError,
+    PathValidationError,
+    RevokedError,
+)
+
+from smime import _cms_signed as cs
+from smime import mime
+from smime.trust import TrustStore
+
+Reason = tuple[str, str]
+
+
+@attrs.frozen
+class SignerResult:
+    certificate: x509.Certificate | None
+    verified: bool
+    reasons: tuple[Reason, ...]
+    signing_time: dt.datetime | None
+    digest_algorithm: str
+    capabilities: tuple[str, ...]
+
+
+@attrs.frozen
+class VerifyResult:
+    verified: bool
+    reasons: tuple[Reason, ...]
+    signers: tuple[SignerResult, ...]
+    certificates: tuple[x509.Certificate, ...]
+    content: bytes
+    form: str  # "detached" | "opaque"
+
+
+def _emails(cert: x509.Certificate) -> tuple[str, ...]:
+    out = [
+        str(n.native).lower() for n in (cert.subject_alt_name_value or ()) if n.name == "rfc822_name"
+    ]
+    return tuple(out)
+
+
+def _from_matches(cert: x509.Certificate, from_address: str) -> bool:
+    addr = from_address.strip().lower()
+    domain = addr.rpartition("@")[2]
+    # A SAN without a local part names the whole domain (organisation certificates).
+    return any(e == addr or ("@" not in e and e.lstrip(".") == domain) for e in _emails(cert))
+
+
+def _path_reasons(
+    cert: x509.Certificate,
+    certs: Sequence[x509.Certificate],
+    trust: TrustStore,
+    now: dt.datetime,
+    crls: Sequence[bytes],
+    fetch_revocation: str,
+) -> list[Reason]:
+    ctx = ValidationContext(
+        trust_roots=list(trust.anchors),
+        other_certs=[c for c in certs if c != cert],
+        moment=now,
+        crls=[*trust.crls, *crls],
+        allow_fetching=fetch_revocation != "off",
+        revocation_mode="hard-fail" if fetch_revocation == "hard" else "soft-fail",
+    )
+    validator = CertificateValidator(cert, validation_context=ctx)
+    try:
+        asyncio.run(validator.async_validate_usage({"digital_signature"}, {"email_protection"}))
+    except RevokedError as exc:
+        return [("revoked", str(exc))]
+    except PathBuildingError as exc:
+        return [("untrusted", f"no path to a trust anchor: {exc}")]
+    except InvalidCertificateError as exc:
+        return [("bad-usage", str(exc))]
+    except PathValidationError as exc:
+        text = str(exc)
+        low = text.lower()
+        if "expired" in low:
+            return [("expired", text)]
+        if "not valid until" in low or "not yet valid" in low:
+            return [("not-yet-valid", text)]
+        if "critical" in low:
+            return [("unknown-critical-extension", text)]
+        if "revoked" in low:
+            return [("revoked", text)]
+        return [("path-invalid", text)]
+    except (ValueError, TypeError, NotImplementedError) as exc:
+        return [("unsupported-algorithm", f"certificate path could not be checked: {exc}")]
+    return []
+
+
+def verify_content(
+    der: bytes,
+    detached_content: bytes | None = None,
+    *,
+    trust: TrustStore,
+    now: dt.datetime | None = None,
+    from_address: str | None = None,
+    crls: Sequence[bytes] = (),
+    fetch_revocation: str = "off",
+) -> VerifyResult:
+    """Verify a DER SignedData; `detached_content` is the signed bytes for detached form."""
+    parsed = cs.parse_signed(der)
+    when = now or dt.datetime.now(dt.UTC)
+    if parsed.content is not None and detached_content is not None:
+        content, form = detached_content, "detached"
+        reasons: list[Reason] = [("ambiguous-content", "both detached and encapsulated content")]
+    elif parsed.content is not None:
+        content, form, reasons = parsed.content, "opaque", []
+    elif detached_content is not None:
+        content, form, reasons = detached_content, "detached", []
+    else:
+        content, form = b"", "detached"
+        reasons = [("no-content", "detached signature without the signed content")]
+    signers: list[SignerResult] = []
+    for si in parsed.signed_data["signer_infos"]:
+        sr: list[Reason] = []
+        cert = cs.find_signer_cert(si, parsed.certificates)
+        digest_name = si["digest_algorithm"]["algorithm"].native
+        found = {a["type"].native: a["values"] for a in si["signed_attrs"]} if si[
+            "signed_attrs"].native is not None else {}
+        st = found.get("signing_time")
+        caps = tuple(
+            str(c["capability_id"].native) for c in (found["smime_capabilities"][0]
+                                                     if "smime_capabilities" in found else ())
+        )
+        if cert is None:
+            sr.append(("no-signer-certificate", "the signer's certificate is not in the message"))
+        else:
+            bad = cs.check_signature(si, cert, content)
+            if bad:
+                sr.append(bad)
+            elif digest_name == "sha1":
+                sr.append(("legacy-sha1", "signed with SHA-1 (legacy; accepted only as flagged)"))
+            if not bad:
+                sr += _path_reasons(cert, parsed.certificates, trust, when, [*parsed.crls, *crls],
+                                    fetch_revocation)
+            if from_address is not None and not _from_matches(cert, from_address):
+                sr.append(("from-mismatch", f"From {from_address} is not in the certificate"))
+        fatal = [r for r in sr if r[0] != "legacy-sha1"]
+        signers.append(SignerResult(
+            cert, not fatal and not reasons, tuple(sr),
+            st[0].native if st is not None else None, str(digest_name), caps,
+        ))
+    if not signers:
+        reasons.append(("no-signers", "the signature has no signers"))
+    all_reasons = [*reasons, *(r for s in signers for r in s.reasons)]
+    ok = bool(signers) and not reasons and all(s.verified for s in signers)
+    return VerifyResult(ok, tuple(all_reasons), tuple(signers), parsed.certificates, content,
+                        form)
+
+
+def verify(
+    message: bytes,
+    *,
+    trust: TrustStore,
+    now: dt.datetime | None = None,
+    from_address: str | None = None,
+    crls: Sequence[bytes] = (),
+    fetch_revocation: str = "off",
+) -> VerifyResult:
+    """Verify a whole RFC 5322 message signed in detached or opaque form."""
+    found = mime.locate_signed(message)
+    if from_address is None:
+        from_address = found.from_address
+    result = verify_content(found.der, found.signed_part, trust=trust, now=now,
+                            from_address=from_address, crls=crls,
+                            fetch_revocation=fetch_revocation)
+    if found.form == "opaque":
+        return attrs.evolve(result, form="opaque")
+    return result
