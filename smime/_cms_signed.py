@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 from collections.abc import Sequence
 
 import attrs
@@ -147,6 +148,8 @@ def build_signed(
     if digest_name not in SIGNING_DIGESTS:
         raise SigningError(f"digest {digest_name!r} refused: use one of {SIGNING_DIGESTS}")
     signer = _cert_of(cert)
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        digest_name = "sha512"  # RFC 8419 section 3: Ed25519 in CMS pairs with SHA-512
     when = signing_time or dt.datetime.now(dt.UTC)
     ias = cms.IssuerAndSerialNumber(
         {"issuer": signer.issuer, "serial_number": signer.serial_number}
@@ -243,11 +246,16 @@ def check_signature(
     if attrs_v.native is None:
         return ("no-signed-attributes", "S/MIME signatures must carry signed attributes")
     found = {a["type"].native: a["values"] for a in attrs_v}
-    if "message_digest" not in found or "content_type" not in found:
-        return ("missing-attribute", "messageDigest or contentType attribute missing")
+    types = [a["type"].native for a in attrs_v]
+    for once in ("content_type", "message_digest"):
+        if types.count(once) != 1 or len(found[once]) != 1:
+            return ("bad-attributes", f"{once} must occur exactly once with one value")
+    for at_most in ("smime_capabilities", "encrypt_key_pref"):
+        if types.count(at_most) > 1:
+            return ("bad-attributes", f"{at_most} occurs more than once")
     if found["content_type"][0].native != "data":
         return ("content-type-mismatch", "contentType attribute does not say id-data")
-    if found["message_digest"][0].native != digest(digest_name, content):
+    if not hmac.compare_digest(found["message_digest"][0].native, digest(digest_name, content)):
         return ("bad-digest", "the content does not match the signed message digest")
     data = b"\x31" + attrs_v.dump()[1:]  # signature covers the attributes as a SET OF
     signature = si["signature"].native
@@ -259,8 +267,8 @@ def check_signature(
         if sig_name == "rsassa_pss":
             params = algo["parameters"]
             ph = params["hash_algorithm"]["algorithm"].native
-            if ph not in VERIFY_DIGESTS:
-                return ("weak-digest", f"PSS hash {ph} is refused")
+            if ph != digest_name:
+                return ("bad-algorithm", f"PSS hash {ph} differs from digest {digest_name}")
             mh = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
             if mh not in VERIFY_DIGESTS:
                 return ("weak-digest", f"PSS MGF1 hash {mh} is refused")

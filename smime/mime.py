@@ -117,12 +117,22 @@ def build_opaque(outer: list[bytes], der: bytes) -> bytes:
     return head + b"\r\n\r\n" + _b64(der)
 
 
+class PartiallySigned(MalformedError):
+    """A signed entity exists but is not the whole message body (smime.md 9.2)."""
+
+
+_SIGNED_TYPES = (
+    "multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime",
+)
+
+
 @attrs.frozen
 class Located:
     form: str  # "detached" | "opaque"
     der: bytes
     signed_part: bytes | None  # exact bytes of the signed entity (detached form)
     from_address: str | None
+    from_count: int = 1
 
 
 def _decode_b64(body: bytes, where: str) -> bytes:
@@ -144,6 +154,7 @@ def locate_signed(message: bytes) -> Located:
         addrs: tuple[object, ...] = tuple(getattr(hdrs["from"], "addresses", ()) or ())
     except (ValueError, IndexError, TypeError):
         addrs = ()
+    from_count = len(hdrs.get_all("from") or ())
     if len(addrs) == 1:
         from_address = str(getattr(addrs[0], "addr_spec", "")) or None
     ctype = hdrs.get_content_type()
@@ -176,10 +187,17 @@ def locate_signed(message: bytes) -> Located:
         ):
             raise MalformedError("multipart/signed: second part is not a pkcs7-signature")
         return Located("detached", _decode_b64(sig_body, "signature part"), signed,
-                       from_address)
+                       from_address, from_count)
     if ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
         st = hdrs.get_param("smime-type")
         if st not in (None, "signed-data"):
             raise MalformedError(f"application/pkcs7-mime with smime-type={st} is not signed")
-        return Located("opaque", _decode_b64(body, "pkcs7-mime body"), None, from_address)
+        return Located("opaque", _decode_b64(body, "pkcs7-mime body"), None, from_address,
+                       from_count)
+    if ctype.startswith("multipart/"):
+        whole = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message)
+        if any(p.get_content_type() in _SIGNED_TYPES for p in whole.walk()):
+            raise PartiallySigned(
+                "a signed part is nested inside the message; the whole body is not signed"
+            )
     raise MalformedError(f"no S/MIME signature: the message is {ctype}")

@@ -118,7 +118,7 @@ def verify_content(
     when = now or dt.datetime.now(dt.UTC)
     if parsed.content is not None and detached_content is not None:
         content, form = detached_content, "detached"
-        reasons: list[Reason] = [("ambiguous-content", "both detached and encapsulated content")]
+        reasons: list[Reason] = [("econtent-in-detached", "multipart/signed whose SignedData also carries eContent")]
     elif parsed.content is not None:
         content, form, reasons = parsed.content, "opaque", []
     elif detached_content is not None:
@@ -126,6 +126,7 @@ def verify_content(
     else:
         content, form = b"", "detached"
         reasons = [("no-content", "detached signature without the signed content")]
+    declared = {d["algorithm"].native for d in parsed.signed_data["digest_algorithms"]}
     signers: list[SignerResult] = []
     for si in parsed.signed_data["signer_infos"]:
         sr: list[Reason] = []
@@ -138,6 +139,8 @@ def verify_content(
             str(c["capability_id"].native) for c in (found["smime_capabilities"][0]
                                                      if "smime_capabilities" in found else ())
         )
+        if digest_name not in declared:
+            sr.append(("digest-set-mismatch", f"{digest_name} is not in digestAlgorithms"))
         if cert is None:
             sr.append(("no-signer-certificate", "the signer's certificate is not in the message"))
         else:
@@ -174,7 +177,13 @@ def verify(
     fetch_revocation: str = "off",
 ) -> VerifyResult:
     """Verify a whole RFC 5322 message signed in detached or opaque form."""
-    found = mime.locate_signed(message)
+    try:
+        found = mime.locate_signed(message)
+    except mime.PartiallySigned as exc:
+        return VerifyResult(False, (("partially-signed", str(exc)),), (), (), b"", "detached")
+    if found.from_count > 1:
+        return VerifyResult(False, (("multiple-from", "the message has several From headers"),),
+                            (), (), b"", found.form)
     if from_address is None:
         from_address = found.from_address
     result = verify_content(found.der, found.signed_part, trust=trust, now=now,
