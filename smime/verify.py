@@ -14,7 +14,11 @@ import attrs
 from asn1crypto import x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator.errors import (
+    DisallowedAlgorithmError,
+    ExpiredError,
+    InsufficientRevinfoError,
     InvalidCertificateError,
+    NotYetValidError,
     PathBuildingError,
     PathValidationError,
     RevokedError,
@@ -69,34 +73,60 @@ def _path_reasons(
     crls: Sequence[bytes],
     fetch_revocation: str,
 ) -> list[Reason]:
-    ctx = ValidationContext(
-        trust_roots=list(trust.anchors),
-        other_certs=[c for c in certs if c != cert],
-        moment=now,
-        crls=[*trust.crls, *crls],
-        allow_fetching=fetch_revocation != "off",
-        revocation_mode="hard-fail" if fetch_revocation == "hard" else "soft-fail",
-    )
-    validator = CertificateValidator(cert, validation_context=ctx)
+    all_crls = [*trust.crls, *crls]
+    # smime.md 5.2: digitalSignature or nonRepudiation; an absent KU permits both.
+    ku = set(cert.key_usage_value.native) if cert.key_usage_value is not None else set()
+    ku_wanted = {"non_repudiation"} if ku and "digital_signature" not in ku and (
+        "non_repudiation" in ku) else {"digital_signature"}
+    if not ku:
+        ku_wanted = set()
+
+    def run(mode: str) -> None:
+        ctx = ValidationContext(
+            trust_roots=list(trust.anchors),
+            other_certs=[c for c in certs if c != cert],
+            moment=now,
+            crls=all_crls,
+            allow_fetching=fetch_revocation != "off",
+            revocation_mode=mode,
+        )
+        validator = CertificateValidator(cert, validation_context=ctx)
+        asyncio.run(validator.async_validate_usage(
+            ku_wanted, {"email_protection"}, extended_optional=True
+        ))
+
     try:
-        asyncio.run(validator.async_validate_usage({"digital_signature"}, {"email_protection"}))
+        # pyhanko's soft/hard-fail modes only consult CRLs for certificates that declare a
+        # distribution point; "require" consults every CRL we hold. So when we hold CRLs, a
+        # "require" pass finds revocations, and missing revocation info falls back below.
+        if all_crls:
+            try:
+                run("require")
+                return []
+            except InsufficientRevinfoError:
+                pass
+        run("hard-fail" if fetch_revocation == "hard" else "soft-fail")
     except RevokedError as exc:
         return [("revoked", str(exc))]
+    except ExpiredError as exc:
+        return [("expired", str(exc))]
+    except NotYetValidError as exc:
+        return [("not-yet-valid", str(exc))]
+    except InsufficientRevinfoError as exc:
+        return [("revocation-unknown", str(exc))]
+    except DisallowedAlgorithmError as exc:
+        return [("unsupported-algorithm", str(exc))]
     except PathBuildingError as exc:
         return [("untrusted", f"no path to a trust anchor: {exc}")]
     except InvalidCertificateError as exc:
-        return [("bad-usage", str(exc))]
+        text = str(exc)
+        if "self-signed" in text.lower():
+            return [("untrusted", f"self-signed certificate is not a trust anchor: {text}")]
+        return [("bad-usage", text)]
     except PathValidationError as exc:
         text = str(exc)
-        low = text.lower()
-        if "expired" in low:
-            return [("expired", text)]
-        if "not valid until" in low or "not yet valid" in low:
-            return [("not-yet-valid", text)]
-        if "critical" in low:
+        if "critical" in text.lower():
             return [("unknown-critical-extension", text)]
-        if "revoked" in low:
-            return [("revoked", text)]
         return [("path-invalid", text)]
     except (ValueError, TypeError, NotImplementedError) as exc:
         return [("unsupported-algorithm", f"certificate path could not be checked: {exc}")]
@@ -118,7 +148,9 @@ def verify_content(
     when = now or dt.datetime.now(dt.UTC)
     if parsed.content is not None and detached_content is not None:
         content, form = detached_content, "detached"
-        reasons: list[Reason] = [("econtent-in-detached", "multipart/signed whose SignedData also carries eContent")]
+        reasons: list[Reason] = [
+            ("econtent-in-detached", "multipart/signed whose SignedData also carries eContent")
+        ]
     elif parsed.content is not None:
         content, form, reasons = parsed.content, "opaque", []
     elif detached_content is not None:
