@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import attrs
 from asn1crypto import algos, cms, core, x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
@@ -99,7 +99,8 @@ def parse_signed(der: bytes) -> ParsedSigned:
     """Parse a ContentInfo holding SignedData; all structural errors become MalformedError."""
     check_der(der)
     try:
-        info = cms.ContentInfo.load(der)
+        info = cms.ContentInfo.load(der, strict=True)
+        _ = info.native  # parse every field now, so later access cannot fail half-way
         if info["content_type"].native != "signed_data":
             raise UnsupportedError(
                 f"CMS: content type {info['content_type'].native} is not signed-data"
@@ -118,7 +119,7 @@ def parse_signed(der: bytes) -> ParsedSigned:
             _ = si.native  # force full parse now so later access cannot fail
         for cert in certs:
             _ = cert.native
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
         raise MalformedError(f"CMS: not a valid SignedData structure ({exc})") from None
     return ParsedSigned(sd, content, certs, crls)
 
@@ -260,8 +261,8 @@ def check_signature(
     data = b"\x31" + attrs_v.dump()[1:]  # signature covers the attributes as a SET OF
     signature = si["signature"].native
     algo = si["signature_algorithm"]
-    sig_name = algo.signature_algo
     try:
+        sig_name = algo.signature_algo
         pub = serialization.load_der_public_key(cert.public_key.dump())
         h = _HASHES[digest_name]()
         if sig_name == "rsassa_pss":
@@ -285,7 +286,7 @@ def check_signature(
             return ("unsupported-algorithm", f"signature algorithm {sig_name} is not supported")
     except InvalidSignature:
         return ("bad-signature", "the signature does not match the signer's public key")
-    except (ValueError, TypeError, KeyError, AssertionError) as exc:
+    except (ValueError, TypeError, KeyError, AssertionError, UnsupportedAlgorithm) as exc:
         return ("unsupported-algorithm", f"signature could not be checked: {exc}")
     return None
 

@@ -19,9 +19,11 @@ from pyhanko_certvalidator.errors import (
     InsufficientRevinfoError,
     InvalidCertificateError,
     NotYetValidError,
+    PathError,
     PathBuildingError,
     PathValidationError,
     RevokedError,
+    ValidationError,
 )
 
 from smime import _cms_signed as cs
@@ -128,6 +130,8 @@ def _path_reasons(
         if "critical" in text.lower():
             return [("unknown-critical-extension", text)]
         return [("path-invalid", text)]
+    except (ValidationError, PathError) as exc:
+        return [("path-invalid", str(exc))]
     except (ValueError, TypeError, NotImplementedError) as exc:
         return [("unsupported-algorithm", f"certificate path could not be checked: {exc}")]
     return []
