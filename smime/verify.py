@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Sequence
 
 import attrs
@@ -31,6 +32,10 @@ from smime import mime
 from smime.trust import TrustStore
 
 Reason = tuple[str, str]
+
+# pyhanko-certvalidator logs full tracebacks for CRL-issuer path failures that it then turns
+# into a normal validation error; without a handler Python prints them to stderr.
+logging.getLogger("pyhanko_certvalidator").addHandler(logging.NullHandler())
 
 
 @attrs.frozen
@@ -99,14 +104,12 @@ def _path_reasons(
 
     try:
         # pyhanko's soft/hard-fail modes only consult CRLs for certificates that declare a
-        # distribution point; "require" consults every CRL we hold. So when we hold CRLs, a
-        # "require" pass finds revocations, and missing revocation info falls back below.
+        # distribution point. Policy: once any CRL is held (message or CRL directory), every
+        # certificate in the path needs current revocation info ("revocation-unknown" else),
+        # as RFC 5280 / PKITS expect; with no CRLs at all, no revocation check is possible.
         if all_crls:
-            try:
-                run("require")
-                return []
-            except InsufficientRevinfoError:
-                pass
+            run("require")
+            return []
         run("hard-fail" if fetch_revocation == "hard" else "soft-fail")
     except RevokedError as exc:
         return [("revoked", str(exc))]
