@@ -23,6 +23,8 @@ from smime.errors import MalformedError, SigningError, UnsupportedError
 # Nesting deeper than this is never produced by a real CMS object; refusing early keeps the
 # parser iterative-bounded and far from Python's recursion limit.
 MAX_DEPTH = 64
+INDEF = -1
+_NEEDED_ATTRS = {"content_type", "message_digest", "signing_time", "smime_capabilities"}
 SIGNING_DIGESTS = ("sha256", "sha384", "sha512")
 # SHA-1 is tolerated on verify only (legacy mail) and flagged by the caller; MD5 never.
 VERIFY_DIGESTS = (*SIGNING_DIGESTS, "sha1")
@@ -41,14 +43,21 @@ def check_der(data: bytes) -> None:
     """Walk every TLV without recursion; raise MalformedError naming the offset on any flaw."""
     if not data:
         raise MalformedError("CMS: empty input")
-    stack: list[int] = [len(data)]  # end offsets of the open constructed values
+    # End offsets of the open constructed values; INDEF marks a BER indefinite-length value,
+    # which ends at its end-of-contents octets.
+    stack: list[int] = [len(data)]
+    limit = len(data)
     pos = 0
     while pos < len(data):
-        while stack and pos == stack[-1]:
+        while stack and stack[-1] != INDEF and pos == stack[-1]:
             stack.pop()
         if not stack:
             raise MalformedError(f"CMS: trailing data at byte {pos}")
         start = pos
+        if data[pos : pos + 2] == b"\x00\x00" and stack[-1] == INDEF:
+            stack.pop()
+            pos += 2
+            continue
         tag = data[pos]
         pos += 1
         if tag & 0x1F == 0x1F:  # high tag number form
@@ -60,7 +69,12 @@ def check_der(data: bytes) -> None:
         first = data[pos]
         pos += 1
         if first == 0x80:
-            raise MalformedError(f"CMS: indefinite length at byte {start} (BER, not DER)")
+            if not tag & 0x20:
+                raise MalformedError(f"CMS: indefinite length on a primitive at byte {start}")
+            if len(stack) > MAX_DEPTH:
+                raise MalformedError(f"CMS: nesting deeper than {MAX_DEPTH} at byte {start}")
+            stack.append(INDEF)
+            continue
         if first & 0x80:
             count = first & 0x7F
             if count > 8 or pos + count > len(data):
@@ -70,10 +84,11 @@ def check_der(data: bytes) -> None:
         else:
             length = first
         end = pos + length
-        if end > stack[-1]:
+        bound = next((e for e in reversed(stack) if e != INDEF), limit)
+        if end > bound:
             raise MalformedError(
                 f"CMS: value at byte {start} claims {length} bytes but only "
-                f"{stack[-1] - pos} remain"
+                f"{bound - pos} remain"
             )
         if tag & 0x20:
             if len(stack) > MAX_DEPTH:
@@ -81,7 +96,7 @@ def check_der(data: bytes) -> None:
             stack.append(end)
         else:
             pos = end
-    while stack and pos == stack[-1]:
+    while stack and stack[-1] != INDEF and pos == stack[-1]:
         stack.pop()
     if stack:
         raise MalformedError("CMS: truncated input")
@@ -100,15 +115,18 @@ def parse_signed(der: bytes) -> ParsedSigned:
     check_der(der)
     try:
         info = cms.ContentInfo.load(der, strict=True)
-        _ = info.native  # parse every field now, so later access cannot fail half-way
+        # Parse every field we use now, so later access cannot fail half-way. Attribute values
+        # of unknown or exotic types are left alone (RFC 4134 4.10 has several).
+        _ = info["content_type"].native
         if info["content_type"].native != "signed_data":
             raise UnsupportedError(
                 f"CMS: content type {info['content_type'].native} is not signed-data"
             )
         sd = info["content"]
         encap = sd["encap_content_info"]["content"]
-        # DER forbids constructed OCTET STRINGs, so the contents octets are the content.
-        content = None if isinstance(encap, core.Void) else bytes(encap.contents)
+        _ = sd["digest_algorithms"].native, sd["encap_content_info"]["content_type"].native
+        # .native joins the chunks of a BER constructed OCTET STRING.
+        content = None if isinstance(encap, core.Void) else _octets(encap)
         certs = tuple(
             c.chosen for c in sd["certificates"] if c.name == "certificate"
         ) if sd["certificates"].native is not None else ()
@@ -116,12 +134,41 @@ def parse_signed(der: bytes) -> ParsedSigned:
             c.chosen.dump() for c in sd["crls"] if c.name == "crl"
         ) if sd["crls"].native is not None else ()
         for si in sd["signer_infos"]:
-            _ = si.native  # force full parse now so later access cannot fail
+            for field in ("sid", "digest_algorithm", "signature_algorithm", "signature"):
+                _ = si[field].native
+            _ = si["signature_algorithm"]["parameters"].native
+            if has_signed_attrs(si):
+                for a in si["signed_attrs"]:
+                    if a["type"].native in _NEEDED_ATTRS:
+                        _ = a["values"].native
         for cert in certs:
             _ = cert.native
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
         raise MalformedError(f"CMS: not a valid SignedData structure ({exc})") from None
     return ParsedSigned(sd, content, certs, crls)
+
+
+def needed_attrs(si: cms.SignerInfo) -> dict[str, cms.SetOfAny]:
+    """The signed attributes we use, by name; other values are never parsed (see above)."""
+    if not has_signed_attrs(si):
+        return {}
+    return {
+        a["type"].native: a["values"]
+        for a in si["signed_attrs"]
+        if a["type"].native in _NEEDED_ATTRS
+    }
+
+
+def has_signed_attrs(si: cms.SignerInfo) -> bool:
+    # Never call .native on the whole attribute set: exotic attribute values make it raise.
+    return not isinstance(si["signed_attrs"], core.Void)
+
+
+def _octets(value: core.Asn1Value) -> bytes:
+    native = value.native
+    if isinstance(native, bytes):
+        return native
+    return bytes(value.contents)
 
 
 def digest(name: str, data: bytes) -> bytes:
@@ -244,9 +291,10 @@ def check_signature(
     if digest_name not in VERIFY_DIGESTS:
         return ("weak-digest", f"digest algorithm {digest_name} is refused")
     attrs_v = si["signed_attrs"]
-    if attrs_v.native is None:
-        return ("no-signed-attributes", "S/MIME signatures must carry signed attributes")
-    found = {a["type"].native: a["values"] for a in attrs_v}
+    if not has_signed_attrs(si):
+        # RFC 5652 5.4: without signed attributes the signature covers the content itself.
+        return _check_raw(si, cert, content, content, digest_name)
+    found = needed_attrs(si)
     types = [a["type"].native for a in attrs_v]
     for once in ("content_type", "message_digest"):
         if types.count(once) != 1 or len(found[once]) != 1:
@@ -259,6 +307,12 @@ def check_signature(
     if not hmac.compare_digest(found["message_digest"][0].native, digest(digest_name, content)):
         return ("bad-digest", "the content does not match the signed message digest")
     data = b"\x31" + attrs_v.dump()[1:]  # signature covers the attributes as a SET OF
+    return _check_raw(si, cert, data, content, digest_name)
+
+
+def _check_raw(
+    si: cms.SignerInfo, cert: x509.Certificate, data: bytes, content: bytes, digest_name: str
+) -> tuple[str, str] | None:
     signature = si["signature"].native
     algo = si["signature_algorithm"]
     try:

@@ -59,8 +59,14 @@ class VerifyResult:
 
 
 def _emails(cert: x509.Certificate) -> tuple[str, ...]:
-    out = [
-        str(n.native).lower() for n in (cert.subject_alt_name_value or ()) if n.name == "rfc822_name"
+    # SAN rfc822Name first; legacy certificates carry emailAddress in the subject DN instead.
+    subject = cert.subject.native
+    legacy = subject.get("email_address", ()) if isinstance(subject, dict) else ()
+    legacy = [legacy] if isinstance(legacy, str) else list(legacy)
+    out = [str(e).lower() for e in legacy] + [
+        str(n.native).lower()
+        for n in (cert.subject_alt_name_value or ())
+        if n.name == "rfc822_name"
     ]
     return tuple(out)
 
@@ -83,8 +89,11 @@ def _path_reasons(
     all_crls = [*trust.crls, *crls]
     # smime.md 5.2: digitalSignature or nonRepudiation; an absent KU permits both.
     ku = set(cert.key_usage_value.native) if cert.key_usage_value is not None else set()
-    ku_wanted = {"non_repudiation"} if ku and "digital_signature" not in ku and (
-        "non_repudiation" in ku) else {"digital_signature"}
+    ku_wanted = (
+        {"non_repudiation"}
+        if ku and "digital_signature" not in ku and ("non_repudiation" in ku)
+        else {"digital_signature"}
+    )
     if not ku:
         ku_wanted = set()
 
@@ -96,11 +105,14 @@ def _path_reasons(
             crls=all_crls,
             allow_fetching=fetch_revocation != "off",
             revocation_mode=mode,
+            # SHA-1 in certificate signatures is accepted for legacy mail (flagged on the
+            # message digest); MD2/MD5 never.
+            weak_hash_algos={"md2", "md5"},
         )
         validator = CertificateValidator(cert, validation_context=ctx)
-        asyncio.run(validator.async_validate_usage(
-            ku_wanted, {"email_protection"}, extended_optional=True
-        ))
+        asyncio.run(
+            validator.async_validate_usage(ku_wanted, {"email_protection"}, extended_optional=True)
+        )
 
     try:
         # pyhanko's soft/hard-fail modes only consult CRLs for certificates that declare a
@@ -149,9 +161,14 @@ def verify_content(
     from_address: str | None = None,
     crls: Sequence[bytes] = (),
     fetch_revocation: str = "off",
+    extra_certs: Sequence[x509.Certificate] = (),
 ) -> VerifyResult:
-    """Verify a DER SignedData; `detached_content` is the signed bytes for detached form."""
+    """Verify a DER SignedData; `detached_content` is the signed bytes for detached form.
+
+    `extra_certs` supplies certificates the message lacks (a local store, smime.md 6 4.1).
+    """
     parsed = cs.parse_signed(der)
+    pool = (*parsed.certificates, *extra_certs)
     when = now or dt.datetime.now(dt.UTC)
     if parsed.content is not None and detached_content is not None:
         content, form = detached_content, "detached"
@@ -169,14 +186,13 @@ def verify_content(
     signers: list[SignerResult] = []
     for si in parsed.signed_data["signer_infos"]:
         sr: list[Reason] = []
-        cert = cs.find_signer_cert(si, parsed.certificates)
+        cert = cs.find_signer_cert(si, pool)
         digest_name = si["digest_algorithm"]["algorithm"].native
-        found = {a["type"].native: a["values"] for a in si["signed_attrs"]} if si[
-            "signed_attrs"].native is not None else {}
+        found = cs.needed_attrs(si)
         st = found.get("signing_time")
         caps = tuple(
-            str(c["capability_id"].native) for c in (found["smime_capabilities"][0]
-                                                     if "smime_capabilities" in found else ())
+            str(c["capability_id"].native)
+            for c in (found["smime_capabilities"][0] if "smime_capabilities" in found else ())
         )
         if digest_name not in declared:
             sr.append(("digest-set-mismatch", f"{digest_name} is not in digestAlgorithms"))
@@ -189,21 +205,27 @@ def verify_content(
             elif digest_name == "sha1":
                 sr.append(("legacy-sha1", "signed with SHA-1 (legacy; accepted only as flagged)"))
             if not bad:
-                sr += _path_reasons(cert, parsed.certificates, trust, when, [*parsed.crls, *crls],
-                                    fetch_revocation)
+                sr += _path_reasons(
+                    cert, pool, trust, when, [*parsed.crls, *crls], fetch_revocation
+                )
             if from_address is not None and not _from_matches(cert, from_address):
                 sr.append(("from-mismatch", f"From {from_address} is not in the certificate"))
         fatal = [r for r in sr if r[0] != "legacy-sha1"]
-        signers.append(SignerResult(
-            cert, not fatal and not reasons, tuple(sr),
-            st[0].native if st is not None else None, str(digest_name), caps,
-        ))
+        signers.append(
+            SignerResult(
+                cert,
+                not fatal and not reasons,
+                tuple(sr),
+                st[0].native if st is not None else None,
+                str(digest_name),
+                caps,
+            )
+        )
     if not signers:
         reasons.append(("no-signers", "the signature has no signers"))
     all_reasons = [*reasons, *(r for s in signers for r in s.reasons)]
     ok = bool(signers) and not reasons and all(s.verified for s in signers)
-    return VerifyResult(ok, tuple(all_reasons), tuple(signers), parsed.certificates, content,
-                        form)
+    return VerifyResult(ok, tuple(all_reasons), tuple(signers), parsed.certificates, content, form)
 
 
 def verify(
@@ -221,13 +243,25 @@ def verify(
     except mime.PartiallySigned as exc:
         return VerifyResult(False, (("partially-signed", str(exc)),), (), (), b"", "detached")
     if found.from_count > 1:
-        return VerifyResult(False, (("multiple-from", "the message has several From headers"),),
-                            (), (), b"", found.form)
+        return VerifyResult(
+            False,
+            (("multiple-from", "the message has several From headers"),),
+            (),
+            (),
+            b"",
+            found.form,
+        )
     if from_address is None:
         from_address = found.from_address
-    result = verify_content(found.der, found.signed_part, trust=trust, now=now,
-                            from_address=from_address, crls=crls,
-                            fetch_revocation=fetch_revocation)
+    result = verify_content(
+        found.der,
+        found.signed_part,
+        trust=trust,
+        now=now,
+        from_address=from_address,
+        crls=crls,
+        fetch_revocation=fetch_revocation,
+    )
     if found.form == "opaque":
         return attrs.evolve(result, form="opaque")
     return result

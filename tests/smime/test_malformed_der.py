@@ -29,7 +29,7 @@ DEEP_DEF = b"".join(b"\x30\x84" + (4 * (10_000 - i)).to_bytes(4, "big") for i in
         (GOOD + b"\x00\x00", "trailing"),
         (b"\x30\x89" + b"\xff" * 9, "bad length"),
         (b"\x30\x84\x06\x40\x00\x00" + b"\x00" * 10, "claims"),  # 100 MB claimed
-        (DEEP, "indefinite"),
+        (DEEP, "nesting"),
         (DEEP_DEF, "nesting|claims"),
         (b"\x30\x03\x02\x01\x01", "not a valid SignedData|content type"),
         (b"\x04\x03abc", "not a valid SignedData"),
