@@ -1,0 +1,203 @@
+"""MIME side of S/MIME signatures: canonical form, building and locating signed entities.
+
+Works on bytes: the signed part is cut out of the message exactly as received, never
+re-serialised, because any re-encoding would break the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import email.policy
+import re
+import secrets
+
+import attrs
+
+from smime.errors import MalformedError
+
+_LINE = re.compile(rb"\r\n|\r|\n")
+
+
+def to_crlf(data: bytes) -> bytes:
+    return _LINE.sub(b"\r\n", data)
+
+
+def split_entity(data: bytes) -> tuple[bytes, bytes]:
+    """Return (header block without the blank line, body) of a CRLF entity."""
+    if data.startswith(b"\r\n"):
+        return b"", data[2:]
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return data, b""
+    return head + b"\r\n", body
+
+
+def _headers(head: bytes) -> list[bytes]:
+    """Unfolded-aware list of raw header fields (continuation lines kept with their field)."""
+    fields: list[bytes] = []
+    for line in head.split(b"\r\n"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        else:
+            fields.append(line)
+    return fields
+
+
+def _name(field: bytes) -> bytes:
+    return field.split(b":", 1)[0].strip().lower()
+
+
+def canonicalise(entity: bytes) -> bytes:
+    """smime.md 2.3: CRLF line ends and a 7-bit-safe transfer encoding for leaf bodies."""
+    entity = to_crlf(entity)
+    head, body = split_entity(entity)
+    fields = _headers(head)
+    ctype = next((f for f in fields if _name(f) == b"content-type"), b"")
+    if b"multipart/" in ctype.lower():
+        return entity
+    unsafe = any(b > 127 or b == 0 for b in body) or any(
+        len(line) > 76 or line.endswith((b" ", b"\t")) or line.startswith(b"From ")
+        for line in body.split(b"\r\n")
+    )
+    if not unsafe:
+        return entity
+    fields = [f for f in fields if _name(f) != b"content-transfer-encoding"]
+    fields.append(b"Content-Transfer-Encoding: base64")
+    encoded = base64.encodebytes(body).replace(b"\n", b"\r\n")
+    return b"\r\n".join(fields) + b"\r\n\r\n" + encoded
+
+
+def split_message(message: bytes) -> tuple[list[bytes], bytes]:
+    """Split a message into (outer non-content header fields, inner entity with content
+    headers); MIME-Version stays outside."""
+    head, body = split_entity(to_crlf(message))
+    outer: list[bytes] = []
+    inner: list[bytes] = []
+    for f in _headers(head):
+        (inner if _name(f).startswith(b"content-") else outer).append(f)
+    outer = [f for f in outer if _name(f) != b"mime-version"]
+    if not any(_name(f) == b"content-type" for f in inner):
+        inner.insert(0, b"Content-Type: text/plain; charset=us-ascii")
+    return outer, b"\r\n".join(inner) + b"\r\n\r\n" + body
+
+
+def _b64(der: bytes) -> bytes:
+    return base64.encodebytes(der).replace(b"\n", b"\r\n")
+
+
+def build_detached(outer: list[bytes], signed_entity: bytes, der: bytes, micalg: str) -> bytes:
+    boundary = b"----=_smime_" + secrets.token_hex(12).encode()
+    head = b"\r\n".join([
+        *outer,
+        b"MIME-Version: 1.0",
+        b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg='
+        + micalg.encode() + b'; boundary="' + boundary + b'"',
+    ])
+    return (
+        head + b"\r\n\r\nThis is an S/MIME signed message\r\n\r\n--" + boundary + b"\r\n"
+        + signed_entity + b"\r\n--" + boundary + b"\r\n"
+        + b'Content-Type: application/pkcs7-signature; name="smime.p7s"\r\n'
+        + b"Content-Transfer-Encoding: base64\r\n"
+        + b'Content-Disposition: attachment; filename="smime.p7s"\r\n\r\n'
+        + _b64(der) + b"\r\n--" + boundary + b"--\r\n"
+    )
+
+
+def build_opaque(outer: list[bytes], der: bytes) -> bytes:
+    head = b"\r\n".join([
+        *outer,
+        b"MIME-Version: 1.0",
+        b'Content-Type: application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"',
+        b"Content-Transfer-Encoding: base64",
+        b'Content-Disposition: attachment; filename="smime.p7m"',
+    ])
+    return head + b"\r\n\r\n" + _b64(der)
+
+
+class PartiallySigned(MalformedError):
+    """A signed entity exists but is not the whole message body (smime.md 9.2)."""
+
+
+_SIGNED_TYPES = (
+    "multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime",
+)
+
+
+@attrs.frozen
+class Located:
+    form: str  # "detached" | "opaque"
+    der: bytes
+    signed_part: bytes | None  # exact bytes of the signed entity (detached form)
+    from_address: str | None
+    from_count: int = 1
+
+
+def _decode_b64(body: bytes, where: str) -> bytes:
+    try:
+        return base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
+    except ValueError:
+        raise MalformedError(f"{where}: the signature is not valid base64") from None
+
+
+def locate_signed(message: bytes) -> Located:
+    """Find the S/MIME signature of a whole message; the signed part must be the whole body."""
+    message = to_crlf(message)
+    head, body = split_entity(message)
+    hdrs = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+        head + b"\r\n"
+    )
+    from_address: str | None = None
+    try:
+        addrs: tuple[object, ...] = tuple(getattr(hdrs["from"], "addresses", ()) or ())
+    except (ValueError, IndexError, TypeError):
+        addrs = ()
+    from_count = len(hdrs.get_all("from") or ())
+    if len(addrs) == 1:
+        from_address = str(getattr(addrs[0], "addr_spec", "")) or None
+    ctype = hdrs.get_content_type()
+    if ctype == "multipart/signed":
+        boundary = hdrs.get_param("boundary")
+        if not isinstance(boundary, str) or not boundary:
+            raise MalformedError("multipart/signed without a boundary parameter")
+        delim = b"--" + boundary.encode()
+        text = b"\r\n" + body
+        start = text.find(b"\r\n" + delim + b"\r\n")
+        if start < 0:
+            raise MalformedError("multipart/signed: first boundary not found")
+        part_start = start + len(delim) + 4
+        end = text.find(b"\r\n" + delim, part_start)
+        if end < 0:
+            raise MalformedError("multipart/signed: second boundary not found")
+        signed = text[part_start:end]
+        sig_start = end + len(delim) + 2
+        if not text.startswith(b"\r\n", sig_start):
+            raise MalformedError("multipart/signed: malformed boundary before the signature")
+        close = text.find(b"\r\n" + delim + b"--", sig_start)
+        if close < 0:
+            raise MalformedError("multipart/signed: closing boundary not found")
+        sig_head, sig_body = split_entity(text[sig_start + 2 : close])
+        sig_hdrs = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+            sig_head + b"\r\n"
+        )
+        if sig_hdrs.get_content_type() not in (
+            "application/pkcs7-signature", "application/x-pkcs7-signature"
+        ):
+            raise MalformedError("multipart/signed: second part is not a pkcs7-signature")
+        return Located("detached", _decode_b64(sig_body, "signature part"), signed,
+                       from_address, from_count)
+    if ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
+        st = hdrs.get_param("smime-type")
+        if st not in (None, "signed-data"):
+            raise MalformedError(f"application/pkcs7-mime with smime-type={st} is not signed")
+        return Located("opaque", _decode_b64(body, "pkcs7-mime body"), None, from_address,
+                       from_count)
+    if ctype.startswith("multipart/"):
+        whole = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message)
+        if any(p.get_content_type() in _SIGNED_TYPES for p in whole.walk()):
+            raise PartiallySigned(
+                "a signed part is nested inside the message; the whole body is not signed"
+            )
+    raise MalformedError(f"no S/MIME signature: the message is {ctype}")

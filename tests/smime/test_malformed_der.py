@@ -1,0 +1,60 @@
+"""Malformed DER must give one clean MalformedError, fast, never a recursion error."""
+
+from __future__ import annotations
+
+import pytest
+from pki import NOW, make_pki
+
+from smime import TrustStore, sign_content, verify_content
+from smime.errors import MalformedError, UnsupportedError
+
+
+def _good() -> bytes:
+    pki = make_pki()
+    user = pki.user(kind="p256")
+    return sign_content(b"Content-Type: text/plain\r\n\r\nhi\r\n", user.key, user.asn1, now=NOW)
+
+
+GOOD = _good()
+DEEP = b"\x30\x80" * 10_000  # 10,000-deep indefinite nesting
+DEEP_DEF = b"".join(b"\x30\x84" + (4 * (10_000 - i)).to_bytes(4, "big") for i in range(10_000))
+
+
+@pytest.mark.parametrize(
+    ("der", "match"),
+    [
+        (b"", "empty"),
+        (GOOD[: len(GOOD) // 2], "claims|truncated"),
+        (GOOD[:1], "truncated"),
+        (GOOD + b"\x00\x00", "trailing"),
+        (b"\x30\x89" + b"\xff" * 9, "bad length"),
+        (b"\x30\x84\x06\x40\x00\x00" + b"\x00" * 10, "claims"),  # 100 MB claimed
+        (DEEP, "nesting"),
+        (DEEP_DEF, "nesting|claims"),
+        (b"\x30\x03\x02\x01\x01", "not a valid SignedData|content type"),
+        (b"\x04\x03abc", "not a valid SignedData"),
+    ],
+    ids=["empty", "half", "one-byte", "trailing", "overlong-length", "100MB-claim", "deep-ber",
+         "deep-der", "wrong-structure", "octet-string"],
+)
+def test_malformed(der: bytes, match: str) -> None:
+    with pytest.raises((MalformedError, UnsupportedError), match=match):
+        verify_content(der, b"x", trust=TrustStore(), now=NOW)
+
+
+def test_every_truncation_is_clean() -> None:
+    for cut in range(0, len(GOOD), 7):
+        with pytest.raises(MalformedError):
+            verify_content(GOOD[:cut], b"x", trust=TrustStore(), now=NOW)
+
+
+def test_bit_flips_never_crash() -> None:
+    for pos in range(0, len(GOOD), 3):
+        bad = bytearray(GOOD)
+        bad[pos] ^= 0x40
+        try:
+            res = verify_content(bytes(bad), b"Content-Type: text/plain\r\n\r\nhi\r\n",
+                                 trust=TrustStore(), now=NOW)
+        except (MalformedError, UnsupportedError):
+            continue
+        assert not res.verified  # no trust anchor: never verified, but a clean result
