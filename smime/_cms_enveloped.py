@@ -51,6 +51,9 @@ _DECRYPT_ALGS: dict[str, tuple[str, int, str]] = {
 
 # Key agreement schemes: OID -> (kdf kind, hash).
 _KA_SCHEMES: dict[str, tuple[str, type[hashes.HashAlgorithm]]] = {
+    # OpenSSL's default: it writes SHA-1 KDF unless told otherwise (-keyopt ecdh_kdf_md:...).
+    "1.3.133.16.840.63.0.2": ("x963", hashes.SHA1),
+    "1.3.132.1.11.0": ("x963", hashes.SHA224),
     "1.3.132.1.11.1": ("x963", hashes.SHA256),
     "1.3.132.1.11.2": ("x963", hashes.SHA384),
     "1.3.132.1.11.3": ("x963", hashes.SHA512),
