@@ -28,10 +28,14 @@ from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 
 from smime._keys import PrivateKey, key_matches_certificate
-from smime.errors import DecryptionError, EncryptionError
+from smime.errors import DecryptionError, EncryptionError, MalformedError
 
 # Largest envelope we parse at all: a cap on work for hostile input (smime.md 9.2, last row).
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
+
+# RSA recipients we encrypt to: 2048 is RFC 8551's floor, 8192 our cap on hostile keys.
+MIN_RSA_BITS = 2048
+MAX_RSA_BITS = 8192
 
 CBC_CIPHERS = {"aes128-cbc": ("aes128_cbc", 16), "aes256-cbc": ("aes256_cbc", 32)}
 GCM_CIPHERS = {"aes128-gcm": ("aes128_gcm", 16), "aes256-gcm": ("aes256_gcm", 32)}
@@ -98,6 +102,54 @@ class Opened:
     recipient: x509.Certificate
 
 
+@attrs.frozen
+class EnvelopeInfo:
+    """The public outline of an envelope (no key needed): for routing and diagnostics."""
+
+    kind: str  # "enveloped-data" or "authEnveloped-data"
+    cipher: str | None  # None when the content cipher is one we do not decrypt
+    recipients: tuple[str, ...]  # "ktri", "kari", "kekri", "pwri", "ori" per RecipientInfo
+
+
+def inspect_envelope(der: bytes) -> EnvelopeInfo:
+    """Parse an envelope's outline; malformed DER raises `MalformedError` naming the part.
+
+    Unlike `open_envelope` this needs no key and reveals nothing secret, so it may say where
+    the structure is broken.
+    """
+    if len(der) > MAX_ENVELOPE_BYTES:
+        raise MalformedError(f"CMS envelope: {len(der)} bytes exceeds {MAX_ENVELOPE_BYTES}")
+    if not der or der[0] != 0x30:
+        raise MalformedError("CMS envelope: does not start with a DER SEQUENCE (ContentInfo)")
+    where = "ContentInfo"
+    try:
+        info = cms.ContentInfo.load(der, strict=True)
+        kind = info["content_type"].native
+        if kind not in ("enveloped_data", "authenticated_enveloped_data"):
+            raise MalformedError(f"ContentInfo: content type {kind} is not an envelope")
+        where = "EnvelopedData" if kind == "enveloped_data" else "AuthEnvelopedData"
+        body = info["content"]
+        where += ".recipientInfos"
+        recipients = tuple(ri.name for ri in body["recipient_infos"])
+        for ri in body["recipient_infos"]:
+            ri.native  # noqa: B018 - forces a full parse of each recipient info
+        where = where.split(".")[0] + ".encryptedContentInfo"
+        eci = body["encrypted_content_info" if kind == "enveloped_data"
+                   else "auth_encrypted_content_info"]
+        oid = eci["content_encryption_algorithm"]["algorithm"].dotted
+        eci["encrypted_content"].native  # noqa: B018
+    except MalformedError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - asn1crypto raises many types on bad DER
+        raise MalformedError(f"{where}: malformed DER ({type(exc).__name__})") from None
+    cipher = _DECRYPT_ALGS.get(oid, (None, 0, ""))[0]
+    return EnvelopeInfo(
+        kind="enveloped-data" if kind == "enveloped_data" else "authEnveloped-data",
+        cipher=cipher,
+        recipients=recipients,
+    )
+
+
 # ---------------------------------------------------------------------------------- build
 
 
@@ -161,9 +213,30 @@ def _issuer_serial(cert: x509.Certificate) -> cms.IssuerAndSerialNumber:
     )
 
 
+def _usable_for_encryption(cert: x509.Certificate, bit: str) -> None:
+    """RFC 8550 4.4.2: a keyUsage, if present, must allow key management for this key type."""
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not getattr(usage, bit):
+        name = {"key_encipherment": "keyEncipherment", "key_agreement": "keyAgreement"}[bit]
+        raise EncryptionError(
+            f"recipient {cert.subject.rfc4514_string()}: key usage lacks {name}, so the "
+            "certificate may sign but not receive encrypted mail; use the recipient's "
+            "encryption certificate"
+        )
+
+
 def _recipient_info(cert: x509.Certificate, cek: bytes, rsa_padding: str) -> cms.RecipientInfo:
     public = cert.public_key()
     if isinstance(public, rsa.RSAPublicKey):
+        _usable_for_encryption(cert, "key_encipherment")
+        if not MIN_RSA_BITS <= public.key_size <= MAX_RSA_BITS:
+            raise EncryptionError(
+                f"recipient {cert.subject.rfc4514_string()}: RSA-{public.key_size} is outside "
+                f"{MIN_RSA_BITS}..{MAX_RSA_BITS} bits (RFC 8551 4); ask for a current certificate"
+            )
         if rsa_padding == "oaep":
             alg = cms.KeyEncryptionAlgorithm(
                 {"algorithm": "rsaes_oaep", "parameters": _oaep_params()}
@@ -178,6 +251,7 @@ def _recipient_info(cert: x509.Certificate, cek: bytes, rsa_padding: str) -> cms
         )
         return cms.RecipientInfo({"ktri": ktri})
     if isinstance(public, ec.EllipticCurvePublicKey):
+        _usable_for_encryption(cert, "key_agreement")
         return _ecdh_recipient_info(cert, public, cek)
     raise EncryptionError(
         f"recipient {cert.subject.rfc4514_string()}: key type {type(public).__name__} cannot "

@@ -17,7 +17,13 @@ import attrs
 from cryptography import x509
 
 from smime import _cms_enveloped
-from smime._cms_enveloped import CBC_CIPHERS, CIPHERS, GCM_CIPHERS
+from smime._cms_enveloped import (
+    CBC_CIPHERS,
+    CIPHERS,
+    GCM_CIPHERS,
+    EnvelopeInfo,
+    inspect_envelope,
+)
 from smime._keys import PrivateKey
 from smime.errors import DecryptionError, EncryptionError, MalformedError
 
@@ -26,6 +32,8 @@ __all__ = [
     "CIPHERS",
     "GCM_CIPHERS",
     "DecryptResult",
+    "EnvelopeInfo",
+    "inspect_envelope",
     "choose_cipher",
     "decrypt",
     "decrypt_content",

@@ -145,3 +145,33 @@ def test_plain_message_is_malformed_not_a_decryption_failure() -> None:
     key, cert = recipient("rsa")
     with pytest.raises(MalformedError, match="not encrypted"):
         decrypt(b"Content-Type: text/plain\r\n\r\nhi\r\n", [(key, cert)])
+
+
+@pytest.mark.parametrize(
+    ("der", "where"),
+    [
+        (b"\x30\x84\x06\x00\x00\x00" + b"\x00" * 10, "ContentInfo"),
+        (b"\x30\x80" * 10_000, "ContentInfo"),
+        (b"", "SEQUENCE"),
+        (b"\x04\x01A", "SEQUENCE"),
+    ],
+    ids=["huge-claimed-length", "deep-nesting", "empty", "not-a-sequence"],
+)
+def test_inspect_names_where_hostile_der_breaks(der: bytes, where: str) -> None:
+    from smime.envelope import inspect_envelope
+
+    with pytest.raises(MalformedError, match=where):
+        inspect_envelope(der)
+
+
+def test_inspect_outline_and_broken_recipient_info() -> None:
+    from smime.envelope import inspect_envelope
+
+    _, rsa_cert = recipient("rsa")
+    _, ec_cert = recipient("p256")
+    der = encrypt_content(CONTENT, [rsa_cert, ec_cert], cipher="aes128-gcm")
+    info = inspect_envelope(der)
+    assert info.kind == "authEnveloped-data" and info.cipher == "aes128-gcm"
+    assert sorted(info.recipients) == ["kari", "ktri"]
+    with pytest.raises(MalformedError, match="recipientInfos"):
+        inspect_envelope(_malformed_recipient_info(der))

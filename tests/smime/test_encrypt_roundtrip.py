@@ -106,3 +106,14 @@ def test_encrypting_to_someone_else_does_not_decrypt_for_me() -> None:
     der = encrypt_content(b"x", [bob])
     with pytest.raises(DecryptionError):
         decrypt_content(der, [carol])
+
+
+def test_signing_only_certificate_is_refused_as_recipient() -> None:
+    from smime.certs import CertificateSpec, create_self_signed
+
+    for key_type in ("rsa-2048", "p256"):
+        cert = create_self_signed(
+            CertificateSpec(common_name="signer", key_type=key_type, usage="signing")
+        ).certificate
+        with pytest.raises(EncryptionError, match="may sign but not receive"):
+            encrypt_content(b"x", [cert])
