@@ -114,3 +114,18 @@ def test_import_pkcs12_passphrase_from_file(tmp_path: Path, capsys: pytest.Captu
     assert main(["cert", "import", str(tmp_path / "id.p12"), "--passphrase-file",
                  str(tmp_path / "wrong.txt"), "--out", str(out)]) == 2
     assert "passphrase is wrong" in capsys.readouterr().err
+
+
+@pytest.mark.vectors
+@pytest.mark.parametrize("name", ["ValidCertificatePathTest1EE.p12", "GoodCACert.p12"])
+def test_import_pkits_pkcs12_with_env_passphrase(
+    vectors_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], name: str,
+) -> None:
+    monkeypatch.setenv("P12_PASS", "password")
+    out = tmp_path / "pkits"
+    assert main(["cert", "import", str(vectors_dir / "pkits/pkcs12-sample" / name),
+                 "--passphrase-env", "P12_PASS", "--out", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert "Test Certificates 2011" in info["subject"]
+    assert Path(f"{out}.key.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
