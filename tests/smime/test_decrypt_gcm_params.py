@@ -9,7 +9,8 @@ from asn1crypto import cms
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from keys_util import recipient
 
-from smime._cms_enveloped import GCMParameters, _recipient_info
+from smime._cms_enveloped import GCMParameters
+from smime._cms_recipients import recipient_info as _recipient_info
 from smime.envelope import decrypt_content
 from smime.errors import DecryptionError
 
