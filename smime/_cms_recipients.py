@@ -44,7 +44,6 @@ _WRAP_OIDS = {
 }
 
 
-
 class EccCmsSharedInfo(core.Sequence):
     """RFC 5753 ECC-CMS-SharedInfo, the KDF input for ECDH recipients (also RFC 8418)."""
 
