@@ -18,8 +18,9 @@ from smime.envelope import decrypt_content, encrypt_content
 pytestmark = [
     pytest.mark.interop,
     pytest.mark.skipif(
-        shutil.which("gpgsm") is None or shutil.which("openssl") is None,
-        reason="gpgsm or openssl binary not installed",
+        shutil.which("gpgsm") is None or shutil.which("gpgconf") is None
+        or shutil.which("openssl") is None,
+        reason="gpgsm, gpgconf or openssl binary not installed",
     ),
 ]
 ADDRESS = "bob@example.test"
