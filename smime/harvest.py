@@ -1,0 +1,93 @@
+"""Harvesting: whether to keep a signer's certificate, and the alerts that governance raises."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+
+from smime.keystore import KeyStore
+from smime.keystore._cert import CertificateParseError, parse_pem
+from smime.keystore._sqlstore import HarvestOutcome
+
+
+class AlertSink(Protocol):
+    def alert(self, kind: str, message: str, at: int) -> None: ...
+
+
+@attrs.frozen
+class JsonLinesAlertSink:
+    """Appends one JSON object per alert to a log file (one write per line: safe to share)."""
+
+    path: Path
+
+    def alert(self, kind: str, message: str, at: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"at": at, "kind": kind, "message": message}, sort_keys=True) + "\n"
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+
+
+@attrs.frozen
+class HarvestPolicy:
+    """The mail flow policy's harvesting options plus our governance settings."""
+
+    harvest: bool = True
+    harvest_failed_verification: bool = False
+    harvest_updated_keys: bool = True
+    review_window_hours: int = 48
+    size_cap_bytes: int = 512 * 1024 * 1024
+
+
+@attrs.frozen
+class SignedMessageReport:
+    """What the verifier tells the harvester about one incoming signed message."""
+
+    signer_pem: str
+    verified: bool
+    capabilities: tuple[str, ...]
+    message_id: str | None
+    sender: str
+    now: datetime | None = None
+
+
+def harvest(store: KeyStore, report: SignedMessageReport, policy: HarvestPolicy = HarvestPolicy(),
+            sinks: Sequence[AlertSink] = ()) -> HarvestOutcome:  # fmt: skip
+    """Decide whether to keep the signer's certificate and apply governance; never raises on bad certs."""
+    if not policy.harvest:
+        return HarvestOutcome("skipped", "harvesting is off in the mail flow policy")
+    if not report.verified and not policy.harvest_failed_verification:
+        return HarvestOutcome("skipped", "the signature did not verify")
+    try:
+        info = parse_pem(report.signer_pem)
+    except CertificateParseError as exc:
+        return HarvestOutcome("skipped", f"signer certificate unreadable: {exc}")
+    at = int(report.now.timestamp()) if report.now else int(time.time())
+    if at >= info.not_after:
+        return HarvestOutcome("skipped", "the signer certificate has expired")
+    if at < info.not_before:
+        return HarvestOutcome("skipped", "the signer certificate is not yet valid")
+    if info.self_signed:
+        return HarvestOutcome("skipped", "the signer certificate is self-signed")
+    if report.sender.lower() not in info.emails:
+        # Only keep what the message vouches for: the certificate must name the sender.
+        return HarvestOutcome("skipped", f"the certificate does not name the sender {report.sender}")
+    outcome = store.harvest(
+        info,
+        message_id=report.message_id,
+        capabilities=report.capabilities,
+        obtained="harvested" if report.verified else "harvested-unverified",
+        now=report.now,
+        replace_updated=policy.harvest_updated_keys,
+        window_seconds=policy.review_window_hours * 3600,
+        size_cap=policy.size_cap_bytes,
+    )
+    for message in outcome.alerts:
+        for sink in sinks:
+            sink.alert("keystore", message, at)
+    return outcome
