@@ -1,0 +1,248 @@
+"""The queue runner: claim spooled messages, run the pipeline, deliver, retry, bounce, expire.
+
+A message leaves `active` only after its successor state is durable: the deferred copy (with
+the still-pending recipients) or the DSN is written and fsync'd before the active file is
+removed. A crash in between leads to a duplicate delivery after restart, never to a loss.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import attrs
+
+from runtime.config import Delivery as DeliveryConfig
+from runtime.dsn import RecipientStatus, build_dsn, status_from_code
+from runtime.metrics import Metrics
+from runtime.pipeline import BOUNCE, DELIVER, InFlight, Stage, run_pipeline
+from runtime.quarantine import Quarantines
+from runtime.spool import CorruptEntry, Envelope, Spool, SpoolError
+from runtime.tracking import Tracker
+from runtime.transport import (
+    Destination,
+    MaildirTransport,
+    Resolver,
+    Result,
+    StaticResolver,
+    Transport,
+)
+
+log = logging.getLogger("filterlang.delivery")
+
+MAILDIR = Destination("maildir", 0)
+ACTIVE_WINDOW = 200
+NO_ROUTE = Result(451, "4.4.4 no route to the recipient's domain (no MX)")
+
+
+def alert(metrics: Metrics | None, kind: str, text: str) -> None:
+    log.error("ALERT %s: %s", kind, text)
+    if metrics is not None:
+        metrics.alerts.labels(kind).inc()
+
+
+class Router:
+    """Recipient → destination, from the delivery config."""
+
+    def __init__(self, config: DeliveryConfig, resolver: Resolver | None = None) -> None:
+        self.config = config
+        self.resolver = resolver or StaticResolver()
+
+    def route(self, rcpt: str) -> list[Destination]:
+        c = self.config
+        if c.maildir is not None:
+            return [MAILDIR]
+        if c.relay or c.reinject:
+            return [Destination.parse(c.relay or c.reinject or "")]
+        return self.resolver.mx(rcpt.rpartition("@")[2])
+
+
+class QueueRunner:
+    """Works the spool with a pool of delivery threads; several processes may share a spool."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        config: DeliveryConfig,
+        transport: Transport,
+        *,
+        stages: tuple[Stage, ...] = (),
+        resolver: Resolver | None = None,
+        quarantines: Quarantines | None = None,
+        tracker: Tracker | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spool = spool
+        self.config = config
+        self.transport = transport
+        self.maildir = MaildirTransport(config.maildir) if config.maildir else None
+        self.router = Router(config, resolver)
+        self.stages = stages
+        self.quarantines = quarantines
+        self.tracker = tracker or Tracker(None)
+        self.metrics = metrics
+        self.clock = clock
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- one message -------------------------------------------------------------------------
+
+    def process(self, queue_id: str) -> None:
+        """Handle one message already moved to `active`."""
+        try:
+            env, data = self.spool.read("active", queue_id)
+        except CorruptEntry as exc:
+            if self.spool.move(queue_id, "active", "corrupt"):
+                alert(self.metrics, "corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
+            return
+        try:
+            self._process(env, data)
+        except SpoolError as exc:
+            # Leave it in active: the next restart (recover) gives it back to incoming.
+            alert(self.metrics, "spool_write", f"{queue_id}: {exc}")
+        except Exception:
+            # A pipeline bug must not lose the message or stop the queue: park it in hold.
+            log.exception("processing %s failed; moved to hold", queue_id)
+            self.spool.move(queue_id, "active", "hold")
+            alert(self.metrics, "processing_error", f"{queue_id} moved to hold")
+
+    def _process(self, env: Envelope, data: bytes) -> None:
+        qid = env.queue_id
+        if not env.processed:
+            msg = run_pipeline(self.stages, InFlight(env, data))
+            if msg.quarantine and self.quarantines is not None:
+                self.quarantines.put(msg.quarantine, attrs.evolve(env, processed=True), msg.data)
+                self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
+                self.spool.remove("active", qid)
+                return
+            bounced = msg.recipients(BOUNCE)
+            if bounced:
+                self._bounce(env, msg.data, [
+                    RecipientStatus(r, "failed", "5.7.1", "550 5.7.1 message refused by policy")
+                    for r in bounced
+                ], headers_only=msg.headers_only_dsn)
+            for rcpt, disp in msg.dispositions.items():
+                if disp != DELIVER:
+                    self.tracker.record(disp, qid, rcpt=rcpt, trace=msg.trace)
+            env = attrs.evolve(env, rcpt_tos=msg.recipients(DELIVER), processed=True)
+            data = msg.data
+        self._deliver(env, data)
+
+    def _send(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes) -> dict[str, Result]:
+        transport = self.maildir if dest == MAILDIR and self.maildir else self.transport
+        opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
+        return transport.send(
+            dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
+        )
+
+    def _deliver(self, env: Envelope, data: bytes) -> None:
+        qid, now = env.queue_id, self.clock()
+        by_dest: dict[tuple[Destination, ...], list[str]] = defaultdict(list)
+        for rcpt in env.rcpt_tos:
+            by_dest[tuple(self.router.route(rcpt))].append(rcpt)
+        results: dict[str, tuple[Result, str]] = {}
+        for dests, rcpts in by_dest.items():
+            pending = list(rcpts)
+            if not dests:
+                results.update({r: (NO_ROUTE, "") for r in rcpts})
+            for dest in dests:  # MX hosts in preference order; the next only on temp failure
+                got = self._send(dest, env, pending, data)
+                results.update({r: (res, str(dest)) for r, res in got.items()})
+                pending = [r for r in pending if not got[r].ok and not got[r].permanent]
+                if not pending:
+                    break
+        failed, deferred = [], []
+        for rcpt, (res, where) in results.items():
+            if res.ok:
+                self.tracker.record("delivered", qid, rcpt=rcpt, mail_from=env.mail_from,
+                                    dest=where, reply=f"{res.code} {res.text}",
+                                    policy=env.policy, attempts=env.attempts + 1)
+                if self.metrics:
+                    self.metrics.delivered.labels("delivered").inc()
+                    self.metrics.latency.observe(max(0.0, now - env.received_at))
+            elif res.permanent:
+                failed.append(RecipientStatus(rcpt, "failed", status_from_code(res.code, res.text),
+                                              f"{res.code} {res.text}", where))
+            else:
+                deferred.append((rcpt, res))
+        expired = deferred and now - env.received_at >= self.config.max_queue_lifetime
+        if expired:
+            failed += [RecipientStatus(r, "failed", "4.4.7",
+                                       f"message expired in queue; last error: {res.code} {res.text}")
+                       for r, res in deferred]
+            deferred = []
+        if failed:
+            self._bounce(env, data, failed)
+        if deferred:
+            attempts = env.attempts + 1
+            delay = self.config.retry_schedule[min(attempts - 1, len(self.config.retry_schedule) - 1)]
+            keep = {r for r, _ in deferred}
+            opts = [o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False) if r in keep]
+            last = deferred[0][1]
+            new = attrs.evolve(env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep),
+                               rcpt_options=tuple(opts), attempts=attempts, next_attempt=now + delay,
+                               last_error=f"{last.code} {last.text}")
+            self.spool.rewrite("deferred", new, data)
+            for rcpt, res in deferred:
+                self.tracker.record("deferred", qid, rcpt=rcpt, reply=f"{res.code} {res.text}",
+                                    attempts=attempts, retry_in=delay)
+                if self.metrics:
+                    self.metrics.delivered.labels("deferred").inc()
+        self.spool.remove("active", qid)
+
+    def _bounce(self, env: Envelope, data: bytes, statuses: list[RecipientStatus],
+                headers_only: bool = False) -> None:
+        for s in statuses:
+            self.tracker.record("bounced", env.queue_id, rcpt=s.recipient, status=s.status,
+                                reply=s.diagnostic)
+            if self.metrics:
+                self.metrics.delivered.labels("bounced").inc()
+        dsn = build_dsn(env, data, statuses, headers_only=headers_only)
+        if dsn is None:
+            return  # null sender: never bounce a bounce
+        dsn_env = Envelope(mail_from="", rcpt_tos=(env.mail_from,), policy="dsn", processed=True)
+        self.spool.store(dsn_env, dsn)
+        self.wake.set()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run_once(self, pool: ThreadPoolExecutor | None = None) -> int:
+        """Claim and process everything ready now; return how many messages were handled."""
+        # A bounded active window: claim at most a batch, so sibling processes get work too.
+        ids = list(itertools.islice(self.spool.claim_ready(self.clock()), ACTIVE_WINDOW))
+        if pool is None:
+            for qid in ids:
+                self.process(qid)
+        else:
+            list(pool.map(self.process, ids))
+        return len(ids)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="queue-runner", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="deliver") as pool:
+            while not self._stop.is_set():
+                self.wake.clear()
+                try:
+                    handled = self.run_once(pool)
+                except Exception:
+                    log.exception("queue runner pass failed")
+                    handled = 0
+                if not handled:
+                    self.wake.wait(0.5)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.transport.close()
