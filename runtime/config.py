@@ -269,7 +269,8 @@ def _delivery(t: Table) -> Delivery:
         workers=t.integer("workers", 4, minimum=1),
     )
     targets = [x for x in (d.relay, d.reinject, d.maildir) if x is not None] + (["mx"] if d.mx else [])
-    if len(targets) != 1:
+    given = sum(t.has(k) for k in ("relay", "reinject", "maildir")) + int(d.mx)
+    if given != 1:
         t.error("relay", "set exactly one delivery target: relay, reinject, mx = true or maildir")
     t.finish()
     return d
