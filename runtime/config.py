@@ -268,7 +268,6 @@ def _delivery(t: Table) -> Delivery:
         connect_timeout=t.number("connect_timeout", 30.0, minimum=0.1),
         workers=t.integer("workers", 4, minimum=1),
     )
-    targets = [x for x in (d.relay, d.reinject, d.maildir) if x is not None] + (["mx"] if d.mx else [])
     given = sum(t.has(k) for k in ("relay", "reinject", "maildir")) + int(d.mx)
     if given != 1:
         t.error("relay", "set exactly one delivery target: relay, reinject, mx = true or maildir")
