@@ -12,9 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## The main job: run the example filters over the example messages.
+## The main job: start the gateway on examples/gateway.toml in the foreground.
 run: $(STAMP)
-	$(BIN)/filterlang lint examples/filters
+	@echo "filterlang gateway on 127.0.0.1:2525, delivering into var/maildir/ (Ctrl-C stops it)."
+	@echo "Send it a test message from another terminal:"
+	@echo "  swaks --server 127.0.0.1 --port 2525 --from alice@example.com --to bob@example.org --header 'Subject: hello' --body 'hi'"
+	@echo "then look in var/maildir/bob@example.org/new/ and var/tracking.jsonl."
+	$(BIN)/filterlang serve -c examples/gateway.toml
 
 ## The whole suite: style, types, tests.
 test: lint typecheck pytest
