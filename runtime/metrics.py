@@ -6,9 +6,15 @@ endpoint and queue sizes are read from the shared spool, so they are host-wide.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from runtime.spool import STATES, Spool
+
+log = logging.getLogger("filterlang.metrics")
 
 
 class Metrics:
@@ -37,4 +43,15 @@ class Metrics:
                 )
 
     def serve(self, address: str, port: int) -> None:
-        start_http_server(port, addr=address, registry=self.registry)
+        """Serve in a background thread; retry while a draining old worker still holds the port."""
+
+        def bind() -> None:
+            for _ in range(240):
+                try:
+                    start_http_server(port, addr=address, registry=self.registry)
+                    return
+                except OSError:
+                    time.sleep(0.5)
+            log.error("metrics endpoint %s:%d could not be bound", address, port)
+
+        threading.Thread(target=bind, name="metrics-bind", daemon=True).start()
