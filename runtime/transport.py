@@ -154,6 +154,22 @@ class MaildirTransport:
         return None
 
 
+def _send_data(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """DATA without smtplib's whole-message copies when the bytes need no transformation.
+
+    Spooled messages are CRLF-only (the listener refuses bare CR/LF), so only dot-stuffing
+    could change them; when no line starts with a dot we stream the bytes as they are.
+    """
+    if data.startswith(b".") or b"\n." in data:
+        return conn.data(data)
+    code, text = conn.docmd("DATA")
+    if code != 354:
+        raise smtplib.SMTPDataError(code, text)
+    conn.send(data)
+    conn.send(b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
+    return conn.getreply()
+
+
 class SMTPTransport:
     """SMTP client with one cached connection per destination (per thread)."""
 
@@ -222,7 +238,7 @@ class SMTPTransport:
             if not accepted:
                 conn.rset()
                 return results
-            code, text = conn.data(data)
+            code, text = _send_data(conn, data)
             for rcpt in accepted:
                 results[rcpt] = Result(code, text.decode("utf-8", "replace"))
             return results
