@@ -158,6 +158,7 @@ class GatewayConfig:
     alerts: Alerts
     metrics: Metrics
     workers: int = 0
+    profiles_file: Path | None = None
 
     def names(self) -> dict[str, frozenset[str]]:
         """Names filters may refer to, per kind (the linter checks filters against these)."""
@@ -392,4 +393,5 @@ def load_config(path: str | Path) -> GatewayConfig:
         alerts=alerts,
         metrics=metrics,
         workers=workers,
+        profiles_file=pfile,
     )
