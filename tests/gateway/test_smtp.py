@@ -194,3 +194,36 @@ def test_slow_drip_client_is_cut_and_others_are_served(
     tail = slow.sock.recv(1000) if not cut else b""
     assert cut or b"421 4.4.2" in tail or tail == b""
     slow.close()
+
+
+def test_starttls_with_configured_certificate(tmp_path, make_config) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import ssl
+    import subprocess
+
+    from .conftest import RunningListener
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "c.pem")], check=True, capture_output=True)
+    config = make_config()
+    text = config.source.read_text().replace(
+        'name = "in"', 'name = "in"\ntls_cert = "c.pem"\ntls_key = "k.pem"')
+    config.source.write_text(text)
+    from runtime.config import load_config
+
+    gw = RunningListener(load_config(config.source))
+    try:
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+        ctx.check_hostname = False
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=5) as c:
+            c.ehlo()
+            assert c.has_extn("starttls")
+            c.starttls(context=ctx)
+            c.ehlo()
+            assert c.sendmail("a@example.com", ["b@example.org"], MSG) == {}
+    finally:
+        gw.close()
+    assert len(gw.spool.list("incoming")) == 1
