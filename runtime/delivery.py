@@ -20,7 +20,7 @@ import attrs
 from runtime.config import Delivery as DeliveryConfig
 from runtime.dsn import RecipientStatus, build_dsn, status_from_code
 from runtime.metrics import Metrics
-from runtime.pipeline import BOUNCE, DELIVER, InFlight, Stage, run_pipeline
+from runtime.pipeline import BOUNCE, COPIED, DELIVER, InFlight, Stage, run_pipeline
 from runtime.quarantine import Quarantines
 from runtime.spool import CorruptEntry, Envelope, Spool, SpoolError
 from runtime.tracking import Tracker
@@ -46,6 +46,14 @@ def alert(metrics: Metrics | None, kind: str, text: str) -> None:
         metrics.alerts.labels(kind).inc()
 
 
+def _message_id(data: bytes) -> str:
+    head = data[: data.find(b"\r\n\r\n") if b"\r\n\r\n" in data[:65536] else 65536]
+    for line in head.split(b"\r\n"):
+        if line[:11].lower() == b"message-id:":
+            return line[11:].strip().decode("ascii", "replace")[:200]
+    return ""
+
+
 class Router:
     """Recipient → destination, from the delivery config."""
 
@@ -53,7 +61,12 @@ class Router:
         self.config = config
         self.resolver = resolver or StaticResolver()
 
-    def route(self, rcpt: str) -> list[Destination]:
+    def route(self, rcpt: str, alt_mailhost: str = "") -> list[Destination]:
+        if alt_mailhost:
+            host, sep, port = alt_mailhost.rpartition(":")
+            if sep and port.isdigit():
+                return [Destination(host.strip("[]"), int(port))]
+            return [Destination(alt_mailhost.strip("[]"), 25)]
         c = self.config
         if c.maildir is not None:
             return [MAILDIR]
@@ -129,10 +142,30 @@ class QueueRunner:
                     for r in bounced
                 ], headers_only=msg.headers_only_dsn)
             for rcpt, disp in msg.dispositions.items():
-                if disp != DELIVER:
+                if disp not in (DELIVER, COPIED):
                     self.tracker.record(disp, qid, rcpt=rcpt, trace=msg.trace)
-            env = attrs.evolve(env, rcpt_tos=msg.recipients(DELIVER), processed=True)
+            for copy in msg.copies:
+                # Each copy is durable in the spool before the original leaves `active`.
+                keep = set(copy.rcpts)
+                self.spool.store(attrs.evolve(
+                    env, rcpt_tos=copy.rcpts, processed=True,
+                    rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
+                                       if r in keep),
+                    alt_mailhost=copy.alt_mailhost or msg.alt_mailhost,
+                    trace=(*msg.trace, copy.note) if copy.note else tuple(msg.trace),
+                ), copy.data)
+            if msg.copies:
+                self.wake.set()
+            keep = set(msg.recipients(DELIVER))
+            env = attrs.evolve(
+                env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep), processed=True,
+                rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
+                                   if r in keep),
+                alt_mailhost=msg.alt_mailhost, trace=tuple(msg.trace))
             data = msg.data
+            if not env.rcpt_tos:
+                self.spool.remove("active", qid)
+                return
         self._deliver(env, data)
 
     def _send(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes) -> dict[str, Result]:
@@ -146,7 +179,7 @@ class QueueRunner:
         qid, now = env.queue_id, self.clock()
         by_dest: dict[tuple[Destination, ...], list[str]] = defaultdict(list)
         for rcpt in env.rcpt_tos:
-            by_dest[tuple(self.router.route(rcpt))].append(rcpt)
+            by_dest[tuple(self.router.route(rcpt, env.alt_mailhost))].append(rcpt)
         results: dict[str, tuple[Result, str]] = {}
         for dests, rcpts in by_dest.items():
             pending = list(rcpts)
@@ -163,7 +196,10 @@ class QueueRunner:
             if res.ok:
                 self.tracker.record("delivered", qid, rcpt=rcpt, mail_from=env.mail_from,
                                     dest=where, reply=f"{res.code} {res.text}",
-                                    policy=env.policy, attempts=env.attempts + 1)
+                                    policy=env.policy, peer=env.peer, size=len(data),
+                                    message_id=_message_id(data), trace=list(env.trace),
+                                    attempts=env.attempts + 1,
+                                    delay=round(now - env.received_at, 3))
                 if self.metrics:
                     self.metrics.delivered.labels("delivered").inc()
                     self.metrics.latency.observe(max(0.0, now - env.received_at))

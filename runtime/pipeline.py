@@ -19,6 +19,7 @@ DELIVER = "deliver"
 DROP = "drop"
 BOUNCE = "bounce"
 QUARANTINE = "quarantine"
+COPIED = "copied"  # the recipient is served by one of `InFlight.copies`
 
 # (stage name, reference-11 step, why it is there). Order is the contract.
 PIPELINE: tuple[tuple[str, str, str], ...] = (
@@ -34,6 +35,17 @@ STAGE_NAMES: tuple[str, ...] = tuple(name for name, _, _ in PIPELINE)
 
 
 @define
+class Copy:
+    """A separate copy for some recipients, e.g. the split branch of a sending profile
+    (encrypted for recipients with keys, signed-only for the others) or a policy splinter."""
+
+    rcpts: tuple[str, ...]
+    data: bytes
+    alt_mailhost: str = ""
+    note: str = ""
+
+
+@define
 class InFlight:
     """One message in the work queue: envelope, raw bytes, per-recipient dispositions, trace."""
 
@@ -44,6 +56,10 @@ class InFlight:
     trace: list[str] = field(factory=list)
     final: bool = False  # a final action was taken: skip to delivery
     headers_only_dsn: bool = False  # the original was encrypted: DSNs carry headers only
+    alt_mailhost: str = ""  # message-wide alt-mailhost ("host" or "host:port")
+    # When a stage produces copies, each is spooled and delivered on its own; the recipients
+    # they cover must be marked with a disposition other than DELIVER on the original.
+    copies: list[Copy] = field(factory=list)
 
     def __attrs_post_init__(self) -> None:
         for rcpt in self.envelope.rcpt_tos:
@@ -63,12 +79,12 @@ class Stage(Protocol):
 
 @define
 class PassThrough:
-    """A slot not filled yet: records that it ran and changes nothing."""
+    """A slot not filled yet: changes nothing (and adds nothing to the trace)."""
 
     name: str
 
     def process(self, msg: InFlight) -> None:
-        msg.trace.append(f"{self.name}: pass")
+        return None
 
 
 def build_pipeline(stages: Mapping[str, Stage] | None = None) -> tuple[Stage, ...]:

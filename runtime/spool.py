@@ -62,6 +62,8 @@ class Envelope:
     last_error: str = ""
     queue_id: str = ""
     processed: bool = False  # the pipeline ran; retries only redo delivery
+    alt_mailhost: str = ""  # set by the alt-mailhost action: deliver to this host instead
+    trace: tuple[str, ...] = ()  # what the pipeline did (filters matched, actions, profile)
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
@@ -87,6 +89,8 @@ class Envelope:
                 last_error=str(data.get("last_error", "")),
                 queue_id=str(data.get("queue_id", "")),
                 processed=bool(data.get("processed", False)),
+                alt_mailhost=str(data.get("alt_mailhost", "")),
+                trace=tuple(str(t) for t in data.get("trace", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptEntry(f"bad envelope header: {exc}") from None

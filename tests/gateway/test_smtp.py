@@ -227,3 +227,26 @@ def test_starttls_with_configured_certificate(tmp_path, make_config) -> None:  #
     finally:
         gw.close()
     assert len(gw.spool.list("incoming")) == 1
+
+
+def test_rate_limit_per_hour(listener: Callable[..., RunningListener]) -> None:
+    import attrs
+
+    gw = listener()
+    # Tighten the fixture's policy for this test (policies are looked up at connect).
+    gw.handler.config.policies["relay"] = attrs.evolve(
+        gw.config.policies["relay"], max_messages_per_hour=2)
+    raw = Raw(gw.port)
+    raw.cmd(b"EHLO t\r\n")
+    replies = []
+    for _ in range(3):
+        replies.append(raw.cmd(b"MAIL FROM:<a@example.com>\r\n")[:9])
+        raw.cmd(b"RSET\r\n")
+    assert replies == ["250 2.1.0", "250 2.1.0", "421 4.7.0"]
+
+
+def test_command_count_limit(listener: Callable[..., RunningListener]) -> None:
+    gw = listener()
+    raw = Raw(gw.port)
+    replies = [raw.cmd(b"NOOP\r\n")[:3] for _ in range(gw.config.listeners[0].max_commands + 1)]
+    assert replies[0] == "250" and replies[-1] == "421"
