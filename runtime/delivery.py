@@ -13,7 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import attrs
 
@@ -37,6 +37,7 @@ log = logging.getLogger("filterlang.delivery")
 
 MAILDIR = Destination("maildir", 0)
 ACTIVE_WINDOW = 200
+DEFERRED_SCAN = 2.0  # seconds between scans of the deferred queue
 NO_ROUTE = Result(451, "4.4.4 no route to the recipient's domain (no MX)")
 
 
@@ -118,8 +119,11 @@ class QueueRunner:
         try:
             self._process(env, data)
         except SpoolError as exc:
-            # Leave it in active: the next restart (recover) gives it back to incoming.
+            # The disk is full or failing: give the message back (rename only, no new bytes)
+            # after a pause, so it is retried without spinning.
             alert(self.metrics, "spool_write", f"{queue_id}: {exc}")
+            time.sleep(1.0)
+            self.spool.move(queue_id, "active", "incoming", durable=False)
         except Exception:
             # A pipeline bug must not lose the message or stop the queue: park it in hold.
             log.exception("processing %s failed; moved to hold", queue_id)
@@ -265,16 +269,35 @@ class QueueRunner:
         self._thread.start()
 
     def _loop(self) -> None:
+        # Keep up to 2 x threads messages in flight and top up as each one finishes, so one
+        # slow destination never holds back the rest of a batch. The deferred directory is
+        # scanned only every DEFERRED_SCAN seconds: reading thousands of headers each pass
+        # would cost more than the retries it finds.
+        limit = 2 * self.config.workers
+        inflight: set[Future[None]] = set()
+        last_scan = 0.0
         with ThreadPoolExecutor(self.config.workers, thread_name_prefix="deliver") as pool:
             while not self._stop.is_set():
                 self.wake.clear()
-                try:
-                    handled = self.run_once(pool)
-                except Exception:
-                    log.exception("queue runner pass failed")
-                    handled = 0
-                if not handled:
+                room = limit - len(inflight)
+                if room > 0:
+                    now = self.clock()
+                    scan = now - last_scan >= DEFERRED_SCAN
+                    try:
+                        ids = list(itertools.islice(
+                            self.spool.claim_ready(now, include_deferred=scan), room))
+                    except Exception:
+                        log.exception("queue runner pass failed")
+                        ids = []
+                    if scan and len(ids) < room:
+                        last_scan = now
+                    inflight |= {pool.submit(self.process, qid) for qid in ids}
+                if inflight:
+                    _, inflight = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
+                    inflight = set(inflight)
+                else:
                     self.wake.wait(0.5)
+            wait(inflight)
 
     def stop(self) -> None:
         self._stop.set()

@@ -235,11 +235,13 @@ class Spool:
             (self.root / "tmp" / name).unlink(missing_ok=True)
         return moved
 
-    def claim_ready(self, now: float | None = None) -> Iterator[str]:
+    def claim_ready(self, now: float | None = None, include_deferred: bool = True) -> Iterator[str]:
         """Claim messages ready to work on (incoming, then deferred whose time has come)."""
         for queue_id in self.list("incoming"):
             if self.move(queue_id, "incoming", "active", durable=False):
                 yield queue_id
+        if not include_deferred:
+            return
         now = time.time() if now is None else now
         for queue_id in self.list("deferred"):
             try:

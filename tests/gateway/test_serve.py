@@ -55,9 +55,10 @@ def test_metrics_reload_and_drain(tmp_path: Path) -> None:
         with smtplib.SMTP("127.0.0.1", port, timeout=5) as c:
             c.sendmail("a@example.com", ["b@example.org"], b"Subject: m\r\n\r\nx\r\n")
         end = time.monotonic() + 10
-        while not (tmp_path / "md" / "b@example.org" / "new").exists() and time.monotonic() < end:
+        new = tmp_path / "md" / "b@example.org" / "new"
+        while not (new.exists() and any(new.iterdir())) and time.monotonic() < end:
             time.sleep(0.05)
-        assert list((tmp_path / "md" / "b@example.org" / "new").iterdir())
+        assert list(new.iterdir())
         text = ""
         while time.monotonic() < end and "filterlang_queue_size" not in text:
             try:
