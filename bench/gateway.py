@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -46,7 +47,7 @@ c.stop()
 '''
 
 MINIMAL = """
-workers = 0
+workers = {workers}
 [storage]
 data_dir = "data"
 [[listeners]]
@@ -122,12 +123,28 @@ def main() -> int:
         sink_port, gw_port, bare_port = free_port(), free_port(), free_port()
         user = ["-u", "nobody"] if os.geteuid() == 0 else []
         procs.append(subprocess.Popen(["smtp-sink", *user, f"127.0.0.1:{sink_port}", "1000"]))
-        text = MINIMAL.format(port=gw_port, sink=sink_port)
+        # Scaling with cores: the same load against one worker process first.
+        one_cfg = tmp / "one.toml"
+        one_cfg.write_text(MINIMAL.format(port=gw_port, sink=sink_port, workers=1)
+                           .replace('data_dir = "data"', 'data_dir = "data1"'))
+        one = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(one_cfg)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+        wait_port(gw_port)
+        wait_port(sink_port)
+        one_rate = drive(gw_port, args.messages, args.sessions)
+        os.killpg(one.pid, signal.SIGTERM)
+        one.wait(60)
+        gw_port = free_port()
+        text = MINIMAL.format(port=gw_port, sink=sink_port, workers=0)
         if args.config:
             data = tomllib.loads(args.config.read_text())
             print(f"config: {args.config} (listener port and relay rewritten for the bench)")
             text = args.config.read_text()
             text = text.replace(f"port = {data['listeners'][0]['port']}", f"port = {gw_port}", 1)
+            text = re.sub(r"(?m)^(relay|reinject|maildir|mx)\s*=.*$",
+                          f'relay = "127.0.0.1:{sink_port}"', text, count=1)
+            text = re.sub(r"(?m)^(relay|reinject|maildir|mx)\s*=.*$", "", text)
         cfg = tmp / "gateway.toml"
         cfg.write_text(text)
         gw = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(cfg)],
@@ -156,6 +173,8 @@ def main() -> int:
         bare_rate = drive(bare_port, args.messages, args.sessions)
 
         print(f"gateway:           {gw_rate:8.0f} msg/s  ({args.messages} x 4 KB, {args.sessions} sessions, "
+              f"{len(pids) - 1} workers)")
+        print(f"gateway, 1 worker: {one_rate:8.0f} msg/s  (scaling x{gw_rate / one_rate:.2f} with "
               f"{len(pids) - 1} workers)")
         print(f"bare fsync floor:  {bare_rate:8.0f} msg/s")
         print(f"ratio:             {gw_rate / bare_rate:8.2f}")
