@@ -5,8 +5,8 @@
 Drives Postfix's `smtp-source` at (1) `filterlang serve` delivering to `smtp-sink` and (2) a
 bare aiosmtpd listener that only writes + fsyncs each message, and prints msg/s for both, the
 ratio, the gateway's peak memory, and the peak-memory rise for one 50 MB message.
-With --config, that config is used (its [delivery] must point at the relay this script sets up,
-so the script rewrites `relay` and the listener port); without, a minimal RELAY config is used.
+With --config, that config is used (a temporary copy: the script points its
+first listener, [delivery] target and data_dir at its own sink and folder); without, a minimal RELAY config is used.
 """
 
 from __future__ import annotations
@@ -142,9 +142,10 @@ def main() -> int:
             print(f"config: {args.config} (listener port and relay rewritten for the bench)")
             text = args.config.read_text()
             text = text.replace(f"port = {data['listeners'][0]['port']}", f"port = {gw_port}", 1)
-            text = re.sub(r"(?m)^(relay|reinject|maildir|mx)\s*=.*$",
-                          f'relay = "127.0.0.1:{sink_port}"', text, count=1)
             text = re.sub(r"(?m)^(relay|reinject|maildir|mx)\s*=.*$", "", text)
+            # The copy lives in a temporary folder: keep its spool there too.
+            text = re.sub(r"(?m)^data_dir\s*=.*$", 'data_dir = "data"', text)
+            text = text.replace("[delivery]", f'[delivery]\nrelay = "127.0.0.1:{sink_port}"', 1)
         cfg = tmp / "gateway.toml"
         cfg.write_text(text)
         gw = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(cfg)],
