@@ -47,6 +47,7 @@ class Listener:
     name: str
     address: str = "127.0.0.1"
     port: int = 2525
+    hostname: str | None = None  # the name in the greeting; default: this host's FQDN
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_line_length: int = 1000
@@ -180,6 +181,7 @@ def _listener(t: Table, index: int) -> Listener:
         name=t.text("name", f"listener{index}"),
         address=t.text("address", "127.0.0.1"),
         port=t.integer("port", 2525, minimum=0),
+        hostname=t.text("hostname"),
         tls_cert=cert,
         tls_key=key,
         max_line_length=t.integer("max_line_length", 1000, minimum=80),

@@ -11,6 +11,7 @@ import asyncio
 import fnmatch
 import ipaddress
 import logging
+import socket
 import ssl
 import time
 from collections import defaultdict, deque
@@ -235,6 +236,8 @@ def protocol_factory(
 ) -> Any:
     """A factory for `loop.create_server`, one protocol per connection."""
     ctx = tls_context(listener)
+    # aiosmtpd would call socket.getfqdn() (a DNS lookup) for every connection; do it once.
+    hostname = listener.hostname or socket.getfqdn()
     max_size = max(p.max_message_size for p in config.policies.values())
 
     def make() -> GatewaySMTP:
@@ -242,7 +245,7 @@ def protocol_factory(
             handler,
             listener,
             data_size_limit=max_size,
-            hostname=None,
+            hostname=hostname,
             ident="filterlang",
             tls_context=ctx,
             timeout=listener.command_timeout,
