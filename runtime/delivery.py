@@ -41,10 +41,13 @@ DEFERRED_SCAN = 2.0  # seconds between scans of the deferred queue
 NO_ROUTE = Result(451, "4.4.4 no route to the recipient's domain (no MX)")
 
 
-def alert(metrics: Metrics | None, kind: str, text: str) -> None:
+def alert(metrics: Metrics | None, kind: str, text: str, sink: Tracker | None = None) -> None:
+    """Raise an operator alert: error log line, metric, and a JSON line in the alerts log."""
     log.error("ALERT %s: %s", kind, text)
     if metrics is not None:
         metrics.alerts.labels(kind).inc()
+    if sink is not None:
+        sink.record("alert", "", kind=kind, text=text)
 
 
 def _message_id(data: bytes) -> str:
@@ -90,6 +93,7 @@ class QueueRunner:
         quarantines: Quarantines | None = None,
         tracker: Tracker | None = None,
         metrics: Metrics | None = None,
+        alerts: Tracker | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spool = spool
@@ -101,6 +105,7 @@ class QueueRunner:
         self.quarantines = quarantines
         self.tracker = tracker or Tracker(None)
         self.metrics = metrics
+        self.alerts = alerts
         self.clock = clock
         self.wake = threading.Event()
         self._stop = threading.Event()
@@ -114,21 +119,22 @@ class QueueRunner:
             env, data = self.spool.read("active", queue_id)
         except CorruptEntry as exc:
             if self.spool.move(queue_id, "active", "corrupt"):
-                alert(self.metrics, "corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
+                alert(self.metrics, "corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt",
+                      self.alerts)
             return
         try:
             self._process(env, data)
         except SpoolError as exc:
             # The disk is full or failing: give the message back (rename only, no new bytes)
             # after a pause, so it is retried without spinning.
-            alert(self.metrics, "spool_write", f"{queue_id}: {exc}")
+            alert(self.metrics, "spool_write", f"{queue_id}: {exc}", self.alerts)
             time.sleep(1.0)
             self.spool.move(queue_id, "active", "incoming", durable=False)
         except Exception:
             # A pipeline bug must not lose the message or stop the queue: park it in hold.
             log.exception("processing %s failed; moved to hold", queue_id)
             self.spool.move(queue_id, "active", "hold")
-            alert(self.metrics, "processing_error", f"{queue_id} moved to hold")
+            alert(self.metrics, "processing_error", f"{queue_id} moved to hold", self.alerts)
 
     def _process(self, env: Envelope, data: bytes) -> None:
         qid = env.queue_id

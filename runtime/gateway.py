@@ -70,6 +70,7 @@ def make_runner(
         quarantines=quarantines_for(config),
         tracker=Tracker(config.storage.data_dir / "tracking.jsonl"),
         metrics=metrics,
+        alerts=Tracker(config.alerts.log) if config.alerts.log else None,
     )
 
 

@@ -106,3 +106,22 @@ def test_alt_mailhost_is_honoured(tmp_path: Path) -> None:
     t, _ = run(tmp_path, {"content_filters": Recorder("content_filters", [], "alt")})
     assert [s[0] for s in t.sent] == [Destination("10.9.9.9", 2526)]
     assert '"message_id":"<m1@example.com>"' in (tmp_path / "t.jsonl").read_text()
+
+
+class Broken:
+    name = "content_filters"
+
+    def process(self, msg: InFlight) -> None:
+        if b"poison" in msg.data:
+            raise RuntimeError("stage bug")
+
+
+def test_stage_error_parks_message_in_hold_and_queue_goes_on(tmp_path: Path) -> None:
+    t = MemoryTransport()
+    r = QueueRunner(Spool(tmp_path), Delivery(relay="127.0.0.1:25"), t,
+                    stages=build_pipeline({"content_filters": Broken()}))
+    bad = r.spool.store(Envelope("a@example.com", ("b@example.org",)), b"Subject: poison\r\n\r\nx\r\n")
+    r.spool.store(Envelope("a@example.com", ("b@example.org",)), MSG)
+    assert r.run_once() == 2
+    assert r.spool.list("hold") == [bad]
+    assert [s[3] for s in t.sent] == [MSG]

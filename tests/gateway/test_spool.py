@@ -10,6 +10,7 @@ import pytest
 from runtime.config import Delivery
 from runtime.delivery import QueueRunner
 from runtime.spool import CorruptEntry, Envelope, Spool, SpoolError, decode, encode
+from runtime.tracking import Tracker
 from runtime.transport import MemoryTransport
 
 ENV = Envelope("a@example.com", ("b@example.org", "c@example.org"), ("BODY=8BITMIME",),
@@ -56,8 +57,10 @@ def test_corrupt_file_moves_aside_and_never_blocks(tmp_path: Path) -> None:
     (tmp_path / "incoming" / "00000000000000000001-bad").write_bytes(b"junk")
     good = spool.store(ENV, DATA)
     transport = MemoryTransport()
-    runner = QueueRunner(spool, Delivery(relay="127.0.0.1:25"), transport)
+    runner = QueueRunner(spool, Delivery(relay="127.0.0.1:25"), transport,
+                         alerts=Tracker(tmp_path / "alerts.jsonl"))
     assert runner.run_once() == 2
+    assert '"kind":"corrupt_queue_file"' in (tmp_path / "alerts.jsonl").read_text()
     assert spool.list("corrupt") == ["00000000000000000001-bad"]
     assert [s[2] for s in transport.sent] == [ENV.rcpt_tos]
     assert spool.find(good) is None
