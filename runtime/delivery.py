@@ -139,6 +139,9 @@ class QueueRunner:
     def _process(self, env: Envelope, data: bytes) -> None:
         qid = env.queue_id
         if not env.processed:
+            self.tracker.record("received", qid, mail_from=env.mail_from, rcpts=list(env.rcpt_tos),
+                                peer=env.peer, helo=env.helo, policy=env.policy, size=len(data),
+                                message_id=_message_id(data), received_at=env.received_at)
             msg = run_pipeline(self.stages, InFlight(env, data))
             if msg.quarantine and self.quarantines is not None:
                 self.quarantines.put(msg.quarantine, attrs.evolve(env, processed=True), msg.data)

@@ -54,7 +54,8 @@ def test_delivers_and_tracks(tmp_path: Path) -> None:
     assert r.run_once() == 1
     assert t.sent == [(Destination("127.0.0.1", 10025), "a@example.com", ("b@example.org",), MSG)]
     assert r.spool.counts() == dict.fromkeys(r.spool.counts(), 0)
-    rec = json.loads((tmp_path / "track.jsonl").read_text().splitlines()[0])
+    first, rec = (json.loads(line) for line in (tmp_path / "track.jsonl").read_text().splitlines())
+    assert first["event"] == "received" and first["rcpts"] == ["b@example.org"]
     assert rec["event"] == "delivered" and rec["queue_id"] == qid and rec["rcpt"] == "b@example.org"
 
 
