@@ -53,7 +53,7 @@ class Listener:
     max_line_length: int = 1000
     max_commands: int = 1000
     command_timeout: float = 300.0
-    data_timeout: float = 600.0
+    session_timeout: float = 600.0
 
 
 @frozen
@@ -187,7 +187,7 @@ def _listener(t: Table, index: int) -> Listener:
         max_line_length=t.integer("max_line_length", 1000, minimum=80),
         max_commands=t.integer("max_commands", 1000, minimum=1),
         command_timeout=t.number("command_timeout", 300.0, minimum=1.0),
-        data_timeout=t.number("data_timeout", 600.0, minimum=1.0),
+        session_timeout=t.number("session_timeout", 600.0, minimum=1.0),
     )
 
 

@@ -88,6 +88,22 @@ def check_line_endings(data: bytes) -> str | None:
     return None
 
 
+def _raw_params(arg: str | None) -> list[str]:
+    """ESMTP parameters after the address, keyword upper-cased, value kept as sent."""
+    if not arg or ">" not in arg:
+        return []
+    out = []
+    for item in arg.rsplit(">", 1)[1].split():
+        key, sep, value = item.partition("=")
+        out.append(f"{key.upper()}{sep}{value}")
+    return out
+
+
+def _keep_case(server: SMTP, options: list[str]) -> list[str]:
+    raw = getattr(server, "raw_params", None)
+    return raw if raw is not None and len(raw) == len(options) else options
+
+
 class GatewaySMTP(SMTP):
     """aiosmtpd's protocol with the host access table at connect and a session time limit."""
 
@@ -96,6 +112,7 @@ class GatewaySMTP(SMTP):
         self._gw_handler = handler
         self._gw_listener = listener
         self._deadline: asyncio.TimerHandle | None = None
+        self.raw_params: list[str] | None = None
         self.line_length_limit = listener.max_line_length + 1
 
     def _getparams(self, params: Any) -> Any:
@@ -106,6 +123,16 @@ class GatewaySMTP(SMTP):
             for key in DSN_PARAMS:
                 result.pop(key, None)
         return result
+
+    # aiosmtpd upper-cases MAIL/RCPT parameters; ENVID and ORCPT values are case-sensitive
+    # (RFC 3461), so keep the raw argument for the handler to re-read.
+    async def smtp_MAIL(self, arg: str) -> None:
+        self.raw_params = _raw_params(arg)
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        self.raw_params = _raw_params(arg)
+        await super().smtp_RCPT(arg)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername") or ("", 0)
@@ -118,7 +145,7 @@ class GatewaySMTP(SMTP):
         self.session.policy = policy  # type: ignore[attr-defined]
         # A slow-drip client resets aiosmtpd's idle timer with every byte; cap the whole session.
         self._deadline = self.loop.call_later(
-            self._gw_listener.data_timeout, lambda: asyncio.ensure_future(self._expire())
+            self._gw_listener.session_timeout, lambda: asyncio.ensure_future(self._expire())
         )
 
     async def _expire(self) -> None:
@@ -170,7 +197,7 @@ class GatewayHandler:
         if not self.rates.allow(str(session.peer[0]) if session.peer else "", policy.max_messages_per_hour):
             return RATE_LIMITED
         envelope.mail_from = address
-        envelope.mail_options.extend(options)
+        envelope.mail_options.extend(_keep_case(server, options))
         return OK_SENDER
 
     async def handle_RCPT(
@@ -181,6 +208,7 @@ class GatewayHandler:
         if len(envelope.rcpt_tos) >= policy.max_recipients:
             return TOO_MANY_RCPTS
         envelope.rcpt_tos.append(address)
+        options = _keep_case(server, options)
         # One option list per recipient (aiosmtpd flattens them; the DSN needs them apart).
         per_rcpt: list[list[str]] = getattr(envelope, "per_rcpt_options", [])
         per_rcpt.append(list(options))

@@ -22,7 +22,7 @@ data_dir = "data"
 name = "in"
 address = "127.0.0.1"
 port = {port}
-data_timeout = {data_timeout}
+session_timeout = {session_timeout}
 
 [sender_groups.local]
 ips = ["127.0.0.0/8"]
@@ -54,11 +54,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., GatewayConfig]:
-    def make(policy: str = "relay", extra: str = "", data_timeout: float = 30.0,
+    def make(policy: str = "relay", extra: str = "", session_timeout: float = 30.0,
              port: int | None = None) -> GatewayConfig:
         path = tmp_path / "gateway.toml"
         path.write_text(
-            BASE.format(port=port or free_port(), policy=policy, data_timeout=data_timeout) + extra
+            BASE.format(port=port or free_port(), policy=policy, session_timeout=session_timeout) + extra
         )
         return load_config(path)
 

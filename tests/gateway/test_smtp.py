@@ -69,6 +69,8 @@ def test_ehlo_keywords_and_durable_250(listener: Callable[..., RunningListener])
     env, data = gw.spool.read("incoming", qid)  # on disk when the 250 came back
     assert data == MSG
     assert "RET=HDRS" in env.mail_options and env.rcpt_options[0][0] == "NOTIFY=FAILURE,DELAY"
+    # ENVID and ORCPT values are case-sensitive and kept as sent.
+    assert "ENVID=x1" in env.mail_options and env.rcpt_options[0][1] == "ORCPT=rfc822;b@example.org"
     assert env.policy == "relay" and env.peer == "127.0.0.1"
 
 
@@ -177,7 +179,7 @@ def test_handler_exception_is_neutral_451(listener: Callable[..., RunningListene
 def test_slow_drip_client_is_cut_and_others_are_served(
     listener: Callable[..., RunningListener],
 ) -> None:
-    gw = listener(data_timeout=1.5)
+    gw = listener(session_timeout=1.5)
     slow = Raw(gw.port)
     envelope(slow)
     cut = False
