@@ -8,6 +8,7 @@ event loop that serves the other sessions.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import fnmatch
 import ipaddress
 import logging
@@ -39,7 +40,28 @@ MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 BARE_LINE_END = "550 5.5.2 Message contains bare CR or LF line endings; use CRLF"
 NUL_IN_MESSAGE = "550 5.6.0 Message contains NUL characters"
 
+TOO_MANY_HOPS = "554 5.4.6 Too many hops (mail loop?)"
+
 DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+MAX_HOPS = 30  # Received: headers; more means a mail loop (Postfix's hopcount_limit is 50)
+
+
+def count_hops(data: bytes) -> int:
+    end = data.find(b"\r\n\r\n")
+    head = data[: end if end >= 0 else len(data)]
+    return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
+
+
+def received_header(session: Session, hostname: str, queue_id: str, rcpts: list[str],
+                    tls: bool) -> bytes:
+    """Our trace line (RFC 5321 4.4); the `for` clause only for a single recipient."""
+    ip = str(session.peer[0]) if session.peer else "unknown"
+    helo = "".join(c for c in (session.host_name or "unknown") if c.isprintable() and c not in "()")
+    proto = "ESMTPS" if tls else ("ESMTP" if session.extended_smtp else "SMTP")
+    rcpt = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
+    date = email.utils.formatdate(localtime=True)
+    return (f"Received: from {helo[:200]} ([{ip}])\r\n\tby {hostname} (filterlang) with {proto} "
+            f"id {queue_id}{rcpt};\r\n\t{date}\r\n").encode("utf-8", "replace")
 
 
 def _matches_host(hostname: str, patterns: tuple[str, ...]) -> bool:
@@ -224,6 +246,8 @@ class GatewayHandler:
         problem = check_line_endings(data)
         if problem:
             return problem
+        if count_hops(data) >= MAX_HOPS:
+            return TOO_MANY_HOPS
         env = Envelope(
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
@@ -234,9 +258,12 @@ class GatewayHandler:
             helo=session.host_name or "",
             received_at=time.time(),
         )
+        queue_id = self.spool.new_id(data)
+        trace = received_header(session, server.hostname, queue_id, envelope.rcpt_tos,
+                                session.ssl is not None)
         try:
-            queue_id = await asyncio.get_running_loop().run_in_executor(
-                None, self.spool.store, env, data
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.spool.store(env, data, queue_id=queue_id, prefix=trace)
             )
         except SpoolError as exc:
             log.error("spool write failed: %s", exc)

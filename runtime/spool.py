@@ -144,13 +144,15 @@ class Spool:
         digest = hashlib.sha256(data[:65536] + os.urandom(8)).hexdigest()[:12]
         return f"{time.time_ns():020d}-{digest}"
 
-    def _write(self, state: str, queue_id: str, header: bytes, data: bytes) -> Path:
+    def _write(self, state: str, queue_id: str, header: bytes, data: bytes,
+               prefix: bytes = b"") -> Path:
         tmp = self.root / "tmp" / f"{queue_id}.{os.getpid()}.tmp"
         final = self.root / state / queue_id
         try:
             with open(tmp, "wb") as fh:
                 # Header and body written separately: no copy of a 50 MB body in memory.
                 fh.write(header)
+                fh.write(prefix)
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -162,11 +164,16 @@ class Spool:
             raise SpoolError(f"cannot write {state}/{queue_id}: {exc.strerror}") from exc
         return final
 
-    def store(self, envelope: Envelope, data: bytes, state: str = "incoming") -> str:
-        """Durably store a new message; return its queue id. Raises SpoolError on any failure."""
-        queue_id = self.new_id(data)
+    def store(self, envelope: Envelope, data: bytes, state: str = "incoming", *,
+              queue_id: str | None = None, prefix: bytes = b"") -> str:
+        """Durably store a new message; return its queue id. Raises SpoolError on any failure.
+
+        `prefix` (e.g. our Received: line) is written before `data` without joining them, so
+        a large message is never copied in memory.
+        """
+        queue_id = queue_id or self.new_id(data)
         env = attrs.evolve(envelope, queue_id=queue_id, received_at=envelope.received_at or time.time())
-        self._write(state, queue_id, encode_header(env), data)
+        self._write(state, queue_id, encode_header(env), data, prefix)
         return queue_id
 
     def rewrite(self, state: str, envelope: Envelope, data: bytes) -> None:

@@ -67,7 +67,9 @@ def test_ehlo_keywords_and_durable_250(listener: Callable[..., RunningListener])
     assert code == 250 and text.startswith(b"2.0.0 OK queued as ")
     qid = text.decode().rsplit(" ", 1)[1]
     env, data = gw.spool.read("incoming", qid)  # on disk when the 250 came back
-    assert data == MSG
+    received, rest = data.split(b";\r\n\t", 1)
+    assert received.startswith(b"Received: from ") and f"id {qid}".encode() in received
+    assert rest.split(b"\r\n", 1)[1] == MSG
     assert "RET=HDRS" in env.mail_options and env.rcpt_options[0][0] == "NOTIFY=FAILURE,DELAY"
     # ENVID and ORCPT values are case-sensitive and kept as sent.
     assert "ENVID=x1" in env.mail_options and env.rcpt_options[0][1] == "ORCPT=rfc822;b@example.org"
@@ -134,6 +136,14 @@ def test_smuggling_shapes_refused(listener: Callable[..., RunningListener], body
     assert reply.startswith("550 5."), reply
     assert gw.spool.list("incoming") == []
     assert raw.cmd(b"NOOP\r\n").startswith("250")  # nothing hidden was executed
+
+
+def test_mail_loop_refused(listener: Callable[..., RunningListener]) -> None:
+    gw = listener()
+    raw = Raw(gw.port)
+    envelope(raw)
+    hops = b"".join(b"Received: from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\n" for _ in range(30))
+    assert raw.cmd(hops + MSG + b".\r\n").startswith("554 5.4.6")
 
 
 def test_reject_policy(listener: Callable[..., RunningListener]) -> None:
