@@ -94,6 +94,7 @@ class QueueRunner:
         tracker: Tracker | None = None,
         metrics: Metrics | None = None,
         alerts: Tracker | None = None,
+        alert_email: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.spool = spool
@@ -106,10 +107,26 @@ class QueueRunner:
         self.tracker = tracker or Tracker(None)
         self.metrics = metrics
         self.alerts = alerts
+        self.alert_email = alert_email
         self.clock = clock
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def alert(self, kind: str, text: str, mail: bool = True) -> None:
+        """Log, count, record, and (when configured) mail an alert to the operator.
+
+        No mail for spool write errors: the alert mail would need the spool that just failed.
+        """
+        alert(self.metrics, kind, text, self.alerts)
+        if mail and self.alert_email:
+            body = (f"From: MAILER-DAEMON\r\nTo: <{self.alert_email}>\r\n"
+                    f"Subject: filterlang alert: {kind}\r\nAuto-Submitted: auto-generated\r\n"
+                    f"\r\n{text}\r\n").encode("ascii", "replace")
+            try:
+                self.spool.store(Envelope("", (self.alert_email,), policy="alert", processed=True), body)
+            except SpoolError:
+                log.error("could not queue the alert mail for %s", self.alert_email)
 
     # -- one message -------------------------------------------------------------------------
 
@@ -119,22 +136,21 @@ class QueueRunner:
             env, data = self.spool.read("active", queue_id)
         except CorruptEntry as exc:
             if self.spool.move(queue_id, "active", "corrupt"):
-                alert(self.metrics, "corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt",
-                      self.alerts)
+                self.alert("corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
             return
         try:
             self._process(env, data)
         except SpoolError as exc:
             # The disk is full or failing: give the message back (rename only, no new bytes)
             # after a pause, so it is retried without spinning.
-            alert(self.metrics, "spool_write", f"{queue_id}: {exc}", self.alerts)
+            self.alert("spool_write", f"{queue_id}: {exc}", mail=False)
             time.sleep(1.0)
             self.spool.move(queue_id, "active", "incoming", durable=False)
         except Exception:
             # A pipeline bug must not lose the message or stop the queue: park it in hold.
             log.exception("processing %s failed; moved to hold", queue_id)
             self.spool.move(queue_id, "active", "hold")
-            alert(self.metrics, "processing_error", f"{queue_id} moved to hold", self.alerts)
+            self.alert("processing_error", f"{queue_id} moved to hold")
 
     def _process(self, env: Envelope, data: bytes) -> None:
         qid = env.queue_id

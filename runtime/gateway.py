@@ -71,6 +71,7 @@ def make_runner(
         tracker=Tracker(config.storage.data_dir / "tracking.jsonl"),
         metrics=metrics,
         alerts=Tracker(config.alerts.log) if config.alerts.log else None,
+        alert_email=config.alerts.email,
     )
 
 

@@ -58,11 +58,13 @@ def test_corrupt_file_moves_aside_and_never_blocks(tmp_path: Path) -> None:
     good = spool.store(ENV, DATA)
     transport = MemoryTransport()
     runner = QueueRunner(spool, Delivery(relay="127.0.0.1:25"), transport,
-                         alerts=Tracker(tmp_path / "alerts.jsonl"))
+                         alerts=Tracker(tmp_path / "alerts.jsonl"), alert_email="ops@example.com")
     assert runner.run_once() == 2
+    assert runner.run_once() == 1  # the alert mail to the operator
     assert '"kind":"corrupt_queue_file"' in (tmp_path / "alerts.jsonl").read_text()
     assert spool.list("corrupt") == ["00000000000000000001-bad"]
-    assert [s[2] for s in transport.sent] == [ENV.rcpt_tos]
+    assert [s[2] for s in transport.sent] == [ENV.rcpt_tos, ("ops@example.com",)]
+    assert b"Subject: filterlang alert: corrupt_queue_file" in transport.sent[1][3]
     assert spool.find(good) is None
 
 
