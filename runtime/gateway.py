@@ -44,8 +44,8 @@ log = logging.getLogger("filterlang.gateway")
 DRAIN_SECONDS = 30.0
 
 
-def spool_for(config: GatewayConfig) -> Spool:
-    return Spool(config.storage.data_dir / "spool")
+def spool_for(config: GatewayConfig, owner: str = "main") -> Spool:
+    return Spool(config.storage.data_dir / "spool", owner)
 
 
 def quarantines_for(config: GatewayConfig) -> Quarantines:
@@ -131,7 +131,7 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
     _die_with_parent()
     code = 0
     try:
-        spool = spool_for(config)
+        spool = spool_for(config, owner=str(os.getpid()))
         metrics = Metrics(spool)
         if serve_metrics and config.metrics.port:
             metrics.serve(config.metrics.address, config.metrics.port)
@@ -222,9 +222,14 @@ class Supervisor:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 pid, status = 0, 0
+            if pid and pid not in self.workers:
+                # A drained worker of an older configuration: its folder should be empty.
+                spool_for(self.config).release_owner(str(pid))
             if pid and pid in self.workers and not self._stop:
                 # A worker died unexpectedly: replace it (its active files wait for restart).
-                log.error("worker %d exited (status %d); starting a new one", pid, status)
+                moved = spool_for(self.config).release_owner(str(pid))
+                log.error("worker %d exited (status %d); %d message(s) it held go back to the "
+                          "queue; starting a new worker", pid, status, moved)
                 self.workers.remove(pid)
                 self.workers += self._spawn_one()
             time.sleep(0.2)

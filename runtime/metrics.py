@@ -39,7 +39,7 @@ class Metrics:
         if spool is not None:
             for state in STATES:
                 self.queue.labels(state).set_function(
-                    lambda s=state: float(len(spool.list(s)))  # type: ignore[misc]
+                    lambda s=state: float(len(spool.list_all(s)))  # type: ignore[misc]
                 )
 
     def serve(self, address: str, port: int) -> None:

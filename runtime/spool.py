@@ -20,6 +20,7 @@ Names are `<time in ns, 20 digits>-<12 hex of sha256>` so `sorted()` is FIFO.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -131,12 +132,18 @@ def _fsync_dir(path: Path) -> None:
 class Spool:
     """A spool directory shared by every process of one gateway host."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: str = "main") -> None:
         self.root = Path(root)
+        self.owner = owner
         for state in (*STATES, "tmp"):
             (self.root / state).mkdir(parents=True, exist_ok=True)
+        self.dir("active").mkdir(exist_ok=True)
 
     def dir(self, state: str) -> Path:
+        # Each process owns a subfolder of `active`, so when one worker dies the supervisor
+        # can give exactly its messages back to `incoming` while the others keep theirs.
+        if state == "active":
+            return self.root / "active" / self.owner
         return self.root / state
 
     @staticmethod
@@ -147,7 +154,7 @@ class Spool:
     def _write(self, state: str, queue_id: str, header: bytes, data: bytes,
                prefix: bytes = b"") -> Path:
         tmp = self.root / "tmp" / f"{queue_id}.{os.getpid()}.tmp"
-        final = self.root / state / queue_id
+        final = self.dir(state) / queue_id
         try:
             with open(tmp, "wb") as fh:
                 # Header and body written separately: no copy of a 50 MB body in memory.
@@ -157,7 +164,7 @@ class Spool:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
-            _fsync_dir(self.root / state)
+            _fsync_dir(self.dir(state))
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
@@ -182,7 +189,7 @@ class Spool:
 
     def read(self, state: str, queue_id: str) -> tuple[Envelope, bytes]:
         try:
-            with open(self.root / state / queue_id, "rb") as fh:
+            with open(self.dir(state) / queue_id, "rb") as fh:
                 head = fh.read(len(MAGIC))
                 header = fh.readline(1 << 20)
                 # Read the body on its own so it is never copied out of a larger buffer.
@@ -199,45 +206,70 @@ class Spool:
         the message is worked on again (a duplicate, never a loss): claiming into `active`.
         """
         try:
-            os.rename(self.root / src / queue_id, self.root / dst / queue_id)
+            os.rename(self.dir(src) / queue_id, self.dir(dst) / queue_id)
         except FileNotFoundError:
             return False
         if durable:
-            _fsync_dir(self.root / dst)
+            _fsync_dir(self.dir(dst))
         return True
 
     def remove(self, state: str, queue_id: str) -> None:
         # No directory fsync: if a crash undoes the unlink, the message is delivered again
         # (counted as a duplicate), which is the accepted price of speed; never a loss.
         try:
-            os.unlink(self.root / state / queue_id)
+            os.unlink(self.dir(state) / queue_id)
         except FileNotFoundError:
             return
 
     def list(self, state: str) -> list[str]:
         try:
-            return sorted(n for n in os.listdir(self.root / state) if not n.startswith("."))
+            return sorted(n for n in os.listdir(self.dir(state)) if not n.startswith("."))
         except FileNotFoundError:
             return []
 
-    def counts(self) -> dict[str, int]:
-        return {state: len(self.list(state)) for state in STATES}
+    def owners(self) -> builtins.list[str]:
+        """The processes that have an `active` folder (live or from a crashed run)."""
+        return sorted(p.name for p in (self.root / "active").iterdir() if p.is_dir())
 
-    def find(self, queue_id: str) -> str | None:
+    def with_owner(self, owner: str) -> Spool:
+        return Spool(self.root, owner)
+
+    def list_all(self, state: str) -> builtins.list[str]:
+        """Like `list`, but `active` covers every process's folder."""
+        if state != "active":
+            return self.list(state)
+        return sorted(q for o in self.owners() for q in self.with_owner(o).list("active"))
+
+    def counts(self) -> dict[str, int]:
+        return {state: len(self.list_all(state)) for state in STATES}
+
+    def find(self, queue_id: str) -> tuple[str, Spool] | None:
+        """The state holding `queue_id`, and a Spool view that can read it there."""
         for state in STATES:
-            if (self.root / state / queue_id).exists():
-                return state
+            if state == "active":
+                for owner in self.owners():
+                    view = self.with_owner(owner)
+                    if (view.dir("active") / queue_id).exists():
+                        return state, view
+            elif (self.dir(state) / queue_id).exists():
+                return state, self
         return None
+
+    def release_owner(self, owner: str) -> int:
+        """Give one (dead) process's `active` messages back to `incoming`."""
+        view = self.with_owner(owner)
+        moved = sum(1 for q in view.list("active") if view.move(q, "active", "incoming"))
+        with contextlib.suppress(OSError):
+            view.dir("active").rmdir()
+        return moved
 
     def recover(self) -> int:
         """After a crash: give every `active` file back to `incoming`; clear stale temp files.
 
         Only call this when no other process of this spool is running (at gateway start).
         """
-        moved = 0
-        for queue_id in self.list("active"):
-            if self.move(queue_id, "active", "incoming"):
-                moved += 1
+        moved = sum(self.release_owner(owner) for owner in self.owners())
+        self.dir("active").mkdir(exist_ok=True)
         for name in os.listdir(self.root / "tmp"):
             (self.root / "tmp" / name).unlink(missing_ok=True)
         return moved

@@ -50,9 +50,12 @@ def run(args: argparse.Namespace) -> int:
     spool = spool_for(config)
     if args.action == "list":
         for state in [args.state] if args.state else STATES:
-            for qid in spool.list(state):
+            for qid in spool.list_all(state):
+                found = spool.find(qid)
                 try:
-                    env, data = spool.read(state, qid)
+                    if found is None:
+                        continue  # it moved on while we were listing
+                    env, data = found[1].read(found[0], qid)
                 except CorruptEntry as exc:
                     print(f"{qid}\t{state}\t(unreadable: {exc})")
                     continue
@@ -61,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
                       f"{len(data)}\tattempts={env.attempts}{due}\t{env.last_error}")
         return 0
     if args.action == "show":
-        state = spool.find(args.queue_id) if "/" not in args.queue_id else None
-        if state is None:
+        found = spool.find(args.queue_id) if "/" not in args.queue_id else None
+        if found is None:
             print(f"filterlang queue: no message {args.queue_id!r} in the spool", file=sys.stderr)
             return 1
+        state = found[0]
         try:
-            env, data = spool.read(state, args.queue_id)
+            env, data = found[1].read(state, args.queue_id)
         except CorruptEntry as exc:
             print(f"filterlang queue: {state}/{args.queue_id} is unreadable: {exc}", file=sys.stderr)
             return 1
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         n = sum(_due_now(spool, "deferred", qid) for qid in spool.list("deferred"))
         print(f"{n} deferred message(s) due now")
         return 0
-    state = spool.find(args.queue_id) if "/" not in args.queue_id else None
+    found = spool.find(args.queue_id) if "/" not in args.queue_id else None
+    state = found[0] if found else None
     if state == "deferred":
         ok = _due_now(spool, "deferred", args.queue_id)
     elif state == "hold":

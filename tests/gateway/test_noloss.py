@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
+from runtime.spool import Spool
+
 KILLS = int(os.environ.get("FILTERLANG_NOLOSS_KILLS", "8"))
 FILTERLANG = Path(sys.executable).parent / "filterlang"
 
@@ -119,7 +121,8 @@ def source_load(port: int, stop: threading.Event) -> None:
 
 
 def spool_busy(data: Path) -> int:
-    return sum(len(os.listdir(data / "spool" / s)) for s in ("incoming", "active", "deferred"))
+    counts = Spool(data / "spool").counts()
+    return counts["incoming"] + counts["active"] + counts["deferred"]
 
 
 @pytest.mark.interop

@@ -68,6 +68,19 @@ def test_corrupt_file_moves_aside_and_never_blocks(tmp_path: Path) -> None:
     assert spool.find(good) is None
 
 
+def test_dead_worker_messages_go_back(tmp_path: Path) -> None:
+    main = Spool(tmp_path)
+    worker_a, worker_b = main.with_owner("101"), main.with_owner("102")
+    qa = main.store(ENV, DATA)
+    assert list(worker_a.claim_ready()) == [qa]
+    qb = main.store(ENV, DATA + b"x")
+    assert list(worker_b.claim_ready()) == [qb]
+    assert main.counts()["active"] == 2
+    assert main.release_owner("101") == 1  # worker 101 died; 102 keeps its message
+    assert main.list("incoming") == [qa] and worker_b.list("active") == [qb]
+    assert main.find(qb) is not None and main.find(qb)[0] == "active"  # type: ignore[index]
+
+
 def test_write_error_raises_spool_error(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     (tmp_path / "tmp").rmdir()
