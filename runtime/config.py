@@ -53,7 +53,7 @@ class Listener:
     max_line_length: int = 1000
     max_commands: int = 1000
     command_timeout: float = 300.0
-    session_timeout: float = 600.0
+    session_timeout: float = 600.0  # cap on time to first MAIL and on each transaction
 
 
 @frozen

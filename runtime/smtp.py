@@ -165,7 +165,14 @@ class GatewaySMTP(SMTP):
         super().connection_made(transport)
         assert self.session is not None
         self.session.policy = policy  # type: ignore[attr-defined]
-        # A slow-drip client resets aiosmtpd's idle timer with every byte; cap the whole session.
+        self.arm_deadline()
+
+    def arm_deadline(self) -> None:
+        """(Re)start the time cap. A slow-drip client resets aiosmtpd's idle timer with every
+        byte, so we also cap the time to the first MAIL and each transaction (MAIL to the end
+        of DATA); a client that sends many messages over one connection is not cut off."""
+        if self._deadline is not None:
+            self._deadline.cancel()
         self._deadline = self.loop.call_later(
             self._gw_listener.session_timeout, lambda: asyncio.ensure_future(self._expire())
         )
@@ -211,6 +218,8 @@ class GatewayHandler:
         options: list[str],
     ) -> str:
         policy = _policy(session)
+        if isinstance(server, GatewaySMTP):
+            server.arm_deadline()
         if policy.action == "REJECT":
             return POLICY_REJECT
         for opt in options:

@@ -262,3 +262,12 @@ def test_command_count_limit(listener: Callable[..., RunningListener]) -> None:
     raw = Raw(gw.port)
     replies = [raw.cmd(b"NOOP\r\n")[:3] for _ in range(gw.config.listeners[0].max_commands + 1)]
     assert replies[0] == "250" and replies[-1] == "421"
+
+
+def test_time_cap_is_per_transaction(listener: Callable[..., RunningListener]) -> None:
+    gw = listener(session_timeout=1.5)
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=5) as c:
+        for _ in range(3):  # 3 s of connection, but each transaction is quick
+            assert c.sendmail("a@example.com", ["b@example.org"], MSG) == {}
+            time.sleep(1.0)
+    assert len(gw.spool.list("incoming")) == 3
