@@ -160,6 +160,8 @@ class GatewayConfig:
     metrics: Metrics
     workers: int = 0
     profiles_file: Path | None = None
+    # Recipient domains accepted under an ACCEPT policy (RELAY policies may mail anywhere).
+    local_domains: frozenset[str] = frozenset()
 
     def names(self) -> dict[str, frozenset[str]]:
         """Names filters may refer to, per kind (the linter checks filters against these)."""
@@ -327,7 +329,8 @@ def load_config(path: str | Path) -> GatewayConfig:
 
     policies = {p.name: p for p in root.each("policies", _policy)}
     if "default" not in policies:
-        policies["default"] = MailFlowPolicy("default", action="RELAY")
+        # Never an open relay by default: unknown senders may only mail our local_domains.
+        policies["default"] = MailFlowPolicy("default", action="ACCEPT")
     default_policy = root.text("default_policy", "default")
     groups = root.each("sender_groups", _sender_group)
     for g in groups:
@@ -372,6 +375,7 @@ def load_config(path: str | Path) -> GatewayConfig:
     if metrics.address not in ("127.0.0.1", "::1", "localhost"):
         mt.error("address", "the metrics endpoint must listen on loopback (127.0.0.1)")
     mt.finish()
+    local_domains = frozenset(d.lower().lstrip("@") for d in root.str_list("local_domains"))
     workers = root.integer("workers", 0)  # 0: one worker process per core
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery"))
     if issues:
@@ -396,4 +400,5 @@ def load_config(path: str | Path) -> GatewayConfig:
         metrics=metrics,
         workers=workers,
         profiles_file=pfile,
+        local_domains=local_domains,
     )

@@ -33,6 +33,7 @@ OK_RCPT = "250 2.1.5 OK"
 TEMP_LOCAL_ERROR = "451 4.3.0 Temporary local problem, try again later"
 TEMP_SPOOL_ERROR = "451 4.3.1 Queue write failed, try again later"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+RELAY_DENIED = "550 5.7.1 Relaying denied"
 RATE_LIMITED = "421 4.7.0 Rate limit exceeded, try again later"
 SESSION_TIMEOUT = "421 4.4.2 Session time limit exceeded, closing connection"
 POLICY_REJECT = "554 5.7.1 Access denied"
@@ -204,6 +205,10 @@ class GatewayHandler:
         self.rates = RateLimiter()
         self.on_queued = on_queued
 
+    def _is_local(self, address: str) -> bool:
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        return any(domain == d or domain.endswith("." + d) for d in self.config.local_domains)
+
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: SMTPEnvelope, hostname: str,
         responses: list[str],
@@ -238,6 +243,8 @@ class GatewayHandler:
         policy = _policy(session)
         if len(envelope.rcpt_tos) >= policy.max_recipients:
             return TOO_MANY_RCPTS
+        if policy.action == "ACCEPT" and not self._is_local(address):
+            return RELAY_DENIED
         envelope.rcpt_tos.append(address)
         options = _keep_case(server, options)
         # One option list per recipient (aiosmtpd flattens them; the DSN needs them apart).

@@ -15,6 +15,8 @@ from runtime.smtp import GatewayHandler, protocol_factory
 from runtime.spool import Spool
 
 BASE = """
+local_domains = ["example.org"]
+
 [storage]
 data_dir = "data"
 
@@ -27,6 +29,9 @@ session_timeout = {session_timeout}
 [sender_groups.local]
 ips = ["127.0.0.0/8"]
 policy = "{policy}"
+
+[policies.accept]
+action = "ACCEPT"
 
 [policies.relay]
 action = "RELAY"

@@ -271,3 +271,15 @@ def test_time_cap_is_per_transaction(listener: Callable[..., RunningListener]) -
             assert c.sendmail("a@example.com", ["b@example.org"], MSG) == {}
             time.sleep(1.0)
     assert len(gw.spool.list("incoming")) == 3
+
+
+@pytest.mark.parametrize("rcpt,expected", [
+    ("b@example.org", "250"), ("b@sub.example.org", "250"), ("b@EXAMPLE.ORG", "250"),
+    ("victim@elsewhere.example", "550 5.7.1"), ("b@notexample.org", "550 5.7.1"),
+])
+def test_accept_policy_is_not_an_open_relay(listener: Callable[..., RunningListener],
+                                            rcpt: str, expected: str) -> None:
+    raw = Raw(listener(policy="accept").port)
+    raw.cmd(b"EHLO t\r\n")
+    raw.cmd(b"MAIL FROM:<a@example.com>\r\n")
+    assert raw.cmd(f"RCPT TO:<{rcpt}>\r\n".encode()).startswith(expected)
