@@ -159,6 +159,7 @@ class QueueRunner:
                                 peer=env.peer, helo=env.helo, policy=env.policy, size=len(data),
                                 message_id=_message_id(data), received_at=env.received_at)
             msg = run_pipeline(self.stages, InFlight(env, data))
+            self._count(msg.events)
             if msg.quarantine and self.quarantines is not None:
                 self.quarantines.put(msg.quarantine, attrs.evolve(env, processed=True), msg.data)
                 self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
@@ -196,6 +197,15 @@ class QueueRunner:
                 self.spool.remove("active", qid)
                 return
         self._deliver(env, data)
+
+    def _count(self, events: list[tuple[str, str]]) -> None:
+        if self.metrics is None:
+            return
+        counters = {"filter_hit": self.metrics.filter_hits, "smime": self.metrics.smime,
+                    "harvest": self.metrics.harvest}
+        for kind, label in events:
+            if kind in counters:
+                counters[kind].labels(label).inc()
 
     def _send(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes) -> dict[str, Result]:
         transport = self.maildir if dest == MAILDIR and self.maildir else self.transport

@@ -14,6 +14,8 @@ from attrs import define, field
 
 from runtime.spool import Envelope
 
+METRIC_KINDS = ("filter_hit", "smime", "harvest")
+
 # Disposition of one recipient after the pipeline.
 DELIVER = "deliver"
 DROP = "drop"
@@ -60,6 +62,9 @@ class InFlight:
     # When a stage produces copies, each is spooled and delivered on its own; the recipients
     # they cover must be marked with a disposition other than DELIVER on the original.
     copies: list[Copy] = field(factory=list)
+    # Observations for metrics, as (kind, label): kind is one of METRIC_KINDS, e.g.
+    # ("filter_hit", "block_exe"), ("smime", "verified"), ("harvest", "stored").
+    events: list[tuple[str, str]] = field(factory=list)
 
     def __attrs_post_init__(self) -> None:
         for rcpt in self.envelope.rcpt_tos:

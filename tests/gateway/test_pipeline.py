@@ -125,3 +125,23 @@ def test_stage_error_parks_message_in_hold_and_queue_goes_on(tmp_path: Path) -> 
     assert r.run_once() == 2
     assert r.spool.list("hold") == [bad]
     assert [s[3] for s in t.sent] == [MSG]
+
+
+def test_stage_events_become_metrics(tmp_path: Path) -> None:
+    from runtime.metrics import Metrics
+
+    class Hit:
+        name = "message_filters"
+
+        def process(self, msg: InFlight) -> None:
+            msg.events += [("filter_hit", "tag_external"), ("smime", "verified")]
+
+    metrics = Metrics()
+    r = QueueRunner(Spool(tmp_path), Delivery(relay="127.0.0.1:25"), MemoryTransport(),
+                    stages=build_pipeline({"message_filters": Hit()}), metrics=metrics)
+    r.spool.store(Envelope("a@example.com", ("b@example.org",)), MSG)
+    r.run_once()
+    get = metrics.registry.get_sample_value
+    assert get("filterlang_filter_hits_total", {"filter": "tag_external"}) == 1.0
+    assert get("filterlang_smime_outcomes_total", {"outcome": "verified"}) == 1.0
+    assert get("filterlang_recipients_delivered_total", {"outcome": "delivered"}) == 1.0
