@@ -148,7 +148,7 @@ class Spool:
 
     @staticmethod
     def new_id(data: bytes) -> str:
-        digest = hashlib.sha256(data[:65536] + os.urandom(8)).hexdigest()[:12]
+        digest = hashlib.sha256(data[:4096] + os.urandom(8)).hexdigest()[:12]
         return f"{time.time_ns():020d}-{digest}"
 
     def _write(self, state: str, queue_id: str, header: bytes, data: bytes,
