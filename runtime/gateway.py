@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -34,7 +35,7 @@ from runtime.delivery import QueueRunner
 from runtime.metrics import Metrics
 from runtime.pipeline import Stage, build_pipeline
 from runtime.quarantine import Quarantines
-from runtime.smtp import GatewayHandler, protocol_factory
+from runtime.smtp import GatewayHandler, protocol_factory, tls_context
 from runtime.spool import Spool
 from runtime.tracking import Tracker
 from runtime.transport import DnsResolver, Resolver, SMTPTransport, Transport
@@ -73,6 +74,23 @@ def make_runner(
         alerts=Tracker(config.alerts.log) if config.alerts.log else None,
         alert_email=config.alerts.email,
     )
+
+
+class CertificateProblem(Exception):
+    pass
+
+
+def check_tls(config: GatewayConfig) -> None:
+    """Load every listener's certificate now, so a bad one stops start-up (or a reload)
+    with a clear message instead of crashing the workers."""
+    for i, lst in enumerate(config.listeners):
+        try:
+            tls_context(lst)
+        except (OSError, ssl.SSLError) as exc:
+            raise CertificateProblem(
+                f"{config.source}: listeners[{i}].tls_cert: cannot load {lst.tls_cert} / "
+                f"{lst.tls_key}: {exc}; give a PEM certificate and its private key"
+            ) from None
 
 
 def bind(listener: Listener) -> socket.socket:
@@ -193,13 +211,17 @@ class Supervisor:
     def reload(self) -> bool:
         try:
             new = load_config(self.config.source)
-        except ConfigError as exc:
+            check_tls(new)
+        except (ConfigError, CertificateProblem) as exc:
             log.error("reload failed; keeping the running configuration:\n%s", exc)
             return False
         old = self.workers
         self.workers = self._spawn(new)
         self.config = new
         self._terminate(old)
+        wanted = {(lst.address, lst.port) for lst in new.listeners}
+        for key in [k for k in self.socks if k not in wanted]:
+            self.socks.pop(key).close()  # a listener the new configuration no longer has
         log.info("configuration reloaded from %s", new.source)
         return True
 
@@ -253,7 +275,8 @@ def serve(config_path: Path) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     try:
         config = load_config(config_path)
-    except ConfigError as exc:
+        check_tls(config)
+    except (ConfigError, CertificateProblem) as exc:
         print(f"filterlang serve: invalid configuration, not starting:\n{exc}", file=sys.stderr)
         return 2
     try:

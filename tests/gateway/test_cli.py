@@ -103,3 +103,15 @@ def test_serve_refuses_invalid_config(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["serve", "-c", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "not starting" in err and "listeners[0].port: must be an integer" in err
+
+
+def test_serve_refuses_unloadable_tls_certificate(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "c.pem").write_text("not a certificate")
+    (tmp_path / "k.pem").write_text("not a key")
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[[listeners]]\nport = 2525\ntls_cert = "c.pem"\ntls_key = "k.pem"\n'
+                   '[delivery]\nmaildir = "md"\n')
+    assert main(["serve", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "listeners[0].tls_cert: cannot load" in err and "Traceback" not in err
