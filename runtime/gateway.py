@@ -32,7 +32,7 @@ from pathlib import Path
 
 from runtime.config import ConfigError, GatewayConfig, Listener, load_config
 from runtime.delivery import QueueRunner
-from runtime.metrics import Metrics
+from runtime.metrics import Metrics, enable_multiprocess, reset_multiprocess
 from runtime.pipeline import Stage, build_pipeline
 from runtime.quarantine import Quarantines
 from runtime.smtp import GatewayHandler, protocol_factory, tls_context
@@ -47,6 +47,10 @@ DRAIN_SECONDS = 30.0
 
 def spool_for(config: GatewayConfig, owner: str = "main") -> Spool:
     return Spool(config.storage.data_dir / "spool", owner)
+
+
+def metrics_dir(config: GatewayConfig) -> Path:
+    return config.storage.data_dir / "metrics"
 
 
 def quarantines_for(config: GatewayConfig) -> Quarantines:
@@ -150,7 +154,8 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
     code = 0
     try:
         spool = spool_for(config, owner=str(os.getpid()))
-        metrics = Metrics(spool)
+        enable_multiprocess(metrics_dir(config))
+        metrics = Metrics(spool, metrics_dir(config))
         if serve_metrics and config.metrics.port:
             metrics.serve(config.metrics.address, config.metrics.port)
         runner = make_runner(config, spool, metrics=metrics)
@@ -227,6 +232,7 @@ class Supervisor:
 
     def run(self) -> int:
         spool = spool_for(self.config)
+        reset_multiprocess(metrics_dir(self.config))
         recovered = spool.recover()
         if recovered:
             log.info("recovered %d message(s) from an interrupted run", recovered)

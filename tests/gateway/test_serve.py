@@ -66,6 +66,8 @@ def test_metrics_reload_and_drain(tmp_path: Path) -> None:
             except OSError:
                 time.sleep(0.1)
         assert 'filterlang_queue_size{state="incoming"}' in text
+        # Whichever of the two workers took the message, the endpoint counts it.
+        assert "filterlang_messages_received_total 1.0" in text
         assert "filterlang_delivery_seconds_bucket" in text
 
         assert rcpt_reply(port, 3) == 452
