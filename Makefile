@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run suites test lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-## The main job: run the example filters over the example messages (the example suites).
+## The main job: start the gateway on examples/gateway.toml in the foreground.
 run: $(STAMP)
+	@echo "filterlang gateway on 127.0.0.1:2525, delivering into var/maildir/ (Ctrl-C stops it)."
+	@echo "Send it a test message from another terminal:"
+	@echo "  swaks --server 127.0.0.1 --port 2525 --from alice@example.com --to bob@example.org --header 'Subject: hello' --body 'hi'"
+	@echo "then look in var/maildir/bob@example.org/new/ and var/tracking.jsonl."
+	$(BIN)/filterlang serve -c examples/gateway.toml
+
+## Run the example filters over the example messages (the example test suites).
+suites: $(STAMP)
 	$(BIN)/filterlang test --suite examples/suites/*.toml
 
 ## The whole suite: style, types, tests.

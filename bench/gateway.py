@@ -1,0 +1,201 @@
+"""Gateway throughput and memory, against the floor of a bare durable aiosmtpd listener.
+
+    python bench/gateway.py [--config gateway.toml] [--messages 5000] [--sessions 10]
+
+Drives Postfix's `smtp-source` at (1) `filterlang serve` delivering to `smtp-sink` and (2) a
+bare aiosmtpd listener that only writes + fsyncs each message, and prints msg/s for both, the
+ratio, the gateway's peak memory, and the peak-memory rise for one 50 MB message.
+With --config, that config is used (a temporary copy: the script points its
+first listener, [delivery] target and data_dir at its own sink and folder); without, a minimal RELAY config is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FILTERLANG = Path(sys.executable).parent / "filterlang"
+
+BARE = r'''
+import asyncio, os, sys
+from aiosmtpd.controller import Controller
+d = sys.argv[2]
+class H:
+    n = 0
+    async def handle_DATA(self, server, session, envelope):
+        H.n += 1
+        p = os.path.join(d, f"{os.getpid()}-{H.n}")
+        with open(p, "wb") as f:
+            f.write(envelope.original_content); f.flush(); os.fsync(f.fileno())
+        fd = os.open(d, os.O_RDONLY); os.fsync(fd); os.close(fd)
+        return "250 OK"
+c = Controller(H(), hostname="127.0.0.1", port=int(sys.argv[1])); c.start()
+import signal; signal.sigwait({signal.SIGTERM})
+c.stop()
+'''
+
+MINIMAL = """
+workers = {workers}
+[storage]
+data_dir = "data"
+[[listeners]]
+port = {port}
+[sender_groups.local]
+ips = ["127.0.0.0/8"]
+policy = "relay"
+[policies.relay]
+action = "RELAY"
+max_message_size = 104857600
+[delivery]
+relay = "127.0.0.1:{sink}"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int) -> None:
+    for _ in range(400):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(10).startswith(b"220"):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def drive(port: int, messages: int, sessions: int) -> float:
+    start = time.monotonic()
+    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", "4096",
+                    "-f", "a@example.com", "-t", "b@example.org", f"127.0.0.1:{port}"], check=True)
+    return messages / (time.monotonic() - start)
+
+
+def tree(pid: int) -> list[int]:
+    out = [pid]
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                out.append(int(p))
+    return out
+
+
+def mem(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", type=Path)
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--sessions", type=int, default=10)
+    args = ap.parse_args()
+    for tool in ("smtp-source", "smtp-sink"):
+        if shutil.which(tool) is None:
+            print(f"skipped: {tool} (Postfix) is not installed")
+            return 0
+    tmp = Path(tempfile.mkdtemp(prefix="fl-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        sink_port, gw_port, bare_port = free_port(), free_port(), free_port()
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        procs.append(subprocess.Popen(["smtp-sink", *user, f"127.0.0.1:{sink_port}", "1000"]))
+        # Scaling with cores: the same load against one worker process first.
+        one_cfg = tmp / "one.toml"
+        one_cfg.write_text(MINIMAL.format(port=gw_port, sink=sink_port, workers=1)
+                           .replace('data_dir = "data"', 'data_dir = "data1"'))
+        one = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(one_cfg)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+        wait_port(gw_port)
+        wait_port(sink_port)
+        one_rate = drive(gw_port, args.messages, args.sessions)
+        os.killpg(one.pid, signal.SIGTERM)
+        one.wait(60)
+        gw_port = free_port()
+        text = MINIMAL.format(port=gw_port, sink=sink_port, workers=0)
+        if args.config:
+            data = tomllib.loads(args.config.read_text())
+            print(f"config: {args.config} (listener port and relay rewritten for the bench)")
+            text = args.config.read_text()
+            text = text.replace(f"port = {data['listeners'][0]['port']}", f"port = {gw_port}", 1)
+            text = re.sub(r"(?m)^(relay|reinject|maildir|mx)\s*=.*$", "", text)
+            # The copy lives in a temporary folder: keep its spool there too.
+            text = re.sub(r"(?m)^data_dir\s*=.*$", 'data_dir = "data"', text)
+            text = text.replace("[delivery]", f'[delivery]\nrelay = "127.0.0.1:{sink_port}"', 1)
+        cfg = tmp / "gateway.toml"
+        cfg.write_text(text)
+        gw = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(cfg)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+        procs.append(gw)
+        wait_port(gw_port)
+        wait_port(sink_port)
+        gw_rate = drive(gw_port, args.messages, args.sessions)
+        pids = tree(gw.pid)
+        peak = max(mem(p, "VmHWM") for p in pids)
+        total = sum(mem(p, "VmHWM") for p in pids)
+
+        # One 50 MB message: how much does peak memory rise in the worker that takes it?
+        before = {p: mem(p, "VmHWM") for p in pids}
+        big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * (50 * 1024 * 1024 // 1000)
+        with smtplib.SMTP("127.0.0.1", gw_port, timeout=120) as c:
+            c.sendmail("a@example.com", ["b@example.org"], big)
+        time.sleep(2.0)  # let delivery of it finish too
+        rise = max(mem(p, "VmHWM") - before[p] for p in pids if Path(f"/proc/{p}").exists())
+
+        bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port), str(tmp)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(bare)
+        wait_port(bare_port)
+        bare_rate = drive(bare_port, args.messages, args.sessions)
+
+        print(f"gateway:           {gw_rate:8.0f} msg/s  ({args.messages} x 4 KB, {args.sessions} sessions, "
+              f"{len(pids) - 1} workers)")
+        print(f"gateway, 1 worker: {one_rate:8.0f} msg/s  (scaling x{gw_rate / one_rate:.2f} with "
+              f"{len(pids) - 1} workers)")
+        print(f"bare fsync floor:  {bare_rate:8.0f} msg/s")
+        print(f"ratio:             {gw_rate / bare_rate:8.2f}")
+        print(f"peak memory:       {peak / 2**20:8.1f} MiB per process, {total / 2**20:.1f} MiB all processes")
+        print(f"50 MB message:     peak memory rise {rise / 2**20:.1f} MiB "
+              f"({rise / len(big):.2f} x message size)")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                if p is procs[1] if len(procs) > 1 else False:
+                    os.killpg(p.pid, signal.SIGTERM)
+                else:
+                    p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

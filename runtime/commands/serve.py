@@ -1,0 +1,29 @@
+"""`filterlang serve -c gateway.toml`: run the gateway in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from runtime.gateway import serve
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", required=True, type=Path, help="path to gateway.toml")
+    parser.add_argument(
+        "--check", action="store_true", help="only load and check the configuration, then exit"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.check:
+        from runtime.config import ConfigError, load_config
+
+        try:
+            load_config(args.config)
+        except ConfigError as exc:
+            print(exc)
+            return 1
+        print(f"{args.config}: OK")
+        return 0
+    return serve(args.config)

@@ -1,0 +1,342 @@
+"""The queue runner: claim spooled messages, run the pipeline, deliver, retry, bounce, expire.
+
+A message leaves `active` only after its successor state is durable: the deferred copy (with
+the still-pending recipients) or the DSN is written and fsync'd before the active file is
+removed. A crash in between leads to a duplicate delivery after restart, never to a loss.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+import attrs
+
+from runtime.config import Delivery as DeliveryConfig
+from runtime.dsn import RecipientStatus, build_dsn, status_from_code
+from runtime.metrics import Metrics
+from runtime.pipeline import BOUNCE, COPIED, DELIVER, InFlight, Stage, run_pipeline
+from runtime.quarantine import Quarantines
+from runtime.spool import CorruptEntry, Envelope, Spool, SpoolError
+from runtime.tracking import Tracker
+from runtime.transport import (
+    Destination,
+    MaildirTransport,
+    Resolver,
+    Result,
+    StaticResolver,
+    Transport,
+)
+
+log = logging.getLogger("filterlang.delivery")
+
+MAILDIR = Destination("maildir", 0)
+ACTIVE_WINDOW = 200
+DEFERRED_SCAN = 2.0  # seconds between scans of the deferred queue
+NO_ROUTE = Result(451, "4.4.4 no route to the recipient's domain (no MX)")
+
+
+def alert(metrics: Metrics | None, kind: str, text: str, sink: Tracker | None = None) -> None:
+    """Raise an operator alert: error log line, metric, and a JSON line in the alerts log."""
+    log.error("ALERT %s: %s", kind, text)
+    if metrics is not None:
+        metrics.alerts.labels(kind).inc()
+    if sink is not None:
+        sink.record("alert", "", kind=kind, text=text)
+
+
+def _message_id(data: bytes) -> str:
+    head = data[: data.find(b"\r\n\r\n") if b"\r\n\r\n" in data[:65536] else 65536]
+    for line in head.split(b"\r\n"):
+        if line[:11].lower() == b"message-id:":
+            return line[11:].strip().decode("ascii", "replace")[:200]
+    return ""
+
+
+class Router:
+    """Recipient → destination, from the delivery config."""
+
+    def __init__(self, config: DeliveryConfig, resolver: Resolver | None = None) -> None:
+        self.config = config
+        self.resolver = resolver or StaticResolver()
+
+    def route(self, rcpt: str, alt_mailhost: str = "") -> list[Destination]:
+        if alt_mailhost:
+            host, sep, port = alt_mailhost.rpartition(":")
+            if sep and port.isdigit():
+                return [Destination(host.strip("[]"), int(port))]
+            return [Destination(alt_mailhost.strip("[]"), 25)]
+        c = self.config
+        if c.maildir is not None:
+            return [MAILDIR]
+        if c.relay or c.reinject:
+            return [Destination.parse(c.relay or c.reinject or "")]
+        return self.resolver.mx(rcpt.rpartition("@")[2])
+
+
+class QueueRunner:
+    """Works the spool with a pool of delivery threads; several processes may share a spool."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        config: DeliveryConfig,
+        transport: Transport,
+        *,
+        stages: tuple[Stage, ...] = (),
+        resolver: Resolver | None = None,
+        quarantines: Quarantines | None = None,
+        tracker: Tracker | None = None,
+        metrics: Metrics | None = None,
+        alerts: Tracker | None = None,
+        alert_email: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spool = spool
+        self.config = config
+        self.transport = transport
+        self.maildir = MaildirTransport(config.maildir) if config.maildir else None
+        self.router = Router(config, resolver)
+        self.stages = stages
+        self.quarantines = quarantines
+        self.tracker = tracker or Tracker(None)
+        self.metrics = metrics
+        self.alerts = alerts
+        self.alert_email = alert_email
+        self.clock = clock
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def alert(self, kind: str, text: str, mail: bool = True) -> None:
+        """Log, count, record, and (when configured) mail an alert to the operator.
+
+        No mail for spool write errors: the alert mail would need the spool that just failed.
+        """
+        alert(self.metrics, kind, text, self.alerts)
+        if mail and self.alert_email:
+            body = (f"From: MAILER-DAEMON\r\nTo: <{self.alert_email}>\r\n"
+                    f"Subject: filterlang alert: {kind}\r\nAuto-Submitted: auto-generated\r\n"
+                    f"\r\n{text}\r\n").encode("ascii", "replace")
+            try:
+                self.spool.store(Envelope("", (self.alert_email,), policy="alert", processed=True), body)
+            except SpoolError:
+                log.error("could not queue the alert mail for %s", self.alert_email)
+
+    # -- one message -------------------------------------------------------------------------
+
+    def process(self, queue_id: str) -> None:
+        """Handle one message already moved to `active`."""
+        try:
+            env, data = self.spool.read("active", queue_id)
+        except CorruptEntry as exc:
+            if self.spool.move(queue_id, "active", "corrupt"):
+                self.alert("corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
+            return
+        try:
+            self._process(env, data)
+        except SpoolError as exc:
+            # The disk is full or failing: give the message back (rename only, no new bytes)
+            # after a pause, so it is retried without spinning.
+            self.alert("spool_write", f"{queue_id}: {exc}", mail=False)
+            time.sleep(1.0)
+            self.spool.move(queue_id, "active", "incoming", durable=False)
+        except Exception:
+            # A pipeline bug must not lose the message or stop the queue: park it in hold.
+            log.exception("processing %s failed; moved to hold", queue_id)
+            self.spool.move(queue_id, "active", "hold")
+            self.alert("processing_error", f"{queue_id} moved to hold")
+
+    def _process(self, env: Envelope, data: bytes) -> None:
+        qid = env.queue_id
+        if not env.processed:
+            self.tracker.record("received", qid, mail_from=env.mail_from, rcpts=list(env.rcpt_tos),
+                                peer=env.peer, helo=env.helo, policy=env.policy, size=len(data),
+                                message_id=_message_id(data), received_at=env.received_at)
+            msg = run_pipeline(self.stages, InFlight(env, data))
+            self._count(msg.events)
+            if msg.quarantine and self.quarantines is not None:
+                self.quarantines.put(msg.quarantine, attrs.evolve(env, processed=True), msg.data)
+                self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
+                self.spool.remove("active", qid)
+                return
+            bounced = msg.recipients(BOUNCE)
+            if bounced:
+                self._bounce(env, msg.data, [
+                    RecipientStatus(r, "failed", "5.7.1", "550 5.7.1 message refused by policy")
+                    for r in bounced
+                ], headers_only=msg.headers_only_dsn)
+            for rcpt, disp in msg.dispositions.items():
+                if disp not in (DELIVER, COPIED):
+                    self.tracker.record(disp, qid, rcpt=rcpt, trace=msg.trace)
+            for copy in msg.copies:
+                # Each copy is durable in the spool before the original leaves `active`.
+                keep = set(copy.rcpts)
+                self.spool.store(attrs.evolve(
+                    env, rcpt_tos=copy.rcpts, processed=True,
+                    rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
+                                       if r in keep),
+                    alt_mailhost=copy.alt_mailhost or msg.alt_mailhost,
+                    trace=(*msg.trace, copy.note) if copy.note else tuple(msg.trace),
+                ), copy.data)
+            if msg.copies:
+                self.wake.set()
+            keep = set(msg.recipients(DELIVER))
+            env = attrs.evolve(
+                env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep), processed=True,
+                rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
+                                   if r in keep),
+                alt_mailhost=msg.alt_mailhost, trace=tuple(msg.trace))
+            data = msg.data
+            if not env.rcpt_tos:
+                self.spool.remove("active", qid)
+                return
+        self._deliver(env, data)
+
+    def _count(self, events: list[tuple[str, str]]) -> None:
+        if self.metrics is None:
+            return
+        counters = {"filter_hit": self.metrics.filter_hits, "smime": self.metrics.smime,
+                    "harvest": self.metrics.harvest}
+        for kind, label in events:
+            if kind in counters:
+                counters[kind].labels(label).inc()
+
+    def _send(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes) -> dict[str, Result]:
+        transport = self.maildir if dest == MAILDIR and self.maildir else self.transport
+        opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
+        return transport.send(
+            dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
+        )
+
+    def _deliver(self, env: Envelope, data: bytes) -> None:
+        qid, now = env.queue_id, self.clock()
+        by_dest: dict[tuple[Destination, ...], list[str]] = defaultdict(list)
+        for rcpt in env.rcpt_tos:
+            by_dest[tuple(self.router.route(rcpt, env.alt_mailhost))].append(rcpt)
+        results: dict[str, tuple[Result, str]] = {}
+        for dests, rcpts in by_dest.items():
+            pending = list(rcpts)
+            if not dests:
+                results.update({r: (NO_ROUTE, "") for r in rcpts})
+            for dest in dests:  # MX hosts in preference order; the next only on temp failure
+                got = self._send(dest, env, pending, data)
+                results.update({r: (res, str(dest)) for r, res in got.items()})
+                pending = [r for r in pending if not got[r].ok and not got[r].permanent]
+                if not pending:
+                    break
+        failed, deferred = [], []
+        for rcpt, (res, where) in results.items():
+            if res.ok:
+                self.tracker.record("delivered", qid, rcpt=rcpt, mail_from=env.mail_from,
+                                    dest=where, reply=f"{res.code} {res.text}",
+                                    policy=env.policy, peer=env.peer, size=len(data),
+                                    message_id=_message_id(data), trace=list(env.trace),
+                                    attempts=env.attempts + 1,
+                                    delay=round(now - env.received_at, 3))
+                if self.metrics:
+                    self.metrics.delivered.labels("delivered").inc()
+                    self.metrics.latency.observe(max(0.0, now - env.received_at))
+            elif res.permanent:
+                failed.append(RecipientStatus(rcpt, "failed", status_from_code(res.code, res.text),
+                                              f"{res.code} {res.text}", where))
+            else:
+                deferred.append((rcpt, res))
+        expired = deferred and now - env.received_at >= self.config.max_queue_lifetime
+        if expired:
+            failed += [RecipientStatus(r, "failed", "4.4.7",
+                                       f"message expired in queue; last error: {res.code} {res.text}")
+                       for r, res in deferred]
+            deferred = []
+        if failed:
+            self._bounce(env, data, failed)
+        if deferred:
+            attempts = env.attempts + 1
+            delay = self.config.retry_schedule[min(attempts - 1, len(self.config.retry_schedule) - 1)]
+            keep = {r for r, _ in deferred}
+            opts = [o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False) if r in keep]
+            last = deferred[0][1]
+            new = attrs.evolve(env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep),
+                               rcpt_options=tuple(opts), attempts=attempts, next_attempt=now + delay,
+                               last_error=f"{last.code} {last.text}")
+            self.spool.rewrite("deferred", new, data)
+            for rcpt, res in deferred:
+                self.tracker.record("deferred", qid, rcpt=rcpt, reply=f"{res.code} {res.text}",
+                                    attempts=attempts, retry_in=delay)
+                if self.metrics:
+                    self.metrics.delivered.labels("deferred").inc()
+        self.spool.remove("active", qid)
+
+    def _bounce(self, env: Envelope, data: bytes, statuses: list[RecipientStatus],
+                headers_only: bool = False) -> None:
+        for s in statuses:
+            self.tracker.record("bounced", env.queue_id, rcpt=s.recipient, status=s.status,
+                                reply=s.diagnostic)
+            if self.metrics:
+                self.metrics.delivered.labels("bounced").inc()
+        dsn = build_dsn(env, data, statuses, headers_only=headers_only)
+        if dsn is None:
+            return  # null sender: never bounce a bounce
+        dsn_env = Envelope(mail_from="", rcpt_tos=(env.mail_from,), policy="dsn", processed=True)
+        self.spool.store(dsn_env, dsn)
+        self.wake.set()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run_once(self, pool: ThreadPoolExecutor | None = None) -> int:
+        """Claim and process everything ready now; return how many messages were handled."""
+        # A bounded active window: claim at most a batch, so sibling processes get work too.
+        ids = list(itertools.islice(self.spool.claim_ready(self.clock()), ACTIVE_WINDOW))
+        if pool is None:
+            for qid in ids:
+                self.process(qid)
+        else:
+            list(pool.map(self.process, ids))
+        return len(ids)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="queue-runner", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        # Keep up to 2 x threads messages in flight and top up as each one finishes, so one
+        # slow destination never holds back the rest of a batch. The deferred directory is
+        # scanned only every DEFERRED_SCAN seconds: reading thousands of headers each pass
+        # would cost more than the retries it finds.
+        limit = 2 * self.config.workers
+        inflight: set[Future[None]] = set()
+        last_scan = 0.0
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="deliver") as pool:
+            while not self._stop.is_set():
+                self.wake.clear()
+                room = limit - len(inflight)
+                if room > 0:
+                    now = self.clock()
+                    scan = now - last_scan >= DEFERRED_SCAN
+                    try:
+                        ids = list(itertools.islice(
+                            self.spool.claim_ready(now, include_deferred=scan), room))
+                    except Exception:
+                        log.exception("queue runner pass failed")
+                        ids = []
+                    if scan and len(ids) < room:
+                        last_scan = now
+                    inflight |= {pool.submit(self.process, qid) for qid in ids}
+                if inflight:
+                    _, inflight = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
+                    inflight = set(inflight)
+                else:
+                    self.wake.wait(0.5)
+            wait(inflight)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.transport.close()

@@ -1,0 +1,326 @@
+"""The SMTP listener (aiosmtpd): host access table, limits, smuggling guard, durable 250.
+
+The handler answers 250 to DATA only after `Spool.store` returned, i.e. after the file and
+its directory were fsync'd. The fsync runs in a thread so one large message never blocks the
+event loop that serves the other sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import fnmatch
+import ipaddress
+import logging
+import socket
+import ssl
+import time
+from collections import defaultdict, deque
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
+
+from runtime.config import GatewayConfig, Listener, MailFlowPolicy
+from runtime.spool import Envelope, Spool, SpoolError
+
+log = logging.getLogger("filterlang.smtp")
+
+# Reply codes (RFC 5321 + RFC 3463 enhanced codes).
+OK_QUEUED = "250 2.0.0 OK queued as {queue_id}"
+OK_SENDER = "250 2.1.0 OK"
+OK_RCPT = "250 2.1.5 OK"
+TEMP_LOCAL_ERROR = "451 4.3.0 Temporary local problem, try again later"
+TEMP_SPOOL_ERROR = "451 4.3.1 Queue write failed, try again later"
+TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+RELAY_DENIED = "550 5.7.1 Relaying denied"
+RATE_LIMITED = "421 4.7.0 Rate limit exceeded, try again later"
+SESSION_TIMEOUT = "421 4.4.2 Session time limit exceeded, closing connection"
+POLICY_REJECT = "554 5.7.1 Access denied"
+MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+BARE_LINE_END = "550 5.5.2 Message contains bare CR or LF line endings; use CRLF"
+NUL_IN_MESSAGE = "550 5.6.0 Message contains NUL characters"
+
+TOO_MANY_HOPS = "554 5.4.6 Too many hops (mail loop?)"
+
+DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+MAX_HOPS = 30  # Received: headers; more means a mail loop (Postfix's hopcount_limit is 50)
+
+
+def count_hops(data: bytes) -> int:
+    end = data.find(b"\r\n\r\n")
+    head = data[: end if end >= 0 else len(data)]
+    return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
+
+
+def received_header(session: Session, hostname: str, queue_id: str, rcpts: list[str],
+                    tls: bool) -> bytes:
+    """Our trace line (RFC 5321 4.4); the `for` clause only for a single recipient."""
+    ip = str(session.peer[0]) if session.peer else "unknown"
+    helo = "".join(c for c in (session.host_name or "unknown") if c.isprintable() and c not in "()")
+    proto = "ESMTPS" if tls else ("ESMTP" if session.extended_smtp else "SMTP")
+    rcpt = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
+    date = email.utils.formatdate(localtime=True)
+    return (f"Received: from {helo[:200]} ([{ip}])\r\n\tby {hostname} (filterlang) with {proto} "
+            f"id {queue_id}{rcpt};\r\n\t{date}\r\n").encode("utf-8", "replace")
+
+
+def _matches_host(hostname: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(hostname.lower(), p.lower()) for p in patterns)
+
+
+def choose_policy(config: GatewayConfig, ip: str, hostname: str = "") -> MailFlowPolicy:
+    """Host access table: the first sender group that matches decides; else the default."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        addr = None
+    for group in config.sender_groups:
+        if addr is not None and any(addr in net for net in group.networks):
+            return config.policies[group.policy]
+        if hostname and _matches_host(hostname, group.hosts):
+            return config.policies[group.policy]
+    return config.policies[config.default_policy]
+
+
+class RateLimiter:
+    """Messages per hour per client IP (in this process; a sliding window)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, ip: str, per_hour: int) -> bool:
+        if per_hour <= 0:
+            return True
+        now = time.monotonic()
+        q = self._seen[ip]
+        while q and q[0] < now - 3600:
+            q.popleft()
+        if len(q) >= per_hour:
+            return False
+        q.append(now)
+        return True
+
+
+def check_line_endings(data: bytes) -> str | None:
+    """Refuse SMTP-smuggling shapes: any CR not before LF, any LF not after CR, any NUL."""
+    if b"\0" in data:
+        return NUL_IN_MESSAGE
+    if data.count(b"\r") != data.count(b"\r\n") or data.count(b"\n") != data.count(b"\r\n"):
+        return BARE_LINE_END
+    return None
+
+
+def _raw_params(arg: str | None) -> list[str]:
+    """ESMTP parameters after the address, keyword upper-cased, value kept as sent."""
+    if not arg or ">" not in arg:
+        return []
+    out = []
+    for item in arg.rsplit(">", 1)[1].split():
+        key, sep, value = item.partition("=")
+        out.append(f"{key.upper()}{sep}{value}")
+    return out
+
+
+def _keep_case(server: SMTP, options: list[str]) -> list[str]:
+    raw = getattr(server, "raw_params", None)
+    return raw if raw is not None and len(raw) == len(options) else options
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's protocol with the host access table at connect and a session time limit."""
+
+    def __init__(self, handler: GatewayHandler, listener: Listener, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._gw_handler = handler
+        self._gw_listener = listener
+        self._deadline: asyncio.TimerHandle | None = None
+        self.raw_params: list[str] | None = None
+        self.line_length_limit = listener.max_line_length + 1
+
+    def _getparams(self, params: Any) -> Any:
+        # Keep DSN parameters (RFC 3461): they stay in mail_options / rcpt_options for the
+        # queue and DSN generation instead of being refused as unknown.
+        result = super()._getparams(params)
+        if result is not None:
+            for key in DSN_PARAMS:
+                result.pop(key, None)
+        return result
+
+    # aiosmtpd upper-cases MAIL/RCPT parameters; ENVID and ORCPT values are case-sensitive
+    # (RFC 3461), so keep the raw argument for the handler to re-read.
+    async def smtp_MAIL(self, arg: str) -> None:
+        self.raw_params = _raw_params(arg)
+        await super().smtp_MAIL(arg)
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        self.raw_params = _raw_params(arg)
+        await super().smtp_RCPT(arg)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername") or ("", 0)
+        policy = choose_policy(self._gw_handler.config, str(peer[0]))
+        if policy.action == "TCPREFUSE":
+            transport.close()
+            return
+        super().connection_made(transport)
+        assert self.session is not None
+        self.session.policy = policy  # type: ignore[attr-defined]
+        self.arm_deadline()
+
+    def arm_deadline(self) -> None:
+        """(Re)start the time cap. A slow-drip client resets aiosmtpd's idle timer with every
+        byte, so we also cap the time to the first MAIL and each transaction (MAIL to the end
+        of DATA); a client that sends many messages over one connection is not cut off."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(
+            self._gw_listener.session_timeout, lambda: asyncio.ensure_future(self._expire())
+        )
+
+    async def _expire(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            try:
+                await self.push(SESSION_TIMEOUT)
+            finally:
+                if self.transport is not None:
+                    self.transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(error)
+
+
+def _policy(session: Session) -> MailFlowPolicy:
+    return session.policy  # type: ignore[attr-defined]
+
+
+class GatewayHandler:
+    """aiosmtpd handler hooks: policy checks at MAIL/RCPT, durable enqueue at DATA."""
+
+    def __init__(self, config: GatewayConfig, spool: Spool, on_queued: Any = None) -> None:
+        self.config = config
+        self.spool = spool
+        self.rates = RateLimiter()
+        self.on_queued = on_queued
+
+    def _is_local(self, address: str) -> bool:
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        return any(domain == d or domain.endswith("." + d) for d in self.config.local_domains)
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        size = f"250-SIZE {_policy(session).max_message_size}"
+        out = [size if r.startswith("250-SIZE") else r for r in responses[:-1]]
+        return [*out, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN", responses[-1]]
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str,
+        options: list[str],
+    ) -> str:
+        policy = _policy(session)
+        if isinstance(server, GatewaySMTP):
+            server.arm_deadline()
+        if policy.action == "REJECT":
+            return POLICY_REJECT
+        for opt in options:
+            if opt.startswith("SIZE=") and opt[5:].isdigit() and int(opt[5:]) > policy.max_message_size:
+                return MESSAGE_TOO_BIG
+        if not self.rates.allow(str(session.peer[0]) if session.peer else "", policy.max_messages_per_hour):
+            return RATE_LIMITED
+        envelope.mail_from = address
+        envelope.mail_options.extend(_keep_case(server, options))
+        return OK_SENDER
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str,
+        options: list[str],
+    ) -> str:
+        policy = _policy(session)
+        if len(envelope.rcpt_tos) >= policy.max_recipients:
+            return TOO_MANY_RCPTS
+        if policy.action == "ACCEPT" and not self._is_local(address):
+            return RELAY_DENIED
+        envelope.rcpt_tos.append(address)
+        options = _keep_case(server, options)
+        # One option list per recipient (aiosmtpd flattens them; the DSN needs them apart).
+        per_rcpt: list[list[str]] = getattr(envelope, "per_rcpt_options", [])
+        per_rcpt.append(list(options))
+        envelope.per_rcpt_options = per_rcpt  # type: ignore[attr-defined]
+        envelope.rcpt_options.extend(options)
+        return OK_RCPT
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SMTPEnvelope) -> str:
+        data = envelope.original_content or b""
+        policy = _policy(session)
+        if len(data) > policy.max_message_size:
+            return MESSAGE_TOO_BIG
+        problem = check_line_endings(data)
+        if problem:
+            return problem
+        if count_hops(data) >= MAX_HOPS:
+            return TOO_MANY_HOPS
+        env = Envelope(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            mail_options=tuple(envelope.mail_options),
+            rcpt_options=tuple(tuple(o) for o in getattr(envelope, "per_rcpt_options", [])),
+            peer=str(session.peer[0]) if session.peer else "",
+            policy=policy.name,
+            helo=session.host_name or "",
+            received_at=time.time(),
+        )
+        queue_id = self.spool.new_id(data)
+        trace = received_header(session, server.hostname, queue_id, envelope.rcpt_tos,
+                                session.ssl is not None)
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self.spool.store(env, data, queue_id=queue_id, prefix=trace)
+            )
+        except SpoolError as exc:
+            log.error("spool write failed: %s", exc)
+            return TEMP_SPOOL_ERROR
+        if self.on_queued is not None:
+            self.on_queued(queue_id)
+        return OK_QUEUED.format(queue_id=queue_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Never a 500 carrying internals: log the details, answer a neutral temporary failure.
+        log.exception("SMTP handler error", exc_info=error)
+        return TEMP_LOCAL_ERROR
+
+
+def tls_context(listener: Listener) -> ssl.SSLContext | None:
+    if listener.tls_cert is None or listener.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(listener.tls_cert), str(listener.tls_key))
+    return ctx
+
+
+def protocol_factory(
+    config: GatewayConfig, listener: Listener, handler: GatewayHandler
+) -> Any:
+    """A factory for `loop.create_server`, one protocol per connection."""
+    ctx = tls_context(listener)
+    # aiosmtpd would call socket.getfqdn() (a DNS lookup) for every connection; do it once.
+    hostname = listener.hostname or socket.getfqdn()
+    max_size = max(p.max_message_size for p in config.policies.values())
+
+    def make() -> GatewaySMTP:
+        return GatewaySMTP(
+            handler,
+            listener,
+            data_size_limit=max_size,
+            hostname=hostname,
+            ident="filterlang",
+            tls_context=ctx,
+            timeout=listener.command_timeout,
+            command_call_limit=listener.max_commands,
+        )
+
+    return make

@@ -1,0 +1,293 @@
+"""The durable spool: the message is on disk, fsync'd, before the listener answers 250.
+
+Queue states are directories (Postfix's names): `incoming` (accepted, not yet picked up),
+`active` (a worker owns it), `deferred` (waiting for a retry), `hold` (parked by an operator)
+and `corrupt` (unreadable; never retried, an alert is raised). `tmp` holds files being written.
+
+Every move is write-fsync-rename (or a plain rename of a complete file) followed by an fsync of
+the target directory, so a kill -9 at any moment leaves either the old or the new file, never a
+half one. Several processes may share one spool: a worker claims a message by renaming it from
+`incoming` or `deferred` into `active`; rename is atomic, so exactly one claim wins.
+
+File format, version 1 (our own, documented, not pickle):
+
+    FLSPOOL 1\\n
+    <one line of JSON: the envelope header, see `Envelope`>\\n
+    <the raw message bytes, exactly as received (CRLF line ends)>
+
+Names are `<time in ns, 20 digits>-<12 hex of sha256>` so `sorted()` is FIFO.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+MAGIC = b"FLSPOOL 1\n"
+FORMAT_VERSION = 1
+STATES = ("incoming", "active", "deferred", "hold", "corrupt")
+
+
+class SpoolError(Exception):
+    """The spool could not store or move a message (disk full, I/O error)."""
+
+
+class CorruptEntry(Exception):
+    """A queue file that cannot be read back."""
+
+
+@frozen
+class Envelope:
+    """What SMTP told us, plus queue bookkeeping. Recipients are the ones still pending."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    mail_options: tuple[str, ...] = ()
+    rcpt_options: tuple[tuple[str, ...], ...] = ()
+    peer: str = ""
+    policy: str = ""
+    helo: str = ""
+    received_at: float = 0.0
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_error: str = ""
+    queue_id: str = ""
+    processed: bool = False  # the pipeline ran; retries only redo delivery
+    alt_mailhost: str = ""  # set by the alt-mailhost action: deliver to this host instead
+    trace: tuple[str, ...] = ()  # what the pipeline did (filters matched, actions, profile)
+
+    def to_json(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["version"] = FORMAT_VERSION
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Envelope:
+        if data.get("version") != FORMAT_VERSION:
+            raise CorruptEntry(f"unknown spool format version {data.get('version')!r}")
+        try:
+            return cls(
+                mail_from=str(data["mail_from"]),
+                rcpt_tos=tuple(str(r) for r in data["rcpt_tos"]),
+                mail_options=tuple(data.get("mail_options", ())),
+                rcpt_options=tuple(tuple(o) for o in data.get("rcpt_options", ())),
+                peer=str(data.get("peer", "")),
+                policy=str(data.get("policy", "")),
+                helo=str(data.get("helo", "")),
+                received_at=float(data.get("received_at", 0.0)),
+                attempts=int(data.get("attempts", 0)),
+                next_attempt=float(data.get("next_attempt", 0.0)),
+                last_error=str(data.get("last_error", "")),
+                queue_id=str(data.get("queue_id", "")),
+                processed=bool(data.get("processed", False)),
+                alt_mailhost=str(data.get("alt_mailhost", "")),
+                trace=tuple(str(t) for t in data.get("trace", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptEntry(f"bad envelope header: {exc}") from None
+
+
+def encode_header(envelope: Envelope) -> bytes:
+    header = json.dumps(envelope.to_json(), separators=(",", ":"), ensure_ascii=True)
+    return MAGIC + header.encode("ascii") + b"\n"
+
+
+def encode(envelope: Envelope, data: bytes) -> bytes:
+    return encode_header(envelope) + data
+
+
+def decode(blob: bytes) -> tuple[Envelope, bytes]:
+    if not blob.startswith(MAGIC):
+        raise CorruptEntry("not a spool file (bad magic)")
+    end = blob.find(b"\n", len(MAGIC))
+    if end < 0:
+        raise CorruptEntry("truncated header")
+    try:
+        header = json.loads(blob[len(MAGIC) : end])
+    except ValueError as exc:
+        raise CorruptEntry(f"bad header JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise CorruptEntry("header is not an object")
+    return Envelope.from_json(header), blob[end + 1 :]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    """A spool directory shared by every process of one gateway host."""
+
+    def __init__(self, root: Path, owner: str = "main") -> None:
+        self.root = Path(root)
+        self.owner = owner
+        for state in (*STATES, "tmp"):
+            (self.root / state).mkdir(parents=True, exist_ok=True)
+        self.dir("active").mkdir(exist_ok=True)
+
+    def dir(self, state: str) -> Path:
+        # Each process owns a subfolder of `active`, so when one worker dies the supervisor
+        # can give exactly its messages back to `incoming` while the others keep theirs.
+        if state == "active":
+            return self.root / "active" / self.owner
+        return self.root / state
+
+    @staticmethod
+    def new_id(data: bytes) -> str:
+        digest = hashlib.sha256(data[:4096] + os.urandom(8)).hexdigest()[:12]
+        return f"{time.time_ns():020d}-{digest}"
+
+    def _write(self, state: str, queue_id: str, header: bytes, data: bytes,
+               prefix: bytes = b"") -> Path:
+        tmp = self.root / "tmp" / f"{queue_id}.{os.getpid()}.tmp"
+        final = self.dir(state) / queue_id
+        try:
+            with open(tmp, "wb") as fh:
+                # Header and body written separately: no copy of a 50 MB body in memory.
+                fh.write(header)
+                fh.write(prefix)
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(self.dir(state))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise SpoolError(f"cannot write {state}/{queue_id}: {exc.strerror}") from exc
+        return final
+
+    def store(self, envelope: Envelope, data: bytes, state: str = "incoming", *,
+              queue_id: str | None = None, prefix: bytes = b"") -> str:
+        """Durably store a new message; return its queue id. Raises SpoolError on any failure.
+
+        `prefix` (e.g. our Received: line) is written before `data` without joining them, so
+        a large message is never copied in memory.
+        """
+        queue_id = queue_id or self.new_id(data)
+        env = attrs.evolve(envelope, queue_id=queue_id, received_at=envelope.received_at or time.time())
+        self._write(state, queue_id, encode_header(env), data, prefix)
+        return queue_id
+
+    def rewrite(self, state: str, envelope: Envelope, data: bytes) -> None:
+        """Replace or create the file of `envelope.queue_id` in `state` (write-fsync-rename)."""
+        self._write(state, envelope.queue_id, encode_header(envelope), data)
+
+    def read(self, state: str, queue_id: str) -> tuple[Envelope, bytes]:
+        try:
+            with open(self.dir(state) / queue_id, "rb") as fh:
+                head = fh.read(len(MAGIC))
+                header = fh.readline(1 << 20)
+                # Read the body on its own so it is never copied out of a larger buffer.
+                body = fh.read()
+        except OSError as exc:
+            raise CorruptEntry(f"cannot read: {exc.strerror}") from exc
+        env, _ = decode(head + header)
+        return env, body
+
+    def move(self, queue_id: str, src: str, dst: str, *, durable: bool = True) -> bool:
+        """Atomically move a file between states; False if someone else moved it first.
+
+        `durable=False` skips the directory fsync where losing the move in a crash only means
+        the message is worked on again (a duplicate, never a loss): claiming into `active`.
+        """
+        try:
+            os.rename(self.dir(src) / queue_id, self.dir(dst) / queue_id)
+        except FileNotFoundError:
+            return False
+        if durable:
+            _fsync_dir(self.dir(dst))
+        return True
+
+    def remove(self, state: str, queue_id: str) -> None:
+        # No directory fsync: if a crash undoes the unlink, the message is delivered again
+        # (counted as a duplicate), which is the accepted price of speed; never a loss.
+        try:
+            os.unlink(self.dir(state) / queue_id)
+        except FileNotFoundError:
+            return
+
+    def list(self, state: str) -> list[str]:
+        try:
+            return sorted(n for n in os.listdir(self.dir(state)) if not n.startswith("."))
+        except FileNotFoundError:
+            return []
+
+    def owners(self) -> builtins.list[str]:
+        """The processes that have an `active` folder (live or from a crashed run)."""
+        return sorted(p.name for p in (self.root / "active").iterdir() if p.is_dir())
+
+    def with_owner(self, owner: str) -> Spool:
+        return Spool(self.root, owner)
+
+    def list_all(self, state: str) -> builtins.list[str]:
+        """Like `list`, but `active` covers every process's folder."""
+        if state != "active":
+            return self.list(state)
+        return sorted(q for o in self.owners() for q in self.with_owner(o).list("active"))
+
+    def counts(self) -> dict[str, int]:
+        return {state: len(self.list_all(state)) for state in STATES}
+
+    def find(self, queue_id: str) -> tuple[str, Spool] | None:
+        """The state holding `queue_id`, and a Spool view that can read it there."""
+        for state in STATES:
+            if state == "active":
+                for owner in self.owners():
+                    view = self.with_owner(owner)
+                    if (view.dir("active") / queue_id).exists():
+                        return state, view
+            elif (self.dir(state) / queue_id).exists():
+                return state, self
+        return None
+
+    def release_owner(self, owner: str) -> int:
+        """Give one (dead) process's `active` messages back to `incoming`."""
+        view = self.with_owner(owner)
+        moved = sum(1 for q in view.list("active") if view.move(q, "active", "incoming"))
+        with contextlib.suppress(OSError):
+            view.dir("active").rmdir()
+        return moved
+
+    def recover(self) -> int:
+        """After a crash: give every `active` file back to `incoming`; clear stale temp files.
+
+        Only call this when no other process of this spool is running (at gateway start).
+        """
+        moved = sum(self.release_owner(owner) for owner in self.owners())
+        self.dir("active").mkdir(exist_ok=True)
+        for name in os.listdir(self.root / "tmp"):
+            (self.root / "tmp" / name).unlink(missing_ok=True)
+        return moved
+
+    def claim_ready(self, now: float | None = None, include_deferred: bool = True) -> Iterator[str]:
+        """Claim messages ready to work on (incoming, then deferred whose time has come)."""
+        for queue_id in self.list("incoming"):
+            if self.move(queue_id, "incoming", "active", durable=False):
+                yield queue_id
+        if not include_deferred:
+            return
+        now = time.time() if now is None else now
+        for queue_id in self.list("deferred"):
+            try:
+                env, _ = self.read("deferred", queue_id)
+            except CorruptEntry:
+                if self.move(queue_id, "deferred", "active"):
+                    yield queue_id  # the worker finds it corrupt and moves it to `corrupt`
+                continue
+            if env.next_attempt <= now and self.move(queue_id, "deferred", "active", durable=False):
+                yield queue_id

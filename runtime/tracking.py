@@ -1,0 +1,34 @@
+"""Message tracking: one JSON-lines record per message and recipient, appended atomically.
+
+Each record is written with a single `write()` on an O_APPEND file, so records from several
+worker processes never interleave inside a line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+
+class Tracker:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._fd: int | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def record(self, event: str, queue_id: str, **fields: Any) -> None:
+        if self._fd is None:
+            return
+        rec = {"ts": round(time.time(), 3), "event": event, "queue_id": queue_id, **fields}
+        line = json.dumps(rec, separators=(",", ":"), default=str, ensure_ascii=True) + "\n"
+        os.write(self._fd, line.encode("ascii"))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

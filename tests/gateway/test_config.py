@@ -1,0 +1,119 @@
+"""gateway.toml: the example loads; every mistake is one line naming the key and the fix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parent / "golden" / "config_errors.txt"
+
+MINIMAL = """
+[[listeners]]
+port = 2525
+[delivery]
+maildir = "md"
+"""
+
+# (case name, TOML text). The expected lines live in golden/config_errors.txt.
+BAD = [
+    ("unknown-key", MINIMAL + "[policies.p]\nmax_recipient = 5\n"),
+    ("unknown-top", "listner = 1\n" + MINIMAL),
+    ("wrong-type", MINIMAL + "[policies.p]\nmax_recipients = \"ten\"\n"),
+    ("bad-choice", MINIMAL + "[policies.p]\naction = \"ACCPET\"\n"),
+    ("bad-cidr", MINIMAL + "[sender_groups.g]\nips = [\"10.0.0.0/33\"]\npolicy = \"default\"\n"),
+    ("missing-policy", MINIMAL + "[sender_groups.g]\nips = [\"10.0.0.1\"]\npolicy = \"nope\"\n"),
+    ("profile-no-cert", MINIMAL + "[profiles.p]\nmode = \"sign\"\n"),
+    ("profile-unknown-cert", MINIMAL + "[profiles.p]\nmode = \"triple\"\nsigning_certificate = \"x\"\n"),
+    ("profile-bad-action", MINIMAL + "[profiles.p]\nmode = \"encrypt\"\nmissing_key_action = \"splt\"\n"),
+    ("no-listener", "[delivery]\nmaildir = \"md\"\n"),
+    ("two-targets", "[[listeners]]\nport = 1\n[delivery]\nmaildir = \"md\"\nrelay = \"h:25\"\n"),
+    ("bad-relay", "[[listeners]]\nport = 1\n[delivery]\nrelay = \"nohost\"\n"),
+    ("bad-retry", MINIMAL + "retry_schedule = []\n"),
+    ("metrics-not-loopback", MINIMAL + "[metrics]\naddress = \"0.0.0.0\"\nport = 9000\n"),
+    ("tls-half", "[[listeners]]\nport = 1\ntls_cert = \"c.pem\"\n[delivery]\nmaildir = \"md\"\n"),
+    ("syntax", "[[listeners]\nport = 1\n"),
+    ("bool-not-int", MINIMAL + "[policies.p]\nmax_recipients = true\n"),
+]
+
+
+def _render(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return str(info.value).replace(str(path), "gateway.toml")
+
+
+def _golden() -> dict[str, str]:
+    cases: dict[str, str] = {}
+    name = ""
+    for line in GOLDEN.read_text().splitlines():
+        if line.startswith("== "):
+            name = line[3:]
+            cases[name] = ""
+        elif name:
+            cases[name] += line + "\n"
+    return {k: v.rstrip("\n") for k, v in cases.items()}
+
+
+def test_golden_errors(tmp_path: Path) -> None:
+    got = {name: _render(tmp_path, text) for name, text in BAD}
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text("".join(f"== {k}\n{v}\n" for k, v in got.items()))
+    assert got == _golden()
+
+
+@pytest.mark.parametrize("name,text", BAD, ids=[b[0] for b in BAD])
+def test_every_error_names_a_key(tmp_path: Path, name: str, text: str) -> None:
+    for line in _render(tmp_path, text).splitlines():
+        assert line.startswith("gateway.toml: "), line
+        assert "Traceback" not in line
+
+
+def test_example_config_loads() -> None:
+    config = load_config(ROOT / "examples" / "gateway.toml")
+    names = config.names()
+    assert "sign" in names["profile"]
+    assert "policy" in names["quarantine"]
+    assert names["listener"] == frozenset({"inbound"})
+    # Paths are relative to the file.
+    assert config.delivery.maildir == (ROOT / "var" / "maildir").resolve()
+
+
+def test_profiles_file_is_included(tmp_path: Path) -> None:
+    (tmp_path / "profiles.toml").write_text(
+        "[profiles.enc]\nmode = \"encrypt\"\nmissing_key_action = \"split\"\ncipher = \"aes256-gcm\"\n"
+    )
+    path = tmp_path / "gateway.toml"
+    path.write_text("profiles_file = \"profiles.toml\"\n" + MINIMAL)
+    config = load_config(path)
+    assert config.profiles["enc"].missing_key_action == "split"
+    assert config.profiles["enc"].cipher == "aes256-gcm"
+
+
+def test_errors_in_included_profiles_file_name_that_file(tmp_path: Path) -> None:
+    (tmp_path / "profiles.toml").write_text("[profiles.enc]\nmode = \"sing\"\n")
+    path = tmp_path / "gateway.toml"
+    path.write_text("profiles_file = \"profiles.toml\"\n" + MINIMAL)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"{tmp_path / 'profiles.toml'}: profiles.enc.mode: must be one of sign, encrypt, "
+        "sign-encrypt, triple, not 'sing' (did you mean 'sign'?)"
+    )
+
+
+def test_host_access_table(make_config) -> None:  # type: ignore[no-untyped-def]
+    from runtime.smtp import choose_policy
+
+    config = make_config(extra="[sender_groups.partners]\nips = [\"192.0.2.0/24\"]\n"
+                               "hosts = [\"*.partner.example\"]\npolicy = \"reject\"\n")
+    assert choose_policy(config, "127.0.0.1").name == "relay"
+    assert choose_policy(config, "192.0.2.7").name == "reject"
+    assert choose_policy(config, "198.51.100.1", "mx.partner.example").name == "reject"
+    assert choose_policy(config, "198.51.100.1").name == "default"

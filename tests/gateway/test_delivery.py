@@ -1,0 +1,199 @@
+"""Delivery: routing, retry schedule and deferred queue, permanent failures, expiry DSNs."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from runtime.config import Delivery
+from runtime.delivery import QueueRunner
+from runtime.dsn import RecipientStatus, build_dsn
+from runtime.spool import Envelope, Spool
+from runtime.tracking import Tracker
+from runtime.transport import Destination, MemoryTransport, Result, SMTPTransport, StaticResolver
+
+MSG = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hello\r\n\r\nsecret body\r\n"
+ENC = (b"From: a@example.com\r\nSubject: enc\r\nMIME-Version: 1.0\r\n"
+       b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\nMIIB...\r\n")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def runner(tmp_path: Path, transport: MemoryTransport, clock: Clock, **delivery: object) -> QueueRunner:
+    cfg = Delivery(**{"relay": "127.0.0.1:10025", "retry_schedule": (60.0, 300.0),
+                      "max_queue_lifetime": 3600.0, **delivery})  # type: ignore[arg-type]
+    return QueueRunner(Spool(tmp_path / "spool"), cfg, transport, clock=clock,
+                       tracker=Tracker(tmp_path / "track.jsonl"))
+
+
+def store(r: QueueRunner, clock: Clock, data: bytes = MSG, sender: str = "a@example.com",
+          rcpts: tuple[str, ...] = ("b@example.org",)) -> str:
+    return r.spool.store(Envelope(sender, rcpts, received_at=clock.now), data)
+
+
+def dsns(t: MemoryTransport) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(d, policy=email.policy.default)  # type: ignore[misc]
+            for _dest, sender, _r, d in t.sent if sender == ""]
+
+
+def test_delivers_and_tracks(tmp_path: Path) -> None:
+    t, clock = MemoryTransport(), Clock()
+    r = runner(tmp_path, t, clock)
+    qid = store(r, clock)
+    assert r.run_once() == 1
+    assert t.sent == [(Destination("127.0.0.1", 10025), "a@example.com", ("b@example.org",), MSG)]
+    assert r.spool.counts() == dict.fromkeys(r.spool.counts(), 0)
+    first, rec = (json.loads(line) for line in (tmp_path / "track.jsonl").read_text().splitlines())
+    assert first["event"] == "received" and first["rcpts"] == ["b@example.org"]
+    assert rec["event"] == "delivered" and rec["queue_id"] == qid and rec["rcpt"] == "b@example.org"
+
+
+def test_temporary_failure_defers_then_delivers_when_next_hop_returns(tmp_path: Path) -> None:
+    t, clock = MemoryTransport(answers={"b@example.org": Result(451, "4.4.1 down")}), Clock()
+    r = runner(tmp_path, t, clock)
+    store(r, clock)
+    r.run_once()
+    assert len(r.spool.list("deferred")) == 1 and t.sent == []
+    env, _ = r.spool.read("deferred", r.spool.list("deferred")[0])
+    assert env.attempts == 1 and env.next_attempt == clock.now + 60 and "4.4.1" in env.last_error
+    assert r.run_once() == 0  # not before its time
+    clock.now += 61
+    t.answers.clear()  # the next hop is back
+    assert r.run_once() == 1
+    assert [s[2] for s in t.sent] == [("b@example.org",)]
+    assert r.spool.list("deferred") == []
+
+
+def test_partial_failure_bounces_one_and_delivers_other(tmp_path: Path) -> None:
+    t, clock = MemoryTransport(answers={"x@example.org": Result(550, "5.1.1 no such user")}), Clock()
+    r = runner(tmp_path, t, clock)
+    store(r, clock, rcpts=("b@example.org", "x@example.org"))
+    r.run_once()
+    r.run_once()  # the DSN itself is queued and delivered
+    assert [s[2] for s in t.sent if s[1]] == [("b@example.org",)]
+    [dsn] = dsns(t)
+    assert dsn.get_content_type() == "multipart/report"
+    assert dsn.get_param("report-type") == "delivery-status"
+    parts = list(dsn.iter_parts())
+    assert [p.get_content_type() for p in parts] == [
+        "text/plain", "message/delivery-status", "message/rfc822"]
+    status = parts[1].as_string()
+    assert "Final-Recipient: rfc822; x@example.org" in status
+    assert "Action: failed" in status and "Status: 5.1.1" in status
+
+
+def test_expiry_bounces_with_4_4_7(tmp_path: Path) -> None:
+    t, clock = MemoryTransport(answers={"b@example.org": Result(421, "4.3.2 busy")}), Clock()
+    r = runner(tmp_path, t, clock)
+    store(r, clock)
+    for _ in range(30):
+        clock.now += 301
+        r.run_once()
+    assert r.spool.list("deferred") == []
+    t.answers.clear()
+    r.run_once()
+    [dsn] = dsns(t)
+    assert "Status: 4.4.7" in dsn.as_string() and "Action: failed" in dsn.as_string()
+
+
+def test_never_bounce_to_null_sender(tmp_path: Path) -> None:
+    t, clock = MemoryTransport(answers={"b@example.org": Result(550, "5.1.1 gone")}), Clock()
+    r = runner(tmp_path, t, clock)
+    store(r, clock, sender="")
+    r.run_once()
+    r.run_once()
+    assert t.sent == [] and r.spool.counts()["incoming"] == 0
+
+
+@pytest.mark.parametrize("data,ret,headers_only", [
+    (ENC, (), True), (MSG, ("RET=HDRS",), True), (MSG, (), False)])
+def test_dsn_never_carries_decrypted_content(data: bytes, ret: tuple[str, ...],
+                                             headers_only: bool) -> None:
+    env = Envelope("a@example.com", ("b@example.org",), mail_options=ret, queue_id="q1")
+    dsn = build_dsn(env, data, [RecipientStatus("b@example.org", "failed", "5.0.0", "550 no")],
+                    reporting_mta="gw.example")
+    assert dsn is not None
+    parsed = email.message_from_bytes(dsn, policy=email.policy.default)
+    last = list(parsed.iter_parts())[-1]  # type: ignore[attr-defined]
+    assert last.get_content_type() == ("text/rfc822-headers" if headers_only else "message/rfc822")
+    assert (b"MIIB" in dsn or b"secret body" in dsn) is (not headers_only)
+
+
+def test_mx_routing_falls_back_to_next_mx(tmp_path: Path) -> None:
+    class Flaky(MemoryTransport):
+        def send(self, dest, mail_from, rcpts, data, mail_options=(), rcpt_options=()):  # type: ignore[no-untyped-def]
+            if dest.host == "mx1.example.org":
+                return {r: Result(421, "4.3.2 try later") for r in rcpts}
+            return super().send(dest, mail_from, rcpts, data)
+
+    t, clock = Flaky(), Clock()
+    cfg = Delivery(mx=True)
+    resolver = StaticResolver({"example.org": [Destination("mx1.example.org", 25),
+                                               Destination("mx2.example.org", 25)]})
+    r = QueueRunner(Spool(tmp_path), cfg, t, resolver=resolver, clock=clock)
+    store(r, clock, rcpts=("b@example.org", "c@nomx.example"))
+    r.run_once()
+    assert [(s[0].host, s[2]) for s in t.sent] == [("mx2.example.org", ("b@example.org",))]
+    env, _ = r.spool.read("deferred", r.spool.list("deferred")[0])
+    assert env.rcpt_tos == ("c@nomx.example",) and "no MX" in env.last_error
+
+
+def test_maildir_target(tmp_path: Path) -> None:
+    clock = Clock()
+    r = runner(tmp_path, MemoryTransport(), clock, relay=None, maildir=tmp_path / "md")
+    store(r, clock)
+    r.run_once()
+    [f] = list((tmp_path / "md" / "b@example.org" / "new").iterdir())
+    assert f.read_bytes() == b"Return-Path: <a@example.com>\r\n" + MSG
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.connections = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        self.connections += 1
+        session.host_name = hostname  # a new-style EHLO hook must record it itself
+        return responses
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 2.0.0 sunk"
+
+
+def test_smtp_transport_reuses_connection(tmp_path: Path) -> None:
+    sink = Sink()
+    port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        transport = SMTPTransport(timeout=5)
+        dest = Destination("127.0.0.1", port)
+        for i in range(5):
+            got = transport.send(dest, "a@example.com", [f"r{i}@example.org"], MSG)
+            assert got[f"r{i}@example.org"].ok
+        transport.close()
+    finally:
+        ctl.stop()
+    assert len(sink.messages) == 5 and sink.messages[0][2] == MSG
+    assert sink.connections == 1

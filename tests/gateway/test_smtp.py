@@ -1,0 +1,285 @@
+"""The listener: ESMTP keywords, limits and their codes, smuggling shapes, slow clients."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+
+from runtime.spool import SpoolError
+
+if TYPE_CHECKING:
+    from .conftest import RunningListener
+
+MSG = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: t\r\n\r\nhello\r\n"
+
+
+class Raw:
+    """A line-level SMTP client: sends exactly the bytes given (for smuggling shapes)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        self.read()
+
+    def read(self) -> str:
+        while True:
+            lines = self.buf.split(b"\r\n")
+            for i, line in enumerate(lines[:-1]):
+                if len(line) >= 4 and line[3:4] == b" ":
+                    reply = b"\r\n".join(lines[: i + 1]).decode()
+                    self.buf = b"\r\n".join(lines[i + 1 :])
+                    return reply
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return ""
+            self.buf += chunk
+
+    def cmd(self, data: bytes) -> str:
+        self.sock.sendall(data)
+        return self.read()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def envelope(raw: Raw, rcpts: int = 1) -> None:
+    assert raw.cmd(b"EHLO t\r\n").startswith("250")
+    assert raw.cmd(b"MAIL FROM:<a@example.com>\r\n").startswith("250")
+    for i in range(rcpts):
+        assert raw.cmd(f"RCPT TO:<b{i}@example.org>\r\n".encode()).startswith("250")
+    assert raw.cmd(b"DATA\r\n").startswith("354")
+
+
+def test_ehlo_keywords_and_durable_250(listener: Callable[..., RunningListener]) -> None:
+    gw = listener()
+    with smtplib.SMTP("127.0.0.1", gw.port) as c:
+        code, text = c.ehlo()
+        for kw in (b"SIZE 4096", b"8BITMIME", b"PIPELINING", b"ENHANCEDSTATUSCODES", b"DSN"):
+            assert kw in text
+        c.mail("a@example.com", ["RET=HDRS", "ENVID=x1", "BODY=8BITMIME"])
+        c.rcpt("b@example.org", ["NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;b@example.org"])
+        code, text = c.data(MSG)
+    assert code == 250 and text.startswith(b"2.0.0 OK queued as ")
+    qid = text.decode().rsplit(" ", 1)[1]
+    env, data = gw.spool.read("incoming", qid)  # on disk when the 250 came back
+    received, rest = data.split(b";\r\n\t", 1)
+    assert received.startswith(b"Received: from ") and f"id {qid}".encode() in received
+    assert rest.split(b"\r\n", 1)[1] == MSG
+    assert "RET=HDRS" in env.mail_options and env.rcpt_options[0][0] == "NOTIFY=FAILURE,DELAY"
+    # ENVID and ORCPT values are case-sensitive and kept as sent.
+    assert "ENVID=x1" in env.mail_options and env.rcpt_options[0][1] == "ORCPT=rfc822;b@example.org"
+    assert env.policy == "relay" and env.peer == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "size_param,body_len,expected",
+    [("SIZE=99999", 10, "552 5.3.4"), (None, 8000, "552")],
+    ids=["declared", "actual"],
+)
+def test_message_size_limit(listener: Callable[..., RunningListener], size_param: str | None,
+                            body_len: int, expected: str) -> None:
+    gw = listener()
+    raw = Raw(gw.port)
+    raw.cmd(b"EHLO t\r\n")
+    reply = raw.cmd(f"MAIL FROM:<a@example.com> {size_param or ''}\r\n".encode())
+    if size_param:
+        assert reply.startswith(expected)
+        return
+    raw.cmd(b"RCPT TO:<b@example.org>\r\n")
+    raw.cmd(b"DATA\r\n")
+    reply = raw.cmd(b"Subject: x\r\n\r\n" + (b"x" * 70 + b"\r\n") * (body_len // 72) + b".\r\n")
+    assert reply.startswith(expected)
+    assert raw.cmd(b"NOOP\r\n").startswith("250")  # the session goes on
+    assert gw.spool.list("incoming") == []
+
+
+def test_too_many_recipients(listener: Callable[..., RunningListener]) -> None:
+    raw = Raw(listener().port)
+    raw.cmd(b"EHLO t\r\n")
+    raw.cmd(b"MAIL FROM:<a@example.com>\r\n")
+    replies = [raw.cmd(f"RCPT TO:<r{i}@example.org>\r\n".encode()) for i in range(4)]
+    assert [r[:9] for r in replies] == ["250 2.1.5"] * 3 + ["452 4.5.3"]
+
+
+def test_line_too_long(listener: Callable[..., RunningListener]) -> None:
+    gw = listener()
+    raw = Raw(gw.port)
+    envelope(raw)
+    assert raw.cmd(b"Subject: x\r\n\r\n" + b"y" * 2000 + b"\r\n.\r\n").startswith("500")
+    assert gw.spool.list("incoming") == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # The classic smuggling shapes (SMTP smuggling, 2023): an end-of-data with bare line ends
+        # followed by a second, hidden transaction.
+        b"Subject: x\r\n\r\nhi\n.\nMAIL FROM:<evil@example.com>\r\n",
+        b"Subject: x\r\n\r\nhi\r\n.\nRCPT TO:<victim@example.org>\r\n",
+        b"Subject: x\r\n\r\nhi\n.\r\nDATA\r\n",
+        b"Subject: x\r\n\r\nhi\r.\r\nQUIT\r\n",
+        b"Subject: x\r\n\r\nbare\rcr\r\n",
+        b"Subject: x\r\n\r\nnul\x00byte\r\n",
+    ],
+    ids=["lf-dot-lf", "crlf-dot-lf", "lf-dot-crlf", "cr-dot-crlf", "bare-cr", "nul"],
+)
+def test_smuggling_shapes_refused(listener: Callable[..., RunningListener], body: bytes) -> None:
+    gw = listener()
+    raw = Raw(gw.port)
+    envelope(raw)
+    reply = raw.cmd(body + b".\r\n")
+    assert reply.startswith("550 5."), reply
+    assert gw.spool.list("incoming") == []
+    assert raw.cmd(b"NOOP\r\n").startswith("250")  # nothing hidden was executed
+
+
+def test_mail_loop_refused(listener: Callable[..., RunningListener]) -> None:
+    gw = listener()
+    raw = Raw(gw.port)
+    envelope(raw)
+    hops = b"".join(b"Received: from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\n" for _ in range(30))
+    assert raw.cmd(hops + MSG + b".\r\n").startswith("554 5.4.6")
+
+
+def test_reject_policy(listener: Callable[..., RunningListener]) -> None:
+    raw = Raw(listener(policy="reject").port)
+    raw.cmd(b"EHLO t\r\n")
+    assert raw.cmd(b"MAIL FROM:<a@example.com>\r\n").startswith("554 5.7.1")
+
+
+def test_tcprefuse_closes_at_connect(listener: Callable[..., RunningListener]) -> None:
+    gw = listener(policy="refuse")
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        assert s.recv(100) == b""
+
+
+def test_spool_write_failure_is_451_never_250(listener: Callable[..., RunningListener],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = listener()
+
+    def full(*_a: object, **_k: object) -> str:
+        raise SpoolError("cannot write incoming/x: No space left on device")
+
+    monkeypatch.setattr(gw.spool, "store", full)
+    raw = Raw(gw.port)
+    envelope(raw)
+    assert raw.cmd(MSG + b".\r\n").startswith("451 4.3.1")
+
+
+def test_handler_exception_is_neutral_451(listener: Callable[..., RunningListener],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    gw = listener()
+
+    def boom(*_a: object, **_k: object) -> str:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    monkeypatch.setattr(gw.spool, "store", boom)
+    raw = Raw(gw.port)
+    envelope(raw)
+    reply = raw.cmd(MSG + b".\r\n")
+    assert reply.startswith("451 4.3.0") and "secret" not in reply
+    assert raw.cmd(b"NOOP\r\n").startswith("250")
+
+
+def test_slow_drip_client_is_cut_and_others_are_served(
+    listener: Callable[..., RunningListener],
+) -> None:
+    gw = listener(session_timeout=1.5)
+    slow = Raw(gw.port)
+    envelope(slow)
+    cut = False
+    for _ in range(40):  # one byte every 0.1 s: aiosmtpd's idle timer alone never fires
+        try:
+            slow.sock.sendall(b"x")
+        except OSError:
+            cut = True
+            break
+        # Meanwhile a normal client gets through.
+        time.sleep(0.1)
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=5) as c:
+        assert c.sendmail("a@example.com", ["b@example.org"], MSG) == {}
+    tail = slow.sock.recv(1000) if not cut else b""
+    assert cut or b"421 4.4.2" in tail or tail == b""
+    slow.close()
+
+
+def test_starttls_with_configured_certificate(tmp_path, make_config) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import ssl
+    import subprocess
+
+    from .conftest import RunningListener
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "c.pem")], check=True, capture_output=True)
+    config = make_config()
+    text = config.source.read_text().replace(
+        'name = "in"', 'name = "in"\ntls_cert = "c.pem"\ntls_key = "k.pem"')
+    config.source.write_text(text)
+    from runtime.config import load_config
+
+    gw = RunningListener(load_config(config.source))
+    try:
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "c.pem"))
+        ctx.check_hostname = False
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=5) as c:
+            c.ehlo()
+            assert c.has_extn("starttls")
+            c.starttls(context=ctx)
+            c.ehlo()
+            assert c.sendmail("a@example.com", ["b@example.org"], MSG) == {}
+    finally:
+        gw.close()
+    assert len(gw.spool.list("incoming")) == 1
+
+
+def test_rate_limit_per_hour(listener: Callable[..., RunningListener]) -> None:
+    import attrs
+
+    gw = listener()
+    # Tighten the fixture's policy for this test (policies are looked up at connect).
+    gw.handler.config.policies["relay"] = attrs.evolve(
+        gw.config.policies["relay"], max_messages_per_hour=2)
+    raw = Raw(gw.port)
+    raw.cmd(b"EHLO t\r\n")
+    replies = []
+    for _ in range(3):
+        replies.append(raw.cmd(b"MAIL FROM:<a@example.com>\r\n")[:9])
+        raw.cmd(b"RSET\r\n")
+    assert replies == ["250 2.1.0", "250 2.1.0", "421 4.7.0"]
+
+
+def test_command_count_limit(listener: Callable[..., RunningListener]) -> None:
+    gw = listener()
+    raw = Raw(gw.port)
+    replies = [raw.cmd(b"NOOP\r\n")[:3] for _ in range(gw.config.listeners[0].max_commands + 1)]
+    assert replies[0] == "250" and replies[-1] == "421"
+
+
+def test_time_cap_is_per_transaction(listener: Callable[..., RunningListener]) -> None:
+    gw = listener(session_timeout=1.5)
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=5) as c:
+        for _ in range(3):  # 3 s of connection, but each transaction is quick
+            assert c.sendmail("a@example.com", ["b@example.org"], MSG) == {}
+            time.sleep(1.0)
+    assert len(gw.spool.list("incoming")) == 3
+
+
+@pytest.mark.parametrize("rcpt,expected", [
+    ("b@example.org", "250"), ("b@sub.example.org", "250"), ("b@EXAMPLE.ORG", "250"),
+    ("victim@elsewhere.example", "550 5.7.1"), ("b@notexample.org", "550 5.7.1"),
+])
+def test_accept_policy_is_not_an_open_relay(listener: Callable[..., RunningListener],
+                                            rcpt: str, expected: str) -> None:
+    raw = Raw(listener(policy="accept").port)
+    raw.cmd(b"EHLO t\r\n")
+    raw.cmd(b"MAIL FROM:<a@example.com>\r\n")
+    assert raw.cmd(f"RCPT TO:<{rcpt}>\r\n".encode()).startswith(expected)

@@ -1,0 +1,94 @@
+"""The durable spool: format round trip, recovery after a crash, corrupt files, write errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime.config import Delivery
+from runtime.delivery import QueueRunner
+from runtime.spool import CorruptEntry, Envelope, Spool, SpoolError, decode, encode
+from runtime.tracking import Tracker
+from runtime.transport import MemoryTransport
+
+ENV = Envelope("a@example.com", ("b@example.org", "c@example.org"), ("BODY=8BITMIME",),
+               (("NOTIFY=FAILURE",), ()), peer="127.0.0.1", policy="relay")
+DATA = b"Subject: t\r\n\r\nbody \xe9\r\n"
+
+
+def test_round_trip_keeps_bytes_and_envelope(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    qid = spool.store(ENV, DATA)
+    env, data = spool.read("incoming", qid)
+    assert data == DATA
+    assert env.rcpt_tos == ENV.rcpt_tos and env.rcpt_options == ENV.rcpt_options
+    assert env.queue_id == qid and env.received_at > 0
+    assert (tmp_path / "incoming" / qid).read_bytes().startswith(b"FLSPOOL 1\n{")
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_names_sort_fifo(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    ids = [spool.store(ENV, DATA + bytes([i])) for i in range(5)]
+    assert spool.list("incoming") == ids
+
+
+@pytest.mark.parametrize("blob", [b"", b"garbage", b"FLSPOOL 1\n{not json\n", b"FLSPOOL 1\n[1]\n",
+                                  b'FLSPOOL 1\n{"version": 9}\n', b'FLSPOOL 1\n{"version": 1}\n'])
+def test_corrupt_shapes_are_detected(blob: bytes) -> None:
+    with pytest.raises(CorruptEntry):
+        decode(blob)
+
+
+def test_recover_returns_active_to_incoming(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    qid = spool.store(ENV, DATA)
+    assert list(spool.claim_ready()) == [qid]
+    (tmp_path / "tmp" / "half.tmp").write_bytes(b"FLSP")  # a write cut by kill -9
+    assert Spool(tmp_path).recover() == 1
+    assert spool.list("incoming") == [qid] and spool.list("active") == []
+    assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_corrupt_file_moves_aside_and_never_blocks(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    (tmp_path / "incoming" / "00000000000000000001-bad").write_bytes(b"junk")
+    good = spool.store(ENV, DATA)
+    transport = MemoryTransport()
+    runner = QueueRunner(spool, Delivery(relay="127.0.0.1:25"), transport,
+                         alerts=Tracker(tmp_path / "alerts.jsonl"), alert_email="ops@example.com")
+    assert runner.run_once() == 2
+    assert runner.run_once() == 1  # the alert mail to the operator
+    assert '"kind":"corrupt_queue_file"' in (tmp_path / "alerts.jsonl").read_text()
+    assert spool.list("corrupt") == ["00000000000000000001-bad"]
+    assert [s[2] for s in transport.sent] == [ENV.rcpt_tos, ("ops@example.com",)]
+    assert b"Subject: filterlang alert: corrupt_queue_file" in transport.sent[1][3]
+    assert spool.find(good) is None
+
+
+def test_dead_worker_messages_go_back(tmp_path: Path) -> None:
+    main = Spool(tmp_path)
+    worker_a, worker_b = main.with_owner("101"), main.with_owner("102")
+    qa = main.store(ENV, DATA)
+    assert list(worker_a.claim_ready()) == [qa]
+    qb = main.store(ENV, DATA + b"x")
+    assert list(worker_b.claim_ready()) == [qb]
+    assert main.counts()["active"] == 2
+    assert main.release_owner("101") == 1  # worker 101 died; 102 keeps its message
+    assert main.list("incoming") == [qa] and worker_b.list("active") == [qb]
+    assert main.find(qb) is not None and main.find(qb)[0] == "active"  # type: ignore[index]
+
+
+def test_write_error_raises_spool_error(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    (tmp_path / "tmp").rmdir()
+    (tmp_path / "tmp").write_bytes(b"not a directory")
+    with pytest.raises(SpoolError):
+        spool.store(ENV, DATA)
+
+
+def test_encode_is_plain_json_header() -> None:
+    blob = encode(ENV, DATA)
+    assert b"pickle" not in blob and blob.endswith(DATA)
