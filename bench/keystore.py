@@ -33,6 +33,7 @@ from smime.keystore.lookup import find_encryption_key  # noqa: E402
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 DOMAINS = 20000
+SUBJECT_KEYS = 16
 
 
 def _address(i: int) -> str:
@@ -40,10 +41,13 @@ def _address(i: int) -> str:
 
 
 def generate(count: int) -> list[str]:
-    cache = Path(tempfile.gettempdir()) / f"filterlang-bench-certs-{count}.pem"
+    cache = Path(tempfile.gettempdir()) / f"filterlang-bench-certs-v2-{count}.pem"
     if cache.exists():
         return [b + "-----END CERTIFICATE-----\n" for b in cache.read_text().split("-----END CERTIFICATE-----\n")[:-1]]
+    # One CA key signs everything and a small pool of subject keys is reused: generating a key
+    # pair per certificate would dominate the run, and the store never looks at the key itself.
     key = ec.generate_private_key(ec.SECP256R1())
+    subjects = [ec.generate_private_key(ec.SECP256R1()).public_key() for _ in range(SUBJECT_KEYS)]
     issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench CA")])
     pems = []
     for i in range(count):
@@ -54,7 +58,7 @@ def generate(count: int) -> list[str]:
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"user{i}")]))
             .issuer_name(issuer)
-            .public_key(key.public_key())
+            .public_key(subjects[i % SUBJECT_KEYS])
             .serial_number(i + 1)
             .not_valid_before(NOW - timedelta(days=30 + i % 300))
             .not_valid_after(NOW + timedelta(days=365))

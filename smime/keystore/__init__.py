@@ -28,6 +28,14 @@ class DuplicateKeyError(KeyStoreError):
     """A public key with that name already exists."""
 
 
+class KeyStoreUnavailableError(KeyStoreError):
+    """The store cannot be reached right now (database down, file locked too long).
+
+    A temporary condition: the gateway answers a lookup that fails this way with a temporary
+    SMTP failure (4xx) so the sender retries, never by sending the message in plain text.
+    """
+
+
 class ImportFileError(KeyStoreError):
     """An export file is malformed; the message names the line."""
 
@@ -60,6 +68,9 @@ class KeyRecord:
     source_message_id: str | None
     capabilities: tuple[str, ...]
     obtained: str  # "added", "imported", "harvested", "harvested-unverified", "accepted", "promoted"
+    # Key usage, stored at insert time so that a lookup never has to parse the certificate.
+    can_encrypt: bool = True
+    can_sign: bool = True
 
 
 @attrs.frozen
@@ -164,6 +175,7 @@ __all__ = [
     "KeyNotFoundError",
     "KeyRecord",
     "KeyStore",
+    "KeyStoreUnavailableError",
     "LookupResult",
     "PendingChange",
     "open_keystore",

@@ -68,6 +68,11 @@ STEPS: tuple[tuple[str, ...], ...] = (
             kind TEXT NOT NULL,
             message TEXT NOT NULL)""",
     ),
+    (
+        # Lookups used to parse every candidate's PEM for its key usage; store it instead.
+        # Rows written before this step are filled in by SqlKeyStore._upgrade (a parse each).
+        "ALTER TABLE keys ADD COLUMN can_sign INTEGER",
+    ),
 )
 
 VERSION = len(STEPS)

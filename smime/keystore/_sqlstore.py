@@ -24,8 +24,19 @@ from smime.keystore._schema import STEPS, VERSION
 
 _KEY_COLUMNS = (
     "id, kind, name, fingerprint, subject, emails, domains, not_before, not_after, pem, pinned, "
-    "revoked, first_seen, last_seen, last_used, use_count, source_message_id, capabilities, obtained"
+    "revoked, first_seen, last_seen, last_used, use_count, source_message_id, capabilities, obtained, "
+    "can_encrypt, can_sign"
 )
+_INSERT_COLUMNS = (
+    "id", "kind", "name", "fingerprint", "subject", "emails", "domains", "not_before", "not_after",
+    "can_encrypt", "can_sign", "pem", "size", "pinned", "first_seen", "last_seen",
+    "source_message_id", "capabilities", "obtained",
+)  # fmt: skip
+# Entries per bulk statement during an import: big enough that per-statement overhead vanishes,
+# small enough that a batch's rows stay a few MB.
+_IMPORT_BATCH = 5000
+# Names per "name IN (...)" probe: well under SQLite's and PostgreSQL's parameter limits.
+_PROBE = 500
 
 
 def _epoch(now: datetime | None) -> int:
@@ -42,7 +53,8 @@ def _key(row: Sequence[Any]) -> KeyRecord:
         emails=_split(row[5]), domains=_split(row[6]), not_before=row[7], not_after=row[8],
         pem=row[9], pinned=bool(row[10]), revoked=bool(row[11]), first_seen=row[12],
         last_seen=row[13], last_used=row[14], use_count=row[15], source_message_id=row[16],
-        capabilities=_split(row[17]), obtained=row[18],
+        capabilities=_split(row[17]), obtained=row[18], can_encrypt=bool(row[19]),
+        can_sign=bool(row[20]) if row[20] is not None else True,
     )  # fmt: skip
 
 
@@ -84,6 +96,14 @@ class SqlKeyStore:
     def _insert_id(self, ex: Callable[..., Any], sql: str, params: Sequence[Any]) -> int:
         raise NotImplementedError
 
+    def _reserve_ids(self, ex: Callable[..., Any], count: int) -> list[int]:
+        """`count` fresh ids for the keys table; called with the write lock held."""
+        raise NotImplementedError
+
+    def _load(self, ex: Callable[..., Any], table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Insert many rows in one statement or stream (executemany / COPY)."""
+        raise NotImplementedError
+
     # -- plumbing ------------------------------------------------------------------------
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         cur = self._conn.execute(self._sql(sql), tuple(params))
@@ -107,8 +127,19 @@ class SqlKeyStore:
             for step in STEPS[current:]:
                 for statement in step:
                     ex(statement.replace("{serial}", self.serial))
+            if current < 2 <= VERSION:
+                self._fill_can_sign(ex)
             if current < VERSION:
                 ex("UPDATE schema_version SET version = ?", (VERSION,))
+
+    def _fill_can_sign(self, ex: Callable[..., Any]) -> None:
+        # Step 2 added can_sign; rows from step 1 get it from their certificate, once.
+        for key_id, pem in ex("SELECT id, pem FROM keys WHERE can_sign IS NULL").fetchall():
+            try:
+                can_sign = parse_pem(pem).can_sign
+            except CertificateParseError:
+                can_sign = False
+            ex("UPDATE keys SET can_sign = ? WHERE id = ?", (int(can_sign), key_id))
 
     def schema_version(self) -> int:
         return int(self._q("SELECT version FROM schema_version")[0][0])
@@ -129,21 +160,14 @@ class SqlKeyStore:
     def _insert_key(self, ex: Callable[..., Any], kind: str, name: str, info: CertInfo, at: int,
                     obtained: str, message_id: str | None = None,
                     capabilities: Sequence[str] = (), pinned: bool = False) -> int:  # fmt: skip
+        row = _key_row(kind, name, info, at, obtained, message_id, capabilities, pinned)
         key_id = self._insert_id(
             ex,
-            "INSERT INTO keys (kind, name, fingerprint, subject, emails, domains, not_before,"
-            " not_after, can_encrypt, pem, size, pinned, first_seen, last_seen,"
-            " source_message_id, capabilities, obtained)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (kind, name, info.fingerprint, info.subject, ",".join(info.emails),
-             ",".join(info.domains), info.not_before, info.not_after, int(info.can_encrypt),
-             info.pem, len(info.pem) + 512, int(pinned), at, at, message_id,
-             ",".join(capabilities), obtained),
-        )  # fmt: skip
-        for email in info.emails:
-            ex("INSERT INTO key_names (key_id, value, is_domain) VALUES (?, ?, 0)", (key_id, email))
-        for domain in info.domains:
-            ex("INSERT INTO key_names (key_id, value, is_domain) VALUES (?, ?, 1)", (key_id, domain))
+            f"INSERT INTO keys ({', '.join(_INSERT_COLUMNS[1:])}) VALUES ({', '.join('?' for _ in row)})",
+            row,
+        )
+        for key_name in _name_rows(key_id, info):
+            ex("INSERT INTO key_names (key_id, value, is_domain) VALUES (?, ?, ?)", key_name)
         return key_id
 
     def _get(self, ex: Callable[..., Any] | None, sql_where: str, params: Sequence[Any]) -> KeyRecord | None:
@@ -198,30 +222,55 @@ class SqlKeyStore:
 
     def import_public(self, entries: Sequence[tuple[int, str, str]], *, actor: str = "admin",
                       progress: Callable[[int, int], None] | None = None) -> int:  # fmt: skip
-        """Add (line, name, pem) entries in one transaction; any failure changes nothing."""
-        parsed: list[tuple[int, str, CertInfo]] = []
-        for line, name, pem in entries:
+        """Add (line, name, pem) entries in one transaction; any failure changes nothing.
+
+        Every entry is parsed before the store is touched; then, under the write lock, the
+        names are checked against the store in bulk and the new keys, their names and their
+        audit rows are loaded a batch at a time (executemany on SQLite, COPY on PostgreSQL)
+        instead of several statements per key.
+        """
+        total = len(entries)
+        parsed: dict[str, tuple[int, CertInfo]] = {}
+        for n, (line, name, pem) in enumerate(entries, 1):
             try:
                 _check_name(name)
-                parsed.append((line, name, parse_pem(pem)))
+                info = parse_pem(pem)
             except CertificateParseError as exc:
                 raise ImportFileError(line, str(exc)) from None
-        at, added = _epoch(None), 0
+            first = parsed.get(name)
+            if first is None:
+                parsed[name] = (line, info)
+            elif first[1].fingerprint != info.fingerprint:
+                raise ImportFileError(line, f"duplicate name {name!r} with a different certificate (first on line {first[0]})")
+            if progress and n % 1000 == 0 and n < total:
+                progress(n, total)
+        at = _epoch(None)
         with self._write() as ex:
-            for n, (line, name, info) in enumerate(parsed, 1):
-                old = self._get(ex, "kind = 'public' AND name = ?", (name,))
-                if old is not None:
-                    if old.fingerprint == info.fingerprint:
-                        continue
+            names = list(parsed)
+            stored: dict[str, str] = {}
+            for i in range(0, len(names), _PROBE):
+                chunk = names[i : i + _PROBE]
+                stored.update(ex(f"SELECT name, fingerprint FROM keys WHERE kind = 'public' AND name IN"
+                                 f" ({', '.join('?' for _ in chunk)})", chunk).fetchall())  # fmt: skip
+            new: list[tuple[str, CertInfo]] = []
+            for name, (line, info) in sorted(parsed.items(), key=lambda item: item[1][0]):
+                if name not in stored:
+                    new.append((name, info))
+                elif stored[name] != info.fingerprint:
                     raise ImportFileError(line, f"a different public key named {name!r} already exists")
-                self._insert_key(ex, "public", name, info, at, "imported")
-                self._audit(ex, at, actor, "import", name, None, info.fingerprint)
-                added += 1
-                if progress and n % 1000 == 0:
-                    progress(n, len(parsed))
+            ids = self._reserve_ids(ex, len(new)) if new else []
+            for i in range(0, len(new), _IMPORT_BATCH):
+                batch = list(zip(ids[i : i + _IMPORT_BATCH], new[i : i + _IMPORT_BATCH], strict=True))
+                self._load(ex, "keys", _INSERT_COLUMNS,
+                           [(key_id, *_key_row("public", name, info, at, "imported")) for key_id, (name, info) in batch])
+                self._load(ex, "key_names", ("key_id", "value", "is_domain"),
+                           [r for key_id, (_, info) in batch for r in _name_rows(key_id, info)])
+                self._load(ex, "audit", ("at", "actor", "action", "name", "old_fingerprint", "new_fingerprint",
+                                         "domain", "detail"),
+                           [(at, actor, "import", name, None, info.fingerprint, "", "") for _, (name, info) in batch])
         if progress:
-            progress(len(parsed), len(parsed))
-        return added
+            progress(total, total)
+        return len(new)
 
     # -- lookup support ------------------------------------------------------------------
     def candidates_for(self, address: str) -> list[tuple[KeyRecord, str]]:
@@ -396,6 +445,18 @@ class SqlKeyStore:
     def alerts(self, limit: int = 100) -> list[AlertRecord]:
         rows = self._q(f"SELECT id, at, kind, message FROM alerts ORDER BY id DESC LIMIT {int(limit)}")
         return [AlertRecord(*r) for r in rows]
+
+
+def _key_row(kind: str, name: str, info: CertInfo, at: int, obtained: str, message_id: str | None = None,
+             capabilities: Sequence[str] = (), pinned: bool = False) -> tuple[Any, ...]:  # fmt: skip
+    """The keys row for `info`, in _INSERT_COLUMNS order without the id."""
+    return (kind, name, info.fingerprint, info.subject, ",".join(info.emails), ",".join(info.domains),
+            info.not_before, info.not_after, int(info.can_encrypt), int(info.can_sign), info.pem,
+            len(info.pem) + 512, int(pinned), at, at, message_id, ",".join(capabilities), obtained)  # fmt: skip
+
+
+def _name_rows(key_id: int, info: CertInfo) -> list[tuple[int, str, int]]:
+    return [(key_id, e, 0) for e in info.emails] + [(key_id, d, 1) for d in info.domains]
 
 
 def _check_name(name: str) -> None:

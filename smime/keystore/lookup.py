@@ -6,7 +6,6 @@ import time
 from datetime import datetime
 
 from smime.keystore import Candidate, KeyRecord, KeyStore, LookupResult
-from smime.keystore._cert import parse_pem
 
 _RANK = {"address": 0, "domain": 1, "wildcard": 2}
 
@@ -18,10 +17,10 @@ def _refusal(key: KeyRecord, at: int, purpose: str) -> str | None:
         return "not yet valid"
     if at >= key.not_after:
         return "expired"
-    info = parse_pem(key.pem)
-    if purpose == "encrypt" and not info.can_encrypt:
+    # Key usage comes from the stored columns: parsing the PEM here cost ~40 us per candidate.
+    if purpose == "encrypt" and not key.can_encrypt:
         return "key usage does not allow encryption"
-    if purpose == "verify" and not info.can_sign:
+    if purpose == "verify" and not key.can_sign:
         return "key usage does not allow signing"
     return None
 
