@@ -11,7 +11,7 @@ from typing import Protocol
 
 import attrs
 
-from smime.keystore import KeyStore
+from smime.keystore import KeyStore, KeyStoreUnavailableError
 from smime.keystore._cert import CertificateParseError, parse_pem
 from smime.keystore._sqlstore import HarvestOutcome
 
@@ -58,7 +58,11 @@ class SignedMessageReport:
 
 def harvest(store: KeyStore, report: SignedMessageReport, policy: HarvestPolicy = HarvestPolicy(),
             sinks: Sequence[AlertSink] = ()) -> HarvestOutcome:  # fmt: skip
-    """Decide whether to keep the signer's certificate and apply governance; never raises on bad certs."""
+    """Decide whether to keep the signer's certificate and apply governance.
+
+    Never raises on a bad certificate or an unreachable store: the outcome says why nothing
+    was kept.
+    """
     if not policy.harvest:
         return HarvestOutcome("skipped", "harvesting is off in the mail flow policy")
     if not report.verified and not policy.harvest_failed_verification:
@@ -77,16 +81,21 @@ def harvest(store: KeyStore, report: SignedMessageReport, policy: HarvestPolicy 
     if report.sender.lower() not in info.emails:
         # Only keep what the message vouches for: the certificate must name the sender.
         return HarvestOutcome("skipped", f"the certificate does not name the sender {report.sender}")
-    outcome = store.harvest(
-        info,
-        message_id=report.message_id,
-        capabilities=report.capabilities,
-        obtained="harvested" if report.verified else "harvested-unverified",
-        now=report.now,
-        replace_updated=policy.harvest_updated_keys,
-        window_seconds=policy.review_window_hours * 3600,
-        size_cap=policy.size_cap_bytes,
-    )
+    try:
+        outcome = store.harvest(
+            info,
+            message_id=report.message_id,
+            capabilities=report.capabilities,
+            obtained="harvested" if report.verified else "harvested-unverified",
+            now=report.now,
+            replace_updated=policy.harvest_updated_keys,
+            window_seconds=policy.review_window_hours * 3600,
+            size_cap=policy.size_cap_bytes,
+        )
+    except KeyStoreUnavailableError as exc:
+        # Harvesting is a side effect of receiving mail: a store outage must not fail the
+        # message. Nothing was written (the transaction did not commit); the reason is logged.
+        return HarvestOutcome("skipped", f"key store unavailable: {exc}")
     for message in outcome.alerts:
         for sink in sinks:
             sink.alert("keystore", message, at)

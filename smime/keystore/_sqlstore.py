@@ -104,6 +104,9 @@ class SqlKeyStore:
         """Insert many rows in one statement or stream (executemany / COPY)."""
         raise NotImplementedError
 
+    def _after_load(self, ex: Callable[..., Any]) -> None:
+        """Called in the import transaction after a bulk load (statistics refresh)."""
+
     # -- plumbing ------------------------------------------------------------------------
     def _q(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         cur = self._conn.execute(self._sql(sql), tuple(params))
@@ -268,6 +271,8 @@ class SqlKeyStore:
                 self._load(ex, "audit", ("at", "actor", "action", "name", "old_fingerprint", "new_fingerprint",
                                          "domain", "detail"),
                            [(at, actor, "import", name, None, info.fingerprint, "", "") for _, (name, info) in batch])
+            if new:
+                self._after_load(ex)
         if progress:
             progress(total, total)
         return len(new)

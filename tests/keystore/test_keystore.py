@@ -12,7 +12,15 @@ from certgen import NOW, make_cert
 
 from runtime.cli import main
 from smime.harvest import HarvestPolicy, JsonLinesAlertSink, SignedMessageReport, harvest
-from smime.keystore import DuplicateKeyError, ImportFileError, KeyStore, exportfile, open_keystore
+from smime.keystore import (
+    DuplicateKeyError,
+    ImportFileError,
+    KeyRecord,
+    KeyStore,
+    exportfile,
+    open_keystore,
+)
+from smime.keystore._cert import parse_pem
 from smime.keystore._schema import VERSION
 from smime.keystore.lookup import find_encryption_key, verification_keys
 
@@ -206,18 +214,27 @@ def test_size_cap_evicts_least_recently_used_unpinned(store: KeyStore) -> None:
     assert store.alerts()[0].kind == "size-cap"
 
 
-def _worker(url: str, start: int, pems: list[str], out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _whole(key: KeyRecord, address: str) -> bool:
+    """A key read back is complete: its PEM parses to its fingerprint and names the address."""
+    info = parse_pem(key.pem)
+    return info.fingerprint == key.fingerprint and address in key.emails and address in info.emails
+
+
+def _worker(url: str, me: int, n: int, pems: list[str], out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     s = open_keystore(url)
-    bad = 0
-    for i, pem in enumerate(pems):
-        addr = f"w{start + i}@d{start + i}.com"
-        harvest(s, _report(pem, addr, msg=f"<{start + i}>"))
-        other = f"w{start + i - 1}@d{start + i - 1}.com" if i else addr
-        res = find_encryption_key(s, other, NOW)
-        if res.chosen is not None and not res.chosen.pem.endswith("-----END CERTIFICATE-----\n"):
-            bad += 1
+    lost = torn = seen = 0
+    for i in range(n):
+        mine, theirs = me * n + i, (1 - me) * n + i
+        addr = f"w{mine}@d{mine}.com"
+        harvest(s, _report(pems[mine], addr, msg=f"<{mine}>"))
+        own = find_encryption_key(s, addr, NOW).chosen  # our own committed write is visible
+        lost += own is None or own.fingerprint != parse_pem(pems[mine]).fingerprint
+        other = find_encryption_key(s, f"w{theirs}@d{theirs}.com", NOW).chosen  # the other's: whole or absent
+        if other is not None:
+            seen += 1
+            torn += not _whole(other, f"w{theirs}@d{theirs}.com")
     s.close()
-    out.put(bad)
+    out.put((me, lost, torn, seen))
 
 
 def test_two_processes_harvest_and_look_up_concurrently(store_url: str) -> None:
@@ -226,15 +243,18 @@ def test_two_processes_harvest_and_look_up_concurrently(store_url: str) -> None:
     pems = [make_cert((f"w{i}@d{i}.com",)) for i in range(2 * n)]
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(store_url, k * n, pems[k * n:(k + 1) * n], q)) for k in range(2)]
+    procs = [ctx.Process(target=_worker, args=(store_url, k, n, pems, q)) for k in range(2)]
     for p in procs:
         p.start()
+    results = sorted(q.get(timeout=120) for _ in procs)
     for p in procs:
         p.join(120)
     assert [p.exitcode for p in procs] == [0, 0]
-    assert q.get() == 0 and q.get() == 0
+    assert [r[1:3] for r in results] == [(0, 0), (0, 0)]  # nothing lost, nothing half-written
     s = open_keystore(store_url)
-    assert len(s.list_keys(kind="harvested")) == 2 * n
+    keys = s.list_keys(kind="harvested")
+    assert sorted(k.name for k in keys) == sorted(f"w{i}@d{i}.com" for i in range(2 * n))
+    assert all(_whole(k, k.name) for k in keys)
     assert len([e for e in s.audit(1000) if e.action == "harvest"]) == 2 * n
     s.close()
 

@@ -1,0 +1,166 @@
+"""Batched import, schema upgrade and an unreachable store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from datetime import timedelta
+
+import pytest
+from certgen import NOW, make_cert
+
+from runtime.cli import main
+from smime.harvest import SignedMessageReport, harvest
+from smime.keystore import (
+    ImportFileError,
+    KeyRecord,
+    KeyStore,
+    KeyStoreUnavailableError,
+    _sqlstore,
+    exportfile,
+    open_keystore,
+)
+from smime.keystore._schema import VERSION
+from smime.keystore.lookup import find_encryption_key, verification_keys
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Several batches and name probes with a handful of keys: the same code paths as 300k.
+    monkeypatch.setattr(_sqlstore, "_IMPORT_BATCH", 2)
+    monkeypatch.setattr(_sqlstore, "_PROBE", 3)
+
+
+@pytest.mark.usefixtures("small_batches")
+def test_import_in_batches_keeps_every_key_findable(store: KeyStore) -> None:
+    pems = [make_cert((f"u{i}@d{i}.example",), not_before=NOW - timedelta(days=10)) for i in range(7)]
+    store.add_public("k1", pems[1])  # already there with the same certificate: skipped
+    entries = [(10 * i + 3, f"k{i}", pem) for i, pem in enumerate(pems)]
+    progress: list[tuple[int, int]] = []
+    assert store.import_public(entries, progress=lambda done, total: progress.append((done, total))) == 6
+    assert progress[-1] == (7, 7)
+    assert [k.name for k in store.list_keys()] == [f"k{i}" for i in range(7)]
+    for i in range(7):
+        res = find_encryption_key(store, f"U{i}@d{i}.example", NOW)
+        assert res.chosen is not None and res.chosen.name == f"k{i}" and res.chosen.obtained in ("imported", "added")
+    assert sorted(e.name for e in store.audit() if e.action == "import") == [f"k{i}" for i in range(7) if i != 1]
+    # Ids were reserved properly: ordinary inserts after a bulk load still work.
+    store.add_public("later", make_cert(("later@example.com",)))
+    assert store.get("later").id > max(k.id for k in store.list_keys() if k.name != "later")
+    text = exportfile.dump(store.list_keys())
+    assert exportfile.dump(exportfile_round_trip(store, text)) == text
+
+
+def exportfile_round_trip(store: KeyStore, text: str) -> list[KeyRecord]:
+    for key in store.list_keys():
+        store.remove(key.name)
+    store.import_public(exportfile.parse(text))
+    return store.list_keys()
+
+
+@pytest.mark.usefixtures("small_batches")
+@pytest.mark.parametrize(
+    ("case", "line", "reason"),
+    [
+        ("existing-name-other-key", 33, "a different public key named 'taken' already exists"),
+        ("same-name-twice-other-key", 43, "duplicate name 'k1' with a different certificate (first on line 13)"),
+        ("bad-name", 23, "invalid key name"),
+        ("unparsable", 33, "not a readable certificate"),
+    ],
+)
+def test_import_failure_changes_nothing_and_names_the_line(store: KeyStore, case: str, line: int, reason: str) -> None:
+    store.add_public("taken", make_cert(("taken@example.com",)))
+    before = (store.list_keys(), store.audit())
+    entries = [(10 * i + 3, f"k{i}", make_cert((f"u{i}@example.com",))) for i in range(6)]
+    if case == "existing-name-other-key":
+        entries[3] = (33, "taken", make_cert(("other@example.com",)))
+    elif case == "same-name-twice-other-key":
+        entries[4] = (43, "k1", make_cert(("other@example.com",)))
+    elif case == "bad-name":
+        entries[2] = (23, " spaced", entries[2][2])
+    else:
+        body = entries[3][2].splitlines()
+        body[3] = "A" * 64
+        entries[3] = (33, "k3", "\n".join(body) + "\n")
+    with pytest.raises(ImportFileError) as err:
+        store.import_public(entries)
+    assert err.value.line == line and reason in err.value.reason
+    assert (store.list_keys(), store.audit()) == before
+
+
+def test_same_entry_twice_in_one_import_is_added_once(store: KeyStore) -> None:
+    pem = make_cert(("twice@example.com",))
+    assert store.import_public([(3, "twice", pem), (9, "twice", pem)]) == 1
+    assert [k.name for k in store.list_keys()] == ["twice"]
+
+
+def _raw(url: str) -> tuple[object, str]:
+    if url.startswith("sqlite:///"):
+        return sqlite3.connect(url[len("sqlite:///") :], isolation_level=None), "?"
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True), "%s"
+
+
+def test_upgrade_from_schema_1_fills_in_key_usage(store_url: str) -> None:
+    store = open_keystore(store_url)
+    store.add_public("sign-only", make_cert(("s@example.com",), encrypt=False))
+    store.add_public("both", make_cert(("b@example.com",)))
+    store.close()
+    conn, _ = _raw(store_url)  # put the store back to what schema step 1 wrote
+    conn.execute("ALTER TABLE keys DROP COLUMN can_sign")  # type: ignore[attr-defined]
+    conn.execute("UPDATE schema_version SET version = 1")  # type: ignore[attr-defined]
+    conn.close()  # type: ignore[attr-defined]
+    store = open_keystore(store_url)
+    assert store.schema_version() == VERSION  # type: ignore[attr-defined]
+    assert {k.name: (k.can_encrypt, k.can_sign) for k in store.list_keys()} == {
+        "sign-only": (False, True), "both": (True, True),
+    }  # fmt: skip
+    assert [k.name for k in verification_keys(store, "s@example.com", NOW)] == ["sign-only"]
+    store.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_postgres_is_a_temporary_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"postgresql://gw:secret@127.0.0.1:{_closed_port()}/keys"
+    with pytest.raises(KeyStoreUnavailableError) as err:
+        open_keystore(url)
+    assert "secret" not in str(err.value)
+    assert main(["keys", "--store", url, "lookup", "bob@example.com"]) == 1
+    out = capsys.readouterr()
+    assert "unavailable" in out.err or "cannot connect" in out.err
+    assert "Traceback" not in out.err and "secret" not in out.err
+
+
+@pytest.mark.postgres
+def test_lost_postgres_connection_fails_temporarily_then_heals(postgres_url: str) -> None:
+    from conftest import _fresh_postgres
+
+    url = _fresh_postgres(postgres_url)
+    store = open_keystore(url)
+    store.add_public("bob", make_cert(("bob@example.com",)))
+    _kill_connections(url)
+    report = SignedMessageReport(make_cert(("carol@partner.com",)), True, (), "<m1>", "carol@partner.com", NOW)
+    out = harvest(store, report)  # a side effect of receiving mail: never raises
+    assert out.action == "skipped" and out.reason.startswith("key store unavailable")
+    res = find_encryption_key(store, "bob@example.com", NOW)  # reconnected by itself
+    assert res.chosen is not None and res.chosen.name == "bob"
+    _kill_connections(url)
+    with pytest.raises(KeyStoreUnavailableError):
+        find_encryption_key(store, "bob@example.com", NOW)
+    assert harvest(store, report).action == "stored"
+    store.close()
+
+
+def _kill_connections(url: str) -> None:
+    conn, _ = _raw(url)
+    conn.execute(  # type: ignore[attr-defined]
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    conn.close()  # type: ignore[attr-defined]
