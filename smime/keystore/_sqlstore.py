@@ -171,7 +171,16 @@ class SqlKeyStore:
         )
         for key_name in _name_rows(key_id, info):
             ex("INSERT INTO key_names (key_id, value, is_domain) VALUES (?, ?, ?)", key_name)
+        if kind == "harvested":
+            ex("UPDATE harvested_total SET total = total + ?", (_size(info),))
         return key_id
+
+    def _delete_key(self, ex: Callable[..., Any], key_id: int) -> None:
+        rows = ex("SELECT kind, size FROM keys WHERE id = ?", (key_id,)).fetchall()
+        ex("DELETE FROM key_names WHERE key_id = ?", (key_id,))
+        ex("DELETE FROM keys WHERE id = ?", (key_id,))
+        if rows and rows[0][0] == "harvested":
+            ex("UPDATE harvested_total SET total = total - ?", (rows[0][1],))
 
     def _get(self, ex: Callable[..., Any] | None, sql_where: str, params: Sequence[Any]) -> KeyRecord | None:
         sql = f"SELECT {_KEY_COLUMNS} FROM keys WHERE {sql_where}"
@@ -219,8 +228,7 @@ class SqlKeyStore:
     def remove(self, name: str, *, kind: str = "public", actor: str = "admin") -> None:
         key = self.get(name, kind=kind)
         with self._write() as ex:
-            ex("DELETE FROM key_names WHERE key_id = ?", (key.id,))
-            ex("DELETE FROM keys WHERE id = ?", (key.id,))
+            self._delete_key(ex, key.id)
             self._audit(ex, _epoch(None), actor, "remove", key.name, key.fingerprint, None)
 
     def import_public(self, entries: Sequence[tuple[int, str, str]], *, actor: str = "admin",
@@ -378,8 +386,7 @@ class SqlKeyStore:
                                               f"old {old.fingerprint} new {info.fingerprint}"))  # fmt: skip
                     outcome = HarvestOutcome("held", hold, pending_id=pid)
                     continue
-                ex("DELETE FROM key_names WHERE key_id = ?", (old.id,))
-                ex("DELETE FROM keys WHERE id = ?", (old.id,))
+                self._delete_key(ex, old.id)
                 self._insert_key(ex, "harvested", address, info, at, obtained, message_id, capabilities)
                 self._audit(ex, at, actor, "replace", address, old.fingerprint, info.fingerprint, domain, message_id)
                 outcome = HarvestOutcome("replaced", "a newer certificate for this address")
@@ -389,7 +396,7 @@ class SqlKeyStore:
         return attrs.evolve(outcome, key=key, alerts=tuple(alerts))
 
     def _enforce_cap(self, ex: Callable[..., Any], at: int, cap: int) -> list[str]:
-        total = ex("SELECT coalesce(sum(size), 0) FROM keys WHERE kind = 'harvested'").fetchone()[0]
+        total = ex("SELECT total FROM harvested_total").fetchone()[0]
         if total <= cap:
             return []
         evicted = 0
@@ -400,15 +407,14 @@ class SqlKeyStore:
         for key_id, name, fp, size in rows:
             if total <= cap:
                 break
-            ex("DELETE FROM key_names WHERE key_id = ?", (key_id,))
-            ex("DELETE FROM keys WHERE id = ?", (key_id,))
+            self._delete_key(ex, key_id)
             self._audit(ex, at, "harvester", "evict", name, fp, None, detail="size cap")
             total -= size
             evicted += 1
         return [self._alert(ex, at, "size-cap", f"harvested store over its {cap} byte cap: evicted {evicted} least recently used keys")]
 
     def harvested_size(self) -> int:
-        return int(self._q("SELECT coalesce(sum(size), 0) FROM keys WHERE kind = 'harvested'")[0][0])
+        return int(self._q("SELECT total FROM harvested_total")[0][0])
 
     def pending(self) -> list[PendingChange]:
         rows = self._q(
@@ -432,8 +438,7 @@ class SqlKeyStore:
                 old = self._get(ex, "kind = 'harvested' AND name = ?", (change.address,))
                 pinned = bool(old and old.pinned)
                 if old is not None:
-                    ex("DELETE FROM key_names WHERE key_id = ?", (old.id,))
-                    ex("DELETE FROM keys WHERE id = ?", (old.id,))
+                    self._delete_key(ex, old.id)
                 self._insert_key(ex, "harvested", change.address, parse_pem(change.pem), at, "accepted",
                                  change.message_id, change.capabilities, pinned)  # fmt: skip
             self._audit(ex, at, actor, "accept" if accept else "reject", change.address,
@@ -457,7 +462,12 @@ def _key_row(kind: str, name: str, info: CertInfo, at: int, obtained: str, messa
     """The keys row for `info`, in _INSERT_COLUMNS order without the id."""
     return (kind, name, info.fingerprint, info.subject, ",".join(info.emails), ",".join(info.domains),
             info.not_before, info.not_after, int(info.can_encrypt), int(info.can_sign), info.pem,
-            len(info.pem) + 512, int(pinned), at, at, message_id, ",".join(capabilities), obtained)  # fmt: skip
+            _size(info), int(pinned), at, at, message_id, ",".join(capabilities), obtained)  # fmt: skip
+
+
+def _size(info: CertInfo) -> int:
+    # What a key costs against the harvested store's cap: its PEM plus the row's overhead.
+    return len(info.pem) + 512
 
 
 def _name_rows(key_id: int, info: CertInfo) -> list[tuple[int, str, int]]:

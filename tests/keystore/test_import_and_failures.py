@@ -106,9 +106,13 @@ def test_upgrade_from_schema_1_fills_in_key_usage(store_url: str) -> None:
     store = open_keystore(store_url)
     store.add_public("sign-only", make_cert(("s@example.com",), encrypt=False))
     store.add_public("both", make_cert(("b@example.com",)))
+    report = SignedMessageReport(make_cert(("h@partner.com",)), True, (), "<m1>", "h@partner.com", NOW)
+    assert harvest(store, report).action == "stored"
+    size = store.harvested_size()
     store.close()
     conn, _ = _raw(store_url)  # put the store back to what schema step 1 wrote
     conn.execute("ALTER TABLE keys DROP COLUMN can_sign")  # type: ignore[attr-defined]
+    conn.execute("DROP TABLE harvested_total")  # type: ignore[attr-defined]
     conn.execute("UPDATE schema_version SET version = 1")  # type: ignore[attr-defined]
     conn.close()  # type: ignore[attr-defined]
     store = open_keystore(store_url)
@@ -117,6 +121,7 @@ def test_upgrade_from_schema_1_fills_in_key_usage(store_url: str) -> None:
         "sign-only": (False, True), "both": (True, True),
     }  # fmt: skip
     assert [k.name for k in verification_keys(store, "s@example.com", NOW)] == ["sign-only"]
+    assert store.harvested_size() == size > 0
     store.close()
 
 

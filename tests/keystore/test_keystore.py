@@ -156,6 +156,12 @@ def test_harvest_defaults_and_options(store: KeyStore, kwargs: dict[str, bool], 
         assert k.obtained == ("harvested" if kwargs.get("verified", True) else "harvested-unverified")
 
 
+def _sizes_agree(store: KeyStore) -> bool:
+    """The running total the size cap uses equals the sum over the stored harvested keys."""
+    rows = store._q("SELECT coalesce(sum(size), 0) FROM keys WHERE kind = 'harvested'")  # type: ignore[attr-defined]
+    return store.harvested_size() == rows[0][0]
+
+
 def test_updated_key_replaces_after_the_window(store: KeyStore) -> None:
     harvest(store, _report(make_cert(("alice@partner.com",), not_before=NOW - timedelta(days=60))))
     newer = make_cert(("alice@partner.com",), not_before=NOW - timedelta(days=1))
@@ -165,6 +171,7 @@ def test_updated_key_replaces_after_the_window(store: KeyStore) -> None:
     newest = make_cert(("alice@partner.com",), not_before=NOW)
     assert harvest(store, _report(newest, msg="<m4>", hours=200), off).action == "skipped"
     assert [e.action for e in store.audit()][:2] == ["replace", "harvest"]
+    assert _sizes_agree(store)
 
 
 def test_poisoning_is_held_alerted_and_reviewable(store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -200,6 +207,9 @@ def test_accept_pin_promote(store: KeyStore) -> None:
     promoted = store.promote("alice@partner.com", new_name="alice")
     assert promoted.kind == "public" and promoted.fingerprint == key.fingerprint
     assert {"pin", "accept", "promote", "held"} <= {e.action for e in store.audit()}
+    assert _sizes_agree(store)
+    store.remove("alice@partner.com", kind="harvested")
+    assert store.harvested_size() == 0 and _sizes_agree(store)
 
 
 def test_size_cap_evicts_least_recently_used_unpinned(store: KeyStore) -> None:
@@ -212,6 +222,7 @@ def test_size_cap_evicts_least_recently_used_unpinned(store: KeyStore) -> None:
     names = {k.name for k in store.list_keys(kind="harvested")}
     assert "u0@p0.com" in names and "u1@p1.com" not in names and "u9@p9.com" in names
     assert store.alerts()[0].kind == "size-cap"
+    assert _sizes_agree(store) and store.harvested_size() <= policy.size_cap_bytes
 
 
 def _whole(key: KeyRecord, address: str) -> bool:
@@ -256,6 +267,7 @@ def test_two_processes_harvest_and_look_up_concurrently(store_url: str) -> None:
     assert sorted(k.name for k in keys) == sorted(f"w{i}@d{i}.com" for i in range(2 * n))
     assert all(_whole(k, k.name) for k in keys)
     assert len([e for e in s.audit(1000) if e.action == "harvest"]) == 2 * n
+    assert _sizes_agree(s)
     s.close()
 
 
