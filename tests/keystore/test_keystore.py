@@ -186,6 +186,7 @@ def test_poisoning_is_held_alerted_and_reviewable(store_url: str, tmp_path: Path
     assert store.list_keys(kind="harvested")[0].pem.strip() == genuine.strip()
     alert = json.loads((tmp_path / "alerts.log").read_text().splitlines()[0])
     assert "alice@partner.com" in alert["message"]
+    assert store.alerts()[0].kind == "key-change-held" and "alice@partner.com" in store.alerts()[0].message
     store.close()
     assert main(["keys", "--store", store_url, "--json", "pending"]) == 0
     pending = json.loads(capsys.readouterr().out)
@@ -268,6 +269,32 @@ def test_two_processes_harvest_and_look_up_concurrently(store_url: str) -> None:
     assert all(_whole(k, k.name) for k in keys)
     assert len([e for e in s.audit(1000) if e.action == "harvest"]) == 2 * n
     assert _sizes_agree(s)
+    s.close()
+
+
+def _forger(url: str, me: int, forged: str, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+    s = open_keystore(url)
+    actions = [harvest(s, _report(forged, msg=f"<evil{me}-{i}@x>", hours=5)).action for i in range(5)]
+    s.close()
+    out.put(actions)
+
+
+def test_two_processes_receiving_a_forged_key_both_hold_it(store_url: str) -> None:
+    s = open_keystore(store_url)
+    genuine = make_cert(("alice@partner.com",), not_before=NOW - timedelta(days=60))
+    assert harvest(s, _report(genuine)).action == "stored"
+    forged = make_cert(("alice@partner.com",), not_before=NOW - timedelta(hours=1), other_key=True)
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_forger, args=(store_url, k, forged, q)) for k in range(2)]
+    for p in procs:
+        p.start()
+    actions = [a for _ in procs for a in q.get(timeout=120)]
+    for p in procs:
+        p.join(120)
+    assert actions == ["held"] * 10
+    assert s.get("alice@partner.com", kind="harvested").pem.strip() == genuine.strip()
+    assert len(s.pending()) == 10 and len([a for a in s.alerts() if a.kind == "key-change-held"]) == 10
     s.close()
 
 
