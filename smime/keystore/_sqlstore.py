@@ -399,19 +399,26 @@ class SqlKeyStore:
         total = ex("SELECT total FROM harvested_total").fetchone()[0]
         if total <= cap:
             return []
-        evicted = 0
-        rows = ex(
-            "SELECT id, name, fingerprint, size FROM keys WHERE kind = 'harvested' AND pinned = 0"
-            " ORDER BY coalesce(last_used, last_seen), last_seen LIMIT 1000"
-        ).fetchall()
-        for key_id, name, fp, size in rows:
-            if total <= cap:
-                break
-            self._delete_key(ex, key_id)
-            self._audit(ex, at, "harvester", "evict", name, fp, None, detail="size cap")
-            total -= size
-            evicted += 1
-        return [self._alert(ex, at, "size-cap", f"harvested store over its {cap} byte cap: evicted {evicted} least recently used keys")]
+        # Evict down to 1% below the cap, not just below it: finding the least recently used
+        # keys sorts every harvested key, and a full store would otherwise pay that sort (and
+        # raise a size-cap alert) on every single harvest.
+        target, evicted = cap - cap // 100, 0
+        while total > target:
+            rows = ex(
+                "SELECT id, name, fingerprint, size FROM keys WHERE kind = 'harvested' AND pinned = 0"
+                " ORDER BY coalesce(last_used, last_seen), last_seen, id LIMIT 1000"
+            ).fetchall()
+            if not rows:
+                break  # only pinned keys are left: they are never evicted
+            for key_id, name, fp, size in rows:
+                if total <= target:
+                    break
+                self._delete_key(ex, key_id)
+                self._audit(ex, at, "harvester", "evict", name, fp, None, detail="size cap")
+                total -= size
+                evicted += 1
+        return [self._alert(ex, at, "size-cap", f"harvested store over its {cap} byte cap: evicted {evicted} "
+                            f"least recently used keys, now {total} bytes")]  # fmt: skip
 
     def harvested_size(self) -> int:
         return int(self._q("SELECT total FROM harvested_total")[0][0])
