@@ -226,6 +226,21 @@ def test_size_cap_evicts_least_recently_used_unpinned(store: KeyStore) -> None:
     assert _sizes_agree(store) and store.harvested_size() <= policy.size_cap_bytes
 
 
+def test_a_full_store_evicts_below_the_cap_once_not_on_every_harvest(store: KeyStore) -> None:
+    def partner(i: int) -> SignedMessageReport:
+        return _report(make_cert((f"p{i}@d{i}.com",)), f"p{i}@d{i}.com", msg=f"<p{i}>", hours=i / 100)
+
+    for i in range(300):
+        harvest(store, partner(i))
+    policy = HarvestPolicy(size_cap_bytes=store.harvested_size())  # exactly full
+    first = harvest(store, partner(300), policy)
+    assert len(first.alerts) == 1 and store.harvested_size() <= policy.size_cap_bytes * 99 // 100
+    evicted = {e.name for e in store.audit(1000) if e.action == "evict"}
+    assert {"p0@d0.com", "p1@d1.com"} <= evicted and "p299@d299.com" not in evicted  # oldest first
+    assert [harvest(store, partner(i), policy).alerts for i in (301, 302)] == [(), ()]
+    assert _sizes_agree(store)
+
+
 def _whole(key: KeyRecord, address: str) -> bool:
     """A key read back is complete: its PEM parses to its fingerprint and names the address."""
     info = parse_pem(key.pem)
