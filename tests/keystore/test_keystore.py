@@ -96,10 +96,11 @@ def test_malformed_import_changes_nothing_and_names_the_line(store: KeyStore, da
         lines[b + 3] = "A" * 64
         line = b + 1
     store.add_public("existing", make_cert(("e@example.com",)))
+    before = (store.list_keys(), store.audit())
     with pytest.raises(ImportFileError) as err:
         store.import_public(exportfile.parse("\n".join(lines) + "\n"))
     assert err.value.line == line
-    assert [k.name for k in store.list_keys()] == ["existing"]
+    assert (store.list_keys(), store.audit()) == before
 
 
 def test_lookup_prefers_address_then_domain_then_wildcard(store: KeyStore) -> None:
