@@ -3,56 +3,18 @@
 from __future__ import annotations
 
 import base64
-import functools
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
-from keys_util import recipient as _recipient
-from pki import Issued, Pki, issue, make_pki
+from compose_util import CIPHERS, KINDS, MSG, ca, recipient, signer, user
+from pki import issue
 
 from smime import Signer, TrustStore, is_smime, protect, unwrap
-from smime._keys import PrivateKey
 from smime.errors import EncryptionError, SigningError
-
-MSG = (
-    b"From: alice@example.com\r\nTo: bob@example.test\r\nSubject: quarterly figures\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-    b"Revenue is up.\r\nCaf\xc3\xa9 budget unchanged.\r\n"
-)
-CIPHERS = ("aes128-cbc", "aes256-cbc", "aes128-gcm", "aes256-gcm")
-# Signer key kind -> recipient key kind (RSA-3072 and RSA-PSS signers encrypt to RSA).
-KINDS = {"rsa2048": "rsa", "rsa3072": "rsa", "rsa-pss": "rsa", "p256": "p256", "p384": "p384"}
-
-
-def recipient(kind: str, name: str = "bob") -> tuple[PrivateKey, x509.Certificate]:
-    key, cert = _recipient(kind, name)
-    return key, cert  # type: ignore[return-value]
-
-
-@functools.cache
-def _pki() -> Pki:
-    return make_pki()
-
-
-@functools.cache
-def _user(kind: str, email: str = "alice@example.com") -> Issued:  # cached: call positionally
-    pki = _pki()
-    if kind == "rsa3072":
-        key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-        return issue(email, pki.inter, emails=[email], key=key)
-    return pki.user(email, kind={"rsa2048": "rsa", "rsa-pss": "rsa"}.get(kind, kind))
-
-
-def _signer(kind: str) -> Signer:
-    user = _user(kind)
-    return Signer(user.key, user.cert, (_pki().inter.cert,),
-                  rsa_padding="pss" if kind == "rsa-pss" else "pkcs1v15")
 
 
 @pytest.fixture(scope="module")
 def trust() -> TrustStore:
-    return TrustStore((_pki().root.asn1,))
+    return TrustStore((ca().root.asn1,))
 
 
 def _inner_ok(content: bytes) -> None:
@@ -75,13 +37,13 @@ def _check_routing(out: bytes, smime_type: bytes) -> None:
 @pytest.mark.parametrize("form", ["detached", "opaque"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_sign_roundtrip(kind: str, form: str, trust: TrustStore) -> None:
-    out = protect(MSG, mode="sign", signer=_signer(kind), form=form)
+    out = protect(MSG, mode="sign", signer=signer(kind), form=form)
     _check_routing(out, b"multipart/signed" if form == "detached" else b"signed-data")
     assert is_smime(out) == (True, False)
     res = unwrap(out, trust=trust)
     assert (res.signed, res.encrypted, res.verified, res.errors) == (True, False, True, ())
     assert [(layer.kind, layer.form) for layer in res.layers] == [("signed", form)]
-    assert [c.dump() for c in res.signers] == [_user(kind).asn1.dump()]
+    assert [c.dump() for c in res.signers] == [user(kind).asn1.dump()]
     _inner_ok(res.content)
 
 
@@ -108,7 +70,7 @@ def test_encrypt_roundtrip(rkind: str, cipher: str, trust: TrustStore) -> None:
 def test_layered_roundtrip(mode: str, kind: str, cipher: str, form: str,
                            trust: TrustStore) -> None:
     key, cert = recipient(KINDS[kind])
-    out = protect(MSG, mode=mode, signer=_signer(kind), recipients=[cert], cipher=cipher,
+    out = protect(MSG, mode=mode, signer=signer(kind), recipients=[cert], cipher=cipher,
                   form=form)
     assert is_smime(out) == ((True, False) if mode == "triple" else (False, True))
     res = unwrap(out, keys=[(key, cert)], trust=trust)
@@ -132,17 +94,17 @@ def test_cipher_from_capabilities(trust: TrustStore) -> None:
 def test_many_recipients_and_encrypt_to_self(trust: TrustStore) -> None:
     keys = [recipient("rsa"), recipient("p256"), recipient("p384", "carol")]
     # No key usage extension: one certificate for signing and encryption.
-    dual = issue("alice@example.com", _pki().inter, emails=["alice@example.com"], key_usage=None)
-    signer = Signer(dual.key, dual.cert, (_pki().inter.cert,))
-    out = protect(MSG, mode="sign-encrypt", signer=signer, recipients=[c for _, c in keys],
+    dual = issue("alice@example.com", ca().inter, emails=["alice@example.com"], key_usage=None)
+    me = Signer(dual.key, dual.cert, (ca().inter.cert,))
+    out = protect(MSG, mode="sign-encrypt", signer=me, recipients=[c for _, c in keys],
                   encrypt_to_self=True)
-    for pair in [*keys, (signer.key, signer.cert)]:
+    for pair in [*keys, (dual.key, dual.cert)]:
         res = unwrap(out, keys=[pair], trust=trust)
         assert res.verified, res.errors
 
 
-def test_ed25519_signer(trust: TrustStore) -> None:
-    out = protect(MSG, mode="sign", signer=_signer("ed25519"))
+def test_ed25519signer(trust: TrustStore) -> None:
+    out = protect(MSG, mode="sign", signer=signer("ed25519"))
     assert b"micalg=sha-512" in out
     assert unwrap(out, trust=trust).verified
 
@@ -161,7 +123,7 @@ def test_ed25519_signer(trust: TrustStore) -> None:
 def test_missing_parts_are_errors_never_plaintext(kwargs: dict[str, object],
                                                    error: type[Exception]) -> None:
     if kwargs.get("signer") == "S":
-        kwargs["signer"] = _signer("p256")
+        kwargs["signer"] = signer("p256")
     if kwargs.get("recipients") == "R":
         kwargs["recipients"] = [recipient("rsa")[1]]
     with pytest.raises(error):
