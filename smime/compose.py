@@ -45,6 +45,7 @@ _PKCS7 = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _OID_SIGNED = bytes.fromhex("2a864886f70d010702")
 _OID_ENVELOPED = bytes.fromhex("2a864886f70d010703")
 _OID_AUTH_ENVELOPED = bytes.fromhex("2a864886f70d0109100117")
+_MIME_VERSION = re.compile(rb"(?im)^mime-version:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
 DECRYPTION_FAILED: Reason = ("decryption-failed", DecryptionError.MESSAGE)
 
 
@@ -318,6 +319,13 @@ def _unwrap_verify(message: bytes, trust: TrustStore, now: dt.datetime | None,
     return Layer("signed", res.verified, res.reasons, form=res.form, verify=res), res.content
 
 
+def _without_mime_version(entity: bytes) -> bytes:
+    # The outer header block already says MIME-Version once (OpenSSL repeats it inside).
+    head, body = mime.split_entity(entity)
+    head = _MIME_VERSION.sub(b"", head)
+    return head + b"\r\n" + body
+
+
 def _hop_ok(layer: Layer) -> bool:
     # An outer (hop) signature of a triple wrap is the gateway's own identity (RFC 2634 1.1):
     # its address need not match From, everything else must hold.
@@ -389,7 +397,7 @@ def unwrap(
         for layer in signed_layers if layer.ok and layer.verify is not None
         for s in layer.verify.signers if s.verified and s.certificate is not None
     )
-    content = prefix + entity if kind is None else message
+    content = prefix + _without_mime_version(entity) if kind is None else message
     return UnwrapResult(
         tuple(layers),
         encrypted=any(layer.kind == "encrypted" for layer in layers),
