@@ -21,22 +21,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from smime import _cms_signed as cs
+from smime._der import OID_DATA, OID_SIGNED_DATA, content_info
+from smime._der import tlv as _tlv
 from smime.errors import SigningError
 
 # A signing time no real message carries, so its encoding is unique inside the template.
 _TEMPLATE_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 _CACHE_SIZE = 32
-
-
-def _len(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(raw)]) + raw
-
-
-def _tlv(tag: int, value: bytes) -> bytes:
-    return bytes([tag]) + _len(len(value)) + value
 
 
 def _utc(when: dt.datetime) -> bytes:
@@ -152,10 +143,9 @@ def sign_fast(
     signature = _sign(key, signed_attrs, t)
     signer_info = _tlv(0x30, t.si_head + b"\xa0" + signed_attrs[1:] + t.si_sig_alg
                        + _tlv(0x04, signature) + t.si_tail)
-    econtent = _tlv(0x06, bytes.fromhex("2a864886f70d010701"))  # id-data
+    econtent = OID_DATA
     if not detached:
         econtent += _tlv(0xA0, _tlv(0x04, content))
     signed_data = _tlv(0x30, t.sd_head + _tlv(0x30, econtent) + t.sd_certs
                        + _tlv(0x31, signer_info))
-    return _tlv(0x30, _tlv(0x06, bytes.fromhex("2a864886f70d010702"))
-                + _tlv(0xA0, signed_data))
+    return content_info(OID_SIGNED_DATA, signed_data)
