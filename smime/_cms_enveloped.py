@@ -33,6 +33,13 @@ MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 CBC_CIPHERS = {"aes128-cbc": ("aes128_cbc", 16), "aes256-cbc": ("aes256_cbc", 32)}
 GCM_CIPHERS = {"aes128-gcm": ("aes128_gcm", 16), "aes256-gcm": ("aes256_gcm", 32)}
 CIPHERS = (*CBC_CIPHERS, *GCM_CIPHERS)
+# Content-encryption algorithm OIDs as DER (tag, length, value), for `build`.
+_CONTENT_OIDS = {
+    "aes128_cbc": bytes.fromhex("0609608648016503040102"),
+    "aes256_cbc": bytes.fromhex("060960864801650304012a"),
+    "aes128_gcm": bytes.fromhex("0609608648016503040106"),
+    "aes256_gcm": bytes.fromhex("060960864801650304012e"),
+}
 
 # Content-encryption OIDs we decrypt: name -> (cipher name for results, key length, kind).
 _DECRYPT_ALGS: dict[str, tuple[str, int, str]] = {
@@ -144,14 +151,14 @@ def build(
         padded = padder.update(content) + padder.finalize()
         enc = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
         ciphertext = enc.update(padded) + enc.finalize()
-        alg = cms.EncryptionAlgorithm({"algorithm": alg_name, "parameters": iv}).dump()
+        alg = tlv(0x30, _CONTENT_OIDS[alg_name] + tlv(0x04, iv))
         eci = tlv(0x30, OID_DATA + alg + tlv(0x80, ciphertext))
         version = b"\x02\x01\x02" if has_kari else b"\x02\x01\x00"
         return content_info(OID_ENVELOPED_DATA, tlv(0x30, version + infos_der + eci))
     nonce = os.urandom(12)
     sealed = AESGCM(cek).encrypt(nonce, content, None)
-    params = GCMParameters({"aes_nonce": nonce, "aes_icvlen": 16})
-    alg = cms.EncryptionAlgorithm({"algorithm": alg_name, "parameters": params}).dump()
+    # GCMParameters ::= SEQUENCE { aes-nonce OCTET STRING, aes-ICVlen INTEGER 16 }
+    alg = tlv(0x30, _CONTENT_OIDS[alg_name] + tlv(0x30, tlv(0x04, nonce) + b"\x02\x01\x10"))
     eci = tlv(0x30, OID_DATA + alg + tlv(0x80, sealed[:-16]))
     mac = tlv(0x04, sealed[-16:])
     return content_info(OID_AUTH_ENVELOPED_DATA,

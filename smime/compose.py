@@ -13,6 +13,7 @@ import binascii
 import datetime as dt
 import email.parser
 import email.policy
+import functools
 import re
 from collections.abc import Sequence
 from enum import StrEnum
@@ -64,6 +65,12 @@ class Form(StrEnum):
 def _asn1(cert: AnyCert) -> ax509.Certificate:
     if isinstance(cert, ax509.Certificate):
         return cert
+    return _asn1_of(cert)
+
+
+@functools.lru_cache(maxsize=256)
+def _asn1_of(cert: x509.Certificate) -> ax509.Certificate:
+    # Per signer, not per message (bench/smime.py).
     return ax509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
 
 
@@ -123,7 +130,7 @@ def _encrypt_layer(
     capabilities: Sequence[Sequence[str]] | None,
 ) -> bytes:
     chosen = choose_cipher(capabilities, cipher)
-    der = encrypt_content(mime.to_crlf(entity), recipients, cipher=chosen)
+    der = encrypt_content(entity, recipients, cipher=chosen)  # entity is CRLF already
     smime_type = "authEnveloped-data" if chosen in GCM_CIPHERS else "enveloped-data"
     return _entity(
         [

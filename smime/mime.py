@@ -22,6 +22,9 @@ _TRAILING_SPACE = re.compile(rb"[ \t](?:\r\n|\Z)")
 
 
 def to_crlf(data: bytes) -> bytes:
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") == crlf and data.count(b"\r") == crlf:
+        return data  # already canonical: three C-level counts instead of a regex rewrite
     return _LINE.sub(b"\r\n", data)
 
 
