@@ -105,6 +105,26 @@ def _openssl_rate(tmp: Path, key: Key, cert: x509.Certificate, msg: bytes, runs:
     return runs / (time.perf_counter() - start)
 
 
+def _operations(msg: bytes, signer: Signer, pair: list[tuple[Key, x509.Certificate]],
+                trust: TrustStore, bare_sign: float, bare_dec: float, kind: str, dec_name: str
+                ) -> list[tuple[str, Callable[[], object], str]]:
+    """(name, operation, bare-rate label) for one message size and identity."""
+    cert = pair[0][1]
+    signed = protect(msg, mode="sign", signer=signer)
+    encrypted = protect(msg, mode="encrypt", recipients=[cert])
+    return [
+        ("sign", lambda: protect(msg, mode="sign", signer=signer),
+         f"{kind} sign {bare_sign:,.0f}"),
+        ("verify", lambda: unwrap(signed, trust=trust), ""),
+        ("encrypt", lambda: protect(msg, mode="encrypt", recipients=[cert]), ""),
+        ("decrypt", lambda: unwrap(encrypted, keys=pair, trust=trust),
+         f"{dec_name} {bare_dec:,.0f}"),
+        ("sign+encrypt",
+         lambda: protect(msg, mode="sign-encrypt", signer=signer, recipients=[cert]),
+         f"{kind} sign {bare_sign:,.0f}"),
+    ]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=0.3, help="time per measurement")
@@ -129,19 +149,7 @@ def main() -> int:
         pair = [(key, cert)]
         for size_name, size in SIZES:
             msg = _message(size)
-            signed = protect(msg, mode="sign", signer=signer)
-            encrypted = protect(msg, mode="encrypt", recipients=[cert])
-            ops: list[tuple[str, Callable[[], object], str]] = [
-                ("sign", lambda m=msg: protect(m, mode="sign", signer=signer),
-                 f"{kind} sign {bare_sign:,.0f}"),
-                ("verify", lambda s=signed: unwrap(s, trust=trust), ""),
-                ("encrypt", lambda m=msg: protect(m, mode="encrypt", recipients=[cert]), ""),
-                ("decrypt", lambda e=encrypted: unwrap(e, keys=pair, trust=trust),
-                 f"{dec_name} {bare_dec:,.0f}"),
-                ("sign+encrypt", lambda m=msg: protect(m, mode="sign-encrypt", signer=signer,
-                                                       recipients=[cert]),
-                 f"{kind} sign {bare_sign:,.0f}"),
-            ]
+            ops = _operations(msg, signer, pair, trust, bare_sign, bare_dec, kind, dec_name)
             for name, fn, bare in ops:
                 rate = _rate(fn, args.seconds)
                 results[(kind, size_name, name)] = rate
