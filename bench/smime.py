@@ -66,15 +66,21 @@ def _message(size: int) -> bytes:
     return head + (line * (size // len(line) + 1))[:size]
 
 
-def _rate(fn: Callable[[], object], seconds: float) -> float:
-    fn()  # warm caches (imports, first-use setup)
-    n, start = 0, time.perf_counter()
-    while True:
-        fn()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and n >= 3:
-            return n / elapsed
+def _rate(fn: Callable[[], object], seconds: float, windows: int = 3) -> float:
+    """Best rate over a few short windows: on a shared machine the best window is the one
+    least disturbed by other processes, for our code and the bare operation alike."""
+    fn()  # warm caches (imports, per-signer templates)
+    best = 0.0
+    for _ in range(windows):
+        n, start = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds / windows and n >= 2:
+                best = max(best, n / elapsed)
+                break
+    return best
 
 
 def _bare(kind: str, key: Key, seconds: float) -> tuple[float, float]:
@@ -156,13 +162,22 @@ def main() -> int:
                 ref = bare_sign if "sign" in name else bare_dec if name == "decrypt" else None
                 share = f" ({rate / ref:.0%})" if ref and bare else ""
                 print(f"{kind:<9}{size_name:<8}{name:<14}{rate:>10,.1f}   {bare}{share}")
-        results[(kind, "bare", "sign")] = bare_sign
 
     print()
-    bare = results[("RSA-2048", "bare", "sign")]
-    sign = results[("RSA-2048", "4 KB", "sign")]
-    both = results[("RSA-2048", "4 KB", "sign+encrypt")]
+    # The targets compare rates measured side by side, interleaved, best window of each.
+    key, cert = identities["RSA-2048"]
+    signer, msg = Signer(key, cert), _message(4096)
+    data = b"x" * 32
+    bare = sign = both = 0.0
+    for _ in range(5):
+        bare = max(bare, _rate(lambda: key.sign(data, padding.PKCS1v15(), hashes.SHA256()),
+                               args.seconds, 1))
+        sign = max(sign, _rate(lambda: protect(msg, mode="sign", signer=signer),
+                               args.seconds, 1))
+        both = max(both, _rate(lambda: protect(msg, mode="sign-encrypt", signer=signer,
+                                               recipients=[cert]), args.seconds, 1))
     verdict = {True: "PASS", False: "MISS"}
+    print(f"targets (RSA-2048, 4 KB, interleaved best of 5): bare sign {bare:,.1f}/s")
     print(f"target sign >= 50% of bare RSA-2048 sign: {sign:,.1f} / {bare:,.1f} = "
           f"{sign / bare:.0%}  {verdict[sign >= 0.5 * bare]}")
     print(f"target sign+encrypt >= 40% of bare RSA-2048 sign: {both:,.1f} / {bare:,.1f} = "
@@ -170,7 +185,6 @@ def main() -> int:
     if shutil.which("openssl") is None:
         print("target >= 20x openssl cms -sign per message: SKIPPED (openssl not installed)")
     else:
-        key, cert = identities["RSA-2048"]
         with tempfile.TemporaryDirectory() as tmp:
             ossl = _openssl_rate(Path(tmp), key, cert, _message(4096), args.openssl_runs)
         print(f"openssl cms -sign, one process per 4 KB message ({args.openssl_runs} runs): "
