@@ -42,6 +42,7 @@ AnyCert: TypeAlias = x509.Certificate | ax509.Certificate
 
 _MICALG = {"sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}
 _PKCS7 = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_P7S = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 # DER of the ContentInfo content-type OIDs, for sniffing pkcs7-mime without smime-type.
 _OID_SIGNED = bytes.fromhex("2a864886f70d010702")
 _OID_ENVELOPED = bytes.fromhex("2a864886f70d010703")
@@ -219,14 +220,14 @@ class UnwrapResult:
     errors: tuple[Reason, ...]
 
 
-def _content_type(head: bytes) -> tuple[str, str | None]:
-    """(media type, smime-type parameter) of a header block."""
+def _content_type(head: bytes, param: str = "smime-type") -> tuple[str, str | None]:
+    """(media type, lower-cased `param` parameter) of a header block."""
     hdrs = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
         head + b"\r\n"
     )
     if hdrs.get("content-type") is None:
         return "text/plain", None
-    st = hdrs.get_param("smime-type")
+    st = hdrs.get_param(param)
     return hdrs.get_content_type(), st.lower() if isinstance(st, str) else None
 
 
@@ -260,7 +261,9 @@ def _layer_kind(entity: bytes) -> str | None:
     head, body = mime.split_entity(entity)
     ctype, st = _content_type(head)
     if ctype == "multipart/signed":
-        return "signed"
+        # PGP/MIME (protocol application/pgp-signature) is not ours to judge.
+        protocol = _content_type(head, "protocol")[1]
+        return "signed" if protocol in (None, *_P7S) else None
     if ctype not in _PKCS7:
         return None
     # The DER decides, not the label: a lying smime-type must not make plaintext "signed".
@@ -393,8 +396,10 @@ def unwrap(
         if layers[-1].authenticated is False:
             errors.append(("unauthenticated-encryption", "decrypted CBC content with no "
                            "signature inside: integrity is not protected"))
-    if finished and _nested_smime(entity):
-        errors.append(("partially-signed", "the innermost content nests a signed or "
+    if finished and layers[-1].kind == "encrypted" and _nested_smime(entity):
+        # Under a signature, nested parts (a forwarded signed message) are covered by it;
+        # straight under an envelope, unsigned siblings wrap them (MIME wrapping, EFAIL).
+        errors.append(("partially-signed", "the decrypted content nests a signed or "
                        "encrypted part inside unprotected content"))
     signed_layers = [layer for layer in layers if layer.kind == "signed"]
     verified = (

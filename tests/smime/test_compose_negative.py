@@ -9,7 +9,7 @@ import pytest
 from compose_util import MSG, ca, recipient, signer, user
 from pki import issue
 
-from smime import Signer, TrustStore, protect, unwrap
+from smime import Signer, TrustStore, is_smime, protect, unwrap
 from smime.envelope import encrypt_content
 from smime.errors import DecryptionError
 
@@ -186,3 +186,29 @@ def test_malformed_signature_is_clean(trust: TrustStore) -> None:
     head, _ = _head_body(out)
     res = unwrap(head + b"\r\n\r\nMIIBAAAA\r\n", trust=trust)
     assert res.signed and not res.verified and res.errors
+
+
+def test_signed_message_forwarding_a_signed_message_is_verified(trust: TrustStore) -> None:
+    """A signature over a multipart that attaches another signed message covers all of it."""
+    inner = protect(MSG, mode="sign", signer=signer("p256"))
+    part = inner[inner.index(b"Content-Type: multipart/signed"):]
+    body = (
+        b'From: alice@example.com\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nSee the attached.\r\n--b1\r\n" + part
+        + b"\r\n--b1--\r\n"
+    )
+    res = unwrap(protect(body, mode="sign", signer=signer("p256")), trust=trust)
+    assert res.verified, res.errors
+
+
+def test_pgp_mime_is_not_smime(trust: TrustStore) -> None:
+    msg = (
+        b"From: alice@example.com\r\nContent-Type: multipart/signed; "
+        b'protocol="application/pgp-signature"; micalg=pgp-sha256; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\n"
+        b"Content-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\n"
+        b"--b--\r\n"
+    )
+    assert is_smime(msg) == (False, False)
+    res = unwrap(msg, trust=trust)
+    assert (res.layers, res.signed, res.content) == ((), False, msg)
