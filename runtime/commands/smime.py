@@ -77,6 +77,8 @@ def _trust(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = ("exit status: 0 done / verified; 1 not verified, not decrypted or a "
+                     "malformed message; 2 usage error (options, unreadable key or trust files)")
     sub = parser.add_subparsers(dest="smime_command", metavar="ACTION", required=True)
     sign = sub.add_parser("sign", help="sign a message (detached by default)")
     _input(sign)
