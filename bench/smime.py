@@ -98,6 +98,7 @@ def _bare(kind: str, key: Key, seconds: float) -> tuple[float, float]:
 
 
 def _openssl_rate(tmp: Path, key: Key, cert: x509.Certificate, msg: bytes, runs: int) -> float:
+    """`openssl cms -sign` once per message; best of 5 windows, like our own rates."""
     (tmp / "k.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
@@ -105,10 +106,15 @@ def _openssl_rate(tmp: Path, key: Key, cert: x509.Certificate, msg: bytes, runs:
     (tmp / "m.eml").write_bytes(msg)
     cmd = ["openssl", "cms", "-sign", "-in", str(tmp / "m.eml"), "-signer", str(tmp / "c.pem"),
            "-inkey", str(tmp / "k.pem"), "-md", "sha256", "-out", str(tmp / "o.eml")]
-    start = time.perf_counter()
-    for _ in range(runs):
-        subprocess.run(cmd, check=True, capture_output=True, timeout=60)
-    return runs / (time.perf_counter() - start)
+    windows = 5
+    per_window = max(1, runs // windows)
+    best = 0.0
+    for _ in range(windows):
+        start = time.perf_counter()
+        for _ in range(per_window):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+        best = max(best, per_window / (time.perf_counter() - start))
+    return best
 
 
 def _operations(msg: bytes, signer: Signer, pair: list[tuple[Key, x509.Certificate]],
@@ -185,12 +191,16 @@ def main() -> int:
     if shutil.which("openssl") is None:
         print("target >= 20x openssl cms -sign per message: SKIPPED (openssl not installed)")
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            ossl = _openssl_rate(Path(tmp), key, cert, _message(4096), args.openssl_runs)
-        print(f"openssl cms -sign, one process per 4 KB message ({args.openssl_runs} runs): "
-              f"{ossl:,.1f} msg/s")
-        print(f"target >= 20x openssl per message: {sign:,.1f} / {ossl:,.1f} = "
-              f"{sign / ossl:.1f}x  {verdict[sign >= 20 * ossl]}")
+        ours = {"RSA-2048": sign, "P-256": results[("P-256", "4 KB", "sign")]}
+        for kind, (key, cert) in identities.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                ossl = _openssl_rate(Path(tmp), key, cert, _message(4096), args.openssl_runs)
+            print(f"openssl cms -sign {kind}, one process per 4 KB message "
+                  f"({args.openssl_runs} runs, best of 5 windows): {ossl:,.1f} msg/s")
+            print(f"target >= 20x openssl per message ({kind}): {ours[kind]:,.1f} / "
+                  f"{ossl:,.1f} = {ours[kind] / ossl:.1f}x  {verdict[ours[kind] >= 20 * ossl]}")
+        print(f"(bound for RSA-2048: bare sign {bare:,.1f}/s / 20 = {bare / 20:,.1f} msg/s; an "
+              "openssl process faster than that cannot be beaten 20x by any RSA-2048 signer)")
     print(f"(total {time.perf_counter() - t0:.1f} s)")
     return 0
 
