@@ -17,8 +17,6 @@ import attrs
 from smime.errors import MalformedError
 
 _LINE = re.compile(rb"\r\n|\r|\n")
-_EIGHT_BIT = re.compile(rb"[\x00\x80-\xff]")
-_TRAILING_SPACE = re.compile(rb"[ \t](?:\r\n|\Z)")
 
 
 def to_crlf(data: bytes) -> bytes:
@@ -60,8 +58,9 @@ def _unsafe(body: bytes) -> bool:
 
     C-level scans only: a Python loop per byte cost more than the signature (bench/smime.py).
     """
-    return bool(
-        _EIGHT_BIT.search(body) or _TRAILING_SPACE.search(body)
+    return (
+        not body.isascii() or b"\x00" in body
+        or b" \r\n" in body or b"\t\r\n" in body or body.endswith((b" ", b"\t"))
         or body.startswith(b"From ") or b"\nFrom " in body
         or max(map(len, body.split(b"\r\n"))) > 76
     )
