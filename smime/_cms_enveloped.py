@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from smime._cms_recipients import recipient_info, recover_cek
+from smime._der import OID_AUTH_ENVELOPED_DATA, OID_DATA, OID_ENVELOPED_DATA, content_info, tlv
 from smime._keys import PrivateKey
 from smime.errors import DecryptionError, EncryptionError, MalformedError
 
@@ -32,6 +33,13 @@ MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
 CBC_CIPHERS = {"aes128-cbc": ("aes128_cbc", 16), "aes256-cbc": ("aes256_cbc", 32)}
 GCM_CIPHERS = {"aes128-gcm": ("aes128_gcm", 16), "aes256-gcm": ("aes256_gcm", 32)}
 CIPHERS = (*CBC_CIPHERS, *GCM_CIPHERS)
+# Content-encryption algorithm OIDs as DER (tag, length, value), for `build`.
+_CONTENT_OIDS = {
+    "aes128_cbc": bytes.fromhex("0609608648016503040102"),
+    "aes256_cbc": bytes.fromhex("060960864801650304012a"),
+    "aes128_gcm": bytes.fromhex("0609608648016503040106"),
+    "aes256_gcm": bytes.fromhex("060960864801650304012e"),
+}
 
 # Content-encryption OIDs we decrypt: name -> (cipher name for results, key length, kind).
 _DECRYPT_ALGS: dict[str, tuple[str, int, str]] = {
@@ -134,39 +142,27 @@ def build(
     cek = os.urandom(key_len)
     infos = [recipient_info(cert, cek, rsa_padding) for cert in recipients]
     has_kari = any(info.name == "kari" for info in infos)
+    # The envelope around the recipient infos is written directly: building it as an asn1crypto
+    # tree copied the ciphertext and re-encoded every RecipientInfo (bench/smime.py).
+    infos_der = tlv(0x31, b"".join(info.dump() for info in infos))
     if cipher in CBC_CIPHERS:
         iv = os.urandom(16)
         padder = padding.PKCS7(128).padder()
         padded = padder.update(content) + padder.finalize()
         enc = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
         ciphertext = enc.update(padded) + enc.finalize()
-        eci = cms.EncryptedContentInfo(
-            {
-                "content_type": "data",
-                "content_encryption_algorithm": {"algorithm": alg_name, "parameters": iv},
-                "encrypted_content": ciphertext,
-            }
-        )
-        env = cms.EnvelopedData(
-            {"version": "v2" if has_kari else "v0", "recipient_infos": infos,
-             "encrypted_content_info": eci}
-        )
-        return cms.ContentInfo({"content_type": "enveloped_data", "content": env}).dump()
+        alg = tlv(0x30, _CONTENT_OIDS[alg_name] + tlv(0x04, iv))
+        eci = tlv(0x30, OID_DATA + alg + tlv(0x80, ciphertext))
+        version = b"\x02\x01\x02" if has_kari else b"\x02\x01\x00"
+        return content_info(OID_ENVELOPED_DATA, tlv(0x30, version + infos_der + eci))
     nonce = os.urandom(12)
     sealed = AESGCM(cek).encrypt(nonce, content, None)
-    params = GCMParameters({"aes_nonce": nonce, "aes_icvlen": 16})
-    eci = cms.EncryptedContentInfo(
-        {
-            "content_type": "data",
-            "content_encryption_algorithm": {"algorithm": alg_name, "parameters": params},
-            "encrypted_content": sealed[:-16],
-        }
-    )
-    auth = cms.AuthEnvelopedData(
-        {"version": "v0", "recipient_infos": infos, "auth_encrypted_content_info": eci,
-         "mac": sealed[-16:]}
-    )
-    return cms.ContentInfo({"content_type": "authenticated_enveloped_data", "content": auth}).dump()
+    # GCMParameters ::= SEQUENCE { aes-nonce OCTET STRING, aes-ICVlen INTEGER 16 }
+    alg = tlv(0x30, _CONTENT_OIDS[alg_name] + tlv(0x30, tlv(0x04, nonce) + b"\x02\x01\x10"))
+    eci = tlv(0x30, OID_DATA + alg + tlv(0x80, sealed[:-16]))
+    mac = tlv(0x04, sealed[-16:])
+    return content_info(OID_AUTH_ENVELOPED_DATA,
+                        tlv(0x30, b"\x02\x01\x00" + infos_der + eci + mac))
 
 
 # ---------------------------------------------------------------------------------- open

@@ -7,6 +7,7 @@ wrap. Recipient identifiers: issuerAndSerialNumber and subjectKeyIdentifier.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from asn1crypto import algos, cms, core, keys
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 
+from smime._der import tlv
 from smime._keys import PrivateKey, key_matches_certificate
 from smime.errors import DecryptionError, EncryptionError
 
@@ -61,6 +63,12 @@ def _issuer_serial(cert: x509.Certificate) -> cms.IssuerAndSerialNumber:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _issuer_serial_der(cert: x509.Certificate) -> bytes:
+    # Per recipient certificate, not per message: building it re-encodes the issuer name.
+    return _issuer_serial(cert).dump()
+
+
 def _usable_for_encryption(cert: x509.Certificate, bit: str) -> None:
     """RFC 8550 4.4.2: a keyUsage, if present, must allow key management for this key type."""
     try:
@@ -86,18 +94,16 @@ def recipient_info(cert: x509.Certificate, cek: bytes, rsa_padding: str) -> cms.
                 f"{MIN_RSA_BITS}..{MAX_RSA_BITS} bits (RFC 8551 4); ask for a current certificate"
             )
         if rsa_padding == "oaep":
-            alg = cms.KeyEncryptionAlgorithm(
-                {"algorithm": "rsaes_oaep", "parameters": _oaep_params()}
-            )
+            alg = _OAEP_ALG_DER
             encrypted = public.encrypt(cek, _oaep())
         else:
-            alg = cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_pkcs1v15"})
+            alg = _PKCS1_ALG_DER
             encrypted = public.encrypt(cek, asym_padding.PKCS1v15())
-        ktri = cms.KeyTransRecipientInfo(
-            {"version": "v0", "rid": {"issuer_and_serial_number": _issuer_serial(cert)},
-             "key_encryption_algorithm": alg, "encrypted_key": encrypted}
+        # KeyTransRecipientInfo ::= SEQUENCE { version 0, rid, algorithm, encryptedKey },
+        # written directly (the asn1crypto tree cost more than the RSA operation).
+        return cms.RecipientInfo.load(
+            tlv(0x30, b"\x02\x01\x00" + _issuer_serial_der(cert) + alg + tlv(0x04, encrypted))
         )
-        return cms.RecipientInfo({"ktri": ktri})
     if isinstance(public, ec.EllipticCurvePublicKey):
         _usable_for_encryption(cert, "key_agreement")
         return _ecdhrecipient_info(cert, public, cek)
@@ -105,6 +111,9 @@ def recipient_info(cert: x509.Certificate, cek: bytes, rsa_padding: str) -> cms.
         f"recipient {cert.subject.rfc4514_string()}: key type {type(public).__name__} cannot "
         "receive mail; use an RSA or EC (P-256/P-384) encryption certificate"
     )
+
+
+_PKCS1_ALG_DER = cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_pkcs1v15"}).dump()
 
 
 def _oaep() -> asym_padding.OAEP:
@@ -118,6 +127,11 @@ def _oaep_params() -> algos.RSAESOAEPParams:
             "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": {"algorithm": "sha256"}},
         }
     )
+
+
+_OAEP_ALG_DER = cms.KeyEncryptionAlgorithm(
+    {"algorithm": "rsaes_oaep", "parameters": _oaep_params()}
+).dump()
 
 
 def _ecdhrecipient_info(
