@@ -16,18 +16,20 @@ import attrs
 from asn1crypto import algos, cms, core, x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
 
 from smime.errors import MalformedError, SigningError, UnsupportedError
+from smime.policy import DEFAULT_POLICY, VerifyPolicy
 
 # Nesting deeper than this is never produced by a real CMS object; refusing early keeps the
 # parser iterative-bounded and far from Python's recursion limit.
 MAX_DEPTH = 64
 INDEF = -1
-_NEEDED_ATTRS = {"content_type", "message_digest", "signing_time", "smime_capabilities"}
+_NEEDED_ATTRS = {
+    "content_type", "message_digest", "signing_time", "smime_capabilities",
+    "cms_algorithm_protection",
+}
 SIGNING_DIGESTS = ("sha256", "sha384", "sha512")
-# SHA-1 is tolerated on verify only (legacy mail) and flagged by the caller; MD5 never.
-VERIFY_DIGESTS = (*SIGNING_DIGESTS, "sha1")
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
     "sha256": hashes.SHA256,
@@ -110,8 +112,17 @@ class ParsedSigned:
     crls: tuple[bytes, ...]
 
 
-def parse_signed(der: bytes) -> ParsedSigned:
-    """Parse a ContentInfo holding SignedData; all structural errors become MalformedError."""
+def _cap(what: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise MalformedError(f"CMS: {count} {what} exceed the limit of {limit}")
+
+
+def parse_signed(der: bytes, policy: VerifyPolicy = DEFAULT_POLICY) -> ParsedSigned:
+    """Parse a ContentInfo holding SignedData; all structural errors become MalformedError.
+
+    The counts of signers, certificates, CRLs and attributes are capped before any of them is
+    parsed or checked (smime.md 9.2 resource exhaustion: each costs a public-key operation).
+    """
     check_der(der)
     try:
         info = cms.ContentInfo.load(der, strict=True)
@@ -123,6 +134,17 @@ def parse_signed(der: bytes) -> ParsedSigned:
                 f"CMS: content type {info['content_type'].native} is not signed-data"
             )
         sd = info["content"]
+        _cap("signers", len(sd["signer_infos"]), policy.max_signers)
+        for field, what, limit in (
+            ("certificates", "certificates", policy.max_certificates),
+            ("crls", "CRLs", policy.max_crls),
+        ):
+            if not isinstance(sd[field], core.Void):
+                _cap(what, len(sd[field]), limit)
+        for si in sd["signer_infos"]:
+            for field in ("signed_attrs", "unsigned_attrs"):
+                if not isinstance(si[field], core.Void):
+                    _cap(f"{field.replace('_', ' ')}", len(si[field]), policy.max_attributes)
         encap = sd["encap_content_info"]["content"]
         _ = sd["digest_algorithms"].native, sd["encap_content_info"]["content_type"].native
         # .native joins the chunks of a BER constructed OCTET STRING.
@@ -217,40 +239,32 @@ def build_signed(
             )],
         },
     ]
+    h = _HASHES[digest_name]()
+    sig_params = _signature_params(key, digest_name, rsa_padding)
+    # RFC 6211: bind the digest and signature algorithms into the signed attributes, so an
+    # attacker cannot re-label the signature (e.g. PSS <-> v1.5) without breaking it.
+    attrs_list.append({
+        "type": "cms_algorithm_protection",
+        "values": [cms.CMSAlgorithmProtection({
+            "digest_algorithm": {"algorithm": digest_name},
+            "signature_algorithm": sig_params,
+        })],
+    })
     try:
         signed_attrs = cms.CMSAttributes(attrs_list)
     except (ValueError, TypeError) as exc:
         raise SigningError(f"unknown S/MIME capability in {list(capabilities)} ({exc})") from None
     to_sign = signed_attrs.dump()
-    h = _HASHES[digest_name]()
-    sig_params: dict[str, object]
     if isinstance(key, rsa.RSAPrivateKey):
-        if rsa_padding == "pss":
-            salt = h.digest_size
-            signature = key.sign(to_sign, padding.PSS(padding.MGF1(h), salt), h)
-            sig_params = {
-                "algorithm": "rsassa_pss",
-                "parameters": algos.RSASSAPSSParams({
-                    "hash_algorithm": {"algorithm": digest_name},
-                    "mask_gen_algorithm": {
-                        "algorithm": "mgf1", "parameters": {"algorithm": digest_name},
-                    },
-                    "salt_length": salt,
-                }),
-            }
-        elif rsa_padding == "pkcs1v15":
-            signature = key.sign(to_sign, padding.PKCS1v15(), h)
-            sig_params = {"algorithm": "rsassa_pkcs1v15"}
-        else:
-            raise SigningError(f"rsa_padding must be 'pkcs1v15' or 'pss', not {rsa_padding!r}")
+        pad: padding.AsymmetricPadding = (
+            padding.PSS(padding.MGF1(h), h.digest_size) if rsa_padding == "pss"
+            else padding.PKCS1v15()
+        )
+        signature = key.sign(to_sign, pad, h)
     elif isinstance(key, ec.EllipticCurvePrivateKey):
         signature = key.sign(to_sign, ec.ECDSA(h))
-        sig_params = {"algorithm": f"{digest_name}_ecdsa"}
-    elif isinstance(key, ed25519.Ed25519PrivateKey):
-        signature = key.sign(to_sign)
-        sig_params = {"algorithm": "ed25519"}
     else:
-        raise SigningError(f"unsupported signing key type {type(key).__name__}")
+        signature = key.sign(to_sign)
     pub = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -283,35 +297,125 @@ def build_signed(
     return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
 
 
+def _signature_params(key: PrivateKey, digest_name: str, rsa_padding: str) -> dict[str, object]:
+    """The SignerInfo signatureAlgorithm for `key`; refuses key types we never sign with."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        if rsa_padding == "pss":
+            return {
+                "algorithm": "rsassa_pss",
+                "parameters": algos.RSASSAPSSParams({
+                    "hash_algorithm": {"algorithm": digest_name},
+                    "mask_gen_algorithm": {
+                        "algorithm": "mgf1", "parameters": {"algorithm": digest_name},
+                    },
+                    "salt_length": _HASHES[digest_name].digest_size,
+                }),
+            }
+        if rsa_padding == "pkcs1v15":
+            return {"algorithm": "rsassa_pkcs1v15"}
+        raise SigningError(f"rsa_padding must be 'pkcs1v15' or 'pss', not {rsa_padding!r}")
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return {"algorithm": f"{digest_name}_ecdsa"}
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return {"algorithm": "ed25519"}
+    raise SigningError(f"unsupported signing key type {type(key).__name__}")
+
+
 def check_signature(
-    si: cms.SignerInfo, cert: x509.Certificate, content: bytes
+    si: cms.SignerInfo,
+    cert: x509.Certificate,
+    content: bytes,
+    policy: VerifyPolicy = DEFAULT_POLICY,
 ) -> tuple[str, str] | None:
     """Check one SignerInfo against its certificate; return (code, text) on failure."""
     digest_name = si["digest_algorithm"]["algorithm"].native
-    if digest_name not in VERIFY_DIGESTS:
-        return ("weak-digest", f"digest algorithm {digest_name} is refused")
+    if digest_name not in policy.digests:
+        hint = " (accepted only with the legacy policy)" if digest_name == "sha1" else ""
+        return ("weak-digest", f"digest algorithm {digest_name} is refused{hint}")
     attrs_v = si["signed_attrs"]
     if not has_signed_attrs(si):
         # RFC 5652 5.4: without signed attributes the signature covers the content itself.
-        return _check_raw(si, cert, content, content, digest_name)
+        return _check_raw(si, cert, content, digest_name, policy)
     found = needed_attrs(si)
     types = [a["type"].native for a in attrs_v]
     for once in ("content_type", "message_digest"):
         if types.count(once) != 1 or len(found[once]) != 1:
             return ("bad-attributes", f"{once} must occur exactly once with one value")
-    for at_most in ("smime_capabilities", "encrypt_key_pref"):
+    for at_most in ("smime_capabilities", "encrypt_key_pref", "cms_algorithm_protection",
+                    "signing_time"):
         if types.count(at_most) > 1:
             return ("bad-attributes", f"{at_most} occurs more than once")
     if found["content_type"][0].native != "data":
         return ("content-type-mismatch", "contentType attribute does not say id-data")
     if not hmac.compare_digest(found["message_digest"][0].native, digest(digest_name, content)):
         return ("bad-digest", "the content does not match the signed message digest")
+    if "cms_algorithm_protection" in found:
+        bad = _check_protection(si, found["cms_algorithm_protection"])
+        if bad:
+            return bad
     data = b"\x31" + attrs_v.dump()[1:]  # signature covers the attributes as a SET OF
-    return _check_raw(si, cert, data, content, digest_name)
+    return _check_raw(si, cert, data, digest_name, policy)
+
+
+def _algo_key(algo: core.Sequence) -> tuple[str, object]:
+    # An absent parameters field and an explicit NULL mean the same thing (RFC 4055 2.1).
+    params = algo["parameters"]
+    return algo["algorithm"].dotted, None if isinstance(params, (core.Void, core.Null)) else (
+        params.dump()
+    )
+
+
+def _check_protection(
+    si: cms.SignerInfo, values: cms.SetOfAny
+) -> tuple[str, str] | None:
+    """RFC 6211: the protected algorithms must equal the SignerInfo's own."""
+    try:
+        if len(values) != 1:
+            return ("bad-attributes", "CMSAlgorithmProtection must have exactly one value")
+        prot = values[0]
+        if not isinstance(prot["mac_algorithm"], core.Void):
+            return ("algorithm-protection-mismatch", "CMSAlgorithmProtection names a MAC")
+        if _algo_key(prot["digest_algorithm"]) != _algo_key(si["digest_algorithm"]):
+            return ("algorithm-protection-mismatch",
+                    "digest algorithm differs from the CMSAlgorithmProtection attribute")
+        if isinstance(prot["signature_algorithm"], core.Void) or _algo_key(
+            prot["signature_algorithm"]
+        ) != _algo_key(si["signature_algorithm"]):
+            return ("algorithm-protection-mismatch",
+                    "signature algorithm differs from the CMSAlgorithmProtection attribute")
+    except (ValueError, TypeError, KeyError) as exc:
+        return ("bad-attributes", f"CMSAlgorithmProtection is malformed ({exc})")
+    return None
+
+
+def key_reason(cert: x509.Certificate, policy: VerifyPolicy) -> tuple[str, str] | None:
+    """The signer key itself must meet the floor (RFC 8550 4.3): RSA size, EC curve, DSA."""
+    try:
+        algo = cert.public_key.algorithm
+        if algo == "rsa":
+            bits = cert.public_key.bit_size
+            if bits < policy.rsa_floor:
+                return ("weak-key", f"RSA key of {bits} bits; at least {policy.rsa_floor} "
+                        "are required")
+        elif algo == "ec":
+            curve = cert.public_key.curve[1]
+            if curve not in policy.ec_curves:
+                return ("weak-key", f"EC curve {curve} is not allowed "
+                        f"(allowed: {', '.join(policy.ec_curves)})")
+        elif algo == "dsa" and not policy.legacy:
+            return ("unsupported-algorithm", "DSA signer keys are accepted only with the "
+                    "legacy policy")
+    except (ValueError, TypeError, KeyError) as exc:
+        return ("unsupported-algorithm", f"the signer key cannot be read ({exc})")
+    return None
 
 
 def _check_raw(
-    si: cms.SignerInfo, cert: x509.Certificate, data: bytes, content: bytes, digest_name: str
+    si: cms.SignerInfo,
+    cert: x509.Certificate,
+    data: bytes,
+    digest_name: str,
+    policy: VerifyPolicy,
 ) -> tuple[str, str] | None:
     signature = si["signature"].native
     algo = si["signature_algorithm"]
@@ -325,7 +429,7 @@ def _check_raw(
             if ph != digest_name:
                 return ("bad-algorithm", f"PSS hash {ph} differs from digest {digest_name}")
             mh = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
-            if mh not in VERIFY_DIGESTS:
+            if mh not in policy.digests:
                 return ("weak-digest", f"PSS MGF1 hash {mh} is refused")
             assert isinstance(pub, rsa.RSAPublicKey)
             pub.verify(signature, data, padding.PSS(padding.MGF1(_HASHES[mh]()),
@@ -335,7 +439,11 @@ def _check_raw(
         elif sig_name == "ecdsa" and isinstance(pub, ec.EllipticCurvePublicKey):
             pub.verify(signature, data, ec.ECDSA(h))
         elif sig_name == "ed25519" and isinstance(pub, ed25519.Ed25519PublicKey):
+            if digest_name != "sha512":
+                return ("bad-algorithm", f"Ed25519 pairs with SHA-512, not {digest_name}")
             pub.verify(signature, data)
+        elif sig_name == "dsa" and policy.legacy and isinstance(pub, dsa.DSAPublicKey):
+            pub.verify(signature, data, h)
         else:
             return ("unsupported-algorithm", f"signature algorithm {sig_name} is not supported")
     except InvalidSignature:

@@ -154,7 +154,8 @@ def locate_signed(message: bytes) -> Located:
         addrs: tuple[object, ...] = tuple(getattr(hdrs["from"], "addresses", ()) or ())
     except (ValueError, IndexError, TypeError):
         addrs = ()
-    from_count = len(hdrs.get_all("from") or ())
+    # A From header listing several mailboxes is as ambiguous as several From headers.
+    from_count = max(len(hdrs.get_all("from") or ()), len(addrs))
     if len(addrs) == 1:
         from_address = str(getattr(addrs[0], "addr_spec", "")) or None
     ctype = hdrs.get_content_type()
@@ -201,3 +202,38 @@ def locate_signed(message: bytes) -> Located:
                 "a signed part is nested inside the message; the whole body is not signed"
             )
     raise MalformedError(f"no S/MIME signature: the message is {ctype}")
+
+
+# The gateway writes its verdict only into headers with this prefix (smime.md 6 step 6);
+# copies arriving from outside are forgeries and are removed before the verdict is added.
+STATUS_HEADER_PREFIX = "X-Filterlang-SMIME-"
+
+
+def strip_status_headers(message: bytes, names: tuple[str, ...] = ()) -> bytes:
+    """Remove inbound status headers (the prefix above, plus `names`) from the top-level
+    header block; everything else, including the body, is returned byte for byte."""
+    head, sep, body = to_crlf(message).partition(b"\r\n\r\n")
+    prefix = STATUS_HEADER_PREFIX.lower().encode()
+    banned = {n.lower().encode() for n in names}
+    kept = [
+        f for f in _headers(head + b"\r\n")
+        if not (_name(f).startswith(prefix) or _name(f) in banned)
+    ]
+    return b"\r\n".join(kept) + (b"\r\n\r\n" + body if sep else b"\r\n")
+
+
+def inner_from(content: bytes) -> str | None:
+    """The From addr-spec inside signed content: a protected header (RFC 9788) on the signed
+    entity itself, or the header of a signed message/rfc822. None when there is none."""
+    head, body = split_entity(to_crlf(content))
+    parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+    hdrs = parser.parsebytes(head + b"\r\n")
+    if hdrs.get("from") is None and hdrs.get_content_type() == "message/rfc822":
+        hdrs = parser.parsebytes(split_entity(body)[0] + b"\r\n")
+    try:
+        addrs = tuple(getattr(hdrs["from"], "addresses", ()) or ())
+    except (ValueError, IndexError, TypeError):
+        return None
+    if not addrs:
+        return None
+    return ",".join(str(getattr(a, "addr_spec", "")) for a in addrs)
