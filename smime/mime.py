@@ -7,6 +7,7 @@ re-serialised, because any re-encoding would break the signature.
 from __future__ import annotations
 
 import base64
+import email.message
 import email.parser
 import email.policy
 import re
@@ -133,6 +134,7 @@ class Located:
     signed_part: bytes | None  # exact bytes of the signed entity (detached form)
     from_address: str | None
     from_count: int = 1
+    sender_address: str | None = None
 
 
 def _decode_b64(body: bytes, where: str) -> bytes:
@@ -140,6 +142,14 @@ def _decode_b64(body: bytes, where: str) -> bytes:
         return base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
     except ValueError:
         raise MalformedError(f"{where}: the signature is not valid base64") from None
+
+
+def _single_address(hdrs: email.message.Message, name: str) -> str | None:
+    try:
+        addrs = tuple(getattr(hdrs[name], "addresses", ()) or ())
+    except (ValueError, IndexError, TypeError):
+        return None
+    return str(getattr(addrs[0], "addr_spec", "")) or None if len(addrs) == 1 else None
 
 
 def locate_signed(message: bytes) -> Located:
@@ -158,6 +168,7 @@ def locate_signed(message: bytes) -> Located:
     from_count = max(len(hdrs.get_all("from") or ()), len(addrs))
     if len(addrs) == 1:
         from_address = str(getattr(addrs[0], "addr_spec", "")) or None
+    sender_address = _single_address(hdrs, "sender")
     ctype = hdrs.get_content_type()
     if ctype == "multipart/signed":
         boundary = hdrs.get_param("boundary")
@@ -188,13 +199,13 @@ def locate_signed(message: bytes) -> Located:
         ):
             raise MalformedError("multipart/signed: second part is not a pkcs7-signature")
         return Located("detached", _decode_b64(sig_body, "signature part"), signed,
-                       from_address, from_count)
+                       from_address, from_count, sender_address)
     if ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
         st = hdrs.get_param("smime-type")
         if st not in (None, "signed-data"):
             raise MalformedError(f"application/pkcs7-mime with smime-type={st} is not signed")
         return Located("opaque", _decode_b64(body, "pkcs7-mime body"), None, from_address,
-                       from_count)
+                       from_count, sender_address)
     if ctype.startswith("multipart/"):
         whole = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message)
         if any(p.get_content_type() in _SIGNED_TYPES for p in whole.walk()):

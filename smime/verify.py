@@ -375,6 +375,14 @@ def verify(
     elif from_address is None:
         extra.append(("from-missing", "the message has no From address to bind the signer to"))
     else:
+        sender = found.sender_address
+        if sender is not None and result.signers and not any(
+            s.certificate is not None and _from_matches(s.certificate, sender)
+            for s in result.signers
+        ):
+            # smime.md 5.1: a Sender that the signer's certificate does not name breaks the
+            # identity binding as much as a wrong From.
+            extra.append(("sender-mismatch", f"Sender {sender} is not in the certificate"))
         inner = mime.inner_from(result.content)
         if inner is not None and inner.lower() != from_address.strip().lower():
             extra.append(("inner-from-mismatch",

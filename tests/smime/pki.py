@@ -19,6 +19,10 @@ Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 def new_key(kind: str = "rsa") -> Key:
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "rsa1024":  # below the RSA floor: only for weak-key tests
+        return rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    if kind == "p224":  # a curve outside the allowed list
+        return ec.generate_private_key(ec.SECP224R1())
     if kind == "p256":
         return ec.generate_private_key(ec.SECP256R1())
     if kind == "p384":
@@ -55,6 +59,7 @@ def issue(
     emails: Sequence[str] = (),
     key_usage: str | None = "digital_signature",
     eku: bool = True,
+    eku_oid: str | None = None,
     not_before: dt.datetime = NOW - dt.timedelta(days=30),
     not_after: dt.datetime = NOW + dt.timedelta(days=365),
     unknown_critical: bool = False,
@@ -91,7 +96,8 @@ def issue(
             x509.SubjectAlternativeName([x509.RFC822Name(e) for e in emails]), False
         )
     if eku and not ca:
-        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        purpose = x509.ObjectIdentifier(eku_oid) if eku_oid else ExtendedKeyUsageOID.EMAIL_PROTECTION
+        b = b.add_extension(x509.ExtendedKeyUsage([purpose]), False)
     if unknown_critical:
         b = b.add_extension(
             x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),
