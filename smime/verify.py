@@ -131,6 +131,10 @@ def _path_reasons(
     )
     if not ku:
         ku_wanted = set()
+    # RFC 8550 4.4: emailProtection or anyExtendedKeyUsage; the validator knows only the former.
+    eku = cert.extended_key_usage_value
+    any_eku = eku is not None and "any_extended_key_usage" in eku.native
+    eku_wanted: set[str] = set() if any_eku else {"email_protection"}
 
     def run(mode: str, moment: dt.datetime = now) -> None:
         ctx = ValidationContext(
@@ -149,9 +153,7 @@ def _path_reasons(
             ),
         )
         validator = CertificateValidator(cert, validation_context=ctx)
-        asyncio.run(
-            validator.async_validate_usage(ku_wanted, {"email_protection"}, extended_optional=True)
-        )
+        asyncio.run(validator.async_validate_usage(ku_wanted, eku_wanted, extended_optional=True))
 
     try:
         # pyhanko's soft/hard-fail modes only consult CRLs for certificates that declare a
