@@ -14,7 +14,7 @@ import pytest
 from asn1crypto import pem, x509
 
 from smime import TrustStore, VerifyResult, verify, verify_content
-from smime.errors import MalformedError
+from smime.errors import MalformedError, UnsupportedError
 from smime.policy import VerifyPolicy
 
 CONTENT = b"This is some sample content."
@@ -205,3 +205,16 @@ def test_openssl_empty_digest_set(vectors_dir: Path) -> None:
                  trust=TrustStore())
     assert not res.verified
     assert "digest-set-mismatch" in {c for c, _ in res.reasons}
+
+
+@pytest.mark.vectors
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("3.1.bin", "data"), ("3.2.bin", "data"), ("6.0.bin", "digested_data"),
+     ("7.1.bin", "encrypted_data"), ("7.2.bin", "encrypted_data"),
+     ("5.1.bin", "enveloped_data")],
+)
+def test_rfc4134_parse_only_objects(vectors_dir: Path, name: str, kind: str) -> None:
+    """README: "parse only". Offered to the verifier they are one clean, named refusal."""
+    with pytest.raises(UnsupportedError, match=f"content type {kind} is not signed-data"):
+        verify_content((vectors_dir / "rfc4134" / name).read_bytes(), trust=TrustStore())
