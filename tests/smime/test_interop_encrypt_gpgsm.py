@@ -16,7 +16,7 @@ import pytest
 from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from keys_util import NOW, ca, recipient
+from keys_util import NOW, ca, cert_pem, recipient
 
 from smime.envelope import decrypt_content, encrypt_content
 from smime.errors import DecryptionError
@@ -37,6 +37,22 @@ GAPS = {
 def _skip_if_gap(stderr: bytes, gap: str) -> None:
     if GAPS[gap] in stderr.decode(errors="replace"):
         pytest.skip(f"gpgsm 2.2.40 cannot do this ({gap}): {GAPS[gap]!r}")
+
+
+ADDRESS = "bob@example.test"
+
+
+@pytest.fixture
+def gnupghome(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Bob's RSA key (keys_util) and the trusted test CA, which is also left in
+    tmp_path/ca.pem; test_interop_compose_gpgsm.py imports this fixture and ADDRESS."""
+    (tmp_path / "ca.pem").write_bytes(cert_pem(ca()[1]))
+    with gu.gpgsm_home(tmp_path / "gnupg", ca()[1]) as env:
+        gu.import_certs(env, tmp_path, [ca()[1]])
+        key, cert = recipient("rsa")
+        assert isinstance(key, rsa.RSAPrivateKey)
+        gu.import_rsa_key(env, tmp_path, key, cert)
+        yield env
 
 
 @pytest.fixture
