@@ -25,6 +25,7 @@ from smime.policy import DEFAULT_POLICY, VerifyPolicy
 # parser iterative-bounded and far from Python's recursion limit.
 MAX_DEPTH = 64
 INDEF = -1
+MAX_RSA_BITS = 16384
 _NEEDED_ATTRS = {
     "content_type", "message_digest", "signing_time", "smime_capabilities",
     "cms_algorithm_protection",
@@ -394,6 +395,9 @@ def key_reason(cert: x509.Certificate, policy: VerifyPolicy) -> tuple[str, str] 
         algo = cert.public_key.algorithm
         if algo == "rsa":
             bits = cert.public_key.bit_size
+            if bits > MAX_RSA_BITS:
+                # smime.md 9.2 resource exhaustion: a huge modulus makes one verify cost seconds.
+                return ("weak-key", f"RSA key of {bits} bits exceeds the {MAX_RSA_BITS}-bit cap")
             if bits < policy.rsa_floor:
                 return ("weak-key", f"RSA key of {bits} bits; at least {policy.rsa_floor} "
                         "are required")

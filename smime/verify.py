@@ -310,6 +310,11 @@ def verify_content(
     else:
         content, form = b"", "detached"
         reasons = [("no-content", "detached signature without the signed content")]
+    econtent_type = parsed.signed_data["encap_content_info"]["content_type"].native
+    if econtent_type != "data":
+        # S/MIME signs MIME entities (id-data); the contentType attribute is checked against
+        # id-data per signer, so the eContentType must say the same (smime.md 6 4.2).
+        reasons.append(("content-type-mismatch", f"eContentType is {econtent_type}, not id-data"))
     declared = {d["algorithm"].native for d in parsed.signed_data["digest_algorithms"]}
     signers = [
         _signer(si, pool, content, declared, trust=trust, when=when,

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable
 
 import pytest
-from asn1crypto import cms
+from asn1crypto import cms, keys, x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pki import NOW, Issued, Pki, crl, issue, make_pki
@@ -244,3 +244,35 @@ def test_only_unrelated_valid_signer_is_not_signed_by_from(pki: Pki) -> None:
 def test_policy_rejects_unknown_mode() -> None:
     with pytest.raises(ValueError, match="multi_signer"):
         VerifyPolicy(multi_signer="any")
+
+
+def _with_cert(der: bytes, cert: x509.Certificate) -> bytes:
+    info = cms.ContentInfo.load(der)
+    sd = info["content"].copy()
+    sd["certificates"] = [cert]
+    return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump(force=True)
+
+
+def test_huge_rsa_key_is_capped(pki: Pki, alice: Issued) -> None:
+    """A 20,000-bit modulus is refused before any signature or path work is done."""
+    cert = alice.asn1.copy()
+    tbs = cert["tbs_certificate"].copy()
+    tbs["subject_public_key_info"] = keys.PublicKeyInfo({
+        "algorithm": {"algorithm": "rsa"},
+        "public_key": keys.RSAPublicKey({"modulus": 2**20000 - 1, "public_exponent": 65537}),
+    })
+    cert["tbs_certificate"] = tbs
+    res = verify_content(_with_cert(_der(pki, alice), cert), ENTITY,
+                         trust=TrustStore((pki.root.asn1,)), now=NOW)
+    assert [c for c, _ in res.reasons] == ["weak-key"]
+    assert "16384" in res.reasons[0][1]
+
+
+def test_econtent_type_must_be_data(pki: Pki, alice: Issued) -> None:
+    der = sign_content(ENTITY, alice.key, alice.asn1, [pki.inter.asn1], detached=False, now=NOW)
+    # The first id-data OID is the eContentType; swap it for an unassigned same-length arc.
+    data_oid = bytes.fromhex("06092a864886f70d010701")
+    relabelled = der.replace(data_oid, bytes.fromhex("06092a864886f70d010709"), 1)
+    res = verify_content(relabelled, trust=TrustStore((pki.root.asn1,)), now=NOW)
+    assert not res.verified
+    assert [c for c, _ in res.reasons] == ["content-type-mismatch"]
