@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
+import asn1crypto.tsp  # noqa: F401  (registers the ESS signingCertificate(V2) attributes)
 import attrs
 from asn1crypto import algos, cms, core, x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -28,7 +29,7 @@ INDEF = -1
 MAX_RSA_BITS = 16384
 _NEEDED_ATTRS = {
     "content_type", "message_digest", "signing_time", "smime_capabilities",
-    "cms_algorithm_protection",
+    "cms_algorithm_protection", "signing_certificate", "signing_certificate_v2",
 }
 SIGNING_DIGESTS = ("sha256", "sha384", "sha512")
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -232,6 +233,15 @@ def build_signed(
         {
             "type": "smime_capabilities",
             "values": [[{"capability_id": c} for c in capabilities]],
+        },
+        {
+            # RFC 5035 ESS signingCertificateV2: binds the exact certificate into the
+            # signature, so a certificate with the same issuer/serial cannot be substituted.
+            "type": "signing_certificate_v2",
+            "values": [{"certs": [{
+                "hash_algorithm": {"algorithm": "sha256"},
+                "cert_hash": hashlib.sha256(signer.dump()).digest(),
+            }]}],
         },
         {
             "type": "encrypt_key_pref",
@@ -457,15 +467,44 @@ def _check_raw(
     return None
 
 
+def _ess_hashes(si: cms.SignerInfo) -> list[tuple[str, bytes]] | None:
+    """(hash algorithm, certificate hash) pairs of the ESS signingCertificate(V2) attribute,
+    or None when the signer sent neither (RFC 5035; smime.md 6 4.1)."""
+    found = needed_attrs(si)
+    if "signing_certificate_v2" in found:
+        return [(str(c["hash_algorithm"]["algorithm"].native), bytes(c["cert_hash"].native))
+                for c in found["signing_certificate_v2"][0]["certs"]]
+    if "signing_certificate" in found:
+        return [("sha1", bytes(c["cert_hash"].native))
+                for c in found["signing_certificate"][0]["certs"]]
+    return None
+
+
+def ess_matches(si: cms.SignerInfo, cert: x509.Certificate) -> bool:
+    """True unless an ESS signingCertificate attribute names a different certificate."""
+    try:
+        wanted = _ess_hashes(si)
+        if not wanted:
+            return True
+        # Only the first ESSCertID identifies the signer's own certificate (RFC 5035 3).
+        name, value = wanted[0]
+        return hmac.compare_digest(hashlib.new(name, cert.dump()).digest(), value)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return False
+
+
 def find_signer_cert(
     si: cms.SignerInfo, certs: Sequence[x509.Certificate]
 ) -> x509.Certificate | None:
+    """The certificate the SignerInfo names; among several issuer/serial or SKI matches, the
+    one the ESS signingCertificate attribute names (a substituted certificate is not)."""
     sid = si["sid"]
+    found: list[x509.Certificate] = []
     for cert in certs:
         if sid.name == "issuer_and_serial_number":
             if (cert.issuer == sid.chosen["issuer"]
                     and cert.serial_number == sid.chosen["serial_number"].native):
-                return cert
+                found.append(cert)
         elif cert.key_identifier == sid.chosen.native:
-            return cert
-    return None
+            found.append(cert)
+    return next((c for c in found if ess_matches(si, c)), found[0] if found else None)

@@ -237,7 +237,11 @@ def _signer(
     if cert is None:
         sr.append(("no-signer-certificate", "the signer's certificate is not in the message"))
     else:
-        bad = cs.key_reason(cert, policy) or cs.check_signature(si, cert, content, policy)
+        bad = cs.key_reason(cert, policy) or (
+            None if cs.ess_matches(si, cert) else
+            ("signing-certificate-mismatch",
+             "the ESS signingCertificate attribute names a different certificate")
+        ) or cs.check_signature(si, cert, content, policy)
         if bad:
             sr.append(bad)
         else:

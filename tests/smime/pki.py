@@ -64,6 +64,7 @@ def issue(
     not_after: dt.datetime = NOW + dt.timedelta(days=365),
     unknown_critical: bool = False,
     key: Key | None = None,
+    serial: int | None = None,
 ) -> Issued:
     key = key or new_key(kind)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -72,7 +73,7 @@ def issue(
         .subject_name(name)
         .issuer_name(issuer.cert.subject if issuer else name)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial or x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)

@@ -76,7 +76,8 @@ def test_wrong_certificate(pki: Pki, alice: Issued) -> None:
         other.asn1.public_key.dump(), alice.asn1.public_key.dump()
     )
     signed = build_detached(outer, entity, swapped, "sha-256")
-    assert _verify(pki, signed) == (False, ["bad-signature"])
+    # The ESS signingCertificateV2 attribute names the original certificate.
+    assert _verify(pki, signed) == (False, ["signing-certificate-mismatch"])
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 
 import pytest
@@ -276,3 +277,32 @@ def test_econtent_type_must_be_data(pki: Pki, alice: Issued) -> None:
     res = verify_content(relabelled, trust=TrustStore((pki.root.asn1,)), now=NOW)
     assert not res.verified
     assert [c for c, _ in res.reasons] == ["content-type-mismatch"]
+
+
+def test_signing_certificate_v2_is_emitted(pki: Pki, alice: Issued) -> None:
+    si = cms.ContentInfo.load(_der(pki, alice))["content"]["signer_infos"][0]
+    ess = [a for a in si["signed_attrs"] if a["type"].native == "signing_certificate_v2"]
+    assert len(ess) == 1
+    assert ess[0]["values"][0]["certs"][0]["cert_hash"].native == hashlib.sha256(
+        alice.asn1.dump()
+    ).digest()
+
+
+def test_substituted_certificate_with_same_issuer_serial(pki: Pki, alice: Issued) -> None:
+    """Two certificates share issuer and serial; ESS picks the one that was signed with."""
+    twin = issue("alice@example.com", pki.inter, emails=["alice@example.com"],
+                 serial=alice.cert.serial_number)
+    der = _der(pki, alice)
+    info = cms.ContentInfo.load(der)
+    sd = info["content"].copy()
+    sd["certificates"] = [twin.asn1, alice.asn1, pki.inter.asn1]
+    der = cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump(force=True)
+    res = verify_content(der, ENTITY, trust=TrustStore((pki.root.asn1,)), now=NOW)
+    assert res.verified, res.reasons
+    assert res.signers[0].certificate is not None
+    assert res.signers[0].certificate.dump() == alice.asn1.dump()
+    # With only the twin present the attribute exposes the substitution.
+    sd["certificates"] = [twin.asn1, pki.inter.asn1]
+    der = cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump(force=True)
+    res = verify_content(der, ENTITY, trust=TrustStore((pki.root.asn1,)), now=NOW)
+    assert [c for c, _ in res.reasons] == ["signing-certificate-mismatch"]
