@@ -22,7 +22,9 @@ def _rows() -> list[tuple[str, str]]:
         return [(r["message"], r["default_settings_expected"]) for r in csv.DictReader(fh)]
 
 
-ROWS = _rows()
+# Without the vectors one placeholder row remains, so the `vectors_dir` fixture reports the
+# clear "vectors not found" skip instead of pytest's "empty parameter set".
+ROWS = _rows() or [("absent", "valid")]
 
 
 @pytest.fixture(scope="module")
