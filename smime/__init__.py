@@ -12,6 +12,7 @@ from smime.envelope import (
     encrypt_content,
     inspect_envelope,
 )
+from smime.policy import VerifyPolicy
 from smime.signing import sign, sign_content
 from smime.trust import TrustStore
 from smime.verify import SignerResult, VerifyResult, verify, verify_content
@@ -27,6 +28,7 @@ __all__ = [
     "EnvelopeInfo",
     "SignerResult",
     "TrustStore",
+    "VerifyPolicy",
     "VerifyResult",
     "check_certificate",
     "choose_cipher",

@@ -1,5 +1,6 @@
-"""Private CMS SignedData layer: build, parse defensively, check signatures.
+"""Private CMS SignedData layer: build, parse defensively, find the signer certificate.
 
+The checks of a parsed SignerInfo are in `_cms_check`; path validation is in `_path`.
 Only asn1crypto (structure) and cryptography (primitives) are used; nothing here knows about
 MIME or trust. Callers get `MalformedError` / `UnsupportedError` / `SigningError`, never a raw
 asn1crypto or cryptography exception.
@@ -12,22 +13,24 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
+import asn1crypto.tsp  # noqa: F401  (registers the ESS signingCertificate(V2) attributes)
 import attrs
 from asn1crypto import algos, cms, core, x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from smime.errors import MalformedError, SigningError, UnsupportedError
+from smime.policy import DEFAULT_POLICY, VerifyPolicy
 
 # Nesting deeper than this is never produced by a real CMS object; refusing early keeps the
 # parser iterative-bounded and far from Python's recursion limit.
 MAX_DEPTH = 64
 INDEF = -1
-_NEEDED_ATTRS = {"content_type", "message_digest", "signing_time", "smime_capabilities"}
+_NEEDED_ATTRS = {
+    "content_type", "message_digest", "signing_time", "smime_capabilities",
+    "cms_algorithm_protection", "signing_certificate", "signing_certificate_v2",
+}
 SIGNING_DIGESTS = ("sha256", "sha384", "sha512")
-# SHA-1 is tolerated on verify only (legacy mail) and flagged by the caller; MD5 never.
-VERIFY_DIGESTS = (*SIGNING_DIGESTS, "sha1")
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
     "sha256": hashes.SHA256,
@@ -110,8 +113,17 @@ class ParsedSigned:
     crls: tuple[bytes, ...]
 
 
-def parse_signed(der: bytes) -> ParsedSigned:
-    """Parse a ContentInfo holding SignedData; all structural errors become MalformedError."""
+def _cap(what: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise MalformedError(f"CMS: {count} {what} exceed the limit of {limit}")
+
+
+def parse_signed(der: bytes, policy: VerifyPolicy = DEFAULT_POLICY) -> ParsedSigned:
+    """Parse a ContentInfo holding SignedData; all structural errors become MalformedError.
+
+    The counts of signers, certificates, CRLs and attributes are capped before any of them is
+    parsed or checked (smime.md 9.2 resource exhaustion: each costs a public-key operation).
+    """
     check_der(der)
     try:
         info = cms.ContentInfo.load(der, strict=True)
@@ -123,6 +135,17 @@ def parse_signed(der: bytes) -> ParsedSigned:
                 f"CMS: content type {info['content_type'].native} is not signed-data"
             )
         sd = info["content"]
+        _cap("signers", len(sd["signer_infos"]), policy.max_signers)
+        for field, what, limit in (
+            ("certificates", "certificates", policy.max_certificates),
+            ("crls", "CRLs", policy.max_crls),
+        ):
+            if not isinstance(sd[field], core.Void):
+                _cap(what, len(sd[field]), limit)
+        for si in sd["signer_infos"]:
+            for field in ("signed_attrs", "unsigned_attrs"):
+                if not isinstance(si[field], core.Void):
+                    _cap(f"{field.replace('_', ' ')}", len(si[field]), policy.max_attributes)
         encap = sd["encap_content_info"]["content"]
         _ = sd["digest_algorithms"].native, sd["encap_content_info"]["content_type"].native
         # .native joins the chunks of a BER constructed OCTET STRING.
@@ -211,46 +234,47 @@ def build_signed(
             "values": [[{"capability_id": c} for c in capabilities]],
         },
         {
+            # RFC 5035 ESS signingCertificateV2: binds the exact certificate into the
+            # signature, so a certificate with the same issuer/serial cannot be substituted.
+            "type": "signing_certificate_v2",
+            "values": [{"certs": [{
+                "hash_algorithm": {"algorithm": "sha256"},
+                "cert_hash": hashlib.sha256(signer.dump()).digest(),
+            }]}],
+        },
+        {
             "type": "encrypt_key_pref",
             "values": [cms.SMIMEEncryptionKeyPreference(
                 {"issuer_and_serial_number": ias}
             )],
         },
     ]
+    h = _HASHES[digest_name]()
+    sig_params = _signature_params(key, digest_name, rsa_padding)
+    # RFC 6211: bind the digest and signature algorithms into the signed attributes, so an
+    # attacker cannot re-label the signature (e.g. PSS <-> v1.5) without breaking it.
+    attrs_list.append({
+        "type": "cms_algorithm_protection",
+        "values": [cms.CMSAlgorithmProtection({
+            "digest_algorithm": {"algorithm": digest_name},
+            "signature_algorithm": sig_params,
+        })],
+    })
     try:
         signed_attrs = cms.CMSAttributes(attrs_list)
     except (ValueError, TypeError) as exc:
         raise SigningError(f"unknown S/MIME capability in {list(capabilities)} ({exc})") from None
     to_sign = signed_attrs.dump()
-    h = _HASHES[digest_name]()
-    sig_params: dict[str, object]
     if isinstance(key, rsa.RSAPrivateKey):
-        if rsa_padding == "pss":
-            salt = h.digest_size
-            signature = key.sign(to_sign, padding.PSS(padding.MGF1(h), salt), h)
-            sig_params = {
-                "algorithm": "rsassa_pss",
-                "parameters": algos.RSASSAPSSParams({
-                    "hash_algorithm": {"algorithm": digest_name},
-                    "mask_gen_algorithm": {
-                        "algorithm": "mgf1", "parameters": {"algorithm": digest_name},
-                    },
-                    "salt_length": salt,
-                }),
-            }
-        elif rsa_padding == "pkcs1v15":
-            signature = key.sign(to_sign, padding.PKCS1v15(), h)
-            sig_params = {"algorithm": "rsassa_pkcs1v15"}
-        else:
-            raise SigningError(f"rsa_padding must be 'pkcs1v15' or 'pss', not {rsa_padding!r}")
+        pad: padding.AsymmetricPadding = (
+            padding.PSS(padding.MGF1(h), h.digest_size) if rsa_padding == "pss"
+            else padding.PKCS1v15()
+        )
+        signature = key.sign(to_sign, pad, h)
     elif isinstance(key, ec.EllipticCurvePrivateKey):
         signature = key.sign(to_sign, ec.ECDSA(h))
-        sig_params = {"algorithm": f"{digest_name}_ecdsa"}
-    elif isinstance(key, ed25519.Ed25519PrivateKey):
-        signature = key.sign(to_sign)
-        sig_params = {"algorithm": "ed25519"}
     else:
-        raise SigningError(f"unsupported signing key type {type(key).__name__}")
+        signature = key.sign(to_sign)
     pub = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -283,77 +307,68 @@ def build_signed(
     return cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
 
 
-def check_signature(
-    si: cms.SignerInfo, cert: x509.Certificate, content: bytes
-) -> tuple[str, str] | None:
-    """Check one SignerInfo against its certificate; return (code, text) on failure."""
-    digest_name = si["digest_algorithm"]["algorithm"].native
-    if digest_name not in VERIFY_DIGESTS:
-        return ("weak-digest", f"digest algorithm {digest_name} is refused")
-    attrs_v = si["signed_attrs"]
-    if not has_signed_attrs(si):
-        # RFC 5652 5.4: without signed attributes the signature covers the content itself.
-        return _check_raw(si, cert, content, content, digest_name)
+def _signature_params(key: PrivateKey, digest_name: str, rsa_padding: str) -> dict[str, object]:
+    """The SignerInfo signatureAlgorithm for `key`; refuses key types we never sign with."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        if rsa_padding == "pss":
+            return {
+                "algorithm": "rsassa_pss",
+                "parameters": algos.RSASSAPSSParams({
+                    "hash_algorithm": {"algorithm": digest_name},
+                    "mask_gen_algorithm": {
+                        "algorithm": "mgf1", "parameters": {"algorithm": digest_name},
+                    },
+                    "salt_length": _HASHES[digest_name].digest_size,
+                }),
+            }
+        if rsa_padding == "pkcs1v15":
+            return {"algorithm": "rsassa_pkcs1v15"}
+        raise SigningError(f"rsa_padding must be 'pkcs1v15' or 'pss', not {rsa_padding!r}")
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return {"algorithm": f"{digest_name}_ecdsa"}
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return {"algorithm": "ed25519"}
+    raise SigningError(f"unsupported signing key type {type(key).__name__}")
+
+
+def _ess_hashes(si: cms.SignerInfo) -> list[tuple[str, bytes]] | None:
+    """(hash algorithm, certificate hash) pairs of the ESS signingCertificate(V2) attribute,
+    or None when the signer sent neither (RFC 5035; smime.md 6 4.1)."""
     found = needed_attrs(si)
-    types = [a["type"].native for a in attrs_v]
-    for once in ("content_type", "message_digest"):
-        if types.count(once) != 1 or len(found[once]) != 1:
-            return ("bad-attributes", f"{once} must occur exactly once with one value")
-    for at_most in ("smime_capabilities", "encrypt_key_pref"):
-        if types.count(at_most) > 1:
-            return ("bad-attributes", f"{at_most} occurs more than once")
-    if found["content_type"][0].native != "data":
-        return ("content-type-mismatch", "contentType attribute does not say id-data")
-    if not hmac.compare_digest(found["message_digest"][0].native, digest(digest_name, content)):
-        return ("bad-digest", "the content does not match the signed message digest")
-    data = b"\x31" + attrs_v.dump()[1:]  # signature covers the attributes as a SET OF
-    return _check_raw(si, cert, data, content, digest_name)
-
-
-def _check_raw(
-    si: cms.SignerInfo, cert: x509.Certificate, data: bytes, content: bytes, digest_name: str
-) -> tuple[str, str] | None:
-    signature = si["signature"].native
-    algo = si["signature_algorithm"]
-    try:
-        sig_name = algo.signature_algo
-        pub = serialization.load_der_public_key(cert.public_key.dump())
-        h = _HASHES[digest_name]()
-        if sig_name == "rsassa_pss":
-            params = algo["parameters"]
-            ph = params["hash_algorithm"]["algorithm"].native
-            if ph != digest_name:
-                return ("bad-algorithm", f"PSS hash {ph} differs from digest {digest_name}")
-            mh = params["mask_gen_algorithm"]["parameters"]["algorithm"].native
-            if mh not in VERIFY_DIGESTS:
-                return ("weak-digest", f"PSS MGF1 hash {mh} is refused")
-            assert isinstance(pub, rsa.RSAPublicKey)
-            pub.verify(signature, data, padding.PSS(padding.MGF1(_HASHES[mh]()),
-                                                    params["salt_length"].native), _HASHES[ph]())
-        elif sig_name == "rsassa_pkcs1v15" and isinstance(pub, rsa.RSAPublicKey):
-            pub.verify(signature, data, padding.PKCS1v15(), h)
-        elif sig_name == "ecdsa" and isinstance(pub, ec.EllipticCurvePublicKey):
-            pub.verify(signature, data, ec.ECDSA(h))
-        elif sig_name == "ed25519" and isinstance(pub, ed25519.Ed25519PublicKey):
-            pub.verify(signature, data)
-        else:
-            return ("unsupported-algorithm", f"signature algorithm {sig_name} is not supported")
-    except InvalidSignature:
-        return ("bad-signature", "the signature does not match the signer's public key")
-    except (ValueError, TypeError, KeyError, AssertionError, UnsupportedAlgorithm) as exc:
-        return ("unsupported-algorithm", f"signature could not be checked: {exc}")
+    if "signing_certificate_v2" in found:
+        return [(str(c["hash_algorithm"]["algorithm"].native), bytes(c["cert_hash"].native))
+                for c in found["signing_certificate_v2"][0]["certs"]]
+    if "signing_certificate" in found:
+        return [("sha1", bytes(c["cert_hash"].native))
+                for c in found["signing_certificate"][0]["certs"]]
     return None
+
+
+def ess_matches(si: cms.SignerInfo, cert: x509.Certificate) -> bool:
+    """True unless an ESS signingCertificate attribute names a different certificate."""
+    try:
+        wanted = _ess_hashes(si)
+        if not wanted:
+            return True
+        # Only the first ESSCertID identifies the signer's own certificate (RFC 5035 3).
+        name, value = wanted[0]
+        return hmac.compare_digest(hashlib.new(name, cert.dump()).digest(), value)
+    except (ValueError, TypeError, KeyError, IndexError):
+        return False
 
 
 def find_signer_cert(
     si: cms.SignerInfo, certs: Sequence[x509.Certificate]
 ) -> x509.Certificate | None:
+    """The certificate the SignerInfo names; among several issuer/serial or SKI matches, the
+    one the ESS signingCertificate attribute names (a substituted certificate is not)."""
     sid = si["sid"]
+    found: list[x509.Certificate] = []
     for cert in certs:
         if sid.name == "issuer_and_serial_number":
             if (cert.issuer == sid.chosen["issuer"]
                     and cert.serial_number == sid.chosen["serial_number"].native):
-                return cert
+                found.append(cert)
         elif cert.key_identifier == sid.chosen.native:
-            return cert
-    return None
+            found.append(cert)
+    return next((c for c in found if ess_matches(si, c)), found[0] if found else None)

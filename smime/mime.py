@@ -7,6 +7,7 @@ re-serialised, because any re-encoding would break the signature.
 from __future__ import annotations
 
 import base64
+import email.message
 import email.parser
 import email.policy
 import re
@@ -145,6 +146,7 @@ class Located:
     signed_part: bytes | None  # exact bytes of the signed entity (detached form)
     from_address: str | None
     from_count: int = 1
+    sender_address: str | None = None
 
 
 def _decode_b64(body: bytes, where: str) -> bytes:
@@ -152,6 +154,14 @@ def _decode_b64(body: bytes, where: str) -> bytes:
         return base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
     except ValueError:
         raise MalformedError(f"{where}: the signature is not valid base64") from None
+
+
+def _single_address(hdrs: email.message.Message, name: str) -> str | None:
+    try:
+        addrs = tuple(getattr(hdrs[name], "addresses", ()) or ())
+    except (ValueError, IndexError, TypeError):
+        return None
+    return str(getattr(addrs[0], "addr_spec", "")) or None if len(addrs) == 1 else None
 
 
 def locate_signed(message: bytes) -> Located:
@@ -166,9 +176,11 @@ def locate_signed(message: bytes) -> Located:
         addrs: tuple[object, ...] = tuple(getattr(hdrs["from"], "addresses", ()) or ())
     except (ValueError, IndexError, TypeError):
         addrs = ()
-    from_count = len(hdrs.get_all("from") or ())
+    # A From header listing several mailboxes is as ambiguous as several From headers.
+    from_count = max(len(hdrs.get_all("from") or ()), len(addrs))
     if len(addrs) == 1:
         from_address = str(getattr(addrs[0], "addr_spec", "")) or None
+    sender_address = _single_address(hdrs, "sender")
     ctype = hdrs.get_content_type()
     if ctype == "multipart/signed":
         boundary = hdrs.get_param("boundary")
@@ -199,13 +211,13 @@ def locate_signed(message: bytes) -> Located:
         ):
             raise MalformedError("multipart/signed: second part is not a pkcs7-signature")
         return Located("detached", _decode_b64(sig_body, "signature part"), signed,
-                       from_address, from_count)
+                       from_address, from_count, sender_address)
     if ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
         st = hdrs.get_param("smime-type")
         if st not in (None, "signed-data"):
             raise MalformedError(f"application/pkcs7-mime with smime-type={st} is not signed")
         return Located("opaque", _decode_b64(body, "pkcs7-mime body"), None, from_address,
-                       from_count)
+                       from_count, sender_address)
     if ctype.startswith("multipart/"):
         whole = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message)
         if any(p.get_content_type() in _SIGNED_TYPES for p in whole.walk()):
@@ -213,3 +225,38 @@ def locate_signed(message: bytes) -> Located:
                 "a signed part is nested inside the message; the whole body is not signed"
             )
     raise MalformedError(f"no S/MIME signature: the message is {ctype}")
+
+
+# The gateway writes its verdict only into headers with this prefix (smime.md 6 step 6);
+# copies arriving from outside are forgeries and are removed before the verdict is added.
+STATUS_HEADER_PREFIX = "X-Filterlang-SMIME-"
+
+
+def strip_status_headers(message: bytes, names: tuple[str, ...] = ()) -> bytes:
+    """Remove inbound status headers (the prefix above, plus `names`) from the top-level
+    header block; everything else, including the body, is returned byte for byte."""
+    head, sep, body = to_crlf(message).partition(b"\r\n\r\n")
+    prefix = STATUS_HEADER_PREFIX.lower().encode()
+    banned = {n.lower().encode() for n in names}
+    kept = [
+        f for f in _headers(head + b"\r\n")
+        if not (_name(f).startswith(prefix) or _name(f) in banned)
+    ]
+    return b"\r\n".join(kept) + (b"\r\n\r\n" + body if sep else b"\r\n")
+
+
+def inner_from(content: bytes) -> str | None:
+    """The From addr-spec inside signed content: a protected header (RFC 9788) on the signed
+    entity itself, or the header of a signed message/rfc822. None when there is none."""
+    head, body = split_entity(to_crlf(content))
+    parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+    hdrs = parser.parsebytes(head + b"\r\n")
+    if hdrs.get("from") is None and hdrs.get_content_type() == "message/rfc822":
+        hdrs = parser.parsebytes(split_entity(body)[0] + b"\r\n")
+    try:
+        addrs = tuple(getattr(hdrs["from"], "addresses", ()) or ())
+    except (ValueError, IndexError, TypeError):
+        return None
+    if not addrs:
+        return None
+    return ",".join(str(getattr(a, "addr_spec", "")) for a in addrs)

@@ -19,6 +19,10 @@ Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 def new_key(kind: str = "rsa") -> Key:
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "rsa1024":  # below the RSA floor: only for weak-key tests
+        return rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    if kind == "p224":  # a curve outside the allowed list
+        return ec.generate_private_key(ec.SECP224R1())
     if kind == "p256":
         return ec.generate_private_key(ec.SECP256R1())
     if kind == "p384":
@@ -55,10 +59,12 @@ def issue(
     emails: Sequence[str] = (),
     key_usage: str | None = "digital_signature",
     eku: bool = True,
+    eku_oid: str | None = None,
     not_before: dt.datetime = NOW - dt.timedelta(days=30),
     not_after: dt.datetime = NOW + dt.timedelta(days=365),
     unknown_critical: bool = False,
     key: Key | None = None,
+    serial: int | None = None,
 ) -> Issued:
     key = key or new_key(kind)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
@@ -67,7 +73,7 @@ def issue(
         .subject_name(name)
         .issuer_name(issuer.cert.subject if issuer else name)
         .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
+        .serial_number(serial or x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
@@ -91,7 +97,8 @@ def issue(
             x509.SubjectAlternativeName([x509.RFC822Name(e) for e in emails]), False
         )
     if eku and not ca:
-        b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        purpose = x509.ObjectIdentifier(eku_oid) if eku_oid else ExtendedKeyUsageOID.EMAIL_PROTECTION
+        b = b.add_extension(x509.ExtendedKeyUsage([purpose]), False)
     if unknown_critical:
         b = b.add_extension(
             x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"),

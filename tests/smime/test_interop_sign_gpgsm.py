@@ -1,16 +1,18 @@
-"""Interop with gpgsm: our detached and opaque signatures verify there (throwaway GNUPGHOME)."""
+"""Interop with gpgsm both ways, RSA and P-256, detached and opaque (throwaway GNUPGHOME)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import gpgsm_util as gu
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pki import Pki, make_pki
 
 from smime import TrustStore, sign_content, verify_content
@@ -64,33 +66,34 @@ def test_ours_to_gpgsm(
     assert b"Good signature" in out.stderr
 
 
-def test_gpgsm_to_ours(tmp_path: Path, pki: Pki, home: dict[str, str]) -> None:
-    # RSA only: gpgsm 2.2.40 crashes (SIGSEGV) importing an EC key from PKCS#12.
-    user = pki.user(kind="rsa")
-    for name, issued in (("root", pki.root), ("inter", pki.inter)):
-        (tmp_path / f"{name}.pem").write_bytes(issued.pem)
-        subprocess.run(["gpgsm", "--batch", "--import", str(tmp_path / f"{name}.pem")],
-                       env=home, capture_output=True, timeout=60, check=True)
-    # gpgsm 2.2 only reads the legacy PKCS#12 profile (smime.md 13).
-    enc = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        .hmac_hash(hashes.SHA1())
-        .build(b"pw")
-    )
-    p12 = tmp_path / "user.p12"
-    p12.write_bytes(pkcs12.serialize_key_and_certificates(b"u", user.key, user.cert, None, enc))
-    loop = ["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0"]
-    subprocess.run([*loop, "--import", str(p12)], env=home, input=b"pw\n",
-                   capture_output=True, timeout=60, check=True)
-    (tmp_path / "part.txt").write_bytes(CONTENT)
-    out = subprocess.run(
-        [*loop, "--detach-sign", "--local-user", "alice@example.com", "--output",
-         str(tmp_path / "sig.p7s"), str(tmp_path / "part.txt")],
-        env=home, input=b"pw\n", capture_output=True, timeout=60,
-    )
-    assert out.returncode == 0, out.stderr.decode()
-    res = verify_content((tmp_path / "sig.p7s").read_bytes(), CONTENT,
+@pytest.mark.parametrize("detached", [True, False], ids=["detached", "opaque"])
+@pytest.mark.parametrize("kind", ["rsa", "p256"])
+def test_gpgsm_to_ours(tmp_path: Path, pki: Pki, kind: str, detached: bool) -> None:
+    if gu.MISSING:
+        pytest.skip(f"{gu.MISSING} binary not installed")
+    with gu.gpgsm_home(tmp_path / "g", pki.root.cert) as env:
+        gu.import_certs(env, tmp_path, [pki.root.cert, pki.inter.cert])
+        if kind == "rsa":
+            user = pki.user(kind="rsa")
+            assert isinstance(user.key, rsa.RSAPrivateKey)
+            gu.import_rsa_key(env, tmp_path, user.key, user.cert)
+            address = "alice@example.com"
+        else:
+            # See gpgsm_util: the EC key is made inside the agent, the certificate by our CA.
+            address = "ec-signer@example.com"
+            public = gu.agent_ec_key(env, "sign")
+            cert = gu.issue_for(public, (pki.inter.key, pki.inter.cert), address, "sign",
+                                dt.datetime.now(dt.UTC))
+            gu.import_certs(env, tmp_path, [cert])
+        (tmp_path / "part.txt").write_bytes(CONTENT)
+        out = gu.run(env, ["gpgsm", *gu.LOOP, "--detach-sign" if detached else "--sign",
+                           "--local-user", address, "--output", str(tmp_path / "sig.p7s"),
+                           str(tmp_path / "part.txt")], b"pw\n")
+        assert out.returncode == 0, out.stderr.decode()
+    res = verify_content((tmp_path / "sig.p7s").read_bytes(), CONTENT if detached else None,
                          trust=TrustStore((pki.root.asn1,)))
     assert res.verified, res.reasons
+    assert res.content == CONTENT
+    assert res.form == ("detached" if detached else "opaque")
+    assert res.signers[0].certificate is not None
+    assert res.signers[0].certificate.public_key.algorithm == ("rsa" if kind == "rsa" else "ec")

@@ -70,3 +70,29 @@ def test_openssl_to_ours(tmp_path: Path, pki: Pki, kind: str, detached: bool) ->
     res = verify(out.stdout, trust=TrustStore.load([root]))
     assert res.verified, res.reasons
     assert b"Hello from OpenSSL." in res.content
+
+
+@pytest.mark.parametrize("direction", ["ours-to-openssl", "openssl-to-ours"])
+def test_rsa_pss_both_ways(tmp_path: Path, pki: Pki, direction: str) -> None:
+    """RSASSA-PSS with CMSAlgorithmProtection (ours) / whatever OpenSSL writes (theirs)."""
+    user = pki.user(kind="rsa")
+    root, inter, cert, key = _files(tmp_path, pki, user)
+    if direction == "ours-to-openssl":
+        msg = tmp_path / "m.eml"
+        msg.write_bytes(sign(MSG, user.key, user.asn1, [pki.inter.asn1], rsa_padding="pss"))
+        out = subprocess.run(
+            ["openssl", "cms", "-verify", "-in", str(msg), "-CAfile", str(root),
+             "-purpose", "smimesign"], capture_output=True, timeout=60,
+        )
+        assert out.returncode == 0, out.stderr.decode()
+        return
+    body = tmp_path / "body.txt"
+    body.write_bytes(b"Content-Type: text/plain\r\n\r\nPSS from OpenSSL.\r\n")
+    out = subprocess.run(
+        ["openssl", "cms", "-sign", "-in", str(body), "-signer", str(cert), "-inkey", str(key),
+         "-certfile", str(inter), "-md", "sha256", "-keyopt", "rsa_padding_mode:pss",
+         "-from", "alice@example.com", "-subject", "x"], capture_output=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    res = verify(out.stdout, trust=TrustStore.load([root]))
+    assert res.verified, res.reasons

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from smime._keys import load_certificate, load_private_key
-from smime.envelope import decrypt, decrypt_content
+from smime.envelope import decrypt, decrypt_content, inspect_envelope
 from smime.errors import DecryptionError
 
 pytestmark = pytest.mark.vectors
@@ -120,3 +120,19 @@ def test_outlook_3des_without_key_is_the_one_error(vectors_dir: Path) -> None:
     keys = (load_private_key((v / "key.pem").read_bytes()), load_certificate((v / "cert.pem").read_bytes()))
     with pytest.raises(DecryptionError):
         decrypt((v / "outlook_2010_beta_sime_msg.eml").read_bytes(), [keys])
+
+
+@pytest.mark.parametrize(
+    ("path", "pem", "kind", "recipients"),
+    [("pyca-pkcs7/enveloped.pem", True, "enveloped-data", ("ktri", "ktri")),
+     ("examples-cms/encryptedKekri.p7m", False, "enveloped-data", ("kekri",)),
+     ("examples-cms/encryptedForBobAndDana.p7m", False, "enveloped-data", ("ktri", "kari"))],
+)
+def test_parse_only_envelopes(
+    vectors_dir: Path, path: str, pem: bool, kind: str, recipients: tuple[str, ...]
+) -> None:
+    """README "parse only": the outline is read without any key."""
+    data = (vectors_dir / path).read_bytes()
+    info = inspect_envelope(_pem_der(data) if pem else data)
+    assert info.kind == kind
+    assert info.recipients == recipients

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smime import TrustStore, verify
+from smime import TrustStore, VerifyPolicy, verify
 
 PKITS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "pkits"
 WHEN = dt.datetime(2011, 4, 15, tzinfo=dt.UTC)
@@ -22,7 +22,9 @@ def _rows() -> list[tuple[str, str]]:
         return [(r["message"], r["default_settings_expected"]) for r in csv.DictReader(fh)]
 
 
-ROWS = _rows()
+# Without the vectors one placeholder row remains, so the `vectors_dir` fixture reports the
+# clear "vectors not found" skip instead of pytest's "empty parameter set".
+ROWS = _rows() or [("absent", "valid")]
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +41,11 @@ def test_pkits(
     vectors_dir: Path, trust: TrustStore, message: str, expected: str,
 ) -> None:
     data = (vectors_dir / "pkits" / message).read_bytes()
-    res = verify(data, trust=trust, now=WHEN, from_address=None)
-    codes = [c for c, _ in res.reasons if c != "from-mismatch"]
+    # README: no PKITS certificate carries the From address, so the binding is switched off.
+    res = verify(data, trust=trust, now=WHEN, policy=VerifyPolicy(bind_from=False))
+    codes = [c for c, _ in res.reasons]
     if "DSA" in message:
         # DSA is refused as unsupported (allowed by the brief): never verified, clear reason.
         assert codes and codes[0] == "unsupported-algorithm", res.reasons
         return
-    assert (not codes) == (expected == "valid"), res.reasons
+    assert res.verified == (not codes) == (expected == "valid"), res.reasons

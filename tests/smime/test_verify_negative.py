@@ -76,9 +76,8 @@ def test_wrong_certificate(pki: Pki, alice: Issued) -> None:
         other.asn1.public_key.dump(), alice.asn1.public_key.dump()
     )
     signed = build_detached(outer, entity, swapped, "sha-256")
-    ok, codes = _verify(pki, signed)
-    assert not ok
-    assert "bad-signature" in codes or "path-invalid" in codes
+    # The ESS signingCertificateV2 attribute names the original certificate.
+    assert _verify(pki, signed) == (False, ["signing-certificate-mismatch"])
 
 
 @pytest.mark.parametrize(
@@ -89,15 +88,13 @@ def test_wrong_certificate(pki: Pki, alice: Issued) -> None:
 def test_validity(pki: Pki, alice: Issued, when: dt.datetime, code: str) -> None:
     res = verify(_signed(pki, alice), trust=TrustStore((pki.root.asn1,)), now=when)
     assert not res.verified
-    assert res.reasons[0][0] in (code, "path-invalid"), res.reasons
+    assert [c for c, _ in res.reasons] == [code], res.reasons
 
 
 def test_untrusted_self_made(pki: Pki) -> None:
     eve = issue("alice@example.com", emails=["alice@example.com"])  # self-signed look-alike
     signed = sign(MSG, eve.key, eve.asn1, now=NOW)
-    ok, codes = _verify(pki, signed)
-    assert not ok
-    assert codes[0] in ("untrusted", "path-invalid")
+    assert _verify(pki, signed) == (False, ["untrusted"])
 
 
 def test_revoked(pki: Pki) -> None:
@@ -106,7 +103,7 @@ def test_revoked(pki: Pki) -> None:
     res = verify(signed, trust=TrustStore((pki.root.asn1,)), now=NOW,
                  crls=[crl(pki.inter, [bob]), crl(pki.root, [])])
     assert not res.verified
-    assert res.reasons[0][0] == "revoked", res.reasons
+    assert [c for c, _ in res.reasons] == ["revoked"], res.reasons
 
 
 def test_absent_eku_is_fine(pki: Pki) -> None:
@@ -118,9 +115,17 @@ def test_absent_eku_is_fine(pki: Pki) -> None:
 @pytest.mark.parametrize("ku", ["key_encipherment", "key_agreement"])
 def test_wrong_key_usage(pki: Pki, ku: str) -> None:
     user = pki.user(key_usage=ku, kind="p256" if ku == "key_agreement" else "rsa")
-    ok, codes = _verify(pki, _signed(pki, user))
-    assert not ok
-    assert codes[0] in ("bad-usage", "path-invalid")
+    assert _verify(pki, _signed(pki, user)) == (False, ["bad-usage"])
+
+
+@pytest.mark.parametrize(
+    ("eku", "ok"),
+    [("1.3.6.1.5.5.7.3.2", False), ("1.3.6.1.5.5.7.3.3", False), ("2.5.29.37.0", True)],
+    ids=["clientAuth", "codeSigning", "anyExtendedKeyUsage"],
+)
+def test_extended_key_usage(pki: Pki, eku: str, ok: bool) -> None:
+    user = pki.user(eku_oid=eku)
+    assert _verify(pki, _signed(pki, user)) == ((True, []) if ok else (False, ["bad-usage"]))
 
 
 def test_from_mismatch(pki: Pki, alice: Issued) -> None:
@@ -140,9 +145,7 @@ def test_display_name_trick(pki: Pki) -> None:
 
 def test_unknown_critical_extension(pki: Pki) -> None:
     user = pki.user(unknown_critical=True)
-    ok, codes = _verify(pki, _signed(pki, user))
-    assert not ok
-    assert codes[0] in ("unknown-critical-extension", "path-invalid")
+    assert _verify(pki, _signed(pki, user)) == (False, ["unknown-critical-extension"])
 
 
 def test_multiple_from(pki: Pki, alice: Issued) -> None:
@@ -183,7 +186,7 @@ def test_no_signers(pki: Pki, alice: Issued) -> None:
     sd["signer_infos"] = []
     der2 = cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump()
     msg = head + b"\r\n\r\n" + base64.encodebytes(der2).replace(b"\n", b"\r\n")
-    assert _verify(pki, msg) == (False, ["no-signers"])
+    assert _verify(pki, msg) == (False, ["certs-only"])
 
 
 def test_one_bad_of_two_signers(pki: Pki, alice: Issued) -> None:
