@@ -25,6 +25,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 from lark.lexer import PatternStr
 from lark.parse_tree_builder import ChildFilterLALR_NoPlaceholders, ExpandSingleChild
 
+from filterlang.build import FastToken, Tok, lark_token
+
 # Shift entries carry the next state; reduce entries carry (size, goto symbol, callback),
 # the callback None for a rule whose value is its only child.
 _Reduce = tuple[int, str, Callable[[list[Any]], Any] | None]
@@ -199,7 +201,7 @@ class FastParser:
     def __init__(
         self,
         lark: Lark,
-        lexer_callbacks: dict[str, Callable[[Token], Token]],
+        lexer_callbacks: dict[str, Callable[[Tok], Tok]],
         builder: object,
     ) -> None:
         self.master, self.keywords = _master_pattern(lark)
@@ -241,7 +243,8 @@ class FastParser:
         push_value = value_stack.append
         row = states[self.start]
         pos, line, line_start, length = 0, 1, 0, len(text)
-        tok: Token | None = None
+        tok: Tok | None = None
+        new_token = tuple.__new__
         while True:
             m = match(text, pos) if pos < length else None
             if m is None:
@@ -249,7 +252,7 @@ class FastParser:
                     raise self._bad_character(text, pos, line, line_start)
                 kind = "$END"
                 if tok is not None:
-                    tok = Token.new_borrow_pos("$END", "", tok)
+                    tok = Token.new_borrow_pos("$END", "", lark_token(tok))
                 else:
                     tok = Token("$END", "", 0, 1, 1)
             else:
@@ -262,13 +265,14 @@ class FastParser:
                         line_start = text.rindex("\n", pos, start) + 1
                 value = m.group(kind)
                 pos = end
-                if kind == "COMMENT":
-                    callbacks[kind](Token(kind, value, start, line, start - line_start + 1))
-                    continue
                 if kind == "NAME":
                     kind = keywords.get(value.lower(), "NAME")
                 col = start - line_start + 1
-                tok = Token(kind, value, start, line, col, line, col + end - start, end)
+                # Tokens never span lines (strings and comments stop at a line break).
+                tok = new_token(FastToken, (kind, value, start, line, col, line, col + end - start, end))
+                if kind == "COMMENT":
+                    callbacks[kind](tok)
+                    continue
                 callback = callbacks.get(kind)
                 if callback is not None:
                     tok = callback(tok)
@@ -276,7 +280,7 @@ class FastParser:
                 try:
                     action = row[kind]
                 except KeyError:
-                    raise UnexpectedToken(tok, _expected(row)) from None
+                    raise UnexpectedToken(lark_token(tok), _expected(row)) from None
                 if action.__class__ is int:
                     push_state(action)
                     push_value(tok)
