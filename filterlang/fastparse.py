@@ -270,12 +270,10 @@ class FastParser:
                 col = start - line_start + 1
                 # Tokens never span lines (strings and comments stop at a line break).
                 tok = new_token(FastToken, (kind, value, start, line, col, line, col + end - start, end))
-                if kind == "COMMENT":
-                    callbacks[kind](tok)
-                    continue
-                callback = callbacks.get(kind)
-                if callback is not None:
-                    tok = callback(tok)
+                if kind in callbacks:  # brackets (depth limits) and comments (kept aside)
+                    tok = callbacks[kind](tok)
+                    if kind == "COMMENT":
+                        continue
             while True:
                 try:
                     action = row[kind]
@@ -289,11 +287,10 @@ class FastParser:
                 size, origin, reduce = action
                 if reduce is None:
                     # A single-child rule whose value is its child: only the state changes.
-                    del state_stack[-1]
-                    goto = states[state_stack[-1]][origin]
+                    goto = states[state_stack[-2]][origin]
                     if kind == "$END" and goto == end_state:
                         return value_stack[-1]
-                    push_state(goto)
+                    state_stack[-1] = goto
                     row = states[goto]
                     continue
                 if size:
