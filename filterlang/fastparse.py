@@ -76,7 +76,9 @@ def _master_pattern(lark: Lark) -> tuple[re.Pattern[str], dict[str, str]]:
             keywords[t.pattern.value.lower()] = t.name
             continue
         parts.append(f"(?P<{t.name}>{t.pattern.to_regexp()})")
-    return re.compile(f"(?:{ws.pattern.to_regexp()})?(?:{'|'.join(parts)})"), keywords
+    # Whitespace is matched atomically: no token starts with it, so giving some back can never
+    # help, and backtracking through a long run of it would cost time per character.
+    return re.compile(f"(?>(?:{ws.pattern.to_regexp()})?)(?:{'|'.join(parts)})"), keywords
 
 
 def _unwrap(callback: Any) -> tuple[list[tuple[int, bool]] | None, bool, Any]:
