@@ -509,6 +509,7 @@ def lookup_action(name: str) -> ActionSig | None:
     return _ACTIONS_BY_NAME.get(_norm(name))
 
 
+@functools.lru_cache(maxsize=1024)
 def obsolete_replacement(name: str) -> str | None:
     """The canonical name when `name` is an obsolete spelling (W503), else None."""
     return _OBSOLETE_BY_NAME.get(_norm(name))

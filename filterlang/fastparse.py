@@ -180,6 +180,16 @@ def _reducer(
 
         return extend
 
+    expanded = [i for i, expand in include if expand]
+    if len(expanded) == 1 and [i for i, _ in include] == list(range(size)) and not expand1:
+        # Nothing dropped, one inlined list spliced in (`block`, `action`, `and_test`): slices.
+        at = expanded[0]
+
+        def splice(c: list[Any]) -> Any:
+            return node(c[:at] + c[at].children + c[at + 1 :])
+
+        return splice
+
     def generic(c: list[Any]) -> Any:
         filtered: list[Any] = []
         for i, expand in include:
@@ -207,6 +217,11 @@ class FastParser:
         builder: object,
     ) -> None:
         self.master, self.keywords = _master_pattern(lark)
+        if self.master.groups != len(self.master.groupindex):
+            raise ValueError("terminal patterns in grammar.lark must not use capturing groups")
+        self.kinds = [""] * (self.master.groups + 1)
+        for name, index in self.master.groupindex.items():
+            self.kinds[index] = name
         self.lexer_callbacks = lexer_callbacks
         inner = lark.parser.parser.parser  # ParsingFrontend -> LALR_Parser -> _Parser
         table = inner.parse_table
@@ -237,6 +252,7 @@ class FastParser:
         states = self.states
         match = self.master.match
         keywords = self.keywords
+        kinds = self.kinds
         callbacks = self.lexer_callbacks
         end_state = self.end
         state_stack = [self.start]
@@ -258,14 +274,17 @@ class FastParser:
                 else:
                     tok = Token("$END", "", 0, 1, 1)
             else:
-                kind = m.lastgroup or ""
-                start, end = m.span(kind)
+                # The terminal groups are the only groups, so the index names the terminal.
+                index = m.lastindex or 0
+                kind = kinds[index]
+                value = m[index]
+                end = m.end()
+                start = end - len(value)
                 if start > pos:
                     newlines = text.count("\n", pos, start)
                     if newlines:
                         line += newlines
                         line_start = text.rindex("\n", pos, start) + 1
-                value = m.group(kind)
                 pos = end
                 if kind == "NAME":
                     kind = keywords.get(value.lower(), "NAME")
