@@ -12,7 +12,7 @@ reference 3.2) and marks the filter so the parser can leave it out of the script
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from attrs import define, field
 from lark import Token, Transformer
@@ -52,10 +52,42 @@ def unescape(raw: str) -> str:
     return _ESCAPE_RE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), raw)
 
 
+class FastToken(NamedTuple):
+    """A token as the fast driver makes it: Lark's ``Token`` fields in a plain tuple.
+
+    Made with ``tuple.__new__`` it costs a third of a Lark ``Token`` (whose constructor sets
+    eight slots in Python), and tokens are the most numerous objects of a parse. The builder
+    reads only these fields, so it takes either kind.
+    """
+
+    type: str
+    value: str
+    start_pos: int
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    end_pos: int
+
+    def as_lark(self) -> Token:
+        """The same token as Lark's class (for Lark's exceptions and the error translator)."""
+        return Token(self.type, self.value, *self[2:])
+
+
+Tok = Token | FastToken
+_TOKENS = (Token, FastToken)
+
+
+def lark_token(tok: Tok) -> Token:
+    """``tok`` as a Lark ``Token``."""
+    return tok.as_lark() if isinstance(tok, FastToken) else tok
+
+
 class TooDeepError(Exception):
     """Raised from the lexer when brackets nest past the limit, before the stack can grow."""
 
-    def __init__(self, token: Token) -> None:
+    def __init__(self, token: Tok) -> None:
+        token = lark_token(token)
         super().__init__(token)
         self.token = token
 
@@ -77,17 +109,17 @@ class Context:
     def span(self, first: Any, last: Any) -> Span:
         """The span from the start of ``first`` to the end of ``last`` (tokens or nodes)."""
         # Lark always fills token positions; its stubs only say they may be None.
-        if isinstance(first, Token):
+        if isinstance(first, _TOKENS):
             line, col = (first.line or 0) + self.line_offset, first.column or 0
         else:
             line, col = first.span.line, first.span.col
-        if isinstance(last, Token):
+        if isinstance(last, _TOKENS):
             end_line, end_col = (last.end_line or 0) + self.line_offset, last.end_column or 0
         else:
             end_line, end_col = last.span.end_line, last.span.end_col
         return Span(self.path, line, col, end_line, end_col)
 
-    def token_span(self, tok: Token) -> Span:
+    def token_span(self, tok: Tok) -> Span:
         """The span of one token (the common case, kept short because it is hot)."""
         off = self.line_offset
         return Span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
@@ -106,7 +138,7 @@ class Builder(Transformer[Token, Any]):
 
     # --- lexer callbacks ------------------------------------------------------------------
 
-    def on_comment(self, tok: Token) -> Token:
+    def on_comment(self, tok: Tok) -> Tok:
         """Keep comments for the formatter; a comment after code on its line is F103."""
         ctx = self.ctx
         text = ctx.text
@@ -130,23 +162,23 @@ class Builder(Transformer[Token, Any]):
             ctx.comments.append(Comment(tok.value[1:].rstrip("\r"), span=span))
         return tok
 
-    def on_open_paren(self, tok: Token) -> Token:
+    def on_open_paren(self, tok: Tok) -> Tok:
         self.ctx.parens += 1
         if self.ctx.parens > MAX_DEPTH:
             raise TooDeepError(tok)
         return tok
 
-    def on_close_paren(self, tok: Token) -> Token:
+    def on_close_paren(self, tok: Tok) -> Tok:
         self.ctx.parens -= 1
         return tok
 
-    def on_open_brace(self, tok: Token) -> Token:
+    def on_open_brace(self, tok: Tok) -> Tok:
         self.ctx.braces += 1
         if self.ctx.braces > MAX_DEPTH:
             raise TooDeepError(tok)
         return tok
 
-    def on_close_brace(self, tok: Token) -> Token:
+    def on_close_brace(self, tok: Tok) -> Tok:
         self.ctx.braces -= 1
         return tok
 
@@ -162,10 +194,10 @@ class Builder(Transformer[Token, Any]):
 
     # --- literals -------------------------------------------------------------------------
 
-    def literal(self, tok: Token) -> String | Number | Size:
+    def literal(self, tok: Tok) -> String | Number | Size:
         """A STRING, NUMBER or SIZE token as a literal node."""
         span = self.ctx.token_span(tok)
-        value = str(tok)
+        value = tok.value
         if tok.type == "STRING":
             raw = value[1:-1]
             return String(unescape(raw), raw, value[0], span=span)
@@ -188,20 +220,20 @@ class Builder(Transformer[Token, Any]):
         name = c[0]
         args: tuple[Arg, ...] | None = None
         i = 1
-        if i < len(c) and isinstance(c[i], Token) and c[i].type == "LPAR":
+        if i < len(c) and isinstance(c[i], _TOKENS) and c[i].type == "LPAR":
             close = i + 1
-            while not (isinstance(c[close], Token) and c[close].type == "RPAR"):
+            while not (isinstance(c[close], _TOKENS) and c[close].type == "RPAR"):
                 close += 1
             args = self.make_args(c[i + 1 : close])
             i = close + 1
         comparator = operand = None
         if i < len(c):
-            comparator = str(c[i])
+            comparator = c[i].value
             operand = self.literal(c[i + 1])
         return RuleTest(
-            name.lower(),
+            name.value.lower(),
             args,
-            comparator,  # type: ignore[arg-type]
+            comparator,
             operand,
             name_span=self.ctx.token_span(name),
             span=self.ctx.span(name, c[-1] if operand is None else operand),
@@ -252,13 +284,13 @@ class Builder(Transformer[Token, Any]):
     def action(self, c: list[Any]) -> ActionCall:
         name = c[0]
         return ActionCall(
-            name.lower(),
+            name.value.lower(),
             self.make_args(c[2:-2]),
             name_span=self.ctx.token_span(name),
             span=self.ctx.span(name, c[-2]),
         )
 
-    def block(self, c: list[Any]) -> tuple[tuple[Statement, ...], Token]:
+    def block(self, c: list[Any]) -> tuple[tuple[Statement, ...], Tok]:
         return tuple(c[1:-1]), c[-1]
 
     def if_stmt(self, c: list[Any]) -> If:
@@ -271,9 +303,9 @@ class Builder(Transformer[Token, Any]):
 
     # --- filters --------------------------------------------------------------------------
 
-    def make_filter(self, first: Token, name: Token, state: Token, body: If, **meta: Any) -> Filter:
+    def make_filter(self, first: Tok, name: Tok, state: Tok, body: If, **meta: Any) -> Filter:
         return Filter(
-            str(name),
+            name.value,
             state.type == "ACTIVE",
             body,
             name_span=self.ctx.token_span(name),
@@ -285,14 +317,14 @@ class Builder(Transformer[Token, Any]):
         made = self.make_filter(c[0], c[0], c[1], c[2])
         return self._keep(made)
 
-    def cf_description(self, c: list[Token]) -> tuple[str, str]:
-        return "description", unescape(str(c[1])[1:-1])
+    def cf_description(self, c: list[Tok]) -> tuple[str, str]:
+        return "description", unescape(c[1].value[1:-1])
 
-    def cf_direction(self, c: list[Token]) -> tuple[str, str]:
-        return "direction", str(c[1]).lower()
+    def cf_direction(self, c: list[Tok]) -> tuple[str, str]:
+        return "direction", c[1].value.lower()
 
-    def cf_apply(self, c: list[Token]) -> tuple[str, str]:
-        return "apply", str(c[1]).lower()
+    def cf_apply(self, c: list[Tok]) -> tuple[str, str]:
+        return "apply", c[1].value.lower()
 
     def content_filter(self, c: list[Any]) -> Filter | None:
         meta = dict(c[3:-1])

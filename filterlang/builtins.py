@@ -492,6 +492,9 @@ _RULES_BY_NAME: Mapping[str, RuleSig] = MappingProxyType(
 _ACTIONS_BY_NAME: Mapping[str, ActionSig] = MappingProxyType(
     {k: a for a in ACTIONS for k in (_norm(a.name), *map(_norm, a.legacy))}
 )
+_OBSOLETE_BY_NAME: Mapping[str, str] = MappingProxyType(
+    {_norm(old): new for old, new in OBSOLETE.items()}
+)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -506,12 +509,10 @@ def lookup_action(name: str) -> ActionSig | None:
     return _ACTIONS_BY_NAME.get(_norm(name))
 
 
+@functools.lru_cache(maxsize=1024)
 def obsolete_replacement(name: str) -> str | None:
     """The canonical name when `name` is an obsolete spelling (W503), else None."""
-    for old, new in OBSOLETE.items():
-        if _norm(old) == _norm(name):
-            return new
-    return None
+    return _OBSOLETE_BY_NAME.get(_norm(name))
 
 
 KEYWORDS: frozenset[str] = frozenset({"if", "else", "and", "or", "not"})

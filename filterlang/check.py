@@ -69,6 +69,19 @@ _RESOURCE_FIELD = {
 }
 
 
+# How many parameters each signature row requires, keyed by the id of its (immortal, module
+# level) params tuple: asked once per rule and action in a file, hashing the rows costs more.
+_REQUIRED: dict[int, int] = {
+    id(params): sum(p.required for p in params)
+    for params in (*(r.params for r in b.RULES), *(a.params for a in b.ACTIONS))
+}
+
+
+def _required(params: tuple[b.Param, ...]) -> int:
+    need = _REQUIRED.get(id(params))
+    return sum(p.required for p in params) if need is None else need
+
+
 def _diag(code: str, message: str, span: Span, hint: str | None = None,
           notes: tuple[Related, ...] = ()) -> Diagnostic:
     return Diagnostic(code, CODES[code].severity, message, span, hint, notes)
@@ -231,7 +244,7 @@ class _Checker:
     # --- arguments and values ------------------------------------------------------------
     def args(self, name: str, params: tuple[b.Param, ...], args: tuple[Arg, ...],
              name_span: Span, span: Span) -> None:
-        need = sum(p.required for p in params)
+        need = _required(params)
         if not need <= len(args) <= len(params):
             want = str(need) if need == len(params) else f"{need} to {len(params)}"
             self.emit("F202", f"'{name}' takes {want} argument(s), {len(args)} given", span)

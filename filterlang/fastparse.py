@@ -15,6 +15,7 @@ tree for every input.
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -22,9 +23,13 @@ from typing import Any
 from lark import Lark, Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 from lark.lexer import PatternStr
+from lark.parse_tree_builder import ChildFilterLALR_NoPlaceholders, ExpandSingleChild
 
-# Shift entries carry the next state; reduce entries carry (size, goto symbol, callback).
-_Reduce = tuple[int, str, Callable[[list[Any]], Any]]
+from filterlang.build import FastToken, Tok, lark_token
+
+# Shift entries carry the next state; reduce entries carry (size, goto symbol, callback),
+# the callback None for a rule whose value is its only child.
+_Reduce = tuple[int, str, Callable[[list[Any]], Any] | None]
 
 
 class _Spliced:
@@ -71,7 +76,135 @@ def _master_pattern(lark: Lark) -> tuple[re.Pattern[str], dict[str, str]]:
             keywords[t.pattern.value.lower()] = t.name
             continue
         parts.append(f"(?P<{t.name}>{t.pattern.to_regexp()})")
-    return re.compile(f"(?:{ws.pattern.to_regexp()})?(?:{'|'.join(parts)})"), keywords
+    # Whitespace is matched atomically: no token starts with it, so giving some back can never
+    # help, and backtracking through a long run of it would cost time per character.
+    return re.compile(f"(?>(?:{ws.pattern.to_regexp()})?)(?:{'|'.join(parts)})"), keywords
+
+
+def _unwrap(callback: Any) -> tuple[list[tuple[int, bool]] | None, bool, Any]:
+    """Lark's callback as (child filter, expand-single-child, node builder)."""
+    include = None
+    if isinstance(callback, ChildFilterLALR_NoPlaceholders):
+        include, callback = list(callback.to_include), callback.node_builder
+    expand1 = isinstance(callback, ExpandSingleChild)
+    if expand1:
+        callback = callback.node_builder
+    return include, expand1, callback
+
+
+def _direct_callbacks(callbacks: dict[Any, Any], builder: object) -> dict[Any, Any]:
+    """A cheaper callback per rule, with the result Lark's callback would give the builder.
+
+    Lark wraps each builder method in a child filter (drop ``_TOKENS``, splice inlined
+    ``_rules``) and an expand-single-child wrapper for ``?rules``. Most reductions in a real
+    file are single-child ones (``_name: NAME``, ``?not_test: rule_test``, ...) whose value is
+    just their child: those get None, and the driver leaves the value stack alone. Inlined
+    rules whose every form has one child ("unit" rules) are then not spliced by their parent.
+    The rest get a filter specialised to their shape. Any wrapper not recognised here keeps
+    Lark's own callback.
+    """
+    shapes: dict[Any, tuple[list[tuple[int, bool]], bool, Any]] = {}
+    unknown = set()
+    for rule, callback in callbacks.items():
+        include, expand1, node = _unwrap(callback)
+        if not (isinstance(node, functools.partial) or getattr(node, "__self__", None) is builder):
+            unknown.add(rule)
+        if include is None:
+            include = [(i, False) for i in range(len(rule.expansion))]
+        shapes[rule] = (include, expand1, node)
+
+    def inlined(origin: str) -> bool:
+        # A rule that its parents splice and that has no builder method: a bare holder.
+        return origin.startswith("_") and not hasattr(builder, origin)
+
+    by_origin: dict[str, list[Any]] = {}
+    for rule in callbacks:
+        by_origin.setdefault(str(rule.origin.name), []).append(rule)
+    unit: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for origin, rules in by_origin.items():
+            if origin in unit or not inlined(origin) or origin.startswith("__"):
+                continue
+            if all(
+                rule not in unknown
+                and len(shapes[rule][0]) == 1
+                and (not shapes[rule][0][0][1] or str(rule.expansion[shapes[rule][0][0][0]].name) in unit)
+                for rule in rules
+            ):
+                unit.add(origin)
+                changed = True
+
+    out: dict[Any, Any] = {}
+    for rule, callback in callbacks.items():
+        if rule in unknown:
+            out[rule] = callback
+            continue
+        include, expand1, node = shapes[rule]
+        include = [(i, e and str(rule.expansion[i].name) not in unit) for i, e in include]
+        origin = str(rule.origin.name)
+        size = len(rule.expansion)
+        if (origin in unit or expand1) and include == [(0, False)] and size == 1:
+            out[rule] = None
+            continue
+        if isinstance(node, functools.partial) and inlined(origin):
+            node = _Spliced
+        out[rule] = _reducer(include, expand1, node, size, rule.expansion[:1] == [rule.origin])
+    return out
+
+
+def _reducer(
+    include: list[tuple[int, bool]],
+    expand1: bool,
+    node: Callable[[list[Any]], Any],
+    size: int,
+    left_recursive: bool,
+) -> Callable[[list[Any]], Any]:
+    """One rule's child filter, specialised to the few shapes the grammar has."""
+    keep = [i for i, expand in include if not expand]
+    if len(keep) == len(include):
+        if keep == list(range(size)) and not (expand1 and size == 1):
+            return node
+        if expand1 and len(keep) == 1:
+            return operator.itemgetter(keep[0])
+        return lambda c: node([c[i] for i in keep])
+    if node is _Spliced and left_recursive and len(include) == 2 and include[0] == (0, True):
+        # `__x_star: __x_star _SEP item`: extend the holder in place (LALR never shares it).
+        last = keep[0]
+
+        def extend(c: list[Any]) -> Any:
+            held = c[0]
+            held.children.append(c[last])
+            return held
+
+        return extend
+
+    expanded = [i for i, expand in include if expand]
+    if len(expanded) == 1 and [i for i, _ in include] == list(range(size)) and not expand1:
+        # Nothing dropped, one inlined list spliced in (`block`, `action`, `and_test`): slices.
+        at = expanded[0]
+
+        def splice(c: list[Any]) -> Any:
+            return node(c[:at] + c[at].children + c[at + 1 :])
+
+        return splice
+
+    def generic(c: list[Any]) -> Any:
+        filtered: list[Any] = []
+        for i, expand in include:
+            if expand:
+                if filtered:
+                    filtered += c[i].children
+                else:
+                    filtered = c[i].children
+            else:
+                filtered.append(c[i])
+        if expand1 and len(filtered) == 1:
+            return filtered[0]
+        return node(filtered)
+
+    return generic
 
 
 class FastParser:
@@ -80,15 +213,21 @@ class FastParser:
     def __init__(
         self,
         lark: Lark,
-        lexer_callbacks: dict[str, Callable[[Token], Token]],
+        lexer_callbacks: dict[str, Callable[[Tok], Tok]],
         builder: object,
     ) -> None:
         self.master, self.keywords = _master_pattern(lark)
+        if self.master.groups != len(self.master.groupindex):
+            raise ValueError("terminal patterns in grammar.lark must not use capturing groups")
+        self.kinds = [""] * (self.master.groups + 1)
+        for name, index in self.master.groupindex.items():
+            self.kinds[index] = name
         self.lexer_callbacks = lexer_callbacks
         inner = lark.parser.parser.parser  # ParsingFrontend -> LALR_Parser -> _Parser
         table = inner.parse_table
         self.start = table.start_states["start"]
         self.end = table.end_states["start"]
+        callbacks = _direct_callbacks(inner.callbacks, builder)
         reduces: dict[Any, _Reduce] = {}
         self.states: dict[int, dict[str, Any]] = {}
         for state, actions in table.states.items():
@@ -99,14 +238,7 @@ class FastParser:
                     row[str(symbol)] = arg
                 else:
                     if arg not in reduces:
-                        goto = str(arg.origin.name)
-                        callback = inner.callbacks[arg]
-                        # Lark's bare default callback (no child filter to run) just wraps
-                        # the children in a Tree; a slotted holder does the same job faster.
-                        bare = isinstance(callback, functools.partial)
-                        if bare and goto.startswith("_") and not hasattr(builder, goto):
-                            callback = _Spliced
-                        reduces[arg] = (len(arg.expansion), goto, callback)
+                        reduces[arg] = (len(arg.expansion), str(arg.origin.name), callbacks[arg])
                     row[str(symbol)] = reduces[arg]
             self.states[state] = row
 
@@ -120,6 +252,7 @@ class FastParser:
         states = self.states
         match = self.master.match
         keywords = self.keywords
+        kinds = self.kinds
         callbacks = self.lexer_callbacks
         end_state = self.end
         state_stack = [self.start]
@@ -128,7 +261,8 @@ class FastParser:
         push_value = value_stack.append
         row = states[self.start]
         pos, line, line_start, length = 0, 1, 0, len(text)
-        tok: Token | None = None
+        tok: Tok | None = None
+        new_token = tuple.__new__
         while True:
             m = match(text, pos) if pos < length else None
             if m is None:
@@ -136,40 +270,50 @@ class FastParser:
                     raise self._bad_character(text, pos, line, line_start)
                 kind = "$END"
                 if tok is not None:
-                    tok = Token.new_borrow_pos("$END", "", tok)
+                    tok = Token.new_borrow_pos("$END", "", lark_token(tok))
                 else:
                     tok = Token("$END", "", 0, 1, 1)
             else:
-                kind = m.lastgroup or ""
-                start, end = m.span(kind)
+                # The terminal groups are the only groups, so the index names the terminal.
+                index = m.lastindex or 0
+                kind = kinds[index]
+                value = m[index]
+                end = m.end()
+                start = end - len(value)
                 if start > pos:
                     newlines = text.count("\n", pos, start)
                     if newlines:
                         line += newlines
                         line_start = text.rindex("\n", pos, start) + 1
-                value = m.group(kind)
                 pos = end
-                if kind == "COMMENT":
-                    callbacks[kind](Token(kind, value, start, line, start - line_start + 1))
-                    continue
                 if kind == "NAME":
                     kind = keywords.get(value.lower(), "NAME")
                 col = start - line_start + 1
-                tok = Token(kind, value, start, line, col, line, col + end - start, end)
-                callback = callbacks.get(kind)
-                if callback is not None:
-                    tok = callback(tok)
+                # Tokens never span lines (strings and comments stop at a line break).
+                tok = new_token(FastToken, (kind, value, start, line, col, line, col + end - start, end))
+                if kind in callbacks:  # brackets (depth limits) and comments (kept aside)
+                    tok = callbacks[kind](tok)
+                    if kind == "COMMENT":
+                        continue
             while True:
                 try:
                     action = row[kind]
                 except KeyError:
-                    raise UnexpectedToken(tok, _expected(row)) from None
+                    raise UnexpectedToken(lark_token(tok), _expected(row)) from None
                 if action.__class__ is int:
                     push_state(action)
                     push_value(tok)
                     row = states[action]
                     break
                 size, origin, reduce = action
+                if reduce is None:
+                    # A single-child rule whose value is its child: only the state changes.
+                    goto = states[state_stack[-2]][origin]
+                    if kind == "$END" and goto == end_state:
+                        return value_stack[-1]
+                    state_stack[-1] = goto
+                    row = states[goto]
+                    continue
                 if size:
                     children = value_stack[-size:]
                     del state_stack[-size:]

@@ -61,17 +61,22 @@ class _Parser:
         self.fast = FastParser(self.lark, self.builder.lexer_callbacks(), self.builder)
         self.lock = threading.Lock()
 
-    def run(self, chunk: Chunk, explain: bool = True) -> tuple[list[Filter] | None, Context]:
-        """Parse one chunk; on failure the context holds the one syntax diagnostic."""
+    def attempt(self, chunk: Chunk) -> tuple[list[Filter] | None, Context, Exception | None]:
+        """Parse one chunk; on failure, the exception (not yet explained)."""
         ctx = Context(chunk.path, chunk.text, chunk.line_offset)
         self.builder.ctx = ctx
         try:
             _check_not_run(chunk.text)
-            return self.fast.parse(chunk.text), ctx
+            return self.fast.parse(chunk.text), ctx, None
         except (LarkError, TooDeepError) as exc:
-            if explain:
-                ctx.diagnostics.append(translate(self.fast, chunk, exc))
-            return None, ctx
+            return None, ctx, exc
+
+    def run(self, chunk: Chunk) -> tuple[list[Filter] | None, Context]:
+        """Parse one chunk; on failure the context holds the one syntax diagnostic."""
+        filters, ctx, failure = self.attempt(chunk)
+        if failure is not None:
+            ctx.diagnostics.append(translate(self.fast, chunk, failure))
+        return filters, ctx
 
 
 def _check_not_run(text: str) -> None:
@@ -190,11 +195,15 @@ def parse(text: str, path: str = "<string>") -> tuple[Script | None, list[Diagno
 
 
 def _parse_locked(parser: _Parser, text: str, path: str) -> tuple[Script | None, list[Diagnostic]]:
-    starts = _chunk_starts(text)
     with parser.lock:
-        # One pass over the whole file first: a file without errors is parsed exactly once.
-        filters, ctx = parser.run(Chunk(path, text, 0, True), explain=len(starts) == 1)
-        if filters is not None or len(starts) == 1:
+        # One pass over the whole file first: a file without errors is parsed exactly once
+        # (and is never split into filters: finding the starts costs a few per cent).
+        whole = Chunk(path, text, 0, True)
+        filters, ctx, failure = parser.attempt(whole)
+        starts = [0] if failure is None else _chunk_starts(text)
+        if failure is None or len(starts) == 1:
+            if failure is not None:
+                ctx.diagnostics.append(translate(parser.fast, whole, failure))
             found, comments, diags = filters or [], ctx.comments, ctx.diagnostics
         else:
             found, comments, diags = [], [], []

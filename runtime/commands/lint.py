@@ -1,20 +1,27 @@
 """`filterlang lint`: parse and check filter files, report every problem, exit by severity.
 
 Exit status: 0 when no file has an error (warnings allowed unless ``--strict``), 1 when one
-does, 2 for a usage error or a file that cannot be read.
+does, 2 for a usage error, a file that cannot be read or a configuration that cannot be used.
+
+With ``--config gateway.toml`` (or ``$FILTERLANG_CONFIG``) the names filters use for
+quarantines, sending profiles, dictionaries, listeners and text resources are checked against
+the ones the configuration defines (F405); with neither, those names are not checked.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from filterlang import check_bytes
 from filterlang.diagnostics import Diagnostic, Severity
 from filterlang.reporter import format_json, format_text
 from runtime.commands._files import read_all
+
+if TYPE_CHECKING:
+    from filterlang.check import ResourceNames
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,37 +32,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="gateway configuration whose resource names (quarantines, profiles, ...) to check",
+        help="gateway configuration whose resource names (quarantines, sending profiles, "
+        f"dictionaries, listeners, text resources) filters may use; default ${CONFIG_ENV}, "
+        "and without either names are not checked",
     )
 
 
+#: Used when ``--config`` is not given; when neither is set, names are not checked at all.
+CONFIG_ENV = "FILTERLANG_CONFIG"
+
+
 class ConfigError(Exception):
-    """The --config file cannot be used."""
+    """The configuration file cannot be used; one line per problem, each with its location."""
 
 
-def load_names(path: str) -> Any:
-    """Resource names from the gateway configuration, or None where no loader exists yet."""
+def config_path(option: str | None) -> str | None:
+    """The configuration to check names against: ``--config``, else ``$FILTERLANG_CONFIG``."""
+    return option or os.environ.get(CONFIG_ENV) or None
+
+
+def load_names(path: str) -> ResourceNames:
+    """The resource names a gateway configuration defines, for the checker (F405)."""
+    from filterlang.check import ResourceNames
+    from runtime.config import load_config
+    from runtime.config_schema import ConfigError as InvalidConfig
+
     try:
-        config = importlib.import_module("runtime.config")
-    except ModuleNotFoundError as exc:
-        if exc.name != "runtime.config":
-            raise
-        print(
-            "filterlang lint: note: --config ignored: this build has no configuration loader",
-            file=sys.stderr,
-        )
-        return None
-    try:
-        loader = getattr(config, "load_names", None)
-        if loader is not None:
-            return loader(path)
-        loaded = config.load(path)
-        names = getattr(loaded, "resource_names", None)
-        return names() if callable(names) else names
+        names = load_config(path).names()
+    except InvalidConfig as exc:
+        raise ConfigError("\n".join(str(issue) for issue in exc.issues)) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        raise ConfigError(f"{path}: (file): cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        # tomllib decodes before parsing, so this is not a TOMLDecodeError.
+        raise ConfigError(
+            f"{path}: (syntax): invalid UTF-8 byte at offset {exc.start}; save the file as UTF-8"
+        ) from None
+    return ResourceNames(
+        quarantines=names["quarantine"],
+        profiles=names["profile"],
+        dictionaries=names["dictionary"],
+        listeners=names["listener"],
+        text_resources=names["text_resource"],
+    )
 
 
 def _failing(diags: list[Diagnostic], strict: bool) -> bool:
@@ -66,11 +85,13 @@ def _failing(diags: list[Diagnostic], strict: bool) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Lint every file; print diagnostics; return the exit status."""
     names = None
-    if args.config:
+    config = config_path(args.config)
+    if config is not None:
         try:
-            names = load_names(args.config)
+            names = load_names(config)
         except ConfigError as exc:
-            print(f"filterlang lint: {exc}", file=sys.stderr)
+            for line in str(exc).splitlines():
+                print(f"filterlang lint: configuration error: {line}", file=sys.stderr)
             return 2
     status = 0
     every: list[Diagnostic] = []

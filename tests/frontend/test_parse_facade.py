@@ -1,5 +1,5 @@
-"""The façade in `filterlang/__init__.py` and `lint --config`: the checker and the config
-loader live on other branches, so both are found lazily and their absence is tolerated."""
+"""The façade in `filterlang/__init__.py` and how `lint --config` hands names to the checker:
+the checker is found lazily, so the parser works on its own."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import pytest
 
 import filterlang
 from filterlang.ast import Script, Span
+from filterlang.check import ResourceNames
 from filterlang.diagnostics import Diagnostic, Severity
 from runtime.cli import main
 
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "gateway.toml"
 GOOD = "mark:\n    if signed {\n        no-op();\n    }\n"
 
 
@@ -28,6 +30,7 @@ def fake_checker(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
     module = types.ModuleType("filterlang.check")
     module.check = check  # type: ignore[attr-defined]
+    module.ResourceNames = ResourceNames  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "filterlang.check", module)
     return seen
 
@@ -58,40 +61,28 @@ def test_format_source_returns_canonical_text() -> None:
     assert text == GOOD
 
 
-def test_lint_config_is_passed_to_the_checker(
+def test_lint_config_names_reach_the_checker(
     fake_checker: list[object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    config = types.ModuleType("runtime.config")
-    config.load_names = lambda path: {"from": path}  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "runtime.config", config)
+    # Golden output of `lint --config` is in test_cli_lint_config; this pins the hand-over.
+    monkeypatch.delenv("FILTERLANG_CONFIG", raising=False)
     (tmp_path / "a.filter").write_text(GOOD)
-    (tmp_path / "gw.toml").write_text("")
-    assert main(["lint", "--config", str(tmp_path / "gw.toml"), str(tmp_path)]) == 0
-    assert fake_checker == [{"from": str(tmp_path / "gw.toml")}]
+    assert main(["lint", "--config", str(EXAMPLE_CONFIG), str(tmp_path)]) == 0
+    assert fake_checker == [
+        ResourceNames(
+            quarantines={"policy"}, profiles={"sign", "encrypt-or-bounce"},
+            listeners={"inbound"},
+        )
+    ]
 
 
-def test_lint_unreadable_config_exits_2(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_lint_without_config_checks_no_names(
+    fake_checker: list[object], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    def load_names(path: str) -> object:
-        raise FileNotFoundError(2, "No such file or directory")
-
-    config = types.ModuleType("runtime.config")
-    config.load_names = load_names  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "runtime.config", config)
+    monkeypatch.delenv("FILTERLANG_CONFIG", raising=False)
     (tmp_path / "a.filter").write_text(GOOD)
-    assert main(["lint", "--config", "nope.toml", str(tmp_path)]) == 2
-    assert "cannot read nope.toml" in capsys.readouterr().err
-
-
-def test_lint_config_without_loader_is_a_note(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setitem(sys.modules, "runtime.config", None)  # import fails
-    (tmp_path / "a.filter").write_text(GOOD)
-    status = main(["lint", "--config", "gw.toml", str(tmp_path)])
-    assert status == 0
-    assert "--config ignored" in capsys.readouterr().err
+    assert main(["lint", str(tmp_path)]) == 0
+    assert fake_checker == [None]
 
 
 def test_diagnostic_spans_are_one_based() -> None:

@@ -79,3 +79,11 @@ def test_many_errors_are_all_reported() -> None:
     _, diags = parse_bytes(CASES["many broken filters"], "p")
     assert len(diags) == 2000
     assert {d.code for d in diags} == {"F110"}
+
+
+@pytest.mark.parametrize("blank", [b"\n", b" ", b"\r\n\t"])
+def test_megabytes_of_blank_space_are_an_empty_script(blank: bytes) -> None:
+    # The lexer once backtracked through such a run one character at a time (seconds per MB).
+    script, diags = parse_bytes(blank * (TEN_MB // len(blank)), "blank.filter")
+    assert diags == []
+    assert script is not None and script.filters == ()
