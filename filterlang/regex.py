@@ -77,8 +77,25 @@ class Problem:
     hint: str | None = None
 
 
+_GLOBAL_FLAGS = re.compile(r"(?<!\\)\(\?([imsx]+)\)")
+
+
+def hoist_flags(pattern: str) -> str:
+    """Move global inline flag groups found anywhere to the front (reference 5.5).
+
+    Published filters write ``(?i)`` mid-pattern; hoisting makes it apply to the whole pattern,
+    as older engines did (Python 3.11 rejects it there). Scoped ``(?i:...)`` is left alone.
+    """
+    found = _GLOBAL_FLAGS.findall(pattern)
+    if not found or (len(found) == 1 and pattern.startswith(f"(?{found[0]})")):
+        return pattern
+    flags = "".join(dict.fromkeys("".join(found)))
+    return f"(?{flags})" + _GLOBAL_FLAGS.sub("", pattern)
+
+
 def translate(pattern: str) -> str:
-    """Rewrite the few safe spellings RE2 does not accept."""
+    """Rewrite the few safe spellings RE2 does not accept; hoist global inline flags."""
+    pattern = hoist_flags(pattern)
     for rx, repl in _TRANSLATIONS:
         pattern = rx.sub(repl, pattern)
     return pattern
@@ -92,7 +109,7 @@ def problems(pattern: str, *, engine: str = "re2") -> tuple[Problem, ...]:
         return ()
     if engine == "backtracking":
         try:
-            re.compile(pattern)
+            re.compile(hoist_flags(pattern))
         except re.error as exc:
             return (Problem("F301", f"invalid regular expression: {exc.msg} at offset {exc.pos}"),)
         return ()
@@ -128,6 +145,7 @@ def compile_raw(pattern: str, *, ignore_case: bool = False, multiline: bool = Fa
     smart = smart_identifier(pattern)
     src = SMART_IDENTIFIERS[smart] if smart else pattern
     if engine == "backtracking":
+        src = hoist_flags(src)
         flags = (re.IGNORECASE if ignore_case else 0) | (re.MULTILINE if multiline else 0)
         if data == "text":
             return re.compile(src, flags)
