@@ -195,3 +195,19 @@ def test_on_filter_error_tempfail_requeues_the_message() -> None:
                  filters=compiled("b: if remote-ip == '10.0.0.0/8' { drop(); }"),
                  connection=Connection(remote_ip="not-an-address"), on_error="tempfail")
     assert t.recipients == {"c@d": "tempfail"} and t.result == msg()
+
+
+CF_MARK = "content-filter cf:\n  direction incoming\n  if true { insert-header('X-CF', 'ran'); }\n"
+
+
+@pytest.mark.parametrize("action,pipeline_runs", [
+    ("skip-filters()", True), ("deliver()", True), ("drop()", False), ("bounce()", False),
+    ("encrypt('Prof')", False), ("smime-gateway('sign')", False),
+])
+def test_final_action_table_of_4_4_decides_whether_the_pipeline_runs(action: str,
+                                                                     pipeline_runs: bool) -> None:
+    t = run(f"a: if true {{ insert-header('X-A', '1'); {action}; }}\n" + CF_MARK, msg())
+    stage = t.splinters[0].stage
+    assert (stage is not None) is pipeline_runs
+    if pipeline_runs:  # accumulated edits take effect and content filters see them
+        assert b"X-A: 1" in next(iter(t.results.values())) and b"X-CF: ran" in next(iter(t.results.values()))
