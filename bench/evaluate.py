@@ -18,7 +18,7 @@ import random
 import time
 from email.parser import BytesParser
 
-from filterlang import parse
+from filterlang import compile_source
 from runtime.context import Connection, Envelope, MessageContext
 from runtime.engine import run_filters
 
@@ -100,9 +100,12 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    full, _ = parse(filter_source(ENVELOPE_HEADER + BODY_ATTACH), "bench-full")
-    head_only, _ = parse(filter_source(ENVELOPE_HEADER + ENVELOPE_HEADER[:20]), "bench-headers")
-    assert full is not None and head_only is not None
+    # filters load as the runtime loads them: parse -> check -> compile (errors refuse to run)
+    full, diags = compile_source(filter_source(ENVELOPE_HEADER + BODY_ATTACH), "bench-full")
+    assert full is not None, diags
+    head_only, diags = compile_source(filter_source(ENVELOPE_HEADER + ENVELOPE_HEADER[:20]),
+                                      "bench-headers")
+    assert head_only is not None, diags
     rng = random.Random(args.seed)
     conn = Connection(remote_ip="10.1.2.3", listener="Inbound")
     t_parse = t_eval = t_head = 0.0

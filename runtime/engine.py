@@ -26,9 +26,15 @@ OnError = Literal["bypass", "tempfail"]
 
 @define
 class RuleTrace:
-    rule: str
+    """One evaluated rule; its text is rendered only when a trace is shown (speed)."""
+
+    test: CRule
     value: bool
     note: str
+
+    @property
+    def rule(self) -> str:
+        return rule_text(self.test)
 
 
 @define
@@ -76,9 +82,9 @@ def _eval(c: CCondition, ctx: MessageContext, tr: FilterTrace) -> bool:
     try:
         res = rules.evaluate(ctx, c)
     except Unavailable as exc:
-        tr.rules.append(RuleTrace(rule_text(c), False, f"{exc} — evaluates false"))
+        tr.rules.append(RuleTrace(c, False, f"{exc} — evaluates false"))
         return False
-    tr.rules.append(RuleTrace(rule_text(c), res.value, res.note))
+    tr.rules.append(RuleTrace(c, res.value, res.note))
     return res.value
 
 

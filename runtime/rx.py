@@ -46,9 +46,11 @@ class RegexTimeout(Exception):
 
 def engine_of(p: Pattern) -> str:
     """The engine a compiled pattern was built for (the search function's owner tells)."""
-    if isinstance(p, str):
-        return "re2"
-    return "backtracking" if isinstance(getattr(p.search, "__self__", None), re.Pattern) else "re2"
+    return "backtracking" if _backtracking(p) else "re2"
+
+
+def _backtracking(p: Pattern) -> bool:
+    return not isinstance(p, str) and isinstance(getattr(p.search, "__self__", None), re.Pattern)
 
 
 def source(p: Pattern) -> str:
@@ -106,7 +108,9 @@ def _guard(engine: str) -> Iterator[None]:
 def search(p: Pattern, text: str) -> bool:
     if isinstance(p, str):
         return fre.compile_raw(p).search(text) is not None
-    with _guard(engine_of(p)):
+    if not _backtracking(p):  # the common case: no budget bookkeeping per match
+        return p.search(text) is not None
+    with _guard("backtracking"):
         return p.search(text) is not None
 
 

@@ -65,8 +65,8 @@ def _implementation(sig: b.ActionSig) -> ActionFn:
     return _record_only
 
 
-#: ActionSig -> implementation, built from the signature table at import.
-IMPLEMENTATIONS: dict[b.ActionSig, ActionFn] = {sig: _implementation(sig) for sig in b.ACTIONS}
+#: Row name -> implementation, built from the signature table at import.
+IMPLEMENTATIONS: dict[str, ActionFn] = {sig.name: _implementation(sig) for sig in b.ACTIONS}
 
 
 class ActionError(Exception):
@@ -86,7 +86,7 @@ def run(ctx: MessageContext, plan: ActionPlan, action: CAction) -> PlannedAction
     name = action.sig.name
     plan.pending = name
     args = [_value(a) for a in action.args]
-    expanded = IMPLEMENTATIONS[action.sig](ctx, plan, args)
+    expanded = IMPLEMENTATIONS[name](ctx, plan, args)
     planned = PlannedAction(name, tuple(_text(a) for a in expanded if a is not None),
                             ctx.current_filter)
     plan.record(planned)

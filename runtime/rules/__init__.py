@@ -50,9 +50,10 @@ def _implementation(sig: b.RuleSig) -> RuleFn:
     raise ImportError(f"rule {sig.name!r} of the signature table has no implementation")
 
 
-#: RuleSig -> implementation, built from the signature table at import.
-IMPLEMENTATIONS: dict[b.RuleSig, RuleFn] = {sig: _implementation(sig) for sig in b.RULES}
+#: Row name -> implementation, built from the signature table at import (keyed by the name:
+#: hashing a frozen RuleSig on every evaluation costs more than the rule itself).
+IMPLEMENTATIONS: dict[str, RuleFn] = {sig.name: _implementation(sig) for sig in b.RULES}
 
 
 def evaluate(ctx: MessageContext, test: CRule) -> RuleResult:
-    return IMPLEMENTATIONS[test.sig](ctx, test)
+    return IMPLEMENTATIONS[test.sig.name](ctx, test)

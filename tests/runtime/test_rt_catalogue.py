@@ -116,3 +116,17 @@ def test_service_backed_actions_are_recorded_in_the_plan_for_the_provider() -> N
     assert [a.render() for a in t.message_filters.plan.actions] == [
         "url-category-defang('Gambling', '')", "drop-attachments-where-image-verdict('suspect')"]
     assert t.result == ATTACHED  # the provider acts on the plan; the message is untouched here
+
+
+def test_only_plan_actions_are_record_only() -> None:
+    """Dispatch is by name: a misspelt implementation would silently become record-only."""
+    from runtime import actions
+
+    record_only = {n for n, f in actions.IMPLEMENTATIONS.items() if f is actions._record_only}
+    finals = {s.name for s in b.ACTIONS if s.final and s.name != "encrypt"}
+    flags = {s.name for s in b.ACTIONS if s.repeat is b.Repeat.FLAG}  # html-convert, skip-*
+    routing = {"alt-rcpt-to", "alt-mailhost", "alt-src-host", "bounce-profile", "quarantine",
+               "smime-gateway-deferred", "add-footer", "add-heading"}  # add-*: applied at stage end
+    service = {s.name for s in b.ACTIONS if s.name.startswith("url-")} | {
+        "drop-attachments-where-image-verdict"}
+    assert record_only == finals | flags | routing | service | {"no-op"}
