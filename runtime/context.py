@@ -123,13 +123,20 @@ class MessageContext:
     scan_sets: dict[tuple[bool, bool], Any] = field(factory=dict)  # content-scan part lists
     _hlist: list[tuple[str, str]] | None = None
     _hcache: dict[str, list[str]] = field(factory=dict)
+    _hlist_full: list[tuple[str, str]] | None = None
+    _head_end: int = -1  # where the top-level header block ends in raw (computed once)
     elided: Any = None  # runtime.elide.Elided for large messages, set by the full parse
 
     # --- parsing ----------------------------------------------------------------------------
 
     def _header_block(self) -> bytes:
-        ends = [i for i in (self.raw.find(b"\r\n\r\n"), self.raw.find(b"\n\n")) if i >= 0]
-        return self.raw[: min(ends) + 1] if ends else self.raw
+        if self._head_end < 0:
+            crlf = self.raw.find(b"\r\n\r\n")
+            # search for a bare blank line only before the CRLF one: not through the whole body
+            lf = self.raw.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(self.raw))
+            ends = [i for i in (crlf, lf) if i >= 0]
+            self._head_end = min(ends) + 1 if ends else len(self.raw)
+        return self.raw[: self._head_end]
 
     def _header_list(self) -> list[tuple[str, str]]:
         """(name, raw value) pairs of the top-level header, unfolded, edits applied.
@@ -138,7 +145,9 @@ class MessageContext:
         Once the full tree exists it is the truth (body edits may rewrite Content-* fields).
         """
         if self._full is not None:
-            return [(k, str(v)) for k, v in self._full.items()]
+            if self._hlist_full is None:  # rebuilt after every edit, not on every rule
+                self._hlist_full = [(k, str(v)) for k, v in self._full.items()]
+            return self._hlist_full
         if self._hlist is None:
             pairs: list[tuple[str, str]] = []
             text = self._header_block().decode("utf-8", "replace")
@@ -240,6 +249,7 @@ class MessageContext:
         self._modified = True
         self._all_header_ops.append(entry)
         self._hcache.clear()
+        self._hlist_full = None
         if self._hlist is not None:
             _apply_list_op(self._hlist, entry)
         if self._full is not None:
@@ -254,6 +264,7 @@ class MessageContext:
         self._modified = True
         self._body_modified = True
         self._hcache.clear()
+        self._hlist_full = None
 
     @property
     def modified(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -52,10 +53,16 @@ def _ip_in(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, spec: Any, host: s
     return bool(host) and (host == spec or (spec.startswith(".") and host.endswith(spec)))
 
 
+@functools.lru_cache(maxsize=1024)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    # one connection is tested by many remote-ip rules: parse its address once
+    return ipaddress.ip_address(text)
+
+
 def remote_ip(ctx: MessageContext, t: CRule) -> RuleResult:
     specs = operand(t) if isinstance(operand(t), tuple) else (operand(t),)
     try:
-        ip = ipaddress.ip_address(ctx.connection.remote_ip)
+        ip = _address(ctx.connection.remote_ip)
     except ValueError as exc:
         raise RuleError(f"remote-ip: {exc}") from None
     hit = any(_ip_in(ip, s, ctx.connection.remote_host) for s in specs)
