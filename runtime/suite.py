@@ -27,6 +27,7 @@ from __future__ import annotations
 import email.policy
 import logging
 import tomllib
+from collections.abc import Callable
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,8 @@ def _check(case: dict[str, Any], t: MessageTrace) -> list[str]:
     return diffs
 
 
-def run_suite(path: Path) -> list[CaseResult]:
+def run_suite(path: Path, *, warn: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Run every case of one suite file; lint warnings of its filters go to ``warn``."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -131,7 +133,13 @@ def run_suite(path: Path) -> list[CaseResult]:
     files = data.get("filters", [])
     if not isinstance(files, list) or not files:
         raise SuiteError(f"{path}: 'filters' must list at least one filter file")
-    filters = load_filters([base / f for f in files])
+    try:
+        program = load_program([base / f for f in files])
+    except FilterLoadError as exc:
+        raise SuiteError(str(exc)) from None
+    for w in program.warnings:
+        (warn or log.warning)(w)
+    filters = list(program.filters)
     resources = load_resources(data.get("resources", {}), base)
     policies: Policies = load_policies(data.get("policies", {}))
     results: list[CaseResult] = []

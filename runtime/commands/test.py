@@ -66,7 +66,7 @@ def _run_suites(files: list[Path]) -> int:
     total = 0
     for f in files:
         try:
-            results = run_suite(f)
+            results = run_suite(f, warn=lambda w: print(w, file=sys.stderr))
         except (SuiteError, PolicyError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -97,3 +97,10 @@ def test_suite_with_a_broken_filter_file_is_one_clear_error(files: Path, capsys:
     assert main(["test", "--suite", str(files / "s.toml")]) == 2
     err = capsys.readouterr().err
     assert "bad.flt:1:21: error[F302]: back-reference" in err and "Traceback" not in err
+
+
+def test_suite_shows_lint_warnings_of_its_filters(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (files / "bt.flt").write_text("# filterlang: regex-engine=backtracking\na: if true { no-op(); }\n")
+    (files / "s.toml").write_text('filters = ["bt.flt"]\n[[case]]\nmessage = "msgs/a.eml"\n')
+    assert main(["test", "--suite", str(files / "s.toml")]) == 0
+    assert "warning[W505]" in capsys.readouterr().err
