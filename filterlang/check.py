@@ -315,6 +315,8 @@ class _Checker:
 
 
 def _valid_ip_part(part: str) -> bool:
+    if re.fullmatch(r"(\d{1,3}\.){1,3}", part):  # partial IPv4 address ending in a dot (6.3)
+        return all(int(o) <= 255 for o in part.split(".")[:-1])
     if "-" in part and "/" not in part:
         lo, _, hi = part.rpartition("-")
         part = lo if "." in hi or ":" in hi else lo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.policy
 from email.errors import HeaderParseError
+from email.feedparser import BytesFeedParser
 from email.header import Header, decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser
@@ -83,6 +84,20 @@ class SmimeState:
         return cls()
 
 
+_FEED_CHUNK = 64 * 1024
+
+
+def _parse_incrementally(source: bytes) -> Message:
+    """Parse by feeding chunks: ``parsebytes`` decodes the whole message to one str and copies
+    it again before splitting (peak about 6x the message); feeding keeps the peak near 1x plus
+    the parsed tree (issue 3: memory within 4x the message size)."""
+    feeder = BytesFeedParser(policy=FAST, _factory=EmailMessage)
+    view = memoryview(source)
+    for start in range(0, len(source), _FEED_CHUNK):
+        feeder.feed(bytes(view[start:start + _FEED_CHUNK]))
+    return feeder.close()
+
+
 @define
 class MessageContext:
     """Everything a rule or an action may look at or change for one message."""
@@ -102,17 +117,26 @@ class MessageContext:
     _full: EmailMessage | None = None
     _header_ops: list[_HeaderOp] = field(factory=list)
     _modified: bool = False
+    _body_modified: bool = False
+    _all_header_ops: list[_HeaderOp] = field(factory=list)  # every edit, for header-only output
     _parts_cache: Any = None
     scan_sets: dict[tuple[bool, bool], Any] = field(factory=dict)  # content-scan part lists
     _hlist: list[tuple[str, str]] | None = None
     _hcache: dict[str, list[str]] = field(factory=dict)
+    _hlist_full: list[tuple[str, str]] | None = None
+    _head_end: int = -1  # where the top-level header block ends in raw (computed once)
     elided: Any = None  # runtime.elide.Elided for large messages, set by the full parse
 
     # --- parsing ----------------------------------------------------------------------------
 
     def _header_block(self) -> bytes:
-        ends = [i for i in (self.raw.find(b"\r\n\r\n"), self.raw.find(b"\n\n")) if i >= 0]
-        return self.raw[: min(ends) + 1] if ends else self.raw
+        if self._head_end < 0:
+            crlf = self.raw.find(b"\r\n\r\n")
+            # search for a bare blank line only before the CRLF one: not through the whole body
+            lf = self.raw.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(self.raw))
+            ends = [i for i in (crlf, lf) if i >= 0]
+            self._head_end = min(ends) + 1 if ends else len(self.raw)
+        return self.raw[: self._head_end]
 
     def _header_list(self) -> list[tuple[str, str]]:
         """(name, raw value) pairs of the top-level header, unfolded, edits applied.
@@ -121,7 +145,9 @@ class MessageContext:
         Once the full tree exists it is the truth (body edits may rewrite Content-* fields).
         """
         if self._full is not None:
-            return [(k, str(v)) for k, v in self._full.items()]
+            if self._hlist_full is None:  # rebuilt after every edit, not on every rule
+                self._hlist_full = [(k, str(v)) for k, v in self._full.items()]
+            return self._hlist_full
         if self._hlist is None:
             pairs: list[tuple[str, str]] = []
             text = self._header_block().decode("utf-8", "replace")
@@ -166,7 +192,7 @@ class MessageContext:
             source, self.elided = elide(self.raw)
             parser = BytesParser(policy=FAST, _class=EmailMessage)
             try:
-                msg = self._single_part() or parser.parsebytes(source)
+                msg = self._single_part() or _parse_incrementally(source)
             except RecursionError:
                 self.defects.append("MIME nesting too deep; message read as one part")
                 msg = parser.parsebytes(source, headersonly=True)
@@ -221,7 +247,9 @@ class MessageContext:
     def edit_header(self, op: str, name: str, value: str = "") -> None:
         entry = (op, name, value)
         self._modified = True
+        self._all_header_ops.append(entry)
         self._hcache.clear()
+        self._hlist_full = None
         if self._hlist is not None:
             _apply_list_op(self._hlist, entry)
         if self._full is not None:
@@ -232,8 +260,11 @@ class MessageContext:
                 _apply_header_op(self._headers, entry)
 
     def mark_modified(self) -> None:
+        """The body (or the MIME tree) changed: output is re-serialised from the tree."""
         self._modified = True
+        self._body_modified = True
         self._hcache.clear()
+        self._hlist_full = None
 
     @property
     def modified(self) -> bool:
@@ -243,6 +274,11 @@ class MessageContext:
         """The message as it stands now (the original bytes if nothing changed)."""
         if not self._modified:
             return self.raw
+        if not self._body_modified:
+            try:
+                return self._with_new_header()
+            except Exception as exc:  # fall back to serialising the tree
+                self.defects.append(f"header-only output failed: {exc}")
         try:
             # keep the original line endings (CRLF on the wire, LF in most .eml files)
             linesep = "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
@@ -251,6 +287,24 @@ class MessageContext:
         except Exception as exc:
             self.defects.append(f"message could not be serialised after edits: {exc}")
             return self.raw
+
+    def _with_new_header(self) -> bytes:
+        """Only header fields changed: the edited header block followed by the body bytes as
+        received. Nothing is re-encoded (signed bodies stay valid) and no MIME parse is needed."""
+        crlf, lf = self.raw.find(b"\r\n\r\n"), self.raw.find(b"\n\n")
+        if crlf >= 0 and (lf < 0 or crlf < lf):
+            body_start, linesep = crlf + 4, "\r\n"
+        elif lf >= 0:
+            body_start, linesep = lf + 2, "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
+        else:
+            body_start, linesep = len(self.raw), "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
+        head = BytesHeaderParser(policy=FAST, _class=EmailMessage).parsebytes(self.raw[:body_start])
+        for op in self._all_header_ops:
+            _apply_header_op(head, op)
+        out = head.as_bytes(policy=FAST.clone(linesep=linesep))
+        if not out.endswith(linesep.encode() * 2):
+            out += linesep.encode()
+        return b"".join((out, memoryview(self.raw)[body_start:]))  # no copy of the body slice
 
     @property
     def size(self) -> int:

@@ -14,21 +14,11 @@ from typing import Literal
 
 from attrs import define, field
 
-from filterlang.ast import (
-    ActionCall,
-    BoolOp,
-    Condition,
-    Filter,
-    Group,
-    If,
-    ListLit,
-    Not,
-    RuleTest,
-    Statement,
-)
-from runtime import actions, rules
+from filterlang.compile import CBool, CCondition, CFilter, CIf, CNot, CRule, CStatement
+from runtime import actions, rules, rx
 from runtime.context import MessageContext
 from runtime.plan import FINAL, ActionPlan, PlannedAction
+from runtime.rules.common import show
 from runtime.services import Unavailable
 
 OnError = Literal["bypass", "tempfail"]
@@ -36,9 +26,15 @@ OnError = Literal["bypass", "tempfail"]
 
 @define
 class RuleTrace:
-    rule: str
+    """One evaluated rule; its text is rendered only when a trace is shown (speed)."""
+
+    test: CRule
     value: bool
     note: str
+
+    @property
+    def rule(self) -> str:
+        return rule_text(self.test)
 
 
 @define
@@ -63,83 +59,69 @@ class _Final(Exception):
     pass
 
 
-def _rule_text(t: RuleTest) -> str:
-    def lit(a: object) -> str:
-        if isinstance(a, ListLit):
-            return "[" + ", ".join(repr(s.value) for s in a.items) + "]"
-        raw = getattr(a, "raw", None)
-        v = getattr(a, "value", a)
-        return repr(v) if isinstance(v, str) else str(raw or v)
-
-    text = t.name
-    if t.args is not None:
-        text += "(" + ", ".join(lit(a) for a in t.args) + ")"
+def rule_text(t: CRule) -> str:
+    """A rule as written (canonical name, typed values shown as literals) for the trace."""
+    text = t.sig.name
+    if t.args:
+        text += "(" + ", ".join(show(a) for a in t.args) + ")"
     if t.comparator:
-        text += f" {t.comparator} {lit(t.operand)}"
+        text += f" {t.comparator} {show(t.operand)}"
     return text
 
 
-def _cost(c: Condition) -> int:
-    if isinstance(c, RuleTest):
-        return rules.COST.get(rules.canonical(c.name), 4)
-    if isinstance(c, Not | Group):
-        return _cost(c.operand if isinstance(c, Not) else c.inner)
-    return max(_cost(c.left), _cost(c.right))
-
-
-def _eval(c: Condition, ctx: MessageContext, tr: FilterTrace) -> bool:
-    if isinstance(c, Group):
-        return _eval(c.inner, ctx, tr)
-    if isinstance(c, Not):
+def _eval(c: CCondition, ctx: MessageContext, tr: FilterTrace) -> bool:
+    # `and`/`or` operands arrive in the static cost order of reference 3.4 (the compiler sorts)
+    if isinstance(c, CBool):
+        want = c.op == "or"
+        for operand in c.operands:
+            if _eval(operand, ctx, tr) is want:
+                return want
+        return not want
+    if isinstance(c, CNot):
         return not _eval(c.operand, ctx, tr)
-    if isinstance(c, BoolOp):
-        first, second = (c.left, c.right) if _cost(c.left) <= _cost(c.right) else (c.right, c.left)
-        v = _eval(first, ctx, tr)
-        if (c.op == "and" and not v) or (c.op == "or" and v):
-            return v
-        return _eval(second, ctx, tr)
     try:
         res = rules.evaluate(ctx, c)
     except Unavailable as exc:
-        tr.rules.append(RuleTrace(_rule_text(c), False, f"{exc} — evaluates false"))
+        tr.rules.append(RuleTrace(c, False, f"{exc} — evaluates false"))
         return False
-    tr.rules.append(RuleTrace(_rule_text(c), res.value, res.note))
+    tr.rules.append(RuleTrace(c, res.value, res.note))
     return res.value
 
 
-def _args(call: ActionCall) -> list[str | int | float]:
-    out: list[str | int | float] = []
-    for a in call.args:
-        if isinstance(a, ListLit):
-            out.append(", ".join(s.value for s in a.items))
-        else:
-            out.append(a.value)
-    return out
-
-
-def _run_block(stmts: Sequence[Statement], ctx: MessageContext, plan: ActionPlan, tr: FilterTrace) -> None:
+def _run_block(stmts: Sequence[CStatement], ctx: MessageContext, plan: ActionPlan,
+               tr: FilterTrace) -> None:
     for st in stmts:
-        if isinstance(st, If):
+        if isinstance(st, CIf):
             _run_if(st, ctx, plan, tr)
             continue
-        action = actions.run(ctx, plan, st.name, _args(st))
+        action = actions.run(ctx, plan, st)
         tr.actions.append(action)
         if action.name in FINAL:
             raise _Final
 
 
-def _run_if(node: If, ctx: MessageContext, plan: ActionPlan, tr: FilterTrace) -> bool:
+def _run_if(node: CIf, ctx: MessageContext, plan: ActionPlan, tr: FilterTrace) -> bool:
     value = _eval(node.condition, ctx, tr)
     if tr.matched is None:
         tr.matched = value
-    branch = node.then if value else (node.else_ or ())
+    branch = node.then if value else node.else_
     _run_block(branch, ctx, plan, tr)
     return value
 
 
-def run_filters(filters: Sequence[Filter], ctx: MessageContext, *, content: bool = False,
+def run_filters(filters: Sequence[CFilter], ctx: MessageContext, *, content: bool = False,
                 on_error: OnError = "bypass") -> StageResult:
-    """Run one stage (message filters, or one splinter's content filters) on ``ctx``."""
+    """Run one stage (message filters, or one splinter's content filters) on ``ctx``.
+
+    ``filters`` are compiled filters (``runtime.suite.load_filters`` / ``runtime.loader``).
+    Patterns of files that opted in to the backtracking engine share one time budget per stage.
+    """
+    with rx.budget():
+        return _run_stage(filters, ctx, content=content, on_error=on_error)
+
+
+def _run_stage(filters: Sequence[CFilter], ctx: MessageContext, *, content: bool,
+               on_error: OnError) -> StageResult:
     plan = ActionPlan()
     traces: list[FilterTrace] = []
     final_seen = False

@@ -59,18 +59,32 @@ class Part:
         """The first ``n`` decoded bytes, without decoding a large part entirely."""
         if self.elided_key:
             return bytes(self.elided.payload(self.elided_key, n))
-        return self.payload[:n]
+        if self._payload is not None:
+            return self._payload[:n]
+        return decode_transfer(self.msg)[:n]  # sniffing needs the head only: keep no copy
+
+    # Memory (issue 3: at most 4x the message size): a part keeps one decoded copy at a time
+    # besides the parsed message. Text scans use the UTF-8 form; once it exists the str form
+    # is not kept, and decoding to text does not keep the transfer-decoded bytes.
 
     @property
     def text(self) -> str:
         """The part decoded to text with its charset (default charset when none is declared)."""
-        if self._text is None:
-            charset = self.msg.get_content_charset() or DEFAULT_CHARSET
-            data = self.payload if self.encoded_size <= MAX_SCAN * 2 else b""
-            try:
-                self._text = data.decode(charset, "replace")
-            except LookupError:
-                self._text = data.decode(DEFAULT_CHARSET, "replace")
+        if self._text is not None:
+            return self._text
+        if self._utf8 is not None:
+            return self._utf8.decode("utf-8", "surrogatepass")
+        charset = self.msg.get_content_charset() or DEFAULT_CHARSET
+        if self.encoded_size > MAX_SCAN * 2:
+            data = b""
+        elif self._payload is not None or self.elided_key:
+            data = self.payload
+        else:
+            data = decode_transfer(self.msg)
+        try:
+            self._text = data.decode(charset, "replace")
+        except LookupError:
+            self._text = data.decode(DEFAULT_CHARSET, "replace")
         return self._text
 
     @property
@@ -78,6 +92,7 @@ class Part:
         """The decoded text as UTF-8, encoded once for every pattern that scans this part."""
         if self._utf8 is None:
             self._utf8 = self.text.encode("utf-8", "surrogatepass")
+            self._text = None
         return self._utf8
 
     @property

@@ -10,18 +10,15 @@ from typing import Literal
 
 from attrs import define, field, frozen
 
+from filterlang.builtins import ACTIONS
+
 Repeat = Literal["slot", "flag", "list"]
 
-FINAL = frozenset({"skip-filters", "deliver", "drop", "bounce", "encrypt", "smime-gateway"})
+# Both come from the one signature table: final actions, and the override class of the others.
+FINAL = frozenset(sig.name for sig in ACTIONS if sig.final)
 
-REPEAT: dict[str, Repeat] = {
-    **dict.fromkeys(("alt-rcpt-to", "alt-mailhost", "alt-src-host", "bounce-profile", "quarantine",
-                     "encrypt-deferred", "smime-gateway-deferred", "add-heading", "add-footer"),
-                    "slot"),
-    **dict.fromkeys(("html-convert", "skip-spamcheck", "skip-viruscheck", "skip-ampcheck",
-                     "skip-vofcheck", "skip-marketingcheck", "skip-socialcheck", "skip-bulkcheck",
-                     "skip-dkim-signing"), "flag"),
-}
+REPEAT: dict[str, Repeat] = {sig.name: sig.repeat.value
+                             for sig in ACTIONS if sig.repeat is not None}
 
 
 def repeat_class(action: str) -> Repeat:

@@ -1,108 +1,167 @@
-"""Regexes for filter patterns, run on RE2 so no message can make matching exponential.
+"""How the runtime runs filter patterns: a thin use of ``filterlang.regex``, the one adapter.
 
-The checker's ``filterlang/regex.py`` owns the dialect; until it is merged this adapter does the
-two adjustments the runtime needs (reference 5.5): global inline flags are hoisted to the front,
-and rules that are case-insensitive by definition get ``(?i)``.
+Filter patterns arrive compiled (``CompiledRegex``: RE2 unless the file opted in to the
+backtracking engine). Content scans need variants of a pattern (multi-line, over UTF-8 or
+Latin-1 bytes); they come from ``filterlang.regex.compile_raw`` for the same engine, cached, so
+each variant is compiled once per process. Plain strings (dictionary terms, suite expectations)
+always run on RE2.
+
+Backtracking patterns run under a per-stage time budget (``budget``): when it is spent the rule
+raises ``RegexTimeout``, which marks the filter as failed (reference 4.7) instead of stalling the
+pipeline. On the main thread a timer interrupts a match in progress; elsewhere the budget is
+checked between matches.
 """
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import contextvars
 import re
-from typing import Any
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import re2
 
-_GLOBAL_FLAGS = re.compile(r"\(\?([imsx]+)\)")
+from filterlang import regex as fre
+from filterlang.compile import CompiledRegex
+
+Pattern = CompiledRegex | str
+
+#: Seconds of backtracking-engine matching one stage of one message may use.
+BACKTRACKING_BUDGET = 1.0
+
+_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("rx_deadline", default=None)
 
 
-class PatternError(ValueError):
-    """A pattern RE2 cannot compile; the message names the construct."""
+#: What a plain-string pattern that is not valid RE2 raises (dictionary terms are not linted).
+PatternError = re2.error
 
 
-def _hoist(pattern: str) -> str:
-    flags = "".join(dict.fromkeys("".join(_GLOBAL_FLAGS.findall(pattern))))
-    if not flags:
-        return pattern
-    return f"(?{flags})" + _GLOBAL_FLAGS.sub("", pattern)
+class RegexTimeout(Exception):
+    """A backtracking pattern used up the message's time budget."""
 
 
-@functools.lru_cache(maxsize=4096)
-def compile_text(pattern: str, *, ignore_case: bool = False, multiline: bool = False) -> Any:
-    """Compile a text pattern (search semantics, ``.`` never matches a newline)."""
-    src = _hoist(pattern)
-    prefix = ("i" if ignore_case else "") + ("m" if multiline else "")
-    if prefix:
-        src = f"(?{prefix})" + src
+def engine_of(p: Pattern) -> str:
+    """The engine a compiled pattern was built for (the search function's owner tells)."""
+    return "backtracking" if _backtracking(p) else "re2"
+
+
+def _backtracking(p: Pattern) -> bool:
+    return not isinstance(p, str) and isinstance(getattr(p.search, "__self__", None), re.Pattern)
+
+
+def source(p: Pattern) -> str:
+    return p if isinstance(p, str) else p.source
+
+
+def variant(p: Pattern, *, multiline: bool = False,
+            data: Literal["text", "utf8", "latin1"] = "text") -> Any:
+    return fre.compile_raw(source(p), multiline=multiline, data=data, engine=engine_of(p))
+
+
+def recompile(p: Pattern, new_source: str) -> CompiledRegex:
+    """The same engine and options over a rewritten source (e.g. DN spellings normalised)."""
+    return CompiledRegex(new_source, fre.compile_pattern(new_source, engine=engine_of(p)))
+
+
+@contextlib.contextmanager
+def budget(seconds: float | None = None) -> Iterator[None]:
+    """Start the time budget for backtracking patterns for one stage of one message."""
+    token = _deadline.set(time.monotonic() + (BACKTRACKING_BUDGET if seconds is None else seconds))
     try:
-        return re2.compile(src)
-    except re2.error as exc:
-        raise PatternError(f"pattern {pattern!r} is not RE2: {exc}") from None
+        yield
+    finally:
+        _deadline.reset(token)
 
 
-@functools.lru_cache(maxsize=1024)
-def compile_bytes(pattern: str) -> Any:
-    """Compile a pattern for raw bytes; each character maps to one byte (reference 5.6)."""
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise RegexTimeout("backtracking regex time budget exceeded")
+
+
+@contextlib.contextmanager
+def _guard(engine: str) -> Iterator[None]:
+    if engine != "backtracking":
+        yield
+        return
+    deadline = _deadline.get()
+    if deadline is None:
+        yield
+        return
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RegexTimeout("backtracking regex time budget exceeded")
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, left)
     try:
-        return re2.compile(_hoist(pattern).encode("latin-1", "replace"))
-    except re2.error as exc:
-        raise PatternError(f"pattern {pattern!r} is not RE2: {exc}") from None
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
-def search(pattern: str, text: str, *, ignore_case: bool = False) -> bool:
-    return compile_text(pattern, ignore_case=ignore_case).search(text) is not None
+def search(p: Pattern, text: str) -> bool:
+    if isinstance(p, str):
+        return fre.compile_raw(p).search(text) is not None
+    if not _backtracking(p):  # the common case: no budget bookkeeping per match
+        return p.search(text) is not None
+    with _guard("backtracking"):
+        return p.search(text) is not None
 
 
-@functools.lru_cache(maxsize=4096)
-def compile_utf8(pattern: str, *, multiline: bool = False) -> Any:
-    """The text pattern compiled for UTF-8 bytes: scans of one part encode the text once."""
-    src = _hoist(pattern)
-    if multiline:
-        src = "(?m)" + src
-    try:
-        return re2.compile(src.encode("utf-8"))
-    except re2.error as exc:
-        raise PatternError(f"pattern {pattern!r} is not RE2: {exc}") from None
+def sub(p: Pattern, repl: str, text: str) -> str:
+    with _guard(engine_of(p)):
+        return str(variant(p).sub(repl, text))
 
 
-def count_utf8(pattern: str, data: bytes, limit: int | None = None) -> tuple[int, list[str]]:
+def search_bytes(p: Pattern, data: bytes) -> bool:
+    """``attachment-binary-contains``: each pattern character is one byte (reference 5.6)."""
+    with _guard(engine_of(p)):
+        return variant(p, data="latin1").search(data) is not None
+
+
+def count_utf8(p: Pattern, data: bytes, limit: int | None = None) -> tuple[int, list[str]]:
     """``count_lines`` over UTF-8 bytes (the per-part cached encoding of its text)."""
-    rx = compile_utf8(pattern, multiline=True)
+    if engine_of(p) == "backtracking":
+        return count_lines(p, data.decode("utf-8", "replace"), limit)
     found: list[str] = []
-    for m in rx.finditer(data):
+    for m in variant(p, multiline=True, data="utf8").finditer(data):
         s = m.group(0)
         if b"\n" in s:
-            return count_lines(pattern, data.decode("utf-8", "replace"), limit)
+            return count_lines(p, data.decode("utf-8", "replace"), limit)
         found.append(s.decode("utf-8", "replace"))
         if limit is not None and len(found) >= limit:
             break
     return len(found), found
 
 
-def count_lines(pattern: str, text: str, limit: int | None = None) -> tuple[int, list[str]]:
+def count_lines(p: Pattern, text: str, limit: int | None = None) -> tuple[int, list[str]]:
     """Count matches line by line (reference 5.2: no multi-line matching); return the texts.
 
-    Fast path: one pass over the whole text in multiline mode; only if a match spans a newline
-    (possible with ``\\s`` or negated classes) the text is re-scanned line by line.
+    Fast path: one pass over the whole text in multi-line mode; only if a match spans a newline
+    (possible with ``\\s`` or negated classes) is the text re-scanned line by line.
     """
-    rx = compile_text(pattern, multiline=True)
-    found: list[str] = []
-    spans_newline = False
-    for m in rx.finditer(text):
-        s = m.group(0)
-        if "\n" in s:
-            spans_newline = True
-            break
-        found.append(s)
-        if limit is not None and len(found) >= limit:
-            return len(found), found
-    if not spans_newline:
-        return len(found), found
-    found = []
-    line_rx = compile_text(pattern)
-    for line in text.splitlines():
-        for m in line_rx.finditer(line):
-            found.append(m.group(0))
+    with _guard(engine_of(p)):
+        found: list[str] = []
+        for m in variant(p, multiline=True).finditer(text):
+            s = m.group(0)
+            if "\n" in s:
+                break
+            found.append(s)
             if limit is not None and len(found) >= limit:
                 return len(found), found
-    return len(found), found
+        else:
+            return len(found), found
+        found = []
+        line_rx = variant(p)
+        for line in text.splitlines():
+            for m in line_rx.finditer(line):
+                found.append(m.group(0))
+                if limit is not None and len(found) >= limit:
+                    return len(found), found
+        return len(found), found

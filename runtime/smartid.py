@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from filterlang.regex import smart_identifier
 from runtime import rx
 
 
@@ -46,21 +47,21 @@ def _cusip(s: str) -> bool:
     return (10 - total % 10) % 10 == int(s[8]) if s[8].isdigit() else False
 
 
-SMART: dict[str, tuple[str, Callable[[str], bool]]] = {
-    "*credit": (r"\b\d{4}[ -]?\d{4,6}[ -]?\d{4,5}(?:[ -]?\d{1,4})?\b", _credit),
-    "*aba": (r"\b\d{9}\b", _aba),
-    "*ssn": (r"\b\d{3}[-. ]\d{2}[-. ]\d{4}\b", _ssn),
-    "*cusip": (r"\b[0-9]{3}[0-9A-Za-z*@#]{5}[0-9]\b", _cusip),
+# candidate patterns live with the regex adapter (filterlang.regex); the validators here
+VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "*credit": _credit, "*aba": _aba, "*ssn": _ssn, "*cusip": _cusip,
 }
 
 
-def count(pattern: str, text: str | bytes) -> tuple[int, list[str]]:
+def count(pattern: rx.Pattern, text: str | bytes) -> tuple[int, list[str]]:
     """Matches of a regex or smart identifier in ``text`` (str, or UTF-8 bytes), per line."""
-    counter = rx.count_utf8 if isinstance(text, bytes) else rx.count_lines
-    smart = SMART.get(pattern.strip().lower())
+    if isinstance(text, bytes):
+        n, found = rx.count_utf8(pattern, text)
+    else:
+        n, found = rx.count_lines(pattern, text)
+    smart = smart_identifier(rx.source(pattern))
     if smart is None:
-        return counter(pattern, text)  # type: ignore[arg-type]
-    cand, ok = smart
-    _, found = counter(cand, text)  # type: ignore[arg-type]
+        return n, found
+    ok = VALIDATORS[smart]
     good = [f for f in found if ok(f)]
     return len(good), good

@@ -25,19 +25,24 @@
 from __future__ import annotations
 
 import email.policy
+import logging
 import tomllib
+from collections.abc import Callable
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
 from attrs import frozen
 
-from filterlang.ast import Filter
+from filterlang.compile import CFilter
 from runtime import rx
 from runtime.context import Connection, Envelope, SmimeState
+from runtime.loader import FilterLoadError, load_program
 from runtime.policies import Policies, load_policies
 from runtime.resources import Dictionary, Resources
 from runtime.trace import MessageTrace, simulate
+
+log = logging.getLogger(__name__)
 
 
 class SuiteError(ValueError):
@@ -52,26 +57,19 @@ class CaseResult:
     trace: MessageTrace
 
 
-def load_filters(paths: list[Path]) -> list[Filter]:
-    from filterlang import parse_bytes
-    from filterlang.diagnostics import Severity
+def load_filters(paths: list[Path]) -> list[CFilter]:
+    """The compiled filters of ``paths`` (parse -> check -> compile); warnings go to the log.
 
-    out: list[Filter] = []
-    for p in paths:
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            raise SuiteError(f"{p}: cannot read filter file: {exc.strerror}") from None
-        script, diags = parse_bytes(data, str(p))
-        errors = [d for d in diags if d.severity == Severity.ERROR]
-        if script is None or errors:
-            from filterlang.reporter import format_diagnostic
-
-            text = data.decode("utf-8", "replace")
-            raise SuiteError("\n".join(format_diagnostic(d, text) for d in errors)
-                             or f"{p}: does not parse")
-        out += script.filters
-    return out
+    Kept for callers of the first runtime (the gateway); ``runtime.loader.load_program`` also
+    returns the warnings.
+    """
+    try:
+        program = load_program(paths)
+    except FilterLoadError as exc:
+        raise SuiteError(str(exc)) from None
+    for w in program.warnings:
+        log.warning("%s", w)
+    return list(program.filters)
 
 
 def load_resources(data: dict[str, Any], base: Path) -> Resources:
@@ -123,7 +121,8 @@ def _check(case: dict[str, Any], t: MessageTrace) -> list[str]:
     return diffs
 
 
-def run_suite(path: Path) -> list[CaseResult]:
+def run_suite(path: Path, *, warn: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Run every case of one suite file; lint warnings of its filters go to ``warn``."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -134,7 +133,13 @@ def run_suite(path: Path) -> list[CaseResult]:
     files = data.get("filters", [])
     if not isinstance(files, list) or not files:
         raise SuiteError(f"{path}: 'filters' must list at least one filter file")
-    filters = load_filters([base / f for f in files])
+    try:
+        program = load_program([base / f for f in files])
+    except FilterLoadError as exc:
+        raise SuiteError(str(exc)) from None
+    for w in program.warnings:
+        (warn or log.warning)(w)
+    filters = list(program.filters)
     resources = load_resources(data.get("resources", {}), base)
     policies: Policies = load_policies(data.get("policies", {}))
     results: list[CaseResult] = []

@@ -10,9 +10,9 @@ from typing import Any
 
 from attrs import define, evolve, field
 
-from filterlang.ast import Filter
+from filterlang.compile import CFilter
 from runtime.context import Connection, Envelope, MessageContext, SmimeState
-from runtime.engine import FilterTrace, StageResult, run_filters
+from runtime.engine import FilterTrace, OnError, StageResult, run_filters
 from runtime.policies import Policies
 from runtime.resources import Resources
 from runtime.services import Services
@@ -77,11 +77,11 @@ def _disposition(mf: StageResult, cf: StageResult | None) -> str:
     return "deliver"
 
 
-def simulate(raw: bytes, envelope: Envelope, *, filters: Sequence[Filter],
+def simulate(raw: bytes, envelope: Envelope, *, filters: Sequence[CFilter],
              connection: Connection | None = None, smime: SmimeState | None = None,
              policies: Policies | None = None, resources: Resources | None = None,
              services: Services | None = None, name: str = "<message>", mid: int = 1,
-             on_error: str = "bypass") -> MessageTrace:
+             on_error: OnError = "bypass") -> MessageTrace:
     """Run the message-filter stage, splinter by policy, run each splinter's content filters."""
     policies = policies or Policies()
     connection = connection or Connection()
@@ -90,7 +90,7 @@ def simulate(raw: bytes, envelope: Envelope, *, filters: Sequence[Filter],
     content_filters = [f for f in filters if f.content is not None]
     ctx = MessageContext(raw, envelope, connection, smime, mid=mid, services=services,
                          resources=resources)
-    mf = run_filters(message_filters, ctx, on_error=on_error)  # type: ignore[arg-type]
+    mf = run_filters(message_filters, ctx, on_error=on_error)
     if mf.tempfail:  # on_filter_error = tempfail: the message is requeued, nothing else happens
         trace = MessageTrace(name, mf, defects=ctx.defects)
         trace.recipients = dict.fromkeys(envelope.rcpt_addresses, "tempfail")
@@ -125,7 +125,7 @@ def simulate(raw: bytes, envelope: Envelope, *, filters: Sequence[Filter],
         sctx = MessageContext(after_mf, evolve(envelope, recipients=tuple(
             r for r in _recips(envelope, group))), connection, smime, mid=mid, services=services,
             resources=resources)
-        cf = run_filters(wanted, sctx, content=True, on_error=on_error) if wanted else None  # type: ignore[arg-type]
+        cf = run_filters(wanted, sctx, content=True, on_error=on_error) if wanted else None
         if cf is not None and cf.error is None:
             trace.results[policy_name] = sctx.as_bytes()
             trace.header_changes += cf.plan.header_changes

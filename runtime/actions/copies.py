@@ -74,3 +74,8 @@ def archive(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
             fh.write(f"From {sender} {time.asctime(time.gmtime())}\n".encode())
             fh.write(body.rstrip(b"\n") + b"\n\n")
     return args
+
+
+# the -scan / -copy variants differ only in what the pipeline does with the copy
+bcc_scan = bcc
+notify_copy = notify

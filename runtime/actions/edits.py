@@ -42,19 +42,19 @@ def strip_header(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
     return [name]
 
 
-def _sub(pattern: str, repl: str, text: str) -> str:
-    return str(rx.compile_text(pattern).sub(repl, text))
+def _sub(pattern: rx.Pattern, repl: str, text: str) -> str:
+    return rx.sub(pattern, repl, text)
 
 
 def edit_header_text(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
-    name, pattern, repl = str(args[0]), str(args[1]), str(args[2])
+    name, pattern, repl = str(args[0]), args[1], str(args[2])
     values = ctx.header_values(name)
     if values:  # no action when the header is absent (reference 7.6)
         new = [clean(_sub(pattern, repl, v)) for v in values]
         if new != values:
             ctx.edit_header("replace", name, "\0".join(new))
             plan.header_changes.extend(f"~ {name}: {v}" for v in new)
-    return [name, pattern, repl]
+    return [name, rx.source(pattern), repl]
 
 
 def _set_text(part: Message, text: str) -> None:
@@ -65,7 +65,7 @@ def _set_text(part: Message, text: str) -> None:
 
 
 def edit_body_text(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
-    pattern, repl = str(args[0]), str(args[1])
+    pattern, repl = args[0], str(args[1])
     changed = False
     for p in parts(ctx):
         if p.is_body:
@@ -76,7 +76,7 @@ def edit_body_text(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
     if changed:
         ctx.mark_modified()
         ctx.invalidate_parts()
-    return [pattern, repl]
+    return [rx.source(pattern), repl]
 
 
 def _selector(ctx: MessageContext, action: str, args: Args) -> tuple[Any, str | None]:
@@ -89,7 +89,7 @@ def _selector(ctx: MessageContext, action: str, args: Args) -> tuple[Any, str | 
     if action == "drop-attachments-by-name":
         def by_name(p: Part) -> bool:
             names = [p.filename] + (member_names(p.payload, p.filetype) if p.filetype in ("zip", "tar") else [])
-            return any(n and rx.search(str(key), n) for n in names)
+            return any(n and rx.search(key, n) for n in names)
         return by_name, comment
     if action == "drop-attachments-by-type":
         return (lambda p: fnmatch.fnmatchcase(_type_of(p).lower(), str(key).lower())), comment
@@ -100,7 +100,7 @@ def _selector(ctx: MessageContext, action: str, args: Args) -> tuple[Any, str | 
     if action == "drop-attachments-by-size":
         return (lambda p: p.encoded_size >= int(key)), comment
     if action == "drop-attachments-where-contains":
-        return (lambda p: p.scannable and smartid.count(str(key), p.text)[0] >= threshold), comment
+        return (lambda p: p.scannable and smartid.count(key, p.text)[0] >= threshold), comment
     if action == "drop-attachments-where-dictionary-match":
         from runtime.rules.dictionaries import dict_score
 
@@ -149,7 +149,7 @@ def drop_attachments(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
         siblings[siblings.index(p.msg)] = notice
     ctx.mark_modified()
     ctx.invalidate_parts()
-    return [str(a) for a in args]
+    return list(args)
 
 
 def _decorate(part: Message, text: str, top: bool) -> None:
@@ -191,7 +191,7 @@ def add_disclaimers(ctx: MessageContext, plan: ActionPlan, heading: str | None, 
     ctx.invalidate_parts()
 
 
-def html_convert(ctx: MessageContext) -> None:
+def apply_html_convert(ctx: MessageContext) -> None:
     root = ctx.message
     for part in list(root.walk()):
         if part.get_content_type() == "multipart/alternative":
@@ -207,3 +207,10 @@ def html_convert(ctx: MessageContext) -> None:
                               content_manager=raw_data_manager)
     ctx.mark_modified()
     ctx.invalidate_parts()
+
+
+# One implementation serves every drop-attachments-* action; dispatch is by action name
+# (runtime.actions), and ``plan.pending`` tells the implementation which one runs.
+drop_attachments_by_name = drop_attachments_by_type = drop_attachments_by_filetype = drop_attachments
+drop_attachments_by_mimetype = drop_attachments_by_size = drop_attachments
+drop_attachments_where_contains = drop_attachments_where_dictionary_match = drop_attachments

@@ -9,8 +9,9 @@ import tomllib
 from pathlib import Path
 
 from runtime.context import Connection, Envelope, SmimeState
+from runtime.loader import FilterLoadError, load_program
 from runtime.policies import PolicyError, load_policies
-from runtime.suite import SuiteError, load_filters, load_resources, run_suite
+from runtime.suite import SuiteError, load_resources, run_suite
 from runtime.trace import MessageTrace, dumps, simulate, to_text
 
 
@@ -65,7 +66,7 @@ def _run_suites(files: list[Path]) -> int:
     total = 0
     for f in files:
         try:
-            results = run_suite(f)
+            results = run_suite(f, warn=lambda w: print(w, file=sys.stderr))
         except (SuiteError, PolicyError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -93,13 +94,21 @@ def run(args: argparse.Namespace) -> int:
         print("error: give filter files and at least one .eml file or directory", file=sys.stderr)
         return 2
     try:
-        filters = load_filters(filter_files)
+        program = load_program(filter_files)
+        filters = list(program.filters)
         policies = load_policies(tomllib.loads(args.policies.read_text())) if args.policies else None
         resources = (load_resources(tomllib.loads(args.resources.read_text()), args.resources.parent)
                      if args.resources else None)
+    except FilterLoadError as exc:
+        print(exc, file=sys.stderr)
+        print("error: the filters have errors (see `filterlang lint`); nothing was run",
+              file=sys.stderr)
+        return 2
     except (SuiteError, PolicyError, OSError, tomllib.TOMLDecodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for w in program.warnings:
+        print(w, file=sys.stderr)
     env = Envelope.simple(args.mail_from, args.rcpt or ["rcpt@example.com"])
     conn = Connection(remote_ip=args.remote_ip, listener=args.listener,
                       sender_group=args.sender_group, auth_user=args.auth_user,

@@ -8,7 +8,7 @@ import mimetypes
 import tarfile
 import zipfile
 
-from filterlang.ast import RuleTest
+from filterlang.compile import CRule
 from runtime import archives, filetypes
 from runtime.context import MessageContext
 from runtime.mimewalk import MAX_SCAN, Part
@@ -43,7 +43,7 @@ def member_names(data: bytes, fingerprint: str, depth: int = 0) -> list[str]:
     return names
 
 
-def attachment_filename(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_filename(ctx: MessageContext, t: CRule) -> RuleResult:
     names: list[str] = []
     for p in attachments(ctx):
         if p.filename:
@@ -61,7 +61,7 @@ def _type_of(p: Part) -> str:
     return p.declared_type
 
 
-def attachment_type(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_type(ctx: MessageContext, t: CRule) -> RuleResult:
     want = str(operand(t)).lower()
     types = [_type_of(p) for p in attachments(ctx)]
     for p in attachments(ctx):
@@ -73,14 +73,14 @@ def attachment_type(ctx: MessageContext, t: RuleTest) -> RuleResult:
     return RuleResult(ok, f"attachment types {types}")
 
 
-def attachment_mimetype(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_mimetype(ctx: MessageContext, t: CRule) -> RuleResult:
     want = str(operand(t)).lower()
     types = [p.declared_type for p in attachments(ctx)]
     ok = (want in types) if t.comparator != "!=" else any(x != want for x in types)
     return RuleResult(ok, f"declared types {types}")
 
 
-def attachment_filetype(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_filetype(ctx: MessageContext, t: CRule) -> RuleResult:
     want = str(operand(t))
     kinds = [p.filetype for p in attachments(ctx)]
     hits = [k for k in kinds if filetypes.matches(k, want)]
@@ -88,7 +88,7 @@ def attachment_filetype(ctx: MessageContext, t: RuleTest) -> RuleResult:
     return RuleResult(ok, f"sniffed types {kinds}")
 
 
-def attachment_size(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_size(ctx: MessageContext, t: CRule) -> RuleResult:
     sizes = [p.encoded_size for p in attachments(ctx)]
     for s in sizes:
         if compare_num(t, s, "size").value:
@@ -106,16 +106,16 @@ def _protections(ctx: MessageContext) -> list[str]:
     return out
 
 
-def attachment_protected(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_protected(ctx: MessageContext, t: CRule) -> RuleResult:
     prot = _protections(ctx)
     return RuleResult(any(x in ("protected", "both") for x in prot), f"protection {prot}")
 
 
-def attachment_unprotected(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_unprotected(ctx: MessageContext, t: CRule) -> RuleResult:
     prot = _protections(ctx)
     return RuleResult(any(x in ("unprotected", "both") for x in prot), f"protection {prot}")
 
 
-def attachment_corrupt(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_corrupt(ctx: MessageContext, t: CRule) -> RuleResult:
     prot = _protections(ctx)
     return RuleResult("corrupt" in prot, f"protection {prot}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from filterlang.ast import RuleTest
+from filterlang.compile import CRule
 from runtime import rx, smartid
 from runtime.context import MessageContext
 from runtime.mimewalk import Part, archive_members
@@ -46,32 +46,32 @@ def scan_set(ctx: MessageContext, *, body: bool, attachments: bool) -> list[Part
     return out
 
 
-def _scan(ctx: MessageContext, t: RuleTest, *, body: bool, attachments: bool, what: str) -> RuleResult:
-    pattern = str(arg(t, 0, ""))
+def _scan(ctx: MessageContext, t: CRule, *, body: bool, attachments: bool, what: str) -> RuleResult:
+    pattern = arg(t, 0, "")
     threshold = int(arg(t, 1, 1) or 1)
     scanned = scan_set(ctx, body=body, attachments=attachments)
     total, found = score_parts(scanned, lambda text: smartid.count(pattern, text))
     ok = total >= threshold
     if ok:
         ctx.matched_content = list(dict.fromkeys(found))
-    return RuleResult(ok, f"{what}: {total} match(es) of {pattern!r} in {len(scanned)} part(s), "
+    return RuleResult(ok, f"{what}: {total} match(es) of {rx.source(pattern)!r} in {len(scanned)} part(s), "
                           f"threshold {threshold}", tuple(found[:5]))
 
 
-def body_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def body_contains(ctx: MessageContext, t: CRule) -> RuleResult:
     return _scan(ctx, t, body=True, attachments=True, what="body and attachments")
 
 
-def only_body_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def only_body_contains(ctx: MessageContext, t: CRule) -> RuleResult:
     return _scan(ctx, t, body=True, attachments=False, what="body")
 
 
-def attachment_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_contains(ctx: MessageContext, t: CRule) -> RuleResult:
     return _scan(ctx, t, body=False, attachments=True, what="attachments")
 
 
-def every_attachment_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
-    pattern = str(arg(t, 0, ""))
+def every_attachment_contains(ctx: MessageContext, t: CRule) -> RuleResult:
+    pattern = arg(t, 0, "")
     threshold = int(arg(t, 1, 1) or 1)
     atts = [p for p in parts(ctx) if not p.is_body]
     if not atts:
@@ -81,11 +81,10 @@ def every_attachment_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
     return RuleResult(ok, f"per-attachment matches {counts}, threshold {threshold}")
 
 
-def attachment_binary_contains(ctx: MessageContext, t: RuleTest) -> RuleResult:
-    pattern = rx.compile_bytes(str(arg(t, 0, "")))
+def attachment_binary_contains(ctx: MessageContext, t: CRule) -> RuleResult:
+    pattern = arg(t, 0, "")
     for p in parts(ctx):
-        if not p.is_body and p.encoded_size <= 2 * 5 * 1024 * 1024:
-            m = pattern.search(p.payload)
-            if m is not None:
-                return RuleResult(True, f"bytes match in {p.filename or p.declared_type}")
+        if not p.is_body and p.encoded_size <= 2 * 5 * 1024 * 1024 \
+                and rx.search_bytes(pattern, p.payload):
+            return RuleResult(True, f"bytes match in {p.filename or p.declared_type}")
     return RuleResult(False, "no attachment bytes match")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from filterlang.ast import RuleTest
+from filterlang.compile import CRule
 from runtime import rx, smartid
 from runtime.context import MessageContext
 from runtime.resources import Dictionary
@@ -44,7 +44,7 @@ def _address_term(term: str) -> str:
     return "(?i)" + term.replace(".", r"\.").replace(r"\.*", ".*")
 
 
-def _scan(ctx: MessageContext, t: RuleTest, body: bool, attachments: bool) -> RuleResult:
+def _scan(ctx: MessageContext, t: CRule, body: bool, attachments: bool) -> RuleResult:
     name = str(arg(t, 0, ""))
     d = _dict(ctx, name)
     if d is None:
@@ -58,15 +58,15 @@ def _scan(ctx: MessageContext, t: RuleTest, body: bool, attachments: bool) -> Ru
     return RuleResult(ok, f"dictionary {name}: score {score}, threshold {threshold}", tuple(found[:5]))
 
 
-def dictionary_match(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     return _scan(ctx, t, True, True)
 
 
-def body_dictionary_match(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def body_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     return _scan(ctx, t, True, False)
 
 
-def attachment_dictionary_match(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     return _scan(ctx, t, False, True)
 
 
@@ -78,11 +78,11 @@ def _text_rule(ctx: MessageContext, name: str, values: list[str], what: str) -> 
     return RuleResult(score > 0, f"{what} scores {score} in dictionary {name}")
 
 
-def subject_dictionary_match(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def subject_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     return _text_rule(ctx, str(arg(t, 0, "")), ctx.header_values("Subject"), "subject")
 
 
-def header_dictionary_match(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def header_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     header = str(arg(t, 1, ""))
     return _text_rule(ctx, str(arg(t, 0, "")), ctx.header_values(header), f"header {header}")
 
@@ -98,14 +98,14 @@ def _addr_rule(ctx: MessageContext, name: str, addrs: tuple[str, ...], what: str
     return RuleResult(False, f"no {what} in dictionary {name}")
 
 
-def mail_from_dictionary_match(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def mail_from_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     return _addr_rule(ctx, str(arg(t, 0, "")), (ctx.envelope.mail_from,), "sender")
 
 
-def rcpt_to_dictionary_match(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def rcpt_to_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     return _addr_rule(ctx, str(arg(t, 0, "")), ctx.envelope.rcpt_addresses, "recipient")
 
 
-def attachment_filename_dictionary_match(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def attachment_filename_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     names = [p.filename for p in parts(ctx) if not p.is_body and p.filename]
     return _text_rule(ctx, str(arg(t, 0, "")), names, "attachment names")

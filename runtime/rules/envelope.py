@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+from typing import Any
 
-from filterlang.ast import RuleTest
+from filterlang.compile import CRule
 from runtime.context import MessageContext
 from runtime.rules.common import (
     RuleError,
@@ -14,58 +16,69 @@ from runtime.rules.common import (
     compare_num,
     compare_regex,
     operand,
+    show,
 )
 from runtime.services import need
 
 
-def mail_from(ctx: MessageContext, t: RuleTest) -> RuleResult:
-    return compare_regex(t, [ctx.envelope.mail_from], "mail-from", ignore_case=True)
+def mail_from(ctx: MessageContext, t: CRule) -> RuleResult:
+    return compare_regex(t, [ctx.envelope.mail_from], "mail-from")
 
 
-def rcpt_to(ctx: MessageContext, t: RuleTest) -> RuleResult:
-    return compare_regex(t, ctx.envelope.rcpt_addresses, "rcpt-to", ignore_case=True)
+def rcpt_to(ctx: MessageContext, t: CRule) -> RuleResult:
+    return compare_regex(t, ctx.envelope.rcpt_addresses, "rcpt-to")
 
 
-def rcpt_count(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def rcpt_count(ctx: MessageContext, t: CRule) -> RuleResult:
     return compare_num(t, len(ctx.envelope.recipients), "rcpt-count")
 
 
-def _ip_in(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, spec: str) -> bool:
-    spec = spec.strip()
+def _ip_in(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, spec: Any, host: str = "") -> bool:
+    """One part of an IP spec: a network (compiled), or the text forms of reference 6.3."""
+    if isinstance(spec, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return ip.version == spec.version and ip in spec
+    spec = str(spec).strip()
     if not spec:
         return False
-    if "/" in spec:
-        return ip in ipaddress.ip_network(spec, strict=False)
     if spec.endswith("."):
         return str(ip).startswith(spec)
     if "-" in spec:
         base, _, hi = spec.rpartition("-")
         head, _, lo = base.rpartition(".")
         octets = str(ip).split(".")
-        return (".".join(octets[:3]) == head and lo.isdigit() and hi.isdigit()
+        return (len(octets) == 4 and ".".join(octets[:3]) == head and lo.isdigit() and hi.isdigit()
                 and int(lo) <= int(octets[3]) <= int(hi))
-    return ip == ipaddress.ip_address(spec)
+    # a host name: the connecting host's name, or a domain suffix written with a leading dot
+    host, spec = host.lower().rstrip("."), spec.lower().rstrip(".")
+    return bool(host) and (host == spec or (spec.startswith(".") and host.endswith(spec)))
 
 
-def remote_ip(ctx: MessageContext, t: RuleTest) -> RuleResult:
+@functools.lru_cache(maxsize=1024)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    # one connection is tested by many remote-ip rules: parse its address once
+    return ipaddress.ip_address(text)
+
+
+def remote_ip(ctx: MessageContext, t: CRule) -> RuleResult:
+    specs = operand(t) if isinstance(operand(t), tuple) else (operand(t),)
     try:
-        ip = ipaddress.ip_address(ctx.connection.remote_ip)
-        hit = any(_ip_in(ip, s) for s in str(operand(t)).split(","))
+        ip = _address(ctx.connection.remote_ip)
     except ValueError as exc:
         raise RuleError(f"remote-ip: {exc}") from None
+    hit = any(_ip_in(ip, s, ctx.connection.remote_host) for s in specs)
     ok = hit if t.comparator != "!=" else not hit
-    return RuleResult(ok, f"remote-ip {ctx.connection.remote_ip} {'in' if hit else 'not in'} {operand(t)!r}")
+    return RuleResult(ok, f"remote-ip {ctx.connection.remote_ip} {'in' if hit else 'not in'} {show(specs)}")
 
 
-def recv_listener(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def recv_listener(ctx: MessageContext, t: CRule) -> RuleResult:
     return compare_name(t, ctx.connection.listener, "recv-listener")
 
 
-def recv_int(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def recv_int(ctx: MessageContext, t: CRule) -> RuleResult:
     return compare_name(t, ctx.connection.interface, "recv-int")
 
 
-def sendergroup(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def sendergroup(ctx: MessageContext, t: CRule) -> RuleResult:
     return compare_regex(t, [ctx.connection.sender_group], "sendergroup")
 
 
@@ -78,7 +91,7 @@ def _strip_sieve(addr: str, sieve: str | None) -> str:
     return local + at + domain
 
 
-def smtp_auth_id_matches(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def smtp_auth_id_matches(ctx: MessageContext, t: CRule) -> RuleResult:
     target = str(arg(t, 0, "")).lower()
     sieve = arg(t, 1)
     auth = ctx.connection.auth_user.lower()
@@ -106,13 +119,13 @@ def smtp_auth_id_matches(ctx: MessageContext, t: RuleTest) -> RuleResult:
     return RuleResult(False, f"no identity matches {auth}")
 
 
-def mail_from_group(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def mail_from_group(ctx: MessageContext, t: CRule) -> RuleResult:
     ldap = need(ctx.services, "ldap")
     hit = ldap.in_group(ctx.envelope.mail_from, str(operand(t)))  # type: ignore[attr-defined]
     return RuleResult(hit if t.comparator != "!=" else not hit, "LDAP group look-up")
 
 
-def rcpt_to_group(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def rcpt_to_group(ctx: MessageContext, t: CRule) -> RuleResult:
     ldap = need(ctx.services, "ldap")
     group = str(operand(t))
     hits = [ldap.in_group(r, group) for r in ctx.envelope.rcpt_addresses]  # type: ignore[attr-defined]
@@ -120,17 +133,17 @@ def rcpt_to_group(ctx: MessageContext, t: RuleTest) -> RuleResult:
     return RuleResult(ok, "LDAP group look-up")
 
 
-def reputation(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def reputation(ctx: MessageContext, t: CRule) -> RuleResult:
     score = need(ctx.services, "reputation").score(ctx.connection.remote_ip)  # type: ignore[attr-defined]
     return compare_num(t, score, "reputation")
 
 
-def no_reputation(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def no_reputation(ctx: MessageContext, t: CRule) -> RuleResult:
     score = need(ctx.services, "reputation").score(ctx.connection.remote_ip)  # type: ignore[attr-defined]
     return RuleResult(score is None, f"reputation = {score}")
 
 
-def dnslist(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def dnslist(ctx: MessageContext, t: CRule) -> RuleResult:
     answer = need(ctx.services, "dnslist").lookup(str(arg(t, 0)), ctx.connection.remote_ip)  # type: ignore[attr-defined]
     if t.comparator is None:
         return RuleResult(answer is not None, f"dnslist answer {answer}")
@@ -139,23 +152,23 @@ def dnslist(ctx: MessageContext, t: RuleTest) -> RuleResult:
     return compare_name(t, answer, "dnslist answer")
 
 
-def spf_status(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def spf_status(ctx: MessageContext, t: CRule) -> RuleResult:
     result = need(ctx.services, "auth").spf(str(arg(t, 0, "")))  # type: ignore[attr-defined]
     wanted = {w.strip().lower() for w in str(operand(t)).split(",")}
     hit = result.lower() in wanted
     return RuleResult(hit if t.comparator != "!=" else not hit, f"SPF result {result}")
 
 
-def spf_passed(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def spf_passed(ctx: MessageContext, t: CRule) -> RuleResult:
     result = need(ctx.services, "auth").spf("")  # type: ignore[attr-defined]
     return RuleResult(result.lower() == "pass", f"SPF result {result}")
 
 
-def dkim_authentication(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def dkim_authentication(ctx: MessageContext, t: CRule) -> RuleResult:
     result = need(ctx.services, "auth").dkim()  # type: ignore[attr-defined]
     return compare_name(t, result.lower(), "DKIM result")
 
 
-def workqueue_count(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def workqueue_count(ctx: MessageContext, t: CRule) -> RuleResult:
     counters = need(ctx.services, "counters")
     return compare_num(t, counters.get("workqueue", 0), "workqueue-count")  # type: ignore[attr-defined]

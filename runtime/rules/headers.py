@@ -6,20 +6,20 @@ import re
 from email.utils import getaddresses
 from typing import Any
 
-from filterlang.ast import RuleTest
+from filterlang.compile import CRule
 from runtime.context import MessageContext
 from runtime.rules.common import RuleResult, arg, compare_regex
 
 _FIELD_NAME = re.compile(rb"^[!-9;-~]+$")
 
 
-def subject(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def subject(ctx: MessageContext, t: CRule) -> RuleResult:
     # a missing Subject tests as the empty string (reference 6.4)
     values = ctx.header_values("Subject") or [""]
     return compare_regex(t, values, "subject")
 
 
-def header(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def header(ctx: MessageContext, t: CRule) -> RuleResult:
     name = str(arg(t, 0, ""))
     values = ctx.header_values(name)
     if t.comparator is None:
@@ -27,16 +27,16 @@ def header(ctx: MessageContext, t: RuleTest) -> RuleResult:
     return compare_regex(t, values, f"header {name}")
 
 
-def addr_count(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def addr_count(ctx: MessageContext, t: CRule) -> RuleResult:
     from runtime.rules.common import compare_num
 
-    names = [str(getattr(a, "value", "")) for a in (t.args or ())]
+    names = [str(a) for a in t.args if a]
     values = [v for n in names for v in ctx.header_values(n)]
     count = len([a for _, a in getaddresses(values) if a])
     return compare_num(t, count, "addr-count")
 
 
-def header_repeats(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def header_repeats(ctx: MessageContext, t: CRule) -> RuleResult:
     from runtime.rules.common import compare_num
     from runtime.services import need
 
@@ -56,7 +56,7 @@ def header_repeats(ctx: MessageContext, t: RuleTest) -> RuleResult:
     return RuleResult(seen >= threshold, f"{target} seen {seen} times (threshold {threshold})")
 
 
-def malformed_header(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def malformed_header(ctx: MessageContext, t: CRule) -> RuleResult:
     head = ctx.raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     for line in head.splitlines():
         if not line or line[:1] in (b" ", b"\t"):
@@ -71,7 +71,7 @@ def malformed_header(ctx: MessageContext, t: RuleTest) -> RuleResult:
     return RuleResult(False, "headers well formed")
 
 
-def duplicate_boundaries(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def duplicate_boundaries(ctx: MessageContext, t: CRule) -> RuleResult:
     seen: set[str] = set()
     for part in ctx.message.walk():
         if part.is_multipart():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import random as _random
 from datetime import datetime
 
-from filterlang.ast import RuleTest
+from filterlang.compile import CRule
 from runtime.context import MessageContext
 from runtime.rules.common import (
+    _NUM_OPS,
     RuleError,
     RuleResult,
     arg,
@@ -17,36 +18,29 @@ from runtime.rules.common import (
 )
 
 
-def body_size(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def body_size(ctx: MessageContext, t: CRule) -> RuleResult:
     return compare_num(t, ctx.size, "body-size")
 
 
-def date(ctx: MessageContext, t: RuleTest) -> RuleResult:
-    try:
-        when = datetime.strptime(str(operand(t)), "%m/%d/%Y %H:%M:%S")
-    except ValueError as exc:
-        raise RuleError(f"date literal: {exc}") from None
-    return _cmp_date(t, when)
-
-
-def _cmp_date(t: RuleTest, when: datetime) -> RuleResult:
-    from runtime.rules.common import _NUM_OPS
-
+def date(ctx: MessageContext, t: CRule) -> RuleResult:
+    when = operand(t)
+    if not isinstance(when, datetime):
+        raise RuleError(f"date literal {when!r} is not a date")
     now = datetime.now()
     return RuleResult(_NUM_OPS[t.comparator or "=="](now, when), f"now {now:%m/%d/%Y %H:%M:%S}")
 
 
-def random(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def random(ctx: MessageContext, t: CRule) -> RuleResult:
     n = int(arg(t, 0, 1))
     draw = _random.randrange(max(n, 1))
     return compare_num(t, draw, f"random({n}) drew") if t.comparator else RuleResult(draw != 0, f"drew {draw}")
 
 
-def true(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def true(ctx: MessageContext, t: CRule) -> RuleResult:
     return RuleResult(True, "always")
 
 
-def valid(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def valid(ctx: MessageContext, t: CRule) -> RuleResult:
     msg = ctx.message
     defects = [d for p in msg.walk() for d in p.defects]
     parts(ctx)

@@ -6,7 +6,8 @@ import re
 
 from asn1crypto import cms
 
-from filterlang.ast import RuleTest
+from filterlang.compile import CRule
+from runtime import rx
 from runtime.context import MessageContext
 from runtime.rules.common import RuleResult, arg, compare_regex, operand
 
@@ -14,16 +15,16 @@ _PKCS7 = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _SIG = ("application/pkcs7-signature", "application/x-pkcs7-signature")
 
 
-def smime_gateway_message(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def smime_gateway_message(ctx: MessageContext, t: CRule) -> RuleResult:
     return RuleResult(ctx.smime.processed, f"S/MIME processed = {ctx.smime.processed}")
 
 
-def smime_gateway_verified(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def smime_gateway_verified(ctx: MessageContext, t: CRule) -> RuleResult:
     ok = ctx.smime.processed and ctx.smime.verified
     return RuleResult(ok, f"S/MIME verified = {ok}")
 
 
-def encrypted(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def encrypted(ctx: MessageContext, t: CRule) -> RuleResult:
     top = ctx.headers
     ctype = top.get_content_type()
     if ctype in _PKCS7:
@@ -62,7 +63,7 @@ def _signed_datas(ctx: MessageContext) -> list[cms.SignedData]:
     return out
 
 
-def signed(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def signed(ctx: MessageContext, t: CRule) -> RuleResult:
     n = len(_signed_datas(ctx))
     return RuleResult(n > 0, f"{n} CMS SignedData object(s)")
 
@@ -103,16 +104,14 @@ def _rdn_pairs(name: object) -> list[tuple[str, str]]:
     return pairs
 
 
-def signed_certificate(ctx: MessageContext, t: RuleTest) -> RuleResult:
+def signed_certificate(ctx: MessageContext, t: CRule) -> RuleResult:
     which = str(arg(t, 0, "signer")).lower()
     values = _cert_values(ctx, which)
     if t.comparator is None:
         return RuleResult(bool(values), f"{which}: {', '.join(values) or 'none'}")
     if which == "issuer":
         # the guide writes the state as S=; accept it by normalising the pattern
-        from attrs import evolve
-
-        pattern = str(operand(t)).replace("S=", "ST=").replace("SST=", "ST=")
-        if t.operand is not None:
-            t = evolve(t, operand=evolve(t.operand, value=pattern))  # type: ignore[arg-type]
+        src = rx.source(operand(t)).replace("S=", "ST=").replace("SST=", "ST=")
+        return compare_regex(t, values, f"certificate {which}", missing_ne=False,
+                             pattern=rx.recompile(operand(t), src))
     return compare_regex(t, values, f"certificate {which}", missing_ne=False)

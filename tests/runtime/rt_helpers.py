@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from filterlang import parse
+from filterlang import compile_source
+from filterlang.compile import CFilter
+from filterlang.diagnostics import Severity
 from runtime.context import Connection, Envelope, SmimeState
 from runtime.policies import Policies
 from runtime.resources import Resources
@@ -25,13 +27,18 @@ def mime(*parts: tuple[str, str], boundary: str = "BOUND") -> bytes:
     return "\n".join(out).replace("\n", "\r\n").encode("utf-8")
 
 
+def compiled(src: str) -> tuple[CFilter, ...]:
+    """Filter source through parse -> check -> compile, as the runtime loads files."""
+    script, diags = compile_source(src, "<test>")
+    assert script is not None, [d for d in diags if d.severity is Severity.ERROR]
+    return tuple(script.filters)
+
+
 def run(src: str, raw: bytes, *, mail_from: str = "sender@example.com",
         rcpt: tuple[str, ...] = ("rcpt@example.com",), policies: Policies | None = None,
         resources: Resources | None = None, services: Services | None = None,
         smime: SmimeState | None = None, **conn: Any) -> MessageTrace:
-    script, diags = parse(src, "<test>")
-    assert script is not None, diags
-    return simulate(raw, Envelope.simple(mail_from, list(rcpt)), filters=script.filters,
+    return simulate(raw, Envelope.simple(mail_from, list(rcpt)), filters=compiled(src),
                      connection=Connection(**conn), smime=smime, policies=policies,
                      resources=resources, services=services)
 

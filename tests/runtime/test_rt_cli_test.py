@@ -70,3 +70,37 @@ def test_example_suites_pass(capsys: pytest.CaptureFixture[str]) -> None:
     suites = sorted((ROOT / "examples" / "suites").glob("*.toml"))
     assert suites
     assert main(["test", "--suite", *map(str, suites)]) == 0, capsys.readouterr().out
+
+
+def test_checker_errors_refuse_to_run_with_lint_format(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (files / "typo.flt").write_text("a: if subjct == 'x' { drop(); }\nb: if true { quarantine(); }\n")
+    rc = main(["test", str(files / "typo.flt"), str(files / "msgs" / "a.eml")])
+    cap = capsys.readouterr()
+    assert rc == 2 and cap.out == "" and "Traceback" not in cap.err
+    # the same text `filterlang lint` prints: file:line:col: severity[code], excerpt, hint
+    assert "typo.flt:1:7: error[F201]" in cap.err and "did you mean 'subject'?" in cap.err
+    assert "typo.flt:2:14: error[" in cap.err and "nothing was run" in cap.err
+
+
+def test_warnings_are_shown_and_the_filters_run(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (files / "bt.flt").write_text("# filterlang: regex-engine=backtracking\n"
+                                  "a: if subject == '(\\\\w)\\\\1|^a$' { tag-message('t'); }\n")
+    rc = main(["test", str(files / "bt.flt"), str(files / "msgs" / "a.eml"), "--json"])
+    cap = capsys.readouterr()
+    assert rc == 0 and "warning[W505]" in cap.err
+    assert json.loads(cap.out)["filters"][0]["matched"] is True
+
+
+def test_suite_with_a_broken_filter_file_is_one_clear_error(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (files / "bad.flt").write_text("a: if body-contains('(a)\\\\1') { drop(); }\n")
+    (files / "s.toml").write_text('filters = ["bad.flt"]\n[[case]]\nmessage = "msgs/a.eml"\n')
+    assert main(["test", "--suite", str(files / "s.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.flt:1:21: error[F302]: back-reference" in err and "Traceback" not in err
+
+
+def test_suite_shows_lint_warnings_of_its_filters(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (files / "bt.flt").write_text("# filterlang: regex-engine=backtracking\na: if true { no-op(); }\n")
+    (files / "s.toml").write_text('filters = ["bt.flt"]\n[[case]]\nmessage = "msgs/a.eml"\n')
+    assert main(["test", "--suite", str(files / "s.toml")]) == 0
+    assert "warning[W505]" in capsys.readouterr().err

@@ -20,7 +20,7 @@ EVIL_MSG = (b"Subject: =?utf-8?Q?hi=0D=0ABcc:_x@evil.example=0D=0A?=\n"
 def test_no_variable_adds_a_header(var: str) -> None:
     res = Resources(texts={"t": f"${var}"})
     src = (f"f: if true {{ insert-header('X-Out', '${var} $Header[\"X-Evil\"]');"
-           f" bcc('a@example.com', '${var}'); notify('a@example.com', 's ${var}', '', 't');"
+           f" bcc('a@example.com', '${var}'); notify('a@example.com', 's ${var}', 'postmaster@example.com', 't');"
            f" log-entry('${var}'); }}")
     t = run(src, EVIL_MSG, mail_from=EVIL, rcpt=("r@example.com",), remote_ip="10.0.0.1",
             listener=EVIL, interface=EVIL, sender_group=EVIL, flow_policy=EVIL, auth_user=EVIL,
