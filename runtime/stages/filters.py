@@ -52,7 +52,7 @@ def build_context(ctx: StageContext, msg: InFlight, data: bytes, rcpts: Sequence
     opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
     envelope = CtxEnvelope(env.mail_from, tuple(Recipient(r, _params(opts.get(r, ()))) for r in rcpts),
                            _params(env.mail_options))
-    conn = Connection(remote_ip=env.peer or "127.0.0.1", remote_host=env.helo,
+    conn = Connection(remote_ip=env.peer or "127.0.0.1", remote_host=env.helo, listener=env.listener,
                       sender_group=sender_group(ctx, env.peer), flow_policy=env.policy,
                       direction=msg.direction)
     return MessageContext(data, envelope, conn, msg.smime, resources=ctx.resources)
