@@ -98,7 +98,7 @@ class SmimeInbound:
             body = res.signed_message or res.content
         else:
             body = res.content
-        msg.data = add_header(body, STATUS_HEADER, _status(res))
+        msg.data = add_header(body, STATUS_HEADER, _status(res) or "not processed")
         if policy.harvest and res.signers:
             self._harvest(msg, res, policy.harvest_on_failed_verification, policy.harvest_updated_keys)
 

@@ -151,7 +151,10 @@ def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]
             try:
                 result = smime.verify(current, trust=trust, now=now, crls=crls)
             except (SMIMEError, ValueError) as exc:
+                # A signature that cannot even be read is a failed verification, not "unsigned".
                 errors.append(f"signature unreadable: {exc}")
+                layers.append("signed")
+                signed_message = current
                 verified = False
                 break
             layers.append("signed")

@@ -61,6 +61,7 @@ keystore_url = "sqlite:///{root}/keys.sqlite3"
 name = "main"
 address = "127.0.0.1"
 port = {port}
+session_timeout = {session_timeout}
 
 [sender_groups.users]
 ips = ["127.0.0.2/32"]
@@ -74,6 +75,8 @@ action = "ACCEPT"
 smime_decrypt_verify = true
 smime_signature = "{signature}"
 harvest = true
+max_message_size = {max_size}
+max_recipients = {max_rcpts}
 
 [certificates.org]
 cert = "org.crt.pem"
@@ -109,7 +112,9 @@ protect_outgoing:
 class Org:
     def __init__(self, root: Path, domain: str, users: tuple[str, ...], *, mode: str = "sign-encrypt",
                  sign_mode: str = "detached", missing: str = "bounce", signature: str = "remove",
-                 cipher: str | None = None, filters: str = OUTBOUND_FILTER, extra: str = "") -> None:
+                 cipher: str | None = None, filters: str = OUTBOUND_FILTER, extra: str = "",
+                 session_timeout: float = 30.0, max_size: int = 20 * 1024 * 1024,
+                 max_rcpts: int = 100) -> None:
         self.root, self.domain = root, domain
         root.mkdir(parents=True)
         (root / "trust").mkdir()
@@ -123,7 +128,8 @@ class Org:
         self.port = free_port()
         (root / "gateway.toml").write_text(GATEWAY_TOML.format(
             domain=domain, root=root, port=self.port, signature=signature, mode=mode,
-            sign_mode=sign_mode, missing=missing,
+            sign_mode=sign_mode, missing=missing, session_timeout=session_timeout,
+            max_size=max_size, max_rcpts=max_rcpts,
             cipher=f'cipher = "{cipher}"' if cipher else "") + extra)
         self.mailbox = Capture()
         self.mailbox_port = free_port()
