@@ -365,7 +365,10 @@ def load_config(path: str | Path) -> GatewayConfig:
 
     st = root.table("storage")
     data_dir = st.path("data_dir", "var")
-    storage = Storage(data_dir, st.text("keystore_url", f"sqlite:///{data_dir}/keys.sqlite3"))
+    url = st.text("keystore_url", f"sqlite:///{data_dir}/keys.sqlite3")
+    if isinstance(url, str) and url.startswith("sqlite:///") and not url[10:].startswith("/"):
+        url = f"sqlite:///{(path.parent / url[10:]).resolve()}"  # relative to this file
+    storage = Storage(data_dir, url)
     if not storage.keystore_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         st.error("keystore_url", "must start with sqlite:/// or postgresql://")
     st.finish()

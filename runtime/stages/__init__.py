@@ -65,8 +65,10 @@ def _load_signers(config: GatewayConfig) -> tuple[dict[str, Signer], list[tuple[
                 continue
             key = load_private_key(c.key.read_bytes(), where=f"{where}.key")
         except OSError as exc:
-            raise StageSetupError(f"{where}: cannot read {exc.filename}: {exc.strerror}; "
-                                  "create it with `filterlang cert create`") from None
+            raise StageSetupError(
+                f"{where}: cannot read {exc.filename}: {exc.strerror}; create the certificate "
+                f"and key with `filterlang cert create --cn DOMAIN --san-email DOMAIN --out PREFIX` "
+                f"and point cert / key at PREFIX.crt.pem / PREFIX.key.pem") from None
         except SMIMEError as exc:
             raise StageSetupError(str(exc)) from None
         signers[name] = Signer(key, certs[0], tuple(certs[1:]))
