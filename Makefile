@@ -18,7 +18,7 @@ ORG_CERT := var/certs/org.crt.pem
 # The example's organisation certificate, self-signed, created once.
 $(ORG_CERT): | $(STAMP)
 	mkdir -p var/certs
-	$(BIN)/filterlang cert create --cn example.org --org "Example Org" --san-domain example.org --san-email example.org --out var/certs/org
+	$(BIN)/filterlang cert create --cn example.org --org "Example Org" --san-domain example.org --san-email postmaster@example.org --out var/certs/org
 
 run: $(STAMP) $(ORG_CERT)
 	@echo "filterlang gateway on 127.0.0.1:2525, delivering into var/maildir/ (Ctrl-C stops it)."

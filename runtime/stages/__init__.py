@@ -67,7 +67,7 @@ def _load_signers(config: GatewayConfig) -> tuple[dict[str, Signer], list[tuple[
         except OSError as exc:
             raise StageSetupError(
                 f"{where}: cannot read {exc.filename}: {exc.strerror}; create the certificate "
-                f"and key with `filterlang cert create --cn DOMAIN --san-email DOMAIN --out PREFIX` "
+                f"and key with `filterlang cert create --cn DOMAIN --san-email ADDRESS --out PREFIX` "
                 f"and point cert / key at PREFIX.crt.pem / PREFIX.key.pem") from None
         except SMIMEError as exc:
             raise StageSetupError(str(exc)) from None
