@@ -128,6 +128,18 @@ def tree(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (and their reaped children) so far."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in stat[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def mem(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -192,7 +204,9 @@ def main() -> int:
         procs.append(gw)
         wait_port(gw_port)
         wait_port(sink_port)
+        cpu0 = cpu_seconds(tree(gw.pid))
         acc_rate, gw_rate = drive(gw_port, args.messages, args.sessions, tmp / "data" / "spool")
+        cpu_ms = (cpu_seconds(tree(gw.pid)) - cpu0) * 1000 / args.messages
         deferred = len(os.listdir(tmp / "data" / "spool" / "deferred"))
         pids = tree(gw.pid)
         peak = max(mem(p, "VmHWM") for p in pids)
@@ -216,6 +230,8 @@ def main() -> int:
         print(f"gateway:           {gw_rate:8.0f} msg/s  received and delivered ({args.messages} x 4 KB, "
               f"{args.sessions} sessions, {len(pids) - 1} workers, {work})")
         print(f"  accepted (250):  {acc_rate:8.0f} msg/s  (smtp-source's run alone; {deferred} deferred)")
+        print(f"  CPU per message: {cpu_ms:8.2f} ms     (all gateway processes; "
+              f"{2000 / cpu_ms:.0f} msg/s if 2 cores were all ours)")
         if one_rate:
             print(f"gateway, 1 worker: {one_rate:8.0f} msg/s  (scaling x{gw_rate / one_rate:.2f} with "
                   f"{len(pids) - 1} workers)")

@@ -83,5 +83,5 @@ def serve_with_stages(config: Path) -> int:
         kwargs.setdefault("stages", stages)
         return original(*args, **kwargs)
 
-    gateway.make_runner = make_runner  # type: ignore[assignment]  # the workers fork from here
+    gateway.make_runner = make_runner  # the workers fork from here
     return gateway.serve(config)
