@@ -20,7 +20,7 @@ import attrs
 from runtime.config import Delivery as DeliveryConfig
 from runtime.dsn import RecipientStatus, build_dsn, status_from_code
 from runtime.metrics import Metrics
-from runtime.pipeline import BOUNCE, COPIED, DELIVER, InFlight, Stage, run_pipeline
+from runtime.pipeline import BOUNCE, COPIED, DELIVER, QUARANTINE, InFlight, Stage, run_pipeline
 from runtime.quarantine import Quarantines
 from runtime.spool import CorruptEntry, Envelope, Spool, SpoolError
 from runtime.tracking import Tracker
@@ -191,8 +191,14 @@ class QueueRunner:
                 ), copy.data)
             if msg.copies:
                 self.wake.set()
-            if msg.quarantine and self.quarantines is not None:
-                self.quarantines.put(msg.quarantine, attrs.evolve(env, processed=True), msg.data)
+            waiting = msg.recipients(DELIVER) + msg.recipients(QUARANTINE)
+            if msg.quarantine and self.quarantines is not None and waiting:
+                # (Recipients served by copies are not in the quarantined original.)
+                opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
+                self.quarantines.put(msg.quarantine, attrs.evolve(
+                    env, processed=True, rcpt_tos=waiting,
+                    rcpt_options=tuple(opts[r] for r in waiting if r in opts)
+                    if len(opts) == len(env.rcpt_tos) else ()), msg.data)
                 self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
                 self.spool.remove("active", qid)
                 return

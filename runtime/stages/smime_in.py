@@ -15,7 +15,7 @@ import logging
 from attrs import define
 
 from runtime.context import SmimeState
-from runtime.pipeline import InFlight
+from runtime.pipeline import DELIVER, InFlight
 from runtime.stages import StageContext
 from runtime.stages.flow import STATUS_HEADER, add_header
 from runtime.stages.smime_ops import DECRYPT_FAILED, UnwrapResult, is_smime, unwrap
@@ -60,7 +60,7 @@ class SmimeInbound:
     def _ours(self, msg: InFlight) -> bool:
         domains = self.ctx.config.local_domains
         return not domains or any(r.rpartition("@")[2].lower() in domains
-                                  for r in msg.recipients("deliver"))
+                                  for r in msg.recipients(DELIVER))
 
     def process(self, msg: InFlight) -> None:
         policy = self.ctx.config.policies.get(msg.envelope.policy)

@@ -104,7 +104,7 @@ def apply_profile(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], name: 
 
 
 def apply_outcome(msg: InFlight, rcpts: tuple[str, ...], out: ProfileOutcome, *,
-                  alt_mailhost: str = "", in_place: bool = True) -> None:
+                  alt_mailhost: str = "", in_place: bool = True, quarantine: str | None = None) -> None:
     """Record a profile's outcome on the message: in place when one group covers every
     deliverable recipient, else as copies."""
     msg.events += [("smime", e) for e in out.events]
@@ -122,7 +122,10 @@ def apply_outcome(msg: InFlight, rcpts: tuple[str, ...], out: ProfileOutcome, *,
         msg.trace.append(out.groups[0][2])
         return
     for who, data, note in out.groups:
-        msg.copies.append(Copy(who, data, alt_mailhost=alt_mailhost, note=note))
+        # A quarantined message's copies wait in the same quarantine (already protected, so a
+        # release never sends what the profile meant to encrypt in clear).
+        msg.copies.append(Copy(who, data, alt_mailhost=alt_mailhost, note=note,
+                               quarantine=quarantine or msg.quarantine or ""))
         for r in who:
             msg.dispositions[r] = COPIED
 
@@ -135,14 +138,15 @@ class SmimeOutbound:
     name: str = "smime_outbound"
 
     def process(self, msg: InFlight) -> None:
-        pending = [c for c in msg.copies if c.profile and not c.quarantine]
+        pending = [c for c in msg.copies if c.profile]
         if pending:
             msg.copies = [c for c in msg.copies if c not in pending]
             for c in pending:
                 out = apply_profile(self.ctx, c.data, c.rcpts, c.profile)
                 for r in c.rcpts:  # the copy's recipients are re-decided by the profile
                     msg.dispositions[r] = DELIVER
-                apply_outcome(msg, c.rcpts, out, alt_mailhost=c.alt_mailhost, in_place=False)
+                apply_outcome(msg, c.rcpts, out, alt_mailhost=c.alt_mailhost, in_place=False,
+                              quarantine=c.quarantine or None)
         rcpts = msg.recipients(DELIVER)
         if msg.deferred_profile and rcpts:
             out = apply_profile(self.ctx, msg.data, rcpts, msg.deferred_profile)

@@ -116,3 +116,36 @@ def test_smime_config_mistakes_name_the_key(tmp_path: Path, smime: str, expected
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "gateway.toml")
     assert expected in str(err.value)
+
+
+def test_quarantined_message_is_protected_before_it_waits(tmp_path: Path) -> None:
+    """A message quarantined with a deferred encrypting profile waits already encrypted (and
+    split copies wait in the same quarantine), so a release can never send it in clear."""
+    from tests.smime.pki import issue
+
+    from .e2e_support import key_pem
+
+    org = issue("gw.example.com", emails=["example.com"], key_usage=None)
+    partner = issue("b@example.org", emails=["b@example.org"], key_usage=None)
+    (tmp_path / "org.crt.pem").write_bytes(org.pem)
+    (tmp_path / "org.key.pem").write_bytes(key_pem(org.key))
+    extra = ('[certificates.org]\ncert = "org.crt.pem"\nkey = "org.key.pem"\n'
+             '[profiles.enc]\nmode = "sign-encrypt"\nsigning_certificate = "org"\nmissing_key_action = "split"\n')
+    (tmp_path / "gateway.toml").write_text(CONFIG.replace("[delivery]", extra + "[delivery]"))
+    (tmp_path / "m.filter").write_text(f("smime-gateway-deferred('enc'); quarantine('Policy');"))
+    (tmp_path / "c.filter").write_text(CONTENT.replace("if true", "if false"))
+    config = load_config(tmp_path / "gateway.toml")
+    stages = build_stages(config)
+    stages["smime_outbound"].ctx.store.add_public("b", partner.pem.decode("ascii"))  # type: ignore[attr-defined]
+    t = MemoryTransport()
+    r = make_runner(config, Spool(tmp_path / "spool"), transport=t, stages=stages)
+    r.spool.store(Envelope("a@example.com", ("b@example.org", "n@example.org"), peer="127.0.0.1",
+                           policy="users"), MSG)
+    while r.run_once():
+        pass
+    assert t.sent == []
+    waiting = sorted((tmp_path / "data" / "quarantine" / "Policy").iterdir())
+    assert len(waiting) == 2
+    blobs = [p.read_bytes() for p in waiting]
+    assert sum(b"application/pkcs7-mime" in b for b in blobs) == 1  # b's copy: encrypted
+    assert sum(b"multipart/signed" in b for b in blobs) == 1  # n has no key: signed only (split)
