@@ -106,6 +106,11 @@ protect_outgoing:
   if sendergroup == 'users' {
       smime-gateway-deferred('protect');
   }
+
+mark_failed_smime:
+  if smime-gateway-message and not smime-gateway-verified {
+      insert-header('X-SMIME-Check', 'failed');
+  }
 """
 
 

@@ -49,6 +49,7 @@ def test_exchange_both_ways_signed_and_encrypted(orgs: tuple[Org, Org]) -> None:
     assert is_smime(got) == (True, False)
     assert b"X-Filterlang-SMIME: decrypted; verified; signers=" in got
     assert b"alice@a.example" in got.split(b"\r\n\r\n")[0]
+    assert b"X-SMIME-Check" not in got  # verified: the filter on the failed state did not match
     # What A sent over the wire was encrypted: B's tracking saw an S/MIME message arrive.
     assert '"smime-inbound: decrypted; verified' in b.tracking()
     # B harvested alice's key from the signature.

@@ -105,6 +105,9 @@ def test_malformed_content_has_a_clean_outcome(org: Org, tail: bytes, status: st
     assert rcpts == ["alice@a.example"]
     if status:
         assert f"X-Filterlang-SMIME: {status}".encode() in got
+        assert b"X-SMIME-Check: failed" in got  # the message filters saw the S/MIME outcome
+    else:
+        assert b"X-SMIME-Check" not in got
     assert not list((org.root / "data" / "spool" / "hold").iterdir())  # no pipeline crash
     # and the gateway keeps serving
     assert send(org, message("eve@outside.example", "alice@a.example", "after"))[0] == 250

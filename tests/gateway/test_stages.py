@@ -149,3 +149,19 @@ def test_quarantined_message_is_protected_before_it_waits(tmp_path: Path) -> Non
     blobs = [p.read_bytes() for p in waiting]
     assert sum(b"application/pkcs7-mime" in b for b in blobs) == 1  # b's copy: encrypted
     assert sum(b"multipart/signed" in b for b in blobs) == 1  # n has no key: signed only (split)
+
+
+def test_gateway_status_header_from_outside_is_removed(tmp_path: Path) -> None:
+    forged = b"X-Filterlang-SMIME: decrypted; verified;\r\n signers=ceo@example.com\r\n" + MSG
+    (tmp_path / "gateway.toml").write_text(CONFIG)
+    (tmp_path / "m.filter").write_text(f("insert-header('X-Seen', 'yes');"))
+    (tmp_path / "c.filter").write_text(CONTENT)
+    config = load_config(tmp_path / "gateway.toml")
+    t = MemoryTransport()
+    r = make_runner(config, Spool(tmp_path / "spool"), transport=t, stages=build_stages(config))
+    r.spool.store(Envelope("a@example.com", ("b@example.org",), peer="127.0.0.1", policy="users"), forged)
+    while r.run_once():
+        pass
+    [sent] = t.sent
+    assert b"X-Filterlang-SMIME" not in sent[3] and b"ceo@example.com" not in sent[3]
+    assert b"X-Seen: yes" in sent[3]
