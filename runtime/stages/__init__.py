@@ -8,6 +8,7 @@ naming the config key, so `filterlang serve` refuses to start instead of failing
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,13 +47,19 @@ class StageContext:
     tables: dict[str, PolicyTable]  # "incoming" / "outgoing"
     alert: AlertFn = lambda kind, text: None
     _store: KeyStore | None = field(default=None, alias="store")
+    _local: threading.local = field(factory=threading.local, init=False)
 
     @property
     def store(self) -> KeyStore:
-        """The key store, opened on first use (after fork: a connection is per process)."""
-        if self._store is None:
-            self._store = open_keystore(self.config.storage.keystore_url)
-        return self._store
+        """The key store. A given one is shared (tests); otherwise each delivery thread opens
+        its own connection on first use, after the fork: a store connection is neither
+        fork- nor thread-safe."""
+        if self._store is not None:
+            return self._store
+        store: KeyStore | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = open_keystore(self.config.storage.keystore_url)
+        return store
 
 
 def _load_signers(config: GatewayConfig) -> tuple[dict[str, Signer], list[tuple[PrivateKey, x509.Certificate]]]:

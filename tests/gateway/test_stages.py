@@ -165,3 +165,35 @@ def test_gateway_status_header_from_outside_is_removed(tmp_path: Path) -> None:
     [sent] = t.sent
     assert b"X-Filterlang-SMIME" not in sent[3] and b"ceo@example.com" not in sent[3]
     assert b"X-Seen: yes" in sent[3]
+
+
+def test_delivery_threads_each_use_their_own_key_store_connection(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from smime.keystore import open_keystore
+    from tests.smime.pki import issue
+
+    from .e2e_support import key_pem
+
+    org = issue("gw.example.com", emails=["example.com"], key_usage=None)
+    partner = issue("b@example.org", emails=["b@example.org"], key_usage=None)
+    (tmp_path / "org.crt.pem").write_bytes(org.pem)
+    (tmp_path / "org.key.pem").write_bytes(key_pem(org.key))
+    extra = ('[certificates.org]\ncert = "org.crt.pem"\nkey = "org.key.pem"\n'
+             '[profiles.enc]\nmode = "sign-encrypt"\nsigning_certificate = "org"\n')
+    (tmp_path / "gateway.toml").write_text(CONFIG.replace("[delivery]", extra + "[delivery]"))
+    (tmp_path / "m.filter").write_text(f("smime-gateway-deferred('enc');"))
+    (tmp_path / "c.filter").write_text(CONTENT)
+    config = load_config(tmp_path / "gateway.toml")
+    admin = open_keystore(config.storage.keystore_url)
+    admin.add_public("b", partner.pem.decode("ascii"))
+    admin.close()
+    t = MemoryTransport()
+    r = make_runner(config, Spool(tmp_path / "spool"), transport=t, stages=build_stages(config))
+    for _ in range(8):
+        r.spool.store(Envelope("a@example.com", ("b@example.org",), peer="127.0.0.1", policy="users"), MSG)
+    with ThreadPoolExecutor(4) as pool:
+        while r.run_once(pool):
+            pass
+    assert len(t.sent) == 8 and r.spool.list("hold") == []
+    assert all(b"application/pkcs7-mime" in s[3] for s in t.sent)
