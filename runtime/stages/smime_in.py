@@ -72,7 +72,8 @@ class SmimeInbound:
         signers = tuple(sorted({e for s in res.signers for e in s.email}))
         issuers = tuple(dict.fromkeys(s.issuer for s in res.signers))
         msg.smime = SmimeState(processed=True, verified=res.verified, signers=signers, issuers=issuers)
-        msg.trace.append(f"smime-inbound: {_status(res) or 'nothing to do'}")
+        msg.trace.append(f"smime-inbound: {_status(res) or 'nothing to do'}"
+                         + (f" (cipher {res.cipher})" if res.cipher else ""))
         if res.encrypted:
             msg.headers_only_dsn = True  # never return decrypted content in a bounce
         if res.decrypt_failed:

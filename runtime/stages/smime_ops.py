@@ -54,6 +54,7 @@ class UnwrapResult:
     signed_message: bytes | None  # the message still carrying its innermost signature
     errors: tuple[str, ...]
     decrypt_failed: bool = False
+    cipher: str = ""  # the content cipher of the outermost envelope opened, for tracking
 
 
 def protect(message: bytes, *, mode: str, signer: Signer | None = None,
@@ -137,4 +138,6 @@ def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]
         signed_message=signed_message,
         errors=errors,
         decrypt_failed=decrypt_failed,
+        cipher=next((layer.cipher or "" for layer in res.layers
+                     if layer.kind == "encrypted" and layer.ok), ""),
     )

@@ -18,6 +18,7 @@ from cryptography import x509
 from runtime.pipeline import BOUNCE, COPIED, DELIVER, DROP, Copy, InFlight
 from runtime.stages import StageContext
 from runtime.stages.smime_ops import protect
+from smime.envelope import choose_cipher
 from smime.errors import SMIMEError
 from smime.keystore.lookup import find_encryption_key
 
@@ -73,7 +74,8 @@ def apply_profile(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], name: 
                 certs[found.chosen.fingerprint] = x509.load_pem_x509_certificate(
                     found.chosen.pem.encode("ascii"))
                 if found.chosen.capabilities:
-                    caps.append(found.chosen.capabilities)
+                    # asn1crypto names them aes256_gcm, the cipher chooser aes256-gcm.
+                    caps.append(tuple(c.replace("_", "-") for c in found.chosen.capabilities))
                 ctx.store.record_use(found.chosen.id)
         action = profile.missing_key_action
         if missing and action == "bounce":
@@ -86,8 +88,9 @@ def apply_profile(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], name: 
         if keyed:
             sealed = protect(data, mode=profile.mode, signer=signer, recipients=list(certs.values()),
                              form=form, cipher=profile.cipher, capabilities=caps or None)
+            cipher = choose_cipher(caps or None, profile.cipher)  # what protect() chose
             groups.append((tuple(keyed), sealed, f"profile {name}: {profile.mode} for "
-                           f"{', '.join(keyed)}"))
+                           f"{', '.join(keyed)} (cipher {cipher})"))
         if missing:  # split: the others get a copy that is not encrypted
             events.append("out_missing_key_split")
             if profile.mode == "encrypt":

@@ -65,7 +65,8 @@ def test_exchange_both_ways_signed_and_encrypted(orgs: tuple[Org, Org]) -> None:
     assert b"Agreed." in reply
     assert is_smime(reply) == (False, False)  # A removes verified signatures
     assert b"X-Filterlang-SMIME: decrypted; verified; signers=b.example,bob@b.example" in reply
-    assert "profile protect: sign-encrypt for alice@a.example" in b.tracking()
+    assert "profile protect: sign-encrypt for alice@a.example (cipher aes256-gcm)" in b.tracking()
+    assert "smime-inbound: decrypted; verified; signers=b.example,bob@b.example (cipher aes256-gcm)" in a.tracking()
 
 
 def test_what_crosses_is_encrypted(tmp_path: Path) -> None:
