@@ -75,6 +75,7 @@ action = "ACCEPT"
 smime_decrypt_verify = true
 smime_signature = "{signature}"
 harvest = true
+harvest_updated_keys = {updated}
 max_message_size = {max_size}
 max_recipients = {max_rcpts}
 
@@ -119,7 +120,7 @@ class Org:
                  sign_mode: str = "detached", missing: str = "bounce", signature: str = "remove",
                  cipher: str | None = None, filters: str = OUTBOUND_FILTER, extra: str = "",
                  session_timeout: float = 30.0, max_size: int = 20 * 1024 * 1024,
-                 max_rcpts: int = 100) -> None:
+                 max_rcpts: int = 100, harvest_updated_keys: bool = False) -> None:
         self.root, self.domain = root, domain
         root.mkdir(parents=True)
         (root / "trust").mkdir()
@@ -134,7 +135,7 @@ class Org:
         (root / "gateway.toml").write_text(GATEWAY_TOML.format(
             domain=domain, root=root, port=self.port, signature=signature, mode=mode,
             sign_mode=sign_mode, missing=missing, session_timeout=session_timeout,
-            max_size=max_size, max_rcpts=max_rcpts,
+            max_size=max_size, max_rcpts=max_rcpts, updated=str(harvest_updated_keys).lower(),
             cipher=f'cipher = "{cipher}"' if cipher else "") + extra)
         self.mailbox = Capture()
         self.mailbox_port = free_port()

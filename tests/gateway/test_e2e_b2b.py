@@ -95,3 +95,31 @@ def test_what_crosses_is_encrypted(tmp_path: Path) -> None:
     finally:
         a.stop()
         ctl.stop()
+
+
+def test_second_key_change_within_48h_is_held_with_an_alert(tmp_path: Path) -> None:
+    """Key-substitution guard: a newer certificate for a harvested address that arrives soon
+    after the first is held for review and raises a `keystore` alert; mail still flows."""
+    import datetime as dt
+
+    from runtime.stages.smime_ops import Signer, protect
+    from tests.smime.pki import NOW, issue
+
+    a = Org(tmp_path / "a", "a.example", ("alice",))
+    b = Org(tmp_path / "b", "b.example", ("bob",), harvest_updated_keys=True)
+    b.trust(a)
+    b.start()
+    try:
+        for days in (30, 10):  # the second certificate is newer
+            cert = issue("gateway.a.example", a.ca, key_usage=None, emails=["alice@a.example", "a.example"],
+                         not_before=NOW - dt.timedelta(days=days))
+            sealed = protect(message("alice@a.example", "bob@b.example", f"key {days}"), mode="sign-encrypt",
+                             signer=Signer(cert.key, cert.cert), recipients=[b.cert.cert])  # type: ignore[arg-type]
+            b.submit("alice@a.example", ["bob@b.example"], sealed, source="127.0.0.1")
+        pump(b, until=lambda: len(b.mailbox.messages) == 2)
+        assert len(b.mailbox.messages) == 2
+        assert "harvest: stored" in b.tracking() and "harvest: held" in b.tracking()
+        assert [k for k, _ in b.alerts] == ["keystore"]
+        assert "held for review" in b.alerts[0][1]
+    finally:
+        b.stop()
