@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import smtplib
 import socket
 import threading
@@ -154,20 +155,27 @@ class MaildirTransport:
         return None
 
 
-def _send_data(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-    """DATA without smtplib's whole-message copies when the bytes need no transformation.
+def _send_body(conn: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+    """The message after a 354, then the final reply.
 
     Spooled messages are CRLF-only (the listener refuses bare CR/LF), so only dot-stuffing
-    could change them; when no line starts with a dot we stream the bytes as they are.
+    could change them; when no line starts with a dot the bytes go out as they are, without
+    smtplib's whole-message copies.
     """
     if data.startswith(b".") or b"\n." in data:
-        return conn.data(data)
-    code, text = conn.docmd("DATA")
-    if code != 354:
-        raise smtplib.SMTPDataError(code, text)
+        data = re.sub(rb"(?m)^\.", b"..", data)
     conn.send(data)
-    conn.send(b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
+    conn.send(b".\r\n" if data.endswith(b"\r\n") or not data else b"\r\n.\r\n")
     return conn.getreply()
+
+
+class _Stale(Exception):
+    """A reused connection was closed by the peer before it answered anything: nothing was
+    delivered, so the transaction may be tried again on a new connection."""
+
+
+def _text(reply: bytes) -> str:
+    return reply.decode("utf-8", "replace")
 
 
 class SMTPTransport:
@@ -184,16 +192,17 @@ class SMTPTransport:
             conns = self._local.conns = {}
         return conns
 
-    def _connect(self, dest: Destination) -> smtplib.SMTP:
+    def _connect(self, dest: Destination) -> tuple[smtplib.SMTP, bool]:
+        """The cached connection (True) or a new one (False).
+
+        A cached connection is used as it is, without a RSET round trip: every transaction
+        ends clean (DATA answered, or RSET after a refusal), and one that the peer closed in
+        the meantime shows up as `_Stale` on the first reply.
+        """
         conns = self._conns()
         conn = conns.get(dest)
         if conn is not None:
-            try:
-                if conn.rset()[0] == 250:
-                    return conn
-            except (smtplib.SMTPException, OSError):
-                pass
-            self._drop(dest)
+            return conn, True
         conn = smtplib.SMTP(dest.host, dest.port, local_hostname=self.helo, timeout=self.timeout)
         conn.ehlo()
         if conn.has_extn("starttls"):
@@ -205,7 +214,7 @@ class SMTPTransport:
                 conn = smtplib.SMTP(dest.host, dest.port, local_hostname=self.helo, timeout=self.timeout)
                 conn.ehlo()
         conns[dest] = conn
-        return conn
+        return conn, False
 
     def _drop(self, dest: Destination) -> None:
         conn = self._conns().pop(dest, None)
@@ -217,37 +226,82 @@ class SMTPTransport:
         self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
         mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = (),
     ) -> dict[str, Result]:
+        for _ in range(2):  # a second time only when a reused connection turned out closed
+            try:
+                conn, reused = self._connect(dest)
+            except (smtplib.SMTPException, OSError) as exc:
+                return {r: Result(451, f"4.4.1 cannot connect to {dest}: {exc}") for r in rcpts}
+            try:
+                return self._transaction(conn, reused, mail_from, rcpts, data, mail_options,
+                                         rcpt_options)
+            except _Stale:
+                self._drop(dest)
+                continue
+            except smtplib.SMTPResponseException as exc:
+                self._drop(dest)
+                return {r: Result(exc.smtp_code, str(exc.smtp_error)) for r in rcpts}
+            except (smtplib.SMTPException, OSError) as exc:
+                self._drop(dest)
+                return {r: Result(451, f"4.4.2 connection to {dest} failed: {exc}") for r in rcpts}
+        return {r: Result(451, f"4.4.2 connection to {dest} closed twice") for r in rcpts}
+
+    def _transaction(
+        self, conn: smtplib.SMTP, reused: bool, mail_from: str, rcpts: Sequence[str],
+        data: bytes, mail_options: Sequence[str], rcpt_options: Sequence[Sequence[str]],
+    ) -> dict[str, Result]:
+        dsn = conn.has_extn("dsn")
+        opts = [o for o in mail_options if dsn or not o.startswith(("RET=", "ENVID="))]
+        opts = [o for o in opts if o.startswith(("BODY=", "RET=", "ENVID=", "SMTPUTF8"))]
+        ropts = [list(rcpt_options[i]) if i < len(rcpt_options) and dsn else []
+                 for i in range(len(rcpts))]
+        mail_cmd = " ".join([f"MAIL FROM:{smtplib.quoteaddr(mail_from)}", *opts])
+        rcpt_cmds = [" ".join([f"RCPT TO:{smtplib.quoteaddr(r)}", *o]) for r, o in zip(rcpts, ropts, strict=True)]
+        ascii_only = all(c.isascii() for c in (mail_cmd, *rcpt_cmds))
+        # RFC 2920: MAIL, every RCPT and DATA in one write, the replies read in order; a
+        # message costs two round trips (envelope, then data) instead of 3 + recipients.
+        pipelined = ascii_only and conn.has_extn("pipelining")
         try:
-            conn = self._connect(dest)
-        except (smtplib.SMTPException, OSError) as exc:
-            return {r: Result(451, f"4.4.1 cannot connect to {dest}: {exc}") for r in rcpts}
-        try:
-            opts = [o for o in mail_options if conn.has_extn("dsn") or not o.startswith(("RET=", "ENVID="))]
-            opts = [o for o in opts if o.startswith(("BODY=", "RET=", "ENVID=", "SMTPUTF8"))]
-            code, text = conn.mail(mail_from, opts)
-            if code != 250:
-                return {r: Result(code, text.decode("utf-8", "replace")) for r in rcpts}
-            results: dict[str, Result] = {}
-            accepted = []
-            for i, rcpt in enumerate(rcpts):
-                ropts = list(rcpt_options[i]) if i < len(rcpt_options) and conn.has_extn("dsn") else []
-                code, text = conn.rcpt(rcpt, ropts)
-                results[rcpt] = Result(code, text.decode("utf-8", "replace"))
-                if code in (250, 251):
-                    accepted.append(rcpt)
-            if not accepted:
-                conn.rset()
-                return results
-            code, text = _send_data(conn, data)
-            for rcpt in accepted:
-                results[rcpt] = Result(code, text.decode("utf-8", "replace"))
+            if pipelined:
+                conn.send("".join(f"{c}\r\n" for c in (mail_cmd, *rcpt_cmds, "DATA")))
+                mail_code, mail_text = conn.getreply()
+            else:
+                mail_code, mail_text = conn.mail(mail_from, opts)
+        except (smtplib.SMTPServerDisconnected, OSError):
+            if reused:
+                raise _Stale() from None
+            raise
+        if mail_code == 421 and reused:
+            raise _Stale()
+        results: dict[str, Result] = {}
+        accepted: list[str] = []
+        if mail_code != 250:
+            results = {r: Result(mail_code, _text(mail_text)) for r in rcpts}
+            if pipelined:
+                for _ in rcpt_cmds:
+                    conn.getreply()
+                if conn.getreply()[0] == 354:  # a broken peer: end the empty message
+                    conn.send(".\r\n")
+                    conn.getreply()
+            conn.rset()
             return results
-        except smtplib.SMTPResponseException as exc:
-            self._drop(dest)
-            return {r: Result(exc.smtp_code, str(exc.smtp_error)) for r in rcpts}
-        except (smtplib.SMTPException, OSError) as exc:
-            self._drop(dest)
-            return {r: Result(451, f"4.4.2 connection to {dest} failed: {exc}") for r in rcpts}
+        for rcpt, o in zip(rcpts, ropts, strict=True):
+            code, text = conn.getreply() if pipelined else conn.rcpt(rcpt, o)
+            results[rcpt] = Result(code, _text(text))
+            if code in (250, 251):
+                accepted.append(rcpt)
+        code, text = conn.getreply() if pipelined else ((0, b"") if not accepted else conn.docmd("DATA"))
+        if code == 354 and not accepted:  # RFC 2920 3.1: DATA went ahead of the refusals
+            conn.send(".\r\n")
+            conn.getreply()
+        if code != 354 or not accepted:
+            for rcpt in accepted:
+                results[rcpt] = Result(code, _text(text))
+            conn.rset()
+            return results
+        code, text = _send_body(conn, data)
+        for rcpt in accepted:
+            results[rcpt] = Result(code, _text(text))
+        return results
 
     def close(self) -> None:
         for dest in list(self._conns()):

@@ -167,22 +167,31 @@ def free_port() -> int:
 
 
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = False, refuse: str = "") -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.connections = 0
+        self.pipelining = pipelining
+        self.refuse = refuse
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
         self.connections += 1
         session.host_name = hostname  # a new-style EHLO hook must record it itself
-        return responses
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if address == self.refuse:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
         return "250 2.0.0 sunk"
 
 
-def test_smtp_transport_reuses_connection(tmp_path: Path) -> None:
-    sink = Sink()
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_smtp_transport_reuses_connection(tmp_path: Path, pipelining: bool) -> None:
+    sink = Sink(pipelining)
     port = free_port()
     ctl = Controller(sink, hostname="127.0.0.1", port=port)
     ctl.start()
@@ -197,3 +206,43 @@ def test_smtp_transport_reuses_connection(tmp_path: Path) -> None:
         ctl.stop()
     assert len(sink.messages) == 5 and sink.messages[0][2] == MSG
     assert sink.connections == 1
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_smtp_transport_refused_recipient_and_dot_stuffing(pipelining: bool) -> None:
+    sink = Sink(pipelining, refuse="nobody@example.org")
+    port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    dotted = MSG + b".hidden line\r\n"
+    try:
+        transport = SMTPTransport(timeout=5)
+        dest = Destination("127.0.0.1", port)
+        got = transport.send(dest, "a@example.com", ["nobody@example.org", "b@example.org"], dotted)
+        only_refused = transport.send(dest, "a@example.com", ["nobody@example.org"], MSG)
+        after = transport.send(dest, "a@example.com", ["c@example.org"], MSG)
+        transport.close()
+    finally:
+        ctl.stop()
+    assert got["nobody@example.org"].code == 550 and got["b@example.org"].ok
+    assert only_refused["nobody@example.org"].code == 550
+    assert after["c@example.org"].ok
+    assert [(m[1], m[2]) for m in sink.messages] == [(["b@example.org"], dotted),
+                                                     (["c@example.org"], MSG)]
+    assert sink.connections == 1
+
+
+def test_smtp_transport_reconnects_when_the_peer_closed_the_cached_connection() -> None:
+    sink = Sink(pipelining=True)
+    port = free_port()
+    transport = SMTPTransport(timeout=5)
+    dest = Destination("127.0.0.1", port)
+    for i in range(2):  # the second server is a new one on the same port
+        ctl = Controller(sink, hostname="127.0.0.1", port=port)
+        ctl.start()
+        try:
+            assert transport.send(dest, "a@example.com", [f"r{i}@example.org"], MSG)[f"r{i}@example.org"].ok
+        finally:
+            ctl.stop()
+    transport.close()
+    assert len(sink.messages) == 2 and sink.connections == 2
