@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import attrs
 
+from runtime import memtrim
 from runtime.config import Delivery as DeliveryConfig
 from runtime.dsn import RecipientStatus, build_dsn, status_from_code
 from runtime.metrics import Metrics
@@ -138,8 +139,11 @@ class QueueRunner:
             if self.spool.move(queue_id, "active", "corrupt"):
                 self.alert("corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
             return
+        size = len(data)
         try:
             self._process(env, data)
+            del data
+            memtrim.after_message(size)
         except SpoolError as exc:
             # The disk is full or failing: give the message back (rename only, no new bytes)
             # after a pause, so it is retried without spinning.

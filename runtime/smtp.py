@@ -21,6 +21,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
+from runtime import memtrim
 from runtime.config import GatewayConfig, Listener, MailFlowPolicy
 from runtime.spool import Envelope, Spool, SpoolError
 
@@ -306,6 +307,7 @@ class GatewayHandler:
             return TEMP_SPOOL_ERROR
         if self.on_queued is not None:
             self.on_queued(queue_id)
+        memtrim.after_message(len(data))  # the per-line receive buffers are freed by now
         return OK_QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:

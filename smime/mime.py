@@ -58,7 +58,9 @@ def _name(field: bytes) -> bytes:
 # On a CRLF body: a NUL or 8-bit byte, a line over 76 characters, trailing white space, or a
 # line starting "From " (smime.md 2.3). One regex pass in C, no list of lines.
 _UNSAFE = re.compile(rb"[\x00\x80-\xff]|[^\r\n]{77}|[ \t](?:\r\n|\Z)|(?:\A|\n)From ")
-_B64_STEP = 57 * 1024  # whole 76-character lines: the same bytes as one encodebytes() call
+# Whole 76-character lines (the same bytes as one encodebytes() call), in pieces large enough
+# for malloc to map them on their own, so they go back to the kernel once joined.
+_B64_STEP = 57 * 8192
 
 
 def _needs_base64(fields: list[bytes], body: bytes | memoryview) -> bool:
