@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import fnmatch
+import inspect
 import ipaddress
 import logging
 import socket
 import ssl
 import time
 from collections import defaultdict, deque
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Session
@@ -155,6 +158,25 @@ class GatewaySMTP(SMTP):
         self._deadline: asyncio.TimerHandle | None = None
         self.raw_params: list[str] | None = None
         self.line_length_limit = listener.max_line_length + 1
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd's version, minus a typing.Protocol class it defines on every call (a new
+        # class per MAIL and RCPT: ~2% of a worker's CPU). Same parsing, same results.
+        if not arg:
+            return "", ""
+        address: Any
+        try:
+            if arg.lstrip().startswith("<"):
+                address, rest = get_angle_addr(arg)
+            else:
+                address, rest = get_addr_spec(arg)
+        except HeaderParseError:
+            return None, None
+        addr = str(address.addr_spec)
+        localpart = addr.rpartition("@")[0]
+        if self.local_part_limit and len(localpart) > self.local_part_limit:
+            return None, None
+        return addr, rest
 
     def _getparams(self, params: Any) -> Any:
         # Keep DSN parameters (RFC 3461): they stay in mail_options / rcpt_options for the
@@ -314,6 +336,12 @@ class GatewayHandler:
         # Never a 500 carrying internals: log the details, answer a neutral temporary failure.
         log.exception("SMTP handler error", exc_info=error)
         return TEMP_LOCAL_ERROR
+
+
+# aiosmtpd inspects handle_EHLO's signature for every connection (to tell its old 4-argument
+# form from the new one); a precomputed __signature__ makes that a lookup.
+GatewayHandler.handle_EHLO.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    GatewayHandler.handle_EHLO)
 
 
 def tls_context(listener: Listener) -> ssl.SSLContext | None:

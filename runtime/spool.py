@@ -67,9 +67,19 @@ class Envelope:
     trace: tuple[str, ...] = ()  # what the pipeline did (filters matched, actions, profile)
 
     def to_json(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        data["version"] = FORMAT_VERSION
-        return data
+        # Written out rather than attrs.asdict(): this runs for every message received and
+        # asdict's generic recursion was ~3% of a worker's CPU. Keep in step with the fields.
+        return {
+            "mail_from": self.mail_from, "rcpt_tos": list(self.rcpt_tos),
+            "mail_options": list(self.mail_options),
+            "rcpt_options": [list(o) for o in self.rcpt_options],
+            "peer": self.peer, "policy": self.policy, "helo": self.helo,
+            "received_at": self.received_at, "attempts": self.attempts,
+            "next_attempt": self.next_attempt, "last_error": self.last_error,
+            "queue_id": self.queue_id, "processed": self.processed,
+            "alt_mailhost": self.alt_mailhost, "trace": list(self.trace),
+            "version": FORMAT_VERSION,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Envelope:
