@@ -13,11 +13,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## The main job: start the gateway on examples/gateway.toml in the foreground.
-run: $(STAMP)
+ORG_CERT := var/certs/org.crt.pem
+
+# The example's organisation certificate, self-signed, created once.
+$(ORG_CERT): | $(STAMP)
+	mkdir -p var/certs
+	$(BIN)/filterlang cert create --cn example.org --org "Example Org" --san-domain example.org --san-email postmaster@example.org --out var/certs/org
+
+run: $(STAMP) $(ORG_CERT)
 	@echo "filterlang gateway on 127.0.0.1:2525, delivering into var/maildir/ (Ctrl-C stops it)."
 	@echo "Send it a test message from another terminal:"
 	@echo "  swaks --server 127.0.0.1 --port 2525 --from alice@example.com --to bob@example.org --header 'Subject: hello' --body 'hi'"
-	@echo "then look in var/maildir/bob@example.org/new/ and var/tracking.jsonl."
+	@echo "then look in var/maildir/bob@example.org/new/ (signed by the gateway) and var/tracking.jsonl."
 	$(BIN)/filterlang serve -c examples/gateway.toml
 
 ## Run the example filters over the example messages (the example test suites).

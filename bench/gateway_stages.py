@@ -80,7 +80,8 @@ def serve_with_stages(config: Path) -> int:
     original = gateway.make_runner
 
     def make_runner(*args: Any, **kwargs: Any) -> Any:
-        kwargs.setdefault("stages", stages)
+        # The workers now pass the config-driven stages; the bench's two replace those slots.
+        kwargs["stages"] = {**(kwargs.get("stages") or {}), **stages}
         return original(*args, **kwargs)
 
     gateway.make_runner = make_runner  # the workers fork from here

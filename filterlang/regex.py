@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import re2
 from attrs import frozen
@@ -27,6 +27,22 @@ _UNSUPPORTED: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\(\?\("), "conditional group"),
     (re.compile(r"\(\?R\)|\(\?\d\)"), "recursion"),
 )
+
+# Smart identifiers (reference 5.7) stand in place of a whole pattern: a candidate regex here, the
+# validator (checksum/format) in the runtime. Written exactly, case-insensitively.
+SMART_IDENTIFIERS: dict[str, str] = {
+    "*credit": r"\b\d{4}[ -]?\d{4,6}[ -]?\d{4,5}(?:[ -]?\d{1,4})?\b",
+    "*aba": r"\b\d{9}\b",
+    "*ssn": r"\b\d{3}[-. ]\d{2}[-. ]\d{4}\b",
+    "*cusip": r"\b[0-9]{3}[0-9A-Za-z*@#]{5}[0-9]\b",
+}
+
+
+def smart_identifier(pattern: str) -> str | None:
+    """The canonical smart identifier `pattern` names, or None when it is a regex."""
+    key = pattern.strip().lower()
+    return key if key in SMART_IDENTIFIERS else None
+
 
 # Python/PCRE spellings RE2 lacks but that mean the same thing: rewritten before compiling.
 _TRANSLATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -72,6 +88,8 @@ def translate(pattern: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def problems(pattern: str, *, engine: str = "re2") -> tuple[Problem, ...]:
     """What is wrong with `pattern` for the given engine (empty when it compiles)."""
+    if smart_identifier(pattern):
+        return ()
     if engine == "backtracking":
         try:
             re.compile(pattern)
@@ -94,9 +112,37 @@ def problems(pattern: str, *, engine: str = "re2") -> tuple[Problem, ...]:
 def compile_pattern(pattern: str, *, ignore_case: bool = False,
                     engine: str = "re2") -> Callable[[str], Any]:
     """A compiled pattern's `search`; per-rule case folding is applied as an inline flag."""
+    return compile_raw(pattern, ignore_case=ignore_case, engine=engine).search
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_raw(pattern: str, *, ignore_case: bool = False, multiline: bool = False,
+                data: Literal["text", "utf8", "latin1"] = "text", engine: str = "re2") -> Any:
+    """The compiled pattern object (``search``/``finditer``/``sub``) for one use of a pattern.
+
+    The runtime needs variants of one filter pattern: multi-line for line-by-line content
+    scans, UTF-8 bytes so a part's text is encoded once per message rather than per pattern,
+    Latin-1 bytes for binary scans where each character is one byte (reference 5.6). A smart
+    identifier compiles to its candidate pattern.
+    """
+    smart = smart_identifier(pattern)
+    src = SMART_IDENTIFIERS[smart] if smart else pattern
     if engine == "backtracking":
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0).search
-    return re2.compile(translate(pattern), _options(ignore_case)).search
+        flags = (re.IGNORECASE if ignore_case else 0) | (re.MULTILINE if multiline else 0)
+        if data == "text":
+            return re.compile(src, flags)
+        return re.compile(src.encode("latin-1" if data == "latin1" else "utf-8", "replace"), flags)
+    src = translate(src)
+    opts = _options(ignore_case)
+    if multiline:
+        # this RE2 binding has no multi-line option; the inline flag at the front does it
+        src = "(?m)" + src
+    if data == "latin1":
+        opts.encoding = re2.Options.Encoding.LATIN1
+        return re2.compile(src.encode("latin-1", "replace"), opts)
+    if data == "utf8":
+        return re2.compile(src.encode("utf-8"), opts)
+    return re2.compile(src, opts)
 
 
 def engine_for(source: str) -> str:

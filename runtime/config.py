@@ -13,6 +13,8 @@ Layout (every section optional except where noted; paths are relative to the fil
     [dictionaries] / [text_resources]  name = file
     [delivery]           relay, reinject, mx, maildir, retry schedule, max queue lifetime
     [quarantines.X]      retention_days
+    [smime]              trust_anchors, crls, decryption_certificates, on_decrypt_failure,
+                         decrypt_failure_quarantine (inbound S/MIME; see docs/deploy.md)
     [alerts]             log, email
     [metrics]            address, port
 """
@@ -76,6 +78,9 @@ class MailFlowPolicy:
     harvest: bool = False
     harvest_on_failed_verification: bool = False
     harvest_updated_keys: bool = False
+    # Which mail policy table and content-filter list applies: RELAY policies carry our own
+    # users' mail out ("outgoing"), everything else comes in ("incoming").
+    direction: str = "incoming"
 
 
 @frozen
@@ -140,6 +145,17 @@ class Storage:
 
 
 @frozen
+class Smime:
+    """Inbound S/MIME: what the gateway trusts and decrypts with, and what a failure does."""
+
+    trust_anchors: tuple[Path, ...] = ()
+    crls: tuple[Path, ...] = ()
+    decryption_certificates: tuple[str, ...] | None = None  # None: every certificate with a key
+    on_decrypt_failure: str = "deliver"  # deliver (as received) | quarantine
+    decrypt_failure_quarantine: str | None = None
+
+
+@frozen
 class GatewayConfig:
     source: Path
     storage: Storage
@@ -162,6 +178,7 @@ class GatewayConfig:
     profiles_file: Path | None = None
     # Recipient domains accepted under an ACCEPT policy (RELAY policies may mail anywhere).
     local_domains: frozenset[str] = frozenset()
+    smime: Smime = Smime()
 
     def names(self) -> dict[str, frozenset[str]]:
         """Names filters may refer to, per kind (the linter checks filters against these)."""
@@ -204,9 +221,12 @@ def _sender_group(name: str, t: Table) -> SenderGroup:
 
 
 def _policy(name: str, t: Table) -> MailFlowPolicy:
+    action = t.choice("action", POLICY_ACTIONS, "ACCEPT")
     return MailFlowPolicy(
         name=name,
-        action=t.choice("action", POLICY_ACTIONS, "ACCEPT"),
+        action=action,
+        direction=t.choice("direction", ("incoming", "outgoing"),
+                           "outgoing" if action == "RELAY" else "incoming"),
         max_message_size=t.integer("max_message_size", 20 * 1024 * 1024, minimum=1024),
         max_recipients=t.integer("max_recipients", 100, minimum=1),
         max_messages_per_hour=t.integer("max_messages_per_hour", 0),
@@ -280,6 +300,36 @@ def _delivery(t: Table) -> Delivery:
     return d
 
 
+def _smime(t: Table, certificates: dict[str, Certificate],
+           quarantines: dict[str, Quarantine]) -> Smime:
+    anchors = tuple((t.base_dir / p).resolve() for p in t.str_list("trust_anchors"))
+    crls = tuple((t.base_dir / p).resolve() for p in t.str_list("crls"))
+    for key, paths in (("trust_anchors", anchors), ("crls", crls)):
+        for i, p in enumerate(paths):
+            if not p.exists():
+                t.error(f"{key}[{i}]", f"{p} does not exist; give a PEM file or a folder of them")
+    names: tuple[str, ...] | None = None
+    if t.has("decryption_certificates"):
+        names = t.str_list("decryption_certificates")
+        for i, n in enumerate(names):
+            cert = certificates.get(n)
+            if cert is None:
+                t.error(f"decryption_certificates[{i}]", f"no certificate {n!r}; add [certificates.{n}]")
+            elif cert.key is None:
+                t.error(f"decryption_certificates[{i}]",
+                        f"certificate {n!r} has no key; decryption needs certificates.{n}.key")
+    on_failure = t.choice("on_decrypt_failure", ("deliver", "quarantine"), "deliver")
+    quarantine = t.text("decrypt_failure_quarantine")
+    if on_failure == "quarantine":
+        if quarantine is None:
+            t.error("decrypt_failure_quarantine", "on_decrypt_failure = 'quarantine' needs a "
+                    "quarantine name; add one from [quarantines]")
+        elif quarantine not in quarantines:
+            t.error("decrypt_failure_quarantine", f"no quarantine {quarantine!r}; add [quarantines.{quarantine}]")
+    t.finish()
+    return Smime(anchors, crls, names, on_failure, quarantine)
+
+
 def _named_files(t: Table) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for name in list(t._data):
@@ -315,7 +365,10 @@ def load_config(path: str | Path) -> GatewayConfig:
 
     st = root.table("storage")
     data_dir = st.path("data_dir", "var")
-    storage = Storage(data_dir, st.text("keystore_url", f"sqlite:///{data_dir}/keys.sqlite3"))
+    url = st.text("keystore_url", f"sqlite:///{data_dir}/keys.sqlite3")
+    if isinstance(url, str) and url.startswith("sqlite:///") and not url[10:].startswith("/"):
+        url = f"sqlite:///{(path.parent / url[10:]).resolve()}"  # relative to this file
+    storage = Storage(data_dir, url)
     if not storage.keystore_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         st.error("keystore_url", "must start with sqlite:/// or postgresql://")
     st.finish()
@@ -367,6 +420,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         q.name: q
         for q in root.each("quarantines", lambda n, t: Quarantine(n, t.integer("retention_days", 14, minimum=1)))
     }
+    smime = _smime(root.table("smime"), certificates, quarantines)
     at = root.table("alerts")
     alerts = Alerts(at.path("log"), at.text("email"))
     at.finish()
@@ -377,7 +431,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     mt.finish()
     local_domains = frozenset(d.lower().lstrip("@") for d in root.str_list("local_domains"))
     workers = root.integer("workers", 0)  # 0: one worker process per core
-    root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery"))
+    root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
+                       "smime"))
     if issues:
         raise ConfigError(issues)
     return GatewayConfig(
@@ -401,4 +456,22 @@ def load_config(path: str | Path) -> GatewayConfig:
         workers=workers,
         profiles_file=pfile,
         local_domains=local_domains,
+        smime=smime,
     )
+
+
+def load_names(path: str | Path) -> Any:
+    """The names `filterlang lint --config` checks filters against (filterlang ResourceNames).
+
+    Raises ValueError (the lint command's "cannot use this config") with every config mistake.
+    """
+    from filterlang.check import ResourceNames
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        raise ValueError(f"invalid configuration:\n{exc}") from None
+    n = config.names()
+    return ResourceNames(quarantines=n["quarantine"], profiles=n["profile"],
+                         dictionaries=n["dictionary"], listeners=n["listener"],
+                         text_resources=n["text_resource"])

@@ -21,7 +21,7 @@ from runtime import memtrim
 from runtime.config import Delivery as DeliveryConfig
 from runtime.dsn import RecipientStatus, build_dsn, status_from_code
 from runtime.metrics import Metrics
-from runtime.pipeline import BOUNCE, COPIED, DELIVER, InFlight, Stage, run_pipeline
+from runtime.pipeline import BOUNCE, COPIED, DELIVER, QUARANTINE, InFlight, Stage, run_pipeline
 from runtime.quarantine import Quarantines
 from runtime.spool import CorruptEntry, Envelope, Spool, SpoolError
 from runtime.tracking import Tracker
@@ -164,25 +164,30 @@ class QueueRunner:
                                 message_id=_message_id(data), received_at=env.received_at)
             msg = run_pipeline(self.stages, InFlight(env, data))
             self._count(msg.events)
-            if msg.quarantine and self.quarantines is not None:
-                self.quarantines.put(msg.quarantine, attrs.evolve(env, processed=True), msg.data)
-                self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
-                self.spool.remove("active", qid)
-                return
+            # Stages may rewrite the envelope (alt-rcpt-to); from here on it is the truth.
+            env = attrs.evolve(msg.envelope, queue_id=qid)
             bounced = msg.recipients(BOUNCE)
             if bounced:
-                self._bounce(env, msg.data, [
-                    RecipientStatus(r, "failed", "5.7.1", "550 5.7.1 message refused by policy")
+                self._bounce(env, data, [
+                    RecipientStatus(r, "failed", "5.7.1",
+                                    msg.bounce_reasons.get(r, "550 5.7.1 message refused by policy"))
                     for r in bounced
                 ], headers_only=msg.headers_only_dsn)
             for rcpt, disp in msg.dispositions.items():
                 if disp not in (DELIVER, COPIED):
                     self.tracker.record(disp, qid, rcpt=rcpt, trace=msg.trace)
-            for copy in msg.copies:
+            for n, copy in enumerate(msg.copies):
                 # Each copy is durable in the spool before the original leaves `active`.
                 keep = set(copy.rcpts)
+                if copy.quarantine and self.quarantines is not None:
+                    self.quarantines.put(copy.quarantine, attrs.evolve(
+                        env, rcpt_tos=copy.rcpts, processed=True, queue_id=f"{qid}.{n}"), copy.data)
+                    self.tracker.record("quarantine", qid, quarantine=copy.quarantine,
+                                        rcpts=list(copy.rcpts), note=copy.note)
+                    continue
                 self.spool.store(attrs.evolve(
                     env, rcpt_tos=copy.rcpts, processed=True,
+                    mail_from=env.mail_from if copy.mail_from is None else copy.mail_from,
                     rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
                                        if r in keep),
                     alt_mailhost=copy.alt_mailhost or msg.alt_mailhost,
@@ -190,6 +195,17 @@ class QueueRunner:
                 ), copy.data)
             if msg.copies:
                 self.wake.set()
+            waiting = msg.recipients(DELIVER) + msg.recipients(QUARANTINE)
+            if msg.quarantine and self.quarantines is not None and waiting:
+                # (Recipients served by copies are not in the quarantined original.)
+                opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
+                self.quarantines.put(msg.quarantine, attrs.evolve(
+                    env, processed=True, rcpt_tos=waiting,
+                    rcpt_options=tuple(opts[r] for r in waiting if r in opts)
+                    if len(opts) == len(env.rcpt_tos) else ()), msg.data)
+                self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
+                self.spool.remove("active", qid)
+                return
             keep = set(msg.recipients(DELIVER))
             env = attrs.evolve(
                 env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep), processed=True,

@@ -32,12 +32,13 @@ from pathlib import Path
 
 from runtime import memtrim
 from runtime.config import ConfigError, GatewayConfig, Listener, load_config
-from runtime.delivery import QueueRunner
+from runtime.delivery import QueueRunner, alert
 from runtime.metrics import Metrics, enable_multiprocess, reset_multiprocess
 from runtime.pipeline import Stage, build_pipeline
 from runtime.quarantine import Quarantines
 from runtime.smtp import GatewayHandler, protocol_factory, tls_context
 from runtime.spool import Spool
+from runtime.stages import StageSetupError, build_stages, load_context
 from runtime.tracking import Tracker
 from runtime.transport import DnsResolver, Resolver, SMTPTransport, Transport
 
@@ -83,6 +84,15 @@ def make_runner(
 
 class CertificateProblem(Exception):
     pass
+
+
+def check_stages(config: GatewayConfig) -> None:
+    """Compile the filters and load every certificate, key and trust anchor once now, so a
+    mistake stops start-up (or a reload) with its location instead of failing each message."""
+    try:
+        load_context(config)
+    except StageSetupError as exc:
+        raise CertificateProblem(str(exc)) from None
 
 
 def check_tls(config: GatewayConfig) -> None:
@@ -160,7 +170,9 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
         metrics = Metrics(spool, metrics_dir(config))
         if serve_metrics and config.metrics.port:
             metrics.serve(config.metrics.address, config.metrics.port)
-        runner = make_runner(config, spool, metrics=metrics)
+        sink = Tracker(config.alerts.log) if config.alerts.log else None
+        stages = build_stages(config, alert=lambda kind, text: alert(metrics, kind, text, sink))
+        runner = make_runner(config, spool, metrics=metrics, stages=stages)
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -219,6 +231,7 @@ class Supervisor:
         try:
             new = load_config(self.config.source)
             check_tls(new)
+            check_stages(new)
         except (ConfigError, CertificateProblem) as exc:
             log.error("reload failed; keeping the running configuration:\n%s", exc)
             return False
@@ -284,6 +297,7 @@ def serve(config_path: Path) -> int:
     try:
         config = load_config(config_path)
         check_tls(config)
+        check_stages(config)
     except (ConfigError, CertificateProblem) as exc:
         print(f"filterlang serve: invalid configuration, not starting:\n{exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from attrs import define, field
 
+from runtime.context import SmimeState
 from runtime.spool import Envelope
 
 METRIC_KINDS = ("filter_hit", "smime", "harvest")
@@ -45,6 +46,9 @@ class Copy:
     data: bytes
     alt_mailhost: str = ""
     note: str = ""
+    profile: str = ""  # a sending profile still to apply (smime-gateway-deferred of a splinter)
+    quarantine: str = ""  # park this copy in the named quarantine instead of delivering it
+    mail_from: str | None = None  # None: the original's envelope sender
 
 
 @define
@@ -65,6 +69,15 @@ class InFlight:
     # Observations for metrics, as (kind, label): kind is one of METRIC_KINDS, e.g.
     # ("filter_hit", "block_exe"), ("smime", "verified"), ("harvest", "stored").
     events: list[tuple[str, str]] = field(factory=list)
+    # What the inbound S/MIME stage found; the filters see it (reference 12.7).
+    smime: SmimeState = SmimeState()
+    direction: str = "incoming"  # "outgoing" under a RELAY mail flow policy
+    deferred_profile: str = ""  # smime-gateway-deferred: the profile the outbound stage applies
+    # Per-recipient SMTP text for bounced recipients (the DSN's diagnostic), when a stage knows
+    # better than the generic policy refusal.
+    bounce_reasons: dict[str, str] = field(factory=dict)
+    # Recipient groups of the mail-policy stage: (policy name, recipients), first match wins.
+    splinters: list[tuple[str, tuple[str, ...]]] = field(factory=list)
 
     def __attrs_post_init__(self) -> None:
         for rcpt in self.envelope.rcpt_tos:
@@ -105,7 +118,10 @@ def run_pipeline(stages: tuple[Stage, ...], msg: InFlight) -> InFlight:
     for stage in stages:
         if msg.final:  # a final action already did its S/MIME work and delivers now
             break
-        if not msg.recipients(DELIVER) and msg.quarantine is None:
+        # Nothing left to do: no recipient to deliver to, nothing to quarantine, and no copy
+        # still waiting for its sending profile (splinters become copies before step 19).
+        if (not msg.recipients(DELIVER) and msg.quarantine is None
+                and not any(c.profile for c in msg.copies)):
             break
         stage.process(msg)
     return msg

@@ -206,6 +206,7 @@ class GatewaySMTP(SMTP):
         super().connection_made(transport)
         assert self.session is not None
         self.session.policy = policy  # type: ignore[attr-defined]
+        self.session.listener = self._gw_listener.name  # type: ignore[attr-defined]
         self.arm_deadline()
 
     def arm_deadline(self) -> None:
@@ -314,6 +315,7 @@ class GatewayHandler:
             rcpt_options=tuple(tuple(o) for o in getattr(envelope, "per_rcpt_options", [])),
             peer=str(session.peer[0]) if session.peer else "",
             policy=policy.name,
+            listener=str(getattr(session, "listener", "")),
             helo=session.host_name or "",
             received_at=time.time(),
         )

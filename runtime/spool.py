@@ -65,6 +65,7 @@ class Envelope:
     processed: bool = False  # the pipeline ran; retries only redo delivery
     alt_mailhost: str = ""  # set by the alt-mailhost action: deliver to this host instead
     trace: tuple[str, ...] = ()  # what the pipeline did (filters matched, actions, profile)
+    listener: str = ""  # the listener's configured name (recv-listener in filters)
 
     def to_json(self) -> dict[str, Any]:
         # Written out rather than attrs.asdict(): this runs for every message received and
@@ -102,6 +103,7 @@ class Envelope:
                 processed=bool(data.get("processed", False)),
                 alt_mailhost=str(data.get("alt_mailhost", "")),
                 trace=tuple(str(t) for t in data.get("trace", ())),
+                listener=str(data.get("listener", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptEntry(f"bad envelope header: {exc}") from None

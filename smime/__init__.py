@@ -1,6 +1,7 @@
 """S/MIME recipes: sign, encrypt, verify, decrypt (CMS over asn1crypto and cryptography)."""
 
 from smime.certs import CertificateSpec, check_certificate, create_self_signed, describe
+from smime.compose import Form, Layer, Mode, Signer, UnwrapResult, is_smime, protect, unwrap
 from smime.envelope import (
     DecryptResult,
     EnvelopeInfo,
@@ -18,6 +19,11 @@ from smime.verify import SignerResult, VerifyResult, verify, verify_content
 __all__ = [
     "CertificateSpec",
     "DecryptResult",
+    "Form",
+    "Layer",
+    "Mode",
+    "Signer",
+    "UnwrapResult",
     "EnvelopeInfo",
     "SignerResult",
     "TrustStore",
@@ -31,8 +37,11 @@ __all__ = [
     "encrypt",
     "encrypt_content",
     "inspect_envelope",
+    "is_smime",
+    "protect",
     "sign",
     "sign_content",
+    "unwrap",
     "verify",
     "verify_content",
 ]

@@ -18,10 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.check:
         from runtime.config import ConfigError, load_config
+        from runtime.gateway import CertificateProblem, check_stages, check_tls
 
         try:
-            load_config(args.config)
-        except ConfigError as exc:
+            config = load_config(args.config)
+            # The same checks as a start: certificates, keys, trust anchors, filter files.
+            check_tls(config)
+            check_stages(config)
+        except (ConfigError, CertificateProblem) as exc:
             print(exc)
             return 1
         print(f"{args.config}: OK")

@@ -79,10 +79,15 @@ def test_example_config_loads() -> None:
     config = load_config(ROOT / "examples" / "gateway.toml")
     names = config.names()
     assert "sign" in names["profile"]
-    assert "policy" in names["quarantine"]
-    assert names["listener"] == frozenset({"inbound"})
+    assert "Policy" in names["quarantine"]
+    assert names["listener"] == frozenset({"Outbound"})
     # Paths are relative to the file.
     assert config.delivery.maildir == (ROOT / "var" / "maildir").resolve()
+    assert config.storage.keystore_url == f"sqlite:///{(ROOT / 'var' / 'keys.sqlite3').resolve()}"
+    # The example's message filters compile (the certificate is created by `make run`).
+    from runtime.suite import load_filters
+
+    assert len(load_filters(list(config.message_filters))) >= 4
 
 
 def test_profiles_file_is_included(tmp_path: Path) -> None:
@@ -117,3 +122,13 @@ def test_host_access_table(make_config) -> None:  # type: ignore[no-untyped-def]
     assert choose_policy(config, "192.0.2.7").name == "reject"
     assert choose_policy(config, "198.51.100.1", "mx.partner.example").name == "reject"
     assert choose_policy(config, "198.51.100.1").name == "default"
+
+
+def test_lint_checks_the_example_filters_against_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
+    from runtime.cli import main
+
+    config = load_config(ROOT / "examples" / "gateway.toml")
+    code = main(["lint", "--config", str(config.source), *(str(p) for p in config.message_filters)])
+    assert code == 0, capsys.readouterr()
+    bad = main(["lint", "--config", str(config.source), str(ROOT / "examples/filters/smime-delivery.filter")])
+    assert bad == 1 and "unknown quarantine 'SMIME_Failed'" in capsys.readouterr().out

@@ -2,6 +2,9 @@
 gateway re-injects into Postfix's second smtpd, and Postfix delivers to the sink.
 
     swaks → Postfix :P → content_filter smtp:[127.0.0.1]:GW → gateway → reinject :R → sink
+
+The gateway runs its real pipeline: a message filter asks for the `sign` sending profile on
+delivery, so what reaches the sink is signed with the organisation's certificate.
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
+from runtime.stages.smime_ops import is_smime
+from tests.smime.pki import issue
+
+from .e2e_support import key_pem
 from .test_noloss import free_port, wait_port
 
 FILTERLANG = Path(sys.executable).parent / "filterlang"
@@ -87,8 +94,19 @@ def test_postfix_after_queue_content_filter(tmp_path: Path) -> None:
     pf_root = Path(tempfile.mkdtemp(prefix="fl-postfix-"))
     pf_root.chmod(0o755)
     conf = postfix_dir(pf_root, port, reinject, gw_port, sink_port)
+    org = issue("gateway.example.org", emails=["example.org"], key_usage=None)
+    (tmp_path / "org.crt.pem").write_bytes(org.pem)
+    (tmp_path / "org.key.pem").write_bytes(key_pem(org.key))
+    (tmp_path / "sign.filter").write_text("sign_all:\n  if true {\n    smime-gateway-deferred('sign');\n  }\n")
     (tmp_path / "gateway.toml").write_text(f"""
 workers = 1
+message_filters = ["sign.filter"]
+[certificates.org]
+cert = "org.crt.pem"
+key = "org.key.pem"
+[profiles.sign]
+mode = "sign"
+signing_certificate = "org"
 [storage]
 data_dir = "data"
 [[listeners]]
@@ -123,6 +141,8 @@ reinject = "127.0.0.1:{reinject}"
             time.sleep(0.2)
         assert sink.messages, (tmp_path / "postfix.log").read_text()[-3000:]
         assert b"hello via the gateway" in sink.messages[0]
+        assert is_smime(sink.messages[0]) == (True, False)  # it comes out signed
+        assert b"application/pkcs7-signature" in sink.messages[0]
         track = (tmp_path / "data" / "tracking.jsonl").read_text()
         assert re.search(rf'"dest":"127.0.0.1:{reinject}"', track)  # it went through the gateway
     finally:

@@ -1,0 +1,140 @@
+"""The one place the gateway stages call S/MIME: protect (sign / encrypt / both / triple) and
+unwrap (decrypt and verify layer by layer), over `smime.compose`.
+
+What this adds to compose: the gateway's view of an unwrap (signer e-mail addresses and
+issuers for the filters, certificates for harvesting, the message with only the innermost
+signature left for "retain signature" policies) and the one uniform "decryption failed" text
+(no oracle, smime.md 9).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from asn1crypto import x509 as ax509
+from attrs import frozen
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding
+
+import smime
+from smime import compose, mime
+from smime._keys import PrivateKey
+from smime.errors import SMIMEError
+from smime.trust import TrustStore
+
+MODES = ("sign", "encrypt", "sign-encrypt", "triple")
+DECRYPT_FAILED = "decryption failed"
+
+
+@frozen
+class Signer:
+    key: PrivateKey
+    cert: x509.Certificate
+    chain: tuple[x509.Certificate, ...] = ()
+
+
+@frozen
+class SignerInfo:
+    email: tuple[str, ...]
+    issuer: str
+    pem: str
+    capabilities: tuple[str, ...]
+
+
+@frozen
+class UnwrapResult:
+    layers: tuple[str, ...]  # outermost first: "encrypted", "signed"
+    encrypted: bool
+    signed: bool
+    verified: bool  # a verified signature covers exactly the content users will see
+    signers: tuple[SignerInfo, ...]  # every signer found (harvesting decides on `verified`)
+    content: bytes  # the message with every layer removed (the original if one failed)
+    signed_message: bytes | None  # the message still carrying its innermost signature
+    errors: tuple[str, ...]
+    decrypt_failed: bool = False
+
+
+def protect(message: bytes, *, mode: str, signer: Signer | None = None,
+            recipients: Sequence[x509.Certificate] = (), form: str = "detached",
+            cipher: str | None = None, capabilities: Sequence[Sequence[str]] | None = None,
+            digest: str = "sha256") -> bytes:
+    """Apply one sending-profile mode to a whole message (RFC 5322 in, RFC 5322 out)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown S/MIME mode {mode!r}")
+    cs: compose.Signer | None = None
+    if signer is not None and mode != "encrypt":
+        if isinstance(signer.key, X25519PrivateKey):
+            raise ValueError("an X25519 key can decrypt but not sign; give the profile a signing key")
+        cs = compose.Signer(signer.key, signer.cert, signer.chain)
+    return compose.protect(message, mode=mode, signer=cs, recipients=recipients, form=form,
+                           cipher=cipher, capabilities=capabilities, digest=digest)
+
+
+def is_smime(message: bytes) -> tuple[bool, bool]:
+    """(signed, encrypted) judged from the top-level Content-Type (and the DER it labels)."""
+    return compose.is_smime(message)
+
+
+def _rebuild(message: bytes, entity: bytes) -> bytes:
+    """The outer routing headers of `message` around the inner MIME entity `entity`."""
+    outer, _ = mime.split_message(message)
+    return b"\r\n".join([*outer, b"MIME-Version: 1.0"]) + b"\r\n" + mime.to_crlf(entity)
+
+
+def _peel(message: bytes, n: int, keys: Sequence[tuple[PrivateKey, x509.Certificate]],
+          trust: TrustStore) -> bytes | None:
+    """`message` with its `n` outermost layers removed (they were opened once already)."""
+    current = message
+    for _ in range(n):
+        signed, encrypted = is_smime(current)
+        try:
+            if encrypted:
+                current = _rebuild(current, smime.decrypt(current, keys).content)
+            elif signed:
+                current = _rebuild(current, smime.verify(current, trust=trust).content)
+            else:
+                return None
+        except (SMIMEError, ValueError):
+            return None
+    return current
+
+
+def _signer(cert: ax509.Certificate, caps: tuple[str, ...]) -> SignerInfo:
+    emails = tuple(str(n.native).lower() for n in (cert.subject_alt_name_value or ())
+                   if n.name == "rfc822_name")
+    pem = x509.load_der_x509_certificate(cert.dump()).public_bytes(Encoding.PEM).decode("ascii")
+    return SignerInfo(emails, cert.issuer.human_friendly, pem, caps)
+
+
+def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]],
+           trust: TrustStore, now: dt.datetime | None = None, crls: Sequence[bytes] = (),
+           max_layers: int = 4) -> UnwrapResult:
+    """Open every S/MIME layer we can: decrypt with `keys`, verify against `trust`."""
+    res = compose.unwrap(message, keys=keys, trust=trust, now=now, crls=crls, max_layers=max_layers)
+    kinds = tuple(layer.kind for layer in res.layers)
+    decrypt_failed = any(layer.kind == "encrypted" and not layer.ok for layer in res.layers)
+    signers: dict[str, SignerInfo] = {}
+    for layer in res.layers:
+        for s in (layer.verify.signers if layer.verify is not None else ()):
+            if s.certificate is not None:
+                info = _signer(s.certificate, s.capabilities)
+                signers.setdefault(info.pem, info)
+    signed_message: bytes | None = None
+    if "signed" in kinds and not decrypt_failed:
+        innermost = max(i for i, k in enumerate(kinds) if k == "signed")
+        signed_message = _peel(message, innermost, keys, trust)
+    errors = tuple(DECRYPT_FAILED if decrypt_failed and code == compose.DECRYPTION_FAILED[0]
+                   else f"{code}: {text}" for code, text in res.errors)
+    return UnwrapResult(
+        layers=kinds,
+        encrypted=res.encrypted,
+        signed=res.signed,
+        verified=res.verified,
+        signers=tuple(signers.values()),
+        content=res.content,
+        signed_message=signed_message,
+        errors=errors,
+        decrypt_failed=decrypt_failed,
+    )

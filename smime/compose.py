@@ -1,0 +1,409 @@
+"""The composer: whole messages in, whole S/MIME messages out, and back (RFC 8551, RFC 2634).
+
+`protect` builds sign, encrypt, sign-encrypt and triple-wrapped messages; `unwrap` peels every
+layer of an incoming message (outside in) and says honestly what the final content is covered
+by. Routing headers (From, To, Subject, Received, ...) stay outside every layer; content
+headers travel inside the innermost one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import email.parser
+import email.policy
+import re
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import TypeAlias
+
+import attrs
+from asn1crypto import x509 as ax509
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from smime import mime
+from smime._cms_enveloped import GCM_CIPHERS
+from smime._cms_signed import PrivateKey as SigningKey
+from smime._keys import PrivateKey
+from smime.envelope import choose_cipher, decrypt_content, encrypt_content
+from smime.errors import DecryptionError, EncryptionError, SigningError, SMIMEError
+from smime.signing import sign_content
+from smime.trust import TrustStore
+from smime.verify import VerifyResult, verify
+
+__all__ = ["Form", "Layer", "Mode", "Signer", "UnwrapResult", "is_smime", "protect", "unwrap"]
+
+Reason = tuple[str, str]
+AnyCert: TypeAlias = x509.Certificate | ax509.Certificate
+
+_MICALG = {"sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}
+_PKCS7 = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+# DER of the ContentInfo content-type OIDs, for sniffing pkcs7-mime without smime-type.
+_OID_SIGNED = bytes.fromhex("2a864886f70d010702")
+_OID_ENVELOPED = bytes.fromhex("2a864886f70d010703")
+_OID_AUTH_ENVELOPED = bytes.fromhex("2a864886f70d0109100117")
+_MIME_VERSION = re.compile(rb"(?im)^mime-version:[^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
+DECRYPTION_FAILED: Reason = ("decryption-failed", DecryptionError.MESSAGE)
+
+
+class Mode(StrEnum):
+    SIGN = "sign"
+    ENCRYPT = "encrypt"
+    SIGN_ENCRYPT = "sign-encrypt"
+    TRIPLE = "triple"  # sign, encrypt, sign again (RFC 2634)
+
+
+class Form(StrEnum):
+    OPAQUE = "opaque"
+    DETACHED = "detached"
+
+
+def _asn1(cert: AnyCert) -> ax509.Certificate:
+    if isinstance(cert, ax509.Certificate):
+        return cert
+    return ax509.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
+
+
+def _crypto(cert: AnyCert) -> x509.Certificate:
+    if isinstance(cert, x509.Certificate):
+        return cert
+    return x509.load_der_x509_certificate(cert.dump())
+
+
+@attrs.frozen
+class Signer:
+    """A signing identity: private key, its certificate and the chain to send along."""
+
+    key: SigningKey
+    cert: AnyCert
+    chain: Sequence[AnyCert] = ()
+    rsa_padding: str = "pkcs1v15"  # or "pss"
+
+
+# ----------------------------------------------------------------------------------- protect
+
+
+def _entity(headers: Sequence[bytes], body: bytes) -> bytes:
+    return b"\r\n".join(headers) + b"\r\n\r\n" + body
+
+
+def _prefix(outer: Sequence[bytes]) -> bytes:
+    """The outer header block (without the blank line) of a whole message."""
+    return b"".join(f + b"\r\n" for f in [*outer, b"MIME-Version: 1.0"])
+
+
+def _strip_mime_version(wrapped: bytes) -> bytes:
+    # mime.build_* make whole messages; a layer is an entity, MIME-Version belongs outside.
+    prefix = b"MIME-Version: 1.0\r\n"
+    return wrapped[len(prefix):] if wrapped.startswith(prefix) else wrapped
+
+
+def _sign_layer(
+    entity: bytes, signer: Signer, form: Form, digest: str, now: dt.datetime | None
+) -> bytes:
+    entity = mime.canonicalise(entity)
+    der = sign_content(
+        entity, signer.key, _asn1(signer.cert), [_asn1(c) for c in signer.chain],
+        detached=form is Form.DETACHED, digest=digest, rsa_padding=signer.rsa_padding, now=now,
+    )
+    if form is Form.OPAQUE:
+        return _strip_mime_version(mime.build_opaque([], der))
+    micalg = "sha-512" if isinstance(signer.key, ed25519.Ed25519PrivateKey) else _MICALG[digest]
+    return _strip_mime_version(mime.build_detached([], entity, der, micalg))
+
+
+def _encrypt_layer(
+    entity: bytes,
+    recipients: Sequence[x509.Certificate],
+    cipher: str | None,
+    capabilities: Sequence[Sequence[str]] | None,
+) -> bytes:
+    chosen = choose_cipher(capabilities, cipher)
+    der = encrypt_content(mime.to_crlf(entity), recipients, cipher=chosen)
+    smime_type = "authEnveloped-data" if chosen in GCM_CIPHERS else "enveloped-data"
+    return _entity(
+        [
+            b"Content-Type: application/pkcs7-mime; smime-type=" + smime_type.encode()
+            + b'; name="smime.p7m"',
+            b"Content-Transfer-Encoding: base64",
+            b'Content-Disposition: attachment; filename="smime.p7m"',
+        ],
+        base64.encodebytes(der).replace(b"\n", b"\r\n"),
+    )
+
+
+def protect(
+    message: bytes,
+    *,
+    mode: Mode | str,
+    signer: Signer | None = None,
+    recipients: Sequence[x509.Certificate] = (),
+    form: Form | str = "detached",
+    cipher: str | None = None,
+    capabilities: Sequence[Sequence[str]] | None = None,
+    digest: str = "sha256",
+    encrypt_to_self: bool = False,
+    now: dt.datetime | None = None,
+) -> bytes:
+    """Return the whole RFC 5322 message protected as `mode` says.
+
+    `capabilities` are the recipients' advertised SMIMECapabilities (cipher choice, see
+    `choose_cipher`); `cipher` forces one. With `encrypt_to_self` the signer's certificate is
+    added to the recipients so the sender can read its own copy.
+    """
+    try:
+        mode = Mode(mode)
+    except ValueError:
+        raise SigningError(f"mode {mode!r} is not one of {', '.join(Mode)}") from None
+    try:
+        form = Form(form)
+    except ValueError:
+        raise SigningError(f"form {form!r} is not one of {', '.join(Form)}") from None
+    signs = mode is not Mode.ENCRYPT
+    encrypts = mode is not Mode.SIGN
+    if signs and signer is None:
+        raise SigningError(f"mode {mode} needs a signer (key and certificate); none was given")
+    to = list(recipients)
+    if encrypt_to_self and signer is not None:
+        to.append(_crypto(signer.cert))
+    if encrypts and not to:
+        raise EncryptionError(f"mode {mode} needs at least one recipient certificate")
+    outer, entity = mime.split_message(message)
+    if signs:
+        assert signer is not None
+        entity = _sign_layer(entity, signer, form, digest, now)
+    if encrypts:
+        entity = _encrypt_layer(entity, to, cipher, capabilities)
+    if mode is Mode.TRIPLE:
+        assert signer is not None
+        entity = _sign_layer(entity, signer, form, digest, now)
+    return _prefix(outer) + entity
+
+
+# ------------------------------------------------------------------------------------ unwrap
+
+
+@attrs.frozen
+class Layer:
+    """One S/MIME layer, outermost first in `UnwrapResult.layers`."""
+
+    kind: str  # "encrypted" | "signed"
+    ok: bool  # decrypted / signature verified
+    reasons: tuple[Reason, ...] = ()
+    form: str | None = None  # signed: "detached" | "opaque"
+    cipher: str | None = None  # encrypted: e.g. "aes256-gcm"
+    authenticated: bool | None = None  # encrypted: AEAD (False for CBC and 3DES)
+    legacy: bool = False  # encrypted: 3DES
+    verify: VerifyResult | None = None  # signed: the full verification result
+
+
+@attrs.frozen
+class UnwrapResult:
+    layers: tuple[Layer, ...]
+    encrypted: bool
+    signed: bool
+    verified: bool  # a verified signature covers exactly the content the user will see
+    signers: tuple[ax509.Certificate, ...]  # verified signers, for harvesting
+    content: bytes  # outer routing headers + innermost entity, S/MIME wrappers removed
+    errors: tuple[Reason, ...]
+
+
+def _content_type(head: bytes) -> tuple[str, str | None]:
+    """(media type, smime-type parameter) of a header block."""
+    hdrs = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+        head + b"\r\n"
+    )
+    if hdrs.get("content-type") is None:
+        return "text/plain", None
+    st = hdrs.get_param("smime-type")
+    return hdrs.get_content_type(), st.lower() if isinstance(st, str) else None
+
+
+def _first_oid(der: bytes) -> bytes | None:
+    # ContentInfo ::= SEQUENCE { contentType OID, ... }: skip the SEQUENCE header.
+    if len(der) < 4 or der[0] != 0x30:
+        return None
+    pos = 2 + (der[1] & 0x7F if der[1] & 0x80 else 0)
+    if pos + 2 > len(der) or der[pos] != 0x06:
+        return None
+    return der[pos + 2 : pos + 2 + der[pos + 1]]
+
+
+def _sniff(body: bytes) -> str | None:
+    """ContentInfo type of a base64 (or binary) pkcs7-mime body, from its first bytes only."""
+    head = re.sub(rb"\s+", b"", body[:200])[:64]
+    try:
+        der = base64.b64decode(head[: len(head) - len(head) % 4], validate=True)
+    except (binascii.Error, ValueError):
+        der = body[:48]
+    oid = _first_oid(der)
+    if oid == _OID_SIGNED:
+        return "signed"
+    if oid in (_OID_ENVELOPED, _OID_AUTH_ENVELOPED):
+        return "encrypted"
+    return None
+
+
+def _layer_kind(entity: bytes) -> str | None:
+    """'signed', 'encrypted', 'unsupported' or None (not an S/MIME layer)."""
+    head, body = mime.split_entity(entity)
+    ctype, st = _content_type(head)
+    if ctype == "multipart/signed":
+        return "signed"
+    if ctype not in _PKCS7:
+        return None
+    # The DER decides, not the label: a lying smime-type must not make plaintext "signed".
+    sniffed = _sniff(body)
+    if sniffed is not None:
+        return sniffed
+    if st == "signed-data":
+        return "signed"
+    if st in ("enveloped-data", "authenveloped-data"):
+        return "encrypted"
+    return "unsupported"
+
+
+def is_smime(message: bytes) -> tuple[bool, bool]:
+    """(signed?, encrypted?) judged from the top-level Content-Type only (cheap)."""
+    head, body = mime.split_entity(mime.to_crlf(message))
+    kind = _layer_kind(head + b"\r\n" + body[:300])
+    return kind == "signed", kind == "encrypted"
+
+
+def _nested_smime(entity: bytes) -> bool:
+    """Whether a non-S/MIME entity hides a signed or encrypted part below the top level."""
+    head, _ = mime.split_entity(entity)
+    if not _content_type(head)[0].startswith("multipart/"):
+        return False
+    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(entity)
+    return any(
+        p.get_content_type() in ("multipart/signed", *_PKCS7)
+        for p in list(parsed.walk())[1:]
+    )
+
+
+def _unwrap_decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]]
+                    ) -> tuple[Layer, bytes | None]:
+    _, body = mime.split_entity(message)
+    head, _ = mime.split_entity(message)
+    hdrs = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+        head + b"\r\n"
+    )
+    try:
+        if str(hdrs.get("content-transfer-encoding", "")).strip().lower() == "base64":
+            der = base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
+        else:
+            der = body
+        opened = decrypt_content(der, keys)
+    except (SMIMEError, binascii.Error, ValueError):
+        # One outcome for every cause: the gateway must not become a decryption oracle.
+        return Layer("encrypted", False, (DECRYPTION_FAILED,)), None
+    return (
+        Layer("encrypted", True, cipher=opened.cipher, authenticated=opened.authenticated,
+              legacy=opened.legacy),
+        opened.content,
+    )
+
+
+def _unwrap_verify(message: bytes, trust: TrustStore, now: dt.datetime | None,
+                   crls: Sequence[bytes], from_address: str | None) -> tuple[Layer, bytes | None]:
+    try:
+        res = verify(message, trust=trust, now=now, crls=crls, from_address=from_address)
+    except SMIMEError as exc:
+        return Layer("signed", False, (("malformed", str(exc)),)), None
+    if not res.content and not res.signers:
+        return Layer("signed", False, res.reasons, form=res.form, verify=res), None
+    return Layer("signed", res.verified, res.reasons, form=res.form, verify=res), res.content
+
+
+def _without_mime_version(entity: bytes) -> bytes:
+    # The outer header block already says MIME-Version once (OpenSSL repeats it inside).
+    head, body = mime.split_entity(entity)
+    head = _MIME_VERSION.sub(b"", head)
+    return head + b"\r\n" + body
+
+
+def _hop_ok(layer: Layer) -> bool:
+    # An outer (hop) signature of a triple wrap is the gateway's own identity (RFC 2634 1.1):
+    # its address need not match From, everything else must hold.
+    res = layer.verify
+    if res is None or not res.signers:
+        return False
+    return all(r[0] in ("from-mismatch", "legacy-sha1") for r in res.reasons)
+
+
+def unwrap(
+    message: bytes,
+    *,
+    keys: Sequence[tuple[PrivateKey, x509.Certificate]] = (),
+    trust: TrustStore,
+    now: dt.datetime | None = None,
+    crls: Sequence[bytes] = (),
+    max_layers: int = 4,
+    from_address: str | None = None,
+) -> UnwrapResult:
+    """Peel every S/MIME layer of `message`, outside in, at most `max_layers` of them."""
+    outer, entity = mime.split_message(message)
+    prefix = _prefix(outer)
+    layers: list[Layer] = []
+    errors: list[Reason] = []
+    kind = _layer_kind(entity)
+    while kind is not None:
+        if kind == "unsupported":
+            errors.append(("unsupported-layer", "application/pkcs7-mime of an unsupported type"))
+            break
+        if len(layers) >= max_layers:
+            errors.append(("too-many-layers", f"more than {max_layers} nested S/MIME layers"))
+            break
+        current = prefix + entity
+        if kind == "encrypted":
+            layer, inner = _unwrap_decrypt(current, keys)
+        else:
+            layer, inner = _unwrap_verify(current, trust, now, crls, from_address)
+        if (inner is not None and layer.kind == "signed" and not layer.ok
+                and _layer_kind(mime.to_crlf(inner)) is not None and _hop_ok(layer)):
+            layer = attrs.evolve(layer, ok=True)
+        layers.append(layer)
+        if inner is None:
+            break
+        entity = mime.to_crlf(inner)
+        kind = _layer_kind(entity)
+    if not layers:
+        if _nested_smime(entity):
+            errors.append(("partially-signed", "a signed or encrypted part is nested inside "
+                           "unprotected content; the whole message is not protected"))
+        return UnwrapResult((), False, False, False, (), message, tuple(errors))
+    errors += [r for layer in layers if not layer.ok for r in layer.reasons]
+    finished = not errors and kind is None
+    if finished and layers[-1].kind == "encrypted":
+        if any(layer.kind == "signed" for layer in layers):
+            errors.append(("unsigned-content", "the signature covers only the encrypted "
+                           "envelope, not the decrypted content"))
+        if layers[-1].authenticated is False:
+            errors.append(("unauthenticated-encryption", "decrypted CBC content with no "
+                           "signature inside: integrity is not protected"))
+    if finished and _nested_smime(entity):
+        errors.append(("partially-signed", "the innermost content nests a signed or "
+                       "encrypted part inside unprotected content"))
+    signed_layers = [layer for layer in layers if layer.kind == "signed"]
+    verified = (
+        not errors and layers[-1].kind == "signed" and all(s.ok for s in signed_layers)
+    )
+    signers = tuple(
+        s.certificate
+        for layer in signed_layers if layer.ok and layer.verify is not None
+        for s in layer.verify.signers if s.verified and s.certificate is not None
+    )
+    content = prefix + _without_mime_version(entity) if kind is None else message
+    return UnwrapResult(
+        tuple(layers),
+        encrypted=any(layer.kind == "encrypted" for layer in layers),
+        signed=bool(signed_layers),
+        verified=verified,
+        signers=signers,
+        content=content,
+        errors=tuple(dict.fromkeys(errors)),
+    )
