@@ -68,19 +68,11 @@ class Envelope:
     listener: str = ""  # the listener's configured name (recv-listener in filters)
 
     def to_json(self) -> dict[str, Any]:
-        # Written out rather than attrs.asdict(): this runs for every message received and
-        # asdict's generic recursion was ~3% of a worker's CPU. Keep in step with the fields.
-        return {
-            "mail_from": self.mail_from, "rcpt_tos": list(self.rcpt_tos),
-            "mail_options": list(self.mail_options),
-            "rcpt_options": [list(o) for o in self.rcpt_options],
-            "peer": self.peer, "policy": self.policy, "helo": self.helo,
-            "received_at": self.received_at, "attempts": self.attempts,
-            "next_attempt": self.next_attempt, "last_error": self.last_error,
-            "queue_id": self.queue_id, "processed": self.processed,
-            "alt_mailhost": self.alt_mailhost, "trace": list(self.trace),
-            "version": FORMAT_VERSION,
-        }
+        # Not attrs.asdict(): its generic recursion ran for every message received (~3% of a
+        # worker's CPU). Every field, by name (tuples become JSON arrays all the same).
+        data = {name: getattr(self, name) for name in _ENVELOPE_FIELDS}
+        data["version"] = FORMAT_VERSION
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Envelope:
@@ -107,6 +99,9 @@ class Envelope:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptEntry(f"bad envelope header: {exc}") from None
+
+
+_ENVELOPE_FIELDS = tuple(f.name for f in attrs.fields(Envelope))
 
 
 def encode_header(envelope: Envelope) -> bytes:

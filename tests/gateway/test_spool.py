@@ -98,6 +98,6 @@ def test_encode_is_plain_json_header() -> None:
 def test_envelope_header_round_trips_every_field() -> None:
     env = Envelope("a@example.com", ("b@example.org", "c@example.org"), ("BODY=8BITMIME",),
                    (("NOTIFY=NEVER",), ()), "192.0.2.1", "relay", "helo.example", 1.5, 2, 3.5,
-                   "451 later", "q1", True, "mx.example:2525", ("filter x matched",))
+                   "451 later", "q1", True, "mx.example:2525", ("filter x matched",), "Inbound")
     assert set(env.to_json()) == {f.name for f in attrs.fields(Envelope)} | {"version"}
     assert decode(encode(env, b"body"))[0] == env
