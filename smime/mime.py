@@ -81,10 +81,20 @@ def _base64_entity(fields: list[bytes], body: bytes | memoryview) -> bytes:
     return b"".join(pieces)
 
 
+def _split_view(data: bytes) -> tuple[bytes, memoryview]:
+    """`split_entity`, with the body a view into `data` rather than a copy."""
+    if data.startswith(b"\r\n"):
+        return b"", memoryview(data)[2:]
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return data, memoryview(b"")
+    return data[: end + 2], memoryview(data)[end + 4 :]
+
+
 def canonicalise(entity: bytes) -> bytes:
     """smime.md 2.3: CRLF line ends and a 7-bit-safe transfer encoding for leaf bodies."""
     entity = to_crlf(entity)
-    head, body = split_entity(entity)
+    head, body = _split_view(entity)
     fields = _headers(head)
     if not _needs_base64(fields, body):
         return entity
@@ -102,12 +112,7 @@ def canonical_entity(fields: list[bytes], body: bytes | memoryview) -> bytes:
 def split_message_parts(message: bytes) -> tuple[list[bytes], list[bytes], memoryview]:
     """(outer non-content header fields, inner content header fields, body): the body is a
     view into the CRLF message, not a copy. MIME-Version stays outside."""
-    message = to_crlf(message)
-    if message.startswith(b"\r\n"):
-        head, start = b"", 2
-    else:
-        end = message.find(b"\r\n\r\n")
-        head, start = (message, len(message)) if end < 0 else (message[: end + 2], end + 4)
+    head, body = _split_view(to_crlf(message))
     outer: list[bytes] = []
     inner: list[bytes] = []
     for f in _headers(head):
@@ -115,7 +120,7 @@ def split_message_parts(message: bytes) -> tuple[list[bytes], list[bytes], memor
     outer = [f for f in outer if _name(f) != b"mime-version"]
     if not any(_name(f) == b"content-type" for f in inner):
         inner.insert(0, b"Content-Type: text/plain; charset=us-ascii")
-    return outer, inner, memoryview(message)[start:]
+    return outer, inner, body
 
 
 def split_message(message: bytes) -> tuple[list[bytes], bytes]:
@@ -129,11 +134,13 @@ def _b64(der: bytes) -> bytes:
     return base64.encodebytes(der).replace(b"\n", b"\r\n")
 
 
-def build_detached(outer: list[bytes], signed_entity: bytes, der: bytes, micalg: str) -> bytes:
+def build_detached(outer: list[bytes], signed_entity: bytes, der: bytes, micalg: str, *,
+                   mime_version: bool = True) -> bytes:
+    """The multipart/signed message (`mime_version=False`: the entity, for nesting)."""
     boundary = b"----=_smime_" + secrets.token_hex(12).encode()
     head = b"\r\n".join([
         *outer,
-        b"MIME-Version: 1.0",
+        *([b"MIME-Version: 1.0"] if mime_version else []),
         b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg='
         + micalg.encode() + b'; boundary="' + boundary + b'"',
     ])
@@ -147,10 +154,10 @@ def build_detached(outer: list[bytes], signed_entity: bytes, der: bytes, micalg:
     ])
 
 
-def build_opaque(outer: list[bytes], der: bytes) -> bytes:
+def build_opaque(outer: list[bytes], der: bytes, *, mime_version: bool = True) -> bytes:
     head = b"\r\n".join([
         *outer,
-        b"MIME-Version: 1.0",
+        *([b"MIME-Version: 1.0"] if mime_version else []),
         b'Content-Type: application/pkcs7-mime; smime-type=signed-data; name="smime.p7m"',
         b"Content-Transfer-Encoding: base64",
         b'Content-Disposition: attachment; filename="smime.p7m"',
