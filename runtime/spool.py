@@ -281,9 +281,10 @@ class Spool:
             (self.root / "tmp" / name).unlink(missing_ok=True)
         return moved
 
-    def claim_ready(self, now: float | None = None, include_deferred: bool = True) -> Iterator[str]:
+    def claim_ready(self, now: float | None = None, include_deferred: bool = True,
+                    include_incoming: bool = True) -> Iterator[str]:
         """Claim messages ready to work on (incoming, then deferred whose time has come)."""
-        for queue_id in self.list("incoming"):
+        for queue_id in self.list("incoming") if include_incoming else ():
             if self.move(queue_id, "incoming", "active", durable=False):
                 yield queue_id
         if not include_deferred:
