@@ -329,10 +329,19 @@ class GatewayHandler:
         except SpoolError as exc:
             log.error("spool write failed: %s", exc)
             return TEMP_SPOOL_ERROR
+        if len(data) >= memtrim.LARGE:
+            # Wake the queue runner (and trim the heap) only once aiosmtpd has dropped its own
+            # copy of the message, right after this handler returns: otherwise signing could
+            # start while that copy is still alive, one more message size at the peak.
+            asyncio.get_running_loop().call_soon(self._queued_large, queue_id, len(data))
+        elif self.on_queued is not None:
+            self.on_queued(queue_id)
+        return OK_QUEUED.format(queue_id=queue_id)
+
+    def _queued_large(self, queue_id: str, size: int) -> None:
+        memtrim.after_message(size)
         if self.on_queued is not None:
             self.on_queued(queue_id)
-        memtrim.after_message(len(data))  # the per-line receive buffers are freed by now
-        return OK_QUEUED.format(queue_id=queue_id)
 
     async def handle_exception(self, error: Exception) -> str:
         # Never a 500 carrying internals: log the details, answer a neutral temporary failure.
