@@ -70,13 +70,59 @@ relay = "127.0.0.1:{sink}"
 """
 
 
+# The real pipeline, configured as an administrator would: 50 message filters (bench/evaluate.py's
+# realistic set: envelope, header, body and attachment rules) and a filter that sends every
+# message through an RSA-2048 "sign" sending profile (smime-gateway-deferred).
+REAL = """
+workers = {workers}
+message_filters = ["bench-50.filter", "bench-sign.filter"]
+[storage]
+data_dir = "data"
+[[listeners]]
+name = "Inbound"
+port = {port}
+[sender_groups.local]
+ips = ["127.0.0.0/8"]
+policy = "relay"
+[policies.relay]
+action = "RELAY"
+max_message_size = 104857600
+[certificates.org]
+cert = "org.crt.pem"
+key = "org.key.pem"
+[profiles.sign]
+mode = "sign"
+signing_certificate = "org"
+sign_mode = "detached"
+[quarantines.Policy]
+retention_days = 1
+[delivery]
+relay = "127.0.0.1:{sink}"
+"""
+SIGN_FILTER = "sign_everything: if true { smime-gateway-deferred('sign'); }\n"
+
+
+def write_real_setup(folder: Path) -> None:
+    """The filter files and an RSA-2048 signing certificate the REAL config refers to."""
+    from evaluate import BODY_ATTACH, ENVELOPE_HEADER, filter_source  # bench/evaluate.py
+
+    from smime.certs import CertificateSpec, create_self_signed
+
+    (folder / "bench-50.filter").write_text(filter_source(ENVELOPE_HEADER + BODY_ATTACH))
+    (folder / "bench-sign.filter").write_text(SIGN_FILTER)
+    org = create_self_signed(CertificateSpec(common_name="bench.example", key_type="rsa-2048",
+                                             san_emails=("a@example.com",), usage="dual"))
+    (folder / "org.crt.pem").write_bytes(org.certificate_pem())
+    (folder / "org.key.pem").write_bytes(org.key_pem())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int) -> None:
+def wait_port(port: int, log: Path | None = None) -> None:
     for _ in range(400):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
@@ -84,11 +130,12 @@ def wait_port(port: int) -> None:
                     return
         except OSError:
             time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
+    detail = log.read_text(errors="replace")[-2000:] if log is not None and log.exists() else ""
+    raise SystemExit(f"nothing listening on {port}\n{detail}")
 
 
-def serve_cmd(cfg: Path, stages: bool) -> list[str]:
-    if stages:
+def serve_cmd(cfg: Path, hook: bool) -> list[str]:
+    if hook:
         return [sys.executable, str(HERE), "--serve", str(cfg)]
     return [str(FILTERLANG), "serve", "-c", str(cfg)]
 
@@ -153,6 +200,9 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--no-stages", action="store_true", help="no filters, no signing")
+    ap.add_argument("--hook-stages", action="store_true",
+                    help="the same work through make_runner(stages=...) (bench/gateway_stages.py) "
+                         "instead of the configuration")
     ap.add_argument("--no-scaling", action="store_true", help="skip the 1-worker run")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # internal: the gateway
     args = ap.parse_args()
@@ -161,11 +211,15 @@ def main() -> int:
 
         return serve_with_stages(args.serve)
     stages = not args.no_stages
+    hook = stages and args.hook_stages
+    template = REAL if stages and not hook else MINIMAL
     for tool in ("smtp-source", "smtp-sink"):
         if shutil.which(tool) is None:
             print(f"skipped: {tool} (Postfix) is not installed")
             return 0
     tmp = Path(tempfile.mkdtemp(prefix="fl-bench-"))
+    if template is REAL:
+        write_real_setup(tmp)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sink_port, gw_port, bare_port = free_port(), free_port(), free_port()
@@ -175,9 +229,9 @@ def main() -> int:
         if not args.no_scaling:
             # Scaling with cores: the same load against one worker process first.
             one_cfg = tmp / "one.toml"
-            one_cfg.write_text(MINIMAL.format(port=gw_port, sink=sink_port, workers=1)
+            one_cfg.write_text(template.format(port=gw_port, sink=sink_port, workers=1)
                                .replace('data_dir = "data"', 'data_dir = "data1"'))
-            one = subprocess.Popen(serve_cmd(one_cfg, stages),
+            one = subprocess.Popen(serve_cmd(one_cfg, hook),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                    start_new_session=True)
             wait_port(gw_port)
@@ -186,7 +240,7 @@ def main() -> int:
             os.killpg(one.pid, signal.SIGTERM)
             one.wait(60)
             gw_port = free_port()
-        text = MINIMAL.format(port=gw_port, sink=sink_port, workers=0)
+        text = template.format(port=gw_port, sink=sink_port, workers=0)
         if args.config:
             data = tomllib.loads(args.config.read_text())
             print(f"config: {args.config} (listener port and relay rewritten for the bench)")
@@ -198,8 +252,8 @@ def main() -> int:
             text = text.replace("[delivery]", f'[delivery]\nrelay = "127.0.0.1:{sink_port}"', 1)
         cfg = tmp / "gateway.toml"
         cfg.write_text(text)
-        gw = subprocess.Popen(serve_cmd(cfg, stages),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        gw = subprocess.Popen(serve_cmd(cfg, hook),
+                              stdout=subprocess.DEVNULL, stderr=(tmp / "gateway.log").open("wb"),
                               start_new_session=True)
         procs.append(gw)
         wait_port(gw_port)
@@ -226,7 +280,8 @@ def main() -> int:
         wait_port(bare_port)
         bare_rate, _ = drive(bare_port, args.messages, args.sessions)
 
-        work = "50 message filters + RSA-2048 signing" if stages else "no filters, no signing"
+        work = ("no filters, no signing" if not stages else "50 message filters + RSA-2048 signing"
+                + (" via make_runner(stages=...)" if hook else " from the configuration"))
         print(f"gateway:           {gw_rate:8.0f} msg/s  received and delivered ({args.messages} x 4 KB, "
               f"{args.sessions} sessions, {len(pids) - 1} workers, {work})")
         print(f"  accepted (250):  {acc_rate:8.0f} msg/s  (smtp-source's run alone; {deferred} deferred)")

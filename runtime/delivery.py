@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import attrs
 
+from runtime import memtrim
 from runtime.config import Delivery as DeliveryConfig
 from runtime.dsn import RecipientStatus, build_dsn, status_from_code
 from runtime.metrics import Metrics
@@ -138,8 +139,11 @@ class QueueRunner:
             if self.spool.move(queue_id, "active", "corrupt"):
                 self.alert("corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
             return
+        size = len(data)
         try:
             self._process(env, data)
+            del data
+            memtrim.after_message(size)
         except SpoolError as exc:
             # The disk is full or failing: give the message back (rename only, no new bytes)
             # after a pause, so it is retried without spinning.
@@ -327,6 +331,7 @@ class QueueRunner:
         limit = 2 * self.config.workers
         inflight: set[Future[None]] = set()
         last_scan = 0.0
+        backlog: list[str] = []
         with ThreadPoolExecutor(self.config.workers, thread_name_prefix="deliver") as pool:
             while not self._stop.is_set():
                 self.wake.clear()
@@ -334,14 +339,16 @@ class QueueRunner:
                 if room > 0:
                     now = self.clock()
                     scan = now - last_scan >= DEFERRED_SCAN
+                    ids: list[str] = []
                     try:
-                        ids = list(itertools.islice(
-                            self.spool.claim_ready(now, include_deferred=scan), room))
+                        ids = self._claim_incoming(backlog, room)
+                        if scan and len(ids) < room:
+                            ids += itertools.islice(self.spool.claim_ready(
+                                now, include_incoming=False), room - len(ids))
+                            if len(ids) < room:
+                                last_scan = now
                     except Exception:
                         log.exception("queue runner pass failed")
-                        ids = []
-                    if scan and len(ids) < room:
-                        last_scan = now
                     inflight |= {pool.submit(self.process, qid) for qid in ids}
                 if inflight:
                     _, inflight = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -349,6 +356,26 @@ class QueueRunner:
                 else:
                     self.wake.wait(0.5)
             wait(inflight)
+
+    def _claim_incoming(self, backlog: list[str], room: int) -> list[str]:
+        """Claim up to `room` messages from `incoming`, oldest first, listing the folder only
+        when the names of the last listing are used up: listing and sorting a backlog of
+        thousands for every few claims made the runner quadratic under load. A name another
+        worker claimed meanwhile just fails its rename."""
+        ids: list[str] = []
+        listed = False
+        while len(ids) < room:
+            if not backlog:
+                if listed:
+                    break
+                backlog.extend(reversed(self.spool.list("incoming")))
+                listed = True
+                if not backlog:
+                    break
+            qid = backlog.pop()
+            if self.spool.move(qid, "incoming", "active", durable=False):
+                ids.append(qid)
+        return ids
 
     def stop(self) -> None:
         self._stop.set()

@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from runtime import memtrim
 from runtime.config import ConfigError, GatewayConfig, Listener, load_config
 from runtime.delivery import QueueRunner, alert
 from runtime.metrics import Metrics, enable_multiprocess, reset_multiprocess
@@ -161,6 +162,7 @@ def _die_with_parent() -> None:
 def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket]], serve_metrics: bool) -> None:
     """Body of one forked worker; never returns."""
     _die_with_parent()
+    memtrim.tune_malloc()
     code = 0
     try:
         spool = spool_for(config, owner=str(os.getpid()))

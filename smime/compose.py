@@ -103,12 +103,6 @@ def _prefix(outer: Sequence[bytes]) -> bytes:
     return b"".join(f + b"\r\n" for f in [*outer, b"MIME-Version: 1.0"])
 
 
-def _strip_mime_version(wrapped: bytes) -> bytes:
-    # mime.build_* make whole messages; a layer is an entity, MIME-Version belongs outside.
-    prefix = b"MIME-Version: 1.0\r\n"
-    return wrapped[len(prefix):] if wrapped.startswith(prefix) else wrapped
-
-
 def _sign_layer(
     entity: bytes, signer: Signer, form: Form, digest: str, now: dt.datetime | None
 ) -> bytes:
@@ -118,10 +112,12 @@ def _sign_layer(
         entity, signer.key, _asn1(signer.cert), [_asn1(c) for c in signer.chain],
         detached=form is Form.DETACHED, digest=digest, rsa_padding=signer.rsa_padding, now=now,
     )
+    # Built without MIME-Version (it belongs outside) rather than stripped after: stripping
+    # copied the whole signed message once more.
     if form is Form.OPAQUE:
-        return _strip_mime_version(mime.build_opaque([], der))
+        return mime.build_opaque([], der, mime_version=False)
     micalg = "sha-512" if isinstance(signer.key, ed25519.Ed25519PrivateKey) else _MICALG[digest]
-    return _strip_mime_version(mime.build_detached([], entity, der, micalg))
+    return mime.build_detached([], entity, der, micalg, mime_version=False)
 
 
 def _encrypt_layer(
@@ -180,10 +176,15 @@ def protect(
         to.append(_crypto(signer.cert))
     if encrypts and not to:
         raise EncryptionError(f"mode {mode} needs at least one recipient certificate")
-    outer, entity = mime.split_message(message)
     if signs:
         assert signer is not None
-        entity = _sign_layer(entity, signer, form, digest, now)
+        # Canonicalised straight from the message's parts: no intermediate copy of the inner
+        # entity, so a 50 MB message stays within a few times its size (issue 6).
+        outer, fields, body = mime.split_message_parts(message)
+        entity = _sign_layer(mime.canonical_entity(fields, body), signer, form, digest, now)
+        del body
+    else:
+        outer, entity = mime.split_message(message)
     if encrypts:
         entity = _encrypt_layer(entity, to, cipher, capabilities)
     if mode is Mode.TRIPLE:

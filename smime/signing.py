@@ -45,8 +45,11 @@ def sign(
     now: dt.datetime | None = None,
 ) -> bytes:
     """Sign a whole message: routing headers stay outside, content headers move inside."""
-    outer, inner = mime.split_message(message)
-    entity = mime.canonicalise(inner)
+    # Parts and views rather than an intermediate inner entity: a 50 MB message must not
+    # cost many times its size (issue 6).
+    outer, fields, body = mime.split_message_parts(message)
+    entity = mime.canonical_entity(fields, body)
+    del body
     der = sign_content(entity, key, cert, chain, detached=detached, digest=digest,
                        rsa_padding=rsa_padding, capabilities=capabilities, now=now)
     if detached:

@@ -15,7 +15,7 @@ from pathlib import Path
 from attrs import define, field
 from cryptography import x509
 
-from filterlang.ast import Filter
+from filterlang.compile import CFilter
 from runtime.config import GatewayConfig
 from runtime.pipeline import Stage
 from runtime.policies import MailPolicy, Membership, PolicyTable
@@ -42,8 +42,8 @@ class StageContext:
     decrypt_keys: list[tuple[PrivateKey, x509.Certificate]]
     trust: TrustStore
     resources: Resources
-    message_filters: list[Filter]
-    content_filters: dict[str, list[Filter]]  # "direction:policy" -> its content filters
+    message_filters: list[CFilter]
+    content_filters: dict[str, list[CFilter]]  # "direction:policy" -> its content filters
     tables: dict[str, PolicyTable]  # "incoming" / "outgoing"
     alert: AlertFn = lambda kind, text: None
     _store: KeyStore | None = field(default=None, alias="store")
@@ -84,7 +84,7 @@ def _load_signers(config: GatewayConfig) -> tuple[dict[str, Signer], list[tuple[
     return signers, [(signers[n].key, signers[n].cert) for n in names]
 
 
-def _load_filters(paths: tuple[Path, ...], where: str) -> list[Filter]:
+def _load_filters(paths: tuple[Path, ...], where: str) -> list[CFilter]:
     from runtime.suite import SuiteError, load_filters
 
     try:
@@ -93,9 +93,9 @@ def _load_filters(paths: tuple[Path, ...], where: str) -> list[Filter]:
         raise StageSetupError(f"{where}: a filter file does not compile:\n{exc}") from None
 
 
-def _table(config: GatewayConfig, direction: str) -> tuple[PolicyTable, dict[str, list[Filter]]]:
+def _table(config: GatewayConfig, direction: str) -> tuple[PolicyTable, dict[str, list[CFilter]]]:
     pols = config.incoming_policies if direction == "incoming" else config.outgoing_policies
-    filters: dict[str, list[Filter]] = {}
+    filters: dict[str, list[CFilter]] = {}
     table: list[MailPolicy] = []
     default = MailPolicy("Default")
     for p in pols:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import attrs
 from attrs import define, field
 
-from filterlang.ast import Filter
+from filterlang.compile import CFilter
 from runtime.context import Connection, MessageContext, Recipient
 from runtime.context import Envelope as CtxEnvelope
 from runtime.engine import StageResult, run_filters
@@ -75,7 +75,7 @@ class Outcome:
     events: list[tuple[str, str]] = field(factory=list)
 
 
-def run_stage(filters: list[Filter], mctx: MessageContext, *, content: bool, label: str) -> Outcome:
+def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, label: str) -> Outcome:
     original = mctx.raw
     res: StageResult = run_filters(filters, mctx, content=content)
     out = Outcome(original)
@@ -181,7 +181,7 @@ class ContentFilters:
     ctx: StageContext
     name: str = "content_filters"
 
-    def _filters(self, msg: InFlight, policy: str) -> list[Filter]:
+    def _filters(self, msg: InFlight, policy: str) -> list[CFilter]:
         found = self.ctx.content_filters.get(f"{msg.direction}:{policy}", [])
         return [f for f in found if f.content is not None and f.content.direction == msg.direction]
 

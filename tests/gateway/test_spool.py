@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import attrs
 import pytest
 
 from runtime.config import Delivery
@@ -92,3 +93,11 @@ def test_write_error_raises_spool_error(tmp_path: Path) -> None:
 def test_encode_is_plain_json_header() -> None:
     blob = encode(ENV, DATA)
     assert b"pickle" not in blob and blob.endswith(DATA)
+
+
+def test_envelope_header_round_trips_every_field() -> None:
+    env = Envelope("a@example.com", ("b@example.org", "c@example.org"), ("BODY=8BITMIME",),
+                   (("NOTIFY=NEVER",), ()), "192.0.2.1", "relay", "helo.example", 1.5, 2, 3.5,
+                   "451 later", "q1", True, "mx.example:2525", ("filter x matched",), "Inbound")
+    assert set(env.to_json()) == {f.name for f in attrs.fields(Envelope)} | {"version"}
+    assert decode(encode(env, b"body"))[0] == env

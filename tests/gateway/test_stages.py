@@ -133,7 +133,7 @@ def test_quarantined_message_is_protected_before_it_waits(tmp_path: Path) -> Non
              '[profiles.enc]\nmode = "sign-encrypt"\nsigning_certificate = "org"\nmissing_key_action = "split"\n')
     (tmp_path / "gateway.toml").write_text(CONFIG.replace("[delivery]", extra + "[delivery]"))
     (tmp_path / "m.filter").write_text(f("smime-gateway-deferred('enc'); quarantine('Policy');"))
-    (tmp_path / "c.filter").write_text(CONTENT.replace("if true", "if false"))
+    (tmp_path / "c.filter").write_text(CONTENT.replace("if true", "if not true"))
     config = load_config(tmp_path / "gateway.toml")
     stages = build_stages(config)
     stages["smime_outbound"].ctx.store.add_public("b", partner.pem.decode("ascii"))  # type: ignore[attr-defined]
