@@ -463,20 +463,3 @@ def load_config(path: str | Path) -> GatewayConfig:
         local_domains=local_domains,
         smime=smime,
     )
-
-
-def load_names(path: str | Path) -> Any:
-    """The names `filterlang lint --config` checks filters against (filterlang ResourceNames).
-
-    Raises ValueError (the lint command's "cannot use this config") with every config mistake.
-    """
-    from filterlang.check import ResourceNames
-
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        raise ValueError(f"invalid configuration:\n{exc}") from None
-    n = config.names()
-    return ResourceNames(quarantines=n["quarantine"], profiles=n["profile"],
-                         dictionaries=n["dictionary"], listeners=n["listener"],
-                         text_resources=n["text_resource"])

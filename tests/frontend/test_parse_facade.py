@@ -70,8 +70,8 @@ def test_lint_config_names_reach_the_checker(
     assert main(["lint", "--config", str(EXAMPLE_CONFIG), str(tmp_path)]) == 0
     assert fake_checker == [
         ResourceNames(
-            quarantines={"policy"}, profiles={"sign", "encrypt-or-bounce"},
-            listeners={"inbound"},
+            quarantines={"Policy"}, profiles={"sign", "encrypt-or-bounce"},
+            listeners={"Outbound"},
         )
     ]
 
