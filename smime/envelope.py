@@ -48,6 +48,15 @@ _CAPABILITY_ALIASES = {
     "2.16.840.1.101.3.4.1.6": "aes128-gcm",
     "2.16.840.1.101.3.4.1.46": "aes256-gcm",
 }
+
+
+def _capability(name: str) -> str:
+    """One cipher name for an advertised capability: a dotted OID, asn1crypto's name as the
+    verifier reports it (`aes256_gcm`), or ours (`aes256-gcm`)."""
+    name = name.strip()
+    return _CAPABILITY_ALIASES.get(name) or name.lower().replace("_", "-")
+
+
 # Strongest first: the first cipher every recipient can read wins.
 _PREFERENCE = ("aes256-gcm", "aes128-gcm", "aes256-cbc", "aes128-cbc")
 # When nothing is known about the recipients (smime.md 3.4, 4.6).
@@ -81,7 +90,7 @@ def choose_cipher(
     if capabilities_per_recipient is None or not capabilities_per_recipient:
         return DEFAULT_CIPHER
     sets = [
-        {_CAPABILITY_ALIASES.get(c.strip(), c.strip().lower()) for c in caps}
+        {_capability(c) for c in caps}
         for caps in capabilities_per_recipient
     ]
     for cipher in _PREFERENCE:

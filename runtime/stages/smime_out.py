@@ -74,8 +74,7 @@ def apply_profile(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], name: 
                 certs[found.chosen.fingerprint] = x509.load_pem_x509_certificate(
                     found.chosen.pem.encode("ascii"))
                 if found.chosen.capabilities:
-                    # asn1crypto names them aes256_gcm, the cipher chooser aes256-gcm.
-                    caps.append(tuple(c.replace("_", "-") for c in found.chosen.capabilities))
+                    caps.append(tuple(found.chosen.capabilities))
                 ctx.store.record_use(found.chosen.id)
         action = profile.missing_key_action
         if missing and action == "bounce":

@@ -39,6 +39,15 @@ def gpgsm_home(path: Path, anchor: x509.Certificate) -> Iterator[dict[str, str]]
     fpr = anchor.fingerprint(hashes.SHA1()).hex(":").upper()  # gpgsm's trustlist format
     (path / "trustlist.txt").write_text(f"{fpr} S relax\n")
     env = dict(os.environ, GNUPGHOME=str(path))
+    # Start the agent before the first gpgsm call and wait until it answers: gpgsm's own
+    # autostart gives up after a few seconds on a loaded machine, which made imports flaky.
+    for _ in range(3):
+        subprocess.run(["gpgconf", "--launch", "gpg-agent"], env=env, capture_output=True,
+                       timeout=30, check=False)
+        ping = subprocess.run(["gpg-connect-agent", "/bye"], env=env, capture_output=True,
+                              timeout=30, check=False)
+        if ping.returncode == 0:
+            break
     try:
         yield env
     finally:

@@ -86,6 +86,8 @@ def test_outer_headers_kept_and_content_headers_inside() -> None:
         ([["aes256-gcm"], []], None, "aes128-cbc"),
         ([["2.16.840.1.101.3.4.1.46"], ["2.16.840.1.101.3.4.1.46"]], None, "aes256-gcm"),
         ([["aes256-gcm"]], "aes128-cbc", "aes128-cbc"),
+        # What the verifier reports from a signer's smimeCapabilities (asn1crypto's names).
+        ([["aes256_gcm", "aes128_cbc"], ["aes256-gcm"]], None, "aes256-gcm"),
     ],
 )
 def test_choose_cipher(caps: list[list[str]] | None, forced: str | None, expected: str) -> None:

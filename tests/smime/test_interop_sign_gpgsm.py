@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -11,7 +10,6 @@ from pathlib import Path
 
 import gpgsm_util as gu
 import pytest
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pki import Pki, make_pki
 
@@ -31,16 +29,8 @@ def pki() -> Pki:
 
 @pytest.fixture
 def home(tmp_path: Path, pki: Pki) -> Iterator[dict[str, str]]:
-    (tmp_path / "gpgsm.conf").write_text("disable-crl-checks\n")
-    (tmp_path / "gpg-agent.conf").write_text("allow-loopback-pinentry\n")
-    fpr = pki.root.cert.fingerprint(hashes.SHA1()).hex(":").upper()  # gpgsm's trustlist format
-    (tmp_path / "trustlist.txt").write_text(f"{fpr} S relax\n")
-    env = dict(os.environ, GNUPGHOME=str(tmp_path))
-    try:
+    with gu.gpgsm_home(tmp_path / "gnupg", pki.root.cert) as env:
         yield env
-    finally:
-        # Stop the agents gpgsm started for this GNUPGHOME only.
-        subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True, timeout=30)
 
 
 @pytest.mark.parametrize("detached", [True, False], ids=["detached", "opaque"])
