@@ -352,6 +352,10 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([ConfigIssue(str(path), "(file)", f"cannot read: {exc.strerror}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([ConfigIssue(str(path), "(syntax)", f"{exc}; fix the TOML syntax")]) from None
+    except UnicodeDecodeError as exc:  # tomllib decodes before it parses: no line to name
+        raise ConfigError([ConfigIssue(
+            str(path), "(encoding)", f"byte {exc.start} is not UTF-8; save the file as UTF-8",
+        )]) from None
 
 
 def load_profiles_file(path: Path, issues: list[ConfigIssue]) -> dict[str, SendingProfile]:

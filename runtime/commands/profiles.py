@@ -14,11 +14,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from runtime.commands._config import config_or_none
 from runtime.config import (
     ConfigError,
     GatewayConfig,
     SendingProfile,
-    load_config,
     load_profiles_file,
 )
 from runtime.config_schema import ConfigIssue
@@ -110,10 +110,8 @@ def _import(config: GatewayConfig, file: Path, replace: bool) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = config_or_none(args.config)
+    if config is None:
         return 2
     profiles = sorted(config.profiles.values(), key=lambda p: p.name)
     if args.action == "list":

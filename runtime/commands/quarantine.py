@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from runtime.config import ConfigError, load_config
+from runtime.commands._config import config_or_none
 from runtime.gateway import quarantines_for, spool_for
 from runtime.quarantine import QuarantineError
 
@@ -25,10 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = config_or_none(args.config)
+    if config is None:
         return 2
     q = quarantines_for(config)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import attrs
 
-from runtime.config import ConfigError, load_config
+from runtime.commands._config import config_or_none
 from runtime.gateway import spool_for
 from runtime.spool import STATES, CorruptEntry, Spool
 
@@ -42,10 +42,8 @@ def _due_now(spool: Spool, state: str, qid: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = config_or_none(args.config)
+    if config is None:
         return 2
     spool = spool_for(config)
     if args.action == "list":

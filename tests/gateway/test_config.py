@@ -132,3 +132,14 @@ def test_lint_checks_the_example_filters_against_the_example_config(capsys: pyte
     assert code == 0, capsys.readouterr()
     bad = main(["lint", "--config", str(config.source), str(ROOT / "examples/filters/smime-delivery.filter")])
     assert bad == 1 and "unknown quarantine 'SMIME_Failed'" in capsys.readouterr().out
+
+
+def test_a_config_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    from runtime.cli import main
+
+    bad = tmp_path / "gateway.toml"
+    bad.write_bytes(b"[storage]\ndata_dir = \"v\xe9r\"\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(bad)
+    # Every command that reads the config says so and exits 2, no traceback.
+    assert main(["queue", "-c", str(bad), "list"]) == 2
