@@ -1,8 +1,7 @@
 """No loss: kill -9 the gateway at random moments under load; every 250 gets delivered.
 
-The number of kills is `FILTERLANG_NOLOSS_KILLS` (the issue asks for 50; CI runs 8 by default
-to stay within its time budget: `FILTERLANG_NOLOSS_KILLS=50 pytest tests/gateway/test_noloss.py`
-runs the full version). Load comes from Postfix's `smtp-source` (background pressure) plus a
+The number of kills is `FILTERLANG_NOLOSS_KILLS`, 50 by default as the issue asks (about 45 s;
+set it lower for a quick local run). Load comes from Postfix's `smtp-source` (background pressure) plus a
 Python client that numbers its messages, so we know exactly which ones got a 250.
 """
 
@@ -26,7 +25,7 @@ from aiosmtpd.controller import Controller
 
 from runtime.spool import Spool
 
-KILLS = int(os.environ.get("FILTERLANG_NOLOSS_KILLS", "8"))
+KILLS = int(os.environ.get("FILTERLANG_NOLOSS_KILLS", "50"))
 FILTERLANG = Path(sys.executable).parent / "filterlang"
 
 
