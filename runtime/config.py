@@ -354,7 +354,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([ConfigIssue(str(path), "(syntax)", f"{exc}; fix the TOML syntax")]) from None
     except UnicodeDecodeError as exc:  # tomllib decodes before it parses: no line to name
         raise ConfigError([ConfigIssue(
-            str(path), "(encoding)", f"byte {exc.start} is not UTF-8; save the file as UTF-8",
+            str(path), "(syntax)", f"invalid UTF-8 byte at offset {exc.start}; save the file as UTF-8",
         )]) from None
 
 

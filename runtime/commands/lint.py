@@ -63,11 +63,6 @@ def load_names(path: str) -> ResourceNames:
         raise ConfigError("\n".join(str(issue) for issue in exc.issues)) from None
     except OSError as exc:
         raise ConfigError(f"{path}: (file): cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        # tomllib decodes before parsing, so this is not a TOMLDecodeError.
-        raise ConfigError(
-            f"{path}: (syntax): invalid UTF-8 byte at offset {exc.start}; save the file as UTF-8"
-        ) from None
     return ResourceNames(
         quarantines=names["quarantine"],
         profiles=names["profile"],

@@ -30,3 +30,8 @@ def test_there_are_enough_examples() -> None:
         compiled, _ = compile_file(path)
         count += len(compiled.filters) if compiled is not None else 0
     assert count >= 15
+
+
+def test_examples_are_in_canonical_layout(capsys: pytest.CaptureFixture[str]) -> None:
+    # What we ship is what `filterlang fmt` writes, so `fmt --check` in a user's CI starts green.
+    assert main(["fmt", "--check", str(EXAMPLES)]) == 0, capsys.readouterr().out

@@ -139,7 +139,7 @@ def test_a_config_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
 
     bad = tmp_path / "gateway.toml"
     bad.write_bytes(b"[storage]\ndata_dir = \"v\xe9r\"\n")
-    with pytest.raises(ConfigError, match="not UTF-8"):
+    with pytest.raises(ConfigError, match="invalid UTF-8 byte at offset 23"):
         load_config(bad)
     # Every command that reads the config says so and exits 2, no traceback.
     assert main(["queue", "-c", str(bad), "list"]) == 2
