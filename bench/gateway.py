@@ -32,6 +32,10 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this folder comes first on sys.path, and bench/smime.py would shadow the
+# smime package: the project goes first, bench/ (for bench/evaluate.py's filters) last.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.append(str(ROOT / "bench"))
 FILTERLANG = Path(sys.executable).parent / "filterlang"
 HERE = Path(__file__).resolve()
 
