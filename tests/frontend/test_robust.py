@@ -30,6 +30,7 @@ CASES: dict[str, bytes] = {
     "long and chain": b"x: if " + b"a and " * 20_000 + b"b { drop(); }",
     "unterminated string": b"x: if subject == 'abc { drop(); }\n",
     "unterminated string at eof": b'x: if subject == "abc',
+    "unterminated string on a long line": b"x: if subject == 'abc" + b"a" * 1_000_000 + b" {",
     "invalid utf-8": b"x: if subject == '\xff\xfe' { drop(); }",
     "lone continuation byte": b"\x80",
     "nul bytes": b"\0" * 1000,
