@@ -105,6 +105,10 @@ class Context:
     braces: int = 0
     bad_filter: bool = False
     depth: dict[int, int] = field(factory=dict)
+    # Every filter reduced so far (kept ones) and the last line of the last one reduced, kept
+    # or not: after a syntax error, recovery resumes behind it instead of reparsing the file.
+    done: list[Filter] = field(factory=list)
+    done_line: int = 0
 
     def span(self, first: Any, last: Any) -> Span:
         """The span from the start of ``first`` to the end of ``last`` (tokens or nodes)."""
@@ -337,8 +341,13 @@ class Builder(Transformer[Token, Any]):
     def _keep(self, made: Filter) -> Filter | None:
         # A filter that broke a nesting limit is reported and left out, so that no later
         # recursive pass ever sees it.
-        bad, self.ctx.bad_filter = self.ctx.bad_filter, False
-        return None if bad else made
+        ctx = self.ctx
+        bad, ctx.bad_filter = ctx.bad_filter, False
+        ctx.done_line = made.span.end_line
+        if bad:
+            return None
+        ctx.done.append(made)
+        return made
 
     def start(self, c: list[Filter | None]) -> list[Filter]:
         return [f for f in c if f is not None]

@@ -344,7 +344,10 @@ _NOTES = (Code(
         "'!=' on a rule with several values",
         bad="f: if rcpt-to != '@example\\\\.com$' { no-op(); }",
         fixed="f: if not (rcpt-to == '@example\\\\.com$') { no-op(); }",
-    ),)
+    ),
+    # No examples: showing it takes more than 200 broken filters.
+    Code("N602", N, "too many diagnostics in one file; the rest are not shown"),
+)
 
 CODES: dict[str, Code] = {
     c.code: c for c in (*_SYNTAX, *_NAMES, *_VALUES, *_STRUCTURE, *_WARNINGS, *_NOTES)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from filterlang import check_bytes, format_source, parse_bytes
+from filterlang.diagnostics import MAX_DIAGNOSTICS
 from runtime.cli import main
 
 TEN_MB = 10 * 1024 * 1024
@@ -48,7 +49,7 @@ CASES: dict[str, bytes] = {
 def test_parse_and_check_never_raise(data: bytes) -> None:
     script, diags = parse_bytes(data, "junk.filter")
     assert diags, "broken input must produce at least one diagnostic"
-    assert all(d.code.startswith("F1") for d in diags)
+    assert all(d.code.startswith("F1") or d.code == "N602" for d in diags)
     check_bytes(data, "junk.filter")
 
 
@@ -76,10 +77,9 @@ def test_deep_nesting_points_at_the_65th_level() -> None:
     assert [(d.code, d.span.col) for d in diags] == [("F108", 7 + 64)]
 
 
-def test_many_errors_are_all_reported() -> None:
+def test_many_errors_are_reported_up_to_the_cap() -> None:
     _, diags = parse_bytes(CASES["many broken filters"], "p")
-    assert len(diags) == 2000
-    assert {d.code for d in diags} == {"F110"}
+    assert [d.code for d in diags] == ["F110"] * MAX_DIAGNOSTICS + ["N602"]
 
 
 @pytest.mark.parametrize("blank", [b"\n", b" ", b"\r\n\t"])
