@@ -129,6 +129,12 @@ _SYNTAX = (
         "        no-op();\n    }\n",
         fixed="big:\n    if body-size > 10M {\n        drop();\n    }\n\nnext:\n    if signed {\n"
         "        no-op();\n    }\n",
+    ),    # The bad example (1001 arguments) is built in test_robust: too long for the docs.
+    Code(
+        "F114",
+        E,
+        "more than 1000 arguments in one call",
+        fixed="tag:\n    if signed {\n        insert-header('X-Signed', 'yes');\n    }\n",
     ),
 )
 

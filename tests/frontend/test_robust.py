@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from filterlang import check_bytes, format_source, parse_bytes
+from filterlang.build import MAX_ARGS
 from filterlang.diagnostics import MAX_DIAGNOSTICS
 from runtime.cli import main
 
@@ -28,6 +29,7 @@ CASES: dict[str, bytes] = {
     "10 MB of ( in a condition": b"x: if " + b"(" * TEN_MB,
     "10 MB of {": b"x: if true " + b"{" * TEN_MB,
     "10 MB of not": b"x: if " + b"not " * (TEN_MB // 4) + b"signed { drop(); }",
+    "10 MB of arguments": b"x: if true { f(" + b"'a'," * (TEN_MB // 4) + b"'a'); }",
     "long and chain": b"x: if " + b"a and " * 20_000 + b"b { drop(); }",
     "unterminated string": b"x: if subject == 'abc { drop(); }\n",
     "unterminated string at eof": b'x: if subject == "abc',
@@ -88,3 +90,12 @@ def test_megabytes_of_blank_space_are_an_empty_script(blank: bytes) -> None:
     script, diags = parse_bytes(blank * (TEN_MB // len(blank)), "blank.filter")
     assert diags == []
     assert script is not None and script.filters == ()
+
+
+@pytest.mark.parametrize(("count", "codes"), [(MAX_ARGS, ["F204"]), (MAX_ARGS + 1, ["F114"])])
+def test_argument_count_is_limited(count: int, codes: list[str]) -> None:
+    args = ", ".join(["'a'"] * (count + 1))
+    diags = check_bytes(b"x: if signed { nosuch(%s); }" % args.encode(), "p")
+    assert [d.code for d in diags] == codes
+    if codes == ["F114"]:
+        assert diags[0].span.col == len("x: if signed { nosuch(") + 1 + 5 * count - 2
