@@ -35,6 +35,7 @@ from filterlang.ast import (
     Span,
     Statement,
     String,
+    make_span,
 )
 from filterlang.diagnostics import Diagnostic, Severity
 
@@ -116,20 +117,22 @@ class Context:
     def span(self, first: Any, last: Any) -> Span:
         """The span from the start of ``first`` to the end of ``last`` (tokens or nodes)."""
         # Lark always fills token positions; its stubs only say they may be None.
-        if isinstance(first, _TOKENS):
+        cls = first.__class__
+        if cls is FastToken or cls is Token:
             line, col = (first.line or 0) + self.line_offset, first.column or 0
         else:
             line, col = first.span.line, first.span.col
-        if isinstance(last, _TOKENS):
+        cls = last.__class__
+        if cls is FastToken or cls is Token:
             end_line, end_col = (last.end_line or 0) + self.line_offset, last.end_column or 0
         else:
             end_line, end_col = last.span.end_line, last.span.end_col
-        return Span(self.path, line, col, end_line, end_col)
+        return make_span(self.path, line, col, end_line, end_col)
 
     def token_span(self, tok: Tok) -> Span:
         """The span of one token (the common case, kept short because it is hot)."""
         off = self.line_offset
-        return Span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
+        return make_span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         """Record a syntax-level diagnostic found while building."""
