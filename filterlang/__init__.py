@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from filterlang.diagnostics import Diagnostic, Severity
+from filterlang.diagnostics import Diagnostic, Severity, capped
 from filterlang.parse import parse, parse_bytes
 
 __all__ = [
@@ -78,7 +78,7 @@ def check_source(text: str, path: str = "<string>", *, names: Any = None) -> lis
     with _no_cycle_collection():
         script, diags = parse(text, path)
         diags = diags + _check(script, names)
-    return sorted(diags, key=Diagnostic.sort_key)
+    return capped(sorted(diags, key=Diagnostic.sort_key))
 
 
 def check_bytes(data: bytes, path: str, *, names: Any = None) -> list[Diagnostic]:
@@ -86,7 +86,7 @@ def check_bytes(data: bytes, path: str, *, names: Any = None) -> list[Diagnostic
     with _no_cycle_collection():
         script, diags = parse_bytes(data, path)
         diags = diags + _check(script, names)
-    return sorted(diags, key=Diagnostic.sort_key)
+    return capped(sorted(diags, key=Diagnostic.sort_key))
 
 
 def _has_errors(diags: list[Diagnostic]) -> bool:

@@ -32,6 +32,25 @@ class Span:
     end_col: int
 
 
+# The slots' own setters: the parser makes about sixteen spans per filter, and filling the
+# slots directly costs a fifth less than attrs' generic frozen __init__ (same object).
+_new = object.__new__
+_set_file, _set_line, _set_col, _set_end_line, _set_end_col = (
+    Span.__dict__[name].__set__ for name in ("file", "line", "col", "end_line", "end_col")
+)
+
+
+def make_span(file: str, line: int, col: int, end_line: int, end_col: int) -> Span:
+    """``Span(file, line, col, end_line, end_col)``, faster (for the parser's hot path)."""
+    span: Span = _new(Span)
+    _set_file(span, file)
+    _set_line(span, line)
+    _set_col(span, col)
+    _set_end_line(span, end_line)
+    _set_end_col(span, end_col)
+    return span
+
+
 # --- literals -------------------------------------------------------------------------------
 
 

@@ -35,10 +35,13 @@ from filterlang.ast import (
     Span,
     Statement,
     String,
+    make_span,
 )
 from filterlang.diagnostics import Diagnostic, Severity
 
 MAX_DEPTH = 64
+# Arguments plus list items in one call; the widest real call (a URL category list) has ~100.
+MAX_ARGS = 1000
 
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
 _ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
@@ -104,25 +107,32 @@ class Context:
     parens: int = 0
     braces: int = 0
     bad_filter: bool = False
+    commas: int = 0  # since the last '(': arguments (and list items) of the current call
     depth: dict[int, int] = field(factory=dict)
+    # Every filter reduced so far (kept ones) and the last line of the last one reduced, kept
+    # or not: after a syntax error, recovery resumes behind it instead of reparsing the file.
+    done: list[Filter] = field(factory=list)
+    done_line: int = 0
 
     def span(self, first: Any, last: Any) -> Span:
         """The span from the start of ``first`` to the end of ``last`` (tokens or nodes)."""
         # Lark always fills token positions; its stubs only say they may be None.
-        if isinstance(first, _TOKENS):
+        cls = first.__class__
+        if cls is FastToken or cls is Token:
             line, col = (first.line or 0) + self.line_offset, first.column or 0
         else:
             line, col = first.span.line, first.span.col
-        if isinstance(last, _TOKENS):
+        cls = last.__class__
+        if cls is FastToken or cls is Token:
             end_line, end_col = (last.end_line or 0) + self.line_offset, last.end_column or 0
         else:
             end_line, end_col = last.span.end_line, last.span.end_col
-        return Span(self.path, line, col, end_line, end_col)
+        return make_span(self.path, line, col, end_line, end_col)
 
     def token_span(self, tok: Tok) -> Span:
         """The span of one token (the common case, kept short because it is hot)."""
         off = self.line_offset
-        return Span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
+        return make_span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         """Record a syntax-level diagnostic found while building."""
@@ -163,8 +173,17 @@ class Builder(Transformer[Token, Any]):
         return tok
 
     def on_open_paren(self, tok: Tok) -> Tok:
+        self.ctx.commas = 0
         self.ctx.parens += 1
         if self.ctx.parens > MAX_DEPTH:
+            raise TooDeepError(tok)
+        return tok
+
+    def on_comma(self, tok: Tok) -> Tok:
+        # A call with millions of arguments would be parsed in full before the checker says
+        # the action takes two: stop it here, as the nesting limits do.
+        self.ctx.commas += 1
+        if self.ctx.commas > MAX_ARGS:
             raise TooDeepError(tok)
         return tok
 
@@ -187,6 +206,7 @@ class Builder(Transformer[Token, Any]):
         return {
             "COMMENT": self.on_comment,
             "LPAR": self.on_open_paren,
+            "_COMMA": self.on_comma,
             "RPAR": self.on_close_paren,
             "LBRACE": self.on_open_brace,
             "RBRACE": self.on_close_brace,
@@ -337,8 +357,13 @@ class Builder(Transformer[Token, Any]):
     def _keep(self, made: Filter) -> Filter | None:
         # A filter that broke a nesting limit is reported and left out, so that no later
         # recursive pass ever sees it.
-        bad, self.ctx.bad_filter = self.ctx.bad_filter, False
-        return None if bad else made
+        ctx = self.ctx
+        bad, ctx.bad_filter = ctx.bad_filter, False
+        ctx.done_line = made.span.end_line
+        if bad:
+            return None
+        ctx.done.append(made)
+        return made
 
     def start(self, c: list[Filter | None]) -> list[Filter]:
         return [f for f in c if f is not None]

@@ -129,6 +129,12 @@ _SYNTAX = (
         "        no-op();\n    }\n",
         fixed="big:\n    if body-size > 10M {\n        drop();\n    }\n\nnext:\n    if signed {\n"
         "        no-op();\n    }\n",
+    ),    # The bad example (1001 arguments) is built in test_robust: too long for the docs.
+    Code(
+        "F114",
+        E,
+        "more than 1000 arguments in one call",
+        fixed="tag:\n    if signed {\n        insert-header('X-Signed', 'yes');\n    }\n",
     ),
 )
 
@@ -344,7 +350,10 @@ _NOTES = (Code(
         "'!=' on a rule with several values",
         bad="f: if rcpt-to != '@example\\\\.com$' { no-op(); }",
         fixed="f: if not (rcpt-to == '@example\\\\.com$') { no-op(); }",
-    ),)
+    ),
+    # No examples: showing it takes more than 200 broken filters.
+    Code("N602", N, "too many diagnostics in one file; the rest are not shown"),
+)
 
 CODES: dict[str, Code] = {
     c.code: c for c in (*_SYNTAX, *_NAMES, *_VALUES, *_STRUCTURE, *_WARNINGS, *_NOTES)

@@ -8,6 +8,10 @@ from attrs import frozen
 
 from filterlang.ast import Span
 
+# At most this many diagnostics per file: past it, more only bury the first ones (and a file
+# of a million broken lines would take minutes to report).
+MAX_DIAGNOSTICS = 200
+
 
 class Severity(StrEnum):
     """How bad a diagnostic is; ``--strict`` turns warnings into errors."""
@@ -39,3 +43,18 @@ class Diagnostic:
     def sort_key(self) -> tuple[str, int, int, str]:
         """Order diagnostics deterministically: by file, position, then code."""
         return (self.span.file, self.span.line, self.span.col, self.code)
+
+
+def capped(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """The first ``MAX_DIAGNOSTICS`` of sorted ``diags``, then one note (N602) for the rest."""
+    if len(diags) <= MAX_DIAGNOSTICS:
+        return diags
+    rest = len(diags) - MAX_DIAGNOSTICS
+    note = Diagnostic(
+        "N602",
+        Severity.NOTE,
+        f"too many problems: {rest} more not shown (at most {MAX_DIAGNOSTICS} per file)",
+        diags[MAX_DIAGNOSTICS].span,
+        "fix the problems above and run lint again",
+    )
+    return [*diags[:MAX_DIAGNOSTICS], note]

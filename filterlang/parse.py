@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import re
 import threading
+from bisect import bisect_left
 from collections.abc import Iterator
 
 from attrs import evolve
@@ -22,7 +23,7 @@ from lark.exceptions import LarkError
 
 from filterlang.ast import Comment, Filter, Script, Span
 from filterlang.build import MAX_DEPTH, Builder, Context, TooDeepError
-from filterlang.diagnostics import Diagnostic, Severity
+from filterlang.diagnostics import MAX_DIAGNOSTICS, Diagnostic, Severity
 from filterlang.fastparse import FastParser
 from filterlang.syntax_errors import Chunk, translate
 
@@ -115,14 +116,6 @@ def _chunk_starts(text: str) -> list[int]:
     return starts
 
 
-def _chunks(text: str, path: str, starts: list[int]) -> Iterator[Chunk]:
-    line = 0
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else len(text)
-        yield Chunk(path, text[start:end], line, end == len(text))
-        line += text.count("\n", start, end)
-
-
 def _position(text: str, pos: int) -> tuple[int, int]:
     return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
@@ -200,22 +193,88 @@ def _parse_locked(parser: _Parser, text: str, path: str) -> tuple[Script | None,
         # (and is never split into filters: finding the starts costs a few per cent).
         whole = Chunk(path, text, 0, True)
         filters, ctx, failure = parser.attempt(whole)
-        starts = [0] if failure is None else _chunk_starts(text)
-        if failure is None or len(starts) == 1:
-            if failure is not None:
-                ctx.diagnostics.append(translate(parser.fast, whole, failure))
+        if failure is None:
             found, comments, diags = filters or [], ctx.comments, ctx.diagnostics
         else:
-            found, comments, diags = [], [], []
-            for chunk in _chunks(text, path, starts):
-                part, ctx = parser.run(chunk)
-                found.extend(part or ())
-                comments.extend(ctx.comments)
-                diags.extend(ctx.diagnostics)
+            found, comments, diags = _recover(parser, text, path, ctx, failure)
     diags.extend(_name_checks(found))
     found = _with_descriptions(found, comments)
     diags.sort(key=Diagnostic.sort_key)
     return Script(tuple(found), tuple(comments), path), diags
+
+
+def _recover(
+    parser: _Parser, text: str, path: str, ctx: Context, failure: Exception | None
+) -> tuple[list[Filter], list[Comment], list[Diagnostic]]:
+    """Every filter that parses and one diagnostic per broken one, without parsing twice.
+
+    The file is cut at every filter start. What a failed attempt completed before its error is
+    kept; only the filter where it stopped is parsed again on its own (for a diagnostic that
+    speaks of that filter alone), and parsing goes on behind it in windows of filters that
+    double while they parse, so the text between two errors is read about once. Recovery
+    stops at ``MAX_DIAGNOSTICS`` with a note (N602): a file of a million broken lines must
+    not take minutes.
+    """
+    starts = _chunk_starts(text)
+    lines, line, previous = [], 0, 0
+    for start in starts:
+        line += text.count("\n", previous, start)
+        lines.append(line)
+        previous = start
+    count = len(starts)
+    found: list[Filter] = []
+    comments: list[Comment] = []
+    diags: list[Diagnostic] = []
+    first, width = 0, count  # the failed attempt covered chunks [first, first + width)
+    attempt = Chunk(path, text, 0, True)
+    while True:
+        if failure is None:
+            found += ctx.done
+            comments += ctx.comments
+            diags += ctx.diagnostics
+            first += width
+            width *= 2
+        else:
+            # The first chunk the attempt did not complete: the broken filter starts there.
+            broken = bisect_left(lines, ctx.done_line, first, first + width)
+            cut = lines[broken] + 1 if broken < count else len(text) + 1
+            found += ctx.done
+            comments += [c for c in ctx.comments if c.span.line < cut]
+            diags += [d for d in ctx.diagnostics if d.span.line < cut]
+            if broken == first + width or (broken == first and width == 1):
+                # The error follows the last filter completed, or the attempt was the broken
+                # filter alone: either way the attempt's own failure is the diagnostic.
+                diags.append(translate(parser.fast, attempt, failure))
+                first, width = min(broken + 1, first + width), 1
+            else:
+                end = starts[broken + 1] if broken + 1 < count else len(text)
+                alone = Chunk(path, text[starts[broken] : end], lines[broken], end == len(text))
+                part, actx = parser.run(alone)
+                found += part or ()
+                comments += actx.comments
+                diags += actx.diagnostics
+                first, width = broken + 1, 1
+        if first >= count:
+            break
+        if len(diags) >= MAX_DIAGNOSTICS:
+            at = Span(path, lines[first] + 1, 1, lines[first] + 1, 2)
+            diags.append(
+                Diagnostic(
+                    "N602",
+                    Severity.NOTE,
+                    f"stopped after {len(diags)} syntax errors; the rest of the file is not checked",
+                    at,
+                    "fix the errors above and run lint again",
+                )
+            )
+            break
+        width = min(width, count - first)
+        last = first + width == count
+        attempt = Chunk(
+            path, text[starts[first] : len(text) if last else starts[first + width]], lines[first], last
+        )
+        filters, ctx, failure = parser.attempt(attempt)
+    return found, comments, diags
 
 
 def parse_bytes(data: bytes, path: str = "<string>") -> tuple[Script | None, list[Diagnostic]]:

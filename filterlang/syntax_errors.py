@@ -14,7 +14,7 @@ from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
 from filterlang.ast import Span
-from filterlang.build import MAX_DEPTH, TooDeepError
+from filterlang.build import MAX_ARGS, MAX_DEPTH, TooDeepError
 from filterlang.diagnostics import Diagnostic, Severity
 from filterlang.fastparse import FastParser
 from filterlang.fmt import quote
@@ -361,6 +361,13 @@ def _at_end(w: _Where, expected: set[str]) -> Diagnostic:
 
 
 def _too_deep(w: _Where, exc: TooDeepError) -> Diagnostic:
+    if exc.token.type == "_COMMA":
+        return _diag(
+            "F114",
+            f"more than {MAX_ARGS} arguments in one call",
+            w.token_span(exc.token),
+            "no rule or action takes that many; split the call",
+        )
     if exc.token.type == "LPAR":
         kind, hint = "parentheses", "simplify the condition or split it over nested 'if's"
     elif exc.token.type == "NOT":

@@ -14,6 +14,8 @@ SYNTAX = [c for c in CODES.values() if c.code.startswith("F1")]
 def test_bad_example_raises_its_code(code: object) -> None:
     if code.code == "F107":  # type: ignore[attr-defined]
         pytest.skip("raw bytes cannot be written in the table; see test_robust")
+    if code.code == "F114":  # type: ignore[attr-defined]
+        pytest.skip("1001 arguments are too long for the table; see test_robust")
     _, diags = parse(code.bad)  # type: ignore[attr-defined]
     assert [d.code for d in diags] == [code.code]  # type: ignore[attr-defined]
 
