@@ -13,6 +13,7 @@ import fnmatch
 import inspect
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import time
@@ -142,6 +143,26 @@ def _hook_names(cls: type) -> list[str]:
     return list(names)
 
 
+# `<dot-atom@domain>`, what almost every client sends: matched directly. The email header
+# parser that handles everything else was ~5% of a worker's CPU for MAIL and RCPT alone.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ANGLE = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
+
+
+def _simple_angle_addr(arg: str) -> tuple[str, str] | None:
+    """get_angle_addr's (address, rest) for a plain `<local@domain>`, or None to parse fully.
+
+    The parser also drops the folding white space and comments after `>`: this covers only
+    spaces and tabs followed by no comment, and leaves the rest to it."""
+    m = _SIMPLE_ANGLE.match(arg)
+    if m is None:
+        return None
+    rest = arg[m.end():].lstrip(" \t")
+    if rest[:1] == "(" or rest[:1].isspace():
+        return None
+    return m.group(1), rest
+
+
 class GatewaySMTP(SMTP):
     """aiosmtpd's protocol with the host access table at connect and a session time limit."""
 
@@ -165,14 +186,18 @@ class GatewaySMTP(SMTP):
         if not arg:
             return "", ""
         address: Any
+        simple = _simple_angle_addr(arg)
         try:
-            if arg.lstrip().startswith("<"):
+            if simple is not None:
+                addr, rest = simple
+            elif arg.lstrip().startswith("<"):
                 address, rest = get_angle_addr(arg)
             else:
                 address, rest = get_addr_spec(arg)
         except HeaderParseError:
             return None, None
-        addr = str(address.addr_spec)
+        if simple is None:
+            addr = str(address.addr_spec)
         localpart = addr.rpartition("@")[0]
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None
