@@ -123,6 +123,10 @@ class MessageContext:
     scan_sets: dict[tuple[bool, bool], Any] = field(factory=dict)  # content-scan part lists
     _hlist: list[tuple[str, str]] | None = None
     _hcache: dict[str, list[str]] = field(factory=dict)
+    # Raw values by lower-cased name, for the header list `_hindex_of`: 50 filters asking for
+    # a dozen names each rescanned (and lower-cased) the whole header once per name.
+    _hindex: dict[str, list[str]] = field(factory=dict)
+    _hindex_of: list[tuple[str, str]] | None = None
     _hlist_full: list[tuple[str, str]] | None = None
     _head_end: int = -1  # where the top-level header block ends in raw (computed once)
     elided: Any = None  # runtime.elide.Elided for large messages, set by the full parse
@@ -240,7 +244,13 @@ class MessageContext:
         cached = self._hcache.get(key)
         if cached is not None:
             return cached
-        out = [decode_words(v, self.defects) for n, v in self._header_list() if n.lower() == key]
+        hlist = self._header_list()
+        if self._hindex_of is not hlist:
+            self._hindex = {}
+            for n, v in hlist:
+                self._hindex.setdefault(n.lower(), []).append(v)
+            self._hindex_of = hlist
+        out = [decode_words(v, self.defects) for v in self._hindex.get(key, ())]
         self._hcache[key] = out
         return out
 
@@ -249,6 +259,7 @@ class MessageContext:
         self._modified = True
         self._all_header_ops.append(entry)
         self._hcache.clear()
+        self._hindex_of = None  # the list may have been edited in place
         self._hlist_full = None
         if self._hlist is not None:
             _apply_list_op(self._hlist, entry)
@@ -264,6 +275,7 @@ class MessageContext:
         self._modified = True
         self._body_modified = True
         self._hcache.clear()
+        self._hindex_of = None  # the list may have been edited in place
         self._hlist_full = None
 
     @property

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import fnmatch
+import functools
 import inspect
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import time
@@ -57,6 +59,13 @@ def count_hops(data: bytes) -> int:
     return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
 
 
+@functools.lru_cache(maxsize=4)
+def _local_date(second: int) -> str:
+    # The date has whole seconds: formatting it once per second, not once per message (local
+    # time zone lookup and all, ~1% of a worker's CPU).
+    return email.utils.formatdate(second, localtime=True)
+
+
 def received_header(session: Session, hostname: str, queue_id: str, rcpts: list[str],
                     tls: bool) -> bytes:
     """Our trace line (RFC 5321 4.4); the `for` clause only for a single recipient."""
@@ -64,7 +73,7 @@ def received_header(session: Session, hostname: str, queue_id: str, rcpts: list[
     helo = "".join(c for c in (session.host_name or "unknown") if c.isprintable() and c not in "()")
     proto = "ESMTPS" if tls else ("ESMTP" if session.extended_smtp else "SMTP")
     rcpt = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
-    date = email.utils.formatdate(localtime=True)
+    date = _local_date(int(time.time()))
     return (f"Received: from {helo[:200]} ([{ip}])\r\n\tby {hostname} (filterlang) with {proto} "
             f"id {queue_id}{rcpt};\r\n\t{date}\r\n").encode("utf-8", "replace")
 
@@ -142,6 +151,26 @@ def _hook_names(cls: type) -> list[str]:
     return list(names)
 
 
+# `<dot-atom@domain>`, what almost every client sends: matched directly. The email header
+# parser that handles everything else was ~5% of a worker's CPU for MAIL and RCPT alone.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ANGLE = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
+
+
+def _simple_angle_addr(arg: str) -> tuple[str, str] | None:
+    """get_angle_addr's (address, rest) for a plain `<local@domain>`, or None to parse fully.
+
+    The parser also drops the folding white space and comments after `>`: this covers only
+    spaces and tabs followed by no comment, and leaves the rest to it."""
+    m = _SIMPLE_ANGLE.match(arg)
+    if m is None:
+        return None
+    rest = arg[m.end():].lstrip(" \t")
+    if rest[:1] == "(" or rest[:1].isspace():
+        return None
+    return m.group(1), rest
+
+
 class GatewaySMTP(SMTP):
     """aiosmtpd's protocol with the host access table at connect and a session time limit."""
 
@@ -165,14 +194,18 @@ class GatewaySMTP(SMTP):
         if not arg:
             return "", ""
         address: Any
+        simple = _simple_angle_addr(arg)
         try:
-            if arg.lstrip().startswith("<"):
+            if simple is not None:
+                addr, rest = simple
+            elif arg.lstrip().startswith("<"):
                 address, rest = get_angle_addr(arg)
             else:
                 address, rest = get_addr_spec(arg)
         except HeaderParseError:
             return None, None
-        addr = str(address.addr_spec)
+        if simple is None:
+            addr = str(address.addr_spec)
         localpart = addr.rpartition("@")[0]
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None

@@ -104,9 +104,13 @@ def _prefix(outer: Sequence[bytes]) -> bytes:
 
 
 def _sign_layer(
-    entity: bytes, signer: Signer, form: Form, digest: str, now: dt.datetime | None
+    entity: bytes, signer: Signer, form: Form, digest: str, now: dt.datetime | None,
+    canonical: bool = False,
 ) -> bytes:
-    entity = mime.canonicalise(entity)
+    # `canonical`: the entity comes from mime.canonical_entity, which already gives what
+    # canonicalise would; a second pass rescanned every line (~10% of signing a 4 KB message).
+    if not canonical:
+        entity = mime.canonicalise(entity)
     # sign_fast = signing.sign_content's output, from a per-signer template (bench/smime.py).
     der = sign_fast(
         entity, signer.key, _asn1(signer.cert), [_asn1(c) for c in signer.chain],
@@ -181,7 +185,8 @@ def protect(
         # Canonicalised straight from the message's parts: no intermediate copy of the inner
         # entity, so a 50 MB message stays within a few times its size (issue 6).
         outer, fields, body = mime.split_message_parts(message)
-        entity = _sign_layer(mime.canonical_entity(fields, body), signer, form, digest, now)
+        entity = _sign_layer(mime.canonical_entity(fields, body), signer, form, digest, now,
+                             canonical=True)
         del body
     else:
         outer, entity = mime.split_message(message)
