@@ -38,9 +38,6 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 sys.path.append(str(ROOT / "bench"))
 FILTERLANG = Path(sys.executable).parent / "filterlang"
 HERE = Path(__file__).resolve()
-# The project root goes before bench/ on the path: bench/smime.py (the S/MIME size bench) would
-# otherwise shadow the smime package; bench's own helpers (evaluate, gateway_stages) still import.
-sys.path.insert(0, str(ROOT))
 
 BARE = r'''
 import asyncio, os, sys
