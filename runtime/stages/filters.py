@@ -117,16 +117,24 @@ def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, la
     return out
 
 
-def apply_in_place(ctx: StageContext, msg: InFlight, out: Outcome, rcpts: tuple[str, ...]) -> None:
-    """The outcome of a stage that saw every deliverable recipient at once."""
+def _merge(msg: InFlight, out: Outcome, rcpts: tuple[str, ...]) -> bool:
+    """Record a stage outcome's trace, events and copies on `msg`; give `rcpts` the outcome's
+    disposition when it is not DELIVER. True when they are still to be delivered."""
     msg.trace += out.trace
     msg.events += out.events
     msg.copies += out.copies
-    if out.disposition != DELIVER:
-        for r in rcpts:
-            msg.dispositions[r] = out.disposition
-            if out.reason:
-                msg.bounce_reasons[r] = out.reason
+    if out.disposition == DELIVER:
+        return True
+    for r in rcpts:
+        msg.dispositions[r] = out.disposition
+        if out.reason:
+            msg.bounce_reasons[r] = out.reason
+    return False
+
+
+def apply_in_place(ctx: StageContext, msg: InFlight, out: Outcome, rcpts: tuple[str, ...]) -> None:
+    """The outcome of a stage that saw every deliverable recipient at once."""
+    if not _merge(msg, out, rcpts):
         return
     msg.data = out.data
     if out.alt_rcpt:
@@ -203,14 +211,7 @@ class ContentFilters:
                 out = run_stage(filters, mctx, content=True, label=f"content filter ({policy})")
             else:
                 out = Outcome(base)
-            msg.trace += out.trace
-            msg.events += out.events
-            msg.copies += out.copies
-            if out.disposition != DELIVER:
-                for r in rcpts:
-                    msg.dispositions[r] = out.disposition
-                    if out.reason:
-                        msg.bounce_reasons[r] = out.reason
+            if not _merge(msg, out, rcpts):
                 continue
             if out.final_profile:
                 result = apply_profile(self.ctx, out.data, rcpts, out.final_profile)
