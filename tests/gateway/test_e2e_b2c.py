@@ -116,15 +116,23 @@ def gnupghome(world: tuple[Org, Path]) -> Iterator[dict[str, str]]:
     fprs = [x509.load_pem_x509_certificate((home / f).read_bytes()).fingerprint(hashes.SHA1()).hex().upper()
             for f in ("ca.pem", "org-ca.pem")]
     (gh / "trustlist.txt").write_text("".join(f"{f} S relax\n" for f in fprs))
-    subprocess.run(["openssl", "pkcs12", "-export", "-inkey", "carol.key", "-in", "carol.crt", "-certfile",
-                    "ca.pem", "-keypbe", "PBE-SHA1-3DES", "-certpbe", "PBE-SHA1-3DES", "-macalg", "sha1",
-                    "-passout", "pass:pw", "-out", "carol.p12"], cwd=home, check=True, capture_output=True,
-                   timeout=60)
     env = dict(os.environ, GNUPGHOME=str(gh))
+    gpgsm = ["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0", "--import"]
     try:
-        for f in ("carol.p12", "org-ca.pem", "org.crt"):
-            subprocess.run(["gpgsm", "--batch", "--pinentry-mode", "loopback", "--passphrase-fd", "0",
-                            "--import", str(home / f)], input=b"pw\n", env=env, check=True,
+        # gpgsm 2.2.40 mis-reads some PKCS#12 files depending on their random salt and IV
+        # ("encryptedData error ... possibly bad passphrase"): export again and retry.
+        for _ in range(5):
+            subprocess.run(["openssl", "pkcs12", "-export", "-inkey", "carol.key", "-in", "carol.crt",
+                            "-certfile", "ca.pem", "-keypbe", "PBE-SHA1-3DES", "-certpbe",
+                            "PBE-SHA1-3DES", "-macalg", "sha1", "-passout", "pass:pw", "-out",
+                            "carol.p12"], cwd=home, check=True, capture_output=True, timeout=60)
+            out = subprocess.run([*gpgsm, str(home / "carol.p12")], input=b"pw\n", env=env,
+                                 capture_output=True, timeout=60)
+            if out.returncode == 0:
+                break
+        assert out.returncode == 0, out.stderr.decode()
+        for f in ("org-ca.pem", "org.crt"):
+            subprocess.run([*gpgsm, str(home / f)], input=b"pw\n", env=env, check=True,
                            capture_output=True, timeout=60)
         yield env
     finally:
