@@ -213,6 +213,9 @@ class Layer:
     authenticated: bool | None = None  # encrypted: AEAD (False for CBC and 3DES)
     legacy: bool = False  # encrypted: 3DES
     verify: VerifyResult | None = None  # signed: the full verification result
+    # signed: the whole message as it stood at this layer, signature included (what a
+    # "retain the signature" policy delivers once the layers outside it are removed).
+    message: bytes | None = None
 
 
 @attrs.frozen
@@ -380,6 +383,7 @@ def unwrap(
             layer, inner = _unwrap_decrypt(current, keys)
         else:
             layer, inner = _unwrap_verify(current, trust, now, crls, from_address)
+            layer = attrs.evolve(layer, message=current)
         if (inner is not None and layer.kind == "signed" and not layer.ok
                 and _layer_kind(mime.to_crlf(inner)) is not None and _hop_ok(layer)):
             layer = attrs.evolve(layer, ok=True)

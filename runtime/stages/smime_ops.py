@@ -18,10 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding
 
-import smime
-from smime import compose, mime
+from smime import compose
 from smime._keys import PrivateKey
-from smime.errors import SMIMEError
 from smime.trust import TrustStore
 
 MODES = ("sign", "encrypt", "sign-encrypt", "triple")
@@ -78,30 +76,6 @@ def is_smime(message: bytes) -> tuple[bool, bool]:
     return compose.is_smime(message)
 
 
-def _rebuild(message: bytes, entity: bytes) -> bytes:
-    """The outer routing headers of `message` around the inner MIME entity `entity`."""
-    outer, _ = mime.split_message(message)
-    return b"\r\n".join([*outer, b"MIME-Version: 1.0"]) + b"\r\n" + mime.to_crlf(entity)
-
-
-def _peel(message: bytes, n: int, keys: Sequence[tuple[PrivateKey, x509.Certificate]],
-          trust: TrustStore) -> bytes | None:
-    """`message` with its `n` outermost layers removed (they were opened once already)."""
-    current = message
-    for _ in range(n):
-        signed, encrypted = is_smime(current)
-        try:
-            if encrypted:
-                current = _rebuild(current, smime.decrypt(current, keys).content)
-            elif signed:
-                current = _rebuild(current, smime.verify(current, trust=trust).content)
-            else:
-                return None
-        except (SMIMEError, ValueError):
-            return None
-    return current
-
-
 def _signer(cert: ax509.Certificate, caps: tuple[str, ...]) -> SignerInfo:
     emails = tuple(str(n.native).lower() for n in (cert.subject_alt_name_value or ())
                    if n.name == "rfc822_name")
@@ -122,10 +96,9 @@ def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]
             if s.certificate is not None:
                 info = _signer(s.certificate, s.capabilities)
                 signers.setdefault(info.pem, info)
-    signed_message: bytes | None = None
-    if "signed" in kinds and not decrypt_failed:
-        innermost = max(i for i, k in enumerate(kinds) if k == "signed")
-        signed_message = _peel(message, innermost, keys, trust)
+    # The innermost signature with every layer outside it removed (compose kept it).
+    signed_message = None if decrypt_failed else next(
+        (layer.message for layer in reversed(res.layers) if layer.kind == "signed"), None)
     errors = tuple(DECRYPT_FAILED if decrypt_failed and code == compose.DECRYPTION_FAILED[0]
                    else f"{code}: {text}" for code, text in res.errors)
     return UnwrapResult(
