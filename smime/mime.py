@@ -294,9 +294,14 @@ STATUS_HEADER_PREFIX = "X-Filterlang-SMIME-"
 def strip_status_headers(message: bytes, names: tuple[str, ...] = ()) -> bytes:
     """Remove inbound status headers (the prefix above, plus `names`) from the top-level
     header block; everything else, including the body, is returned byte for byte."""
-    head, sep, body = to_crlf(message).partition(b"\r\n\r\n")
+    message = to_crlf(message)
+    head, sep, body = message.partition(b"\r\n\r\n")
     prefix = STATUS_HEADER_PREFIX.lower().encode()
     banned = {n.lower().encode() for n in names}
+    lowered = head.lower()
+    # Per message on the gateway: rebuild the header block only when a candidate is there.
+    if prefix.rstrip(b"-") not in lowered and not any(b in lowered for b in banned):
+        return message if sep or message.endswith(b"\r\n") else message + b"\r\n"
     kept = [
         f for f in _headers(head + b"\r\n")
         if not (_name(f).startswith(prefix) or _name(f) in banned)

@@ -151,8 +151,10 @@ def test_quarantined_message_is_protected_before_it_waits(tmp_path: Path) -> Non
     assert sum(b"multipart/signed" in b for b in blobs) == 1  # n has no key: signed only (split)
 
 
-def test_gateway_status_header_from_outside_is_removed(tmp_path: Path) -> None:
-    forged = b"X-Filterlang-SMIME: decrypted; verified;\r\n signers=ceo@example.com\r\n" + MSG
+@pytest.mark.parametrize("name", [b"X-Filterlang-SMIME", b"X-Filterlang-SMIME-Status"])
+def test_gateway_status_header_from_outside_is_removed(tmp_path: Path, name: bytes) -> None:
+    # The gateway's own header and the verifier's status-header family (smime.mime).
+    forged = name + b": decrypted; verified;\r\n signers=ceo@example.com\r\n" + MSG
     (tmp_path / "gateway.toml").write_text(CONFIG)
     (tmp_path / "m.filter").write_text(f("insert-header('X-Seen', 'yes');"))
     (tmp_path / "c.filter").write_text(CONTENT)
