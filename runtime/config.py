@@ -108,8 +108,9 @@ class MailPolicy:
     content_filters: tuple[Path, ...]
 
 
-# Delivery threads per worker process. Delivery waits on the next hop's replies far more than
-# it computes: on 2 cores, 16 threads delivered 1.4-1.9x what 4 did (bench/gateway.py).
+# Messages each queue process works on at once is twice this. Delivery waits on the next hop's
+# replies far more than it computes, so a queue process keeps many transactions open side by
+# side (in its event loop; `filterlang queue` tools use this many threads).
 DELIVERY_THREADS = 16
 
 
@@ -122,7 +123,7 @@ class Delivery:
     retry_schedule: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
     max_queue_lifetime: float = 5 * 86400.0
     connect_timeout: float = 30.0
-    workers: int = 16  # delivery threads per worker process, see DELIVERY_THREADS
+    workers: int = 16  # see DELIVERY_THREADS
 
 
 @frozen

@@ -7,13 +7,16 @@ removed. A crash in between leads to a duplicate delivery after restart, never t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Protocol
 
 import attrs
 
@@ -39,6 +42,19 @@ log = logging.getLogger("filterlang.delivery")
 MAILDIR = Destination("maildir", 0)
 ACTIVE_WINDOW = 200
 DEFERRED_SCAN = 2.0  # seconds between scans of the deferred queue
+# Messages up to this size run the pipeline and delivery's file work in the event loop (about
+# a millisecond for a typical message); larger ones in a thread, so one big message never
+# stalls the SMTP sessions the loop serves.
+INLINE_LIMIT = 256 * 1024
+
+
+class AsyncTransport(Protocol):
+    async def send_async(
+        self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
+        mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = (),
+    ) -> dict[str, Result]: ...
+
+    async def aclose(self) -> None: ...
 NO_ROUTE = Result(451, "4.4.4 no route to the recipient's domain (no MX)")
 
 
@@ -113,6 +129,14 @@ class QueueRunner:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Queue ids to claim next, oldest first (a dict as an ordered set): the listeners
+        # offer what they just stored, so `incoming` is listed only now and then (see
+        # _claim_incoming).
+        self._backlog: dict[str, None] = {}
+        # Set while run_async drives this runner in an event loop.
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._awake: asyncio.Event | None = None
+        self._astop = False
 
     def alert(self, kind: str, text: str, mail: bool = True) -> None:
         """Log, count, record, and (when configured) mail an alert to the operator.
@@ -157,66 +181,72 @@ class QueueRunner:
             self.alert("processing_error", f"{queue_id} moved to hold")
 
     def _process(self, env: Envelope, data: bytes) -> None:
+        out = (env, data) if env.processed else self._pipeline(env, data)
+        if out is not None:
+            self._deliver(*out)
+
+    def _pipeline(self, env: Envelope, data: bytes) -> tuple[Envelope, bytes] | None:
+        """Run the stages and act on their outcome (bounces, copies, quarantine); the envelope
+        and message left to deliver, or None when nothing is left to deliver."""
         qid = env.queue_id
-        if not env.processed:
-            self.tracker.record("received", qid, mail_from=env.mail_from, rcpts=list(env.rcpt_tos),
-                                peer=env.peer, helo=env.helo, policy=env.policy, size=len(data),
-                                message_id=_message_id(data), received_at=env.received_at)
-            msg = run_pipeline(self.stages, InFlight(env, data))
-            self._count(msg.events)
-            # Stages may rewrite the envelope (alt-rcpt-to); from here on it is the truth.
-            env = attrs.evolve(msg.envelope, queue_id=qid)
-            bounced = msg.recipients(BOUNCE)
-            if bounced:
-                self._bounce(env, data, [
-                    RecipientStatus(r, "failed", "5.7.1",
-                                    msg.bounce_reasons.get(r, "550 5.7.1 message refused by policy"))
-                    for r in bounced
-                ], headers_only=msg.headers_only_dsn)
-            for rcpt, disp in msg.dispositions.items():
-                if disp not in (DELIVER, COPIED):
-                    self.tracker.record(disp, qid, rcpt=rcpt, trace=msg.trace)
-            for n, copy in enumerate(msg.copies):
-                # Each copy is durable in the spool before the original leaves `active`.
-                keep = set(copy.rcpts)
-                if copy.quarantine and self.quarantines is not None:
-                    self.quarantines.put(copy.quarantine, attrs.evolve(
-                        env, rcpt_tos=copy.rcpts, processed=True, queue_id=f"{qid}.{n}"), copy.data)
-                    self.tracker.record("quarantine", qid, quarantine=copy.quarantine,
-                                        rcpts=list(copy.rcpts), note=copy.note)
-                    continue
-                self.spool.store(attrs.evolve(
-                    env, rcpt_tos=copy.rcpts, processed=True,
-                    mail_from=env.mail_from if copy.mail_from is None else copy.mail_from,
-                    rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
-                                       if r in keep),
-                    alt_mailhost=copy.alt_mailhost or msg.alt_mailhost,
-                    trace=(*msg.trace, copy.note) if copy.note else tuple(msg.trace),
-                ), copy.data)
-            if msg.copies:
-                self.wake.set()
-            waiting = msg.recipients(DELIVER) + msg.recipients(QUARANTINE)
-            if msg.quarantine and self.quarantines is not None and waiting:
-                # (Recipients served by copies are not in the quarantined original.)
-                opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
-                self.quarantines.put(msg.quarantine, attrs.evolve(
-                    env, processed=True, rcpt_tos=waiting,
-                    rcpt_options=tuple(opts[r] for r in waiting if r in opts)
-                    if len(opts) == len(env.rcpt_tos) else ()), msg.data)
-                self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
-                self.spool.remove("active", qid)
-                return
-            keep = set(msg.recipients(DELIVER))
-            env = attrs.evolve(
-                env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep), processed=True,
+        self.tracker.record("received", qid, mail_from=env.mail_from, rcpts=list(env.rcpt_tos),
+                            peer=env.peer, helo=env.helo, policy=env.policy, size=len(data),
+                            message_id=_message_id(data), received_at=env.received_at)
+        msg = run_pipeline(self.stages, InFlight(env, data))
+        self._count(msg.events)
+        # Stages may rewrite the envelope (alt-rcpt-to); from here on it is the truth.
+        env = attrs.evolve(msg.envelope, queue_id=qid)
+        bounced = msg.recipients(BOUNCE)
+        if bounced:
+            self._bounce(env, data, [
+                RecipientStatus(r, "failed", "5.7.1",
+                                msg.bounce_reasons.get(r, "550 5.7.1 message refused by policy"))
+                for r in bounced
+            ], headers_only=msg.headers_only_dsn)
+        for rcpt, disp in msg.dispositions.items():
+            if disp not in (DELIVER, COPIED):
+                self.tracker.record(disp, qid, rcpt=rcpt, trace=msg.trace)
+        for n, copy in enumerate(msg.copies):
+            # Each copy is durable in the spool before the original leaves `active`.
+            keep = set(copy.rcpts)
+            if copy.quarantine and self.quarantines is not None:
+                self.quarantines.put(copy.quarantine, attrs.evolve(
+                    env, rcpt_tos=copy.rcpts, processed=True, queue_id=f"{qid}.{n}"), copy.data)
+                self.tracker.record("quarantine", qid, quarantine=copy.quarantine,
+                                    rcpts=list(copy.rcpts), note=copy.note)
+                continue
+            self.offer(self.spool.store(attrs.evolve(
+                env, rcpt_tos=copy.rcpts, processed=True,
+                mail_from=env.mail_from if copy.mail_from is None else copy.mail_from,
                 rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
                                    if r in keep),
-                alt_mailhost=msg.alt_mailhost, trace=tuple(msg.trace))
-            data = msg.data
-            if not env.rcpt_tos:
-                self.spool.remove("active", qid)
-                return
-        self._deliver(env, data)
+                alt_mailhost=copy.alt_mailhost or msg.alt_mailhost,
+                trace=(*msg.trace, copy.note) if copy.note else tuple(msg.trace),
+            ), copy.data))
+        if msg.copies:
+            self._notify()
+        waiting = msg.recipients(DELIVER) + msg.recipients(QUARANTINE)
+        if msg.quarantine and self.quarantines is not None and waiting:
+            # (Recipients served by copies are not in the quarantined original.)
+            opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
+            self.quarantines.put(msg.quarantine, attrs.evolve(
+                env, processed=True, rcpt_tos=waiting,
+                rcpt_options=tuple(opts[r] for r in waiting if r in opts)
+                if len(opts) == len(env.rcpt_tos) else ()), msg.data)
+            self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
+            self.spool.remove("active", qid)
+            return None
+        keep = set(msg.recipients(DELIVER))
+        env = attrs.evolve(
+            env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep), processed=True,
+            rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
+                               if r in keep),
+            alt_mailhost=msg.alt_mailhost, trace=tuple(msg.trace))
+        data = msg.data
+        if not env.rcpt_tos:
+            self.spool.remove("active", qid)
+            return None
+        return env, data
 
     def _count(self, events: list[tuple[str, str]]) -> None:
         if self.metrics is None:
@@ -234,13 +264,17 @@ class QueueRunner:
             dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
         )
 
-    def _deliver(self, env: Envelope, data: bytes) -> None:
-        qid, now = env.queue_id, self.clock()
+    def _routes(self, env: Envelope) -> dict[tuple[Destination, ...], list[str]]:
+        """Recipients grouped by their destinations (MX hosts in preference order)."""
         by_dest: dict[tuple[Destination, ...], list[str]] = defaultdict(list)
         for rcpt in env.rcpt_tos:
             by_dest[tuple(self.router.route(rcpt, env.alt_mailhost))].append(rcpt)
+        return by_dest
+
+    def _deliver(self, env: Envelope, data: bytes) -> None:
+        now = self.clock()
         results: dict[str, tuple[Result, str]] = {}
-        for dests, rcpts in by_dest.items():
+        for dests, rcpts in self._routes(env).items():
             pending = list(rcpts)
             if not dests:
                 results.update({r: (NO_ROUTE, "") for r in rcpts})
@@ -250,6 +284,12 @@ class QueueRunner:
                 pending = [r for r in pending if not got[r].ok and not got[r].permanent]
                 if not pending:
                     break
+        self._settle(env, data, results, now)
+
+    def _settle(self, env: Envelope, data: bytes, results: dict[str, tuple[Result, str]],
+                now: float) -> None:
+        """Record what each recipient got; bounce, defer or finish the message."""
+        qid = env.queue_id
         failed, deferred = [], []
         for rcpt, (res, where) in results.items():
             if res.ok:
@@ -303,8 +343,7 @@ class QueueRunner:
         if dsn is None:
             return  # null sender: never bounce a bounce
         dsn_env = Envelope(mail_from="", rcpt_tos=(env.mail_from,), policy="dsn", processed=True)
-        self.spool.store(dsn_env, dsn)
-        self.wake.set()
+        self.offer(self.spool.store(dsn_env, dsn))
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -319,36 +358,69 @@ class QueueRunner:
             list(pool.map(self.process, ids))
         return len(ids)
 
+    def offer(self, queue_id: str) -> None:
+        """A message just stored in `incoming` (by the listener or by this runner): claim it
+        without listing the folder. Safe from any thread."""
+        self._backlog[queue_id] = None
+        self._notify()
+
+    def _notify(self) -> None:
+        self.wake.set()
+        loop, awake = self._aloop, self._awake
+        if loop is not None and awake is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                awake.set()
+            else:  # from a thread that runs a large message's pipeline
+                with contextlib.suppress(RuntimeError):  # the loop is closing
+                    loop.call_soon_threadsafe(awake.set)
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="queue-runner", daemon=True)
+        """Run the queue in a thread with a pool of delivery threads (blocking transports)."""
+        self._thread = threading.Thread(target=self._run_threads, name="queue-runner", daemon=True)
         self._thread.start()
 
-    def _loop(self) -> None:
+    def _claim_incoming_now(self, room: int, last_scan: float) -> tuple[list[str], float | None]:
+        """Up to `room` messages from `incoming`; and the time now when the deferred queue is
+        due for a scan and there is room left for it (else None).
+
+        The deferred directory (and `incoming` in full, for messages other processes stored)
+        is scanned only every DEFERRED_SCAN seconds: reading thousands of headers each pass
+        would cost more than the retries it finds."""
+        now = self.clock()
+        scan = now - last_scan >= DEFERRED_SCAN
+        ids: list[str] = []
+        try:
+            ids = self._claim_incoming(room, relist=scan)
+        except Exception:
+            log.exception("queue runner pass failed")
+        return ids, now if scan and len(ids) < room else None
+
+    def _claim_deferred(self, now: float, room: int) -> list[str]:
+        return list(itertools.islice(self.spool.claim_ready(now, include_incoming=False), room))
+
+    def _run_threads(self) -> None:
         # Keep up to 2 x threads messages in flight and top up as each one finishes, so one
-        # slow destination never holds back the rest of a batch. The deferred directory is
-        # scanned only every DEFERRED_SCAN seconds: reading thousands of headers each pass
-        # would cost more than the retries it finds.
+        # slow destination never holds back the rest of a batch.
         limit = 2 * self.config.workers
         inflight: set[Future[None]] = set()
         last_scan = 0.0
-        backlog: list[str] = []
         with ThreadPoolExecutor(self.config.workers, thread_name_prefix="deliver") as pool:
             while not self._stop.is_set():
                 self.wake.clear()
                 room = limit - len(inflight)
                 if room > 0:
-                    now = self.clock()
-                    scan = now - last_scan >= DEFERRED_SCAN
-                    ids: list[str] = []
-                    try:
-                        ids = self._claim_incoming(backlog, room)
-                        if scan and len(ids) < room:
-                            ids += itertools.islice(self.spool.claim_ready(
-                                now, include_incoming=False), room - len(ids))
-                            if len(ids) < room:
-                                last_scan = now
-                    except Exception:
-                        log.exception("queue runner pass failed")
+                    ids, scan_at = self._claim_incoming_now(room, last_scan)
+                    if scan_at is not None:
+                        try:
+                            ids += self._claim_deferred(scan_at, room - len(ids))
+                        except Exception:
+                            log.exception("queue runner pass failed")
+                        if len(ids) < room:
+                            last_scan = scan_at
                     inflight |= {pool.submit(self.process, qid) for qid in ids}
                 if inflight:
                     _, inflight = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -357,22 +429,30 @@ class QueueRunner:
                     self.wake.wait(0.5)
             wait(inflight)
 
-    def _claim_incoming(self, backlog: list[str], room: int) -> list[str]:
-        """Claim up to `room` messages from `incoming`, oldest first, listing the folder only
-        when the names of the last listing are used up: listing and sorting a backlog of
-        thousands for every few claims made the runner quadratic under load. A name another
-        worker claimed meanwhile just fails its rename."""
-        ids: list[str] = []
+    def _claim_incoming(self, room: int, relist: bool = False) -> list[str]:
+        """Claim up to `room` messages from `incoming`, oldest first.
+
+        The names come from what was offered and from listing the folder, which happens only
+        when those are used up, or on `relist` when fewer are known than there is room for:
+        listing and sorting a backlog of thousands for every few claims made the runner
+        quadratic under load, and names piled up again with every listing. A name another
+        process claimed meanwhile just fails its rename and is forgotten."""
+        backlog = self._backlog
         listed = False
+        if relist and len(backlog) < room:
+            backlog.update(dict.fromkeys(self.spool.list("incoming")))
+            listed = True
+        ids: list[str] = []
         while len(ids) < room:
             if not backlog:
                 if listed:
                     break
-                backlog.extend(reversed(self.spool.list("incoming")))
+                backlog.update(dict.fromkeys(self.spool.list("incoming")))
                 listed = True
                 if not backlog:
                     break
-            qid = backlog.pop()
+            qid = next(iter(backlog))
+            del backlog[qid]
             if self.spool.move(qid, "incoming", "active", durable=False):
                 ids.append(qid)
         return ids
@@ -383,3 +463,118 @@ class QueueRunner:
         if self._thread is not None:
             self._thread.join()
         self.transport.close()
+
+    # -- the gateway's queue: one event loop per queue process ---------------------------------
+
+    async def run_async(self, transport: AsyncTransport | None = None) -> None:
+        """Work the queue in the running event loop until `request_stop`, then finish what is
+        in flight. SMTP delivery goes through `transport` without threads (another transport
+        runs in a thread); see runtime/smtp_client.py for why."""
+        loop = self._aloop = asyncio.get_running_loop()
+        self._awake = awake = asyncio.Event()
+        self._astop = False
+        limit = 2 * self.config.workers
+        inflight: set[asyncio.Task[None]] = set()
+        last_scan = 0.0
+
+        def done(task: asyncio.Task[None]) -> None:
+            inflight.discard(task)
+            awake.set()  # room for another message
+
+        try:
+            while not self._astop:
+                awake.clear()
+                room = limit - len(inflight)
+                if room > 0:
+                    ids, scan_at = self._claim_incoming_now(room, last_scan)
+                    if scan_at is not None:
+                        try:  # reads message headers from disk: in a thread, off the loop
+                            ids += await asyncio.to_thread(self._claim_deferred, scan_at,
+                                                           room - len(ids))
+                        except Exception:
+                            log.exception("queue runner pass failed")
+                        if len(ids) < room:
+                            last_scan = scan_at
+                    for qid in ids:
+                        task = loop.create_task(self.process_async(qid, transport),
+                                                name=f"deliver {qid}")
+                        inflight.add(task)
+                        task.add_done_callback(done)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.5):
+                        await awake.wait()
+            if inflight:
+                await asyncio.wait(inflight)
+        finally:
+            if transport is not None:
+                await transport.aclose()
+            self.transport.close()
+            self._aloop = self._awake = None
+
+    def request_stop(self) -> None:
+        """Stop claiming messages; run_async returns once those in flight are done."""
+        self._astop = True
+        if self._awake is not None:
+            self._awake.set()
+
+    async def process_async(self, queue_id: str, transport: AsyncTransport | None = None) -> None:
+        """`process` for the event loop: the same outcomes, the same care for the message."""
+        try:
+            env, data = self.spool.read("active", queue_id)
+        except CorruptEntry as exc:
+            if self.spool.move(queue_id, "active", "corrupt"):
+                self.alert("corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
+            return
+        size = len(data)
+        inline = size <= INLINE_LIMIT
+        try:
+            out: tuple[Envelope, bytes] | None = (env, data)
+            if not env.processed and not inline:
+                out = await asyncio.to_thread(self._pipeline, env, data)
+            elif not env.processed:
+                out = self._pipeline(env, data)
+            del data
+            if out is not None:
+                await self._deliver_async(*out, transport=transport, inline=inline)
+            del out
+            memtrim.after_message(size)
+        except SpoolError as exc:
+            self.alert("spool_write", f"{queue_id}: {exc}", mail=False)
+            await asyncio.sleep(1.0)
+            self.spool.move(queue_id, "active", "incoming", durable=False)
+        except Exception:
+            log.exception("processing %s failed; moved to hold", queue_id)
+            self.spool.move(queue_id, "active", "hold")
+            self.alert("processing_error", f"{queue_id} moved to hold")
+
+    async def _deliver_async(self, env: Envelope, data: bytes, *,
+                             transport: AsyncTransport | None, inline: bool) -> None:
+        now = self.clock()
+        # MX lookups block: in a thread. A relay or a static table is a lookup in memory.
+        routes = await asyncio.to_thread(self._routes, env) if self.config.mx else self._routes(env)
+        results: dict[str, tuple[Result, str]] = {}
+        for dests, rcpts in routes.items():
+            pending = list(rcpts)
+            if not dests:
+                results.update({r: (NO_ROUTE, "") for r in rcpts})
+            for dest in dests:  # as in _deliver
+                got = await self._send_async(dest, env, pending, data, transport, inline)
+                results.update({r: (res, str(dest)) for r, res in got.items()})
+                pending = [r for r in pending if not got[r].ok and not got[r].permanent]
+                if not pending:
+                    break
+        if inline:
+            self._settle(env, data, results, now)
+        else:
+            await asyncio.to_thread(self._settle, env, data, results, now)
+
+    async def _send_async(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes,
+                          transport: AsyncTransport | None, inline: bool) -> dict[str, Result]:
+        if transport is None or dest == MAILDIR:
+            if inline and dest == MAILDIR:
+                return self._send(dest, env, rcpts, data)
+            return await asyncio.to_thread(self._send, dest, env, rcpts, data)
+        opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
+        return await transport.send_async(
+            dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
+        )

@@ -2,11 +2,13 @@
 
 Design (why): Python runs one core per process, so throughput grows with cores only with
 several processes. The supervisor binds every listening socket once, recovers the spool (gives
-`active` files of a crashed run back to `incoming`), then forks `workers` processes (default:
-one per core). Each worker accepts on the inherited sockets (the kernel spreads connections),
-runs an asyncio aiosmtpd server (many concurrent sessions; the fsync of a large message runs in
-a thread, so it never stalls other sessions) and a queue runner thread pool. Workers share the
-spool safely because every claim is an atomic rename from `incoming`/`deferred` into `active`.
+`active` files of a crashed run back to `incoming`), then forks `workers` listener processes
+and as many queue processes (default: one of each per core). A listener runs an asyncio
+aiosmtpd server on the inherited sockets (the kernel spreads connections), makes each message
+durable and rings the doorbell (runtime/doorbell.py) with its queue id. A queue process claims
+messages, runs the pipeline and delivers, in one event loop (runtime/smtp_client.py), at a
+lower CPU priority: accepting mail comes first. Queue processes share the spool safely because
+every claim is an atomic rename from `incoming`/`deferred` into their own `active` folder.
 
 SIGHUP: the supervisor loads the config again; if it fails, it logs why and keeps the running
 workers; if it loads, it starts new workers on the new config, then drains the old ones.
@@ -27,16 +29,18 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from runtime import memtrim
 from runtime.config import ConfigError, GatewayConfig, Listener, load_config
 from runtime.delivery import QueueRunner, alert
+from runtime.doorbell import Doorbell
 from runtime.metrics import Metrics, enable_multiprocess, reset_multiprocess
 from runtime.pipeline import Stage, build_pipeline
 from runtime.quarantine import Quarantines
 from runtime.smtp import GatewayHandler, protocol_factory, tls_context
+from runtime.smtp_client import AsyncSMTPTransport
 from runtime.spool import Spool
 from runtime.stages import StageSetupError, build_stages, load_context
 from runtime.tracking import Tracker
@@ -45,6 +49,8 @@ from runtime.transport import DnsResolver, Resolver, SMTPTransport, Transport
 log = logging.getLogger("filterlang.gateway")
 
 DRAIN_SECONDS = 30.0
+LISTENER, QUEUE = "listener", "queue"  # the two kinds of worker process
+QUEUE_NICE = 5
 
 
 def spool_for(config: GatewayConfig, owner: str = "main") -> Spool:
@@ -118,37 +124,47 @@ def bind(listener: Listener) -> socket.socket:
     return sock
 
 
-async def _serve(
+async def _serve_listener(
     config: GatewayConfig,
     socks: list[tuple[Listener, socket.socket]],
-    runner: QueueRunner,
+    spool: Spool,
     stop: asyncio.Event,
-    metrics: Metrics | None = None,
+    on_queued: Callable[[str], None],
 ) -> None:
+    """A listener process: SMTP sessions, each message durable in the spool before its 250."""
     loop = asyncio.get_running_loop()
-    handler = GatewayHandler(config, runner.spool, on_queued=lambda _qid: runner.wake.set())
-    if metrics is not None:
-        inner = handler.on_queued
-
-        def counted(qid: str) -> None:
-            metrics.received.inc()
-            inner(qid)
-
-        handler.on_queued = counted
+    handler = GatewayHandler(config, spool, on_queued=on_queued)
     servers = [
         await loop.create_server(protocol_factory(config, lst, handler), sock=sock)
         for lst, sock in socks
     ]
-    runner.start()
     await stop.wait()
     for server in servers:
         server.close()  # stop accepting; open sessions go on
     deadline = loop.time() + DRAIN_SECONDS
-    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    while tasks and loop.time() < deadline:
+
+    def sessions() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+
+    while sessions() and loop.time() < deadline:
         await asyncio.sleep(0.1)
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-    await loop.run_in_executor(None, runner.stop)
+
+
+async def _serve_queue(
+    config: GatewayConfig, runner: QueueRunner, stop: asyncio.Event, doorbell: Doorbell
+) -> None:
+    """A queue process: claims messages, runs the pipeline, delivers; until `stop`, then it
+    finishes what it holds."""
+    loop = asyncio.get_running_loop()
+    doorbell.listen(loop, runner.offer)
+    # SMTP delivery runs in this event loop (runtime/smtp_client.py says why); a transport
+    # given to make_runner (tests, tools) runs in threads instead.
+    transport = (AsyncSMTPTransport(config.delivery.connect_timeout)
+                 if isinstance(runner.transport, SMTPTransport) else None)
+    queue = loop.create_task(runner.run_async(transport), name="queue-runner")
+    await stop.wait()
+    runner.request_stop()
+    await queue
 
 
 def _die_with_parent() -> None:
@@ -159,8 +175,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket]], serve_metrics: bool) -> None:
-    """Body of one forked worker; never returns."""
+def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket]],
+                role: str, doorbell: Doorbell, serve_metrics: bool = False) -> None:
+    """Body of one forked worker, a LISTENER or a QUEUE process; never returns."""
     _die_with_parent()
     memtrim.tune_malloc()
     code = 0
@@ -170,9 +187,26 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
         metrics = Metrics(spool, metrics_dir(config))
         if serve_metrics and config.metrics.port:
             metrics.serve(config.metrics.address, config.metrics.port)
-        sink = Tracker(config.alerts.log) if config.alerts.log else None
-        stages = build_stages(config, alert=lambda kind, text: alert(metrics, kind, text, sink))
-        runner = make_runner(config, spool, metrics=metrics, stages=stages)
+        serve: Callable[[asyncio.Event], Awaitable[None]]
+        if role == LISTENER:
+            def queued(qid: str) -> None:
+                metrics.received.inc()
+                doorbell.ring(qid)
+
+            def serve(stop: asyncio.Event) -> Awaitable[None]:
+                return _serve_listener(config, socks, spool, stop, queued)
+        else:
+            for _, sock in socks:
+                sock.close()  # only listeners accept
+            # Accepting mail comes first: when both want a core, the listeners get it and the
+            # queue catches up in the gaps (the spool holds what waits).
+            os.nice(QUEUE_NICE)
+            sink = Tracker(config.alerts.log) if config.alerts.log else None
+            stages = build_stages(config, alert=lambda kind, text: alert(metrics, kind, text, sink))
+            runner = make_runner(config, spool, metrics=metrics, stages=stages)
+
+            def serve(stop: asyncio.Event) -> Awaitable[None]:
+                return _serve_queue(config, runner, stop, doorbell)
 
         async def main() -> None:
             stop = asyncio.Event()
@@ -180,7 +214,7 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
             loop.add_signal_handler(signal.SIGTERM, stop.set)
             loop.add_signal_handler(signal.SIGINT, stop.set)
             loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor reloads
-            await _serve(config, socks, runner, stop, metrics)
+            await serve(stop)
 
         asyncio.run(main())
     except Exception:
@@ -195,7 +229,8 @@ class Supervisor:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.socks: dict[tuple[str, int], socket.socket] = {}
-        self.workers: list[int] = []
+        self.workers: dict[int, str] = {}  # pid -> LISTENER or QUEUE
+        self.doorbell = Doorbell()
         self._reload = threading.Event()
         self._stop = False
 
@@ -208,15 +243,25 @@ class Supervisor:
             out.append((lst, self.socks[key]))
         return out
 
-    def _spawn(self, config: GatewayConfig) -> list[int]:
+    def _fork(self, config: GatewayConfig, role: str, doorbell: Doorbell,
+              serve_metrics: bool = False) -> int:
         socks = self._sockets_for(config)
+        pid = os.fork()
+        if pid == 0:
+            worker_main(config, socks, role, doorbell, serve_metrics)
+        return pid
+
+    def _spawn(self, config: GatewayConfig, doorbell: Doorbell) -> dict[int, str]:
+        """`workers` listener processes and as many queue processes (default: one per core).
+
+        Why two kinds: a process that both answers SMTP and runs filters and signing makes
+        every session wait while it signs, and threads in one process spend their time
+        handing the GIL to each other. Split, like Postfix's smtpd and its queue manager,
+        each is one thread in one event loop, and the kernel shares the cores."""
         n = config.workers or os.cpu_count() or 1
-        pids = []
-        for i in range(n):
-            pid = os.fork()
-            if pid == 0:
-                worker_main(config, socks, serve_metrics=(i == 0))
-            pids.append(pid)
+        pids = {self._fork(config, LISTENER, doorbell, serve_metrics=(i == 0)): LISTENER
+                for i in range(n)}
+        pids.update({self._fork(config, QUEUE, doorbell): QUEUE for _ in range(n)})
         return pids
 
     def _terminate(self, pids: list[int]) -> None:
@@ -235,10 +280,12 @@ class Supervisor:
         except (ConfigError, CertificateProblem) as exc:
             log.error("reload failed; keeping the running configuration:\n%s", exc)
             return False
-        old = self.workers
-        self.workers = self._spawn(new)
+        old, old_bell = self.workers, self.doorbell
+        self.doorbell = Doorbell()
+        self.workers = self._spawn(new, self.doorbell)
         self.config = new
-        self._terminate(old)
+        self._terminate(list(old))
+        old_bell.close()
         wanted = {(lst.address, lst.port) for lst in new.listeners}
         for key in [k for k in self.socks if k not in wanted]:
             self.socks.pop(key).close()  # a listener the new configuration no longer has
@@ -251,7 +298,7 @@ class Supervisor:
         recovered = spool.recover()
         if recovered:
             log.info("recovered %d message(s) from an interrupted run", recovered)
-        self.workers = self._spawn(self.config)
+        self.workers = self._spawn(self.config, self.doorbell)
         for lst in self.config.listeners:
             log.info("listening on %s:%d (%s)", lst.address, lst.port, lst.name)
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
@@ -271,20 +318,13 @@ class Supervisor:
             if pid and pid in self.workers and not self._stop:
                 # A worker died unexpectedly: replace it (its active files wait for restart).
                 moved = spool_for(self.config).release_owner(str(pid))
-                log.error("worker %d exited (status %d); %d message(s) it held go back to the "
-                          "queue; starting a new worker", pid, status, moved)
-                self.workers.remove(pid)
-                self.workers += self._spawn_one()
+                role = self.workers.pop(pid)
+                log.error("%s worker %d exited (status %d); %d message(s) it held go back to "
+                          "the queue; starting a new one", role, pid, status, moved)
+                self.workers[self._fork(self.config, role, self.doorbell)] = role
             time.sleep(0.2)
-        self._terminate(self.workers)
+        self._terminate(list(self.workers))
         return 0
-
-    def _spawn_one(self) -> list[int]:
-        socks = self._sockets_for(self.config)
-        pid = os.fork()
-        if pid == 0:
-            worker_main(self.config, socks, serve_metrics=False)
-        return [pid]
 
 
 def serve(config_path: Path) -> int:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
+import shutil
+import ssl
+import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,7 @@ from aiosmtpd.controller import Controller
 from runtime.config import Delivery
 from runtime.delivery import QueueRunner
 from runtime.dsn import RecipientStatus, build_dsn
+from runtime.smtp_client import AsyncSMTPTransport
 from runtime.spool import Envelope, Spool
 from runtime.tracking import Tracker
 from runtime.transport import Destination, MemoryTransport, Result, SMTPTransport, StaticResolver
@@ -189,14 +195,41 @@ class Sink:
         return "250 2.0.0 sunk"
 
 
+class AsyncClient:
+    """The gateway's asyncio client behind the blocking transport's interface, so both are
+    held to the same tests. Its loop runs only inside send(), as the gateway's would not:
+    a connection the peer closed meanwhile is found out on use, the hardest case."""
+
+    def __init__(self, timeout: float) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.transport = AsyncSMTPTransport(timeout=timeout)
+
+    def send(self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
+             mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = ()
+             ) -> dict[str, Result]:
+        return self.loop.run_until_complete(self.transport.send_async(
+            dest, mail_from, rcpts, data, mail_options, rcpt_options))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.transport.aclose())
+        self.loop.close()
+
+
+CLIENTS: dict[str, Callable[[], SMTPTransport | AsyncClient]] = {
+    "smtplib": lambda: SMTPTransport(timeout=5),
+    "asyncio": lambda: AsyncClient(timeout=5),
+}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("pipelining", [False, True])
-def test_smtp_transport_reuses_connection(tmp_path: Path, pipelining: bool) -> None:
+def test_smtp_transport_reuses_connection(tmp_path: Path, pipelining: bool, client: str) -> None:
     sink = Sink(pipelining)
     port = free_port()
     ctl = Controller(sink, hostname="127.0.0.1", port=port)
     ctl.start()
     try:
-        transport = SMTPTransport(timeout=5)
+        transport = CLIENTS[client]()
         dest = Destination("127.0.0.1", port)
         for i in range(5):
             got = transport.send(dest, "a@example.com", [f"r{i}@example.org"], MSG)
@@ -208,15 +241,16 @@ def test_smtp_transport_reuses_connection(tmp_path: Path, pipelining: bool) -> N
     assert sink.connections == 1
 
 
+@pytest.mark.parametrize("client", CLIENTS)
 @pytest.mark.parametrize("pipelining", [False, True])
-def test_smtp_transport_refused_recipient_and_dot_stuffing(pipelining: bool) -> None:
+def test_smtp_transport_refused_recipient_and_dot_stuffing(pipelining: bool, client: str) -> None:
     sink = Sink(pipelining, refuse="nobody@example.org")
     port = free_port()
     ctl = Controller(sink, hostname="127.0.0.1", port=port)
     ctl.start()
     dotted = MSG + b".hidden line\r\n"
     try:
-        transport = SMTPTransport(timeout=5)
+        transport = CLIENTS[client]()
         dest = Destination("127.0.0.1", port)
         got = transport.send(dest, "a@example.com", ["nobody@example.org", "b@example.org"], dotted)
         only_refused = transport.send(dest, "a@example.com", ["nobody@example.org"], MSG)
@@ -232,10 +266,11 @@ def test_smtp_transport_refused_recipient_and_dot_stuffing(pipelining: bool) -> 
     assert sink.connections == 1
 
 
-def test_smtp_transport_reconnects_when_the_peer_closed_the_cached_connection() -> None:
+@pytest.mark.parametrize("client", CLIENTS)
+def test_smtp_transport_reconnects_when_the_peer_closed_the_cached_connection(client: str) -> None:
     sink = Sink(pipelining=True)
     port = free_port()
-    transport = SMTPTransport(timeout=5)
+    transport = CLIENTS[client]()
     dest = Destination("127.0.0.1", port)
     for i in range(2):  # the second server is a new one on the same port
         ctl = Controller(sink, hostname="127.0.0.1", port=port)
@@ -246,3 +281,44 @@ def test_smtp_transport_reconnects_when_the_peer_closed_the_cached_connection() 
             ctl.stop()
     transport.close()
     assert len(sink.messages) == 2 and sink.connections == 2
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_smtp_transport_unreachable_next_hop_is_a_temporary_failure(client: str) -> None:
+    transport = CLIENTS[client]()
+    got = transport.send(Destination("127.0.0.1", free_port()), "a@example.com", ["b@example.org"], MSG)
+    transport.close()
+    assert got["b@example.org"].code == 451 and not got["b@example.org"].permanent
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_smtp_transport_uses_starttls_when_offered(tmp_path: Path, client: str) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=localhost", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "c.pem")], check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(tmp_path / "c.pem"), str(tmp_path / "k.pem"))
+    sink = TLSSink()
+    port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True)
+    ctl.start()
+    try:
+        transport = CLIENTS[client]()
+        got = transport.send(Destination("127.0.0.1", port), "a@example.com", ["b@example.org"], MSG)
+        transport.close()
+    finally:
+        ctl.stop()
+    assert got["b@example.org"].ok
+    assert sink.encrypted == [True]
+
+
+class TLSSink(Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encrypted: list[bool] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.encrypted.append(session.ssl is not None)
+        return await super().handle_DATA(server, session, envelope)

@@ -100,3 +100,69 @@ def test_metrics_reload_and_drain(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def _children(pid: int) -> dict[int, int]:
+    """The supervisor's worker processes and their nice values (queue processes run niced)."""
+    out = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                out[int(p)] = int(stat[16])
+    return out
+
+
+def test_listener_and_queue_workers_are_replaced_when_killed(tmp_path: Path) -> None:
+    """Two listener and two queue processes; SIGKILL one of each: the supervisor starts new
+    ones, the messages the dead queue process held go back to the queue, and all arrive."""
+    port, metrics = free_port(), free_port()
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(CONFIG.format(port=port, max_rcpt=5, metrics=metrics))
+    log = (tmp_path / "log").open("wb")
+    proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(cfg)], stdout=log, stderr=log,
+                            start_new_session=True)
+    new = tmp_path / "md" / "b@example.org" / "new"
+
+    def send(n: int, first: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as c:
+            for i in range(first, first + n):
+                c.sendmail("a@example.com", ["b@example.org"], f"Subject: m{i}\r\n\r\nx\r\n".encode())
+
+    try:
+        wait_port(port)
+        end = time.monotonic() + 10
+        while sorted(n > 0 for n in _children(proc.pid).values()) != [False, False, True, True] \
+                and time.monotonic() < end:
+            time.sleep(0.05)  # each queue process lowers its own priority as it starts
+        workers = _children(proc.pid)
+        queue = [p for p, nice in workers.items() if nice > 0]
+        listeners = [p for p, nice in workers.items() if nice == 0]
+        assert len(queue) == 2 and len(listeners) == 2
+        send(20, 0)
+        os.kill(queue[0], signal.SIGKILL)
+        os.kill(listeners[0], signal.SIGKILL)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            now = _children(proc.pid)
+            if sorted(n > 0 for n in now.values()) == [False, False, True, True] \
+                    and queue[0] not in now and listeners[0] not in now:
+                break
+            time.sleep(0.05)
+        assert sorted(n > 0 for n in _children(proc.pid).values()) == [False, False, True, True]
+        send(20, 20)
+        end = time.monotonic() + 20
+        while (not new.exists() or len(list(new.iterdir())) < 40) and time.monotonic() < end:
+            time.sleep(0.1)
+        subjects = {f.read_bytes().split(b"Subject: ")[1].split(b"\r\n")[0] for f in new.iterdir()}
+        assert subjects == {f"m{i}".encode() for i in range(40)}
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()

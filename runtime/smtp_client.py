@@ -1,0 +1,280 @@
+"""The gateway's outbound SMTP client on asyncio: pipelined transactions, reused connections.
+
+Why not smtplib in threads (what `transport.SMTPTransport` does for the command-line tools):
+a worker process used to run 16 delivery threads, each blocking on its connection. Every
+socket call released and re-took the GIL, so the threads, the queue runner and the listener's
+event loop spent about a third of the worker's CPU handing the GIL to each other (some 250
+futex calls per message). Here delivery runs in the queue process's event loop: waiting for
+the next hop costs nothing, and there is one thread to run Python.
+
+Behaviour matches `SMTPTransport`: one `Result` per recipient, never an exception for a
+delivery problem; MAIL, every RCPT and DATA in one write when the peer offers PIPELINING
+(RFC 2920); opportunistic STARTTLS (without certificate checks, like smtplib's default, and a
+plain retry when the TLS handshake fails); DSN parameters only to a peer that offers DSN; a
+reused connection that turns out closed is replaced once, since nothing was delivered on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import ssl
+from collections import defaultdict
+from collections.abc import Sequence
+
+from runtime.transport import Destination, Result
+
+CHUNK = 1 << 20  # bytes per write of a large body: the transport buffers at most this much
+IDLE_PER_DESTINATION = 64  # open connections kept for reuse, per next hop
+
+
+class ProtocolError(Exception):
+    """The peer's reply was not SMTP, or the connection ended in the middle of one."""
+
+
+class _Stale(Exception):
+    """A reused connection was closed before it answered anything: nothing was delivered."""
+
+
+class _Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.extensions: set[str] = set()
+
+    def usable(self) -> bool:
+        return not self.reader.at_eof() and not self.writer.is_closing()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+def _quote(address: str) -> str:
+    return f"<{address}>"
+
+
+def _text(lines: list[bytes]) -> str:
+    return b"\n".join(lines).decode("utf-8", "replace")
+
+
+class AsyncSMTPTransport:
+    """SMTP client for the gateway's event loop; `send_async` is its one operation."""
+
+    def __init__(self, timeout: float = 30.0, helo: str | None = None) -> None:
+        self.timeout = timeout
+        self.helo = helo or socket.getfqdn()
+        self._idle: dict[Destination, list[_Conn]] = defaultdict(list)
+        self._tls = ssl.create_default_context()
+        # Opportunistic TLS between MTAs: encrypt when offered, as smtplib's starttls() does
+        # by default; the peer's certificate is not what decides whether mail goes out.
+        self._tls.check_hostname = False
+        self._tls.verify_mode = ssl.CERT_NONE
+
+    # -- the wire --------------------------------------------------------------------------
+
+    async def _reply(self, conn: _Conn) -> tuple[int, str]:
+        lines: list[bytes] = []
+        async with asyncio.timeout(self.timeout):
+            while True:
+                line = await conn.reader.readline()
+                if not line.endswith(b"\n"):
+                    raise ProtocolError("connection closed in the middle of a reply")
+                if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
+                    raise ProtocolError(f"not an SMTP reply: {line[:60]!r}")
+                lines.append(line[4:].rstrip(b"\r\n"))
+                if line[3:4] != b"-":
+                    return int(line[:3]), _text(lines)
+
+    async def _drain(self, conn: _Conn) -> None:
+        async with asyncio.timeout(self.timeout):
+            await conn.writer.drain()
+
+    async def _command(self, conn: _Conn, line: str) -> tuple[int, str]:
+        conn.writer.write(line.encode("utf-8") + b"\r\n")
+        await self._drain(conn)
+        return await self._reply(conn)
+
+    async def _ehlo(self, conn: _Conn) -> None:
+        code, text = await self._command(conn, f"EHLO {self.helo}")
+        if code != 250:
+            code, text = await self._command(conn, f"HELO {self.helo}")
+            if code != 250:
+                raise ProtocolError(f"HELO refused: {code} {text}")
+            conn.extensions = set()
+            return
+        conn.extensions = {ln.split(" ", 1)[0].strip().lower() for ln in text.split("\n")[1:]}
+
+    async def _open(self, dest: Destination, tls: bool) -> _Conn:
+        async with asyncio.timeout(self.timeout):
+            reader, writer = await asyncio.open_connection(dest.host, dest.port)
+        conn = _Conn(reader, writer)
+        try:
+            code, text = await self._reply(conn)
+            if code != 220:
+                raise ProtocolError(f"greeting {code} {text}")
+            await self._ehlo(conn)
+            if tls and "starttls" in conn.extensions:
+                code, text = await self._command(conn, "STARTTLS")
+                if code != 220:
+                    raise ssl.SSLError(f"STARTTLS refused: {code} {text}")
+                async with asyncio.timeout(self.timeout):
+                    await writer.start_tls(self._tls, server_hostname=dest.host)
+                await self._ehlo(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _connect(self, dest: Destination) -> tuple[_Conn, bool]:
+        """An idle connection to `dest` (True) or a new one (False)."""
+        idle = self._idle[dest]
+        while idle:
+            conn = idle.pop()
+            if conn.usable():
+                return conn, True
+            conn.close()
+        try:
+            return await self._open(dest, tls=True), False
+        except (ssl.SSLError, ssl.CertificateError):
+            # A peer that offers STARTTLS but cannot finish it: deliver in the clear rather
+            # than not at all, as an MTA does without a policy that requires TLS.
+            return await self._open(dest, tls=False), False
+
+    def _release(self, dest: Destination, conn: _Conn) -> None:
+        idle = self._idle[dest]
+        if conn.usable() and len(idle) < IDLE_PER_DESTINATION:
+            idle.append(conn)
+        else:
+            conn.close()
+
+    # -- one message -----------------------------------------------------------------------
+
+    async def send_async(
+        self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
+        mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = (),
+    ) -> dict[str, Result]:
+        for _ in range(2):  # a second time only when a reused connection turned out closed
+            try:
+                conn, reused = await self._connect(dest)
+            except (OSError, ProtocolError, TimeoutError, ssl.SSLError) as exc:
+                return {r: Result(451, f"4.4.1 cannot connect to {dest}: {exc}") for r in rcpts}
+            try:
+                results, clean = await self._transaction(conn, reused, mail_from, rcpts, data,
+                                                         mail_options, rcpt_options)
+            except _Stale:
+                conn.close()
+                continue
+            except (OSError, ProtocolError, TimeoutError, ssl.SSLError) as exc:
+                conn.close()
+                text = str(exc) or type(exc).__name__
+                return {r: Result(451, f"4.4.2 connection to {dest} failed: {text}") for r in rcpts}
+            except BaseException:
+                conn.close()  # cancelled mid-transaction: the connection's state is unknown
+                raise
+            if clean:
+                self._release(dest, conn)
+            else:
+                conn.close()
+            return results
+        return {r: Result(451, f"4.4.2 connection to {dest} closed twice") for r in rcpts}
+
+    async def _transaction(
+        self, conn: _Conn, reused: bool, mail_from: str, rcpts: Sequence[str], data: bytes,
+        mail_options: Sequence[str], rcpt_options: Sequence[Sequence[str]],
+    ) -> tuple[dict[str, Result], bool]:
+        """(results, whether the connection is at a clean state for another message)."""
+        dsn = "dsn" in conn.extensions
+        opts = [o for o in mail_options if dsn or not o.startswith(("RET=", "ENVID="))]
+        opts = [o for o in opts if o.startswith(("BODY=", "RET=", "ENVID=", "SMTPUTF8"))]
+        ropts = [list(rcpt_options[i]) if i < len(rcpt_options) and dsn else []
+                 for i in range(len(rcpts))]
+        mail_cmd = " ".join([f"MAIL FROM:{_quote(mail_from)}", *opts])
+        rcpt_cmds = [" ".join([f"RCPT TO:{_quote(r)}", *o]) for r, o in zip(rcpts, ropts, strict=True)]
+        ascii_only = all(c.isascii() for c in (mail_cmd, *rcpt_cmds))
+        if not ascii_only and "smtputf8" not in conn.extensions:
+            # RFC 6531 3.2: an internationalized address needs a next hop that takes it.
+            return {r: Result(553, "5.6.7 the next hop does not support SMTPUTF8 addresses")
+                    for r in rcpts}, True
+        pipelined = "pipelining" in conn.extensions
+        try:
+            if pipelined:
+                conn.writer.write("".join(f"{c}\r\n" for c in (mail_cmd, *rcpt_cmds, "DATA"))
+                                  .encode("utf-8"))
+                await self._drain(conn)
+                mail_code, mail_text = await self._reply(conn)
+            else:
+                mail_code, mail_text = await self._command(conn, mail_cmd)
+        except (OSError, ProtocolError):
+            if reused:
+                raise _Stale() from None
+            raise
+        if mail_code == 421 and reused:
+            raise _Stale()
+        results: dict[str, Result] = {}
+        if mail_code != 250:
+            results = {r: Result(mail_code, mail_text) for r in rcpts}
+            if pipelined:
+                for _ in rcpt_cmds:
+                    await self._reply(conn)
+                if (await self._reply(conn))[0] == 354:  # a broken peer: end the empty message
+                    conn.writer.write(b".\r\n")
+                    await self._reply(conn)
+            return results, await self._rset(conn)
+        accepted: list[str] = []
+        for rcpt, cmd in zip(rcpts, rcpt_cmds, strict=True):
+            code, text = await self._reply(conn) if pipelined else await self._command(conn, cmd)
+            results[rcpt] = Result(code, text)
+            if code in (250, 251):
+                accepted.append(rcpt)
+        if pipelined:
+            code, text = await self._reply(conn)
+        elif accepted:
+            code, text = await self._command(conn, "DATA")
+        else:
+            code, text = 0, ""
+        if code == 354 and not accepted:  # RFC 2920 3.1: DATA went ahead of the refusals
+            conn.writer.write(b".\r\n")
+            await self._reply(conn)
+        if code != 354 or not accepted:
+            for rcpt in accepted:
+                results[rcpt] = Result(code, text)
+            return results, await self._rset(conn)
+        code, text = await self._body(conn, data)
+        for rcpt in accepted:
+            results[rcpt] = Result(code, text)
+        return results, True
+
+    async def _rset(self, conn: _Conn) -> bool:
+        with contextlib.suppress(OSError, ProtocolError, TimeoutError):
+            return (await self._command(conn, "RSET"))[0] == 250
+        return False
+
+    async def _body(self, conn: _Conn, data: bytes) -> tuple[int, str]:
+        # Spooled messages are CRLF-only (the listener refuses bare CR/LF), so dot-stuffing is
+        # the one change; a message without a line that starts with a dot goes out as it is.
+        if data.startswith(b".") or b"\n." in data:
+            data = re.sub(rb"(?m)^\.", b"..", data)
+        end = b".\r\n" if data.endswith(b"\r\n") or not data else b"\r\n.\r\n"
+        if len(data) <= CHUNK:
+            conn.writer.write(data + end)
+        else:
+            # In slices, each drained before the next: the transport copies what the socket
+            # does not take at once, and a 50 MB message must not be copied whole.
+            view = memoryview(data)
+            for start in range(0, len(view), CHUNK):
+                conn.writer.write(view[start:start + CHUNK])
+                await self._drain(conn)
+            conn.writer.write(end)
+        await self._drain(conn)
+        return await self._reply(conn)
+
+    async def aclose(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                with contextlib.suppress(Exception):
+                    conn.writer.write(b"QUIT\r\n")
+                conn.close()
+        self._idle.clear()
