@@ -193,6 +193,13 @@ def cpu_seconds(pids: list[int]) -> tuple[float, float]:
     return user / tick, system / tick
 
 
+def nice(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    except OSError:
+        return 0
+
+
 def mem(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -264,9 +271,15 @@ def main() -> int:
         procs.append(gw)
         wait_port(gw_port)
         wait_port(sink_port)
-        user0, sys0 = cpu_seconds(tree(gw.pid))
+        pids = tree(gw.pid)
+        queue = [p for p in pids[1:] if nice(p) > 0]  # queue processes run niced
+        listeners = [p for p in pids[1:] if p not in queue]
+        user0, sys0 = cpu_seconds(pids)
+        role0 = [sum(cpu_seconds(listeners)), sum(cpu_seconds(queue))]
         acc_rate, gw_rate = drive(gw_port, args.messages, args.sessions, tmp / "data" / "spool")
-        user1, sys1 = cpu_seconds(tree(gw.pid))
+        user1, sys1 = cpu_seconds(pids)
+        role_ms = [(sum(cpu_seconds(group)) - before) * 1000 / args.messages
+                   for group, before in zip((listeners, queue), role0, strict=True)]
         user_ms = (user1 - user0) * 1000 / args.messages
         sys_ms = (sys1 - sys0) * 1000 / args.messages
         cpu_ms = user_ms + sys_ms
@@ -298,6 +311,7 @@ def main() -> int:
         print(f"  CPU per message: {cpu_ms:8.2f} ms     (all gateway processes; "
               f"{2000 / cpu_ms:.0f} msg/s if 2 cores were all ours; "
               f"{user_ms:.2f} user + {sys_ms:.2f} system)")
+        print(f"                   {role_ms[0]:8.2f} ms listeners, {role_ms[1]:.2f} ms queue processes")
         if one_rate:
             print(f"gateway, workers=1: {one_rate:7.0f} msg/s  (scaling x{gw_rate / one_rate:.2f} with "
                   f"workers={(len(pids) - 1) // 2})")

@@ -128,7 +128,7 @@ def decode(blob: bytes) -> tuple[Envelope, bytes]:
     return Envelope.from_json(header), blob[end + 1 :]
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -145,6 +145,10 @@ class Spool:
         for state in (*STATES, "tmp"):
             (self.root / state).mkdir(parents=True, exist_ok=True)
         self.dir("active").mkdir(exist_ok=True)
+        # Folder names as strings for the per-message paths: building pathlib objects for
+        # every write, claim, read and removal was ~3% of a worker's CPU.
+        self._dirs = {state: str(self.dir(state)) for state in STATES}
+        self._tmp = str(self.root / "tmp")
 
     def dir(self, state: str) -> Path:
         # Each process owns a subfolder of `active`, so when one worker dies the supervisor
@@ -160,8 +164,8 @@ class Spool:
 
     def _write(self, state: str, queue_id: str, header: bytes, data: bytes,
                prefix: bytes = b"") -> Path:
-        tmp = self.root / "tmp" / f"{queue_id}.{os.getpid()}.tmp"
-        final = self.dir(state) / queue_id
+        tmp = f"{self._tmp}/{queue_id}.{os.getpid()}.tmp"
+        final = f"{self._dirs[state]}/{queue_id}"
         try:
             with open(tmp, "wb") as fh:
                 # Header and body written separately: no copy of a 50 MB body in memory.
@@ -171,12 +175,12 @@ class Spool:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
-            _fsync_dir(self.dir(state))
+            _fsync_dir(self._dirs[state])
         except OSError as exc:
             with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+                os.unlink(tmp)
             raise SpoolError(f"cannot write {state}/{queue_id}: {exc.strerror}") from exc
-        return final
+        return Path(final)
 
     def store(self, envelope: Envelope, data: bytes, state: str = "incoming", *,
               queue_id: str | None = None, prefix: bytes = b"") -> str:
@@ -196,7 +200,7 @@ class Spool:
 
     def read(self, state: str, queue_id: str) -> tuple[Envelope, bytes]:
         try:
-            with open(self.dir(state) / queue_id, "rb") as fh:
+            with open(f"{self._dirs[state]}/{queue_id}", "rb") as fh:
                 head = fh.read(len(MAGIC))
                 header = fh.readline(1 << 20)
                 # Read the body on its own so it is never copied out of a larger buffer.
@@ -213,18 +217,18 @@ class Spool:
         the message is worked on again (a duplicate, never a loss): claiming into `active`.
         """
         try:
-            os.rename(self.dir(src) / queue_id, self.dir(dst) / queue_id)
+            os.rename(f"{self._dirs[src]}/{queue_id}", f"{self._dirs[dst]}/{queue_id}")
         except FileNotFoundError:
             return False
         if durable:
-            _fsync_dir(self.dir(dst))
+            _fsync_dir(self._dirs[dst])
         return True
 
     def remove(self, state: str, queue_id: str) -> None:
         # No directory fsync: if a crash undoes the unlink, the message is delivered again
         # (counted as a duplicate), which is the accepted price of speed; never a loss.
         try:
-            os.unlink(self.dir(state) / queue_id)
+            os.unlink(f"{self._dirs[state]}/{queue_id}")
         except FileNotFoundError:
             return
 
