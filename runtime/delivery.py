@@ -155,14 +155,21 @@ class QueueRunner:
 
     # -- one message -------------------------------------------------------------------------
 
-    def process(self, queue_id: str) -> None:
-        """Handle one message already moved to `active`."""
+    def _read_active(self, queue_id: str) -> tuple[Envelope, bytes] | None:
+        """The claimed message, or None when its file is unreadable (moved to `corrupt`)."""
         try:
-            env, data = self.spool.read("active", queue_id)
+            return self.spool.read("active", queue_id)
         except CorruptEntry as exc:
             if self.spool.move(queue_id, "active", "corrupt"):
                 self.alert("corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
+            return None
+
+    def process(self, queue_id: str) -> None:
+        """Handle one message already moved to `active`."""
+        read = self._read_active(queue_id)
+        if read is None:
             return
+        env, data = read
         size = len(data)
         try:
             self._process(env, data)
@@ -519,12 +526,10 @@ class QueueRunner:
 
     async def process_async(self, queue_id: str, transport: AsyncTransport | None = None) -> None:
         """`process` for the event loop: the same outcomes, the same care for the message."""
-        try:
-            env, data = self.spool.read("active", queue_id)
-        except CorruptEntry as exc:
-            if self.spool.move(queue_id, "active", "corrupt"):
-                self.alert("corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
+        read = self._read_active(queue_id)
+        if read is None:
             return
+        env, data = read
         size = len(data)
         inline = size <= INLINE_LIMIT
         try:

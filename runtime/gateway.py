@@ -40,11 +40,11 @@ from runtime.metrics import Metrics, enable_multiprocess, reset_multiprocess
 from runtime.pipeline import Stage, build_pipeline
 from runtime.quarantine import Quarantines
 from runtime.smtp import GatewayHandler, protocol_factory, tls_context
-from runtime.smtp_client import AsyncSMTPTransport
+from runtime.smtp_client import AsyncSMTPTransport, SMTPTransport
 from runtime.spool import Spool
 from runtime.stages import StageSetupError, build_stages, load_context
 from runtime.tracking import Tracker
-from runtime.transport import DnsResolver, Resolver, SMTPTransport, Transport
+from runtime.transport import DnsResolver, Resolver, Transport
 
 log = logging.getLogger("filterlang.gateway")
 

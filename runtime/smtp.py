@@ -50,7 +50,7 @@ NUL_IN_MESSAGE = "550 5.6.0 Message contains NUL characters"
 TOO_MANY_HOPS = "554 5.4.6 Too many hops (mail loop?)"
 
 DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
-INLINE_STORE = 256 * 1024  # bytes: larger messages are written and fsync'd in a thread
+INLINE_STORE = int(__import__("os").environ.get("FL_INLINE", 256 * 1024))  # bytes: larger messages are written and fsync'd in a thread
 MAX_HOPS = 30  # Received: headers; more means a mail loop (Postfix's hopcount_limit is 50)
 
 

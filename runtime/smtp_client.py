@@ -1,14 +1,14 @@
 """The gateway's outbound SMTP client on asyncio: pipelined transactions, reused connections.
 
-Why not smtplib in threads (what `transport.SMTPTransport` does for the command-line tools):
-a worker process used to run 16 delivery threads, each blocking on its connection. Every
-socket call released and re-took the GIL, so the threads, the queue runner and the listener's
-event loop spent about a third of the worker's CPU handing the GIL to each other (some 250
-futex calls per message). Here delivery runs in the queue process's event loop: waiting for
-the next hop costs nothing, and there is one thread to run Python.
+Why asyncio, not smtplib in threads: a gateway worker used to run 16 delivery threads, each
+blocking on its connection. Every socket call released and re-took the GIL, so the threads, the
+queue runner and the listener's event loop spent about a third of the worker's CPU handing the
+GIL to each other (some 250 futex calls per message). In the gateway's queue processes this
+client runs in the process's event loop: waiting for the next hop costs nothing, and there is
+one thread to run Python. `SMTPTransport` gives the same client to blocking code (the
+command-line tools), on an event loop of each calling thread's own.
 
-Behaviour matches `SMTPTransport`: one `Result` per recipient, never an exception for a
-delivery problem; MAIL, every RCPT and DATA in one write when the peer offers PIPELINING
+One `Result` per recipient, never an exception for a delivery problem; MAIL, every RCPT and DATA in one write when the peer offers PIPELINING
 (RFC 2920); opportunistic STARTTLS (without certificate checks, like smtplib's default, and a
 plain retry when the TLS handshake fails); DSN parameters only to a peer that offers DSN; a
 reused connection that turns out closed is replaced once, since nothing was delivered on it.
@@ -21,6 +21,7 @@ import contextlib
 import re
 import socket
 import ssl
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -28,6 +29,29 @@ from runtime.transport import Destination, Result
 
 CHUNK = 1 << 20  # bytes per write of a large body: the transport buffers at most this much
 IDLE_PER_DESTINATION = 64  # open connections kept for reuse, per next hop
+
+
+def envelope_commands(
+    mail_from: str, rcpts: Sequence[str], mail_options: Sequence[str],
+    rcpt_options: Sequence[Sequence[str]], dsn: bool,
+) -> tuple[str, list[str]] | None:
+    """The MAIL command and one RCPT command per recipient, with the parameters the next hop
+    may see: BODY and SMTPUTF8 always, DSN ones (RFC 3461) only to a peer that offers DSN.
+    None when an address or parameter holds a line break (a command injection)."""
+    opts = [o for o in mail_options if dsn or not o.startswith(("RET=", "ENVID="))]
+    opts = [o for o in opts if o.startswith(("BODY=", "RET=", "ENVID=", "SMTPUTF8"))]
+    ropts = [list(rcpt_options[i]) if i < len(rcpt_options) and dsn else []
+             for i in range(len(rcpts))]
+    mail_cmd = " ".join([f"MAIL FROM:<{mail_from}>", *opts])
+    rcpt_cmds = [" ".join([f"RCPT TO:<{r}>", *o]) for r, o in zip(rcpts, ropts, strict=True)]
+    if any("\r" in c or "\n" in c for c in (mail_cmd, *rcpt_cmds)):
+        return None
+    return mail_cmd, rcpt_cmds
+
+
+BAD_ADDRESS = Result(553, "5.1.3 an address or parameter holds a line break; not sent")
+# RFC 6531 3.2: an internationalized address needs a next hop that takes it.
+NO_SMTPUTF8 = Result(553, "5.6.7 the next hop does not support SMTPUTF8 addresses")
 
 
 class ProtocolError(Exception):
@@ -50,10 +74,6 @@ class _Conn:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.writer.close()
-
-
-def _quote(address: str) -> str:
-    return f"<{address}>"
 
 
 def _text(lines: list[bytes]) -> str:
@@ -186,18 +206,14 @@ class AsyncSMTPTransport:
         mail_options: Sequence[str], rcpt_options: Sequence[Sequence[str]],
     ) -> tuple[dict[str, Result], bool]:
         """(results, whether the connection is at a clean state for another message)."""
-        dsn = "dsn" in conn.extensions
-        opts = [o for o in mail_options if dsn or not o.startswith(("RET=", "ENVID="))]
-        opts = [o for o in opts if o.startswith(("BODY=", "RET=", "ENVID=", "SMTPUTF8"))]
-        ropts = [list(rcpt_options[i]) if i < len(rcpt_options) and dsn else []
-                 for i in range(len(rcpts))]
-        mail_cmd = " ".join([f"MAIL FROM:{_quote(mail_from)}", *opts])
-        rcpt_cmds = [" ".join([f"RCPT TO:{_quote(r)}", *o]) for r, o in zip(rcpts, ropts, strict=True)]
+        commands = envelope_commands(mail_from, rcpts, mail_options, rcpt_options,
+                                     "dsn" in conn.extensions)
+        if commands is None:
+            return {r: BAD_ADDRESS for r in rcpts}, True
+        mail_cmd, rcpt_cmds = commands
         ascii_only = all(c.isascii() for c in (mail_cmd, *rcpt_cmds))
         if not ascii_only and "smtputf8" not in conn.extensions:
-            # RFC 6531 3.2: an internationalized address needs a next hop that takes it.
-            return {r: Result(553, "5.6.7 the next hop does not support SMTPUTF8 addresses")
-                    for r in rcpts}, True
+            return {r: NO_SMTPUTF8 for r in rcpts}, True
         pipelined = "pipelining" in conn.extensions
         try:
             if pipelined:
@@ -278,3 +294,37 @@ class AsyncSMTPTransport:
                     conn.writer.write(b"QUIT\r\n")
                 conn.close()
         self._idle.clear()
+
+
+class SMTPTransport:
+    """The same client for blocking callers: each thread drives its own event loop, so each
+    thread keeps its own connections (reused from one message to the next)."""
+
+    def __init__(self, timeout: float = 30.0, helo: str | None = None) -> None:
+        self.timeout = timeout
+        self.helo = helo
+        self._local = threading.local()
+
+    def _client(self) -> tuple[asyncio.AbstractEventLoop, AsyncSMTPTransport]:
+        state = getattr(self._local, "state", None)
+        if state is None:
+            state = self._local.state = (asyncio.new_event_loop(),
+                                         AsyncSMTPTransport(self.timeout, self.helo))
+        return state
+
+    def send(
+        self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
+        mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = (),
+    ) -> dict[str, Result]:
+        loop, client = self._client()
+        return loop.run_until_complete(
+            client.send_async(dest, mail_from, rcpts, data, mail_options, rcpt_options))
+
+    def close(self) -> None:
+        """Close the calling thread's connections."""
+        state = getattr(self._local, "state", None)
+        if state is not None:
+            loop, client = state
+            loop.run_until_complete(client.aclose())
+            loop.close()
+            self._local.state = None

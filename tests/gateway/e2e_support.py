@@ -21,8 +21,9 @@ from cryptography.hazmat.primitives import serialization
 from runtime.config import load_config
 from runtime.delivery import QueueRunner
 from runtime.gateway import make_runner
+from runtime.smtp_client import SMTPTransport
 from runtime.stages import build_stages
-from runtime.transport import Destination, SMTPTransport, StaticResolver
+from runtime.transport import Destination, StaticResolver
 from smime.keystore import KeyStore, open_keystore
 from tests.smime.pki import Issued, issue
 

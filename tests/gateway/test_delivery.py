@@ -18,10 +18,10 @@ from aiosmtpd.controller import Controller
 from runtime.config import Delivery
 from runtime.delivery import QueueRunner
 from runtime.dsn import RecipientStatus, build_dsn
-from runtime.smtp_client import AsyncSMTPTransport
+from runtime.smtp_client import AsyncSMTPTransport, SMTPTransport
 from runtime.spool import Envelope, Spool
 from runtime.tracking import Tracker
-from runtime.transport import Destination, MemoryTransport, Result, SMTPTransport, StaticResolver
+from runtime.transport import Destination, MemoryTransport, Result, StaticResolver
 
 MSG = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hello\r\n\r\nsecret body\r\n"
 ENC = (b"From: a@example.com\r\nSubject: enc\r\nMIME-Version: 1.0\r\n"
@@ -196,9 +196,8 @@ class Sink:
 
 
 class AsyncClient:
-    """The gateway's asyncio client behind the blocking transport's interface, so both are
-    held to the same tests. Its loop runs only inside send(), as the gateway's would not:
-    a connection the peer closed meanwhile is found out on use, the hardest case."""
+    """The gateway's asyncio client, driven by the test: its loop runs only inside send(), as
+    the gateway's would not, so a connection the peer closed meanwhile is found out on use."""
 
     def __init__(self, timeout: float) -> None:
         self.loop = asyncio.new_event_loop()
@@ -216,7 +215,7 @@ class AsyncClient:
 
 
 CLIENTS: dict[str, Callable[[], SMTPTransport | AsyncClient]] = {
-    "smtplib": lambda: SMTPTransport(timeout=5),
+    "blocking": lambda: SMTPTransport(timeout=5),
     "asyncio": lambda: AsyncClient(timeout=5),
 }
 
@@ -322,3 +321,23 @@ class TLSSink(Sink):
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         self.encrypted.append(session.ssl is not None)
         return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_smtp_transport_never_sends_a_line_break_inside_a_command(client: str) -> None:
+    sink = Sink(pipelining=True)
+    port = free_port()
+    ctl = Controller(sink, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        transport = CLIENTS[client]()
+        dest = Destination("127.0.0.1", port)
+        got = transport.send(dest, "a@example.com", ["b@example.org>\r\nRCPT TO:<evil@example.net"], MSG)
+        after = transport.send(dest, "a@example.com", ["c@example.org"], MSG)
+        transport.close()
+    finally:
+        ctl.stop()
+    [(rcpt, result)] = got.items()
+    assert result.code == 553 and result.permanent
+    assert after["c@example.org"].ok
+    assert [m[1] for m in sink.messages] == [["c@example.org"]]

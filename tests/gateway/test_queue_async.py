@@ -15,10 +15,10 @@ from runtime.config import Delivery
 from runtime.delivery import QueueRunner
 from runtime.doorbell import Doorbell
 from runtime.pipeline import InFlight
-from runtime.smtp_client import AsyncSMTPTransport
+from runtime.smtp_client import AsyncSMTPTransport, SMTPTransport
 from runtime.spool import Envelope, Spool
 from runtime.tracking import Tracker
-from runtime.transport import MemoryTransport, SMTPTransport
+from runtime.transport import MemoryTransport
 
 from .test_delivery import MSG, Clock, Sink, free_port
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import smtplib
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from .test_noloss import free_port, wait_port
@@ -34,6 +36,20 @@ port = {metrics}
 """
 
 
+@contextlib.contextmanager
+def serving(cfg: Path, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`filterlang serve -c cfg` for the test's duration; killed if the test did not stop it."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(cfg)], stdout=log, stderr=log,
+                                start_new_session=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
 def rcpt_reply(port: int, n: int) -> int:
     with smtplib.SMTP("127.0.0.1", port, timeout=5) as c:
         c.ehlo()
@@ -47,10 +63,7 @@ def test_metrics_reload_and_drain(tmp_path: Path) -> None:
     port, metrics = free_port(), free_port()
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(CONFIG.format(port=port, max_rcpt=2, metrics=metrics))
-    log = (tmp_path / "log").open("wb")
-    proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(cfg)], stdout=log, stderr=log,
-                            start_new_session=True)
-    try:
+    with serving(cfg, tmp_path / "log") as proc:
         wait_port(port)
         with smtplib.SMTP("127.0.0.1", port, timeout=5) as c:
             c.sendmail("a@example.com", ["b@example.org"], b"Subject: m\r\n\r\nx\r\n")
@@ -95,11 +108,6 @@ def test_metrics_reload_and_drain(tmp_path: Path) -> None:
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 def _children(pid: int) -> dict[int, int]:
@@ -122,9 +130,6 @@ def test_listener_and_queue_workers_are_replaced_when_killed(tmp_path: Path) -> 
     port, metrics = free_port(), free_port()
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(CONFIG.format(port=port, max_rcpt=5, metrics=metrics))
-    log = (tmp_path / "log").open("wb")
-    proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(cfg)], stdout=log, stderr=log,
-                            start_new_session=True)
     new = tmp_path / "md" / "b@example.org" / "new"
 
     def send(n: int, first: int) -> None:
@@ -132,7 +137,7 @@ def test_listener_and_queue_workers_are_replaced_when_killed(tmp_path: Path) -> 
             for i in range(first, first + n):
                 c.sendmail("a@example.com", ["b@example.org"], f"Subject: m{i}\r\n\r\nx\r\n".encode())
 
-    try:
+    with serving(cfg, tmp_path / "log") as proc:
         wait_port(port)
         end = time.monotonic() + 10
         while sorted(n > 0 for n in _children(proc.pid).values()) != [False, False, True, True] \
@@ -161,8 +166,3 @@ def test_listener_and_queue_workers_are_replaced_when_killed(tmp_path: Path) -> 
         assert subjects == {f"m{i}".encode() for i in range(40)}
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
