@@ -1,12 +1,13 @@
 """Gateway throughput and memory, against the floor of a bare durable aiosmtpd listener.
 
     python bench/gateway.py [--config gateway.toml] [--messages 5000] [--sessions 10]
-                            [--no-stages] [--no-scaling]
+                            [--rounds 3] [--no-stages] [--no-scaling]
 
 Drives Postfix's `smtp-source` (4 KB messages) at (1) `filterlang serve` delivering to
 `smtp-sink` and (2) a bare aiosmtpd listener that only writes + fsyncs each message (file and
-directory) with the same number of sessions, and prints msg/s for both, the ratio, the peak
-memory of the gateway's processes, and the peak-memory rise for one 50 MB message.
+directory) with the same number of sessions, and prints msg/s for both (the best of --rounds
+runs each), the ratio, the peak memory of the gateway's processes, and the peak-memory rise
+for one 50 MB message.
 
 By default the gateway runs 50 realistic message filters and signs every message with
 RSA-2048 (bench/gateway_stages.py, plugged in through `make_runner(stages=...)`); --no-stages
@@ -104,6 +105,12 @@ retention_days = 1
 relay = "127.0.0.1:{sink}"
 """
 SIGN_FILTER = "sign_everything: if true { smime-gateway-deferred('sign'); }\n"
+
+
+def default_workers() -> int:
+    from runtime.gateway import default_workers as workers
+
+    return workers()
 
 
 def write_real_setup(folder: Path) -> None:
@@ -216,9 +223,14 @@ def main() -> int:
     ap.add_argument("--hook-stages", action="store_true",
                     help="the same work through make_runner(stages=...) (bench/gateway_stages.py) "
                          "instead of the configuration")
-    ap.add_argument("--no-scaling", action="store_true", help="skip the 1-worker run")
+    ap.add_argument("--no-scaling", action="store_true",
+                    help="skip the run with twice the default number of processes")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="runs of the gateway and of the floor; the best of each is reported")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # internal: the gateway
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if args.serve:
         from gateway_stages import serve_with_stages
 
@@ -238,20 +250,22 @@ def main() -> int:
         sink_port, gw_port, bare_port = free_port(), free_port(), free_port()
         user = ["-u", "nobody"] if os.geteuid() == 0 else []
         procs.append(subprocess.Popen(["smtp-sink", *user, f"127.0.0.1:{sink_port}", "1000"]))
-        one_rate = 0.0
+        more_rate = 0.0
+        more = 2 * default_workers()
         if not args.no_scaling:
-            # Scaling with cores: the same load against one worker process first.
-            one_cfg = tmp / "one.toml"
-            one_cfg.write_text(template.format(port=gw_port, sink=sink_port, workers=1)
-                               .replace('data_dir = "data"', 'data_dir = "data1"'))
-            one = subprocess.Popen(serve_cmd(one_cfg, hook),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                   start_new_session=True)
+            # The same load against twice the default number of processes first: what more
+            # processes than cores would give.
+            more_cfg = tmp / "more.toml"
+            more_cfg.write_text(template.format(port=gw_port, sink=sink_port, workers=more)
+                                .replace('data_dir = "data"', 'data_dir = "data1"'))
+            extra = subprocess.Popen(serve_cmd(more_cfg, hook),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
             wait_port(gw_port)
             wait_port(sink_port)
-            _, one_rate = drive(gw_port, args.messages, args.sessions, tmp / "data1" / "spool")
-            os.killpg(one.pid, signal.SIGTERM)
-            one.wait(60)
+            _, more_rate = drive(gw_port, args.messages, args.sessions, tmp / "data1" / "spool")
+            os.killpg(extra.pid, signal.SIGTERM)
+            extra.wait(60)
             gw_port = free_port()
         text = template.format(port=gw_port, sink=sink_port, workers=0)
         if args.config:
@@ -272,16 +286,26 @@ def main() -> int:
         wait_port(gw_port)
         wait_port(sink_port)
         pids = tree(gw.pid)
-        queue = [p for p in pids[1:] if nice(p) > 0]  # queue processes run niced
+        for _ in range(100):  # each queue process lowers its own priority as it starts
+            queue = [p for p in pids[1:] if nice(p) > 0]  # queue processes run niced
+            if 2 * len(queue) == len(pids) - 1:
+                break
+            time.sleep(0.05)
         listeners = [p for p in pids[1:] if p not in queue]
-        user0, sys0 = cpu_seconds(pids)
-        role0 = [sum(cpu_seconds(listeners)), sum(cpu_seconds(queue))]
-        acc_rate, gw_rate = drive(gw_port, args.messages, args.sessions, tmp / "data" / "spool")
-        user1, sys1 = cpu_seconds(pids)
-        role_ms = [(sum(cpu_seconds(group)) - before) * 1000 / args.messages
-                   for group, before in zip((listeners, queue), role0, strict=True)]
-        user_ms = (user1 - user0) * 1000 / args.messages
-        sys_ms = (sys1 - sys0) * 1000 / args.messages
+        # Best of `rounds` runs for the gateway and for the floor alike: on a shared machine a
+        # single run measures the neighbours as much as the code.
+        acc_rate = gw_rate = 0.0
+        for _ in range(args.rounds):
+            user0, sys0 = cpu_seconds(pids)
+            role0 = [sum(cpu_seconds(listeners)), sum(cpu_seconds(queue))]
+            acc, rate = drive(gw_port, args.messages, args.sessions, tmp / "data" / "spool")
+            user1, sys1 = cpu_seconds(pids)
+            if rate > gw_rate:
+                acc_rate, gw_rate = acc, rate
+                role_ms = [(sum(cpu_seconds(group)) - before) * 1000 / args.messages
+                           for group, before in zip((listeners, queue), role0, strict=True)]
+                user_ms = (user1 - user0) * 1000 / args.messages
+                sys_ms = (sys1 - sys0) * 1000 / args.messages
         cpu_ms = user_ms + sys_ms
         deferred = len(os.listdir(tmp / "data" / "spool" / "deferred"))
         pids = tree(gw.pid)
@@ -300,7 +324,9 @@ def main() -> int:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(bare)
         wait_port(bare_port)
-        bare_rate, _ = drive(bare_port, args.messages, args.sessions)
+        bare0 = sum(cpu_seconds([bare.pid]))
+        bare_rate = max(drive(bare_port, args.messages, args.sessions)[0] for _ in range(args.rounds))
+        bare_ms = (sum(cpu_seconds([bare.pid])) - bare0) * 1000 / (args.messages * args.rounds)
 
         work = ("no filters, no signing" if not stages else "50 message filters + RSA-2048 signing"
                 + (" via make_runner(stages=...)" if hook else " from the configuration"))
@@ -312,10 +338,10 @@ def main() -> int:
               f"{2000 / cpu_ms:.0f} msg/s if 2 cores were all ours; "
               f"{user_ms:.2f} user + {sys_ms:.2f} system)")
         print(f"                   {role_ms[0]:8.2f} ms listeners, {role_ms[1]:.2f} ms queue processes")
-        if one_rate:
-            print(f"gateway, workers=1: {one_rate:7.0f} msg/s  (scaling x{gw_rate / one_rate:.2f} with "
-                  f"workers={(len(pids) - 1) // 2})")
-        print(f"bare fsync floor:  {bare_rate:8.0f} msg/s")
+        if more_rate:
+            print(f"gateway, workers={more}: {more_rate:7.0f} msg/s  ({more} listener + {more} queue "
+                  f"processes; the default has {(len(pids) - 1) // 2} of each)")
+        print(f"bare fsync floor:  {bare_rate:8.0f} msg/s  (CPU per message: {bare_ms:.2f} ms)")
         print(f"ratio:             {gw_rate / bare_rate:8.2f}  (target >= 0.80; and >= 1000 msg/s)")
         print(f"peak memory:       {peak / 2**20:8.1f} MiB per process, {total / 2**20:.1f} MiB all processes")
         print(f"50 MB message:     peak memory rise {rise / 2**20:.1f} MiB "

@@ -3,7 +3,7 @@
 Design (why): Python runs one core per process, so throughput grows with cores only with
 several processes. The supervisor binds every listening socket once, recovers the spool (gives
 `active` files of a crashed run back to `incoming`), then forks `workers` listener processes
-and as many queue processes (default: one of each per core). A listener runs an asyncio
+and as many queue processes (default: one of each per two cores). A listener runs an asyncio
 aiosmtpd server on the inherited sockets (the kernel spreads connections), makes each message
 durable and rings the doorbell (runtime/doorbell.py) with its queue id. A queue process claims
 messages, runs the pipeline and delivers, in one event loop (runtime/smtp_client.py), at a
@@ -225,6 +225,13 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
         os._exit(code)
 
 
+def default_workers() -> int:
+    """Listener (and queue) processes for `workers = 0`: one of each per two cores, so there
+    are as many processes as cores. On 2 cores, 1 + 1 delivered as much as 2 + 2 on a quiet
+    machine and more on a busy one (bench/gateway.py), with half the processes switching."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 class Supervisor:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -252,13 +259,13 @@ class Supervisor:
         return pid
 
     def _spawn(self, config: GatewayConfig, doorbell: Doorbell) -> dict[int, str]:
-        """`workers` listener processes and as many queue processes (default: one per core).
+        """`workers` listener processes and as many queue processes (default_workers()).
 
         Why two kinds: a process that both answers SMTP and runs filters and signing makes
         every session wait while it signs, and threads in one process spend their time
         handing the GIL to each other. Split, like Postfix's smtpd and its queue manager,
         each is one thread in one event loop, and the kernel shares the cores."""
-        n = config.workers or os.cpu_count() or 1
+        n = config.workers or default_workers()
         pids = {self._fork(config, LISTENER, doorbell, serve_metrics=(i == 0)): LISTENER
                 for i in range(n)}
         pids.update({self._fork(config, QUEUE, doorbell): QUEUE for _ in range(n)})
