@@ -44,6 +44,9 @@ _BINARY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _DESCRIPTION = re.compile(r"^ ?description:[ \t]*(.*?)\s*$")
 
 
+_IDLE = Context("<string>", "")
+
+
 class _Parser:
     """The compiled grammar plus its inline builder; Lark objects are not re-entrant."""
 
@@ -71,6 +74,11 @@ class _Parser:
             return self.fast.parse(chunk.text), ctx, None
         except (LarkError, TooDeepError) as exc:
             return None, ctx, exc
+        finally:
+            # The context holds every filter built (``done``): left on the shared builder, the
+            # last file's whole tree would stay alive until the next parse, and the cyclic
+            # collector would scan it when the front end turns it back on.
+            self.builder.ctx = _IDLE
 
     def run(self, chunk: Chunk) -> tuple[list[Filter] | None, Context]:
         """Parse one chunk; on failure the context holds the one syntax diagnostic."""
