@@ -207,6 +207,18 @@ def _reducer(
     return generic
 
 
+class _Accept:
+    """The action of the end state on ``$END``: the parse is complete."""
+
+
+# A row maps each symbol to its action, by the action's class: a dict is a shift (or the goto of
+# a nonterminal) to that row, a str a single-child reduction to that nonterminal (the value
+# stays), a tuple any other reduction (see _Reduce), _ACCEPT the end. Rows stand for states on
+# the stack, so neither a shift nor a goto needs a second lookup to find its row.
+_Row = dict[str, Any]
+_ACCEPT = _Accept()
+
+
 class FastParser:
     """Tokenize with one regex and run the LALR table directly."""
 
@@ -223,24 +235,30 @@ class FastParser:
         for name, index in self.master.groupindex.items():
             self.kinds[index] = name
         self.lexer_callbacks = lexer_callbacks
+        # The callbacks by group index: a list lookup per token instead of a dict probe.
+        self.hooks = [lexer_callbacks.get(kind) for kind in self.kinds]
+        self.comment = self.master.groupindex["COMMENT"]
         inner = lark.parser.parser.parser  # ParsingFrontend -> LALR_Parser -> _Parser
         table = inner.parse_table
-        self.start = table.start_states["start"]
-        self.end = table.end_states["start"]
         callbacks = _direct_callbacks(inner.callbacks, builder)
         reduces: dict[Any, _Reduce] = {}
-        self.states: dict[int, dict[str, Any]] = {}
+        rows: dict[int, _Row] = {state: {} for state in table.states}
         for state, actions in table.states.items():
-            row: dict[str, Any] = {}
+            row = rows[state]
             # Plain str keys: Lark's symbols are Token objects, whose __eq__ is slow.
             for symbol, (action, arg) in actions.items():
                 if action.name == "Shift":
-                    row[str(symbol)] = arg
-                else:
-                    if arg not in reduces:
-                        reduces[arg] = (len(arg.expansion), str(arg.origin.name), callbacks[arg])
-                    row[str(symbol)] = reduces[arg]
-            self.states[state] = row
+                    row[str(symbol)] = rows[arg]
+                    continue
+                if arg not in reduces:
+                    reduces[arg] = (len(arg.expansion), str(arg.origin.name), callbacks[arg])
+                size, origin, callback = reduces[arg]
+                row[str(symbol)] = origin if callback is None else reduces[arg]
+        self.start = rows[table.start_states["start"]]
+        end = rows[table.end_states["start"]]
+        if end:
+            raise ValueError("the LALR end state is expected to have no actions")
+        end["$END"] = _ACCEPT
 
     def parse(self, text: str) -> Any:
         """The value of the start rule (the builder's filter list).
@@ -249,17 +267,16 @@ class FastParser:
         token, so there is one regex call per token and the line counter only looks at that
         prefix. The table walk is Lark's ``ParserState.feed_token`` without the generality.
         """
-        states = self.states
         match = self.master.match
         keywords = self.keywords
         kinds = self.kinds
-        callbacks = self.lexer_callbacks
-        end_state = self.end
-        state_stack = [self.start]
-        value_stack: list[Any] = []
-        push_state = state_stack.append
-        push_value = value_stack.append
-        row = states[self.start]
+        hooks = self.hooks
+        comment = self.comment
+        row = self.start
+        stack: list[_Row] = [row]
+        values: list[Any] = []
+        push_row = stack.append
+        push_value = values.append
         pos, line, line_start, length = 0, 1, 0, len(text)
         tok: Tok | None = None
         new_token = tuple.__new__
@@ -291,41 +308,40 @@ class FastParser:
                 col = start - line_start + 1
                 # Tokens never span lines (strings and comments stop at a line break).
                 tok = new_token(FastToken, (kind, value, start, line, col, line, col + end - start, end))
-                if kind in callbacks:  # brackets (depth limits) and comments (kept aside)
-                    tok = callbacks[kind](tok)
-                    if kind == "COMMENT":
+                hook = hooks[index]
+                if hook is not None:  # brackets (depth limits) and comments (kept aside)
+                    tok = hook(tok)
+                    if index == comment:
                         continue
             while True:
                 try:
                     action = row[kind]
                 except KeyError:
                     raise UnexpectedToken(lark_token(tok), _expected(row)) from None
-                if action.__class__ is int:
-                    push_state(action)
+                cls = action.__class__
+                if cls is dict:
+                    push_row(action)
                     push_value(tok)
-                    row = states[action]
+                    row = action
                     break
-                size, origin, reduce = action
-                if reduce is None:
+                if cls is str:
                     # A single-child rule whose value is its child: only the state changes.
-                    goto = states[state_stack[-2]][origin]
-                    if kind == "$END" and goto == end_state:
-                        return value_stack[-1]
-                    state_stack[-1] = goto
-                    row = states[goto]
+                    row = stack[-2][action]
+                    stack[-1] = row
                     continue
-                if size:
-                    children = value_stack[-size:]
-                    del state_stack[-size:]
-                    del value_stack[-size:]
-                else:
-                    children = []
-                push_value(reduce(children))
-                goto = states[state_stack[-1]][origin]
-                if kind == "$END" and goto == end_state:
-                    return value_stack[-1]
-                push_state(goto)
-                row = states[goto]
+                if cls is tuple:
+                    size, origin, reduce = action
+                    if size:
+                        children = values[-size:]
+                        del stack[-size:]
+                        del values[-size:]
+                    else:
+                        children = []
+                    push_value(reduce(children))
+                    row = stack[-1][origin]
+                    push_row(row)
+                    continue
+                return values[-1]  # _ACCEPT
 
     @staticmethod
     def _bad_character(text: str, pos: int, line: int, line_start: int) -> UnexpectedCharacters:
