@@ -36,6 +36,7 @@ from filterlang.ast import (
     Statement,
     String,
     make_span,
+    slot_maker,
 )
 from filterlang.diagnostics import Diagnostic, Severity
 
@@ -46,6 +47,19 @@ MAX_ARGS = 1000
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
 _ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 _SIZE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+# The nodes as the builder makes them: every field in order, spans last (see slot_maker).
+_string = slot_maker(String)
+_number = slot_maker(Number)
+_size = slot_maker(Size)
+_list_lit = slot_maker(ListLit)
+_rule_test = slot_maker(RuleTest)
+_not = slot_maker(Not)
+_group = slot_maker(Group)
+_bool_op = slot_maker(BoolOp)
+_action_call = slot_maker(ActionCall)
+_if = slot_maker(If)
+_filter = slot_maker(Filter)
 
 
 def unescape(raw: str) -> str:
@@ -78,7 +92,6 @@ class FastToken(NamedTuple):
 
 
 Tok = Token | FastToken
-_TOKENS = (Token, FastToken)
 
 
 def lark_token(tok: Tok) -> Token:
@@ -114,25 +127,28 @@ class Context:
     done: list[Filter] = field(factory=list)
     done_line: int = 0
 
-    def span(self, first: Any, last: Any) -> Span:
-        """The span from the start of ``first`` to the end of ``last`` (tokens or nodes)."""
-        # Lark always fills token positions; its stubs only say they may be None.
-        cls = first.__class__
-        if cls is FastToken or cls is Token:
-            line, col = (first.line or 0) + self.line_offset, first.column or 0
-        else:
-            line, col = first.span.line, first.span.col
-        cls = last.__class__
-        if cls is FastToken or cls is Token:
-            end_line, end_col = (last.end_line or 0) + self.line_offset, last.end_column or 0
-        else:
-            end_line, end_col = last.span.end_line, last.span.end_col
-        return make_span(self.path, line, col, end_line, end_col)
+    # Spans of tokens and nodes, one method per case (each reduction knows its case): they
+    # are the parser's most numerous objects, so these are kept short.
 
     def token_span(self, tok: Tok) -> Span:
-        """The span of one token (the common case, kept short because it is hot)."""
+        """The span of one token."""
         off = self.line_offset
         return make_span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
+
+    def tokens_span(self, first: Tok, last: Tok) -> Span:
+        """The span from the start of token ``first`` to the end of token ``last``."""
+        off = self.line_offset
+        return make_span(self.path, first.line + off, first.column, last.end_line + off, last.end_column)  # type: ignore[operator, arg-type]
+
+    def token_node_span(self, first: Tok, last: Any) -> Span:
+        """The span from the start of token ``first`` to the end of node ``last``."""
+        end = last.span
+        return make_span(self.path, first.line + self.line_offset, first.column, end.end_line, end.end_col)  # type: ignore[operator, arg-type]
+
+    def nodes_span(self, first: Any, last: Any) -> Span:
+        """The span from the start of node ``first`` to the end of node ``last``."""
+        start, end = first.span, last.span
+        return make_span(self.path, start.line, start.col, end.end_line, end.end_col)
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         """Record a syntax-level diagnostic found while building."""
@@ -218,46 +234,45 @@ class Builder(Transformer[Token, Any]):
         """A STRING, NUMBER or SIZE token as a literal node."""
         span = self.ctx.token_span(tok)
         value = tok.value
-        if tok.type == "STRING":
+        kind = tok.type
+        if kind == "STRING":
             raw = value[1:-1]
-            return String(unescape(raw), raw, value[0], span=span)
-        if tok.type == "SIZE":
-            return Size(int(value[:-1]) * _SIZE_UNITS[value[-1].lower()], value, span=span)
+            return _string(unescape(raw) if "\\" in raw else raw, raw, value[0], span)
+        if kind == "SIZE":
+            return _size(int(value[:-1]) * _SIZE_UNITS[value[-1].lower()], value, span)
         number: int | float = float(value) if "." in value else int(value)
-        return Number(number, value, span=span)
+        return _number(number, value, span)
 
     def make_args(self, items: list[Any]) -> tuple[Arg, ...]:
         literal = self.literal
         return tuple([i if i.__class__ is ListLit else literal(i) for i in items])
 
     def list_lit(self, c: list[Any]) -> ListLit:
-        items = tuple(self.literal(t) for t in c[1:-1])
-        return ListLit(items, span=self.ctx.span(c[0], c[-1]))  # type: ignore[arg-type]
+        items = tuple([self.literal(t) for t in c[1:-1]])
+        return _list_lit(items, self.ctx.tokens_span(c[0], c[-1]))
 
     # --- conditions -----------------------------------------------------------------------
 
     def rule_test(self, c: list[Any]) -> RuleTest:
+        # `name`, `name ( args )`, `name CMP operand`, `name ( args ) CMP operand`: whatever
+        # follows the name is a token, and the last child is either `)` or the operand.
         name = c[0]
+        ctx = self.ctx
+        name_span = ctx.token_span(name)
+        size = len(c)
         args: tuple[Arg, ...] | None = None
-        i = 1
-        if i < len(c) and isinstance(c[i], _TOKENS) and c[i].type == "LPAR":
-            close = i + 1
-            while not (isinstance(c[close], _TOKENS) and c[close].type == "RPAR"):
-                close += 1
-            args = self.make_args(c[i + 1 : close])
-            i = close + 1
-        comparator = operand = None
-        if i < len(c):
-            comparator = c[i].value
-            operand = self.literal(c[i + 1])
-        return RuleTest(
-            name.value.lower(),
-            args,
-            comparator,
-            operand,
-            name_span=self.ctx.token_span(name),
-            span=self.ctx.span(name, c[-1] if operand is None else operand),
-        )
+        if size > 1 and c[1].type == "LPAR":
+            close = size - 1 if c[-1].type == "RPAR" else size - 3
+            args = self.make_args(c[2:close])
+        if size == 1:
+            span = name_span
+        elif c[-1].type == "RPAR":
+            span = ctx.tokens_span(name, c[-1])
+        else:
+            operand = self.literal(c[-1])
+            span = ctx.token_node_span(name, operand)
+            return _rule_test(name.value.lower(), args, c[-2].value, operand, name_span, span)
+        return _rule_test(name.value.lower(), args, None, None, name_span, span)
 
     def _depth(self, node: Condition) -> int:
         return self.ctx.depth.get(id(node), 0)
@@ -277,11 +292,12 @@ class Builder(Transformer[Token, Any]):
 
     def negation(self, c: list[Any]) -> Condition:
         operand = c[1]
-        return self._nest(Not(operand, span=self.ctx.span(c[0], operand)), self._depth(operand) + 1)
+        node = _not(operand, self.ctx.token_node_span(c[0], operand))
+        return self._nest(node, self._depth(operand) + 1)
 
     def group(self, c: list[Any]) -> Condition:
         inner = c[1]
-        return self._nest(Group(inner, span=self.ctx.span(c[0], c[2])), self._depth(inner) + 1)
+        return self._nest(_group(inner, self.ctx.tokens_span(c[0], c[2])), self._depth(inner) + 1)
 
     def _chain(self, op: str, c: list[Condition]) -> Condition:
         # Chains group from the left (reference 3.3): fold iteratively, never recursively.
@@ -289,7 +305,7 @@ class Builder(Transformer[Token, Any]):
         depth = self._depth(left)
         for right in c[1:]:
             depth = max(depth, self._depth(right)) + 1
-            node = BoolOp(op, left, right, span=self.ctx.span(left, right))  # type: ignore[arg-type]
+            node = _bool_op(op, left, right, self.ctx.nodes_span(left, right))
             left = self._nest(node, depth)
         return left
 
@@ -303,11 +319,12 @@ class Builder(Transformer[Token, Any]):
 
     def action(self, c: list[Any]) -> ActionCall:
         name = c[0]
-        return ActionCall(
+        ctx = self.ctx
+        return _action_call(
             name.value.lower(),
-            self.make_args(c[2:-2]),
-            name_span=self.ctx.token_span(name),
-            span=self.ctx.span(name, c[-2]),
+            self.make_args(c[2:-2]) if len(c) > 4 else (),
+            ctx.token_span(name),
+            ctx.tokens_span(name, c[-2]),
         )
 
     def block(self, c: list[Any]) -> tuple[tuple[Statement, ...], Tok]:
@@ -319,18 +336,28 @@ class Builder(Transformer[Token, Any]):
         if len(c) > 3:
             else_, end = c[4]
         self.ctx.depth.clear()
-        return If(c[1], then, else_, span=self.ctx.span(c[0], end))
+        return _if(c[1], then, else_, self.ctx.tokens_span(c[0], end))
 
     # --- filters --------------------------------------------------------------------------
 
-    def make_filter(self, first: Tok, name: Tok, state: Tok, body: If, **meta: Any) -> Filter:
-        return Filter(
+    def make_filter(
+        self,
+        first: Tok,
+        name: Tok,
+        state: Tok,
+        body: If,
+        description: str | None = None,
+        content: ContentMeta | None = None,
+    ) -> Filter:
+        ctx = self.ctx
+        return _filter(
             name.value,
             state.type == "ACTIVE",
             body,
-            name_span=self.ctx.token_span(name),
-            span=self.ctx.span(first, body),
-            **meta,
+            description,
+            content,
+            ctx.token_span(name),
+            ctx.token_node_span(first, body),
         )
 
     def message_filter(self, c: list[Any]) -> Filter | None:
