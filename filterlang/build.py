@@ -12,7 +12,7 @@ reference 3.2) and marks the filter so the parser can leave it out of the script
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Any, Final
 
 from attrs import define, field
 from lark import Token, Transformer
@@ -69,43 +69,41 @@ def unescape(raw: str) -> str:
     return _ESCAPE_RE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), raw)
 
 
-class FastToken(NamedTuple):
-    """A token as the fast driver makes it: Lark's ``Token`` fields in a plain tuple.
-
-    Made with ``tuple.__new__`` it costs a third of a Lark ``Token`` (whose constructor sets
-    eight slots in Python), and tokens are the most numerous objects of a parse. The builder
-    reads only these fields, so it takes either kind.
-    """
-
-    type: str
-    value: str
-    start_pos: int
-    line: int
-    column: int
-    end_line: int
-    end_column: int
-    end_pos: int
-
-    def as_lark(self) -> Token:
-        """The same token as Lark's class (for Lark's exceptions and the error translator)."""
-        return Token(self.type, self.value, *self[2:])
+# A token as the builder sees it: a plain tuple of Lark's ``Token`` fields in Lark's order.
+# Tokens are the most numerous objects of a parse: a tuple costs a fraction of a Lark ``Token``
+# (whose constructor sets eight slots in Python) or of a named tuple (made by copying a tuple),
+# and a field read by constant index is the cheapest read there is.
+Tok = tuple[str, str, int, int, int, int, int, int]
+TYPE: Final = 0
+VALUE: Final = 1
+START: Final = 2  # offset of the first character
+LINE: Final = 3
+COL: Final = 4
+END_LINE: Final = 5
+END_COL: Final = 6  # exclusive
+END: Final = 7  # offset after the last character
 
 
-Tok = Token | FastToken
+def lark_token(tok: Tok | Token) -> Token:
+    """``tok`` as a Lark ``Token`` (for Lark's exceptions and the error translator)."""
+    return tok if isinstance(tok, Token) else Token(*tok)
 
 
-def lark_token(tok: Tok) -> Token:
-    """``tok`` as a Lark ``Token``."""
-    return tok.as_lark() if isinstance(tok, FastToken) else tok
+def token_tuple(tok: Token) -> Tok:
+    """A Lark ``Token`` as the builder's tuple (for a parse driven by Lark itself)."""
+    return (
+        tok.type, tok.value, tok.start_pos, tok.line, tok.column, tok.end_line, tok.end_column,
+        tok.end_pos,
+    )  # type: ignore[return-value]  # Lark's stubs say the positions may be None
 
 
 class TooDeepError(Exception):
     """Raised from the lexer when brackets nest past the limit, before the stack can grow."""
 
-    def __init__(self, token: Tok) -> None:
-        token = lark_token(token)
-        super().__init__(token)
-        self.token = token
+    def __init__(self, token: Tok | Token) -> None:
+        lark = lark_token(token)
+        super().__init__(lark)
+        self.token = lark
 
 
 @define
@@ -133,17 +131,17 @@ class Context:
     def token_span(self, tok: Tok) -> Span:
         """The span of one token."""
         off = self.line_offset
-        return make_span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
+        return make_span(self.path, tok[LINE] + off, tok[COL], tok[END_LINE] + off, tok[END_COL])
 
     def tokens_span(self, first: Tok, last: Tok) -> Span:
         """The span from the start of token ``first`` to the end of token ``last``."""
         off = self.line_offset
-        return make_span(self.path, first.line + off, first.column, last.end_line + off, last.end_column)  # type: ignore[operator, arg-type]
+        return make_span(self.path, first[LINE] + off, first[COL], last[END_LINE] + off, last[END_COL])
 
     def token_node_span(self, first: Tok, last: Any) -> Span:
         """The span from the start of token ``first`` to the end of node ``last``."""
         end = last.span
-        return make_span(self.path, first.line + self.line_offset, first.column, end.end_line, end.end_col)  # type: ignore[operator, arg-type]
+        return make_span(self.path, first[LINE] + self.line_offset, first[COL], end.end_line, end.end_col)
 
     def nodes_span(self, first: Any, last: Any) -> Span:
         """The span from the start of node ``first`` to the end of node ``last``."""
@@ -168,15 +166,10 @@ class Builder(Transformer[Token, Any]):
         """Keep comments for the formatter; a comment after code on its line is F103."""
         ctx = self.ctx
         text = ctx.text
-        start = tok.start_pos or 0
+        start = tok[START]
         line_start = text.rfind("\n", 0, start) + 1
-        span = Span(
-            ctx.path,
-            tok.line + ctx.line_offset,  # type: ignore[operator]
-            tok.column,  # type: ignore[arg-type]
-            tok.line + ctx.line_offset,  # type: ignore[operator]
-            tok.column + len(tok.value.rstrip("\r")),  # type: ignore[operator]
-        )
+        line, col, value = tok[LINE] + ctx.line_offset, tok[COL], tok[VALUE]
+        span = Span(ctx.path, line, col, line, col + len(value.rstrip("\r")))
         if text[line_start:start].strip():
             ctx.error(
                 "F103",
@@ -185,7 +178,7 @@ class Builder(Transformer[Token, Any]):
                 "move the comment to a line of its own above this one",
             )
         else:
-            ctx.comments.append(Comment(tok.value[1:].rstrip("\r"), span=span))
+            ctx.comments.append(Comment(value[1:].rstrip("\r"), span=span))
         return tok
 
     def on_open_paren(self, tok: Tok) -> Tok:
@@ -233,8 +226,7 @@ class Builder(Transformer[Token, Any]):
     def literal(self, tok: Tok) -> String | Number | Size:
         """A STRING, NUMBER or SIZE token as a literal node."""
         span = self.ctx.token_span(tok)
-        value = tok.value
-        kind = tok.type
+        kind, value = tok[TYPE], tok[VALUE]
         if kind == "STRING":
             raw = value[1:-1]
             return _string(unescape(raw) if "\\" in raw else raw, raw, value[0], span)
@@ -261,18 +253,18 @@ class Builder(Transformer[Token, Any]):
         name_span = ctx.token_span(name)
         size = len(c)
         args: tuple[Arg, ...] | None = None
-        if size > 1 and c[1].type == "LPAR":
-            close = size - 1 if c[-1].type == "RPAR" else size - 3
+        if size > 1 and c[1][TYPE] == "LPAR":
+            close = size - 1 if c[-1][TYPE] == "RPAR" else size - 3
             args = self.make_args(c[2:close])
         if size == 1:
             span = name_span
-        elif c[-1].type == "RPAR":
+        elif c[-1][TYPE] == "RPAR":
             span = ctx.tokens_span(name, c[-1])
         else:
             operand = self.literal(c[-1])
             span = ctx.token_node_span(name, operand)
-            return _rule_test(name.value.lower(), args, c[-2].value, operand, name_span, span)
-        return _rule_test(name.value.lower(), args, None, None, name_span, span)
+            return _rule_test(name[VALUE].lower(), args, c[-2][VALUE], operand, name_span, span)
+        return _rule_test(name[VALUE].lower(), args, None, None, name_span, span)
 
     def _depth(self, node: Condition) -> int:
         return self.ctx.depth.get(id(node), 0)
@@ -321,7 +313,7 @@ class Builder(Transformer[Token, Any]):
         name = c[0]
         ctx = self.ctx
         return _action_call(
-            name.value.lower(),
+            name[VALUE].lower(),
             self.make_args(c[2:-2]) if len(c) > 4 else (),
             ctx.token_span(name),
             ctx.tokens_span(name, c[-2]),
@@ -351,8 +343,8 @@ class Builder(Transformer[Token, Any]):
     ) -> Filter:
         ctx = self.ctx
         return _filter(
-            name.value,
-            state.type == "ACTIVE",
+            name[VALUE],
+            state[TYPE] == "ACTIVE",
             body,
             description,
             content,
@@ -365,13 +357,13 @@ class Builder(Transformer[Token, Any]):
         return self._keep(made)
 
     def cf_description(self, c: list[Tok]) -> tuple[str, str]:
-        return "description", unescape(c[1].value[1:-1])
+        return "description", unescape(c[1][VALUE][1:-1])
 
     def cf_direction(self, c: list[Tok]) -> tuple[str, str]:
-        return "direction", c[1].value.lower()
+        return "direction", c[1][VALUE].lower()
 
     def cf_apply(self, c: list[Tok]) -> tuple[str, str]:
-        return "apply", c[1].value.lower()
+        return "apply", c[1][VALUE].lower()
 
     def content_filter(self, c: list[Any]) -> Filter | None:
         meta = dict(c[3:-1])

@@ -25,7 +25,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 from lark.lexer import PatternStr
 from lark.parse_tree_builder import ChildFilterLALR_NoPlaceholders, ExpandSingleChild
 
-from filterlang.build import FastToken, Tok, lark_token
+from filterlang.build import Tok, lark_token
 
 # Shift entries carry the next state; reduce entries carry (size, goto symbol, callback),
 # the callback None for a rule whose value is its only child.
@@ -278,8 +278,7 @@ class FastParser:
         push_row = stack.append
         push_value = values.append
         pos, line, line_start, length = 0, 1, 0, len(text)
-        tok: Tok | None = None
-        new_token = tuple.__new__
+        tok: Tok | Token | None = None  # the $END token is Lark's
         while True:
             m = match(text, pos) if pos < length else None
             if m is None:
@@ -307,7 +306,7 @@ class FastParser:
                     kind = keywords.get(value.lower(), "NAME")
                 col = start - line_start + 1
                 # Tokens never span lines (strings and comments stop at a line break).
-                tok = new_token(FastToken, (kind, value, start, line, col, line, col + end - start, end))
+                tok = (kind, value, start, line, col, line, col + end - start, end)
                 hook = hooks[index]
                 if hook is not None:  # brackets (depth limits) and comments (kept aside)
                     tok = hook(tok)

@@ -59,8 +59,9 @@ class _Parser:
             lexer="basic",
             propagate_positions=False,
             maybe_placeholders=False,
+            # Lark's own driver is not used here (tests run it, as the reference the fast one
+            # must match): only its terminals, table and the callbacks made for the builder.
             transformer=self.builder,
-            lexer_callbacks=self.builder.lexer_callbacks(),
         )
         self.fast = FastParser(self.lark, self.builder.lexer_callbacks(), self.builder)
         self.lock = threading.Lock()
