@@ -237,6 +237,9 @@ class Builder(Transformer[Token, Any]):
 
     def make_args(self, items: list[Any]) -> tuple[Arg, ...]:
         literal = self.literal
+        if len(items) == 1:  # the common case, without a comprehension
+            only = items[0]
+            return (only if only.__class__ is ListLit else literal(only),)
         return tuple([i if i.__class__ is ListLit else literal(i) for i in items])
 
     def list_lit(self, c: list[Any]) -> ListLit:

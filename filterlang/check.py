@@ -263,8 +263,8 @@ class _Checker:
             want = str(need) if need == len(params) else f"{need} to {len(params)}"
             self.emit("F202", f"'{name}' takes {want} argument(s), {len(args)} given", span)
         value = self.value
-        for param, arg in zip(params, args, strict=False):
-            value(param.type, arg, name)
+        for typ, arg in zip(b.param_types(params), args, strict=False):
+            value(typ, arg, name)
 
     def value(self, typ: b.T, arg: Arg, owner: str) -> None:
         if typ in _ANY_STRING:  # the most common case, decided first

@@ -202,21 +202,20 @@ class _Compiler:
     def rule(self, rt: RuleTest) -> CRule:
         sig = b.lookup_rule(rt.name)
         assert sig is not None, "compile_script needs checked input"
-        value = self.value
         args = ()
         if rt.args:
-            args = tuple([value(p.type, a) for p, a in zip(sig.params, rt.args, strict=False)])
+            args = tuple(map(self.value, b.param_types(sig.params), rt.args))
         operand = None
         if rt.operand is not None:
             fold = sig.name in _CASE_INSENSITIVE
-            operand = value(sig.operand or b.T.STRING, rt.operand, fold)
+            operand = self.value(sig.operand or b.T.STRING, rt.operand, fold)
         return _crule(sig, args, rt.comparator, operand, rt.span)
 
     def action(self, call: ActionCall) -> CAction:
         sig = b.lookup_action(call.name)
         assert sig is not None, "compile_script needs checked input"
-        value = self.value
-        args = tuple([value(p.type, a) for p, a in zip(sig.params, call.args, strict=False)])
+        # map stops at the shorter of the two, as zip does (checked input has no extra args).
+        args = tuple(map(self.value, b.param_types(sig.params), call.args)) if call.args else ()
         return _caction(sig, args, call.span)
 
     def block(self, stmts: tuple[ActionCall | If, ...] | None) -> tuple[CStatement, ...]:
