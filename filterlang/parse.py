@@ -159,18 +159,25 @@ def _name_checks(filters: list[Filter]) -> Iterator[Diagnostic]:
 
 def _with_descriptions(filters: list[Filter], comments: list[Comment]) -> list[Filter]:
     """Reference 13.5: `# description: text` directly above a filter sets its description."""
-    by_line = {c.span.line: c for c in comments}
-    out = []
-    previous_end = 0
-    for f in filters:
-        above = by_line.get(f.span.line - 1)
+    # Looked up from the description comments, which are few, rather than from every filter.
+    below: dict[int, str] = {}  # line after a description comment -> its text
+    for c in comments:
+        found = _DESCRIPTION.match(c.text)
+        if found:
+            below[c.span.line + 1] = found.group(1)
+    if not below:
+        return filters
+    first_on_line: dict[int, int] = {}
+    for i, f in enumerate(filters):
+        first_on_line.setdefault(f.span.line, i)
+    out = list(filters)
+    for line, text in below.items():
+        at = first_on_line.get(line)
+        if at is None or filters[at].description is not None:
+            continue
         # Directly above means nothing in between: not even the end of the previous filter.
-        if f.description is None and above is not None and above.span.line > previous_end:
-            found = _DESCRIPTION.match(above.text)
-            if found:
-                f = evolve(f, description=found.group(1))
-        out.append(f)
-        previous_end = f.span.end_line
+        if at == 0 or filters[at - 1].span.end_line < line - 1:
+            out[at] = evolve(filters[at], description=text)
     return out
 
 
