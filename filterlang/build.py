@@ -40,8 +40,9 @@ from filterlang.ast import (
 )
 from filterlang.diagnostics import Diagnostic, Severity
 
+# Brackets open at once (and conditions nested), and arguments plus list items in one call (the
+# widest real call, a URL category list, has ~100): the driver stops at either limit.
 MAX_DEPTH = 64
-# Arguments plus list items in one call; the widest real call (a URL category list) has ~100.
 MAX_ARGS = 1000
 
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
@@ -115,10 +116,7 @@ class Context:
     line_offset: int = 0
     comments: list[Comment] = field(factory=list)
     diagnostics: list[Diagnostic] = field(factory=list)
-    parens: int = 0
-    braces: int = 0
     bad_filter: bool = False
-    commas: int = 0  # since the last '(': arguments (and list items) of the current call
     depth: dict[int, int] = field(factory=dict)
     # Every filter reduced so far (kept ones) and the last line of the last one reduced, kept
     # or not: after a syntax error, recovery resumes behind it instead of reparsing the file.
@@ -181,45 +179,10 @@ class Builder(Transformer[Token, Any]):
             ctx.comments.append(Comment(value[1:].rstrip("\r"), span=span))
         return tok
 
-    def on_open_paren(self, tok: Tok) -> Tok:
-        self.ctx.commas = 0
-        self.ctx.parens += 1
-        if self.ctx.parens > MAX_DEPTH:
-            raise TooDeepError(tok)
-        return tok
-
-    def on_comma(self, tok: Tok) -> Tok:
-        # A call with millions of arguments would be parsed in full before the checker says
-        # the action takes two: stop it here, as the nesting limits do.
-        self.ctx.commas += 1
-        if self.ctx.commas > MAX_ARGS:
-            raise TooDeepError(tok)
-        return tok
-
-    def on_close_paren(self, tok: Tok) -> Tok:
-        self.ctx.parens -= 1
-        return tok
-
-    def on_open_brace(self, tok: Tok) -> Tok:
-        self.ctx.braces += 1
-        if self.ctx.braces > MAX_DEPTH:
-            raise TooDeepError(tok)
-        return tok
-
-    def on_close_brace(self, tok: Tok) -> Tok:
-        self.ctx.braces -= 1
-        return tok
-
     def lexer_callbacks(self) -> dict[str, Any]:
-        """The callbacks to register with Lark."""
-        return {
-            "COMMENT": self.on_comment,
-            "LPAR": self.on_open_paren,
-            "_COMMA": self.on_comma,
-            "RPAR": self.on_close_paren,
-            "LBRACE": self.on_open_brace,
-            "RBRACE": self.on_close_brace,
-        }
+        """The callbacks for tokens the parser never sees (the nesting and argument limits are
+        counted by the driver itself, see ``FastParser.parse``)."""
+        return {"COMMENT": self.on_comment}
 
     # --- literals -------------------------------------------------------------------------
 

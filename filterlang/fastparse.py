@@ -25,7 +25,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 from lark.lexer import PatternStr
 from lark.parse_tree_builder import ChildFilterLALR_NoPlaceholders, ExpandSingleChild
 
-from filterlang.build import Tok, lark_token
+from filterlang.build import MAX_ARGS, MAX_DEPTH, Tok, TooDeepError, lark_token
 
 # Shift entries carry the next state; reduce entries carry (size, goto symbol, callback),
 # the callback None for a rule whose value is its only child.
@@ -207,6 +207,11 @@ def _reducer(
     return generic
 
 
+# The tokens the driver counts, and the mark of a token with a lexer callback.
+_LPAR, _RPAR, _LBRACE, _RBRACE, _COMMA, _HOOK = 1, 2, 3, 4, 5, 6
+_BRACKETS = {"LPAR": _LPAR, "RPAR": _RPAR, "LBRACE": _LBRACE, "RBRACE": _RBRACE, "_COMMA": _COMMA}
+
+
 class _Accept:
     """The action of the end state on ``$END``: the parse is complete."""
 
@@ -234,9 +239,18 @@ class FastParser:
         self.kinds = [""] * (self.master.groups + 1)
         for name, index in self.master.groupindex.items():
             self.kinds[index] = name
+        # What to do on each token besides parsing it, by group index (a list lookup per token):
+        # count brackets and arguments, or call the lexer callback (for comments).
         self.lexer_callbacks = lexer_callbacks
-        # The callbacks by group index: a list lookup per token instead of a dict probe.
-        self.hooks = [lexer_callbacks.get(kind) for kind in self.kinds]
+        self.hooks = {
+            index: lexer_callbacks[kind]
+            for index, kind in enumerate(self.kinds)
+            if kind in lexer_callbacks
+        }
+        self.specials = [
+            _HOOK if index in self.hooks else _BRACKETS.get(kind, 0)
+            for index, kind in enumerate(self.kinds)
+        ]
         self.comment = self.master.groupindex["COMMENT"]
         inner = lark.parser.parser.parser  # ParsingFrontend -> LALR_Parser -> _Parser
         table = inner.parse_table
@@ -271,7 +285,12 @@ class FastParser:
         keywords = self.keywords
         kinds = self.kinds
         hooks = self.hooks
+        specials = self.specials
         comment = self.comment
+        # Open brackets, and arguments since the last '(': stopped at the limits as they are
+        # read, before the stack can grow (or a call with millions of arguments be parsed in
+        # full before the checker says the action takes two).
+        parens = braces = commas = 0
         row = self.start
         stack: list[_Row] = [row]
         values: list[Any] = []
@@ -307,11 +326,29 @@ class FastParser:
                 col = start - line_start + 1
                 # Tokens never span lines (strings and comments stop at a line break).
                 tok = (kind, value, start, line, col, line, col + end - start, end)
-                hook = hooks[index]
-                if hook is not None:  # brackets (depth limits) and comments (kept aside)
-                    tok = hook(tok)
-                    if index == comment:
-                        continue
+                special = specials[index]
+                if special:
+                    if special == _LPAR:
+                        commas = 0
+                        parens += 1
+                        if parens > MAX_DEPTH:
+                            raise TooDeepError(tok)
+                    elif special == _RPAR:
+                        parens -= 1
+                    elif special == _LBRACE:
+                        braces += 1
+                        if braces > MAX_DEPTH:
+                            raise TooDeepError(tok)
+                    elif special == _RBRACE:
+                        braces -= 1
+                    elif special == _COMMA:
+                        commas += 1
+                        if commas > MAX_ARGS:
+                            raise TooDeepError(tok)
+                    else:
+                        tok = hooks[index](tok)
+                        if index == comment:  # kept aside by the callback, never parsed
+                            continue
             while True:
                 try:
                     action = row[kind]
