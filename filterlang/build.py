@@ -254,8 +254,15 @@ class Builder(Transformer[Token, Any]):
         return self._nest(node, self._depth(operand) + 1)
 
     def group(self, c: list[Any]) -> Condition:
+        # The commonest nesting node: `_depth` and `_nest` written out, as far as the limit.
         inner = c[1]
-        return self._nest(_group(inner, self.ctx.tokens_span(c[0], c[2])), self._depth(inner) + 1)
+        ctx = self.ctx
+        node = _group(inner, ctx.tokens_span(c[0], c[2]))
+        depth = ctx.depth.get(id(inner), 0) + 1
+        if depth > MAX_DEPTH:
+            return self._nest(node, depth)
+        ctx.depth[id(node)] = depth
+        return node
 
     def _chain(self, op: str, c: list[Condition]) -> Condition:
         # Chains group from the left (reference 3.3): fold iteratively, never recursively.
