@@ -1,12 +1,14 @@
 """Build AST nodes from the parser's reductions: a Lark ``Transformer`` run inline while parsing.
 
-Running inline (``Lark(..., transformer=...)``) skips the parse tree entirely, which roughly
-halves parse time, and builds every node bottom-up without recursion. Lark cannot pass ``meta``
-to an inline transformer, so the grammar keeps the bounding punctuation as named tokens and the
-spans are computed here from the first and last child.
+The driver (``fastparse``) calls these methods as it reduces, with the children Lark's own
+inline transformer would pass, so no parse tree is built and every node is made bottom-up
+without recursion (the tests run Lark's parser through the same methods as the reference).
+There is no ``meta`` inline, so the grammar keeps the bounding punctuation as named tokens and
+the spans are computed here from the first and last child.
 
-The builder only shapes data. It records two limits that protect later recursive passes (F108,
-reference 3.2) and marks the filter so the parser can leave it out of the script.
+The builder only shapes data. It records the condition nesting limit that protects later
+recursive passes (F108, reference 3.2; the driver stops deep brackets and huge calls) and marks
+the filter so the parser can leave it out of the script.
 """
 
 from __future__ import annotations

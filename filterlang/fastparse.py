@@ -4,7 +4,8 @@ Lark's generic lexer and parser loop cost about three quarters of the parse time
 objects built through a compatibility shim, a line counter per token, a method call per
 shift). This module reuses everything Lark computed from ``grammar.lark`` — the terminals in
 Lark's own matching order, the keyword table, the LALR states and the rule callbacks (which
-call ``Builder``) — and only replaces the two inner loops.
+call ``Builder``) — and only replaces the two inner loops. It also counts brackets and
+arguments, and stops at the limits (``TooDeepError``) before the stack can grow.
 
 On the first problem it raises the exception Lark would raise (``UnexpectedCharacters`` or
 ``UnexpectedToken`` with the same expected set, read from the same table), so the one
@@ -264,7 +265,7 @@ class FastParser:
                     continue
                 if arg not in reduces:
                     reduces[arg] = (len(arg.expansion), str(arg.origin.name), callbacks[arg])
-                size, origin, callback = reduces[arg]
+                _, origin, callback = reduces[arg]
                 row[str(symbol)] = origin if callback is None else reduces[arg]
         self.start = rows[table.start_states["start"]]
         end = rows[table.end_states["start"]]
