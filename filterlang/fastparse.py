@@ -353,7 +353,7 @@ class FastParser:
                     action = row[kind]
                 except KeyError:
                     raise UnexpectedToken(lark_token(tok), _expected(row)) from None
-                cls = action.__class__
+                cls = type(action)
                 if cls is dict:
                     push_row(action)
                     push_value(tok)
