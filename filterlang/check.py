@@ -138,9 +138,10 @@ class _Checker:
         if depth > MAX_DEPTH:
             self.emit("F108", "nesting deeper than 64 levels", node.span)
             return
-        self.condition(node.condition, flt, top=True)
-        for block in (node.then, node.else_ or ()):
-            self.block(block, flt, depth)
+        self.condition(node.condition, flt)
+        self.block(node.then, flt, depth)
+        if node.else_:
+            self.block(node.else_, flt, depth)
 
     def block(self, stmts: tuple[Statement, ...], flt: Filter, depth: int) -> None:
         final_at: ActionCall | None = None
@@ -175,7 +176,7 @@ class _Checker:
             self.emit("F403", f"final action '{finals[0].name}()' must be last", finals[0].span)
 
     # --- conditions ----------------------------------------------------------------------
-    def condition(self, cond: Condition, flt: Filter, *, top: bool = False) -> None:
+    def condition(self, cond: Condition, flt: Filter) -> None:
         if isinstance(cond, RuleTest):
             self.rule(cond, flt)
         elif isinstance(cond, Not):

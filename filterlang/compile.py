@@ -248,7 +248,7 @@ def compile_script(script: Script, *, regex_engine: str | None = None) -> Compil
             if m:
                 regex_engine = m.group(1).lower()
     compiler = _Compiler(regex_engine)
-    return CompiledScript(script.path, tuple(compiler.filter(f) for f in script.filters),
-                          regex_engine)
+    filters = tuple([compiler.filter(f) for f in script.filters])
+    return CompiledScript(script.path, filters, regex_engine)
 
 
