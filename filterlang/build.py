@@ -1,18 +1,20 @@
 """Build AST nodes from the parser's reductions: a Lark ``Transformer`` run inline while parsing.
 
-Running inline (``Lark(..., transformer=...)``) skips the parse tree entirely, which roughly
-halves parse time, and builds every node bottom-up without recursion. Lark cannot pass ``meta``
-to an inline transformer, so the grammar keeps the bounding punctuation as named tokens and the
-spans are computed here from the first and last child.
+The driver (``fastparse``) calls these methods as it reduces, with the children Lark's own
+inline transformer would pass, so no parse tree is built and every node is made bottom-up
+without recursion (the tests run Lark's parser through the same methods as the reference).
+There is no ``meta`` inline, so the grammar keeps the bounding punctuation as named tokens and
+the spans are computed here from the first and last child.
 
-The builder only shapes data. It records two limits that protect later recursive passes (F108,
-reference 3.2) and marks the filter so the parser can leave it out of the script.
+The builder only shapes data. It records the condition nesting limit that protects later
+recursive passes (F108, reference 3.2; the driver stops deep brackets and huge calls) and marks
+the filter so the parser can leave it out of the script.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple
+from typing import Any, Final
 
 from attrs import define, field
 from lark import Token, Transformer
@@ -36,16 +38,31 @@ from filterlang.ast import (
     Statement,
     String,
     make_span,
+    slot_maker,
 )
 from filterlang.diagnostics import Diagnostic, Severity
 
+# Brackets open at once (and conditions nested), and arguments plus list items in one call (the
+# widest real call, a URL category list, has ~100): the driver stops at either limit.
 MAX_DEPTH = 64
-# Arguments plus list items in one call; the widest real call (a URL category list) has ~100.
 MAX_ARGS = 1000
 
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
 _ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 _SIZE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+# The nodes as the builder makes them: every field in order, spans last (see slot_maker).
+_string = slot_maker(String)
+_number = slot_maker(Number)
+_size = slot_maker(Size)
+_list_lit = slot_maker(ListLit)
+_rule_test = slot_maker(RuleTest)
+_not = slot_maker(Not)
+_group = slot_maker(Group)
+_bool_op = slot_maker(BoolOp)
+_action_call = slot_maker(ActionCall)
+_if = slot_maker(If)
+_filter = slot_maker(Filter)
 
 
 def unescape(raw: str) -> str:
@@ -55,44 +72,41 @@ def unescape(raw: str) -> str:
     return _ESCAPE_RE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), raw)
 
 
-class FastToken(NamedTuple):
-    """A token as the fast driver makes it: Lark's ``Token`` fields in a plain tuple.
-
-    Made with ``tuple.__new__`` it costs a third of a Lark ``Token`` (whose constructor sets
-    eight slots in Python), and tokens are the most numerous objects of a parse. The builder
-    reads only these fields, so it takes either kind.
-    """
-
-    type: str
-    value: str
-    start_pos: int
-    line: int
-    column: int
-    end_line: int
-    end_column: int
-    end_pos: int
-
-    def as_lark(self) -> Token:
-        """The same token as Lark's class (for Lark's exceptions and the error translator)."""
-        return Token(self.type, self.value, *self[2:])
+# A token as the builder sees it: a plain tuple of Lark's ``Token`` fields in Lark's order.
+# Tokens are the most numerous objects of a parse: a tuple costs a fraction of a Lark ``Token``
+# (whose constructor sets eight slots in Python) or of a named tuple (made by copying a tuple),
+# and a field read by constant index is the cheapest read there is.
+Tok = tuple[str, str, int, int, int, int, int, int]
+TYPE: Final = 0
+VALUE: Final = 1
+START: Final = 2  # offset of the first character
+LINE: Final = 3
+COL: Final = 4
+END_LINE: Final = 5
+END_COL: Final = 6  # exclusive
+END: Final = 7  # offset after the last character
 
 
-Tok = Token | FastToken
-_TOKENS = (Token, FastToken)
+def lark_token(tok: Tok | Token) -> Token:
+    """``tok`` as a Lark ``Token`` (for Lark's exceptions and the error translator)."""
+    return tok if isinstance(tok, Token) else Token(*tok)
 
 
-def lark_token(tok: Tok) -> Token:
-    """``tok`` as a Lark ``Token``."""
-    return tok.as_lark() if isinstance(tok, FastToken) else tok
+def token_tuple(tok: Token) -> Tok:
+    """A Lark ``Token`` as the builder's tuple (for a parse driven by Lark itself)."""
+    return (
+        tok.type, tok.value, tok.start_pos, tok.line, tok.column, tok.end_line, tok.end_column,
+        tok.end_pos,
+    )  # type: ignore[return-value]  # Lark's stubs say the positions may be None
 
 
 class TooDeepError(Exception):
     """Raised from the lexer when brackets nest past the limit, before the stack can grow."""
 
-    def __init__(self, token: Tok) -> None:
-        token = lark_token(token)
-        super().__init__(token)
-        self.token = token
+    def __init__(self, token: Tok | Token) -> None:
+        lark = lark_token(token)
+        super().__init__(lark)
+        self.token = lark
 
 
 @define
@@ -104,35 +118,35 @@ class Context:
     line_offset: int = 0
     comments: list[Comment] = field(factory=list)
     diagnostics: list[Diagnostic] = field(factory=list)
-    parens: int = 0
-    braces: int = 0
     bad_filter: bool = False
-    commas: int = 0  # since the last '(': arguments (and list items) of the current call
     depth: dict[int, int] = field(factory=dict)
     # Every filter reduced so far (kept ones) and the last line of the last one reduced, kept
     # or not: after a syntax error, recovery resumes behind it instead of reparsing the file.
     done: list[Filter] = field(factory=list)
     done_line: int = 0
 
-    def span(self, first: Any, last: Any) -> Span:
-        """The span from the start of ``first`` to the end of ``last`` (tokens or nodes)."""
-        # Lark always fills token positions; its stubs only say they may be None.
-        cls = first.__class__
-        if cls is FastToken or cls is Token:
-            line, col = (first.line or 0) + self.line_offset, first.column or 0
-        else:
-            line, col = first.span.line, first.span.col
-        cls = last.__class__
-        if cls is FastToken or cls is Token:
-            end_line, end_col = (last.end_line or 0) + self.line_offset, last.end_column or 0
-        else:
-            end_line, end_col = last.span.end_line, last.span.end_col
-        return make_span(self.path, line, col, end_line, end_col)
+    # Spans of tokens and nodes, one method per case (each reduction knows its case): they
+    # are the parser's most numerous objects, so these are kept short.
 
     def token_span(self, tok: Tok) -> Span:
-        """The span of one token (the common case, kept short because it is hot)."""
+        """The span of one token."""
         off = self.line_offset
-        return make_span(self.path, tok.line + off, tok.column, tok.end_line + off, tok.end_column)  # type: ignore[operator, arg-type]
+        return make_span(self.path, tok[LINE] + off, tok[COL], tok[END_LINE] + off, tok[END_COL])
+
+    def tokens_span(self, first: Tok, last: Tok) -> Span:
+        """The span from the start of token ``first`` to the end of token ``last``."""
+        off = self.line_offset
+        return make_span(self.path, first[LINE] + off, first[COL], last[END_LINE] + off, last[END_COL])
+
+    def token_node_span(self, first: Tok, last: Any) -> Span:
+        """The span from the start of token ``first`` to the end of node ``last``."""
+        end = last.span
+        return make_span(self.path, first[LINE] + self.line_offset, first[COL], end.end_line, end.end_col)
+
+    def nodes_span(self, first: Any, last: Any) -> Span:
+        """The span from the start of node ``first`` to the end of node ``last``."""
+        start, end = first.span, last.span
+        return make_span(self.path, start.line, start.col, end.end_line, end.end_col)
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         """Record a syntax-level diagnostic found while building."""
@@ -152,15 +166,10 @@ class Builder(Transformer[Token, Any]):
         """Keep comments for the formatter; a comment after code on its line is F103."""
         ctx = self.ctx
         text = ctx.text
-        start = tok.start_pos or 0
+        start = tok[START]
         line_start = text.rfind("\n", 0, start) + 1
-        span = Span(
-            ctx.path,
-            tok.line + ctx.line_offset,  # type: ignore[operator]
-            tok.column,  # type: ignore[arg-type]
-            tok.line + ctx.line_offset,  # type: ignore[operator]
-            tok.column + len(tok.value.rstrip("\r")),  # type: ignore[operator]
-        )
+        line, col, value = tok[LINE] + ctx.line_offset, tok[COL], tok[VALUE]
+        span = Span(ctx.path, line, col, line, col + len(value.rstrip("\r")))
         if text[line_start:start].strip():
             ctx.error(
                 "F103",
@@ -169,95 +178,61 @@ class Builder(Transformer[Token, Any]):
                 "move the comment to a line of its own above this one",
             )
         else:
-            ctx.comments.append(Comment(tok.value[1:].rstrip("\r"), span=span))
-        return tok
-
-    def on_open_paren(self, tok: Tok) -> Tok:
-        self.ctx.commas = 0
-        self.ctx.parens += 1
-        if self.ctx.parens > MAX_DEPTH:
-            raise TooDeepError(tok)
-        return tok
-
-    def on_comma(self, tok: Tok) -> Tok:
-        # A call with millions of arguments would be parsed in full before the checker says
-        # the action takes two: stop it here, as the nesting limits do.
-        self.ctx.commas += 1
-        if self.ctx.commas > MAX_ARGS:
-            raise TooDeepError(tok)
-        return tok
-
-    def on_close_paren(self, tok: Tok) -> Tok:
-        self.ctx.parens -= 1
-        return tok
-
-    def on_open_brace(self, tok: Tok) -> Tok:
-        self.ctx.braces += 1
-        if self.ctx.braces > MAX_DEPTH:
-            raise TooDeepError(tok)
-        return tok
-
-    def on_close_brace(self, tok: Tok) -> Tok:
-        self.ctx.braces -= 1
+            ctx.comments.append(Comment(value[1:].rstrip("\r"), span=span))
         return tok
 
     def lexer_callbacks(self) -> dict[str, Any]:
-        """The callbacks to register with Lark."""
-        return {
-            "COMMENT": self.on_comment,
-            "LPAR": self.on_open_paren,
-            "_COMMA": self.on_comma,
-            "RPAR": self.on_close_paren,
-            "LBRACE": self.on_open_brace,
-            "RBRACE": self.on_close_brace,
-        }
+        """The callbacks for tokens the parser never sees (the nesting and argument limits are
+        counted by the driver itself, see ``FastParser.parse``)."""
+        return {"COMMENT": self.on_comment}
 
     # --- literals -------------------------------------------------------------------------
 
     def literal(self, tok: Tok) -> String | Number | Size:
         """A STRING, NUMBER or SIZE token as a literal node."""
         span = self.ctx.token_span(tok)
-        value = tok.value
-        if tok.type == "STRING":
+        kind, value = tok[TYPE], tok[VALUE]
+        if kind == "STRING":
             raw = value[1:-1]
-            return String(unescape(raw), raw, value[0], span=span)
-        if tok.type == "SIZE":
-            return Size(int(value[:-1]) * _SIZE_UNITS[value[-1].lower()], value, span=span)
+            return _string(unescape(raw) if "\\" in raw else raw, raw, value[0], span)
+        if kind == "SIZE":
+            return _size(int(value[:-1]) * _SIZE_UNITS[value[-1].lower()], value, span)
         number: int | float = float(value) if "." in value else int(value)
-        return Number(number, value, span=span)
+        return _number(number, value, span)
 
     def make_args(self, items: list[Any]) -> tuple[Arg, ...]:
         literal = self.literal
+        if len(items) == 1:  # the common case, without a comprehension
+            only = items[0]
+            return (only if only.__class__ is ListLit else literal(only),)
         return tuple([i if i.__class__ is ListLit else literal(i) for i in items])
 
     def list_lit(self, c: list[Any]) -> ListLit:
-        items = tuple(self.literal(t) for t in c[1:-1])
-        return ListLit(items, span=self.ctx.span(c[0], c[-1]))  # type: ignore[arg-type]
+        items = tuple([self.literal(t) for t in c[1:-1]])
+        return _list_lit(items, self.ctx.tokens_span(c[0], c[-1]))
 
     # --- conditions -----------------------------------------------------------------------
 
     def rule_test(self, c: list[Any]) -> RuleTest:
+        # `name`, `name ( args )`, `name CMP operand`, `name ( args ) CMP operand`: whatever
+        # follows the name is a token, and the last child is either `)` or the operand.
         name = c[0]
+        ctx = self.ctx
+        name_span = ctx.token_span(name)
+        size = len(c)
         args: tuple[Arg, ...] | None = None
-        i = 1
-        if i < len(c) and isinstance(c[i], _TOKENS) and c[i].type == "LPAR":
-            close = i + 1
-            while not (isinstance(c[close], _TOKENS) and c[close].type == "RPAR"):
-                close += 1
-            args = self.make_args(c[i + 1 : close])
-            i = close + 1
-        comparator = operand = None
-        if i < len(c):
-            comparator = c[i].value
-            operand = self.literal(c[i + 1])
-        return RuleTest(
-            name.value.lower(),
-            args,
-            comparator,
-            operand,
-            name_span=self.ctx.token_span(name),
-            span=self.ctx.span(name, c[-1] if operand is None else operand),
-        )
+        if size > 1 and c[1][TYPE] == "LPAR":
+            close = size - 1 if c[-1][TYPE] == "RPAR" else size - 3
+            args = self.make_args(c[2:close])
+        if size == 1:
+            span = name_span
+        elif c[-1][TYPE] == "RPAR":
+            span = ctx.tokens_span(name, c[-1])
+        else:
+            operand = self.literal(c[-1])
+            span = ctx.token_node_span(name, operand)
+            return _rule_test(name[VALUE].lower(), args, c[-2][VALUE], operand, name_span, span)
+        return _rule_test(name[VALUE].lower(), args, None, None, name_span, span)
 
     def _depth(self, node: Condition) -> int:
         return self.ctx.depth.get(id(node), 0)
@@ -277,11 +252,19 @@ class Builder(Transformer[Token, Any]):
 
     def negation(self, c: list[Any]) -> Condition:
         operand = c[1]
-        return self._nest(Not(operand, span=self.ctx.span(c[0], operand)), self._depth(operand) + 1)
+        node = _not(operand, self.ctx.token_node_span(c[0], operand))
+        return self._nest(node, self._depth(operand) + 1)
 
     def group(self, c: list[Any]) -> Condition:
+        # The commonest nesting node: `_depth` and `_nest` written out, as far as the limit.
         inner = c[1]
-        return self._nest(Group(inner, span=self.ctx.span(c[0], c[2])), self._depth(inner) + 1)
+        ctx = self.ctx
+        node = _group(inner, ctx.tokens_span(c[0], c[2]))
+        depth = ctx.depth.get(id(inner), 0) + 1
+        if depth > MAX_DEPTH:
+            return self._nest(node, depth)
+        ctx.depth[id(node)] = depth
+        return node
 
     def _chain(self, op: str, c: list[Condition]) -> Condition:
         # Chains group from the left (reference 3.3): fold iteratively, never recursively.
@@ -289,7 +272,7 @@ class Builder(Transformer[Token, Any]):
         depth = self._depth(left)
         for right in c[1:]:
             depth = max(depth, self._depth(right)) + 1
-            node = BoolOp(op, left, right, span=self.ctx.span(left, right))  # type: ignore[arg-type]
+            node = _bool_op(op, left, right, self.ctx.nodes_span(left, right))
             left = self._nest(node, depth)
         return left
 
@@ -303,11 +286,12 @@ class Builder(Transformer[Token, Any]):
 
     def action(self, c: list[Any]) -> ActionCall:
         name = c[0]
-        return ActionCall(
-            name.value.lower(),
-            self.make_args(c[2:-2]),
-            name_span=self.ctx.token_span(name),
-            span=self.ctx.span(name, c[-2]),
+        ctx = self.ctx
+        return _action_call(
+            name[VALUE].lower(),
+            self.make_args(c[2:-2]) if len(c) > 4 else (),
+            ctx.token_span(name),
+            ctx.tokens_span(name, c[-2]),
         )
 
     def block(self, c: list[Any]) -> tuple[tuple[Statement, ...], Tok]:
@@ -319,18 +303,28 @@ class Builder(Transformer[Token, Any]):
         if len(c) > 3:
             else_, end = c[4]
         self.ctx.depth.clear()
-        return If(c[1], then, else_, span=self.ctx.span(c[0], end))
+        return _if(c[1], then, else_, self.ctx.tokens_span(c[0], end))
 
     # --- filters --------------------------------------------------------------------------
 
-    def make_filter(self, first: Tok, name: Tok, state: Tok, body: If, **meta: Any) -> Filter:
-        return Filter(
-            name.value,
-            state.type == "ACTIVE",
+    def make_filter(
+        self,
+        first: Tok,
+        name: Tok,
+        state: Tok,
+        body: If,
+        description: str | None = None,
+        content: ContentMeta | None = None,
+    ) -> Filter:
+        ctx = self.ctx
+        return _filter(
+            name[VALUE],
+            state[TYPE] == "ACTIVE",
             body,
-            name_span=self.ctx.token_span(name),
-            span=self.ctx.span(first, body),
-            **meta,
+            description,
+            content,
+            ctx.token_span(name),
+            ctx.token_node_span(first, body),
         )
 
     def message_filter(self, c: list[Any]) -> Filter | None:
@@ -338,13 +332,13 @@ class Builder(Transformer[Token, Any]):
         return self._keep(made)
 
     def cf_description(self, c: list[Tok]) -> tuple[str, str]:
-        return "description", unescape(c[1].value[1:-1])
+        return "description", unescape(c[1][VALUE][1:-1])
 
     def cf_direction(self, c: list[Tok]) -> tuple[str, str]:
-        return "direction", c[1].value.lower()
+        return "direction", c[1][VALUE].lower()
 
     def cf_apply(self, c: list[Tok]) -> tuple[str, str]:
-        return "apply", c[1].value.lower()
+        return "apply", c[1][VALUE].lower()
 
     def content_filter(self, c: list[Any]) -> Filter | None:
         meta = dict(c[3:-1])

@@ -515,6 +515,23 @@ def obsolete_replacement(name: str) -> str | None:
     return _OBSOLETE_BY_NAME.get(_norm(name))
 
 
+# The parameter types of each row, by the id of its params tuple (the rows are module-level and
+# live for ever): the checker and the compiler read them for every rule and action of a file,
+# and hashing the rows themselves costs more than the lookup saves.
+_PARAM_TYPES: Mapping[int, tuple[T, ...]] = MappingProxyType(
+    {
+        id(params): tuple(p.type for p in params)
+        for params in (*(r.params for r in RULES), *(a.params for a in ACTIONS))
+    }
+)
+
+
+def param_types(params: tuple[Param, ...]) -> tuple[T, ...]:
+    """``tuple(p.type for p in params)``, precomputed for the rows of this table."""
+    found = _PARAM_TYPES.get(id(params))
+    return tuple(p.type for p in params) if found is None else found
+
+
 KEYWORDS: frozenset[str] = frozenset({"if", "else", "and", "or", "not"})
 
 #: Words that may not be used as filter names (reference 2.5), compared lower-case.

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from attrs import field, frozen
 
 from filterlang import builtins as b
+from filterlang import regex as rx
 from filterlang.ast import (
     ActionCall,
     Arg,
@@ -59,6 +60,15 @@ class ResourceNames:
 
 _OUTSIDE = frozenset({"LDAP", "DNS", "REP", "SPF", "DKIM", "IMG", "URL", "FED", "LANG"})
 _EMAILS = re.compile(r"[^@\s,]+(@[^@\s,]+)?(\s*,\s*[^@\s,]+(@[^@\s,]+)?)*")
+
+# Argument types that only need to be a quoted string (the rest are checked further in `value`).
+_ANY_STRING = frozenset(b.T) - {
+    b.T.LIST, b.T.SIZE, b.T.INT, b.T.DECIMAL, b.T.FLAG01, b.T.REGEX, b.T.EMAIL, b.T.IP_SPEC,
+    b.T.DATE, b.T.QUARANTINE, b.T.PROFILE, b.T.DICTIONARY, b.T.LISTENER, b.T.TEXT_RESOURCE,
+}
+_NUMERIC = frozenset({b.T.INT, b.T.DECIMAL, b.T.FLAG01})
+# A single backslash before a regex metacharacter (W502), unless the pattern doubles them.
+_SINGLE_BACKSLASH = re.compile(r"(?<!\\)\\[.$^()\[\]|*+?{}]")
 
 _RESOURCE_FIELD = {
     b.T.QUARANTINE: ("quarantines", "quarantine"),
@@ -128,9 +138,10 @@ class _Checker:
         if depth > MAX_DEPTH:
             self.emit("F108", "nesting deeper than 64 levels", node.span)
             return
-        self.condition(node.condition, flt, top=True)
-        for block in (node.then, node.else_ or ()):
-            self.block(block, flt, depth)
+        self.condition(node.condition, flt)
+        self.block(node.then, flt, depth)
+        if node.else_:
+            self.block(node.else_, flt, depth)
 
     def block(self, stmts: tuple[Statement, ...], flt: Filter, depth: int) -> None:
         final_at: ActionCall | None = None
@@ -165,7 +176,7 @@ class _Checker:
             self.emit("F403", f"final action '{finals[0].name}()' must be last", finals[0].span)
 
     # --- conditions ----------------------------------------------------------------------
-    def condition(self, cond: Condition, flt: Filter, *, top: bool = False) -> None:
+    def condition(self, cond: Condition, flt: Filter) -> None:
         if isinstance(cond, RuleTest):
             self.rule(cond, flt)
         elif isinstance(cond, Not):
@@ -188,8 +199,10 @@ class _Checker:
         if flt.content is not None and sig.cf is None:
             self.emit("F207", f"rule '{sig.name}' is only allowed in message filters",
                       rt.name_span)
-        self.args(sig.name, sig.params, rt.args or (), rt.name_span, rt.span)
-        self.service(sig, rt)
+        if rt.args or sig.params:
+            self.args(sig.name, sig.params, rt.args or (), rt.name_span, rt.span)
+        if self.names is not None:
+            self.service(sig, rt)
         if rt.comparator is None:
             if sig.form is b.Form.COMPARISON:
                 self.emit("F206", f"rule '{sig.name}' needs a comparison", rt.span,
@@ -229,10 +242,12 @@ class _Checker:
         if flt.content is not None and sig.cf is None:
             self.emit("F207", f"action '{sig.name}' is only allowed in message filters",
                       call.name_span)
-        self.args(sig.name, sig.params, call.args, call.name_span, call.span)
-        for param, arg in zip(sig.params, call.args, strict=False):
-            if param.expands_vars and isinstance(arg, String):
-                self.variables(arg)
+        args = call.args
+        if args or sig.params:
+            self.args(sig.name, sig.params, args, call.name_span, call.span)
+            for param, arg in zip(sig.params, args, strict=False):
+                if param.expands_vars and isinstance(arg, String) and "$" in arg.value:
+                    self.variables(arg)
         return sig
 
     def variables(self, arg: String) -> None:
@@ -248,11 +263,16 @@ class _Checker:
         if not need <= len(args) <= len(params):
             want = str(need) if need == len(params) else f"{need} to {len(params)}"
             self.emit("F202", f"'{name}' takes {want} argument(s), {len(args)} given", span)
-        for param, arg in zip(params, args, strict=False):
-            self.value(param.type, arg, name)
+        value = self.value
+        for typ, arg in zip(b.param_types(params), args, strict=False):
+            value(typ, arg, name)
 
     def value(self, typ: b.T, arg: Arg, owner: str) -> None:
-        numeric = typ in (b.T.INT, b.T.DECIMAL, b.T.FLAG01)
+        if typ in _ANY_STRING:  # the most common case, decided first
+            if not isinstance(arg, String):
+                self.emit("F203", f"'{owner}' expects a quoted string here", arg.span)
+            return
+        numeric = typ in _NUMERIC
         if typ is b.T.LIST:
             if not isinstance(arg, ListLit | String):
                 self.emit("F203", f"'{owner}' expects a list here", arg.span)
@@ -288,11 +308,9 @@ class _Checker:
                           hint=_suggest(arg.value, sorted(known)))
 
     def regex(self, arg: String) -> None:
-        from filterlang import regex as rx
-
         for problem in rx.problems(arg.value, engine=self.regex_engine):
             self.emit(problem.code, problem.message, arg.span, hint=problem.hint)
-        if re.search(r"(?<!\\)\\[.$^()\[\]|*+?{}]", arg.raw) and "\\\\" not in arg.raw:
+        if "\\" in arg.raw and _SINGLE_BACKSLASH.search(arg.raw) and "\\\\" not in arg.raw:
             self.emit("W502", "single backslash in a regular expression", arg.span,
                       hint="the filter parser removes one backslash: write \\\\ for a literal")
 
@@ -358,11 +376,9 @@ def walk_rules(cond: Condition) -> Iterator[RuleTest]:
 def check(script: Script, *, names: ResourceNames | None = None,
           regex_engine: str = "re2") -> list[Diagnostic]:
     """Every semantic problem in `script`, sorted by position."""
-    from filterlang.regex import PRAGMA
-
     checker = _Checker(names, regex_engine)
     for comment in script.comments:
-        m = PRAGMA.match("#" + comment.text)
+        m = rx.PRAGMA.match("#" + comment.text)
         if m and m.group(1).lower() == "backtracking":
             checker.regex_engine = "backtracking"
             checker.emit("W505", "backtracking regular-expression engine enabled for this file",

@@ -21,7 +21,6 @@ from filterlang import regex as rx
 from filterlang.ast import (
     ActionCall,
     Arg,
-    BoolOp,
     Condition,
     ContentMeta,
     Filter,
@@ -29,11 +28,11 @@ from filterlang.ast import (
     If,
     ListLit,
     Not,
-    Number,
     RuleTest,
     Script,
-    Size,
     Span,
+    String,
+    slot_maker,
 )
 
 # Rules whose regex is case-insensitive by default (reference 5.3): addresses and names.
@@ -125,6 +124,21 @@ class CompiledScript:
     regex_engine: str
 
 
+# The compiled objects as the compiler makes them: every field in order (see slot_maker).
+_crule = slot_maker(CRule)
+_cnot = slot_maker(CNot)
+_cbool = slot_maker(CBool)
+_caction = slot_maker(CAction)
+_cif = slot_maker(CIf)
+_cfilter = slot_maker(CFilter)
+_compiled_regex = slot_maker(CompiledRegex)
+
+# Argument types whose value is the string as written (the rest are converted in `value`).
+_AS_WRITTEN = frozenset(b.T) - {b.T.REGEX, b.T.SIZE, b.T.DATE, b.T.IP_SPEC, b.T.LIST}
+_REGEX, _SIZE, _DATE, _IP_SPEC = b.T.REGEX, b.T.SIZE, b.T.DATE, b.T.IP_SPEC
+_IP_SEPARATORS = re.compile(r"[,\s]+")
+
+
 def _cost(cond: CCondition) -> int:
     if isinstance(cond, CRule):
         return int(cond.sig.cost)
@@ -136,71 +150,86 @@ def _cost(cond: CCondition) -> int:
 class _Compiler:
     def __init__(self, engine: str) -> None:
         self.engine = engine
+        # Files repeat patterns; a compiled regex is immutable, so each (pattern, case folding)
+        # is compiled and wrapped once per file.
+        self.regexes: dict[tuple[str, bool], CompiledRegex] = {}
 
-    def value(self, typ: b.T, arg: Arg | None, *, ignore_case: bool = False) -> Value:
+    def value(self, typ: b.T, arg: Arg | None, ignore_case: bool = False) -> Value:
         if arg is None:
             return None
-        if isinstance(arg, ListLit):
-            return tuple(s.value for s in arg.items)
-        if isinstance(arg, Number | Size):
-            return arg.value
+        if not isinstance(arg, String):
+            if isinstance(arg, ListLit):
+                return tuple([s.value for s in arg.items])
+            return arg.value  # Number or Size
         text = arg.value
-        if typ is b.T.REGEX:
-            search = rx.compile_pattern(text, ignore_case=ignore_case, engine=self.engine)
-            return CompiledRegex(text, search)
-        if typ is b.T.SIZE:
+        if typ in _AS_WRITTEN:
+            return text
+        if typ is _REGEX:
+            found = self.regexes.get((text, ignore_case))
+            if found is None:
+                search = rx.compile_pattern(text, ignore_case=ignore_case, engine=self.engine)
+                found = self.regexes[text, ignore_case] = _compiled_regex(text, search)
+            return found
+        if typ is _SIZE:
             return int(text)
-        if typ is b.T.DATE:
+        if typ is _DATE:
             for fmt in ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y"):
                 try:
                     return dt.datetime.strptime(text, fmt)
                 except ValueError:
                     continue
-        if typ is b.T.IP_SPEC:
-            return tuple(_ip(part) for part in re.split(r"[,\s]+", text.strip()) if part)
+        if typ is _IP_SPEC:
+            return tuple(_ip(part) for part in _IP_SEPARATORS.split(text.strip()) if part)
         if typ is b.T.LIST:
             return tuple(p.strip() for p in text.split(","))
         return text
 
     def condition(self, cond: Condition) -> CCondition:
+        if isinstance(cond, RuleTest):
+            return self.rule(cond)
         if isinstance(cond, Group):
             return self.condition(cond.inner)
         if isinstance(cond, Not):
-            return CNot(self.condition(cond.operand), cond.span)
-        if isinstance(cond, BoolOp):
-            operands: list[CCondition] = []
-            for side in (cond.left, cond.right):
-                inner = side.inner if isinstance(side, Group) else side
-                c = self.condition(inner)
-                # Flatten same-operator chains so the cost order applies across the whole chain.
-                operands.extend(c.operands if isinstance(c, CBool) and c.op == cond.op else (c,))
-            return CBool(cond.op, tuple(sorted(operands, key=_cost)), cond.span)
-        return self.rule(cond)
+            return _cnot(self.condition(cond.operand), cond.span)
+        operands: list[CCondition] = []
+        for side in (cond.left, cond.right):
+            inner = side.inner if isinstance(side, Group) else side
+            c = self.condition(inner)
+            # Flatten same-operator chains so the cost order applies across the whole chain.
+            operands.extend(c.operands if isinstance(c, CBool) and c.op == cond.op else (c,))
+        return _cbool(cond.op, tuple(sorted(operands, key=_cost)), cond.span)
 
     def rule(self, rt: RuleTest) -> CRule:
         sig = b.lookup_rule(rt.name)
         assert sig is not None, "compile_script needs checked input"
-        fold = sig.name in _CASE_INSENSITIVE
-        args = tuple(self.value(p.type, a) for p, a in zip(sig.params, rt.args or (), strict=False))
-        operand = self.value(sig.operand or b.T.STRING, rt.operand, ignore_case=fold)
-        return CRule(sig, args, rt.comparator, operand, rt.span)
+        args = ()
+        if rt.args:
+            args = tuple(map(self.value, b.param_types(sig.params), rt.args))
+        operand = None
+        if rt.operand is not None:
+            fold = sig.name in _CASE_INSENSITIVE
+            operand = self.value(sig.operand or b.T.STRING, rt.operand, fold)
+        return _crule(sig, args, rt.comparator, operand, rt.span)
 
     def action(self, call: ActionCall) -> CAction:
         sig = b.lookup_action(call.name)
         assert sig is not None, "compile_script needs checked input"
-        args = tuple(self.value(p.type, a) for p, a in zip(sig.params, call.args, strict=False))
-        return CAction(sig, args, call.span)
+        # map stops at the shorter of the two, as zip does (checked input has no extra args).
+        args = tuple(map(self.value, b.param_types(sig.params), call.args)) if call.args else ()
+        return _caction(sig, args, call.span)
 
     def block(self, stmts: tuple[ActionCall | If, ...] | None) -> tuple[CStatement, ...]:
-        return tuple(self.if_(s) if isinstance(s, If) else self.action(s) for s in stmts or ())
+        if not stmts:
+            return ()
+        return tuple([self.if_(s) if isinstance(s, If) else self.action(s) for s in stmts])
 
     def if_(self, node: If) -> CIf:
-        return CIf(self.condition(node.condition), self.block(node.then), self.block(node.else_),
-                   node.span)
+        return _cif(self.condition(node.condition), self.block(node.then), self.block(node.else_),
+                    node.span)
 
     def filter(self, flt: Filter) -> CFilter:
-        return CFilter(flt.name, flt.active, self.if_(flt.body), flt.description, flt.content,
-                       flt.span)
+        return _cfilter(flt.name, flt.active, self.if_(flt.body), flt.description, flt.content,
+                        flt.span)
 
 
 def _ip(part: str) -> Any:
@@ -219,7 +248,7 @@ def compile_script(script: Script, *, regex_engine: str | None = None) -> Compil
             if m:
                 regex_engine = m.group(1).lower()
     compiler = _Compiler(regex_engine)
-    return CompiledScript(script.path, tuple(compiler.filter(f) for f in script.filters),
-                          regex_engine)
+    filters = tuple([compiler.filter(f) for f in script.filters])
+    return CompiledScript(script.path, filters, regex_engine)
 
 

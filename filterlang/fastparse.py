@@ -4,7 +4,8 @@ Lark's generic lexer and parser loop cost about three quarters of the parse time
 objects built through a compatibility shim, a line counter per token, a method call per
 shift). This module reuses everything Lark computed from ``grammar.lark`` — the terminals in
 Lark's own matching order, the keyword table, the LALR states and the rule callbacks (which
-call ``Builder``) — and only replaces the two inner loops.
+call ``Builder``) — and only replaces the two inner loops. It also counts brackets and
+arguments, and stops at the limits (``TooDeepError``) before the stack can grow.
 
 On the first problem it raises the exception Lark would raise (``UnexpectedCharacters`` or
 ``UnexpectedToken`` with the same expected set, read from the same table), so the one
@@ -25,21 +26,17 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 from lark.lexer import PatternStr
 from lark.parse_tree_builder import ChildFilterLALR_NoPlaceholders, ExpandSingleChild
 
-from filterlang.build import FastToken, Tok, lark_token
+from filterlang.build import MAX_ARGS, MAX_DEPTH, Tok, TooDeepError, lark_token
 
 # Shift entries carry the next state; reduce entries carry (size, goto symbol, callback),
 # the callback None for a rule whose value is its only child.
 _Reduce = tuple[int, str, Callable[[list[Any]], Any] | None]
 
 
-class _Spliced:
-    """Stands in for Lark's Tree for an inlined rule (`_name`, `_args`, `__x_star_0`): the
-    parent rule's child filter only ever reads ``children`` from it."""
-
-    __slots__ = ("children",)
-
-    def __init__(self, children: list[Any]) -> None:
-        self.children = children
+# What an inlined rule (`_args`, `__block_plus_1`) reduces to: the list of its children, which
+# the parent rule splices into its own (where Lark makes a Tree to read ``children`` from).
+# ``list`` copies them in one C call, cheaper than any Python function.
+_holder = list
 
 
 _WHITESPACE = " \t\f\r\n"
@@ -100,8 +97,8 @@ def _direct_callbacks(callbacks: dict[Any, Any], builder: object) -> dict[Any, A
     file are single-child ones (``_name: NAME``, ``?not_test: rule_test``, ...) whose value is
     just their child: those get None, and the driver leaves the value stack alone. Inlined
     rules whose every form has one child ("unit" rules) are then not spliced by their parent.
-    The rest get a filter specialised to their shape. Any wrapper not recognised here keeps
-    Lark's own callback.
+    The rest get a filter specialised to their shape; a wrapper not recognised here is an
+    error (the grammar changed in a way this module must learn).
     """
     shapes: dict[Any, tuple[list[tuple[int, bool]], bool, Any]] = {}
     unknown = set()
@@ -136,11 +133,10 @@ def _direct_callbacks(callbacks: dict[Any, Any], builder: object) -> dict[Any, A
                 unit.add(origin)
                 changed = True
 
+    if unknown:
+        raise ValueError(f"no fast callback for the rules {sorted(map(str, unknown))}")
     out: dict[Any, Any] = {}
-    for rule, callback in callbacks.items():
-        if rule in unknown:
-            out[rule] = callback
-            continue
+    for rule in callbacks:
         include, expand1, node = shapes[rule]
         include = [(i, e and str(rule.expansion[i].name) not in unit) for i, e in include]
         origin = str(rule.origin.name)
@@ -149,7 +145,7 @@ def _direct_callbacks(callbacks: dict[Any, Any], builder: object) -> dict[Any, A
             out[rule] = None
             continue
         if isinstance(node, functools.partial) and inlined(origin):
-            node = _Spliced
+            node = _holder
         out[rule] = _reducer(include, expand1, node, size, rule.expansion[:1] == [rule.origin])
     return out
 
@@ -168,14 +164,17 @@ def _reducer(
             return node
         if expand1 and len(keep) == 1:
             return operator.itemgetter(keep[0])
+        if node is _holder and len(keep) == 1:  # `__x_star: _SEP item`
+            only = keep[0]
+            return lambda c: [c[only]]
         return lambda c: node([c[i] for i in keep])
-    if node is _Spliced and left_recursive and len(include) == 2 and include[0] == (0, True):
+    if node is _holder and left_recursive and len(include) == 2 and include[0] == (0, True):
         # `__x_star: __x_star _SEP item`: extend the holder in place (LALR never shares it).
         last = keep[0]
 
         def extend(c: list[Any]) -> Any:
             held = c[0]
-            held.children.append(c[last])
+            held.append(c[last])
             return held
 
         return extend
@@ -186,7 +185,7 @@ def _reducer(
         at = expanded[0]
 
         def splice(c: list[Any]) -> Any:
-            return node(c[:at] + c[at].children + c[at + 1 :])
+            return node(c[:at] + c[at] + c[at + 1 :])
 
         return splice
 
@@ -195,9 +194,9 @@ def _reducer(
         for i, expand in include:
             if expand:
                 if filtered:
-                    filtered += c[i].children
+                    filtered += c[i]
                 else:
-                    filtered = c[i].children
+                    filtered = c[i]
             else:
                 filtered.append(c[i])
         if expand1 and len(filtered) == 1:
@@ -205,6 +204,23 @@ def _reducer(
         return node(filtered)
 
     return generic
+
+
+# The tokens the driver counts, and the mark of a token with a lexer callback.
+_LPAR, _RPAR, _LBRACE, _RBRACE, _COMMA, _HOOK = 1, 2, 3, 4, 5, 6
+_BRACKETS = {"LPAR": _LPAR, "RPAR": _RPAR, "LBRACE": _LBRACE, "RBRACE": _RBRACE, "_COMMA": _COMMA}
+
+
+class _Accept:
+    """The action of the end state on ``$END``: the parse is complete."""
+
+
+# A row maps each symbol to its action, by the action's class: a dict is a shift (or the goto of
+# a nonterminal) to that row, a str a single-child reduction to that nonterminal (the value
+# stays), a tuple any other reduction (see _Reduce), _ACCEPT the end. Rows stand for states on
+# the stack, so neither a shift nor a goto needs a second lookup to find its row.
+_Row = dict[str, Any]
+_ACCEPT = _Accept()
 
 
 class FastParser:
@@ -222,25 +238,40 @@ class FastParser:
         self.kinds = [""] * (self.master.groups + 1)
         for name, index in self.master.groupindex.items():
             self.kinds[index] = name
+        # What to do on each token besides parsing it, by group index (a list lookup per token):
+        # count brackets and arguments, or call the lexer callback (for comments).
         self.lexer_callbacks = lexer_callbacks
+        self.hooks = {
+            index: lexer_callbacks[kind]
+            for index, kind in enumerate(self.kinds)
+            if kind in lexer_callbacks
+        }
+        self.specials = [
+            _HOOK if index in self.hooks else _BRACKETS.get(kind, 0)
+            for index, kind in enumerate(self.kinds)
+        ]
+        self.comment = self.master.groupindex["COMMENT"]
         inner = lark.parser.parser.parser  # ParsingFrontend -> LALR_Parser -> _Parser
         table = inner.parse_table
-        self.start = table.start_states["start"]
-        self.end = table.end_states["start"]
         callbacks = _direct_callbacks(inner.callbacks, builder)
         reduces: dict[Any, _Reduce] = {}
-        self.states: dict[int, dict[str, Any]] = {}
+        rows: dict[int, _Row] = {state: {} for state in table.states}
         for state, actions in table.states.items():
-            row: dict[str, Any] = {}
+            row = rows[state]
             # Plain str keys: Lark's symbols are Token objects, whose __eq__ is slow.
             for symbol, (action, arg) in actions.items():
                 if action.name == "Shift":
-                    row[str(symbol)] = arg
-                else:
-                    if arg not in reduces:
-                        reduces[arg] = (len(arg.expansion), str(arg.origin.name), callbacks[arg])
-                    row[str(symbol)] = reduces[arg]
-            self.states[state] = row
+                    row[str(symbol)] = rows[arg]
+                    continue
+                if arg not in reduces:
+                    reduces[arg] = (len(arg.expansion), str(arg.origin.name), callbacks[arg])
+                _, origin, callback = reduces[arg]
+                row[str(symbol)] = origin if callback is None else reduces[arg]
+        self.start = rows[table.start_states["start"]]
+        end = rows[table.end_states["start"]]
+        if end:
+            raise ValueError("the LALR end state is expected to have no actions")
+        end["$END"] = _ACCEPT
 
     def parse(self, text: str) -> Any:
         """The value of the start rule (the builder's filter list).
@@ -249,20 +280,23 @@ class FastParser:
         token, so there is one regex call per token and the line counter only looks at that
         prefix. The table walk is Lark's ``ParserState.feed_token`` without the generality.
         """
-        states = self.states
         match = self.master.match
         keywords = self.keywords
         kinds = self.kinds
-        callbacks = self.lexer_callbacks
-        end_state = self.end
-        state_stack = [self.start]
-        value_stack: list[Any] = []
-        push_state = state_stack.append
-        push_value = value_stack.append
-        row = states[self.start]
+        hooks = self.hooks
+        specials = self.specials
+        comment = self.comment
+        # Open brackets, and arguments since the last '(': stopped at the limits as they are
+        # read, before the stack can grow (or a call with millions of arguments be parsed in
+        # full before the checker says the action takes two).
+        parens = braces = commas = 0
+        row = self.start
+        stack: list[_Row] = [row]
+        values: list[Any] = []
+        push_row = stack.append
+        push_value = values.append
         pos, line, line_start, length = 0, 1, 0, len(text)
-        tok: Tok | None = None
-        new_token = tuple.__new__
+        tok: Tok | Token | None = None  # the $END token is Lark's
         while True:
             m = match(text, pos) if pos < length else None
             if m is None:
@@ -290,42 +324,59 @@ class FastParser:
                     kind = keywords.get(value.lower(), "NAME")
                 col = start - line_start + 1
                 # Tokens never span lines (strings and comments stop at a line break).
-                tok = new_token(FastToken, (kind, value, start, line, col, line, col + end - start, end))
-                if kind in callbacks:  # brackets (depth limits) and comments (kept aside)
-                    tok = callbacks[kind](tok)
-                    if kind == "COMMENT":
-                        continue
+                tok = (kind, value, start, line, col, line, col + end - start, end)
+                special = specials[index]
+                if special:
+                    if special == _LPAR:
+                        commas = 0
+                        parens += 1
+                        if parens > MAX_DEPTH:
+                            raise TooDeepError(tok)
+                    elif special == _RPAR:
+                        parens -= 1
+                    elif special == _LBRACE:
+                        braces += 1
+                        if braces > MAX_DEPTH:
+                            raise TooDeepError(tok)
+                    elif special == _RBRACE:
+                        braces -= 1
+                    elif special == _COMMA:
+                        commas += 1
+                        if commas > MAX_ARGS:
+                            raise TooDeepError(tok)
+                    else:
+                        tok = hooks[index](tok)
+                        if index == comment:  # kept aside by the callback, never parsed
+                            continue
             while True:
                 try:
                     action = row[kind]
                 except KeyError:
                     raise UnexpectedToken(lark_token(tok), _expected(row)) from None
-                if action.__class__ is int:
-                    push_state(action)
+                cls = type(action)
+                if cls is dict:
+                    push_row(action)
                     push_value(tok)
-                    row = states[action]
+                    row = action
                     break
-                size, origin, reduce = action
-                if reduce is None:
+                if cls is str:
                     # A single-child rule whose value is its child: only the state changes.
-                    goto = states[state_stack[-2]][origin]
-                    if kind == "$END" and goto == end_state:
-                        return value_stack[-1]
-                    state_stack[-1] = goto
-                    row = states[goto]
+                    row = stack[-2][action]
+                    stack[-1] = row
                     continue
-                if size:
-                    children = value_stack[-size:]
-                    del state_stack[-size:]
-                    del value_stack[-size:]
-                else:
-                    children = []
-                push_value(reduce(children))
-                goto = states[state_stack[-1]][origin]
-                if kind == "$END" and goto == end_state:
-                    return value_stack[-1]
-                push_state(goto)
-                row = states[goto]
+                if cls is tuple:
+                    size, origin, reduce = action
+                    if size:
+                        children = values[-size:]
+                        del stack[-size:]
+                        del values[-size:]
+                    else:
+                        children = []
+                    push_value(reduce(children))
+                    row = stack[-1][origin]
+                    push_row(row)
+                    continue
+                return values[-1]  # _ACCEPT
 
     @staticmethod
     def _bad_character(text: str, pos: int, line: int, line_start: int) -> UnexpectedCharacters:

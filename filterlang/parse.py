@@ -41,7 +41,12 @@ _FILTER_START = re.compile(
 _NOT_RUN = re.compile(rf"not(?:\s+not\b){{{MAX_DEPTH}}}")
 _NOT_LOWER = str.maketrans("NOT", "not")
 _BINARY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+# The same characters one by one: a substring test per character is a tenth of the class search.
+_BINARY_CHARS = tuple(c for c in map(chr, range(128)) if _BINARY.match(c))
 _DESCRIPTION = re.compile(r"^ ?description:[ \t]*(.*?)\s*$")
+
+
+_IDLE = Context("<string>", "")
 
 
 class _Parser:
@@ -56,8 +61,9 @@ class _Parser:
             lexer="basic",
             propagate_positions=False,
             maybe_placeholders=False,
+            # Lark's own driver is not used here (tests run it, as the reference the fast one
+            # must match): only its terminals, table and the callbacks made for the builder.
             transformer=self.builder,
-            lexer_callbacks=self.builder.lexer_callbacks(),
         )
         self.fast = FastParser(self.lark, self.builder.lexer_callbacks(), self.builder)
         self.lock = threading.Lock()
@@ -71,6 +77,11 @@ class _Parser:
             return self.fast.parse(chunk.text), ctx, None
         except (LarkError, TooDeepError) as exc:
             return None, ctx, exc
+        finally:
+            # The context holds every filter built (``done``): left on the shared builder, the
+            # last file's whole tree would stay alive until the next parse, and the cyclic
+            # collector would scan it when the front end turns it back on.
+            self.builder.ctx = _IDLE
 
     def run(self, chunk: Chunk) -> tuple[list[Filter] | None, Context]:
         """Parse one chunk; on failure the context holds the one syntax diagnostic."""
@@ -121,6 +132,8 @@ def _position(text: str, pos: int) -> tuple[int, int]:
 
 
 def _binary(text: str, path: str) -> Diagnostic | None:
+    if not any(c in text for c in _BINARY_CHARS):
+        return None
     found = _BINARY.search(text)
     if found is None:
         return None
@@ -150,18 +163,25 @@ def _name_checks(filters: list[Filter]) -> Iterator[Diagnostic]:
 
 def _with_descriptions(filters: list[Filter], comments: list[Comment]) -> list[Filter]:
     """Reference 13.5: `# description: text` directly above a filter sets its description."""
-    by_line = {c.span.line: c for c in comments}
-    out = []
-    previous_end = 0
-    for f in filters:
-        above = by_line.get(f.span.line - 1)
+    # Looked up from the description comments, which are few, rather than from every filter.
+    below: dict[int, str] = {}  # line after a description comment -> its text
+    for c in comments:
+        found = _DESCRIPTION.match(c.text)
+        if found:
+            below[c.span.line + 1] = found.group(1)
+    if not below:
+        return filters
+    first_on_line: dict[int, int] = {}
+    for i, f in enumerate(filters):
+        first_on_line.setdefault(f.span.line, i)
+    out = list(filters)
+    for line, text in below.items():
+        at = first_on_line.get(line)
+        if at is None or filters[at].description is not None:
+            continue
         # Directly above means nothing in between: not even the end of the previous filter.
-        if f.description is None and above is not None and above.span.line > previous_end:
-            found = _DESCRIPTION.match(above.text)
-            if found:
-                f = evolve(f, description=found.group(1))
-        out.append(f)
-        previous_end = f.span.end_line
+        if at == 0 or filters[at - 1].span.end_line < line - 1:
+            out[at] = evolve(filters[at], description=text)
     return out
 
 
