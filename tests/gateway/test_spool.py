@@ -101,3 +101,22 @@ def test_envelope_header_round_trips_every_field() -> None:
                    "451 later", "q1", True, "mx.example:2525", ("filter x matched",), "Inbound")
     assert set(env.to_json()) == {f.name for f in attrs.fields(Envelope)} | {"version"}
     assert decode(encode(env, b"body"))[0] == env
+
+
+def test_finished_message_files_are_emptied_and_reused(tmp_path: Path) -> None:
+    """A delivered message's file is emptied and kept for the next message (same inode):
+    no old content stays on disk under `free`, and the new message reads back whole."""
+    spool = Spool(tmp_path / "spool")
+    first = spool.store(Envelope("a@example.com", ("b@example.org",)), b"Subject: one\r\n\r\nsecret\r\n")
+    inode = os.stat(spool.dir("incoming") / first).st_ino
+    spool.remove("incoming", first)
+    [kept] = os.listdir(tmp_path / "spool" / "free")
+    assert os.stat(tmp_path / "spool" / "free" / kept).st_size == 0
+    # (A listener that just found `free` empty looks again a second later: a fresh one here.)
+    spool = Spool(tmp_path / "spool")
+    second = spool.store(Envelope("c@example.com", ("d@example.org",)), b"Subject: two\r\n\r\nx\r\n")
+    assert os.stat(spool.dir("incoming") / second).st_ino == inode
+    assert os.listdir(tmp_path / "spool" / "free") == []
+    env, data = spool.read("incoming", second)
+    assert env.mail_from == "c@example.com" and data.endswith(b"Subject: two\r\n\r\nx\r\n")
+    assert spool.list("incoming") == [second]
