@@ -307,6 +307,8 @@ class Supervisor:
         if recovered:
             log.info("recovered %d message(s) from an interrupted run", recovered)
         self.workers = self._spawn(self.config, self.doorbell)
+        # Empty files for the spool to reuse (see Spool.remove), made beside the workers.
+        threading.Thread(target=spool.reserve_free, name="spool-reserve", daemon=True).start()
         for lst in self.config.listeners:
             log.info("listening on %s:%d (%s)", lst.address, lst.port, lst.name)
         signal.signal(signal.SIGHUP, lambda *_: self._reload.set())

@@ -120,3 +120,12 @@ def test_finished_message_files_are_emptied_and_reused(tmp_path: Path) -> None:
     env, data = spool.read("incoming", second)
     assert env.mail_from == "c@example.com" and data.endswith(b"Subject: two\r\n\r\nx\r\n")
     assert spool.list("incoming") == [second]
+
+
+def test_reserve_of_empty_files_is_topped_up_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    assert spool.reserve_free(16) == 16
+    assert spool.reserve_free(16) == 0  # already there
+    files = list((tmp_path / "spool" / "free").iterdir())
+    assert len(files) == 16 and all(f.stat().st_size == 0 for f in files)
+    assert spool.counts() == {s: 0 for s in spool.counts()}  # no message comes from them
