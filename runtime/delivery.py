@@ -133,6 +133,9 @@ class QueueRunner:
         # offer what they just stored, so `incoming` is listed only now and then (see
         # _claim_incoming).
         self._backlog: dict[str, None] = {}
+        # Offers also come from threads (a large message's pipeline, the delivery threads of
+        # start()), so taking the oldest name and adding one must not interleave.
+        self._backlog_lock = threading.Lock()
         # Set while run_async drives this runner in an event loop.
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._awake: asyncio.Event | None = None
@@ -368,7 +371,8 @@ class QueueRunner:
     def offer(self, queue_id: str) -> None:
         """A message just stored in `incoming` (by the listener or by this runner): claim it
         without listing the folder. Safe from any thread."""
-        self._backlog[queue_id] = None
+        with self._backlog_lock:
+            self._backlog[queue_id] = None
         self._notify()
 
     def _notify(self) -> None:
@@ -444,25 +448,31 @@ class QueueRunner:
         listing and sorting a backlog of thousands for every few claims made the runner
         quadratic under load, and names piled up again with every listing. A name another
         process claimed meanwhile just fails its rename and is forgotten."""
-        backlog = self._backlog
+        backlog, lock = self._backlog, self._backlog_lock
         listed = False
         if relist and len(backlog) < room:
-            backlog.update(dict.fromkeys(self.spool.list("incoming")))
+            self._add_listing()
             listed = True
         ids: list[str] = []
         while len(ids) < room:
-            if not backlog:
+            with lock:
+                qid = next(iter(backlog), None)
+                if qid is not None:
+                    del backlog[qid]
+            if qid is None:
                 if listed:
                     break
-                backlog.update(dict.fromkeys(self.spool.list("incoming")))
+                self._add_listing()
                 listed = True
-                if not backlog:
-                    break
-            qid = next(iter(backlog))
-            del backlog[qid]
+                continue
             if self.spool.move(qid, "incoming", "active", durable=False):
                 ids.append(qid)
         return ids
+
+    def _add_listing(self) -> None:
+        names = dict.fromkeys(self.spool.list("incoming"))
+        with self._backlog_lock:
+            self._backlog.update(names)
 
     def stop(self) -> None:
         self._stop.set()

@@ -40,9 +40,7 @@ class Doorbell:
         while True:
             try:
                 note = self._reader.recv(64)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # nothing more to read now (or the socket is gone)
                 return
             text = note.decode("ascii", "replace")
             if _QUEUE_ID.fullmatch(text):

@@ -29,6 +29,7 @@ from runtime.transport import Destination, Result
 
 CHUNK = 1 << 20  # bytes per write of a large body: the transport buffers at most this much
 IDLE_PER_DESTINATION = 64  # open connections kept for reuse, per next hop
+MAX_REPLY_LINES = 1000  # lines of one reply; a peer that sends more is broken or hostile
 
 
 def envelope_commands(
@@ -99,7 +100,12 @@ class AsyncSMTPTransport:
         lines: list[bytes] = []
         async with asyncio.timeout(self.timeout):
             while True:
-                line = await conn.reader.readline()
+                try:
+                    line = await conn.reader.readline()
+                except ValueError:  # a line longer than the reader's 64 KB limit
+                    raise ProtocolError("reply line too long") from None
+                if len(lines) >= MAX_REPLY_LINES:
+                    raise ProtocolError("reply too long")
                 if not line.endswith(b"\n"):
                     raise ProtocolError("connection closed in the middle of a reply")
                 if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):

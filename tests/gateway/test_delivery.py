@@ -341,3 +341,31 @@ def test_smtp_transport_never_sends_a_line_break_inside_a_command(client: str) -
     assert result.code == 553 and result.permanent
     assert after["c@example.org"].ok
     assert [m[1] for m in sink.messages] == [["c@example.org"]]
+
+
+@pytest.mark.parametrize("greeting", [b"220 " + b"x" * 70_000 + b"\r\n",
+                                      b"220-hello\r\n" * 2_000 + b"220 done\r\n"],
+                         ids=["long-line", "endless-reply"])
+@pytest.mark.parametrize("client", CLIENTS)
+def test_smtp_transport_hostile_reply_is_a_temporary_failure(greeting: bytes, client: str) -> None:
+    """A next hop that answers with a 70 KB line or thousands of continuation lines gets the
+    message deferred (451), never parked in hold or read without end."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(greeting)
+            conn.recv(100)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    transport = CLIENTS[client]()
+    got = transport.send(Destination("127.0.0.1", port), "a@example.com", ["b@example.org"], MSG)
+    transport.close()
+    server.close()
+    assert got["b@example.org"].code == 451 and not got["b@example.org"].permanent
