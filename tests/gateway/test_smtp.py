@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import smtplib
 import socket
 import time
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from runtime.spool import SpoolError
+from runtime import spool as spool_module
 
 if TYPE_CHECKING:
     from .conftest import RunningListener
@@ -158,17 +159,25 @@ def test_tcprefuse_closes_at_connect(listener: Callable[..., RunningListener]) -
         assert s.recv(100) == b""
 
 
+@pytest.mark.parametrize("failing", ["fdatasync", "_fsync_dir"])
 def test_spool_write_failure_is_451_never_250(listener: Callable[..., RunningListener],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                              monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
+    """The disk fills while the message's bytes are synced, or while its folder is: 451."""
     gw = listener()
 
-    def full(*_a: object, **_k: object) -> str:
-        raise SpoolError("cannot write incoming/x: No space left on device")
+    def full(*_a: object, **_k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(gw.spool, "store", full)
+    if failing == "fdatasync":
+        monkeypatch.setattr(spool_module.os, "fdatasync", full)
+    else:
+        monkeypatch.setattr(spool_module, "_fsync_dir", full)
     raw = Raw(gw.port)
     envelope(raw)
     assert raw.cmd(MSG + b".\r\n").startswith("451 4.3.1")
+    monkeypatch.undo()
+    assert gw.spool.list("incoming") == [] or failing == "_fsync_dir"
+    assert raw.cmd(b"NOOP\r\n").startswith("250")
 
 
 def test_handler_exception_is_neutral_451(listener: Callable[..., RunningListener],
@@ -179,6 +188,7 @@ def test_handler_exception_is_neutral_451(listener: Callable[..., RunningListene
         raise RuntimeError("secret internals /etc/passwd")
 
     monkeypatch.setattr(gw.spool, "store", boom)
+    monkeypatch.setattr(gw.spool, "stage", boom)
     raw = Raw(gw.port)
     envelope(raw)
     reply = raw.cmd(MSG + b".\r\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import attrs
@@ -103,23 +104,53 @@ def test_envelope_header_round_trips_every_field() -> None:
     assert decode(encode(env, b"body"))[0] == env
 
 
-def test_finished_message_files_are_emptied_and_reused(tmp_path: Path) -> None:
-    """A delivered message's file is emptied and kept for the next message (same inode):
-    no old content stays on disk under `free`, and the new message reads back whole."""
+def test_finished_message_files_are_reused_in_place(tmp_path: Path) -> None:
+    """A delivered message's file is kept for the next message (same inode, overwritten in
+    place); a shorter new message reads back whole, with nothing of the old one after it."""
     spool = Spool(tmp_path / "spool")
-    first = spool.store(Envelope("a@example.com", ("b@example.org",)), b"Subject: one\r\n\r\nsecret\r\n")
+    first = spool.store(Envelope("a@example.com", ("b@example.org",)),
+                        b"Subject: one\r\n\r\n" + b"secret\r\n" * 100)
     inode = os.stat(spool.dir("incoming") / first).st_ino
     spool.remove("incoming", first)
     [kept] = os.listdir(tmp_path / "spool" / "free")
-    assert os.stat(tmp_path / "spool" / "free" / kept).st_size == 0
     # (A listener that just found `free` empty looks again a second later: a fresh one here.)
     spool = Spool(tmp_path / "spool")
     second = spool.store(Envelope("c@example.com", ("d@example.org",)), b"Subject: two\r\n\r\nx\r\n")
     assert os.stat(spool.dir("incoming") / second).st_ino == inode
     assert os.listdir(tmp_path / "spool" / "free") == []
     env, data = spool.read("incoming", second)
-    assert env.mail_from == "c@example.com" and data.endswith(b"Subject: two\r\n\r\nx\r\n")
+    assert env.mail_from == "c@example.com" and data == b"Subject: two\r\n\r\nx\r\n"
+    assert b"secret" not in (spool.dir("incoming") / second).read_bytes()
     assert spool.list("incoming") == [second]
+
+
+def test_a_large_finished_message_gives_its_space_back(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    big = spool.store(Envelope("a@example.com", ("b@example.org",)),
+                      b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 100)
+    spool.remove("incoming", big)
+    [kept] = os.listdir(tmp_path / "spool" / "free")
+    assert os.stat(tmp_path / "spool" / "free" / kept).st_size == 0
+
+
+def test_spool_is_private_to_the_gateway_user(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.reserve_free(1)
+    qid = spool.store(Envelope("a@example.com", ("b@example.org",)), b"Subject: s\r\n\r\nx\r\n")
+    assert stat.S_IMODE(os.stat(tmp_path / "spool").st_mode) == 0o700
+    assert all(stat.S_IMODE(d.stat().st_mode) == 0o700 for d in (tmp_path / "spool").iterdir())
+    assert stat.S_IMODE(os.stat(spool.dir("incoming") / qid).st_mode) == 0o600
+
+
+def test_messages_staged_together_are_published_together(tmp_path: Path) -> None:
+    """Group commit: staged files are invisible until published, then all are in `incoming`."""
+    spool = Spool(tmp_path / "spool")
+    staged = [spool.stage(Envelope("a@example.com", ("b@example.org",)), b"Subject: %d\r\n\r\n" % i)
+              for i in range(3)]
+    assert spool.list("incoming") == []
+    assert spool.publish(staged) == [None, None, None]
+    assert spool.list("incoming") == sorted(s.queue_id for s in staged)
+    assert os.listdir(tmp_path / "spool" / "tmp") == []
 
 
 def test_reserve_of_empty_files_is_topped_up_once(tmp_path: Path) -> None:

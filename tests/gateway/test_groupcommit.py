@@ -1,0 +1,64 @@
+"""Group commit: the messages of one loop turn share a folder fsync, each gets its own result."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from runtime.groupcommit import GroupCommit
+from runtime.spool import Envelope, Spool, SpoolError, Staged
+
+
+def _stage(spool: Spool, n: int) -> list[Staged]:
+    return [spool.stage(Envelope("a@example.com", ("b@example.org",)), b"Subject: %d\r\n\r\nx\r\n" % i)
+            for i in range(n)]
+
+
+def test_sessions_finishing_together_share_one_commit(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    commits = GroupCommit(spool)
+    staged = _stage(spool, 5)
+
+    async def run() -> None:
+        await asyncio.gather(*(commits.publish(s) for s in staged))
+
+    asyncio.run(run())
+    assert commits.batches == 1
+    assert spool.list("incoming") == sorted(s.queue_id for s in staged)
+
+
+def test_one_failed_rename_fails_only_its_own_message(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    commits = GroupCommit(spool)
+    good, bad = _stage(spool, 2)
+    os.unlink(bad.tmp)  # as if the disk had lost it
+
+    async def run() -> list[BaseException | None]:
+        return list(await asyncio.gather(commits.publish(good), commits.publish(bad),
+                                         return_exceptions=True))
+
+    ok, failed = asyncio.run(run())
+    assert ok is None and isinstance(failed, SpoolError)
+    assert spool.list("incoming") == [good.queue_id]
+
+
+def test_a_failed_folder_sync_fails_the_whole_batch(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renamed but not known durable: every sender of the batch is told 451, never 250."""
+    from runtime import spool as spool_module
+
+    def broken(_path: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(spool_module, "_fsync_dir", broken)
+    spool = Spool(tmp_path / "spool")
+    commits = GroupCommit(spool)
+
+    async def run() -> list[BaseException | None]:
+        return list(await asyncio.gather(*(commits.publish(s) for s in _stage(spool, 3)),
+                                         return_exceptions=True))
+
+    assert all(isinstance(r, SpoolError) for r in asyncio.run(run()))
