@@ -52,6 +52,7 @@ TOO_MANY_HOPS = "554 5.4.6 Too many hops (mail loop?)"
 LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
 DATA_TOO_BIG = "552 5.3.4 Too much mail data"
 START_DATA = "354 End data with <CR><LF>.<CR><LF>"
+SPLIT_LINES_UP_TO = 1 << 20  # bytes: longest_line splits a message up to this size at once
 
 DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
 INLINE_STORE = 256 * 1024  # bytes: larger messages are written and fsync'd in a thread
@@ -179,6 +180,10 @@ def _simple_angle_addr(arg: str) -> tuple[str, str] | None:
 def longest_line(data: bytes) -> int:
     """The length of the longest CRLF-terminated line, CRLF included (a bare CR or LF is part
     of its line, as for aiosmtpd; such messages are refused later anyway)."""
+    if len(data) <= SPLIT_LINES_UP_TO:
+        *lines, rest = data.split(b"\r\n")
+        return max(max(map(len, lines), default=-2) + 2, len(rest))
+    # A large message: one line at a time, no list of lines as big as the message.
     longest = start = 0
     find = data.find
     while True:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from runtime import smtp
 from runtime.smtp import DATA_TOO_BIG, LINE_TOO_LONG, read_data
 
 NEXT = b"QUIT\r\n"
@@ -92,3 +93,13 @@ def test_too_much_data_is_552_and_the_session_goes_on() -> None:
 def test_any_byte_soup_reads_like_line_by_line(parts: list[bytes], piece: int) -> None:
     stream = b"".join(parts) + b"\r\n.\r\n" + NEXT
     assert run(stream, piece=piece) == reference(stream)
+
+
+@pytest.mark.parametrize("data", [b"", b"\r\n", b"abc\r\n", b"a\r\nbbbb\r\ncc", b"a\nb\r\n", b"x" * 10])
+@pytest.mark.parametrize("big", [False, True])
+def test_longest_line_counts_the_crlf(data: bytes, big: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if big:  # the one-line-at-a-time path for large messages
+        monkeypatch.setattr(smtp, "SPLIT_LINES_UP_TO", -1)
+    lines = data.split(b"\r\n")
+    expected = max([len(x) + 2 for x in lines[:-1]] + [len(lines[-1])])
+    assert smtp.longest_line(data) == expected
