@@ -213,7 +213,11 @@ class Spool:
             if now - self._free_none_at < FREE_RELIST:
                 return
             with contextlib.suppress(OSError):
-                names.extend(os.listdir(self._free))
+                listed = os.listdir(self._free)
+                # Every process lists the same order: each starts at its own place in it, so
+                # two listeners do not race for the same file name after name.
+                turn = os.getpid() * 2654435761 % len(listed) if listed else 0
+                names.extend(listed[turn:] + listed[:turn])
             if not names:
                 self._free_none_at = now
                 return
