@@ -52,6 +52,7 @@ TOO_MANY_HOPS = "554 5.4.6 Too many hops (mail loop?)"
 LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
 DATA_TOO_BIG = "552 5.3.4 Too much mail data"
 START_DATA = "354 End data with <CR><LF>.<CR><LF>"
+STREAM_LIMIT = 32 * 1024  # bytes buffered per connection before reading pauses: 2x this
 SPLIT_LINES_UP_TO = 1 << 20  # bytes: longest_line splits a message up to this size at once
 
 DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
@@ -249,6 +250,13 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
 
 class GatewaySMTP(SMTP):
     """aiosmtpd's protocol with the host access table at connect and a session time limit."""
+
+    # aiosmtpd sizes each connection's stream buffer from this class attribute (it pauses
+    # reading at twice the limit): at its 1,001 bytes a 4 KB message paused and resumed the
+    # socket twice, four epoll_ctl calls per message. Commands stay capped by aiosmtpd's
+    # command_size_limits and DATA lines by the instance's `line_length_limit` (the listener's
+    # max_line_length), set in __init__.
+    line_length_limit = STREAM_LIMIT
 
     def __dir__(self) -> list[str]:
         # aiosmtpd's __init__ runs inspect.getmembers(self) and dir(self) for every connection

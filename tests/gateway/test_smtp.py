@@ -293,3 +293,15 @@ def test_accept_policy_is_not_an_open_relay(listener: Callable[..., RunningListe
     raw.cmd(b"EHLO t\r\n")
     raw.cmd(b"MAIL FROM:<a@example.com>\r\n")
     assert raw.cmd(f"RCPT TO:<{rcpt}>\r\n".encode()).startswith(expected)
+
+
+@pytest.mark.parametrize("length", [2_000, 100_000])
+def test_overlong_command_line_is_500_and_the_session_goes_on(
+        listener: Callable[..., RunningListener], length: int) -> None:
+    """A command line longer than aiosmtpd's per-command cap, or longer than the connection's
+    whole buffer, is refused; the session stays usable."""
+    gw = listener()
+    raw = Raw(gw.port)
+    assert raw.cmd(b"EHLO t\r\n").startswith("250")
+    assert raw.cmd(b"MAIL FROM:<" + b"a" * length + b"@example.com>\r\n").startswith("500")
+    assert raw.cmd(b"MAIL FROM:<a@example.com>\r\n").startswith("250")
