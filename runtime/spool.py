@@ -39,6 +39,7 @@ FREE_LIMIT = 4096  # emptied files kept in `free` for reuse
 FREE_CHECK = 256  # removals between two counts of `free`
 FREE_RELIST = 0.2  # seconds before `free` is listed again after it was found empty
 FREE_RESERVE = 2048  # empty files made at start-up (Spool.reserve_free)
+READ_WHOLE = 256 * 1024  # bytes: a queue file up to this size is read in one piece
 FREE_KEEP_BYTES = 64 * 1024  # a recycled file up to this size keeps its blocks (and bytes)
 FORMAT_VERSION = 1
 STATES = ("incoming", "active", "deferred", "hold", "corrupt")
@@ -157,6 +158,19 @@ def _write_all(fd: int, parts: list[bytes]) -> int:
         if views and n:
             views[0] = views[0][n:]
     return total
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """`size` bytes (from fstat) of a complete queue file: one read, unless it comes short."""
+    chunks = []
+    got = 0
+    while got < size:
+        chunk = os.read(fd, size - got)
+        if not chunk:
+            break  # shorter than fstat said: decode() finds what is missing
+        chunks.append(chunk)
+        got += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 @frozen
@@ -310,16 +324,28 @@ class Spool:
         self._write(state, envelope.queue_id, encode_header(envelope), data)
 
     def read(self, state: str, queue_id: str) -> tuple[Envelope, bytes]:
+        path = f"{self._dirs[state]}/{queue_id}"
         try:
-            with open(f"{self._dirs[state]}/{queue_id}", "rb") as fh:
-                head = fh.read(len(MAGIC))
-                header = fh.readline(1 << 20)
-                # Read the body on its own so it is never copied out of a larger buffer.
-                body = fh.read()
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                size = os.fstat(fd).st_size
+                if size <= READ_WHOLE:
+                    # A small file in one read: open()'s buffered reader costs five more
+                    # system calls (fstat, isatty, lseek, reads) for the same bytes.
+                    blob = _read_all(fd, size)
+                else:
+                    with os.fdopen(os.dup(fd), "rb") as fh:
+                        head = fh.read(len(MAGIC))
+                        header = fh.readline(1 << 20)
+                        # The body on its own, so it is never copied out of a larger buffer.
+                        body = fh.read()
+                    env, _ = decode(head + header)
+                    return env, body
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise CorruptEntry(f"cannot read: {exc.strerror}") from exc
-        env, _ = decode(head + header)
-        return env, body
+        return decode(blob)
 
     def move(self, queue_id: str, src: str, dst: str, *, durable: bool = True) -> bool:
         """Atomically move a file between states; False if someone else moved it first.

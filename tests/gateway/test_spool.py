@@ -160,3 +160,13 @@ def test_reserve_of_empty_files_is_topped_up_once(tmp_path: Path) -> None:
     files = list((tmp_path / "spool" / "free").iterdir())
     assert len(files) == 16 and all(f.stat().st_size == 0 for f in files)
     assert spool.counts() == {s: 0 for s in spool.counts()}  # no message comes from them
+
+
+@pytest.mark.parametrize("size", [0, 4096, 300 * 1024])
+def test_small_and_large_messages_read_back_exactly(tmp_path: Path, size: int) -> None:
+    """Files up to 256 KB are read in one piece, larger ones header first: same bytes."""
+    spool = Spool(tmp_path / "spool")
+    data = b"Subject: s\r\n\r\n" + bytes(range(256)) * (size // 256)
+    qid = spool.store(Envelope("a@example.com", ("b@example.org",)), data, prefix=b"Received: x\r\n")
+    env, body = spool.read("incoming", qid)
+    assert env.queue_id == qid and body == b"Received: x\r\n" + data
