@@ -150,10 +150,15 @@ def split_message_parts(message: bytes) -> tuple[list[bytes], list[bytes], memor
     head, body = _split_view(to_crlf(message))
     outer: list[bytes] = []
     inner: list[bytes] = []
-    for f in _headers(head):
-        (inner if _name(f).startswith(b"content-") else outer).append(f)
-    outer = [f for f in outer if _name(f) != b"mime-version"]
-    if not any(_name(f) == b"content-type" for f in inner):
+    typed = False
+    for f in _headers(head):  # each field's name found once (this runs for every message)
+        name = _name(f)
+        if name.startswith(b"content-"):
+            inner.append(f)
+            typed = typed or name == b"content-type"
+        elif name != b"mime-version":
+            outer.append(f)
+    if not typed:
         inner.insert(0, b"Content-Type: text/plain; charset=us-ascii")
     return outer, inner, body
 
