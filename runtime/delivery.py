@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 import threading
 import time
 from collections import defaultdict
@@ -42,6 +43,7 @@ log = logging.getLogger("filterlang.delivery")
 MAILDIR = Destination("maildir", 0)
 ACTIVE_WINDOW = 200
 DEFERRED_SCAN = 2.0  # seconds between scans of the deferred queue
+WAKE_EVERY = 0.5  # seconds: the event loop's queue runner looks at the queue at least this often
 # Messages up to this size run the pipeline and delivery's file work in the event loop (about
 # a millisecond for a typical message); larger ones in a thread, so one big message never
 # stalls the SMTP sessions the loop serves.
@@ -62,17 +64,32 @@ def alert(metrics: Metrics | None, kind: str, text: str, sink: Tracker | None = 
     """Raise an operator alert: error log line, metric, and a JSON line in the alerts log."""
     log.error("ALERT %s: %s", kind, text)
     if metrics is not None:
-        metrics.alerts.labels(kind).inc()
+        metrics.child(metrics.alerts, kind).inc()
     if sink is not None:
         sink.record("alert", "", kind=kind, text=text)
 
 
+# A header line, other than the first, that starts "Message-ID:" (any case), up to its CRLF.
+# Starting with CRLF lets the regex engine skip to each line start instead of trying every
+# position of the header block.
+_MESSAGE_ID = re.compile(rb"\r\nmessage-id:(.*?)(?:\r\n|\Z)", re.IGNORECASE | re.DOTALL)
+
+
 def _message_id(data: bytes) -> str:
-    head = data[: data.find(b"\r\n\r\n") if b"\r\n\r\n" in data[:65536] else 65536]
-    for line in head.split(b"\r\n"):
-        if line[:11].lower() == b"message-id:":
-            return line[11:].strip().decode("ascii", "replace")[:200]
-    return ""
+    """The Message-ID header's value, from the header block (or the first 64 KB), searched in
+    place: slicing the header block and splitting it into lines copied it twice."""
+    end = data.find(b"\r\n\r\n", 0, 65536)
+    if end < 0:
+        end = 65536
+    if end >= 11 and data[:11].lower() == b"message-id:":
+        line_end = data.find(b"\r\n", 11, end)
+        value = data[11 : line_end if line_end >= 0 else end]
+    else:
+        found = _MESSAGE_ID.search(data, 0, end)
+        if found is None:
+            return ""
+        value = found[1]
+    return value.strip().decode("ascii", "replace")[:200]
 
 
 class Router:
@@ -205,7 +222,9 @@ class QueueRunner:
         msg = run_pipeline(self.stages, InFlight(env, data))
         self._count(msg.events)
         # Stages may rewrite the envelope (alt-rcpt-to); from here on it is the truth.
-        env = attrs.evolve(msg.envelope, queue_id=qid)
+        env = msg.envelope
+        if env.queue_id != qid:
+            env = attrs.evolve(env, queue_id=qid)
         bounced = msg.recipients(BOUNCE)
         if bounced:
             self._bounce(env, data, [
@@ -259,13 +278,14 @@ class QueueRunner:
         return env, data
 
     def _count(self, events: list[tuple[str, str]]) -> None:
-        if self.metrics is None:
+        m = self.metrics
+        if m is None:
             return
-        counters = {"filter_hit": self.metrics.filter_hits, "smime": self.metrics.smime,
-                    "harvest": self.metrics.harvest}
+        counters = {"filter_hit": m.filter_hits, "smime": m.smime, "harvest": m.harvest}
         for kind, label in events:
-            if kind in counters:
-                counters[kind].labels(label).inc()
+            counter = counters.get(kind)
+            if counter is not None:
+                m.child(counter, label).inc()
 
     def _send(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes) -> dict[str, Result]:
         transport = self.maildir if dest == MAILDIR and self.maildir else self.transport
@@ -310,7 +330,7 @@ class QueueRunner:
                                     attempts=env.attempts + 1,
                                     delay=round(now - env.received_at, 3))
                 if self.metrics:
-                    self.metrics.delivered.labels("delivered").inc()
+                    self.metrics.child(self.metrics.delivered, "delivered").inc()
                     self.metrics.latency.observe(max(0.0, now - env.received_at))
             elif res.permanent:
                 failed.append(RecipientStatus(rcpt, "failed", status_from_code(res.code, res.text),
@@ -339,7 +359,7 @@ class QueueRunner:
                 self.tracker.record("deferred", qid, rcpt=rcpt, reply=f"{res.code} {res.text}",
                                     attempts=attempts, retry_in=delay)
                 if self.metrics:
-                    self.metrics.delivered.labels("deferred").inc()
+                    self.metrics.child(self.metrics.delivered, "deferred").inc()
         self.spool.remove("active", qid)
 
     def _bounce(self, env: Envelope, data: bytes, statuses: list[RecipientStatus],
@@ -348,7 +368,7 @@ class QueueRunner:
             self.tracker.record("bounced", env.queue_id, rcpt=s.recipient, status=s.status,
                                 reply=s.diagnostic)
             if self.metrics:
-                self.metrics.delivered.labels("bounced").inc()
+                self.metrics.child(self.metrics.delivered, "bounced").inc()
         dsn = build_dsn(env, data, statuses, headers_only=headers_only)
         if dsn is None:
             return  # null sender: never bounce a bounce
@@ -498,6 +518,14 @@ class QueueRunner:
             inflight.discard(task)
             awake.set()  # room for another message
 
+        # Look at the queue at least every WAKE_EVERY seconds (deferred messages come due, other
+        # processes store messages): one timer for the whole run, where a timeout around each
+        # wait made a Timeout and armed and cancelled a timer for every message.
+        def tick() -> None:
+            awake.set()
+            ticker[0] = loop.call_later(WAKE_EVERY, tick)
+
+        ticker = [loop.call_later(WAKE_EVERY, tick)]
         try:
             while not self._astop:
                 awake.clear()
@@ -517,12 +545,11 @@ class QueueRunner:
                                                 name=f"deliver {qid}")
                         inflight.add(task)
                         task.add_done_callback(done)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.5):
-                        await awake.wait()
+                await awake.wait()
             if inflight:
                 await asyncio.wait(inflight)
         finally:
+            ticker[0].cancel()
             if transport is not None:
                 await transport.aclose()
             self.transport.close()

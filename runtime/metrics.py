@@ -32,7 +32,25 @@ def enable_multiprocess(directory: Path) -> None:
     """
     directory.mkdir(parents=True, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
-    values.ValueClass = values.MultiProcessValue()
+    values.ValueClass = values.MultiProcessValue(process_identifier=_process_id)
+
+
+# prometheus-client asks for the process id on every increment (to notice a fork and start
+# files of the child's own); os.getpid() is a system call each time, several per message.
+# The id, kept current across forks, answers the same without one.
+_pid = os.getpid()
+
+
+def _new_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_new_pid)
+
+
+def _process_id() -> int:
+    return _pid
 
 
 def reset_multiprocess(directory: Path) -> None:
@@ -76,6 +94,16 @@ class Metrics:
         self.spool = spool
         if spool is not None:
             r.register(QueueSizes(spool))
+        self._children: dict[tuple[Counter, str], Counter] = {}
+
+    def child(self, counter: Counter, label: str) -> Counter:
+        """`counter.labels(label)`, looked up once per process: `labels` validates, locks
+        and builds a key on every call, several times per message."""
+        try:
+            return self._children[counter, label]
+        except KeyError:
+            found = self._children[counter, label] = counter.labels(label)
+            return found
 
     def exposed_registry(self) -> CollectorRegistry:
         """What the endpoint serves: every worker's counters in multiprocess mode."""

@@ -120,7 +120,7 @@ def run_pipeline(stages: tuple[Stage, ...], msg: InFlight) -> InFlight:
             break
         # Nothing left to do: no recipient to deliver to, nothing to quarantine, and no copy
         # still waiting for its sending profile (splinters become copies before step 19).
-        if (not msg.recipients(DELIVER) and msg.quarantine is None
+        if (DELIVER not in msg.dispositions.values() and msg.quarantine is None
                 and not any(c.profile for c in msg.copies)):
             break
         stage.process(msg)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import socket
 import ssl
@@ -64,15 +65,54 @@ class _Stale(Exception):
 
 
 class _Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One connection to a next hop, and its watchdog.
+
+    Every wait on the peer (a reply, a drain of what we wrote) must end within `timeout` of
+    its start. An `asyncio.timeout` around each wait cost a Timeout object and a timer armed
+    and cancelled, six times per message; here each wait only moves `_deadline` forward, and
+    one timer per connection fires when the earliest deadline may have passed: it re-arms
+    itself for a deadline that moved, and aborts the connection when it has really passed.
+    The wait then ends (end of stream, or a reset) and `timed_out` turns it into TimeoutError,
+    as asyncio.timeout did."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 timeout: float) -> None:
         self.reader = reader
         self.writer = writer
         self.extensions: set[str] = set()
+        self.timed_out = False
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._deadline = math.inf  # none while the connection waits in the idle pool
+        self._timer: asyncio.TimerHandle | None = None
 
     def usable(self) -> bool:
         return not self.reader.at_eof() and not self.writer.is_closing()
 
+    def wait_starts(self) -> None:
+        """The next wait on the peer must end within the timeout from now."""
+        self._deadline = self._loop.time() + self._timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._deadline, self._watch)
+
+    def waits_done(self) -> None:
+        """Idle from now on (back in the pool): no deadline."""
+        self._deadline = math.inf
+
+    def _watch(self) -> None:
+        self._timer = None
+        if self._deadline == math.inf:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._watch)
+            return
+        self.timed_out = True
+        self.writer.transport.abort()
+
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         with contextlib.suppress(Exception):
             self.writer.close()
 
@@ -98,25 +138,32 @@ class AsyncSMTPTransport:
 
     async def _reply(self, conn: _Conn) -> tuple[int, str]:
         lines: list[bytes] = []
-        async with asyncio.timeout(self.timeout):
-            while True:
-                try:
-                    line = await conn.reader.readline()
-                except ValueError:  # a line longer than the reader's 64 KB limit
-                    raise ProtocolError("reply line too long") from None
-                if len(lines) >= MAX_REPLY_LINES:
-                    raise ProtocolError("reply too long")
-                if not line.endswith(b"\n"):
-                    raise ProtocolError("connection closed in the middle of a reply")
-                if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
-                    raise ProtocolError(f"not an SMTP reply: {line[:60]!r}")
-                lines.append(line[4:].rstrip(b"\r\n"))
-                if line[3:4] != b"-":
-                    return int(line[:3]), _text(lines)
+        conn.wait_starts()
+        while True:
+            try:
+                line = await conn.reader.readline()
+            except ValueError:  # a line longer than the reader's 64 KB limit
+                raise ProtocolError("reply line too long") from None
+            if len(lines) >= MAX_REPLY_LINES:
+                raise ProtocolError("reply too long")
+            if not line.endswith(b"\n"):
+                if conn.timed_out:
+                    raise TimeoutError()
+                raise ProtocolError("connection closed in the middle of a reply")
+            if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
+                raise ProtocolError(f"not an SMTP reply: {line[:60]!r}")
+            lines.append(line[4:].rstrip(b"\r\n"))
+            if line[3:4] != b"-":
+                return int(line[:3]), _text(lines)
 
     async def _drain(self, conn: _Conn) -> None:
-        async with asyncio.timeout(self.timeout):
+        conn.wait_starts()
+        try:
             await conn.writer.drain()
+        except ConnectionError:
+            if conn.timed_out:
+                raise TimeoutError() from None
+            raise
 
     async def _command(self, conn: _Conn, line: str) -> tuple[int, str]:
         conn.writer.write(line.encode("utf-8") + b"\r\n")
@@ -136,7 +183,7 @@ class AsyncSMTPTransport:
     async def _open(self, dest: Destination, tls: bool) -> _Conn:
         async with asyncio.timeout(self.timeout):
             reader, writer = await asyncio.open_connection(dest.host, dest.port)
-        conn = _Conn(reader, writer)
+        conn = _Conn(reader, writer, self.timeout)
         try:
             code, text = await self._reply(conn)
             if code != 220:
@@ -146,6 +193,9 @@ class AsyncSMTPTransport:
                 code, text = await self._command(conn, "STARTTLS")
                 if code != 220:
                     raise ssl.SSLError(f"STARTTLS refused: {code} {text}")
+                # The handshake has a timeout of its own; the watchdog must not abort the
+                # transport that start_tls is replacing.
+                conn.waits_done()
                 async with asyncio.timeout(self.timeout):
                     await writer.start_tls(self._tls, server_hostname=dest.host)
                 await self._ehlo(conn)
@@ -172,6 +222,7 @@ class AsyncSMTPTransport:
     def _release(self, dest: Destination, conn: _Conn) -> None:
         idle = self._idle[dest]
         if conn.usable() and len(idle) < IDLE_PER_DESTINATION:
+            conn.waits_done()
             idle.append(conn)
         else:
             conn.close()

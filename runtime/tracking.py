@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+# json.dumps with any option builds a new encoder per call; one, made once, writes the same.
+_encode = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=True).encode
+
 
 class Tracker:
     def __init__(self, path: Path | None) -> None:
@@ -25,8 +28,7 @@ class Tracker:
         if self._fd is None:
             return
         rec = {"ts": round(time.time(), 3), "event": event, "queue_id": queue_id, **fields}
-        line = json.dumps(rec, separators=(",", ":"), default=str, ensure_ascii=True) + "\n"
-        os.write(self._fd, line.encode("ascii"))
+        os.write(self._fd, (_encode(rec) + "\n").encode("ascii"))
 
     def close(self) -> None:
         if self._fd is not None:

@@ -31,7 +31,10 @@ _CACHE_SIZE = 32
 
 
 def _utc(when: dt.datetime) -> bytes:
-    return when.astimezone(dt.UTC).strftime("%y%m%d%H%M%SZ").encode()
+    """UTCTime's YYMMDDHHMMSSZ (a year from 1950 to 2049), without strftime's locale work."""
+    t = when.astimezone(dt.UTC)
+    return b"%02d%02d%02d%02d%02d%02dZ" % (t.year % 100, t.month, t.day, t.hour, t.minute,
+                                            t.second)
 
 
 @attrs.frozen
@@ -50,6 +53,23 @@ class _Template:
 
 
 _cache: OrderedDict[tuple[object, ...], _Template] = OrderedDict()
+
+
+@attrs.frozen
+class _Known:
+    """A template found for these very objects, whose key already matched the certificate.
+    Holding them keeps their ids from being reused by other objects while cached."""
+
+    key: object
+    cert: object
+    chain: tuple[object, ...]
+    template: _Template
+
+
+# The gateway signs every message with the same key and certificate objects: looked up by
+# identity, a message skips encoding the certificates for `_cache`'s key and re-checking the
+# key against the certificate.
+_known: OrderedDict[tuple[object, ...], _Known] = OrderedDict()
 
 
 def _template(key: cs.PrivateKey, cert: x509.Certificate, chain: Sequence[x509.Certificate],
@@ -101,6 +121,28 @@ def _sign(key: cs.PrivateKey, data: bytes, t: _Template) -> bytes:
     raise SigningError(f"unsupported signing key type {type(key).__name__}")
 
 
+def _lookup(key: cs.PrivateKey, cert: x509.Certificate, chain: Sequence[x509.Certificate],
+            digest: str, rsa_padding: str, capabilities: Sequence[str]) -> _Template:
+    """The template for this signer, made (build_signed checks the key) or found (the key is
+    checked here: one certificate may come with another key)."""
+    ident = (cert.dump(), tuple(c.dump() for c in chain), digest, rsa_padding,
+             tuple(capabilities), type(key))
+    t = _cache.get(ident)
+    if t is None:
+        t = _template(key, cert, chain, digest, rsa_padding, capabilities)
+        _cache[ident] = t
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+        return t
+    _cache.move_to_end(ident)
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if pub != t.spki:
+        raise SigningError("the private key does not match the signing certificate")
+    return t
+
+
 def sign_fast(
     content: bytes,
     key: cs.PrivateKey,
@@ -120,21 +162,15 @@ def sign_fast(
         return cs.build_signed(content, key, cert, chain, detached=detached, digest_name=digest,
                                rsa_padding=rsa_padding, capabilities=capabilities,
                                signing_time=when)
-    ident = (cert.dump(), tuple(c.dump() for c in chain), digest, rsa_padding,
-             tuple(capabilities), type(key))
-    t = _cache.get(ident)
-    if t is None:
-        t = _template(key, cert, chain, digest, rsa_padding, capabilities)
-        _cache[ident] = t
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
+    by_id = (id(key), id(cert), tuple(map(id, chain)), digest, rsa_padding, tuple(capabilities))
+    known = _known.get(by_id)
+    if known is not None:
+        t = known.template
     else:
-        _cache.move_to_end(ident)
-        pub = key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        if pub != t.spki:
-            raise SigningError("the private key does not match the signing certificate")
+        t = _lookup(key, cert, chain, digest, rsa_padding, capabilities)
+        _known[by_id] = _Known(key, cert, tuple(chain), t)
+        while len(_known) > _CACHE_SIZE:
+            _known.popitem(last=False)
     a = bytearray(t.attrs_set)
     md = cs.digest(t.digest_name, content)
     a[t.digest_at : t.digest_at + len(md)] = md

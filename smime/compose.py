@@ -140,7 +140,7 @@ def _encrypt_layer(
             b"Content-Transfer-Encoding: base64",
             b'Content-Disposition: attachment; filename="smime.p7m"',
         ],
-        base64.encodebytes(der).replace(b"\n", b"\r\n"),
+        mime.b64_lines(der),
     )
 
 

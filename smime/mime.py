@@ -7,6 +7,7 @@ re-serialised, because any re-encoding would break the signature.
 from __future__ import annotations
 
 import base64
+import binascii
 import email.message
 import email.parser
 import email.policy
@@ -87,6 +88,17 @@ def _unsafe(body: bytes | memoryview) -> bool:
 _B64_STEP = 57 * 8192
 
 
+def b64_lines(data: bytes | memoryview) -> bytes:
+    """`base64.encodebytes(data)` with CRLF line ends: lines of 76 characters, each ended by
+    CRLF. encodebytes calls the encoder once per 57-byte line and the CRLF replace copies the
+    result again; one call and a join of slices give the same bytes in half the time (twice
+    per signed message: the body and the signature)."""
+    enc = binascii.b2a_base64(data, newline=False)
+    if not enc:
+        return b""
+    return b"\r\n".join([enc[i : i + 76] for i in range(0, len(enc), 76)] + [b""])
+
+
 def _needs_base64(fields: list[bytes], body: bytes | memoryview) -> bool:
     ctype = next((f for f in fields if _name(f) == b"content-type"), b"")
     if b"multipart/" in ctype.lower():
@@ -100,8 +112,7 @@ def _base64_entity(fields: list[bytes], body: bytes | memoryview) -> bytes:
     # Encoded piecewise and joined once, so a large body is not copied three times over.
     view = memoryview(body)
     pieces = [b"\r\n".join(fields), b"\r\n\r\n"]
-    pieces += [base64.encodebytes(view[i : i + _B64_STEP]).replace(b"\n", b"\r\n")
-               for i in range(0, len(view), _B64_STEP)]
+    pieces += [b64_lines(view[i : i + _B64_STEP]) for i in range(0, len(view), _B64_STEP)]
     return b"".join(pieces)
 
 
@@ -139,10 +150,15 @@ def split_message_parts(message: bytes) -> tuple[list[bytes], list[bytes], memor
     head, body = _split_view(to_crlf(message))
     outer: list[bytes] = []
     inner: list[bytes] = []
-    for f in _headers(head):
-        (inner if _name(f).startswith(b"content-") else outer).append(f)
-    outer = [f for f in outer if _name(f) != b"mime-version"]
-    if not any(_name(f) == b"content-type" for f in inner):
+    typed = False
+    for f in _headers(head):  # each field's name found once (this runs for every message)
+        name = _name(f)
+        if name.startswith(b"content-"):
+            inner.append(f)
+            typed = typed or name == b"content-type"
+        elif name != b"mime-version":
+            outer.append(f)
+    if not typed:
         inner.insert(0, b"Content-Type: text/plain; charset=us-ascii")
     return outer, inner, body
 
@@ -155,7 +171,7 @@ def split_message(message: bytes) -> tuple[list[bytes], bytes]:
 
 
 def _b64(der: bytes) -> bytes:
-    return base64.encodebytes(der).replace(b"\n", b"\r\n")
+    return b64_lines(der)
 
 
 def build_detached(outer: list[bytes], signed_entity: bytes, der: bytes, micalg: str, *,

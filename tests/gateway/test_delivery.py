@@ -369,3 +369,50 @@ def test_smtp_transport_hostile_reply_is_a_temporary_failure(greeting: bytes, cl
     transport.close()
     server.close()
     assert got["b@example.org"].code == 451 and not got["b@example.org"].permanent
+
+
+STALLS = {
+    "no-greeting": [],
+    "no-reply-to-mail": [b"220 hello\r\n", b"250-hi\r\n250 PIPELINING\r\n"],
+    # 354, then the peer stops reading: the client waits on a full socket buffer.
+    "stops-reading-the-body": [b"220 hello\r\n", b"250-hi\r\n250 PIPELINING\r\n",
+                               b"250 ok\r\n250 ok\r\n354 go on\r\n"],
+}
+
+
+@pytest.mark.parametrize("stall", STALLS)
+@pytest.mark.parametrize("client", ["blocking", "asyncio"])
+def test_smtp_transport_silent_next_hop_times_out_as_a_temporary_failure(
+        stall: str, client: str) -> None:
+    """A next hop that stops answering or reading costs the connection timeout and defers
+    the message (451); the client neither hangs nor parks it."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            for reply in STALLS[stall]:
+                conn.sendall(reply)
+                conn.recv(1000)  # EHLO, then MAIL+RCPT+DATA (one pipelined write)
+            done.wait(10)  # then silence, with the connection open
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    transport = SMTPTransport(timeout=0.3) if client == "blocking" else AsyncClient(timeout=0.3)
+    # Large enough to fill the socket buffers of a peer that does not read it.
+    data = MSG + b"x" * 76 * 400_000 if stall == "stops-reading-the-body" else MSG
+    got = transport.send(Destination("127.0.0.1", port), "a@example.com", ["b@example.org"], data)
+    done.set()
+    transport.close()
+    server.close()
+    result = got["b@example.org"]
+    assert result.code == 451 and not result.permanent
+    if stall == "no-greeting":
+        assert result.text.startswith("4.4.1 cannot connect")
+    else:
+        assert result.text.endswith("failed: TimeoutError")
