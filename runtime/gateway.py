@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -207,6 +208,12 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
 
             def serve(stop: asyncio.Event) -> Awaitable[None]:
                 return _serve_queue(config, runner, stop, doorbell)
+
+        # What is built by now (compiled filters, certificates, keys, modules) lives as long
+        # as the process: out of the collector's sight, a full collection scans only what
+        # messages create.
+        gc.collect()
+        gc.freeze()
 
         async def main() -> None:
             stop = asyncio.Event()
