@@ -5,11 +5,14 @@ Conditions short-circuit in the static cost order of reference 3.4 (cheaper oper
 missing counts as false and says so. Any other failure marks the filter (reference 4.7): with
 ``bypass`` the remaining filters of the stage are abandoned and the actions accumulated so far
 are discarded; the message itself is never lost.
+
+Untraced runs (the gateway's stages) evaluate each condition through predicates composed once per
+compiled condition (`runtime.rules.values`): the same values and actions, no rule notes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from attrs import define, field
@@ -19,6 +22,7 @@ from runtime import actions, rules, rx
 from runtime.context import MessageContext
 from runtime.plan import FINAL, ActionPlan, PlannedAction
 from runtime.rules.common import show
+from runtime.rules.values import Predicate, predicate
 from runtime.services import Unavailable
 
 OnError = Literal["bypass", "tempfail"]
@@ -88,11 +92,51 @@ def _eval(c: CCondition, ctx: MessageContext, tr: FilterTrace) -> bool:
     return res.value
 
 
+def _compose(c: CCondition) -> Predicate:
+    """``_eval`` without the trace, as one function built once per compiled condition."""
+    if isinstance(c, CBool):
+        want = c.op == "or"
+        operands = tuple(_compose(o) for o in c.operands)
+
+        def either(ctx: MessageContext) -> bool:
+            for operand in operands:
+                if operand(ctx) is want:  # `is`, as in _eval: a non-bool value is not `want`
+                    return want
+            return not want
+
+        return either
+    if isinstance(c, CNot):
+        inner = _compose(c.operand)
+        return lambda ctx: not inner(ctx)
+    return predicate(c)
+
+
+# Compiled conditions are frozen and live as long as their filters; hashing one by value per
+# message would cost more than the lookup saves, so they are keyed by identity (the entry keeps
+# the object alive, so its id cannot be reused while cached).
+_PREDICATES: dict[int, tuple[CCondition, Predicate]] = {}
+_MAX_PREDICATES = 65_536  # reloaded filter sets leave old entries behind: start afresh then
+
+
+def _predicate_of(c: CCondition) -> Predicate:
+    hit = _PREDICATES.get(id(c))
+    if hit is not None and hit[0] is c:
+        return hit[1]
+    fn = _compose(c)
+    if len(_PREDICATES) >= _MAX_PREDICATES:
+        _PREDICATES.clear()
+    _PREDICATES[id(c)] = (c, fn)
+    return fn
+
+
+_RunIf = Callable[[CIf, MessageContext, ActionPlan, FilterTrace], bool]
+
+
 def _run_block(stmts: Sequence[CStatement], ctx: MessageContext, plan: ActionPlan,
-               tr: FilterTrace) -> None:
+               tr: FilterTrace, run_if: _RunIf) -> None:
     for st in stmts:
         if isinstance(st, CIf):
-            _run_if(st, ctx, plan, tr)
+            run_if(st, ctx, plan, tr)
             continue
         action = actions.run(ctx, plan, st)
         tr.actions.append(action)
@@ -105,23 +149,35 @@ def _run_if(node: CIf, ctx: MessageContext, plan: ActionPlan, tr: FilterTrace) -
     if tr.matched is None:
         tr.matched = value
     branch = node.then if value else node.else_
-    _run_block(branch, ctx, plan, tr)
+    _run_block(branch, ctx, plan, tr, _run_if)
+    return value
+
+
+def _run_if_untraced(node: CIf, ctx: MessageContext, plan: ActionPlan, tr: FilterTrace) -> bool:
+    value = _predicate_of(node.condition)(ctx)
+    if tr.matched is None:
+        tr.matched = value
+    branch = node.then if value else node.else_
+    _run_block(branch, ctx, plan, tr, _run_if_untraced)
     return value
 
 
 def run_filters(filters: Sequence[CFilter], ctx: MessageContext, *, content: bool = False,
-                on_error: OnError = "bypass") -> StageResult:
+                on_error: OnError = "bypass", trace: bool = True) -> StageResult:
     """Run one stage (message filters, or one splinter's content filters) on ``ctx``.
 
     ``filters`` are compiled filters (``runtime.suite.load_filters`` / ``runtime.loader``).
     Patterns of files that opted in to the backtracking engine share one time budget per stage.
+    ``trace=False`` leaves every ``FilterTrace.rules`` empty and skips the rule notes; matches,
+    actions, the plan and errors are the same.
     """
     with rx.budget():
-        return _run_stage(filters, ctx, content=content, on_error=on_error)
+        return _run_stage(filters, ctx, content=content, on_error=on_error,
+                          run_if=_run_if if trace else _run_if_untraced)
 
 
 def _run_stage(filters: Sequence[CFilter], ctx: MessageContext, *, content: bool,
-               on_error: OnError) -> StageResult:
+               on_error: OnError, run_if: _RunIf) -> StageResult:
     plan = ActionPlan()
     traces: list[FilterTrace] = []
     final_seen = False
@@ -137,7 +193,7 @@ def _run_stage(filters: Sequence[CFilter], ctx: MessageContext, *, content: bool
         ctx.current_filter = f.name
         ctx.matched_content = []
         try:
-            _run_if(f.body, ctx, plan, tr)
+            run_if(f.body, ctx, plan, tr)
         except _Final:
             final_seen = True
         except Exception as exc:  # reference 4.7: mark the filter, never lose the message

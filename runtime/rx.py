@@ -20,7 +20,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import re2
@@ -51,6 +51,50 @@ def engine_of(p: Pattern) -> str:
 
 def _backtracking(p: Pattern) -> bool:
     return not isinstance(p, str) and isinstance(getattr(p.search, "__self__", None), re.Pattern)
+
+
+# The binding's `search` runs a generator per call and decodes offsets; a yes/no test needs
+# only RE2's own Match, which costs less than that wrapper on a short header (issue 6).
+_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
+_NO_MATCH = (-1, -1)
+
+
+def _raw_re2(compiled: Any) -> Any:
+    """The RE2 object behind a compiled pattern of the binding, or None."""
+    return compiled._regexp if isinstance(compiled, re2._Regexp) else None
+
+
+def text_test(p: Pattern) -> Callable[[str], bool] | None:
+    """``search(p, text)`` as a plain function for an RE2 pattern; None for other engines."""
+    if isinstance(p, str) or _backtracking(p):
+        return None
+    regexp = _raw_re2(getattr(p.search, "__self__", None))
+    if regexp is None:
+        return None
+    match = regexp.Match
+
+    def found(text: str) -> bool:
+        data = text.encode("utf-8")
+        return bool(match(_UNANCHORED, data, 0, len(data))[0] != _NO_MATCH)
+
+    return found
+
+
+def utf8_test(p: Pattern) -> Callable[[bytes], bool] | None:
+    """Whether ``count_utf8(p, data)`` could find anything: one RE2 pass, no match objects.
+
+    None for the backtracking engine (its counting path is different)."""
+    if engine_of(p) == "backtracking":
+        return None
+    regexp = _raw_re2(variant(p, multiline=True, data="utf8"))
+    if regexp is None:
+        return None
+    match = regexp.Match
+
+    def found(data: bytes) -> bool:
+        return bool(match(_UNANCHORED, data, 0, len(data))[0] != _NO_MATCH)
+
+    return found
 
 
 def source(p: Pattern) -> str:

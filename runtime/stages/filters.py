@@ -77,7 +77,8 @@ class Outcome:
 
 def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, label: str) -> Outcome:
     original = mctx.raw
-    res: StageResult = run_filters(filters, mctx, content=content)
+    # the gateway reports which filters matched and what they did, never the rule notes
+    res: StageResult = run_filters(filters, mctx, content=content, trace=False)
     out = Outcome(original)
     for tr in res.filters:
         if tr.matched:
