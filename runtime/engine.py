@@ -158,7 +158,8 @@ def _run_if_untraced(node: CIf, ctx: MessageContext, plan: ActionPlan, tr: Filte
     if tr.matched is None:
         tr.matched = value
     branch = node.then if value else node.else_
-    _run_block(branch, ctx, plan, tr, _run_if_untraced)
+    if branch:
+        _run_block(branch, ctx, plan, tr, _run_if_untraced)
     return value
 
 
@@ -168,18 +169,33 @@ def run_filters(filters: Sequence[CFilter], ctx: MessageContext, *, content: boo
 
     ``filters`` are compiled filters (``runtime.suite.load_filters`` / ``runtime.loader``).
     Patterns of files that opted in to the backtracking engine share one time budget per stage.
-    ``trace=False`` leaves every ``FilterTrace.rules`` empty and skips the rule notes; matches,
-    actions, the plan and errors are the same.
+
+    ``trace=False`` is for callers that only act on the outcome (the gateway): the plan, the
+    errors and every filter's match and actions are the same, but ``StageResult.filters`` lists
+    only the filters that matched, ran actions or failed, and without their rules.
     """
     with rx.budget():
-        return _run_stage(filters, ctx, content=content, on_error=on_error,
-                          run_if=_run_if if trace else _run_if_untraced)
+        plan = ActionPlan()
+        traces: list[FilterTrace] = []
+        failed = (_run_all if trace else _run_untraced)(filters, ctx, plan, traces)
+        if failed is not None:  # reference 4.7: mark the filter, never lose the message
+            return StageResult(ActionPlan(errors=[f"filter {failed.name}: {failed.error}"]), traces,
+                               error=failed.error, tempfail=on_error == "tempfail")
+        if not content or plan.final is None or plan.final.name not in ("drop", "bounce"):
+            try:
+                actions.finish(ctx, plan)
+            except Exception as exc:
+                plan.errors.append(f"end-of-stage edit failed: {type(exc).__name__}: {exc}")
+        return StageResult(plan, traces)
 
 
-def _run_stage(filters: Sequence[CFilter], ctx: MessageContext, *, content: bool,
-               on_error: OnError, run_if: _RunIf) -> StageResult:
-    plan = ActionPlan()
-    traces: list[FilterTrace] = []
+def _failure(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _run_all(filters: Sequence[CFilter], ctx: MessageContext, plan: ActionPlan,
+             traces: list[FilterTrace]) -> FilterTrace | None:
+    """Every filter traced with its rules; the trace of the filter that failed, if one did."""
     final_seen = False
     for f in filters:
         tr = FilterTrace(f.name)
@@ -193,16 +209,40 @@ def _run_stage(filters: Sequence[CFilter], ctx: MessageContext, *, content: bool
         ctx.current_filter = f.name
         ctx.matched_content = []
         try:
-            run_if(f.body, ctx, plan, tr)
+            _run_if(f.body, ctx, plan, tr)
         except _Final:
             final_seen = True
-        except Exception as exc:  # reference 4.7: mark the filter, never lose the message
-            tr.error = f"{type(exc).__name__}: {exc}"
-            return StageResult(ActionPlan(errors=[f"filter {f.name}: {tr.error}"]), traces,
-                               error=tr.error, tempfail=on_error == "tempfail")
-    if not content or plan.final is None or plan.final.name not in ("drop", "bounce"):
-        try:
-            actions.finish(ctx, plan)
         except Exception as exc:
-            plan.errors.append(f"end-of-stage edit failed: {type(exc).__name__}: {exc}")
-    return StageResult(plan, traces)
+            tr.error = _failure(exc)
+            return tr
+    return None
+
+
+def _run_untraced(filters: Sequence[CFilter], ctx: MessageContext, plan: ActionPlan,
+                  traces: list[FilterTrace]) -> FilterTrace | None:
+    """`_run_all` without rule notes; a filter that neither matched, acted nor failed leaves
+    no trace (most filters, most messages: their trace objects were a cost of their own)."""
+    for f in filters:
+        if not f.active:
+            continue
+        ctx.current_filter = f.name
+        ctx.matched_content = []
+        body = f.body
+        tr: FilterTrace | None = None
+        try:
+            value = _predicate_of(body.condition)(ctx)
+            branch = body.then if value else body.else_
+            if not value and not branch:
+                continue
+            tr = FilterTrace(f.name, value)
+            traces.append(tr)
+            _run_block(branch, ctx, plan, tr, _run_if_untraced)
+        except _Final:
+            return None  # the remaining filters are skipped (reference 4.4)
+        except Exception as exc:
+            if tr is None:
+                tr = FilterTrace(f.name)
+                traces.append(tr)
+            tr.error = _failure(exc)
+            return tr
+    return None
