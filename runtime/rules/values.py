@@ -16,13 +16,14 @@ checks that both forms agree on the rules of the test corpora.
 from __future__ import annotations
 
 from collections.abc import Callable
+from email.utils import getaddresses
 from typing import Any
 
 from filterlang.compile import CRule
 from runtime import rx
 from runtime.context import MessageContext
 from runtime.rules import IMPLEMENTATIONS, content
-from runtime.rules.common import _NUM_OPS, RuleResult, arg, operand
+from runtime.rules.common import _NUM_OPS, RuleResult, arg, operand, parts
 from runtime.rules.envelope import ip_specs, remote_ip_in
 from runtime.services import Unavailable
 
@@ -41,6 +42,10 @@ def predicate(t: CRule) -> Predicate:
             fn = None
         if fn is not None:
             return fn
+    return _full(t)
+
+
+def _full(t: CRule) -> Predicate:
     impl: Callable[[MessageContext, CRule], RuleResult] = IMPLEMENTATIONS[t.sig.name]
 
     def full(ctx: MessageContext) -> Any:
@@ -145,6 +150,46 @@ def _remote_ip(t: CRule) -> Predicate | None:
     return lambda ctx: not remote_ip_in(ctx, specs)
 
 
+def _addr_count(t: CRule) -> Predicate | None:
+    # rules.headers.addr_count through rules.common.compare_num; the count is never None
+    names = [str(a) for a in t.args if a]
+
+    def count(ctx: MessageContext) -> int:
+        values = [v for n in names for v in ctx.header_values(n)]
+        return len([a for _, a in getaddresses(values) if a])
+
+    if t.comparator is None:
+        return lambda ctx: bool(count(ctx))
+    op, want = _NUM_OPS.get(t.comparator), operand(t)
+    if op is None:
+        return None
+    return lambda ctx: op(count(ctx), want)
+
+
+def _smtp_auth_id_matches(t: CRule) -> Predicate | None:
+    if str(arg(t, 0, "")).lower() != "*none":
+        return None
+    return lambda ctx: not ctx.connection.auth_user.lower()
+
+
+# --- attachments --------------------------------------------------------------------------------
+
+
+def _false_without_attachments(t: CRule) -> Predicate | None:
+    """These rules are false for a message without attachments, whatever their arguments (an
+    empty list of names, types or sizes matches nothing, and `!=` needs a value that differs);
+    most messages have none, and the check is one look at the parts every rule here reads."""
+    full = _full(t)
+
+    def unless_none(ctx: MessageContext) -> Any:
+        for p in parts(ctx):
+            if not p.is_body:
+                return full(ctx)
+        return False
+
+    return unless_none
+
+
 # --- content scans (rules.content._scan) ------------------------------------------------------
 
 
@@ -186,4 +231,10 @@ _BUILDERS: dict[str, _Builder] = {
     "body-contains": _scan(body=True, attachments=True),
     "only-body-contains": _scan(body=True, attachments=False),
     "attachment-contains": _scan(body=False, attachments=True),
+    "addr-count": _addr_count,
+    "smtp-auth-id-matches": _smtp_auth_id_matches,
+    **dict.fromkeys(("attachment-filename", "attachment-filetype", "attachment-size",
+                     "attachment-mimetype", "attachment-type", "attachment-protected",
+                     "attachment-unprotected", "attachment-corrupt", "attachment-binary-contains"),
+                    _false_without_attachments),
 }
