@@ -17,6 +17,8 @@ from typing import Any
 
 from attrs import define, field, frozen
 
+from runtime.headerblock import parse_plain
+
 FAST = email.policy.compat32
 
 # Header edits made before the full parse are replayed on the full tree when it is built, so
@@ -218,7 +220,7 @@ class MessageContext:
         if "multipart/" in ctype or "message/" in ctype:
             return None
         head = self._header_block()
-        msg = BytesHeaderParser(policy=FAST, _class=EmailMessage).parsebytes(head)
+        msg = parse_plain(head) or BytesHeaderParser(policy=FAST, _class=EmailMessage).parsebytes(head)
         if msg.defects:
             return None  # let the full parser record what is wrong
         rest = self.raw[len(head):]
