@@ -12,6 +12,7 @@ compiled condition (`runtime.rules.values`): the same values and actions, no rul
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Literal
 
@@ -129,6 +130,26 @@ def _predicate_of(c: CCondition) -> Predicate:
     return fn
 
 
+# A stage's active filters with their conditions' predicates, for the filter list a worker
+# keeps (one look-up per message instead of one per filter). An entry is used only while the
+# list holds the same filters, so a list changed in place is compiled again.
+_Active = tuple[tuple[CFilter, Predicate], ...]
+_STAGES: dict[int, tuple[Sequence[CFilter], tuple[CFilter, ...], _Active]] = {}
+_MAX_STAGES = 64  # lists built per message (a splinter's content filters) come and go
+
+
+def _active(filters: Sequence[CFilter]) -> _Active:
+    hit = _STAGES.get(id(filters))
+    if hit is not None and hit[0] is filters and len(hit[1]) == len(filters) \
+            and all(map(operator.is_, hit[1], filters)):
+        return hit[2]
+    active = tuple((f, _predicate_of(f.body.condition)) for f in filters if f.active)
+    if len(_STAGES) >= _MAX_STAGES:
+        _STAGES.clear()
+    _STAGES[id(filters)] = (filters, tuple(filters), active)
+    return active
+
+
 _RunIf = Callable[[CIf, MessageContext, ActionPlan, FilterTrace], bool]
 
 
@@ -222,15 +243,13 @@ def _run_untraced(filters: Sequence[CFilter], ctx: MessageContext, plan: ActionP
                   traces: list[FilterTrace]) -> FilterTrace | None:
     """`_run_all` without rule notes; a filter that neither matched, acted nor failed leaves
     no trace (most filters, most messages: their trace objects were a cost of their own)."""
-    for f in filters:
-        if not f.active:
-            continue
+    for f, condition in _active(filters):
         ctx.current_filter = f.name
         ctx.matched_content = []
         body = f.body
         tr: FilterTrace | None = None
         try:
-            value = _predicate_of(body.condition)(ctx)
+            value = condition(ctx)
             branch = body.then if value else body.else_
             if not value and not branch:
                 continue
