@@ -24,6 +24,7 @@ MAX_PARTS = 20_000
 MAX_SCAN = 5 * 1024 * 1024  # reference 5.9 default "maximum attachment size scanned"
 SKIPPED_TYPES = ("video/", "audio/", "image/")
 DEFAULT_CHARSET = "utf-8"
+MAX_LOWER = 1024 * 1024  # a lower-cased copy is kept for parts up to this size (Part.ascii_lower)
 
 
 @define
@@ -45,6 +46,7 @@ class Part:
     _utf8: bytes | None = None
     _filetype: str | None = None
     _members: list[Part] | None = None
+    _lower: bytes | None = None
 
     @property
     def payload(self) -> bytes:
@@ -94,6 +96,17 @@ class Part:
             self._utf8 = self.text.encode("utf-8", "surrogatepass")
             self._text = None
         return self._utf8
+
+    @property
+    def ascii_lower(self) -> bytes | None:
+        """The UTF-8 text lower-cased, for case-insensitive word checks; None unless the text
+        is ASCII (where lower-casing is exactly case folding) and at most ``MAX_LOWER``."""
+        if self._lower is None:
+            data = self.utf8
+            if len(data) > MAX_LOWER or not data.isascii():
+                return None
+            self._lower = data.lower()
+        return self._lower
 
     @property
     def scannable(self) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 from filterlang.compile import CRule
 from runtime import rx
 from runtime.context import MessageContext
+from runtime.mimewalk import Part
 from runtime.rules import IMPLEMENTATIONS, content
 from runtime.rules.common import _NUM_OPS, RuleResult, arg, operand, parts
 from runtime.rules.envelope import ip_specs, remote_ip_in
@@ -193,19 +194,42 @@ def _false_without_attachments(t: CRule) -> Predicate | None:
 # --- content scans (rules.content._scan) ------------------------------------------------------
 
 
+def _candidate(pattern: rx.Pattern) -> Callable[[Part], bool] | None:
+    """Whether a part may hold a match of ``pattern``. It may say yes wrongly (the full rule
+    then counts), never no wrongly: plain words are looked for as bytes, in the lower-cased
+    text when case-insensitive (exact for ASCII text; other text goes to the regex engine)."""
+    test = rx.utf8_test(pattern)
+    if test is None:
+        return None
+    plain = rx.plain_words(pattern)
+    if plain is None:
+        return lambda p: test(p.utf8)
+    fold, words = plain
+    if not fold:
+        return lambda p: any(w in p.utf8 for w in words)
+
+    def folded(p: Part) -> bool:
+        lower = p.ascii_lower
+        if lower is None:
+            return test(p.utf8)
+        return any(w in lower for w in words)
+
+    return folded
+
+
 def _scan(*, body: bool, attachments: bool) -> _Builder:
     full_rule = {(True, True): content.body_contains, (True, False): content.only_body_contains,
                  (False, True): content.attachment_contains}[(body, attachments)]
 
     def build(t: CRule) -> Predicate | None:
         threshold = int(arg(t, 1, 1) or 1)
-        test = rx.utf8_test(arg(t, 0, ""))
-        if test is None:
+        candidate = _candidate(arg(t, 0, ""))
+        if candidate is None:
             return None
 
         def scan(ctx: MessageContext) -> Any:
             for p in content.scan_set(ctx, body=body, attachments=attachments):
-                if test(p.utf8):  # a candidate somewhere: count (and validate) as the rule does
+                if candidate(p):  # a match somewhere: count (and validate) as the rule does
                     return full_rule(ctx, t).value
             # nothing matches anywhere: 0 matches, and no matched content
             ok = threshold <= 0

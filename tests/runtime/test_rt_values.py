@@ -7,6 +7,7 @@ stage's matches, actions, errors, plan and resulting message must be equal.
 
 from __future__ import annotations
 
+import base64
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,8 @@ RULES = [
     "only-body-contains('*ssn')", "only-body-contains('*credit')", "body-contains('Grüße')",
     "only-body-contains('(?i)password\\\\s*:')", "attachment-contains('(?i)macro')",
     "attachment-contains('MZ')", "body-contains('\\\\s\\\\s+X')", "body-contains('a', 3)",
+    "body-contains('(?i)kelvin')", "only-body-contains('(?i)Wallet Address|BITCOIN')",
+    "body-contains('wallet address|Bitcoin', 2)", "body-contains('(?i)company confidential', 3)",
     "smtp-auth-id-matches('*None')", "smtp-auth-id-matches('*Any')", "addr-count('To', 'Cc') > 1",
     "addr-count('To') == 1", "attachment-filename == 'exe$'", "attachment-filename != 'exe$'",
     "attachment-filetype == 'Executable'", "attachment-filetype != 'Executable'",
@@ -65,6 +68,11 @@ MESSAGES: dict[str, bytes] = {
                 "Company Confidential\nwire\ncompany confidential\nSSN 123-45-6789\n"
                 "card 4111 1111 1111 1111\nPassword : x\naaa  X\n"),
     "no-subject": msg("From: a@example.com\n", "body\n"),
+    "folds": msg("Subject: x\nContent-Type: text/plain; charset=utf-8\n"
+                 "Content-Transfer-Encoding: base64\n",
+                 base64.b64encode("5 \u212aelvin, send Bitcoin to the wallet address\n"
+                                  .encode()).decode() + "\n"),
+    "words": msg("Subject: y\n", "BITCOIN bitcoin Bitcoin, wallet address\nCOMPANY confidential\n"),
     "encoded": msg("Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\nTo: =?bad?q?x?=\n", "Grüße aus Köln\n"),
     "attachment": mime(("Content-Type: text/plain", "see attached, company confidential"),
                        ("Content-Type: application/octet-stream\nContent-Disposition: attachment;"
