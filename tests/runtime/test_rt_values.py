@@ -10,17 +10,20 @@ from __future__ import annotations
 import base64
 import sys
 from collections.abc import Iterator
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rt_helpers import compiled, mime, msg
 
 from filterlang.compile import CBool, CCondition, CFilter, CNot, CRule
 from runtime import rules
 from runtime.context import Connection, Envelope, MessageContext
 from runtime.engine import StageResult, run_filters
-from runtime.rules.values import predicate
+from runtime.rules.values import count_addresses, predicate
 from runtime.services import Unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,3 +180,24 @@ def test_stage_same_outcome(name: str, content: bool) -> None:
         res = run_filters(filters, untraced, content=content, trace=False)
         assert _summary(res, untraced) == want
         assert all(not f.rules for f in res.filters)
+
+
+_ADDRESS_TEXT = st.lists(st.sampled_from(list("ab.-_+@<> ,;:\"()[]\\\t") + ["x@y", "<a@b.c>", "é"]),
+                         max_size=10).map("".join)
+
+
+_ADDRESS_LIKE = st.tuples(st.sampled_from(["", "<", " <"]), st.text("ab.-_+", max_size=5),
+                          st.sampled_from(["@", "@@", ""]), st.text("ab.-_", max_size=5),
+                          st.sampled_from(["", ">", "> "])).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_ADDRESS_TEXT | _ADDRESS_LIKE, max_size=3))
+def test_address_count_matches_getaddresses(values: list[str]) -> None:
+    assert count_addresses(values) == len([a for _, a in getaddresses(values) if a])
+
+
+@pytest.mark.parametrize("values", [[], ["<b@example.org>"], ["a@x", "<b.c@d-e.f>"], ["a@x, b@y"],
+                                    ["Name <a@x>"], ["<a@x"], ["a..b@x"], [".a@x"], ["a@x."]])
+def test_address_count_examples(values: list[str]) -> None:
+    assert count_addresses(values) == len([a for _, a in getaddresses(values) if a])
