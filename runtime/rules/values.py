@@ -88,12 +88,12 @@ def _values(t: CRule, values_of: Callable[[MessageContext], Any],
             vals = values_of(ctx)
             if not vals:
                 return missing_ne
-            return not all(test(v) for v in vals)
+            return not all(map(test, vals))  # map: no generator frame per evaluation
 
         return some_miss
 
     def some_hit(ctx: MessageContext) -> bool:
-        return any(test(v) for v in values_of(ctx))
+        return any(map(test, values_of(ctx)))
 
     return some_hit
 
@@ -219,13 +219,16 @@ def _candidate(pattern: rx.Pattern) -> Callable[[Part], bool] | None:
         return lambda p: test(p.utf8)
     fold, words = plain
     if not fold:
-        return lambda p: any(w in p.utf8 for w in words)
+        def exact(p: Part) -> bool:
+            return any(map(p.utf8.__contains__, words))
+
+        return exact
 
     def folded(p: Part) -> bool:
         lower = p.ascii_lower
         if lower is None:
             return test(p.utf8)
-        return any(w in lower for w in words)
+        return any(map(lower.__contains__, words))
 
     return folded
 
