@@ -28,22 +28,18 @@ def parse_plain(head: bytes) -> EmailMessage | None:
     text = head.decode("ascii", "surrogateescape")
     if _OTHER_BREAKS.search(text):
         return None
-    msg = EmailMessage(policy=_POLICY)
-    name = ""
-    value: list[str] = []
+    fields: list[list[str]] = []  # the source lines of each field
     for line in text.splitlines(keepends=True):  # \r\n, \r and \n, as universal newlines
         if line[0] in " \t":
-            if not name:
+            if not fields:
                 return None  # a continuation before any field: a defect
-            value.append(line)
-            continue
-        m = _FIELD.match(line)
-        if m is None:
+            fields[-1].append(line)
+        elif _FIELD.match(line):
+            fields.append([line])
+        else:
             return None
-        if name:
-            msg.set_raw(*_POLICY.header_source_parse(value))
-        name, value = m.group(0), [line]
-    if name:
-        msg.set_raw(*_POLICY.header_source_parse(value))
+    msg = EmailMessage(policy=_POLICY)
+    for lines in fields:
+        msg.set_raw(*_POLICY.header_source_parse(lines))
     msg.set_payload("")  # headers only: nothing follows the block
     return msg
