@@ -23,7 +23,6 @@ from typing import Any
 from filterlang.compile import CRule
 from runtime import rx
 from runtime.context import MessageContext
-from runtime.mimewalk import Part
 from runtime.rules import IMPLEMENTATIONS, content
 from runtime.rules.common import _NUM_OPS, RuleResult, arg, operand, parts
 from runtime.rules.envelope import ip_specs, remote_ip_in
@@ -207,39 +206,13 @@ def _false_without_attachments(t: CRule) -> Predicate | None:
 # --- content scans (rules.content._scan) ------------------------------------------------------
 
 
-def _candidate(pattern: rx.Pattern) -> Callable[[Part], bool] | None:
-    """Whether a part may hold a match of ``pattern``. It may say yes wrongly (the full rule
-    then counts), never no wrongly: plain words are looked for as bytes, in the lower-cased
-    text when case-insensitive (exact for ASCII text; other text goes to the regex engine)."""
-    test = rx.utf8_test(pattern)
-    if test is None:
-        return None
-    plain = rx.plain_words(pattern)
-    if plain is None:
-        return lambda p: test(p.utf8)
-    fold, words = plain
-    if not fold:
-        def exact(p: Part) -> bool:
-            return any(map(p.utf8.__contains__, words))
-
-        return exact
-
-    def folded(p: Part) -> bool:
-        lower = p.ascii_lower
-        if lower is None:
-            return test(p.utf8)
-        return any(map(lower.__contains__, words))
-
-    return folded
-
-
 def _scan(*, body: bool, attachments: bool) -> _Builder:
     full_rule = {(True, True): content.body_contains, (True, False): content.only_body_contains,
                  (False, True): content.attachment_contains}[(body, attachments)]
 
     def build(t: CRule) -> Predicate | None:
         threshold = int(arg(t, 1, 1) or 1)
-        candidate = _candidate(arg(t, 0, ""))
+        candidate = content.may_match(arg(t, 0, ""))
         if candidate is None:
             return None
 
