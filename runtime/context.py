@@ -196,12 +196,11 @@ class MessageContext:
             from runtime.elide import elide
 
             source, self.elided = elide(self.raw)
-            parser = BytesParser(policy=FAST, _class=EmailMessage)
             try:
                 msg = self._single_part() or _parse_incrementally(source)
             except RecursionError:
                 self.defects.append("MIME nesting too deep; message read as one part")
-                msg = parser.parsebytes(source, headersonly=True)
+                msg = BytesParser(policy=FAST, _class=EmailMessage).parsebytes(source, headersonly=True)
             except Exception as exc:
                 self.defects.append(f"MIME parse failed: {exc}")
                 msg = EmailMessage()
