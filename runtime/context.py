@@ -251,7 +251,8 @@ class MessageContext:
             for n, v in hlist:
                 self._hindex.setdefault(n.lower(), []).append(v)
             self._hindex_of = hlist
-        out = [decode_words(v, self.defects) for v in self._hindex.get(key, ())]
+        raw = self._hindex.get(key)
+        out = [decode_words(v, self.defects) for v in raw] if raw else []  # mostly absent
         self._hcache[key] = out
         return out
 
