@@ -130,14 +130,25 @@ def recompile(p: Pattern, new_source: str) -> CompiledRegex:
     return CompiledRegex(new_source, fre.compile_pattern(new_source, engine=engine_of(p)))
 
 
-@contextlib.contextmanager
-def budget(seconds: float | None = None) -> Iterator[None]:
-    """Start the time budget for backtracking patterns for one stage of one message."""
-    token = _deadline.set(time.monotonic() + (BACKTRACKING_BUDGET if seconds is None else seconds))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+class budget:  # lower-case: used like the function it was, `with rx.budget():`
+    """Start the time budget for backtracking patterns for one stage of one message.
+
+    A class rather than a generator context manager: it is entered for every stage of every
+    message, and the generator machinery cost more than the budget itself.
+    """
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self._seconds = BACKTRACKING_BUDGET if seconds is None else seconds
+        self._token: contextvars.Token[float | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _deadline.set(time.monotonic() + self._seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _deadline.reset(self._token)
 
 
 def _on_alarm(signum: int, frame: Any) -> None:

@@ -207,8 +207,9 @@ def _false_without_attachments(t: CRule) -> Predicate | None:
 
 
 def _scan(*, body: bool, attachments: bool) -> _Builder:
+    key = (body, attachments)
     full_rule = {(True, True): content.body_contains, (True, False): content.only_body_contains,
-                 (False, True): content.attachment_contains}[(body, attachments)]
+                 (False, True): content.attachment_contains}[key]
 
     def build(t: CRule) -> Predicate | None:
         threshold = int(arg(t, 1, 1) or 1)
@@ -217,7 +218,10 @@ def _scan(*, body: bool, attachments: bool) -> _Builder:
             return None
 
         def scan(ctx: MessageContext) -> Any:
-            for p in content.scan_set(ctx, body=body, attachments=attachments):
+            scanned = ctx.scan_sets.get(key)  # built by the first scan of the message
+            if scanned is None:
+                scanned = content.scan_set(ctx, body=body, attachments=attachments)
+            for p in scanned:
                 if candidate(p):  # a match somewhere: count (and validate) as the rule does
                     return full_rule(ctx, t).value
             # nothing matches anywhere: 0 matches, and no matched content
