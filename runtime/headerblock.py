@@ -19,17 +19,19 @@ _POLICY = email.policy.compat32
 
 # A field line as the parser's headerRE accepts it, less the empty name (a defect).
 _FIELD = re.compile(r"[\041-\071\073-\176]+:")
-# str.splitlines breaks at these too; the parser's universal newlines do not.
-_OTHER_BREAKS = re.compile(r"[\v\f\x1c-\x1e]")
 
 
 def parse_plain(head: bytes) -> EmailMessage | None:
     """The header block ``head`` parsed as compat32 does, or None when it is not plain."""
     text = head.decode("ascii", "surrogateescape")
-    if _OTHER_BREAKS.search(text):
+    lines = text.splitlines(keepends=True)
+    # str.splitlines also breaks at \v, \f and \x1c-\x1e, the parser's universal newlines only
+    # at \r\n, \r and \n: the lines must be as many as those (a last line may lack one)
+    breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+    if len(lines) != breaks + (not text.endswith(("\r", "\n"))):
         return None
     fields: list[list[str]] = []  # the source lines of each field
-    for line in text.splitlines(keepends=True):  # \r\n, \r and \n, as universal newlines
+    for line in lines:
         if line[0] in " \t":
             if not fields:
                 return None  # a continuation before any field: a defect
@@ -39,7 +41,7 @@ def parse_plain(head: bytes) -> EmailMessage | None:
         else:
             return None
     msg = EmailMessage(policy=_POLICY)
-    for lines in fields:
-        msg.set_raw(*_POLICY.header_source_parse(lines))
+    for source in fields:
+        msg.set_raw(*_POLICY.header_source_parse(source))
     msg.set_payload("")  # headers only: nothing follows the block
     return msg
