@@ -116,7 +116,7 @@ def _compose(c: CCondition) -> Predicate:
 # message would cost more than the lookup saves, so they are keyed by identity (the entry keeps
 # the object alive, so its id cannot be reused while cached).
 _PREDICATES: dict[int, tuple[CCondition, Predicate]] = {}
-_MAX_PREDICATES = 65_536  # reloaded filter sets leave old entries behind: start afresh then
+_MAX_PREDICATES = 16_384  # reloaded filter sets leave old entries (kept alive) behind: start afresh
 
 
 def _predicate_of(c: CCondition) -> Predicate:
