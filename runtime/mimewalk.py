@@ -24,7 +24,6 @@ MAX_PARTS = 20_000
 MAX_SCAN = 5 * 1024 * 1024  # reference 5.9 default "maximum attachment size scanned"
 SKIPPED_TYPES = ("video/", "audio/", "image/")
 DEFAULT_CHARSET = "utf-8"
-MAX_LOWER = 1024 * 1024  # a lower-cased copy is kept for parts up to this size (Part.ascii_lower)
 
 
 @define
@@ -100,10 +99,11 @@ class Part:
     @property
     def ascii_lower(self) -> bytes | None:
         """The UTF-8 text lower-cased, for case-insensitive word checks; None unless the text
-        is ASCII (where lower-casing is exactly case folding) and at most ``MAX_LOWER``."""
+        is ASCII (where lower-casing is exactly case folding). It is one more copy of the text:
+        callers use it for small messages only (rules.content.LOWER_COPY_LIMIT)."""
         if self._lower is None:
             data = self.utf8
-            if len(data) > MAX_LOWER or not data.isascii():
+            if not data.isascii():
                 return None
             self._lower = data.lower()
         return self._lower

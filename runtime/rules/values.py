@@ -221,8 +221,9 @@ def _scan(*, body: bool, attachments: bool) -> _Builder:
             scanned = ctx.scan_sets.get(key)  # built by the first scan of the message
             if scanned is None:
                 scanned = content.scan_set(ctx, body=body, attachments=attachments)
+            small = len(ctx.raw) <= content.LOWER_COPY_LIMIT
             for p in scanned:
-                if candidate(p):  # a match somewhere: count (and validate) as the rule does
+                if candidate(p, small):  # a match somewhere: count (and validate) as the rule does
                     return full_rule(ctx, t).value
             # nothing matches anywhere: 0 matches, and no matched content
             ok = threshold <= 0

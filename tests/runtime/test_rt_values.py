@@ -231,7 +231,8 @@ def test_a_part_said_to_hold_no_match_holds_none() -> None:
             candidate = may_match(t.args[0])
             assert candidate is not None
             for p in scanned:
-                if not candidate(p):
-                    said_no += 1
-                    assert smartid.count(t.args[0], p.utf8)[0] == 0, (t.span, p.declared_type)
+                for small in (True, False):  # with and without the lower-cased copy
+                    if not candidate(p, small):
+                        said_no += 1
+                        assert smartid.count(t.args[0], p.utf8)[0] == 0, (t.span, p.declared_type)
     assert said_no > 100
