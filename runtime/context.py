@@ -17,6 +17,8 @@ from typing import Any
 
 from attrs import define, field, frozen
 
+from runtime.headerblock import parse_plain
+
 FAST = email.policy.compat32
 
 # Header edits made before the full parse are replayed on the full tree when it is built, so
@@ -194,12 +196,11 @@ class MessageContext:
             from runtime.elide import elide
 
             source, self.elided = elide(self.raw)
-            parser = BytesParser(policy=FAST, _class=EmailMessage)
             try:
                 msg = self._single_part() or _parse_incrementally(source)
             except RecursionError:
                 self.defects.append("MIME nesting too deep; message read as one part")
-                msg = parser.parsebytes(source, headersonly=True)
+                msg = BytesParser(policy=FAST, _class=EmailMessage).parsebytes(source, headersonly=True)
             except Exception as exc:
                 self.defects.append(f"MIME parse failed: {exc}")
                 msg = EmailMessage()
@@ -218,7 +219,7 @@ class MessageContext:
         if "multipart/" in ctype or "message/" in ctype:
             return None
         head = self._header_block()
-        msg = BytesHeaderParser(policy=FAST, _class=EmailMessage).parsebytes(head)
+        msg = parse_plain(head) or BytesHeaderParser(policy=FAST, _class=EmailMessage).parsebytes(head)
         if msg.defects:
             return None  # let the full parser record what is wrong
         rest = self.raw[len(head):]
@@ -250,7 +251,8 @@ class MessageContext:
             for n, v in hlist:
                 self._hindex.setdefault(n.lower(), []).append(v)
             self._hindex_of = hlist
-        out = [decode_words(v, self.defects) for v in self._hindex.get(key, ())]
+        raw = self._hindex.get(key)
+        out = [decode_words(v, self.defects) for v in raw] if raw else []  # mostly absent
         self._hcache[key] = out
         return out
 

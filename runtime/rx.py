@@ -20,7 +20,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import re2
@@ -53,6 +53,69 @@ def _backtracking(p: Pattern) -> bool:
     return not isinstance(p, str) and isinstance(getattr(p.search, "__self__", None), re.Pattern)
 
 
+# The binding's `search` runs a generator per call and decodes offsets; a yes/no test needs
+# only RE2's own Match, which costs less than that wrapper on a short header (issue 6).
+_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
+_NO_MATCH = (-1, -1)
+
+
+def _raw_re2(compiled: Any) -> Any:
+    """The RE2 object behind a compiled pattern of the binding, or None."""
+    return compiled._regexp if isinstance(compiled, re2._Regexp) else None
+
+
+def text_test(p: Pattern) -> Callable[[str], bool] | None:
+    """``search(p, text)`` as a plain function for an RE2 pattern; None for other engines."""
+    if isinstance(p, str) or _backtracking(p):
+        return None
+    regexp = _raw_re2(getattr(p.search, "__self__", None))
+    if regexp is None:
+        return None
+    match = regexp.Match
+
+    def found(text: str) -> bool:
+        data = text.encode("utf-8")
+        return bool(match(_UNANCHORED, data, 0, len(data))[0] != _NO_MATCH)
+
+    return found
+
+
+def utf8_test(p: Pattern) -> Callable[[bytes], bool] | None:
+    """Whether ``count_utf8(p, data)`` could find anything: one RE2 pass, no match objects.
+
+    None for the backtracking engine (its counting path is different)."""
+    if engine_of(p) == "backtracking":
+        return None
+    regexp = _raw_re2(variant(p, multiline=True, data="utf8"))
+    if regexp is None:
+        return None
+    match = regexp.Match
+
+    def found(data: bytes) -> bool:
+        return bool(match(_UNANCHORED, data, 0, len(data))[0] != _NO_MATCH)
+
+    return found
+
+
+# A pattern that is only words (letters, digits, spaces) and alternatives of them, optionally
+# case-insensitive as a whole: it matches exactly where one of the words occurs.
+_PLAIN_WORDS = re.compile(r"(\(\?i\))?([A-Za-z0-9 ]+(?:\|[A-Za-z0-9 ]+)*)")
+
+
+def plain_words(p: Pattern) -> tuple[bool, tuple[bytes, ...]] | None:
+    """(case-insensitive, words) when ``p`` is an alternation of plain words, else None.
+
+    A byte search finds such words faster than the regex engine runs; the words are
+    lower-cased when case-insensitive. Smart identifiers are never plain words.
+    """
+    m = _PLAIN_WORDS.fullmatch(source(p))
+    if m is None:
+        return None
+    fold = m.group(1) is not None
+    words = m.group(2).lower() if fold else m.group(2)
+    return fold, tuple(w.encode("ascii") for w in words.split("|"))
+
+
 def source(p: Pattern) -> str:
     return p if isinstance(p, str) else p.source
 
@@ -67,14 +130,25 @@ def recompile(p: Pattern, new_source: str) -> CompiledRegex:
     return CompiledRegex(new_source, fre.compile_pattern(new_source, engine=engine_of(p)))
 
 
-@contextlib.contextmanager
-def budget(seconds: float | None = None) -> Iterator[None]:
-    """Start the time budget for backtracking patterns for one stage of one message."""
-    token = _deadline.set(time.monotonic() + (BACKTRACKING_BUDGET if seconds is None else seconds))
-    try:
-        yield
-    finally:
-        _deadline.reset(token)
+class budget:  # lower-case: used like the function it was, `with rx.budget():`
+    """Start the time budget for backtracking patterns for one stage of one message.
+
+    A class rather than a generator context manager: it is entered for every stage of every
+    message, and the generator machinery cost more than the budget itself.
+    """
+
+    __slots__ = ("_seconds", "_token")
+
+    def __init__(self, seconds: float | None = None) -> None:
+        self._seconds = BACKTRACKING_BUDGET if seconds is None else seconds
+        self._token: contextvars.Token[float | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _deadline.set(time.monotonic() + self._seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _deadline.reset(self._token)
 
 
 def _on_alarm(signum: int, frame: Any) -> None:

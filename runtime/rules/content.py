@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from filterlang.compile import CRule
 from runtime import rx, smartid
 from runtime.context import MessageContext
@@ -46,11 +49,64 @@ def scan_set(ctx: MessageContext, *, body: bool, attachments: bool) -> list[Part
     return out
 
 
+#: A message up to this size may keep a lower-cased copy of its text parts for word checks
+#: (Part.ascii_lower); a larger one asks RE2 instead, within issue 3's memory bound (4x).
+LOWER_COPY_LIMIT = 64 * 1024
+
+#: may_match's answer: whether a part may hold a match; the flag allows a lower-cased copy.
+Candidate = Callable[[Part, bool], bool]
+
+
+@functools.lru_cache(maxsize=4096)
+def _may_match(pattern: rx.Pattern) -> Candidate | None:
+    test = rx.utf8_test(pattern)
+    if test is None:
+        return None
+    plain = rx.plain_words(pattern)
+    if plain is None:
+        return lambda p, small: test(p.utf8)
+    fold, words = plain
+    if not fold:
+        def exact(p: Part, small: bool) -> bool:
+            return any(map(p.utf8.__contains__, words))  # map: no generator frame per call
+
+        return exact
+
+    def folded(p: Part, small: bool) -> bool:
+        lower = p.ascii_lower if small else None
+        if lower is None:
+            return test(p.utf8)
+        return any(map(lower.__contains__, words))
+
+    return folded
+
+
+def may_match(pattern: rx.Pattern) -> Candidate | None:
+    """Whether a part may hold a match of ``pattern`` (None: no quick answer, count instead).
+
+    It may say yes wrongly, never no wrongly, so a no is 0 matches without counting: one RE2
+    pass without match objects, or for a pattern of plain words a byte search, in the
+    lower-cased text when case-insensitive (exact for ASCII text; other text, and the parts
+    of messages over ``LOWER_COPY_LIMIT``, go to RE2). Call it with
+    ``small=len(ctx.raw) <= LOWER_COPY_LIMIT``.
+    """
+    try:
+        return _may_match(pattern)
+    except Exception:  # e.g. a plain-string pattern RE2 refuses: counting raises it, as before
+        return None
+
+
 def _scan(ctx: MessageContext, t: CRule, *, body: bool, attachments: bool, what: str) -> RuleResult:
     pattern = arg(t, 0, "")
     threshold = int(arg(t, 1, 1) or 1)
     scanned = scan_set(ctx, body=body, attachments=attachments)
-    total, found = score_parts(scanned, lambda text: smartid.count(pattern, text))
+    candidate = may_match(pattern)
+    found: list[str]
+    small = len(ctx.raw) <= LOWER_COPY_LIMIT
+    if candidate is not None and not any(candidate(p, small) for p in scanned):
+        total, found = 0, []  # nothing can match anywhere: no need to count
+    else:
+        total, found = score_parts(scanned, lambda text: smartid.count(pattern, text))
     ok = total >= threshold
     if ok:
         ctx.matched_content = list(dict.fromkeys(found))

@@ -59,13 +59,23 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(text)
 
 
-def remote_ip(ctx: MessageContext, t: CRule) -> RuleResult:
-    specs = operand(t) if isinstance(operand(t), tuple) else (operand(t),)
+def ip_specs(t: CRule) -> tuple[Any, ...]:
+    """The parts of a ``remote-ip`` operand (one spec or a list of them)."""
+    return operand(t) if isinstance(operand(t), tuple) else (operand(t),)
+
+
+def remote_ip_in(ctx: MessageContext, specs: tuple[Any, ...]) -> bool:
+    """Whether the connecting address is in one of ``specs`` (shared with `rules.values`)."""
     try:
         ip = _address(ctx.connection.remote_ip)
     except ValueError as exc:
         raise RuleError(f"remote-ip: {exc}") from None
-    hit = any(_ip_in(ip, s, ctx.connection.remote_host) for s in specs)
+    return any(_ip_in(ip, s, ctx.connection.remote_host) for s in specs)
+
+
+def remote_ip(ctx: MessageContext, t: CRule) -> RuleResult:
+    specs = ip_specs(t)
+    hit = remote_ip_in(ctx, specs)
     ok = hit if t.comparator != "!=" else not hit
     return RuleResult(ok, f"remote-ip {ctx.connection.remote_ip} {'in' if hit else 'not in'} {show(specs)}")
 
