@@ -140,8 +140,9 @@ class MessageContext:
             crlf = self.raw.find(b"\r\n\r\n")
             # search for a bare blank line only before the CRLF one: not through the whole body
             lf = self.raw.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(self.raw))
-            ends = [i for i in (crlf, lf) if i >= 0]
-            self._head_end = min(ends) + 1 if ends else len(self.raw)
+            # The block keeps its last line's line end: CRLF is two bytes, a bare LF one.
+            ends = [i + n for i, n in ((crlf, 2), (lf, 1)) if i >= 0]
+            self._head_end = min(ends) if ends else len(self.raw)
         return self.raw[: self._head_end]
 
     def _header_list(self) -> list[tuple[str, str]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import quopri
 import re
 from collections.abc import Iterator
 from email.message import Message
@@ -24,6 +23,7 @@ MAX_PARTS = 20_000
 MAX_SCAN = 5 * 1024 * 1024  # reference 5.9 default "maximum attachment size scanned"
 SKIPPED_TYPES = ("video/", "audio/", "image/")
 DEFAULT_CHARSET = "utf-8"
+UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")  # scanned as they are, not decoded
 
 
 @define
@@ -120,18 +120,26 @@ class Part:
 
 
 def decode_transfer(msg: Message) -> bytes:
+    """The part's body with its transfer encoding undone (base64, quoted-printable), else
+    its bytes as received, 8-bit ones included."""
     raw = msg.get_payload(decode=False)
     if not isinstance(raw, str):
         return b""
-    data = raw.encode("ascii", "surrogateescape")
     cte = str(msg.get("Content-Transfer-Encoding", "")).strip().lower()
+    if cte != "base64" and cte not in UUENCODE:
+        # Not from `raw`: for a body with 8-bit bytes, compat32 returns that text decoded
+        # with the part's charset, which cannot be turned back into the bytes received.
+        data = msg.get_payload(decode=True)
+        return data if isinstance(data, bytes) else b""
     try:
-        if cte == "base64":
+        data = raw.encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        data = raw.encode("ascii", "ignore")  # 8-bit bytes are no part of these encodings
+    if cte == "base64":
+        try:
             return base64.b64decode(data, validate=False)
-        if cte == "quoted-printable":
-            return quopri.decodestring(data)
-    except (binascii.Error, ValueError):
-        return data
+        except (binascii.Error, ValueError):
+            return data
     return data
 
 
