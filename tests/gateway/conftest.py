@@ -25,6 +25,7 @@ name = "in"
 address = "127.0.0.1"
 port = {port}
 session_timeout = {session_timeout}
+command_timeout = {command_timeout}
 
 [sender_groups.local]
 ips = ["127.0.0.0/8"]
@@ -60,10 +61,11 @@ def free_port() -> int:
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., GatewayConfig]:
     def make(policy: str = "relay", extra: str = "", session_timeout: float = 30.0,
-             port: int | None = None) -> GatewayConfig:
+             port: int | None = None, command_timeout: float = 300.0) -> GatewayConfig:
         path = tmp_path / "gateway.toml"
         path.write_text(
-            BASE.format(port=port or free_port(), policy=policy, session_timeout=session_timeout) + extra
+            BASE.format(port=port or free_port(), policy=policy, session_timeout=session_timeout,
+                        command_timeout=command_timeout) + extra
         )
         return load_config(path)
 

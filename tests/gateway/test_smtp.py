@@ -305,3 +305,16 @@ def test_overlong_command_line_is_500_and_the_session_goes_on(
     assert raw.cmd(b"EHLO t\r\n").startswith("250")
     assert raw.cmd(b"MAIL FROM:<" + b"a" * length + b"@example.com>\r\n").startswith("500")
     assert raw.cmd(b"MAIL FROM:<a@example.com>\r\n").startswith("250")
+
+
+def test_idle_client_is_disconnected_and_a_talking_one_is_not(
+        listener: Callable[..., RunningListener]) -> None:
+    """command_timeout: a NOOP every 0.4 s keeps a session open past it; silence ends it."""
+    gw = listener(command_timeout=1.0)
+    talking, silent = Raw(gw.port), Raw(gw.port)
+    for _ in range(5):
+        assert talking.cmd(b"NOOP\r\n").startswith("250")
+        time.sleep(0.4)
+    silent.sock.settimeout(5)
+    assert silent.sock.recv(100) == b""  # closed by the gateway (after about 1 s)
+    assert talking.cmd(b"NOOP\r\n").startswith("250")
