@@ -440,7 +440,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         mt.error("address", "the metrics endpoint must listen on loopback (127.0.0.1)")
     mt.finish()
     local_domains = frozenset(d.lower().lstrip("@") for d in root.str_list("local_domains"))
-    workers = root.integer("workers", 0)  # listener and queue processes each; 0: one per core
+    workers = root.integer("workers", 0)  # listener and queue processes each; 0: default_workers()
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
                        "smime"))
     if issues:
