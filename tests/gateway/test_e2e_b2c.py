@@ -136,7 +136,8 @@ def gnupghome(world: tuple[Org, Path]) -> Iterator[dict[str, str]]:
                            capture_output=True, timeout=60)
         yield env
     finally:
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, capture_output=True, timeout=30,
+        # "all": gpgsm also starts dirmngr for this GNUPGHOME, which would outlive the test.
+        subprocess.run(["gpgconf", "--kill", "all"], env=env, capture_output=True, timeout=30,
                        check=False)
 
 
