@@ -227,7 +227,8 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
             chunk = await reader.readexactly(exc.consumed)
             end = False
         else:
-            before = (tail + chunk[:-3])[-2:]
+            # The two bytes before the dot, without copying a chunk of up to STREAM_LIMIT.
+            before = chunk[-5:-3] if len(chunk) >= 5 else (tail + chunk[:-3])[-2:]
             end = before == b"\r\n"
         body = len(chunk) - 3 if end else len(chunk)
         size += body

@@ -227,11 +227,7 @@ class Spool:
             if now - self._free_none_at < FREE_RELIST:
                 return
             with contextlib.suppress(OSError):
-                listed = os.listdir(self._free)
-                # Every process lists the same order: each starts at its own place in it, so
-                # two listeners do not race for the same file name after name.
-                turn = os.getpid() * 2654435761 % len(listed) if listed else 0
-                names.extend(listed[turn:] + listed[:turn])
+                names.extend(os.listdir(self._free))
             if not names:
                 self._free_none_at = now
                 return
@@ -290,21 +286,17 @@ class Spool:
                     results[i] = SpoolError(f"cannot sync {state}: {exc.strerror}")
         return results
 
-    def _write(self, state: str, queue_id: str, header: bytes, data: bytes,
-               prefix: bytes = b"") -> Path:
-        staged = self._stage(state, queue_id, [header, prefix, data] if prefix else [header, data])
+    def _publish_one(self, staged: Staged) -> None:
         problem = self.publish([staged])[0]
         if problem is not None:
             raise problem
-        return Path(f"{self._dirs[state]}/{queue_id}")
 
     def stage(self, envelope: Envelope, data: bytes, state: str = "incoming", *,
               queue_id: str | None = None, prefix: bytes = b"") -> Staged:
         """The first half of `store`: the message durable in `tmp`; `publish` completes it."""
         queue_id = queue_id or self.new_id(data)
         env = attrs.evolve(envelope, queue_id=queue_id, received_at=envelope.received_at or time.time())
-        header = encode_header(env)
-        return self._stage(state, queue_id, [header, prefix, data] if prefix else [header, data])
+        return self._stage(state, queue_id, [encode_header(env), prefix, data])
 
     def store(self, envelope: Envelope, data: bytes, state: str = "incoming", *,
               queue_id: str | None = None, prefix: bytes = b"") -> str:
@@ -314,14 +306,12 @@ class Spool:
         a large message is never copied in memory.
         """
         staged = self.stage(envelope, data, state, queue_id=queue_id, prefix=prefix)
-        problem = self.publish([staged])[0]
-        if problem is not None:
-            raise problem
+        self._publish_one(staged)
         return staged.queue_id
 
     def rewrite(self, state: str, envelope: Envelope, data: bytes) -> None:
         """Replace or create the file of `envelope.queue_id` in `state` (write-fsync-rename)."""
-        self._write(state, envelope.queue_id, encode_header(envelope), data)
+        self._publish_one(self._stage(state, envelope.queue_id, [encode_header(envelope), data]))
 
     def read(self, state: str, queue_id: str) -> tuple[Envelope, bytes]:
         path = f"{self._dirs[state]}/{queue_id}"
@@ -334,7 +324,7 @@ class Spool:
                     # system calls (fstat, isatty, lseek, reads) for the same bytes.
                     blob = _read_all(fd, size)
                 else:
-                    with os.fdopen(os.dup(fd), "rb") as fh:
+                    with open(fd, "rb", closefd=False) as fh:
                         head = fh.read(len(MAGIC))
                         header = fh.readline(1 << 20)
                         # The body on its own, so it is never copied out of a larger buffer.
