@@ -50,6 +50,7 @@ from runtime.transport import DnsResolver, Resolver, Transport
 log = logging.getLogger("filterlang.gateway")
 
 DRAIN_SECONDS = 30.0
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 LISTENER, QUEUE = "listener", "queue"  # the two kinds of worker process
 QUEUE_NICE = 5
 
@@ -267,9 +268,24 @@ class Supervisor:
     def _fork(self, config: GatewayConfig, role: str, doorbell: Doorbell,
               serve_metrics: bool = False) -> int:
         socks = self._sockets_for(config)
-        pid = os.fork()
+        # The supervisor's own SIGTERM handler only sets a flag on its object: a worker that
+        # inherited it would ignore a SIGTERM that came before its event loop took the signal
+        # over, and the supervisor would wait for it forever. So the signals are held across
+        # the fork, and the child puts back the defaults before it takes them again: a stop
+        # during start-up ends the worker (it holds nothing yet).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            raise
         if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reloads
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             worker_main(config, socks, role, doorbell, serve_metrics)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return pid
 
     def _spawn(self, config: GatewayConfig, doorbell: Doorbell) -> dict[int, str]:

@@ -178,3 +178,29 @@ def test_listener_and_queue_workers_are_replaced_when_killed(tmp_path: Path) -> 
         assert subjects == wanted
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(40) == 0
+
+
+def test_a_worker_told_to_stop_while_it_starts_stops(tmp_path: Path) -> None:
+    """SIGTERM for a replacement worker before its event loop has taken the signal over (what
+    the supervisor sends when it is stopped right then) ends that worker; it used to inherit
+    the supervisor's handler, ignore the signal, and keep `serve` from ever exiting."""
+    port, metrics = free_port(), free_port()
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(CONFIG.format(port=port, max_rcpt=5, metrics=metrics))
+    with serving(cfg, tmp_path / "log") as proc:
+        wait_port(port)
+        first = set(_children(proc.pid))
+        os.kill(min(first), signal.SIGKILL)
+        end = time.monotonic() + 10
+        new: set[int] = set()
+        while not new and time.monotonic() < end:
+            new = set(_children(proc.pid)) - first
+        assert new, "the supervisor did not replace the killed worker"
+        (replacement,) = new
+        os.kill(replacement, signal.SIGTERM)  # at once: it is still starting
+        end = time.monotonic() + 10
+        while replacement in _children(proc.pid) and time.monotonic() < end:
+            time.sleep(0.02)
+        assert replacement not in _children(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(40) == 0
