@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime import eventloop
 from runtime.groupcommit import GroupCommit
 from runtime.spool import Envelope, Spool, SpoolError, Staged
 
@@ -25,7 +26,7 @@ def test_sessions_finishing_together_share_one_commit(tmp_path: Path) -> None:
     async def run() -> None:
         await asyncio.gather(*(commits.publish(s) for s in staged))
 
-    asyncio.run(run())
+    eventloop.run(run())
     assert commits.batches == 1
     assert spool.list("incoming") == sorted(s.queue_id for s in staged)
 
@@ -40,7 +41,7 @@ def test_one_failed_rename_fails_only_its_own_message(tmp_path: Path) -> None:
         return list(await asyncio.gather(commits.publish(good), commits.publish(bad),
                                          return_exceptions=True))
 
-    ok, failed = asyncio.run(run())
+    ok, failed = eventloop.run(run())
     assert ok is None and isinstance(failed, SpoolError)
     assert spool.list("incoming") == [good.queue_id]
 
@@ -61,4 +62,4 @@ def test_a_failed_folder_sync_fails_the_whole_batch(tmp_path: Path,
         return list(await asyncio.gather(*(commits.publish(s) for s in _stage(spool, 3)),
                                          return_exceptions=True))
 
-    assert all(isinstance(r, SpoolError) for r in asyncio.run(run()))
+    assert all(isinstance(r, SpoolError) for r in eventloop.run(run()))

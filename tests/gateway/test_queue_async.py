@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from runtime import eventloop
 from runtime.config import Delivery
 from runtime.delivery import QueueRunner
 from runtime.doorbell import Doorbell
@@ -46,7 +47,7 @@ def run(runner: QueueRunner, scenario: Callable[[], Awaitable[None]]) -> None:
             runner.request_stop()
             await asyncio.wait_for(task, 10)
 
-    asyncio.run(main())
+    eventloop.run(main())
 
 
 def events(tmp_path: Path) -> list[str]:
@@ -130,7 +131,7 @@ def test_a_transport_without_asyncio_runs_in_threads(tmp_path: Path) -> None:
         runner.request_stop()
         await asyncio.wait_for(task, 10)
 
-    asyncio.run(main())
+    eventloop.run(main())
     assert memory.sent[0][3] == MSG
 
 
@@ -146,6 +147,6 @@ def test_doorbell_passes_queue_ids_and_ignores_anything_else() -> None:
         bell.ring("00000001764398400124-ba9876543210")
         await until(lambda: len(got) == 2, 5)
 
-    asyncio.run(main())
+    eventloop.run(main())
     bell.close()
     assert got == ["00000001764398400123-0123456789ab", "00000001764398400124-ba9876543210"]
