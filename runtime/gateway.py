@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from runtime import eventloop, memtrim
+from runtime import memtrim
 from runtime.config import ConfigError, GatewayConfig, Listener, load_config
 from runtime.delivery import QueueRunner, alert
 from runtime.doorbell import Doorbell
@@ -224,7 +224,7 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
             loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor reloads
             await serve(stop)
 
-        eventloop.run(main())  # uvloop: see runtime/eventloop.py
+        asyncio.run(main())
     except Exception:
         log.exception("worker failed")
         code = 1

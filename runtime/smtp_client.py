@@ -89,16 +89,6 @@ class _Conn:
     def usable(self) -> bool:
         return not self.reader.at_eof() and not self.writer.is_closing()
 
-    def write(self, data: bytes | memoryview) -> None:
-        """Queue `data` for the peer. On a connection already closed (the watchdog aborted it,
-        or the peer reset it) this fails as the wait would have: asyncio's own loop dropped
-        such a write silently, uvloop (runtime/eventloop.py) refuses it with RuntimeError."""
-        if self.writer.is_closing():
-            if self.timed_out:
-                raise TimeoutError()
-            raise ConnectionResetError("connection closed by the peer")
-        self.writer.write(data)
-
     def wait_starts(self) -> None:
         """The next wait on the peer must end within the timeout from now."""
         self._deadline = self._loop.time() + self._timeout
@@ -176,7 +166,7 @@ class AsyncSMTPTransport:
             raise
 
     async def _command(self, conn: _Conn, line: str) -> tuple[int, str]:
-        conn.write(line.encode("utf-8") + b"\r\n")
+        conn.writer.write(line.encode("utf-8") + b"\r\n")
         await self._drain(conn)
         return await self._reply(conn)
 
@@ -284,7 +274,7 @@ class AsyncSMTPTransport:
         pipelined = "pipelining" in conn.extensions
         try:
             if pipelined:
-                conn.write("".join(f"{c}\r\n" for c in (mail_cmd, *rcpt_cmds, "DATA"))
+                conn.writer.write("".join(f"{c}\r\n" for c in (mail_cmd, *rcpt_cmds, "DATA"))
                                   .encode("utf-8"))
                 await self._drain(conn)
                 mail_code, mail_text = await self._reply(conn)
@@ -303,7 +293,7 @@ class AsyncSMTPTransport:
                 for _ in rcpt_cmds:
                     await self._reply(conn)
                 if (await self._reply(conn))[0] == 354:  # a broken peer: end the empty message
-                    conn.write(b".\r\n")
+                    conn.writer.write(b".\r\n")
                     await self._reply(conn)
             return results, await self._rset(conn)
         accepted: list[str] = []
@@ -319,7 +309,7 @@ class AsyncSMTPTransport:
         else:
             code, text = 0, ""
         if code == 354 and not accepted:  # RFC 2920 3.1: DATA went ahead of the refusals
-            conn.write(b".\r\n")
+            conn.writer.write(b".\r\n")
             await self._reply(conn)
         if code != 354 or not accepted:
             for rcpt in accepted:
@@ -342,15 +332,15 @@ class AsyncSMTPTransport:
             data = re.sub(rb"(?m)^\.", b"..", data)
         end = b".\r\n" if data.endswith(b"\r\n") or not data else b"\r\n.\r\n"
         if len(data) <= CHUNK:
-            conn.write(data + end)
+            conn.writer.write(data + end)
         else:
             # In slices, each drained before the next: the transport copies what the socket
             # does not take at once, and a 50 MB message must not be copied whole.
             view = memoryview(data)
             for start in range(0, len(view), CHUNK):
-                conn.write(view[start:start + CHUNK])
+                conn.writer.write(view[start:start + CHUNK])
                 await self._drain(conn)
-            conn.write(end)
+            conn.writer.write(end)
         await self._drain(conn)
         return await self._reply(conn)
 

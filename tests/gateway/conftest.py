@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from runtime import eventloop
 from runtime.config import GatewayConfig, load_config
 from runtime.smtp import GatewayHandler, protocol_factory
 from runtime.spool import Spool
@@ -78,7 +77,7 @@ class RunningListener:
         self.config = config
         self.spool = Spool(config.storage.data_dir / "spool")
         self.handler = GatewayHandler(config, self.spool)
-        self.loop = eventloop.new_event_loop()  # what `filterlang serve` runs on
+        self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         lst = config.listeners[0]
         self.server = self.loop.run_until_complete(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import eventloop, smtp
+from runtime import smtp
 from runtime.smtp import DATA_TOO_BIG, LINE_TOO_LONG, read_data
 
 NEXT = b"QUIT\r\n"
@@ -51,7 +51,7 @@ def run(stream: bytes, *, piece: int = 0, size_limit: int | None = None,
             await feeding
         return data, problem, left
 
-    return eventloop.run(go())
+    return asyncio.run(go())
 
 
 CASES = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -14,7 +15,6 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from runtime import eventloop
 from runtime.config import Delivery
 from runtime.delivery import QueueRunner
 from runtime.dsn import RecipientStatus, build_dsn
@@ -200,7 +200,7 @@ class AsyncClient:
     the gateway's would not, so a connection the peer closed meanwhile is found out on use."""
 
     def __init__(self, timeout: float) -> None:
-        self.loop = eventloop.new_event_loop()
+        self.loop = asyncio.new_event_loop()
         self.transport = AsyncSMTPTransport(timeout=timeout)
 
     def send(self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from runtime import eventloop
 from runtime.groupcommit import GroupCommit
 from runtime.spool import Envelope, Spool, SpoolError, Staged
 
@@ -26,7 +25,7 @@ def test_sessions_finishing_together_share_one_commit(tmp_path: Path) -> None:
     async def run() -> None:
         await asyncio.gather(*(commits.publish(s) for s in staged))
 
-    eventloop.run(run())
+    asyncio.run(run())
     assert commits.batches == 1
     assert spool.list("incoming") == sorted(s.queue_id for s in staged)
 
@@ -41,7 +40,7 @@ def test_one_failed_rename_fails_only_its_own_message(tmp_path: Path) -> None:
         return list(await asyncio.gather(commits.publish(good), commits.publish(bad),
                                          return_exceptions=True))
 
-    ok, failed = eventloop.run(run())
+    ok, failed = asyncio.run(run())
     assert ok is None and isinstance(failed, SpoolError)
     assert spool.list("incoming") == [good.queue_id]
 
@@ -62,4 +61,4 @@ def test_a_failed_folder_sync_fails_the_whole_batch(tmp_path: Path,
         return list(await asyncio.gather(*(commits.publish(s) for s in _stage(spool, 3)),
                                          return_exceptions=True))
 
-    assert all(isinstance(r, SpoolError) for r in eventloop.run(run()))
+    assert all(isinstance(r, SpoolError) for r in asyncio.run(run()))

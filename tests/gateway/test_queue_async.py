@@ -11,7 +11,6 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from runtime import eventloop
 from runtime.config import Delivery
 from runtime.delivery import QueueRunner
 from runtime.doorbell import Doorbell
@@ -47,7 +46,7 @@ def run(runner: QueueRunner, scenario: Callable[[], Awaitable[None]]) -> None:
             runner.request_stop()
             await asyncio.wait_for(task, 10)
 
-    eventloop.run(main())
+    asyncio.run(main())
 
 
 def events(tmp_path: Path) -> list[str]:
@@ -131,7 +130,7 @@ def test_a_transport_without_asyncio_runs_in_threads(tmp_path: Path) -> None:
         runner.request_stop()
         await asyncio.wait_for(task, 10)
 
-    eventloop.run(main())
+    asyncio.run(main())
     assert memory.sent[0][3] == MSG
 
 
@@ -147,6 +146,6 @@ def test_doorbell_passes_queue_ids_and_ignores_anything_else() -> None:
         bell.ring("00000001764398400124-ba9876543210")
         await until(lambda: len(got) == 2, 5)
 
-    eventloop.run(main())
+    asyncio.run(main())
     bell.close()
     assert got == ["00000001764398400123-0123456789ab", "00000001764398400124-ba9876543210"]
