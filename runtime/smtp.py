@@ -1,8 +1,9 @@
 """The SMTP listener (aiosmtpd): host access table, limits, smuggling guard, durable 250.
 
 The handler answers 250 to DATA only after the message's file and its directory were synced
-(Spool.stage, then a group commit shared by the messages of one loop turn). A large message is
-written in a thread so it never blocks the event loop that serves the other sessions.
+(Spool.stage, then a group commit shared with the messages that finish close by). A large
+message is written in a thread so it never blocks the event loop that serves the other
+sessions.
 """
 
 from __future__ import annotations
@@ -498,7 +499,7 @@ class GatewayHandler:
                 # A small message's write and fdatasync take a few hundred microseconds: here
                 # they cost less than the executor's two thread switches, which took ~0.2 ms
                 # of CPU per message (bench/gateway.py: listener CPU 1.1-1.6 -> 1.0-1.2 ms).
-                # The folder's fsync is shared with the other messages of this loop turn.
+                # The folder's fsync is shared with the messages that finish close by.
                 staged = self.spool.stage(env, data, queue_id=queue_id, prefix=trace)
                 await self.commits.publish(staged)
             else:

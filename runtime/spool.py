@@ -261,9 +261,9 @@ class Spool:
         return Staged(state, queue_id, tmp)
 
     def publish(self, staged: builtins.list[Staged]) -> builtins.list[SpoolError | None]:
-        """Rename staged files into their states, then fsync each directory once: messages
-        written in the same turn of a listener's event loop share one directory fsync (group
-        commit). One result per file: None once it is durable in its state."""
+        """Rename staged files into their states, then fsync each directory once: a listener's
+        messages that finish close together share one directory fsync (group commit, see
+        runtime/groupcommit.py). One result per file: None once it is durable in its state."""
         results: builtins.list[SpoolError | None] = []
         dirs: dict[str, builtins.list[int]] = {}
         for i, item in enumerate(staged):

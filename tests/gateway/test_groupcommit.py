@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.groupcommit import GroupCommit
+from runtime.groupcommit import MAX_TURNS, GroupCommit
 from runtime.spool import Envelope, Spool, SpoolError, Staged
 
 
@@ -28,6 +28,44 @@ def test_sessions_finishing_together_share_one_commit(tmp_path: Path) -> None:
     asyncio.run(run())
     assert commits.batches == 1
     assert spool.list("incoming") == sorted(s.queue_id for s in staged)
+
+
+def test_a_session_finishing_a_turn_later_joins_the_open_batch(tmp_path: Path) -> None:
+    """A session whose DATA completes one loop turn after another's (its bytes were read in
+    between) still shares that one's folder sync."""
+    spool = Spool(tmp_path / "spool")
+    commits = GroupCommit(spool)
+    first, second = _stage(spool, 2)
+
+    async def late() -> None:
+        await asyncio.sleep(0)  # one turn later
+        await commits.publish(second)
+
+    async def run() -> None:
+        await asyncio.gather(commits.publish(first), late())
+
+    asyncio.run(run())
+    assert commits.batches == 1
+    assert len(spool.list("incoming")) == 2
+
+
+def test_a_busy_listener_still_commits_after_max_turns(tmp_path: Path) -> None:
+    """A message joining on every turn never keeps a batch open for good: batches close after
+    MAX_TURNS turns while later messages keep coming, and every message is queued."""
+    spool = Spool(tmp_path / "spool")
+    commits = GroupCommit(spool)
+    staged = _stage(spool, 4 * MAX_TURNS)
+
+    async def run() -> None:
+        waiting = []
+        for pair in zip(staged[::2], staged[1::2], strict=True):  # two new sessions a turn
+            waiting += [asyncio.ensure_future(commits.publish(s)) for s in pair]
+            await asyncio.sleep(0)
+        await asyncio.gather(*waiting)
+
+    asyncio.run(run())
+    assert commits.batches >= 2
+    assert len(spool.list("incoming")) == len(staged)
 
 
 def test_one_failed_rename_fails_only_its_own_message(tmp_path: Path) -> None:
