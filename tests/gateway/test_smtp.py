@@ -307,6 +307,35 @@ def test_overlong_command_line_is_500_and_the_session_goes_on(
     assert raw.cmd(b"MAIL FROM:<a@example.com>\r\n").startswith("250")
 
 
+@pytest.mark.parametrize("line,reply", [
+    (b"\r\n", "500 Error: bad syntax"),
+    (b"MA\xc3\x8fL FROM:<a@example.com>\r\n", "500 Error: bad syntax"),
+    (b"MAIL FROM:<\xc3\xa9@example.com>\r\n", "500 Error: strict ASCII mode"),
+    (b"XYZZY plugh\r\n", '500 Error: command "XYZZY" not recognized'),
+    (b"RCPT TO:<b@example.org>\r\n", "503 Error: need MAIL command"),
+    (b"STARTTLS\r\n", "454 TLS not available"),
+])
+def test_command_loop_refusals_leave_the_session_usable(
+        listener: Callable[..., RunningListener], line: bytes, reply: str) -> None:
+    """The listener's command loop answers each malformed or out-of-order line with its
+    refusal, and the session goes on to deliver a message."""
+    gw = listener()
+    raw = Raw(gw.port)
+    assert raw.cmd(b"EHLO t\r\n").startswith("250")
+    assert raw.cmd(line) == reply
+    envelope(raw)
+    assert raw.cmd(MSG + b".\r\n").startswith("250")
+    assert len(gw.spool.list("incoming")) == 1
+
+
+def test_unknown_commands_end_the_session_after_five(
+        listener: Callable[..., RunningListener]) -> None:
+    raw = Raw(listener().port)
+    replies = [raw.cmd(b"XYZZY\r\n")[:3] for _ in range(5)]
+    assert replies == ["500"] * 4 + ["502"]
+    assert raw.read() == ""  # closed
+
+
 def test_idle_client_is_disconnected_and_a_talking_one_is_not(
         listener: Callable[..., RunningListener]) -> None:
     """command_timeout: a NOOP every 0.4 s keeps a session open past it; silence ends it."""
