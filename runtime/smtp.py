@@ -603,7 +603,9 @@ class GatewayHandler:
             return problem
         if count_hops(data) >= MAX_HOPS:
             return TOO_MANY_HOPS
+        queue_id = self.spool.new_id(data)
         env = Envelope(
+            queue_id=queue_id,
             mail_from=envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
             mail_options=tuple(envelope.mail_options),
@@ -614,7 +616,6 @@ class GatewayHandler:
             helo=session.host_name or "",
             received_at=time.time(),
         )
-        queue_id = self.spool.new_id(data)
         trace = received_header(session, server.hostname, queue_id, envelope.rcpt_tos,
                                 session.ssl is not None)
         try:

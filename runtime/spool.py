@@ -295,7 +295,9 @@ class Spool:
               queue_id: str | None = None, prefix: bytes = b"") -> Staged:
         """The first half of `store`: the message durable in `tmp`; `publish` completes it."""
         queue_id = queue_id or self.new_id(data)
-        env = attrs.evolve(envelope, queue_id=queue_id, received_at=envelope.received_at or time.time())
+        env = envelope
+        if env.queue_id != queue_id or not env.received_at:  # else as the listener made it
+            env = attrs.evolve(env, queue_id=queue_id, received_at=env.received_at or time.time())
         return self._stage(state, queue_id, [encode_header(env), prefix, data])
 
     def store(self, envelope: Envelope, data: bytes, state: str = "incoming", *,
