@@ -160,10 +160,13 @@ _HOOK_NAMES: dict[type, list[str]] = {}
 
 
 def _hook_names(cls: type) -> list[str]:
-    """The attribute names aiosmtpd looks for (smtp_*, auth_*, handle_*), once per class."""
+    """The attribute names aiosmtpd looks for, once per class: smtp_* and handle_*. Not its
+    auth_* mechanisms: the gateway takes mail by its host access table and has no AUTH, and
+    with them found aiosmtpd offered LOGIN and PLAIN after STARTTLS, both failing always (a
+    client set to authenticate would defer its mail on that)."""
     names = _HOOK_NAMES.get(cls)
     if names is None:
-        names = _HOOK_NAMES[cls] = [n for n in dir(cls) if n.startswith(("smtp_", "auth_", "handle_"))]
+        names = _HOOK_NAMES[cls] = [n for n in dir(cls) if n.startswith(("smtp_", "handle_"))]
     return list(names)
 
 
@@ -554,7 +557,8 @@ class GatewayHandler:
     ) -> list[str]:
         session.host_name = hostname
         size = f"250-SIZE {_policy(session).max_message_size}"
-        out = [size if r.startswith("250-SIZE") else r for r in responses[:-1]]
+        out = [size if r.startswith("250-SIZE") else r for r in responses[:-1]
+               if not r.startswith("250-AUTH")]  # no mechanisms (see _hook_names)
         return [*out, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN", responses[-1]]
 
     async def handle_MAIL(

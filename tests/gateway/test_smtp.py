@@ -245,6 +245,8 @@ def test_starttls_with_configured_certificate(tmp_path, make_config) -> None:  #
             assert c.has_extn("starttls")
             c.starttls(context=ctx)
             c.ehlo()
+            assert not c.has_extn("auth")  # the gateway has no AUTH to offer
+            assert c.docmd("AUTH PLAIN AHVzZXIAcGFzcw==")[0] == 504
             assert c.sendmail("a@example.com", ["b@example.org"], MSG) == {}
     finally:
         gw.close()
