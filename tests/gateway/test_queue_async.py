@@ -5,6 +5,7 @@ stage parks the message in hold, and the doorbell between listener and queue pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -148,4 +149,36 @@ def test_doorbell_passes_queue_ids_and_ignores_anything_else() -> None:
 
     asyncio.run(main())
     bell.close()
-    assert got == ["00000001764398400123-0123456789ab", "00000001764398400124-ba9876543210"]
+
+
+def test_doorbell_sends_the_ids_of_one_loop_turn_together() -> None:
+    """A group commit's messages reach a queue process in one note; every id arrives once,
+    also when a turn rings more ids than one note carries."""
+    from runtime.doorbell import IDS_PER_NOTE
+
+    bell = Doorbell()
+    ids = [f"{i:020d}-0123456789ab" for i in range(2 * IDS_PER_NOTE + 3)]
+
+    async def ring_all() -> None:
+        for qid in ids:
+            bell.ring(qid)
+        await asyncio.sleep(0)  # the end of the turn: the notes go out
+
+    asyncio.run(ring_all())
+    notes = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            notes.append(bell._reader.recv(65536))
+    assert len(notes) == 3
+
+    got: list[str] = []
+
+    async def receive() -> None:
+        for note in notes:  # as the listener sent them
+            bell._writer.send(note)
+        bell.listen(asyncio.get_running_loop(), got.append)
+        await until(lambda: len(got) == len(ids), 5)
+
+    asyncio.run(receive())
+    assert got == ids
+    bell.close()
