@@ -53,6 +53,7 @@ DRAIN_SECONDS = 30.0
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 LISTENER, QUEUE = "listener", "queue"  # the two kinds of worker process
 QUEUE_NICE = 5
+GC_YOUNG_THRESHOLD = 50_000  # allocations between two young collections (Python's default: 700)
 
 
 def spool_for(config: GatewayConfig, owner: str = "main") -> Spool:
@@ -215,6 +216,12 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
         # messages create.
         gc.collect()
         gc.freeze()
+        # A message makes thousands of short-lived containers (futures, MIME parts, filter
+        # results) that die by reference count; at the default 700 allocations a young
+        # collection ran every few dozen of them and walked those still alive. Every 50,000:
+        # 4.6% fewer instructions per message in a queue process and 1.2% in a listener
+        # (callgrind, bench/queue_cpu.py and an in-process listener under smtp-source).
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
 
         async def main() -> None:
             stop = asyncio.Event()
