@@ -21,11 +21,24 @@ from smime.errors import MalformedError
 _LINE = re.compile(rb"\r\n|\r|\n")
 
 
+# The last message found CRLF already, by identity. The gateway's queue checks the same bytes
+# object twice per message (strip_status_headers in the flow stage, split_message_parts when
+# signing it): the second check is then one comparison instead of three counts over the
+# message (4 KB: 6.4 us). Only small messages are kept, so no large one stays alive for it.
+_crlf_seen: bytes | None = None
+_CRLF_SEEN_LIMIT = 256 * 1024
+
+
 def to_crlf(data: bytes) -> bytes:
+    global _crlf_seen
+    if data is _crlf_seen:
+        return data
     # Mail from the gateway is CRLF already: counting in C costs far less than a substitution
     # that rebuilds (and for a 50 MB message, doubles) the whole message for nothing.
     crlf = data.count(b"\r\n")
     if data.count(b"\r") == crlf and data.count(b"\n") == crlf:
+        if len(data) <= _CRLF_SEEN_LIMIT and type(data) is bytes:  # immutable: still CRLF
+            _crlf_seen = data
         return data
     return _LINE.sub(b"\r\n", data)
 
