@@ -113,6 +113,7 @@ class _Conn(asyncio.Protocol):
         self._writing_paused = False
         self._drained: asyncio.Future[None] | None = None  # a `drain` waiting for room
         self._lost = False
+        self._lost_by: Exception | None = None  # what ended the connection, if an error did
 
     # -- asyncio.Protocol --------------------------------------------------------------------
 
@@ -156,6 +157,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._lost_by = exc
         self._end(exc)
         waiter, self._drained = self._drained, None
         if waiter is not None and not waiter.done():
@@ -194,15 +196,14 @@ class _Conn(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait until the transport took what was written (when it holds too much)."""
-        if self._lost:
-            raise ConnectionResetError("Connection lost")
-        if not self._writing_paused:
+        if not self._writing_paused and not self._lost:
             return
-        self.wait_starts()
-        self._drained = self._loop.create_future()
-        await self._drained
-        if self._lost:
-            raise ConnectionResetError("Connection lost")
+        if not self._lost:
+            self.wait_starts()
+            self._drained = self._loop.create_future()
+            await self._drained
+        if self._lost:  # as StreamWriter.drain: the reader's error, else "Connection lost"
+            raise self._lost_by or ConnectionResetError("Connection lost")
 
     async def reply(self) -> tuple[int, str]:
         """The next reply of the peer: (code, text with the lines joined by newlines)."""
