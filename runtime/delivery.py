@@ -98,6 +98,13 @@ class Router:
     def __init__(self, config: DeliveryConfig, resolver: Resolver | None = None) -> None:
         self.config = config
         self.resolver = resolver or StaticResolver()
+        # The relay as a Destination once, not parsed (and built) again for every recipient;
+        # the same object each time also keeps its hash (Destination caches it).
+        self._relay: Destination | None = None
+        target = config.relay or config.reinject
+        if target and config.maildir is None:
+            with contextlib.suppress(ValueError):  # (route() raises it, per message, as before)
+                self._relay = Destination.parse(target)
 
     def route(self, rcpt: str, alt_mailhost: str = "") -> list[Destination]:
         if alt_mailhost:
@@ -108,6 +115,8 @@ class Router:
         c = self.config
         if c.maildir is not None:
             return [MAILDIR]
+        if self._relay is not None:
+            return [self._relay]
         if c.relay or c.reinject:
             return [Destination.parse(c.relay or c.reinject or "")]
         return self.resolver.mx(rcpt.rpartition("@")[2])

@@ -32,7 +32,7 @@ class Result:
         return self.code >= 500
 
 
-@frozen
+@frozen(cache_hash=True)  # a dict key several times per message (routes, idle connections)
 class Destination:
     """Where to connect: `host:port`, or `maildir:` for local delivery."""
 

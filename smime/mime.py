@@ -21,11 +21,24 @@ from smime.errors import MalformedError
 _LINE = re.compile(rb"\r\n|\r|\n")
 
 
+# The last message found CRLF already, by identity. The gateway's queue checks the same bytes
+# object twice per message (strip_status_headers in the flow stage, split_message_parts when
+# signing it): the second check is then one comparison instead of three counts over the
+# message (4 KB: 6.4 us). Only small messages are kept, so no large one stays alive for it.
+_crlf_seen: bytes | None = None
+_CRLF_SEEN_LIMIT = 256 * 1024
+
+
 def to_crlf(data: bytes) -> bytes:
+    global _crlf_seen
+    if data is _crlf_seen:
+        return data
     # Mail from the gateway is CRLF already: counting in C costs far less than a substitution
     # that rebuilds (and for a 50 MB message, doubles) the whole message for nothing.
     crlf = data.count(b"\r\n")
     if data.count(b"\r") == crlf and data.count(b"\n") == crlf:
+        if len(data) <= _CRLF_SEEN_LIMIT and type(data) is bytes:  # immutable: still CRLF
+            _crlf_seen = data
         return data
     return _LINE.sub(b"\r\n", data)
 
@@ -65,9 +78,12 @@ _PIECE = 1 << 20
 
 def _unsafe_lines(b: bytes) -> bool:
     """`b` starts at a line start and ends at a line end (the CRLF itself left out)."""
-    return (not b.isascii() or b"\0" in b or b" \r\n" in b or b"\t\r\n" in b
-            or b.endswith((b" ", b"\t")) or b.startswith(b"From ") or b"\nFrom " in b
-            or max(map(len, b.split(b"\r\n"))) > 76)
+    # The line length first: it decides most messages that need base64 (smtp-source's have
+    # 78-character lines), and then the five searches after it are not made (4 KB: 13 ->
+    # 5 us). A message that needs none pays the same either way.
+    return (not b.isascii() or max(map(len, b.split(b"\r\n"))) > 76
+            or b"\0" in b or b" \r\n" in b or b"\t\r\n" in b
+            or b.endswith((b" ", b"\t")) or b.startswith(b"From ") or b"\nFrom " in b)
 
 
 def _unsafe(body: bytes | memoryview) -> bool:
@@ -86,6 +102,7 @@ def _unsafe(body: bytes | memoryview) -> bool:
 # Whole 76-character lines (the same bytes as one encodebytes() call), in pieces large enough
 # for malloc to map them on their own, so they go back to the kernel once joined.
 _B64_STEP = 57 * 8192
+_B64_LINE = re.compile(rb".{1,76}")  # 76-character lines of base64 (which holds no line end)
 
 
 def b64_lines(data: bytes | memoryview) -> bytes:
@@ -96,7 +113,9 @@ def b64_lines(data: bytes | memoryview) -> bytes:
     enc = binascii.b2a_base64(data, newline=False)
     if not enc:
         return b""
-    return b"\r\n".join([enc[i : i + 76] for i in range(0, len(enc), 76)] + [b""])
+    # findall cuts the lines in C; a list comprehension of slices did it in Python (4 KB:
+    # 12.5 -> 10.3 us).
+    return b"\r\n".join(_B64_LINE.findall(enc)) + b"\r\n"
 
 
 def _needs_base64(fields: list[bytes], body: bytes | memoryview) -> bool:

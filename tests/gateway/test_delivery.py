@@ -416,3 +416,42 @@ def test_smtp_transport_silent_next_hop_times_out_as_a_temporary_failure(
         assert result.text.startswith("4.4.1 cannot connect")
     else:
         assert result.text.endswith("failed: TimeoutError")
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_smtp_transport_reads_replies_however_they_are_cut(client: str) -> None:
+    """Replies that arrive a byte at a time, multi-line ones, with bare LF line ends: the
+    client reads the same codes and texts as from whole lines."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def trickle(conn: socket.socket, reply: bytes) -> None:
+        for i in range(len(reply)):
+            conn.sendall(reply[i : i + 1])
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            trickle(conn, b"220 hello\r\n")
+            conn.recv(1000)  # EHLO
+            trickle(conn, b"250-hi\n250 PIPELINING\n")
+            conn.recv(1000)  # MAIL, RCPT and DATA in one write
+            trickle(conn, b"250 ok\r\n250 ok\r\n354 go on\r\n")
+            body = b""
+            while not body.endswith(b"\r\n.\r\n"):
+                body += conn.recv(65536)
+            trickle(conn, b"250-queued\r\n250 as 42\r\n")
+            conn.recv(1000)  # QUIT at close
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    transport = CLIENTS[client]()
+    got = transport.send(Destination("127.0.0.1", port), "a@example.com", ["b@example.org"], MSG)
+    transport.close()
+    thread.join(5)
+    server.close()
+    assert got["b@example.org"] == Result(250, "queued\nas 42")
