@@ -181,6 +181,9 @@ class GatewayConfig:
     alerts: Alerts
     metrics: Metrics
     workers: int = 0
+    # Reference 4.7: a filter that fails at run time; "bypass" goes on without that stage's
+    # actions, "tempfail" keeps the message in the queue and runs the filters again later.
+    on_filter_error: str = "bypass"
     profiles_file: Path | None = None
     # Recipient domains accepted under an ACCEPT policy (RELAY policies may mail anywhere).
     local_domains: frozenset[str] = frozenset()
@@ -441,6 +444,7 @@ def load_config(path: str | Path) -> GatewayConfig:
     mt.finish()
     local_domains = frozenset(d.lower().lstrip("@") for d in root.str_list("local_domains"))
     workers = root.integer("workers", 0)  # listener and queue processes each; 0: default_workers()
+    on_filter_error = root.choice("on_filter_error", ("bypass", "tempfail"), "bypass")
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
                        "smime"))
     if issues:
@@ -464,6 +468,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         alerts=alerts,
         metrics=metrics,
         workers=workers,
+        on_filter_error=on_filter_error,
         profiles_file=pfile,
         local_domains=local_domains,
         smime=smime,

@@ -25,7 +25,16 @@ from runtime import memtrim
 from runtime.config import Delivery as DeliveryConfig
 from runtime.dsn import RecipientStatus, build_dsn, status_from_code
 from runtime.metrics import Metrics
-from runtime.pipeline import BOUNCE, COPIED, DELIVER, QUARANTINE, InFlight, Stage, run_pipeline
+from runtime.pipeline import (
+    BOUNCE,
+    COPIED,
+    DELIVER,
+    QUARANTINE,
+    InFlight,
+    RetryLater,
+    Stage,
+    run_pipeline,
+)
 from runtime.quarantine import Quarantines
 from runtime.spool import CorruptEntry, Envelope, Spool, SpoolError
 from runtime.tracking import Tracker
@@ -228,7 +237,11 @@ class QueueRunner:
         self.tracker.record("received", qid, mail_from=env.mail_from, rcpts=list(env.rcpt_tos),
                             peer=env.peer, helo=env.helo, policy=env.policy, size=len(data),
                             message_id=_message_id(data), received_at=env.received_at)
-        msg = run_pipeline(self.stages, InFlight(env, data))
+        try:
+            msg = run_pipeline(self.stages, InFlight(env, data))
+        except RetryLater as exc:
+            self._retry_filters(env, data, str(exc))
+            return None
         self._count(msg.events)
         # Stages may rewrite the envelope (alt-rcpt-to); from here on it is the truth.
         env = msg.envelope
@@ -285,6 +298,14 @@ class QueueRunner:
             self.spool.remove("active", qid)
             return None
         return env, data
+
+    def _retry_filters(self, env: Envelope, data: bytes, problem: str) -> None:
+        """on_filter_error = "tempfail": every recipient waits for another attempt, on the
+        retry schedule, and the filters run again then (the message stays unprocessed); one
+        still failing at the end of the queue lifetime is bounced, as a delivery would be."""
+        log.warning("%s: %s; the message stays queued", env.queue_id, problem)
+        failure = Result(451, f"4.3.0 {problem}")
+        self._settle(env, data, {r: (failure, "filters") for r in env.rcpt_tos}, self.clock())
 
     def _count(self, events: list[tuple[str, str]]) -> None:
         m = self.metrics

@@ -87,6 +87,12 @@ class InFlight:
         return tuple(r for r, d in self.dispositions.items() if d == disposition)
 
 
+class RetryLater(Exception):
+    """A stage cannot decide now (a filter failed under `on_filter_error = "tempfail"`,
+    reference 4.7): the message waits in the queue, and the pipeline runs again at its next
+    attempt."""
+
+
 class Stage(Protocol):
     """One pipeline step. `process` may change the message, its envelope or dispositions."""
 

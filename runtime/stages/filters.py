@@ -19,8 +19,8 @@ from attrs import define, field
 from filterlang.compile import CFilter
 from runtime.context import Connection, MessageContext, Recipient
 from runtime.context import Envelope as CtxEnvelope
-from runtime.engine import StageResult, run_filters
-from runtime.pipeline import BOUNCE, COPIED, DELIVER, DROP, Copy, InFlight
+from runtime.engine import OnError, StageResult, run_filters
+from runtime.pipeline import BOUNCE, COPIED, DELIVER, DROP, Copy, InFlight, RetryLater
 from runtime.plan import ActionPlan
 from runtime.stages import StageContext
 from runtime.stages.smime_out import apply_outcome, apply_profile
@@ -81,10 +81,13 @@ class Outcome:
     events: list[tuple[str, str]] = field(factory=list)
 
 
-def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, label: str) -> Outcome:
+def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, label: str,
+              on_error: OnError = "bypass") -> Outcome:
     original = mctx.raw
     # the gateway reports which filters matched and what they did, never the rule notes
-    res: StageResult = run_filters(filters, mctx, content=content, trace=False)
+    res: StageResult = run_filters(filters, mctx, content=content, trace=False, on_error=on_error)
+    if res.tempfail:
+        raise RetryLater(f"{label} error: {res.error}")  # on_filter_error = "tempfail"
     out = Outcome(original)
     for tr in res.filters:
         if tr.matched:
@@ -174,7 +177,8 @@ class MessageFilters:
             return
         rcpts = msg.recipients(DELIVER)
         mctx = build_context(self.ctx, msg, msg.data, rcpts)
-        out = run_stage(self.ctx.message_filters, mctx, content=False, label="message filter")
+        out = run_stage(self.ctx.message_filters, mctx, content=False, label="message filter",
+                        on_error=self.ctx.on_filter_error)
         apply_in_place(self.ctx, msg, out, rcpts)
 
 
@@ -208,14 +212,16 @@ class ContentFilters:
             policy, rcpts, filters = work[0]
             mctx = build_context(self.ctx, msg, msg.data, rcpts)
             apply_in_place(self.ctx, msg, run_stage(filters, mctx, content=True,
-                                                    label=f"content filter ({policy})"), rcpts)
+                                                    label=f"content filter ({policy})",
+                                                    on_error=self.ctx.on_filter_error), rcpts)
             return
         # Several splinters: each leaves as its own copy with its own content-filter result.
         base = msg.data
         for policy, rcpts, filters in work:
             if filters:
                 mctx = build_context(self.ctx, msg, base, rcpts)
-                out = run_stage(filters, mctx, content=True, label=f"content filter ({policy})")
+                out = run_stage(filters, mctx, content=True, label=f"content filter ({policy})",
+                                on_error=self.ctx.on_filter_error)
             else:
                 out = Outcome(base)
             if not _merge(msg, out, rcpts):

@@ -199,3 +199,40 @@ def test_delivery_threads_each_use_their_own_key_store_connection(tmp_path: Path
             pass
     assert len(t.sent) == 8 and r.spool.list("hold") == []
     assert all(b"application/pkcs7-mime" in s[3] for s in t.sent)
+
+
+# A rule that cannot read its fact fails at run time (reference 4.7): remote-ip of a peer that
+# is no address.
+FAILING = "f1:\n  if remote-ip == '10.0.0.0/8' {\n    drop();\n  }\n"
+
+
+@pytest.mark.parametrize("mode", ["bypass", "tempfail"])
+def test_on_filter_error(tmp_path: Path, mode: str) -> None:
+    """bypass: the message goes on without that stage's actions; tempfail: it waits in the
+    queue (deferred, unprocessed), every recipient is told so in the tracking log, and its
+    filters run again at the next attempt."""
+    (tmp_path / "gateway.toml").write_text(f'on_filter_error = "{mode}"\n' + CONFIG)
+    (tmp_path / "m.filter").write_text(FAILING)
+    (tmp_path / "c.filter").write_text(CONTENT)
+    config = load_config(tmp_path / "gateway.toml")
+    assert config.on_filter_error == mode
+    t = MemoryTransport()
+    r = make_runner(config, Spool(tmp_path / "spool"), transport=t, stages=build_stages(config))
+    r.spool.store(Envelope("a@example.com", RCPTS, peer="not-an-address", policy="users"), MSG)
+    while r.run_once():
+        pass
+    if mode == "bypass":
+        assert sorted(s[2] for s in t.sent) == [("b@example.org",), ("c@sales.example",)]
+        assert r.spool.list("deferred") == []
+        return
+    assert t.sent == []
+    (qid,) = r.spool.list("deferred")
+    env, data = r.spool.read("deferred", qid)
+    assert env.rcpt_tos == RCPTS and not env.processed and data == MSG
+    assert env.attempts == 1 and env.last_error.startswith("451 4.3.0 message filter error")
+
+
+def test_on_filter_error_must_be_bypass_or_tempfail(tmp_path: Path) -> None:
+    (tmp_path / "gateway.toml").write_text('on_filter_error = "ignore"\n' + CONFIG)
+    with pytest.raises(ConfigError, match="on_filter_error"):
+        load_config(tmp_path / "gateway.toml")
