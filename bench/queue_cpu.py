@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import os
 import pstats
 import shutil
@@ -38,7 +39,7 @@ import gateway as bench_gateway  # noqa: E402  (bench/gateway.py: the REAL confi
 import runtime.delivery as delivery  # noqa: E402
 from runtime.config import load_config  # noqa: E402
 from runtime.doorbell import Doorbell  # noqa: E402
-from runtime.gateway import _serve_queue, make_runner  # noqa: E402
+from runtime.gateway import GC_YOUNG_THRESHOLD, _serve_queue, make_runner  # noqa: E402
 from runtime.metrics import Metrics, enable_multiprocess  # noqa: E402
 from runtime.spool import Envelope, Spool  # noqa: E402
 from runtime.stages import build_stages  # noqa: E402
@@ -92,6 +93,10 @@ def main() -> int:
         delivery.run_pipeline = timed  # type: ignore[assignment]
         envelope = Envelope(mail_from="a@example.com", rcpt_tos=("b@example.org",),
                             peer="127.0.0.1", policy="relay", listener="Inbound", helo="vm")
+        # As a queue process of `serve` does after its start-up (runtime/gateway.py).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
         profile = cProfile.Profile() if args.profile else None
         results = []
         for r in range(args.rounds + 1):  # round 0 warms up
