@@ -244,9 +244,10 @@ def default_workers() -> int:
     """Listener (and queue) processes for `workers = 0`: one of each per two cores this
     process may run on (at least one). A listener and a queue process each keep about one
     core busy under load; more processes than cores only trade the cores between them. On
-    this 2-core machine (bench/gateway.py harness, alternating runs) 1 + 1 delivered 867-969
-    msg/s at 1.9-2.1 ms of machine CPU per message, 2 + 2 delivered 733-898 msg/s at 2.2-2.7
-    ms: the extra processes cost context switches and smaller group commits."""
+    this 2-core machine (bench/gateway.py's set-up, two alternating runs of two rounds each)
+    1 + 1 delivered 936-987 msg/s at 1.8-1.9 ms of machine CPU per message, 2 + 2 delivered
+    797-899 msg/s at 2.2-2.5 ms: the extra processes cost context switches and smaller group
+    commits."""
     try:
         cores = len(os.sched_getaffinity(0))  # what taskset or a container allows
     except (AttributeError, OSError):
