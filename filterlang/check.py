@@ -317,7 +317,11 @@ class _Checker:
     def ip_spec(self, arg: String) -> None:
         for part in re.split(r"[,\s]+", arg.value.strip()):
             if part and not _valid_ip_part(part):
-                self.emit("F305", f"invalid IP address specification '{part}'", arg.span)
+                named = not part[0].isdigit() and ":" not in part
+                self.emit("F305", f"invalid IP address specification '{part}'", arg.span,
+                          hint="remote-ip takes numeric forms only (reference 6.3): an address, "
+                               "a partial IPv4 address ending in a dot, a last-octet range or "
+                               "CIDR; not host names" if named else None)
 
     def date(self, arg: String) -> None:
         import datetime as dt
@@ -333,16 +337,23 @@ class _Checker:
 
 
 def _valid_ip_part(part: str) -> bool:
-    if re.fullmatch(r"(\d{1,3}\.){1,3}", part):  # partial IPv4 address ending in a dot (6.3)
+    """One numeric address spec of reference 6.3: a full IPv4 or IPv6 address, a partial IPv4
+    address ending in a dot, a range in the last octet (`10.1.1.50-55`) or CIDR. Host names,
+    partial host names, SBRS, dnslist and ALL are not allowed there."""
+    if re.fullmatch(r"(\d{1,3}\.){1,3}", part):  # partial IPv4 address ending in a dot
         return all(int(o) <= 255 for o in part.split(".")[:-1])
     if "-" in part and "/" not in part:
         lo, _, hi = part.rpartition("-")
-        part = lo if "." in hi or ":" in hi else lo
+        try:
+            first = ipaddress.IPv4Address(lo)
+        except ValueError:
+            return False
+        return hi.isdigit() and int(str(first).rsplit(".", 1)[1]) <= int(hi) <= 255
     try:
         ipaddress.ip_network(part, strict=False)
         return True
     except ValueError:
-        return bool(re.fullmatch(r"[A-Za-z0-9.*-]+", part)) and not part[0].isdigit()
+        return False
 
 
 def _flat(cond: Condition, op: str) -> bool:

@@ -31,7 +31,13 @@ def test_inline_flags_are_hoisted_for_both_engines() -> None:
     assert rx.hoist_flags("a(?i:b)") == "a(?i:b)"  # scoped flags stay where they are
 
 
-@pytest.mark.parametrize(("spec", "ok"), [("10.2.3.", True), ("10.", True), ("10.2.300.", False)])
-def test_partial_ipv4_addresses_are_valid_ip_specs(spec: str, ok: bool) -> None:
+@pytest.mark.parametrize(("spec", "ok"), [
+    ("10.2.3.", True), ("10.", True), ("10.2.300.", False),
+    ("10.1.1.50-55", True), ("10.1.1.50-49", False), ("10.1.1.50-256", False),
+    ("10.1.1.0/24, 2001:db8::/32", True), ("::1", True),
+    # reference 6.3: numeric forms only
+    ("mail.example.com", False), (".example.com", False), ("ALL", False), ("SBRS[1:10]", False),
+])
+def test_remote_ip_takes_numeric_address_specs_only(spec: str, ok: bool) -> None:
     diags = check_source(f"f: if remote-ip == '{spec}' {{ no-op(); }}")
     assert ("F305" not in [d.code for d in diags]) is ok

@@ -42,7 +42,7 @@ RULES = [
     "recv-listener == 'Inbound'", "recv-listener != 'Inbound'", "recv-int == 'Mgmt'",
     "recv-int != 'Mgmt'",
     "remote-ip == '10.0.0.0/8'", "remote-ip != '10.0.0.0/8'", "remote-ip == '192.0.2.'",
-    "remote-ip == '10.1.2.1-9'", "remote-ip == '.example.com'",
+    "remote-ip == '10.1.2.1-9'", "remote-ip == '2001:db8::/32, 10.0.0.1'",
     "body-contains('(?i)company confidential', 2)", "body-contains('(?i)confidential')",
     "only-body-contains('*ssn')", "only-body-contains('*credit')", "body-contains('Grüße')",
     "only-body-contains('(?i)password\\\\s*:')", "attachment-contains('(?i)macro')",
