@@ -28,6 +28,7 @@ class T(enum.StrEnum):
     IP_SPEC = "ip-spec"
     LIST = "list"
     EMAIL = "email"
+    RETURN_PATH = "return-path"  # one address, or '' for the null sender
     HEADER_NAME = "header-name"
     TEMPLATE = "template"
     PROFILE = "profile"
@@ -308,9 +309,10 @@ def _a(
 
 _S, _F, _L = Repeat.SLOT, Repeat.FLAG, Repeat.LIST
 _COPY = (_p("to", T.EMAIL, var=True), _p("subject", T.STRING, opt=True, var=True),
-         _p("return-path", T.EMAIL, opt=True, var=True), _p("alt-host", T.HOST, opt=True, var=True))
+         _p("return-path", T.RETURN_PATH, opt=True, var=True),
+         _p("alt-host", T.HOST, opt=True, var=True))
 _NOTE = (_p("to", T.EMAIL, var=True), _p("subject", T.STRING, opt=True, var=True),
-         _p("return-path", T.EMAIL, opt=True, var=True),
+         _p("return-path", T.RETURN_PATH, opt=True, var=True),
          _p("template", T.TEMPLATE, opt=True, var=True))
 _ENC = (_p("profile", T.PROFILE), _p("subject", T.STRING, opt=True, var=True),
         _p("rule", T.STRING, opt=True))

@@ -60,11 +60,13 @@ class ResourceNames:
 
 _OUTSIDE = frozenset({"LDAP", "DNS", "REP", "SPF", "DKIM", "IMG", "URL", "FED", "LANG"})
 _EMAILS = re.compile(r"[^@\s,]+(@[^@\s,]+)?(\s*,\s*[^@\s,]+(@[^@\s,]+)?)*")
+_EMAIL = re.compile(r"[^@\s,]+(@[^@\s,]+)?")
 
 # Argument types that only need to be a quoted string (the rest are checked further in `value`).
 _ANY_STRING = frozenset(b.T) - {
     b.T.LIST, b.T.SIZE, b.T.INT, b.T.DECIMAL, b.T.FLAG01, b.T.REGEX, b.T.EMAIL, b.T.IP_SPEC,
-    b.T.DATE, b.T.QUARANTINE, b.T.PROFILE, b.T.DICTIONARY, b.T.LISTENER, b.T.TEXT_RESOURCE,
+    b.T.RETURN_PATH, b.T.DATE, b.T.QUARANTINE, b.T.PROFILE, b.T.DICTIONARY, b.T.LISTENER,
+    b.T.TEXT_RESOURCE,
 }
 _NUMERIC = frozenset({b.T.INT, b.T.DECIMAL, b.T.FLAG01})
 # A single backslash before a regex metacharacter (W502), unless the pattern doubles them.
@@ -296,6 +298,12 @@ class _Checker:
         elif typ is b.T.EMAIL:
             if "$" not in arg.value and not _EMAILS.fullmatch(arg.value.strip()):
                 self.emit("F307", f"invalid e-mail address '{arg.value}'", arg.span)
+        elif typ is b.T.RETURN_PATH:
+            # '' is the null sender (<>), what automatic notices are best sent with (RFC 3834)
+            value = arg.value.strip()
+            if value and "$" not in value and not _EMAIL.fullmatch(value):
+                self.emit("F307", f"invalid return path '{arg.value}'", arg.span,
+                          hint="one address, $EnvelopeFrom, or '' for the null sender")
         elif typ is b.T.IP_SPEC:
             self.ip_spec(arg)
         elif typ is b.T.DATE:

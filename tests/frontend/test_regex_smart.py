@@ -41,3 +41,16 @@ def test_inline_flags_are_hoisted_for_both_engines() -> None:
 def test_remote_ip_takes_numeric_address_specs_only(spec: str, ok: bool) -> None:
     diags = check_source(f"f: if remote-ip == '{spec}' {{ no-op(); }}")
     assert ("F305" not in [d.code for d in diags]) is ok
+
+
+@pytest.mark.parametrize(("action", "ok"), [
+    ("notify('postmaster@example.com', 'Blocked', '')", True),  # the null sender
+    ("bcc('audit@example.com', '$Subject', '')", True),
+    ("bcc('audit@example.com', '$Subject', '$EnvelopeFrom')", True),
+    ("notify('postmaster@example.com', 'Blocked', 'bounces@example.com')", True),
+    ("notify('postmaster@example.com', 'Blocked', 'a@example.com, b@example.com')", False),
+    ("notify('', 'Blocked')", False),  # a notification needs somebody to go to
+])
+def test_return_path_is_one_address_or_the_null_sender(action: str, ok: bool) -> None:
+    diags = check_source(f"f: if true {{ {action}; }}")
+    assert ("F307" not in [d.code for d in diags]) is ok
