@@ -297,6 +297,12 @@ RULES: tuple[RuleSig, ...] = (
        _PRED, None, (), "FED+CFG", _C.HEADER, "Forged Email Detection",
        "From display name resembles a dictionary entry with at least the similarity",
        "forged-email-detection('Executives', 90)"),
+    # Project extension (reference 12, Attachment File Info: the dictionary variant has no
+    # documented rule name).
+    _r(60, "attachment-filename-dictionary-match", _DICT, _PRED, None, (), "CFG+SCAN", _C.SCAN,
+       "Attachment File Info → filename in dictionary",
+       "an attachment (or archive member) name contains a term of the dictionary",
+       "attachment-filename-dictionary-match('BlockedNames')", multi=True),
 )
 
 

@@ -39,6 +39,7 @@ ATTACHED = mime(
 RES = Resources(dictionaries={
     "Words": Dictionary("Words", (("confidential", 1), ("report", 2))),
     "Addrs": Dictionary("Addrs", (("@example.com", 1),)),
+    "Names": Dictionary("Names", (("run.exe", 1),)),
 })
 
 CASES: list[tuple[str, bytes, dict[str, object], bool]] = [
@@ -116,6 +117,9 @@ CASES: list[tuple[str, bytes, dict[str, object], bool]] = [
     ("mail-from-dictionary-match('Addrs')", PLAIN, {"resources": RES}, True),
     ("rcpt-to-dictionary-match('Addrs')", PLAIN, {"resources": RES, "rcpt": ("x@other.example",)}, False),
     ("duplicate_boundaries", PLAIN, {}, False),
+    ("attachment-filename-dictionary-match('Names')", ATTACHED, {"resources": RES}, True),
+    ("attachment-filename-dictionary-match('Words')", ATTACHED, {"resources": RES}, False),
+    ("attachment-filename-dictionary-match('Names')", PLAIN, {"resources": RES}, False),
 ]
 
 
