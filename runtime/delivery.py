@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import re
 import threading
 import time
@@ -52,6 +53,7 @@ log = logging.getLogger("filterlang.delivery")
 MAILDIR = Destination("maildir", 0)
 ACTIVE_WINDOW = 200
 DEFERRED_SCAN = 2.0  # seconds between scans of the deferred queue
+LIST_EMPTY_EVERY = 0.1  # seconds: `incoming` listed at most this often when no offers are left
 WAKE_EVERY = 0.5  # seconds: the event loop's queue runner looks at the queue at least this often
 # Messages up to this size run the pipeline and delivery's file work in the event loop (about
 # a millisecond for a typical message); larger ones in a thread, so one big message never
@@ -171,6 +173,7 @@ class QueueRunner:
         # Offers also come from threads (a large message's pipeline, the delivery threads of
         # start()), so taking the oldest name and adding one must not interleave.
         self._backlog_lock = threading.Lock()
+        self._listed_at = -math.inf  # when `incoming` was last listed (time.monotonic)
         # Set while run_async drives this runner in an event loop.
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._awake: asyncio.Event | None = None
@@ -510,7 +513,11 @@ class QueueRunner:
                 if qid is not None:
                     del backlog[qid]
             if qid is None:
-                if listed:
+                # Offers are used up. Look in the folder for messages nobody offered (another
+                # queue process's share, a lost doorbell note), but not at every pass: listing
+                # whenever the offers ran dry read the folder for a third of all messages
+                # under load, and the names it found were mostly claimed already (strace).
+                if listed or time.monotonic() - self._listed_at < LIST_EMPTY_EVERY:
                     break
                 self._add_listing()
                 listed = True
@@ -520,6 +527,7 @@ class QueueRunner:
         return ids
 
     def _add_listing(self) -> None:
+        self._listed_at = time.monotonic()
         names = dict.fromkeys(self.spool.list("incoming"))
         with self._backlog_lock:
             self._backlog.update(names)
