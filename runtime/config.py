@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from attrs import field, frozen
 
@@ -183,7 +183,7 @@ class GatewayConfig:
     workers: int = 0
     # Reference 4.7: a filter that fails at run time; "bypass" goes on without that stage's
     # actions, "tempfail" keeps the message in the queue and runs the filters again later.
-    on_filter_error: str = "bypass"
+    on_filter_error: Literal["bypass", "tempfail"] = "bypass"
     profiles_file: Path | None = None
     # Recipient domains accepted under an ACCEPT policy (RELAY policies may mail anywhere).
     local_domains: frozenset[str] = frozenset()

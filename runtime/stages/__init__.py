@@ -17,7 +17,6 @@ from cryptography import x509
 
 from filterlang.compile import CFilter
 from runtime.config import GatewayConfig
-from runtime.engine import OnError
 from runtime.pipeline import Stage
 from runtime.policies import MailPolicy, Membership, PolicyTable
 from runtime.resources import Dictionary, Resources
@@ -49,10 +48,6 @@ class StageContext:
     alert: AlertFn = lambda kind, text: None
     _store: KeyStore | None = field(default=None, alias="store")
     _local: threading.local = field(factory=threading.local, init=False)
-
-    @property
-    def on_filter_error(self) -> OnError:
-        return "tempfail" if self.config.on_filter_error == "tempfail" else "bypass"
 
     @property
     def store(self) -> KeyStore:

@@ -178,7 +178,7 @@ class MessageFilters:
         rcpts = msg.recipients(DELIVER)
         mctx = build_context(self.ctx, msg, msg.data, rcpts)
         out = run_stage(self.ctx.message_filters, mctx, content=False, label="message filter",
-                        on_error=self.ctx.on_filter_error)
+                        on_error=self.ctx.config.on_filter_error)
         apply_in_place(self.ctx, msg, out, rcpts)
 
 
@@ -213,7 +213,7 @@ class ContentFilters:
             mctx = build_context(self.ctx, msg, msg.data, rcpts)
             apply_in_place(self.ctx, msg, run_stage(filters, mctx, content=True,
                                                     label=f"content filter ({policy})",
-                                                    on_error=self.ctx.on_filter_error), rcpts)
+                                                    on_error=self.ctx.config.on_filter_error), rcpts)
             return
         # Several splinters: each leaves as its own copy with its own content-filter result.
         base = msg.data
@@ -221,7 +221,7 @@ class ContentFilters:
             if filters:
                 mctx = build_context(self.ctx, msg, base, rcpts)
                 out = run_stage(filters, mctx, content=True, label=f"content filter ({policy})",
-                                on_error=self.ctx.on_filter_error)
+                                on_error=self.ctx.config.on_filter_error)
             else:
                 out = Outcome(base)
             if not _merge(msg, out, rcpts):
