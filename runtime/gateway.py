@@ -57,7 +57,7 @@ GC_YOUNG_THRESHOLD = 50_000  # allocations between two young collections (Python
 
 
 def spool_for(config: GatewayConfig, owner: str = "main") -> Spool:
-    return Spool(config.storage.data_dir / "spool", owner)
+    return Spool(config.storage.data_dir / "spool", owner, config.storage.spool_sync)
 
 
 def metrics_dir(config: GatewayConfig) -> Path:

@@ -624,11 +624,12 @@ class GatewayHandler:
                                 session.ssl is not None)
         try:
             if len(data) <= INLINE_STORE:
-                # A small message's write and fdatasync take a few hundred microseconds: here
-                # they cost less than the executor's two thread switches, which took ~0.2 ms
-                # of CPU per message (bench/gateway.py: listener CPU 1.1-1.6 -> 1.0-1.2 ms).
-                # The folder's fsync is shared with the messages that finish close by.
-                staged = self.spool.stage(env, data, queue_id=queue_id, prefix=trace)
+                # A small message's write takes a few microseconds: here it costs less than
+                # the executor's two thread switches, which took ~0.2 ms of CPU per message
+                # (bench/gateway.py: listener CPU 1.1-1.6 -> 1.0-1.2 ms). Its sync and the
+                # folder's fsync are shared with the messages that finish close by.
+                staged = self.spool.stage(env, data, queue_id=queue_id, prefix=trace,
+                                          batched=True)
                 await self.commits.publish(staged)
             else:
                 # A large one in a thread, so it never holds up the other sessions.

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
+import re
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,19 +178,54 @@ def _read_all(fd: int, size: int) -> bytes:
 
 @frozen
 class Staged:
-    """A message written and synced in `tmp`, not yet in its queue state."""
+    """A message written in `tmp`, not yet in its queue state; `synced` once its bytes are
+    durable (else `publish` syncs them first)."""
 
     state: str
     queue_id: str
     tmp: str
+    synced: bool = True
+
+
+def _find_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs(2) where it reports write-back errors (Linux 5.8 and later); else None.
+
+    The standard library has no syncfs. Before 5.8 it returned 0 even when writing failed,
+    which would turn a lost message into a 250, so older kernels sync file by file."""
+    if sys.platform != "linux":
+        return None
+    found = re.match(r"(\d+)\.(\d+)", os.uname().release)
+    if found is None or (int(found[1]), int(found[2])) < (5, 8):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    syncfs = getattr(libc, "syncfs", None)
+    if syncfs is None:
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+    syncfs.restype = ctypes.c_int
+    return syncfs
+
+
+_SYNCFS = _find_syncfs()
+SPOOL_SYNC_MODES = ("filesystem", "file")
 
 
 class Spool:
     """A spool directory shared by every process of one gateway host."""
 
-    def __init__(self, root: Path, owner: str = "main") -> None:
+    def __init__(self, root: Path, owner: str = "main", sync: str = "filesystem") -> None:
         self.root = Path(root)
         self.owner = owner
+        self.sync = sync
+        # Batched stages (a listener's group commit) are synced together by one syncfs(2) of
+        # the spool's filesystem in `publish`, where the kernel has it; else each on its own.
+        self._syncfs = _SYNCFS if sync == "filesystem" else None
+        # The spool folder, for syncfs: opened before the first batched write and kept, since
+        # syncfs reports a write-back error only to descriptors opened before it happened.
+        self._sync_fd = -1
         # Mail is private: the folders are the gateway user's alone (Postfix's queue is too).
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for state in (*STATES, "tmp"):
@@ -239,13 +277,18 @@ class Spool:
                 os.rename(f"{self._free}/{names.pop()}", tmp)
                 return
 
-    def _stage(self, state: str, queue_id: str, parts: list[bytes]) -> Staged:
-        """Write a message into `tmp` and make its bytes durable; `publish` moves it into
-        `state`. A recycled file is overwritten in place rather than truncated: its blocks
-        stay allocated, so fdatasync writes the data and nothing else (no journal commit for
-        freed and reallocated blocks; the spool's share of the gateway's CPU halved)."""
+    def _stage(self, state: str, queue_id: str, parts: list[bytes], batched: bool = False) -> Staged:
+        """Write a message into `tmp`; `publish` moves it into `state`. Its bytes are made
+        durable here, or, for a batched stage where syncfs is used, by `publish` for the whole
+        batch at once. A recycled file is overwritten in place rather than truncated: its
+        blocks stay allocated, so fdatasync writes the data and nothing else (no journal
+        commit for freed and reallocated blocks; the spool's share of the gateway's CPU
+        halved)."""
         tmp = f"{self._tmp}/{queue_id}.{os.getpid()}.tmp"
+        sync_now = not (batched and self._syncfs is not None)
         try:
+            if not sync_now and self._sync_fd < 0:
+                self._sync_fd = os.open(self._tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             self._recycle_into(tmp)
             # Header, our Received: line and the body in one writev: no copy of a 50 MB body.
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -253,23 +296,46 @@ class Spool:
                 size = _write_all(fd, parts)
                 if os.fstat(fd).st_size > size:  # a recycled file that held a longer message
                     os.ftruncate(fd, size)
-                # fdatasync: the bytes and the size, not the timestamps nobody reads back.
-                os.fdatasync(fd)
+                if sync_now:
+                    # fdatasync: the bytes and the size, not the timestamps nobody reads back.
+                    os.fdatasync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise SpoolError(f"cannot write {state}/{queue_id}: {exc.strerror}") from exc
-        return Staged(state, queue_id, tmp)
+        return Staged(state, queue_id, tmp, synced=sync_now)
+
+    def _sync_batch(self) -> str | None:
+        """Make every byte written to the spool's filesystem so far durable (syncfs): the
+        data of a batch of stages with one journal commit and device flush, where fdatasync
+        takes one per file. In bench/gateway.py's set-up (batches of about five messages) the
+        listener's CPU per message went from 0.62-0.74 to 0.50-0.56 ms and it accepted
+        1,047-1,338 msg/s instead of 868-1,034 (three alternating pairs of runs, 1 + 1
+        processes). None, or why it failed."""
+        assert self._syncfs is not None and self._sync_fd >= 0  # opened by _stage
+        if self._syncfs(self._sync_fd) != 0:
+            return os.strerror(ctypes.get_errno())
+        return None
 
     def publish(self, staged: builtins.list[Staged]) -> builtins.list[SpoolError | None]:
-        """Rename staged files into their states, then fsync each directory once: a listener's
-        messages that finish close together share one directory fsync (group commit, see
-        runtime/groupcommit.py). One result per file: None once it is durable in its state."""
+        """Sync the stages that are not yet durable (one syncfs for all of them), rename them
+        into their states, then fsync each directory once: a listener's messages that finish
+        close together share the flushes (group commit, see runtime/groupcommit.py). One
+        result per file: None once it is durable in its state. A file is renamed only once
+        its bytes are durable, so a queue folder never holds a message that a crash could
+        leave half written."""
         results: builtins.list[SpoolError | None] = []
         dirs: dict[str, builtins.list[int]] = {}
+        unsynced = [item for item in staged if not item.synced]
+        problem = self._sync_batch() if unsynced else None
         for i, item in enumerate(staged):
+            if problem is not None and not item.synced:
+                with contextlib.suppress(OSError):
+                    os.unlink(item.tmp)
+                results.append(SpoolError(f"cannot write {item.state}/{item.queue_id}: {problem}"))
+                continue
             try:
                 os.replace(item.tmp, f"{self._dirs[item.state]}/{item.queue_id}")
             except OSError as exc:
@@ -295,13 +361,14 @@ class Spool:
             raise problem
 
     def stage(self, envelope: Envelope, data: bytes, state: str = "incoming", *,
-              queue_id: str | None = None, prefix: bytes = b"") -> Staged:
-        """The first half of `store`: the message durable in `tmp`; `publish` completes it."""
+              queue_id: str | None = None, prefix: bytes = b"", batched: bool = False) -> Staged:
+        """The first half of `store`: the message in `tmp`; `publish` completes it. Durable
+        already unless `batched` (published with others) and the spool syncs batches whole."""
         queue_id = queue_id or self.new_id(data)
         env = envelope
         if env.queue_id != queue_id or not env.received_at:  # else as the listener made it
             env = attrs.evolve(env, queue_id=queue_id, received_at=env.received_at or time.time())
-        return self._stage(state, queue_id, [encode_header(env), prefix, data])
+        return self._stage(state, queue_id, [encode_header(env), prefix, data], batched)
 
     def store(self, envelope: Envelope, data: bytes, state: str = "incoming", *,
               queue_id: str | None = None, prefix: bytes = b"") -> str:
@@ -402,7 +469,7 @@ class Spool:
         return sorted(p.name for p in (self.root / "active").iterdir() if p.is_dir())
 
     def with_owner(self, owner: str) -> Spool:
-        return Spool(self.root, owner)
+        return Spool(self.root, owner, self.sync)
 
     def list_all(self, state: str) -> builtins.list[str]:
         """Like `list`, but `active` covers every process's folder."""

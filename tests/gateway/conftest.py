@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 from runtime.config import GatewayConfig, load_config
+from runtime.gateway import spool_for
 from runtime.smtp import GatewayHandler, protocol_factory
-from runtime.spool import Spool
 
 BASE = """
 local_domains = ["example.org"]
 
 [storage]
 data_dir = "data"
+spool_sync = "{spool_sync}"
 
 [[listeners]]
 name = "in"
@@ -61,11 +62,12 @@ def free_port() -> int:
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., GatewayConfig]:
     def make(policy: str = "relay", extra: str = "", session_timeout: float = 30.0,
-             port: int | None = None, command_timeout: float = 300.0) -> GatewayConfig:
+             port: int | None = None, command_timeout: float = 300.0,
+             spool_sync: str = "filesystem") -> GatewayConfig:
         path = tmp_path / "gateway.toml"
         path.write_text(
             BASE.format(port=port or free_port(), policy=policy, session_timeout=session_timeout,
-                        command_timeout=command_timeout) + extra
+                        command_timeout=command_timeout, spool_sync=spool_sync) + extra
         )
         return load_config(path)
 
@@ -75,7 +77,7 @@ def make_config(tmp_path: Path) -> Callable[..., GatewayConfig]:
 class RunningListener:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.spool = Spool(config.storage.data_dir / "spool")
+        self.spool = spool_for(config)
         self.handler = GatewayHandler(config, self.spool)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)

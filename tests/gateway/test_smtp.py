@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
 import smtplib
 import socket
 import time
@@ -159,17 +161,30 @@ def test_tcprefuse_closes_at_connect(listener: Callable[..., RunningListener]) -
         assert s.recv(100) == b""
 
 
-@pytest.mark.parametrize("failing", ["fdatasync", "_fsync_dir"])
+@pytest.mark.parametrize(("spool_sync", "failing"), [
+    ("file", "fdatasync"), ("filesystem", "syncfs"), ("file", "_fsync_dir"),
+    ("filesystem", "_fsync_dir"),
+])
 def test_spool_write_failure_is_451_never_250(listener: Callable[..., RunningListener],
-                                              monkeypatch: pytest.MonkeyPatch, failing: str) -> None:
-    """The disk fills while the message's bytes are synced, or while its folder is: 451."""
-    gw = listener()
+                                              monkeypatch: pytest.MonkeyPatch, spool_sync: str,
+                                              failing: str) -> None:
+    """The disk fills while the message's bytes are synced (on their own, or with the batch's
+    syncfs), or while its folder is: 451, and nothing half written is left in incoming."""
+    gw = listener(spool_sync=spool_sync)
 
     def full(*_a: object, **_k: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    def full_fs(_fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
     if failing == "fdatasync":
         monkeypatch.setattr(spool_module.os, "fdatasync", full)
+    elif failing == "syncfs":
+        if gw.spool._syncfs is None:
+            pytest.skip("no syncfs(2) on this system: the spool syncs file by file")
+        monkeypatch.setattr(gw.spool, "_syncfs", full_fs)
     else:
         monkeypatch.setattr(spool_module, "_fsync_dir", full)
     raw = Raw(gw.port)
@@ -177,6 +192,7 @@ def test_spool_write_failure_is_451_never_250(listener: Callable[..., RunningLis
     assert raw.cmd(MSG + b".\r\n").startswith("451 4.3.1")
     monkeypatch.undo()
     assert gw.spool.list("incoming") == [] or failing == "_fsync_dir"
+    assert os.listdir(gw.spool.root / "tmp") == []
     assert raw.cmd(b"NOOP\r\n").startswith("250")
 
 
