@@ -41,6 +41,9 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 sys.path.append(str(ROOT / "bench"))
 FILTERLANG = Path(sys.executable).parent / "filterlang"
 
+from runtime.config import load_config  # noqa: E402  (after the sys.path set-up above)
+from runtime.gateway import worker_counts  # noqa: E402
+
 BARE = r'''
 import asyncio, os, sys
 from aiosmtpd.controller import Controller
@@ -275,9 +278,10 @@ def main() -> int:
         wait_port(gw_port)
         wait_port(sink_port)
         pids = tree(gw.pid)
+        n_listeners, n_queues = worker_counts(load_config(cfg))
         for _ in range(100):  # each queue process lowers its own priority as it starts
             queue = [p for p in pids[1:] if nice(p) > 0]  # queue processes run niced
-            if 2 * len(queue) == len(pids) - 1:
+            if len(queue) == n_queues:
                 break
             time.sleep(0.05)
         listeners = [p for p in pids[1:] if p not in queue]
@@ -320,8 +324,8 @@ def main() -> int:
         work = "50 message filters + RSA-2048 signing from the configuration" if stages else \
             "no filters, no signing"
         print(f"gateway:           {gw_rate:8.0f} msg/s  received and delivered ({args.messages} x 4 KB, "
-              f"{args.sessions} sessions, {(len(pids) - 1) // 2} listener + {(len(pids) - 1) // 2} "
-              f"queue processes, {work})")
+              f"{args.sessions} sessions, {n_listeners} listener + {n_queues} queue processes, "
+              f"{work})")
         print(f"  accepted (250):  {acc_rate:8.0f} msg/s  (smtp-source's run alone; {deferred} deferred)")
         print(f"  CPU per message: {cpu_ms:8.2f} ms     (all gateway processes; "
               f"{2000 / cpu_ms:.0f} msg/s if 2 cores were all ours; "

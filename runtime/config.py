@@ -185,7 +185,8 @@ class GatewayConfig:
     quarantines: dict[str, Quarantine] = field(hash=False)
     alerts: Alerts
     metrics: Metrics
-    workers: int = 0
+    workers: int = 0  # listener processes; 0: default_workers()
+    queue_workers: int = 0  # queue processes; 0: as many as listeners (one more when automatic)
     # Reference 4.7: a filter that fails at run time; "bypass" goes on without that stage's
     # actions, "tempfail" keeps the message in the queue and runs the filters again later.
     on_filter_error: Literal["bypass", "tempfail"] = "bypass"
@@ -449,7 +450,8 @@ def load_config(path: str | Path) -> GatewayConfig:
         mt.error("address", "the metrics endpoint must listen on loopback (127.0.0.1)")
     mt.finish()
     local_domains = frozenset(d.lower().lstrip("@") for d in root.str_list("local_domains"))
-    workers = root.integer("workers", 0)  # listener and queue processes each; 0: default_workers()
+    workers = root.integer("workers", 0, minimum=0)
+    queue_workers = root.integer("queue_workers", 0, minimum=0)
     on_filter_error = root.choice("on_filter_error", ("bypass", "tempfail"), "bypass")
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
                        "smime"))
@@ -474,6 +476,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         alerts=alerts,
         metrics=metrics,
         workers=workers,
+        queue_workers=queue_workers,
         on_filter_error=on_filter_error,
         profiles_file=pfile,
         local_domains=local_domains,

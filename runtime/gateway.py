@@ -3,7 +3,7 @@
 Design (why): Python runs one core per process, so throughput grows with cores only with
 several processes. The supervisor binds every listening socket once, recovers the spool (gives
 `active` files of a crashed run back to `incoming`), then forks `workers` listener processes
-and as many queue processes (default: one of each per core). A listener runs an asyncio
+and `queue_workers` queue processes (see worker_counts). A listener runs an asyncio
 aiosmtpd server on the inherited sockets (the kernel spreads connections), makes each message
 durable and rings the doorbell (runtime/doorbell.py) with its queue id. A queue process claims
 messages, runs the pipeline and delivers, in one event loop (runtime/smtp_client.py), at a
@@ -241,18 +241,29 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
 
 
 def default_workers() -> int:
-    """Listener (and queue) processes for `workers = 0`: one of each per two cores this
-    process may run on (at least one). A listener and a queue process each keep about one
-    core busy under load; more processes than cores only trade the cores between them. On
-    this 2-core machine (bench/gateway.py's set-up, two alternating runs of two rounds each)
-    1 + 1 delivered 936-987 msg/s at 1.8-1.9 ms of machine CPU per message, 2 + 2 delivered
-    797-899 msg/s at 2.2-2.5 ms: the extra processes cost context switches and smaller group
-    commits."""
+    """Listener processes for `workers = 0`: one per two cores this process may run on (at
+    least one). A listener keeps about half a core busy per 1,000 messages a second; more
+    listeners than that only trade the cores between them and make group commits smaller."""
     try:
         cores = len(os.sched_getaffinity(0))  # what taskset or a container allows
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     return max(1, cores // 2)
+
+
+def worker_counts(config: GatewayConfig) -> tuple[int, int]:
+    """(listener processes, queue processes). Left automatic, there is one queue process more
+    than listeners: a queue process does more per message than a listener (filters, signing,
+    delivery: about 0.9 against 0.6 ms of CPU in bench/gateway.py), and one process can use no
+    more than one core, so with one of each the queue process was the bottleneck while the
+    machine still had a fifth of a core idle, and the backlog it left took one core to drain.
+    On this 2-core machine (bench/gateway.py's set-up, three alternating pairs, best of two
+    rounds each) 1 + 1 delivered 958-980 msg/s, 1 + 2 delivered 1,024-1,073. An explicit
+    `workers` without `queue_workers` starts that many of each, as it did before."""
+    listeners = config.workers or default_workers()
+    if config.queue_workers:
+        return listeners, config.queue_workers
+    return listeners, listeners + (0 if config.workers else 1)
 
 
 class Supervisor:
@@ -297,16 +308,16 @@ class Supervisor:
         return pid
 
     def _spawn(self, config: GatewayConfig, doorbell: Doorbell) -> dict[int, str]:
-        """`workers` listener processes and as many queue processes (default_workers()).
+        """The listener and queue processes of worker_counts().
 
         Why two kinds: a process that both answers SMTP and runs filters and signing makes
         every session wait while it signs, and threads in one process spend their time
         handing the GIL to each other. Split, like Postfix's smtpd and its queue manager,
         each is one thread in one event loop, and the kernel shares the cores."""
-        n = config.workers or default_workers()
+        listeners, queues = worker_counts(config)
         pids = {self._fork(config, LISTENER, doorbell, serve_metrics=(i == 0)): LISTENER
-                for i in range(n)}
-        pids.update({self._fork(config, QUEUE, doorbell): QUEUE for _ in range(n)})
+                for i in range(listeners)}
+        pids.update({self._fork(config, QUEUE, doorbell): QUEUE for _ in range(queues)})
         return pids
 
     def _terminate(self, pids: list[int]) -> None:

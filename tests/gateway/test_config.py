@@ -143,3 +143,27 @@ def test_a_config_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
         load_config(bad)
     # Every command that reads the config says so and exits 2, no traceback.
     assert main(["queue", "-c", str(bad), "list"]) == 2
+
+
+@pytest.mark.parametrize(("keys", "expected"), [
+    ("", "auto"),  # automatic: one queue process more than listeners
+    ("workers = 3\n", (3, 3)),  # set: that many of each, as documented before queue_workers
+    ("workers = 2\nqueue_workers = 5\n", (2, 5)),
+    ("queue_workers = 4\n", "auto-4"),
+])
+def test_worker_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys: str,
+                       expected: object) -> None:
+    from runtime import gateway
+
+    monkeypatch.setattr(gateway, "default_workers", lambda: 1)  # as on a 2-core machine
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(keys + '[[listeners]]\nport = 2525\n[delivery]\nmaildir = "md"\n')
+    counts = gateway.worker_counts(load_config(cfg))
+    assert counts == {"auto": (1, 2), "auto-4": (1, 4)}.get(str(expected), expected)
+
+
+def test_negative_worker_counts_are_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('queue_workers = -1\n[[listeners]]\nport = 2525\n[delivery]\nmaildir = "md"\n')
+    with pytest.raises(ConfigError, match="queue_workers: must be at least 0"):
+        load_config(cfg)
