@@ -1,10 +1,11 @@
-"""Group commit for a listener: messages that finish close together share one directory fsync.
+"""Group commit for a listener: messages that finish close together share their syncs.
 
-A message's bytes are made durable on their own (Spool.stage: write + fdatasync in `tmp`);
-what makes it *queued* is the rename into `incoming` and the fsync of that folder. That fsync
-is a journal commit, the same cost for one rename as for ten, so the listener renames the
-messages of a batch together and syncs the folder once before any of them gets its 250. A 250
-still means the message is on disk.
+A listener writes each message into `tmp` (Spool.stage); what makes it *queued* is that its
+bytes are durable, then its rename into `incoming` and the fsync of that folder. Each sync is
+a journal commit and a device flush, about the same cost for one message as for ten, so the
+listener publishes the messages of a batch together: one syncfs for their bytes (or, with
+spool_sync = "file", an fdatasync each, done as each was written), the renames, one folder
+fsync, before any of them gets its 250. A 250 still means the message is on disk.
 
 A batch stays open while it grows: it is committed once QUIET_TURNS turns of the event loop
 passed without a message joining, or after MAX_TURNS turns. A session whose last DATA bytes

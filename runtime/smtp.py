@@ -645,10 +645,15 @@ class GatewayHandler:
                                           batched=True)
                 await self.commits.publish(staged)
             else:
-                # A large one in a thread, so it never holds up the other sessions.
-                await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: self.spool.store(env, data, queue_id=queue_id, prefix=trace)
-                )
+                # A large one in a thread, so it never holds up the other sessions (and
+                # batches meanwhile sync file by file: see Spool.large_writes).
+                self.spool.large_writes += 1
+                try:
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, lambda: self.spool.store(env, data, queue_id=queue_id, prefix=trace)
+                    )
+                finally:
+                    self.spool.large_writes -= 1
         except SpoolError as exc:
             log.error("spool write failed: %s", exc)
             return TEMP_SPOOL_ERROR

@@ -226,6 +226,10 @@ class Spool:
         # The spool folder, for syncfs: opened before the first batched write and kept, since
         # syncfs reports a write-back error only to descriptors opened before it happened.
         self._sync_fd = -1
+        # Large messages being written outside a batch by this process (a listener's thread):
+        # while there is one, batches sync file by file, since a syncfs would also wait for
+        # that message's megabytes and hold up every other session of the listener.
+        self.large_writes = 0
         # Mail is private: the folders are the gateway user's alone (Postfix's queue is too).
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for state in (*STATES, "tmp"):
@@ -285,7 +289,7 @@ class Spool:
         commit for freed and reallocated blocks; the spool's share of the gateway's CPU
         halved)."""
         tmp = f"{self._tmp}/{queue_id}.{os.getpid()}.tmp"
-        sync_now = not (batched and self._syncfs is not None)
+        sync_now = not (batched and self._syncfs is not None and not self.large_writes)
         try:
             if not sync_now and self._sync_fd < 0:
                 self._sync_fd = os.open(self._tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -193,6 +193,12 @@ def test_a_batch_is_synced_once_before_any_file_is_renamed(tmp_path: Path, mode:
     events.clear()
     spool.store(ENV, DATA)
     assert events == ["fdatasync"]
+    # While a large message is written beside the batch, a syncfs would wait for its data
+    # too: the batch's messages are synced one by one instead.
+    events.clear()
+    spool.large_writes = 1
+    staged = [spool.stage(ENV, DATA, batched=True)]
+    assert spool.publish(staged) == [None] and events == ["fdatasync"]
 
 
 def test_unknown_spool_sync_mode_is_a_config_error(tmp_path: Path) -> None:
