@@ -444,13 +444,21 @@ class GatewaySMTP(SMTP):
 
     # aiosmtpd upper-cases MAIL/RCPT parameters; ENVID and ORCPT values are case-sensitive
     # (RFC 3461), so keep the raw argument for the handler to re-read.
+    # (@syntax as on aiosmtpd's own methods: HELP lists only commands that carry it.)
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str) -> None:
         self.raw_params = _raw_params(arg)
         await super().smtp_MAIL(arg)
 
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str) -> None:
         self.raw_params = _raw_params(arg)
         await super().smtp_RCPT(arg)
+
+    @syntax("AUTH <mechanism>", when="_auth_methods")
+    async def smtp_AUTH(self, arg: str) -> None:
+        # Left out of HELP, since there are no mechanisms (see __init__); aiosmtpd answers 504.
+        await super().smtp_AUTH(arg)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:

@@ -269,6 +269,26 @@ def test_starttls_with_configured_certificate(tmp_path, make_config) -> None:  #
     assert len(gw.spool.list("incoming")) == 1
 
 
+def test_ehlo_and_help_show_the_gateway_commands(listener: Callable[..., RunningListener]) -> None:
+    """The protocol's command and hook tables are set from per-class caches, not by aiosmtpd's
+    scan: EHLO still lists the extensions, HELP the commands, and each command still works."""
+    gw = listener()
+    with smtplib.SMTP("127.0.0.1", gw.port, timeout=5) as c:
+        code, text = c.ehlo()
+        assert code == 250
+        for extension in ("size", "8bitmime", "pipelining", "enhancedstatuscodes", "dsn"):
+            assert c.has_extn(extension), extension
+        assert c.esmtp_features["size"] == "4096"  # the policy's size, from handle_EHLO
+        assert not c.has_extn("auth")
+        code, text = c.docmd("HELP")
+        assert code == 250
+        assert text == b"Supported commands: DATA EHLO HELO HELP MAIL NOOP QUIT RCPT RSET VRFY"
+        assert c.docmd("HELP", "MAIL")[1].startswith(b"Syntax: MAIL FROM: <address> [SP")
+        assert c.docmd("NOOP")[0] == 250
+        assert c.sendmail("a@example.com", ["b@example.org"], MSG) == {}
+    assert len(gw.spool.list("incoming")) == 1
+
+
 def test_rate_limit_per_hour(listener: Callable[..., RunningListener]) -> None:
     import attrs
 
