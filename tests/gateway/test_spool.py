@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import stat
 from pathlib import Path
@@ -199,6 +201,49 @@ def test_a_batch_is_synced_once_before_any_file_is_renamed(tmp_path: Path, mode:
     spool.large_writes = 1
     staged = [spool.stage(ENV, DATA, batched=True)]
     assert spool.publish(staged) == [None] and events == ["fdatasync"]
+
+
+def test_a_syncfs_that_cannot_work_falls_back_to_file_by_file(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sandbox may have the call and answer ENOSYS: that is not a write error, so the batch
+    is synced file by file (and every later one), and its messages are queued, not refused."""
+    spool = Spool(tmp_path / "spool", sync="filesystem")
+    if spool._syncfs is None:
+        pytest.skip("no syncfs(2) on this system (non-Linux or a kernel before 5.8)")
+    synced: list[int] = []
+    real_fdatasync = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(fd)
+        real_fdatasync(fd)
+
+    def no_syncfs(_fd: int) -> int:
+        ctypes.set_errno(errno.ENOSYS)
+        return -1
+
+    monkeypatch.setattr(spool_module.os, "fdatasync", fdatasync)
+    monkeypatch.setattr(spool, "_syncfs", no_syncfs)
+    staged = [spool.stage(ENV, DATA, batched=True) for _ in range(2)]
+    assert synced == []
+    assert spool.publish(staged) == [None, None] and len(spool.list("incoming")) == 2
+    assert len(synced) == 2 and spool._syncfs is None
+    assert spool.stage(ENV, DATA, batched=True).synced  # later stages sync as they are written
+
+
+def test_a_syncfs_write_error_refuses_the_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path / "spool", sync="filesystem")
+    if spool._syncfs is None:
+        pytest.skip("no syncfs(2) on this system (non-Linux or a kernel before 5.8)")
+
+    def eio(_fd: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(spool, "_syncfs", eio)
+    staged = [spool.stage(ENV, DATA, batched=True) for _ in range(2)]
+    results = spool.publish(staged)
+    assert all(isinstance(r, SpoolError) and "Input/output error" in str(r) for r in results)
+    assert spool.list("incoming") == [] and os.listdir(tmp_path / "spool" / "tmp") == []
 
 
 def test_unknown_spool_sync_mode_is_a_config_error(tmp_path: Path) -> None:
