@@ -19,8 +19,8 @@ import time
 from email.parser import BytesParser
 
 from filterlang import compile_source
-from runtime.context import Connection, Envelope, MessageContext
-from runtime.engine import run_filters
+from runtime.engine.context import Connection, Envelope, MessageContext
+from runtime.engine.run import run_filters
 
 WORDS = ["invoice", "meeting", "report", "quarterly", "budget", "lunch", "project", "deadline", "review", "update", "team", "customer", "order", "shipping", "contract", "draft", "final", "plan", "schedule", "office", "travel"]
 

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gateway import REAL, write_real_setup  # noqa: E402  (bench/gateway.py)
 
-from runtime.config import load_config  # noqa: E402
-from runtime.pipeline import InFlight, Stage, build_pipeline  # noqa: E402
-from runtime.spool import Envelope  # noqa: E402
-from runtime.stages import build_stages  # noqa: E402
+from runtime.config.config import load_config  # noqa: E402
+from runtime.mta.spool import Envelope  # noqa: E402
+from runtime.pipeline.flow import InFlight, Stage, build_pipeline  # noqa: E402
+from runtime.pipeline.stages import build_stages  # noqa: E402
 
 BODY = b"".join(b"%dX" % i + b"X" * (77 - len(str(i))) + b"\r\n" for i in range(1, 52))
 MESSAGE = (b"Received: from vm ([127.0.0.1])\r\n\tby gw (filterlang) with ESMTP id 1;\r\n"

@@ -41,8 +41,8 @@ sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != 
 sys.path.append(str(ROOT / "bench"))
 FILTERLANG = Path(sys.executable).parent / "filterlang"
 
-from runtime.config import load_config  # noqa: E402  (after the sys.path set-up above)
-from runtime.gateway import worker_counts  # noqa: E402
+from runtime.config.config import load_config  # noqa: E402  (after the sys.path set-up above)
+from runtime.mta.supervisor import worker_counts  # noqa: E402
 
 BARE = r'''
 import asyncio, os, sys

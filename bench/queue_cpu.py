@@ -36,13 +36,13 @@ sys.path.append(str(ROOT / "bench"))
 
 import gateway as bench_gateway  # noqa: E402  (bench/gateway.py: the REAL config)
 
-import runtime.delivery as delivery  # noqa: E402
-from runtime.config import load_config  # noqa: E402
-from runtime.doorbell import Doorbell  # noqa: E402
-from runtime.gateway import GC_YOUNG_THRESHOLD, _serve_queue, make_runner  # noqa: E402
-from runtime.metrics import Metrics, enable_multiprocess  # noqa: E402
-from runtime.spool import Envelope, Spool  # noqa: E402
-from runtime.stages import build_stages  # noqa: E402
+import runtime.mta.queue as delivery  # noqa: E402
+from runtime.config.config import load_config  # noqa: E402
+from runtime.mta.doorbell import Doorbell  # noqa: E402
+from runtime.mta.metrics import Metrics, enable_multiprocess  # noqa: E402
+from runtime.mta.spool import Envelope, Spool  # noqa: E402
+from runtime.mta.supervisor import GC_YOUNG_THRESHOLD, _serve_queue, make_runner  # noqa: E402
+from runtime.pipeline.stages import build_stages  # noqa: E402
 
 BODY = b"".join(b"%dX" % i + b"X" * (77 - len(str(i))) + b"\r\n" for i in range(1, 52))
 MESSAGE = (b"Received: from vm ([127.0.0.1])\r\n\tby gw (filterlang) with ESMTP id 1;\r\n"

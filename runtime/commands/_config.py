@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runtime.config import ConfigError, GatewayConfig, load_config
+from runtime.config.config import ConfigError, GatewayConfig, load_config
 
 
 def config_or_none(path: Path) -> GatewayConfig | None:

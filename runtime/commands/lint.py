@@ -54,8 +54,8 @@ def config_path(option: str | None) -> str | None:
 def load_names(path: str) -> ResourceNames:
     """The resource names a gateway configuration defines, for the checker (F405)."""
     from filterlang.check import ResourceNames
-    from runtime.config import load_config
-    from runtime.config_schema import ConfigError as InvalidConfig
+    from runtime.config.config import load_config
+    from runtime.config.schema import ConfigError as InvalidConfig
 
     try:
         names = load_config(path).names()

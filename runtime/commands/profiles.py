@@ -15,13 +15,13 @@ import tempfile
 from pathlib import Path
 
 from runtime.commands._config import config_or_none
-from runtime.config import (
+from runtime.config.config import (
     ConfigError,
     GatewayConfig,
     SendingProfile,
     load_profiles_file,
 )
-from runtime.config_schema import ConfigIssue
+from runtime.config.schema import ConfigIssue
 
 FIELDS = ("mode", "signing_certificate", "sign_mode", "missing_key_action", "cipher")
 

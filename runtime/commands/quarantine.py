@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from runtime.commands._config import config_or_none
-from runtime.gateway import quarantines_for, spool_for
-from runtime.quarantine import QuarantineError
+from runtime.mta.quarantine import QuarantineError
+from runtime.mta.supervisor import quarantines_for, spool_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import attrs
 
 from runtime.commands._config import config_or_none
-from runtime.gateway import spool_for
-from runtime.spool import STATES, CorruptEntry, Spool
+from runtime.mta.spool import STATES, CorruptEntry, Spool
+from runtime.mta.supervisor import spool_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from runtime.gateway import serve
+from runtime.mta.supervisor import serve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.check:
-        from runtime.config import ConfigError, load_config
-        from runtime.gateway import CertificateProblem, check_stages, check_tls
+        from runtime.config.config import ConfigError, load_config
+        from runtime.mta.supervisor import CertificateProblem, check_stages, check_tls
 
         try:
             config = load_config(args.config)

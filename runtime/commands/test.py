@@ -8,11 +8,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-from runtime.context import Connection, Envelope, SmimeState
-from runtime.loader import FilterLoadError, load_program
-from runtime.policies import PolicyError, load_policies
-from runtime.suite import SuiteError, load_resources, run_suite
-from runtime.trace import MessageTrace, dumps, simulate, to_text
+from runtime.engine.context import Connection, Envelope, SmimeState
+from runtime.engine.loader import FilterLoadError, load_program
+from runtime.pipeline.policies import PolicyError, load_policies
+from runtime.pipeline.suite import SuiteError, load_resources, run_suite
+from runtime.pipeline.trace import MessageTrace, dumps, simulate, to_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,4 +1,4 @@
-"""`filterlang lint` and `filterlang fmt` through `runtime.cli.main`."""
+"""`filterlang lint` and `filterlang fmt` through `runtime.commands.cli.main`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
+from runtime.commands.cli import main
 
 GOOD = "mark_signed:\n    if signed {\n        insert-header('X-Signed', 'True');\n    }\n"
 BAD = "mark_signed:\n    if signed {\n        insert-header('X-Signed', 'True')\n    }\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
+from runtime.commands.cli import main
 from runtime.commands.lint import CONFIG_ENV
 
 HERE = Path(__file__).resolve().parent / "golden" / "config"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from filterlang import compile_file
-from runtime.cli import main
+from runtime.commands.cli import main
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "filters"
 FILES = sorted(EXAMPLES.glob("*.filter"))

@@ -13,7 +13,7 @@ import filterlang
 from filterlang.ast import Script, Span
 from filterlang.check import ResourceNames
 from filterlang.diagnostics import Diagnostic, Severity
-from runtime.cli import main
+from runtime.commands.cli import main
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "gateway.toml"
 GOOD = "mark:\n    if signed {\n        no-op();\n    }\n"

@@ -13,7 +13,7 @@ import pytest
 from filterlang import check_bytes, format_source, parse_bytes
 from filterlang.build import MAX_ARGS
 from filterlang.diagnostics import MAX_DIAGNOSTICS
-from runtime.cli import main
+from runtime.commands.cli import main
 
 TEN_MB = 10 * 1024 * 1024
 

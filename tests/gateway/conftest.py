@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.config import GatewayConfig, load_config
-from runtime.gateway import spool_for
-from runtime.smtp import GatewayHandler, protocol_factory
+from runtime.config.config import GatewayConfig, load_config
+from runtime.mta.listener import GatewayHandler, protocol_factory
+from runtime.mta.supervisor import spool_for
 
 BASE = """
 local_domains = ["example.org"]

@@ -18,12 +18,12 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from cryptography.hazmat.primitives import serialization
 
-from runtime.config import load_config
-from runtime.delivery import QueueRunner
-from runtime.gateway import make_runner
-from runtime.smtp_client import SMTPTransport
-from runtime.stages import build_stages
-from runtime.transport import Destination, StaticResolver
+from runtime.config.config import load_config
+from runtime.mta.queue import QueueRunner
+from runtime.mta.smtp_client import SMTPTransport
+from runtime.mta.supervisor import make_runner
+from runtime.mta.transport import Destination, StaticResolver
+from runtime.pipeline.stages import build_stages
 from smime.keystore import KeyStore, open_keystore
 from tests.smime.pki import Issued, issue
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
-from runtime.config import load_config
-from runtime.delivery import QueueRunner
-from runtime.gateway import quarantines_for, spool_for
-from runtime.pipeline import QUARANTINE, InFlight, build_pipeline
-from runtime.spool import Envelope
-from runtime.transport import MemoryTransport, Result
+from runtime.commands.cli import main
+from runtime.config.config import load_config
+from runtime.mta.queue import QueueRunner
+from runtime.mta.spool import Envelope
+from runtime.mta.supervisor import quarantines_for, spool_for
+from runtime.mta.transport import MemoryTransport, Result
+from runtime.pipeline.flow import QUARANTINE, InFlight, build_pipeline
 
 CONFIG = """
 [[listeners]]

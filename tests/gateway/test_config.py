@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.config import ConfigError, load_config
+from runtime.config.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).parent / "golden" / "config_errors.txt"
@@ -85,9 +85,9 @@ def test_example_config_loads() -> None:
     assert config.delivery.maildir == (ROOT / "var" / "maildir").resolve()
     assert config.storage.keystore_url == f"sqlite:///{(ROOT / 'var' / 'keys.sqlite3').resolve()}"
     # The example's message filters compile (the certificate is created by `make run`).
-    from runtime.suite import load_filters
+    from runtime.engine.loader import load_program
 
-    assert len(load_filters(list(config.message_filters))) >= 4
+    assert len(load_program(list(config.message_filters)).filters) >= 4
 
 
 def test_profiles_file_is_included(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_errors_in_included_profiles_file_name_that_file(tmp_path: Path) -> None
 
 
 def test_host_access_table(make_config) -> None:  # type: ignore[no-untyped-def]
-    from runtime.smtp import choose_policy
+    from runtime.mta.listener import choose_policy
 
     config = make_config(extra="[sender_groups.partners]\nips = [\"192.0.2.0/24\"]\n"
                                "hosts = [\"*.partner.example\"]\npolicy = \"reject\"\n")
@@ -125,7 +125,7 @@ def test_host_access_table(make_config) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_lint_checks_the_example_filters_against_the_example_config(capsys: pytest.CaptureFixture[str]) -> None:
-    from runtime.cli import main
+    from runtime.commands.cli import main
 
     config = load_config(ROOT / "examples" / "gateway.toml")
     code = main(["lint", "--config", str(config.source), *(str(p) for p in config.message_filters)])
@@ -135,7 +135,7 @@ def test_lint_checks_the_example_filters_against_the_example_config(capsys: pyte
 
 
 def test_a_config_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
-    from runtime.cli import main
+    from runtime.commands.cli import main
 
     bad = tmp_path / "gateway.toml"
     bad.write_bytes(b"[storage]\ndata_dir = \"v\xe9r\"\n")
@@ -153,7 +153,7 @@ def test_a_config_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
 ])
 def test_worker_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keys: str,
                        expected: object) -> None:
-    from runtime import gateway
+    from runtime.mta import supervisor as gateway
 
     monkeypatch.setattr(gateway, "default_workers", lambda: 1)  # as on a 2-core machine
     cfg = tmp_path / "gateway.toml"

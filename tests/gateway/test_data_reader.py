@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import smtp
-from runtime.smtp import DATA_TOO_BIG, LINE_TOO_LONG, read_data
+from runtime.mta import listener as smtp
+from runtime.mta.listener import DATA_TOO_BIG, LINE_TOO_LONG, read_data
 
 NEXT = b"QUIT\r\n"
 

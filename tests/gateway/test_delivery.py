@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from runtime.config import Delivery
-from runtime.delivery import QueueRunner
-from runtime.dsn import RecipientStatus, build_dsn
-from runtime.smtp_client import AsyncSMTPTransport, SMTPTransport
-from runtime.spool import Envelope, Spool
-from runtime.tracking import Tracker
-from runtime.transport import Destination, MemoryTransport, Result, StaticResolver
+from runtime.config.config import Delivery
+from runtime.mta.dsn import RecipientStatus, build_dsn
+from runtime.mta.queue import QueueRunner
+from runtime.mta.smtp_client import AsyncSMTPTransport, SMTPTransport
+from runtime.mta.spool import Envelope, Spool
+from runtime.mta.tracking import Tracker
+from runtime.mta.transport import Destination, MemoryTransport, Result, StaticResolver
 
 MSG = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hello\r\n\r\nsecret body\r\n"
 ENC = (b"From: a@example.com\r\nSubject: enc\r\nMIME-Version: 1.0\r\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.stages.smime_ops import is_smime
+from runtime.pipeline.stages.smime_ops import is_smime
 
 from .e2e_support import Capture, Org, message, pump
 
@@ -102,7 +102,7 @@ def test_second_key_change_within_48h_is_held_with_an_alert(tmp_path: Path) -> N
     after the first is held for review and raises a `keystore` alert; mail still flows."""
     import datetime as dt
 
-    from runtime.stages.smime_ops import Signer, protect
+    from runtime.pipeline.stages.smime_ops import Signer, protect
     from tests.smime.pki import NOW, issue
 
     a = Org(tmp_path / "a", "a.example", ("alice",))

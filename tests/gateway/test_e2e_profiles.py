@@ -17,7 +17,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 import smime
-from runtime.stages.smime_ops import is_smime
+from runtime.pipeline.stages.smime_ops import is_smime
 from tests.smime.pki import Issued, issue
 
 from .conftest import free_port

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.groupcommit import MAX_TURNS, GroupCommit
-from runtime.spool import Envelope, Spool, SpoolError, Staged
+from runtime.mta.groupcommit import MAX_TURNS, GroupCommit
+from runtime.mta.spool import Envelope, Spool, SpoolError, Staged
 
 
 def _stage(spool: Spool, n: int) -> list[Staged]:
@@ -86,7 +86,7 @@ def test_one_failed_rename_fails_only_its_own_message(tmp_path: Path) -> None:
 def test_a_failed_folder_sync_fails_the_whole_batch(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Renamed but not known durable: every sender of the batch is told 451, never 250."""
-    from runtime import spool as spool_module
+    from runtime.mta import spool as spool_module
 
     def broken(_path: object) -> None:
         raise OSError(5, "Input/output error")

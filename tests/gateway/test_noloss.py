@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from runtime.spool import Spool
+from runtime.mta.spool import Spool
 
 KILLS = int(os.environ.get("FILTERLANG_NOLOSS_KILLS", "50"))
 FILTERLANG = Path(sys.executable).parent / "filterlang"

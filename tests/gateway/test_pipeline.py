@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from runtime.config import Delivery
-from runtime.delivery import QueueRunner
-from runtime.pipeline import (
+from runtime.config.config import Delivery
+from runtime.mta.queue import QueueRunner
+from runtime.mta.spool import Envelope, Spool
+from runtime.mta.tracking import Tracker
+from runtime.mta.transport import Destination, MemoryTransport
+from runtime.pipeline.flow import (
     BOUNCE,
     COPIED,
     DROP,
@@ -19,9 +22,6 @@ from runtime.pipeline import (
     InFlight,
     build_pipeline,
 )
-from runtime.spool import Envelope, Spool
-from runtime.tracking import Tracker
-from runtime.transport import Destination, MemoryTransport
 
 MSG = b"Message-ID: <m1@example.com>\r\nSubject: s\r\n\r\nbody\r\n"
 RCPTS = ("k1@example.org", "k2@example.org", "n1@example.org", "n2@example.org")
@@ -128,7 +128,7 @@ def test_stage_error_parks_message_in_hold_and_queue_goes_on(tmp_path: Path) -> 
 
 
 def test_stage_events_become_metrics(tmp_path: Path) -> None:
-    from runtime.metrics import Metrics
+    from runtime.mta.metrics import Metrics
 
     class Hit:
         name = "message_filters"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 
-from runtime.stages.smime_ops import is_smime
+from runtime.pipeline.stages.smime_ops import is_smime
 from tests.smime.pki import issue
 
 from .e2e_support import key_pem

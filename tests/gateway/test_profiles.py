@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
+from runtime.commands.cli import main
 
 CONFIG = """
 profiles_file = "profiles.toml"

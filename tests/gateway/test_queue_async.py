@@ -12,14 +12,14 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from runtime.config import Delivery
-from runtime.delivery import QueueRunner
-from runtime.doorbell import Doorbell
-from runtime.pipeline import InFlight
-from runtime.smtp_client import AsyncSMTPTransport, SMTPTransport
-from runtime.spool import Envelope, Spool
-from runtime.tracking import Tracker
-from runtime.transport import MemoryTransport
+from runtime.config.config import Delivery
+from runtime.mta.doorbell import Doorbell
+from runtime.mta.queue import QueueRunner
+from runtime.mta.smtp_client import AsyncSMTPTransport, SMTPTransport
+from runtime.mta.spool import Envelope, Spool
+from runtime.mta.tracking import Tracker
+from runtime.mta.transport import MemoryTransport
+from runtime.pipeline.flow import InFlight
 
 from .test_delivery import MSG, Clock, Sink, free_port
 
@@ -154,7 +154,7 @@ def test_doorbell_passes_queue_ids_and_ignores_anything_else() -> None:
 def test_doorbell_sends_the_ids_of_one_loop_turn_together() -> None:
     """A group commit's messages reach a queue process in one note; every id arrives once,
     also when a turn rings more ids than one note carries."""
-    from runtime.doorbell import IDS_PER_NOTE
+    from runtime.mta.doorbell import IDS_PER_NOTE
 
     bell = Doorbell()
     ids = [f"{i:020d}-0123456789ab" for i in range(2 * IDS_PER_NOTE + 3)]

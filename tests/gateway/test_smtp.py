@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from runtime import spool as spool_module
+from runtime.mta import spool as spool_module
 
 if TYPE_CHECKING:
     from .conftest import RunningListener
@@ -250,7 +250,7 @@ def test_starttls_with_configured_certificate(tmp_path, make_config) -> None:  #
     text = config.source.read_text().replace(
         'name = "in"', 'name = "in"\ntls_cert = "c.pem"\ntls_key = "k.pem"')
     config.source.write_text(text)
-    from runtime.config import load_config
+    from runtime.config.config import load_config
 
     gw = RunningListener(load_config(config.source))
     try:

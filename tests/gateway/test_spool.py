@@ -11,13 +11,13 @@ from pathlib import Path
 import attrs
 import pytest
 
-from runtime import spool as spool_module
-from runtime.config import Delivery, load_config
-from runtime.config_schema import ConfigError
-from runtime.delivery import QueueRunner
-from runtime.spool import CorruptEntry, Envelope, Spool, SpoolError, decode, encode
-from runtime.tracking import Tracker
-from runtime.transport import MemoryTransport
+from runtime.config.config import Delivery, load_config
+from runtime.config.schema import ConfigError
+from runtime.mta import spool as spool_module
+from runtime.mta.queue import QueueRunner
+from runtime.mta.spool import CorruptEntry, Envelope, Spool, SpoolError, decode, encode
+from runtime.mta.tracking import Tracker
+from runtime.mta.transport import MemoryTransport
 
 ENV = Envelope("a@example.com", ("b@example.org", "c@example.org"), ("BODY=8BITMIME",),
                (("NOTIFY=FAILURE",), ()), peer="127.0.0.1", policy="relay")

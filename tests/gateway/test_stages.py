@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from runtime.config import ConfigError, load_config
-from runtime.delivery import QueueRunner
-from runtime.gateway import CertificateProblem, check_stages, make_runner
-from runtime.spool import Envelope, Spool
-from runtime.stages import build_stages
-from runtime.transport import MemoryTransport
+from runtime.config.config import ConfigError, load_config
+from runtime.mta.queue import QueueRunner
+from runtime.mta.spool import Envelope, Spool
+from runtime.mta.supervisor import CertificateProblem, check_stages, make_runner
+from runtime.mta.transport import MemoryTransport
+from runtime.pipeline.stages import build_stages
 
 CONFIG = """
 message_filters = ["m.filter"]

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from certgen import NOW, make_cert
 
-from runtime.cli import main
+from runtime.commands.cli import main
 from smime.harvest import SignedMessageReport, harvest
 from smime.keystore import (
     ImportFileError,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from certgen import NOW, make_cert
 
-from runtime.cli import main
+from runtime.commands.cli import main
 from smime.harvest import HarvestPolicy, JsonLinesAlertSink, SignedMessageReport, harvest
 from smime.keystore import (
     DuplicateKeyError,

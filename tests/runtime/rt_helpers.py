@@ -7,11 +7,11 @@ from typing import Any
 from filterlang import compile_source
 from filterlang.compile import CFilter
 from filterlang.diagnostics import Severity
-from runtime.context import Connection, Envelope, SmimeState
-from runtime.policies import Policies
-from runtime.resources import Resources
-from runtime.services import Services
-from runtime.trace import MessageTrace, simulate
+from runtime.engine.context import Connection, Envelope, SmimeState
+from runtime.engine.resources import Resources
+from runtime.engine.services import Services
+from runtime.pipeline.policies import Policies
+from runtime.pipeline.trace import MessageTrace, simulate
 
 
 def msg(headers: str = "Subject: test\nFrom: a@example.com\n", body: str = "hello\n") -> bytes:

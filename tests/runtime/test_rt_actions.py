@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rt_helpers import mime, msg, run
 
-from runtime.resources import Resources
+from runtime.engine.resources import Resources
 
 EXE = base64.encodebytes(b"MZ\x90\x00" + b"\0" * 60).decode()
 WITH_EXE = mime(("Content-Type: text/plain", "body text here"),
@@ -187,8 +187,8 @@ def test_uuencoded_block_in_body_is_an_attachment_and_can_be_dropped() -> None:
 def test_on_filter_error_tempfail_requeues_the_message() -> None:
     from rt_helpers import compiled
 
-    from runtime.context import Connection, Envelope
-    from runtime.trace import simulate
+    from runtime.engine.context import Connection, Envelope
+    from runtime.pipeline.trace import simulate
 
     # a connection fact the rule cannot read is a runtime error (reference 4.7)
     t = simulate(msg(), Envelope.simple("a@b", ["c@d"]),

@@ -8,7 +8,7 @@ import tracemalloc
 import pytest
 from rt_helpers import msg, run
 
-from runtime.trace import to_json, to_text
+from runtime.pipeline.trace import to_json, to_text
 
 ALL_RULES = ("f: if subject == 'x' or header('X') or body-contains('zzz') or attachment-filename == 'q'"
              " or attachment-filetype == 'exe' or attachment-protected or valid or malformed-header"

@@ -6,8 +6,8 @@ import pytest
 from rt_helpers import matched, msg
 
 from filterlang import compile_source
-from runtime.context import Connection, Envelope, MessageContext
-from runtime.engine import run_filters
+from runtime.engine.context import Connection, Envelope, MessageContext
+from runtime.engine.run import run_filters
 
 
 @pytest.mark.parametrize("headers", [

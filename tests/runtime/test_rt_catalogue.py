@@ -17,9 +17,9 @@ from rt_helpers import run
 from test_rt_rules import ATTACHED
 
 from filterlang import builtins as b
-from runtime.resources import Dictionary, Resources
-from runtime.services import Services
-from runtime.trace import to_json, to_text
+from runtime.engine.resources import Dictionary, Resources
+from runtime.engine.services import Services
+from runtime.pipeline.trace import to_json, to_text
 
 RES = Resources(
     dictionaries={name: Dictionary(name, (("secret", 1), ("@example.com", 1)))
@@ -34,7 +34,7 @@ def _needs_service(sig: b.RuleSig) -> bool:
 
 
 class FakeProviders:
-    """One object answering for every provider interface (runtime.services)."""
+    """One object answering for every provider interface (runtime.engine.services)."""
 
     def in_group(self, address: str, group: str) -> bool:
         return True
@@ -120,7 +120,7 @@ def test_service_backed_actions_are_recorded_in_the_plan_for_the_provider() -> N
 
 def test_only_plan_actions_are_record_only() -> None:
     """Dispatch is by name: a misspelt implementation would silently become record-only."""
-    from runtime import actions
+    from runtime.engine import actions
 
     record_only = {n for n, f in actions.IMPLEMENTATIONS.items() if f is actions._record_only}
     finals = {s.name for s in b.ACTIONS if s.final and s.name != "encrypt"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main
+from runtime.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 FILTER = "big: if body-size > 10 { insert-header('X-Big', 'yes'); }\ndropper: if rcpt-to == '^drop@' { drop(); }\n"

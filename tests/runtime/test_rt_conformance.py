@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.context import Connection, Envelope
-from runtime.suite import load_filters
-from runtime.trace import simulate, to_text
+from runtime.engine.context import Connection, Envelope
+from runtime.engine.loader import load_program
+from runtime.pipeline.trace import simulate, to_text
 
 HERE = Path(__file__).parent / "conformance"
 MESSAGES = sorted(HERE.glob("*.eml"))
@@ -18,7 +18,7 @@ MESSAGES = sorted(HERE.glob("*.eml"))
 
 @pytest.mark.parametrize("path", MESSAGES, ids=[p.stem for p in MESSAGES])
 def test_conformance(path: Path, request: pytest.FixtureRequest) -> None:
-    filters = load_filters([HERE / "filters.flt"])
+    filters = list(load_program([HERE / "filters.flt"]).filters)
     t = simulate(path.read_bytes(), Envelope.simple("a@example.com", ["r1@example.org", "r2@example.org"]),
                  filters=filters, connection=Connection(remote_ip="10.1.2.3"), name=path.name)
     got = to_text(t) + "\n"

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.headerblock import parse_plain
+from runtime.engine.headerblock import parse_plain
 
 
 def _parser(head: bytes) -> EmailMessage:

@@ -8,8 +8,8 @@ import email.policy
 import pytest
 from rt_helpers import msg, run
 
-from runtime.resources import Resources
-from runtime.variables import _TABLE
+from runtime.engine.resources import Resources
+from runtime.engine.variables import _TABLE
 
 EVIL = "hi\r\nBcc: x@evil.example\r\n\r\n--BOUND\nX-Inject: 1\0"
 EVIL_MSG = (b"Subject: =?utf-8?Q?hi=0D=0ABcc:_x@evil.example=0D=0A?=\n"

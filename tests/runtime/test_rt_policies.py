@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rt_helpers import msg, run
 
-from runtime.policies import Membership, PolicyError, load_policies
+from runtime.pipeline.policies import Membership, PolicyError, load_policies
 
 WORKED = load_policies({"incoming": [
     {"name": "special_people", "recipients": ["joe@example.com", "ann@example.com"]},

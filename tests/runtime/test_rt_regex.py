@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from rt_helpers import matched, mime, msg, run
 
-from runtime import rx
-from runtime.loader import FilterLoadError, load_program
+from runtime.engine import rx
+from runtime.engine.loader import FilterLoadError, load_program
 
 
 def test_catastrophic_pattern_on_one_megabyte_body_completes() -> None:

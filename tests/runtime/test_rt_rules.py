@@ -9,7 +9,7 @@ import zipfile
 import pytest
 from rt_helpers import matched, mime, msg
 
-from runtime.resources import Dictionary, Resources
+from runtime.engine.resources import Dictionary, Resources
 
 PLAIN = msg("Subject: Re: quarterly report\nFrom: Boss <boss@example.com>\nTo: a@x.example, b@y.example\n"
             "Cc: c@z.example\nX-Prio: high\n", "Company Confidential\nline two\ncompany confidential\n")
@@ -133,7 +133,7 @@ def test_rule(cond: str, raw: bytes, kw: dict[str, object], expected: bool) -> N
 @pytest.mark.parametrize("state,message,verified", [
     ("none", False, False), ("failed", True, False), ("verified:a@x.example", True, True)])
 def test_smime_gateway_rules(state: str, message: bool, verified: bool) -> None:
-    from runtime.context import SmimeState
+    from runtime.engine.context import SmimeState
 
     s = SmimeState.parse(state)
     assert matched("f: if smime-gateway-message { no-op(); }", PLAIN, smime=s) is message
@@ -159,7 +159,7 @@ def test_service_rules_without_provider_are_false_and_say_so(cond: str) -> None:
 
 
 def test_service_rules_use_their_provider() -> None:
-    from runtime.services import Services
+    from runtime.engine.services import Services
 
     class Rep:
         def score(self, ip: str) -> float | None:
@@ -174,7 +174,7 @@ def test_service_rules_use_their_provider() -> None:
 
 
 def test_header_repeats_is_evaluated_last_and_not_counted_when_skipped() -> None:
-    from runtime.services import Services
+    from runtime.engine.services import Services
 
     counters: dict[str, int] = {}
     s = Services(counters=counters)

@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from rt_helpers import compiled, mime, msg
 
 from filterlang.compile import CBool, CCondition, CFilter, CNot, CRule
-from runtime import rules
-from runtime.context import Connection, Envelope, MessageContext
-from runtime.engine import StageResult, run_filters
-from runtime.rules.values import count_addresses, predicate
-from runtime.services import Unavailable
+from runtime.engine import rules
+from runtime.engine.context import Connection, Envelope, MessageContext
+from runtime.engine.rules.values import count_addresses, predicate
+from runtime.engine.run import StageResult, run_filters
+from runtime.engine.services import Unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.append(str(ROOT / "bench"))
@@ -172,7 +172,7 @@ def _summary(res: StageResult, ctx: MessageContext) -> tuple[Any, ...]:
 @pytest.fixture
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Time variables ($GMTimeStamp ...) fixed, so two runs a second apart write the same."""
-    from runtime import variables
+    from runtime.engine import variables
 
     for name in ("date", "gmtimestamp", "time", "timestamp"):
         monkeypatch.setitem(variables._TABLE, name, lambda c: "Sun, 29 Nov 2026 09:00:00 +0000")
@@ -215,8 +215,8 @@ def test_address_count_examples(values: list[str]) -> None:
 
 def test_a_part_said_to_hold_no_match_holds_none() -> None:
     # both engines use may_match, so it is checked against counting itself
-    from runtime import smartid
-    from runtime.rules.content import may_match, scan_set
+    from runtime.engine import smartid
+    from runtime.engine.rules.content import may_match, scan_set
 
     scans = [t for name in ("rules", "bench") for t in _conditions_of(_filters(name))
              if t.sig.name in ("body-contains", "only-body-contains", "attachment-contains")]

@@ -1,4 +1,4 @@
-"""`filterlang cert ...` end to end through runtime.cli.main."""
+"""`filterlang cert ...` end to end through runtime.commands.cli.main."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from runtime.cli import main
+from runtime.commands.cli import main
 from smime._keys import load_private_key
 
 

@@ -1,4 +1,4 @@
-"""`filterlang smime ...` end to end through runtime.cli.main: outputs and exit codes."""
+"""`filterlang smime ...` end to end through runtime.commands.cli.main: outputs and exit codes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from compose_util import MSG, ca, recipient, signer, user
 from keys_util import cert_pem, key_pem
 
-from runtime.cli import main
+from runtime.commands.cli import main
 from smime import protect
 
 SIGNED_AT = dt.datetime(2026, 6, 2, 12, 0, tzinfo=dt.UTC)

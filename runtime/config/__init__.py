@@ -1,0 +1,1 @@
+"""gateway.toml: the frozen configuration and its schema."""

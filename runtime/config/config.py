@@ -1,0 +1,486 @@
+"""`gateway.toml`: load with tomllib into frozen attrs objects, or fail with one line per mistake.
+
+Layout (every section optional except where noted; paths are relative to the file):
+
+    [storage]            data_dir, keystore_url, spool_sync
+    [[listeners]]        name, address, port, tls_cert, tls_key, max_message_size, ...
+    [sender_groups.X]    ips (IPs and CIDRs), hosts (shell patterns), policy
+    [policies.X]         action ACCEPT|RELAY|REJECT|TCPREFUSE, limits, S/MIME inbound options
+    [certificates.X]     cert, key (PEM)
+    [profiles.X]         S/MIME sending profiles; `profiles_file` includes more from a TOML file
+    message_filters      list of .filter files
+    [incoming_policies.X] / [outgoing_policies.X]  senders, recipients, content_filters
+    [dictionaries] / [text_resources]  name = file
+    [delivery]           relay, reinject, mx, maildir, retry schedule, max queue lifetime
+    [quarantines.X]      retention_days
+    [smime]              trust_anchors, crls, decryption_certificates, on_decrypt_failure,
+                         decrypt_failure_quarantine (inbound S/MIME; see docs/deploy.md)
+    [alerts]             log, email
+    [metrics]            address, port
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from attrs import field, frozen
+
+from runtime.config.schema import ConfigError, ConfigIssue, Table
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "GatewayConfig",
+    "load_config",
+]
+
+POLICY_ACTIONS = ("ACCEPT", "RELAY", "REJECT", "TCPREFUSE")
+PROFILE_MODES = ("sign", "encrypt", "sign-encrypt", "triple")
+SIGN_MODES = ("opaque", "detached")
+MISSING_KEY_ACTIONS = ("bounce", "drop", "split")
+CIPHERS = ("aes128-cbc", "aes192-cbc", "aes256-cbc", "aes128-gcm", "aes256-gcm")
+
+
+# How a listener makes a group commit durable (see Storage.spool_sync).
+SPOOL_SYNC_MODES = ("filesystem", "file")
+
+@frozen
+class Listener:
+    name: str
+    address: str = "127.0.0.1"
+    port: int = 2525
+    hostname: str | None = None  # the name in the greeting; default: this host's FQDN
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_line_length: int = 1000
+    max_commands: int = 1000
+    command_timeout: float = 300.0
+    session_timeout: float = 600.0  # cap on time to first MAIL and on each transaction
+
+
+@frozen
+class SenderGroup:
+    name: str
+    networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    hosts: tuple[str, ...]
+    policy: str
+
+
+@frozen
+class MailFlowPolicy:
+    name: str
+    action: str = "ACCEPT"
+    max_message_size: int = 20 * 1024 * 1024
+    max_recipients: int = 100
+    max_messages_per_hour: int = 0  # 0: unlimited
+    smime_decrypt_verify: bool = False
+    smime_signature: str = "retain"  # retain|remove
+    harvest: bool = False
+    harvest_on_failed_verification: bool = False
+    harvest_updated_keys: bool = False
+    # Which mail policy table and content-filter list applies: RELAY policies carry our own
+    # users' mail out ("outgoing"), everything else comes in ("incoming").
+    direction: str = "incoming"
+
+
+@frozen
+class Certificate:
+    name: str
+    cert: Path
+    key: Path | None
+
+
+@frozen
+class SendingProfile:
+    name: str
+    mode: str
+    signing_certificate: str | None
+    sign_mode: str = "detached"
+    missing_key_action: str = "bounce"
+    cipher: str | None = None
+
+
+@frozen
+class MailPolicy:
+    name: str
+    senders: tuple[str, ...]
+    recipients: tuple[str, ...]
+    content_filters: tuple[Path, ...]
+
+
+# Messages each queue process works on at once is twice this. Delivery waits on the next hop's
+# replies far more than it computes, so a queue process keeps many transactions open side by
+# side (in its event loop; `filterlang queue` tools use this many threads).
+DELIVERY_THREADS = 16
+
+
+@frozen
+class Delivery:
+    relay: str | None = None  # "host:port"
+    reinject: str | None = None  # "host:port": Postfix's re-injection smtpd
+    mx: bool = False
+    maildir: Path | None = None
+    retry_schedule: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
+    max_queue_lifetime: float = 5 * 86400.0
+    connect_timeout: float = 30.0
+    workers: int = 16  # see DELIVERY_THREADS
+
+
+@frozen
+class Quarantine:
+    name: str
+    retention_days: int = 14
+
+
+@frozen
+class Alerts:
+    log: Path | None = None
+    email: str | None = None
+
+
+@frozen
+class Metrics:
+    address: str = "127.0.0.1"
+    port: int = 0  # 0: no endpoint
+
+
+@frozen
+class Storage:
+    data_dir: Path
+    keystore_url: str
+    # How a listener makes a group commit's messages durable: "filesystem", one syncfs(2) of
+    # the spool's filesystem for the batch (Linux 5.8+; elsewhere as "file"), or "file", an
+    # fdatasync per message. See docs/operations.md.
+    spool_sync: Literal["filesystem", "file"] = "filesystem"
+
+
+@frozen
+class Smime:
+    """Inbound S/MIME: what the gateway trusts and decrypts with, and what a failure does."""
+
+    trust_anchors: tuple[Path, ...] = ()
+    crls: tuple[Path, ...] = ()
+    decryption_certificates: tuple[str, ...] | None = None  # None: every certificate with a key
+    on_decrypt_failure: str = "deliver"  # deliver (as received) | quarantine
+    decrypt_failure_quarantine: str | None = None
+
+
+@frozen
+class GatewayConfig:
+    source: Path
+    storage: Storage
+    listeners: tuple[Listener, ...]
+    sender_groups: tuple[SenderGroup, ...]
+    policies: dict[str, MailFlowPolicy] = field(hash=False)
+    default_policy: str
+    certificates: dict[str, Certificate] = field(hash=False)
+    profiles: dict[str, SendingProfile] = field(hash=False)
+    message_filters: tuple[Path, ...]
+    incoming_policies: tuple[MailPolicy, ...]
+    outgoing_policies: tuple[MailPolicy, ...]
+    dictionaries: dict[str, Path] = field(hash=False)
+    text_resources: dict[str, Path] = field(hash=False)
+    delivery: Delivery
+    quarantines: dict[str, Quarantine] = field(hash=False)
+    alerts: Alerts
+    metrics: Metrics
+    workers: int = 0  # listener processes; 0: default_workers()
+    queue_workers: int = 0  # queue processes; 0: as many as listeners (one more when automatic)
+    # Reference 4.7: a filter that fails at run time; "bypass" goes on without that stage's
+    # actions, "tempfail" keeps the message in the queue and runs the filters again later.
+    on_filter_error: Literal["bypass", "tempfail"] = "bypass"
+    profiles_file: Path | None = None
+    # Recipient domains accepted under an ACCEPT policy (RELAY policies may mail anywhere).
+    local_domains: frozenset[str] = frozenset()
+    smime: Smime = Smime()
+
+    def names(self) -> dict[str, frozenset[str]]:
+        """Names filters may refer to, per kind (the linter checks filters against these)."""
+        return {
+            "quarantine": frozenset(self.quarantines),
+            "profile": frozenset(self.profiles),
+            "dictionary": frozenset(self.dictionaries),
+            "listener": frozenset(lst.name for lst in self.listeners),
+            "text_resource": frozenset(self.text_resources),
+            "policy": frozenset(self.policies),
+        }
+
+
+def _listener(t: Table, index: int) -> Listener:
+    cert, key = t.path("tls_cert"), t.path("tls_key")
+    if (cert is None) != (key is None):
+        t.error("tls_cert" if cert is None else "tls_key", "set both tls_cert and tls_key for STARTTLS")
+    return Listener(
+        name=t.text("name", f"listener{index}"),
+        address=t.text("address", "127.0.0.1"),
+        port=t.integer("port", 2525, minimum=0),
+        hostname=t.text("hostname"),
+        tls_cert=cert,
+        tls_key=key,
+        max_line_length=t.integer("max_line_length", 1000, minimum=80),
+        max_commands=t.integer("max_commands", 1000, minimum=1),
+        command_timeout=t.number("command_timeout", 300.0, minimum=1.0),
+        session_timeout=t.number("session_timeout", 600.0, minimum=1.0),
+    )
+
+
+def _sender_group(name: str, t: Table) -> SenderGroup:
+    nets = []
+    for i, text in enumerate(t.str_list("ips")):
+        try:
+            nets.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            t.error(f"ips[{i}]", f"{text!r} is not an IP address or CIDR (e.g. 192.0.2.0/24)")
+    return SenderGroup(name, tuple(nets), t.str_list("hosts"), t.text("policy", "", required=True))
+
+
+def _policy(name: str, t: Table) -> MailFlowPolicy:
+    action = t.choice("action", POLICY_ACTIONS, "ACCEPT")
+    return MailFlowPolicy(
+        name=name,
+        action=action,
+        direction=t.choice("direction", ("incoming", "outgoing"),
+                           "outgoing" if action == "RELAY" else "incoming"),
+        max_message_size=t.integer("max_message_size", 20 * 1024 * 1024, minimum=1024),
+        max_recipients=t.integer("max_recipients", 100, minimum=1),
+        max_messages_per_hour=t.integer("max_messages_per_hour", 0),
+        smime_decrypt_verify=t.flag("smime_decrypt_verify", False),
+        smime_signature=t.choice("smime_signature", ("retain", "remove"), "retain"),
+        harvest=t.flag("harvest", False),
+        harvest_on_failed_verification=t.flag("harvest_on_failed_verification", False),
+        harvest_updated_keys=t.flag("harvest_updated_keys", False),
+    )
+
+
+def _certificate(name: str, t: Table) -> Certificate:
+    return Certificate(name, t.path("cert", "", required=True), t.path("key"))
+
+
+def _profile(name: str, t: Table) -> SendingProfile:
+    mode = t.choice("mode", PROFILE_MODES)
+    signing = t.text("signing_certificate")
+    if mode in ("sign", "sign-encrypt", "triple") and signing is None:
+        t.error("signing_certificate", f"mode {mode!r} signs: name a [certificates] entry")
+    return SendingProfile(
+        name=name,
+        mode=mode or "sign",
+        signing_certificate=signing,
+        sign_mode=t.choice("sign_mode", SIGN_MODES, "detached"),
+        missing_key_action=t.choice("missing_key_action", MISSING_KEY_ACTIONS, "bounce"),
+        cipher=t.choice("cipher", CIPHERS, None) if t.has("cipher") else None,
+    )
+
+
+def _mail_policy(name: str, t: Table) -> MailPolicy:
+    return MailPolicy(
+        name,
+        t.str_list("senders"),
+        t.str_list("recipients"),
+        tuple((t.base_dir / p).resolve() for p in t.str_list("content_filters")),
+    )
+
+
+def _host_port(t: Table, name: str) -> str | None:
+    value = t.text(name)
+    if value is not None:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            t.error(name, f"must be 'host:port' (e.g. '127.0.0.1:10026'), not {value!r}")
+            return None
+    return value
+
+
+def _delivery(t: Table) -> Delivery:
+    schedule = t._get("retry_schedule", list, [60, 300, 900, 3600], False)
+    if not schedule or not all(
+        isinstance(s, int | float) and not isinstance(s, bool) and s > 0 for s in schedule
+    ):
+        t.error("retry_schedule", "must be a non-empty list of positive seconds, e.g. [60, 300]")
+        schedule = [60]
+    d = Delivery(
+        relay=_host_port(t, "relay"),
+        reinject=_host_port(t, "reinject"),
+        mx=t.flag("mx", False),
+        maildir=t.path("maildir"),
+        retry_schedule=tuple(float(s) for s in schedule),
+        max_queue_lifetime=t.number("max_queue_lifetime", 5 * 86400.0, minimum=1.0),
+        connect_timeout=t.number("connect_timeout", 30.0, minimum=0.1),
+        workers=t.integer("workers", DELIVERY_THREADS, minimum=1),
+    )
+    given = sum(t.has(k) for k in ("relay", "reinject", "maildir")) + int(d.mx)
+    if given != 1:
+        t.error("relay", "set exactly one delivery target: relay, reinject, mx = true or maildir")
+    t.finish()
+    return d
+
+
+def _smime(t: Table, certificates: dict[str, Certificate],
+           quarantines: dict[str, Quarantine]) -> Smime:
+    anchors = tuple((t.base_dir / p).resolve() for p in t.str_list("trust_anchors"))
+    crls = tuple((t.base_dir / p).resolve() for p in t.str_list("crls"))
+    for key, paths in (("trust_anchors", anchors), ("crls", crls)):
+        for i, p in enumerate(paths):
+            if not p.exists():
+                t.error(f"{key}[{i}]", f"{p} does not exist; give a PEM file or a folder of them")
+    names: tuple[str, ...] | None = None
+    if t.has("decryption_certificates"):
+        names = t.str_list("decryption_certificates")
+        for i, n in enumerate(names):
+            cert = certificates.get(n)
+            if cert is None:
+                t.error(f"decryption_certificates[{i}]", f"no certificate {n!r}; add [certificates.{n}]")
+            elif cert.key is None:
+                t.error(f"decryption_certificates[{i}]",
+                        f"certificate {n!r} has no key; decryption needs certificates.{n}.key")
+    on_failure = t.choice("on_decrypt_failure", ("deliver", "quarantine"), "deliver")
+    quarantine = t.text("decrypt_failure_quarantine")
+    if on_failure == "quarantine":
+        if quarantine is None:
+            t.error("decrypt_failure_quarantine", "on_decrypt_failure = 'quarantine' needs a "
+                    "quarantine name; add one from [quarantines]")
+        elif quarantine not in quarantines:
+            t.error("decrypt_failure_quarantine", f"no quarantine {quarantine!r}; add [quarantines.{quarantine}]")
+    t.finish()
+    return Smime(anchors, crls, names, on_failure, quarantine)
+
+
+def _named_files(t: Table) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for name in list(t._data):
+        p = t.path(name)
+        if p is not None:
+            out[name] = p
+    return out
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(path), "(file)", f"cannot read: {exc.strerror}")]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([ConfigIssue(str(path), "(syntax)", f"{exc}; fix the TOML syntax")]) from None
+    except UnicodeDecodeError as exc:  # tomllib decodes before it parses: no line to name
+        raise ConfigError([ConfigIssue(
+            str(path), "(syntax)", f"invalid UTF-8 byte at offset {exc.start}; save the file as UTF-8",
+        )]) from None
+
+
+def load_profiles_file(path: Path, issues: list[ConfigIssue]) -> dict[str, SendingProfile]:
+    """Load a profiles-only TOML file (`[profiles.NAME]` sections)."""
+    root = Table(_load_toml(path), "", path, issues)
+    profiles = {p.name: p for p in root.each("profiles", _profile)}
+    root.finish()
+    return profiles
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Load and check `gateway.toml`; raise `ConfigError` listing every mistake."""
+    path = Path(path).resolve()
+    issues: list[ConfigIssue] = []
+    root = Table(_load_toml(path), "", path, issues)
+
+    st = root.table("storage")
+    data_dir = st.path("data_dir", "var")
+    url = st.text("keystore_url", f"sqlite:///{data_dir}/keys.sqlite3")
+    if isinstance(url, str) and url.startswith("sqlite:///") and not url[10:].startswith("/"):
+        url = f"sqlite:///{(path.parent / url[10:]).resolve()}"  # relative to this file
+    spool_sync = st.choice("spool_sync", SPOOL_SYNC_MODES, "filesystem")
+    storage = Storage(data_dir, url, spool_sync)
+    if not storage.keystore_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        st.error("keystore_url", "must start with sqlite:/// or postgresql://")
+    st.finish()
+
+    listeners = []
+    for i, t in enumerate(root.array_of_tables("listeners")):
+        listeners.append(_listener(t, i))
+        t.finish()
+    if not listeners:
+        root.error("listeners", "add at least one [[listeners]] section with address and port")
+
+    policies = {p.name: p for p in root.each("policies", _policy)}
+    if "default" not in policies:
+        # Never an open relay by default: unknown senders may only mail our local_domains.
+        policies["default"] = MailFlowPolicy("default", action="ACCEPT")
+    default_policy = root.text("default_policy", "default")
+    groups = root.each("sender_groups", _sender_group)
+    for g in groups:
+        if g.policy and g.policy not in policies:
+            root.error(f"sender_groups.{g.name}.policy", f"no policy {g.policy!r}; add [policies.{g.policy}]")
+    if default_policy not in policies:
+        root.error("default_policy", f"no policy {default_policy!r}; add [policies.{default_policy}]")
+
+    certificates = {c.name: c for c in root.each("certificates", _certificate)}
+    profiles = {p.name: p for p in root.each("profiles", _profile)}
+    pfile = root.path("profiles_file")
+    if pfile is not None:
+        try:
+            for name, prof in load_profiles_file(pfile, issues).items():
+                if name in profiles:
+                    root.error("profiles_file", f"profile {name!r} is also defined in this file; keep one")
+                profiles[name] = prof
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    for prof in profiles.values():
+        if prof.signing_certificate and prof.signing_certificate not in certificates:
+            root.error(
+                f"profiles.{prof.name}.signing_certificate",
+                f"no certificate {prof.signing_certificate!r}; add [certificates.{prof.signing_certificate}]",
+            )
+
+    message_filters = tuple((path.parent / p).resolve() for p in root.str_list("message_filters"))
+    incoming = root.each("incoming_policies", _mail_policy)
+    outgoing = root.each("outgoing_policies", _mail_policy)
+    dictionaries = _named_files(root.table("dictionaries"))
+    text_resources = _named_files(root.table("text_resources"))
+    delivery = _delivery(root.table("delivery"))
+    quarantines = {
+        q.name: q
+        for q in root.each("quarantines", lambda n, t: Quarantine(n, t.integer("retention_days", 14, minimum=1)))
+    }
+    smime = _smime(root.table("smime"), certificates, quarantines)
+    at = root.table("alerts")
+    alerts = Alerts(at.path("log"), at.text("email"))
+    at.finish()
+    mt = root.table("metrics")
+    metrics = Metrics(mt.text("address", "127.0.0.1"), mt.integer("port", 0))
+    if metrics.address not in ("127.0.0.1", "::1", "localhost"):
+        mt.error("address", "the metrics endpoint must listen on loopback (127.0.0.1)")
+    mt.finish()
+    local_domains = frozenset(d.lower().lstrip("@") for d in root.str_list("local_domains"))
+    workers = root.integer("workers", 0, minimum=0)
+    queue_workers = root.integer("queue_workers", 0, minimum=0)
+    on_filter_error = root.choice("on_filter_error", ("bypass", "tempfail"), "bypass")
+    root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
+                       "smime"))
+    if issues:
+        raise ConfigError(issues)
+    return GatewayConfig(
+        source=path,
+        storage=storage,
+        listeners=tuple(listeners),
+        sender_groups=groups,
+        policies=policies,
+        default_policy=default_policy,
+        certificates=certificates,
+        profiles=profiles,
+        message_filters=message_filters,
+        incoming_policies=incoming,
+        outgoing_policies=outgoing,
+        dictionaries=dictionaries,
+        text_resources=text_resources,
+        delivery=delivery,
+        quarantines=quarantines,
+        alerts=alerts,
+        metrics=metrics,
+        workers=workers,
+        queue_workers=queue_workers,
+        on_filter_error=on_filter_error,
+        profiles_file=pfile,
+        local_domains=local_domains,
+        smime=smime,
+    )

@@ -1,0 +1,1 @@
+"""One message through compiled filters: context, rules, actions, variables, plan."""

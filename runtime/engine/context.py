@@ -1,0 +1,366 @@
+"""The message context one filter run sees: envelope, connection, S/MIME state, the message.
+
+The message is parsed lazily: the header block first (cheap, enough for header and envelope
+rules), the whole MIME tree only when a body or attachment rule or an edit needs it. Parse
+defects are recorded on the context and never raised.
+"""
+
+from __future__ import annotations
+
+import email.policy
+from email.errors import HeaderParseError
+from email.feedparser import BytesFeedParser
+from email.header import Header, decode_header, make_header
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser, BytesParser
+from typing import Any
+
+from attrs import define, field, frozen
+
+from runtime.engine.headerblock import parse_plain
+
+FAST = email.policy.compat32
+
+# Header edits made before the full parse are replayed on the full tree when it is built, so
+# the order "edit headers, then scan the body" sees one consistent message.
+_HeaderOp = tuple[str, str, str]  # ("insert"|"strip"|"replace", name, value)
+
+
+@frozen
+class Recipient:
+    """One RCPT TO with its DSN parameters (NOTIFY, ORCPT) kept for the delivery stage."""
+
+    address: str
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@frozen
+class Envelope:
+    mail_from: str
+    recipients: tuple[Recipient, ...]
+    mail_params: tuple[tuple[str, str], ...] = ()  # RET, ENVID, SIZE, BODY ...
+
+    @classmethod
+    def simple(cls, mail_from: str, rcpts: list[str] | tuple[str, ...]) -> Envelope:
+        return cls(mail_from, tuple(Recipient(r) for r in rcpts))
+
+    @property
+    def rcpt_addresses(self) -> tuple[str, ...]:
+        return tuple(r.address for r in self.recipients)
+
+
+@frozen
+class Connection:
+    """Facts of the SMTP session; names are the configured nicknames (reference 6.3)."""
+
+    remote_ip: str = "127.0.0.1"
+    remote_host: str = ""
+    listener: str = ""
+    interface: str = ""
+    sender_group: str = ""
+    flow_policy: str = ""
+    auth_user: str = ""
+    direction: str = "incoming"
+
+
+@frozen
+class SmimeState:
+    """What the inbound S/MIME stage publishes (reference 12.7)."""
+
+    processed: bool = False
+    verified: bool = False
+    signers: tuple[str, ...] = ()
+    issuers: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> SmimeState:
+        """``none`` | ``failed`` | ``verified`` [``:signer@x,...``] — the ``--smime-state`` form."""
+        state, _, signers = text.partition(":")
+        names = tuple(s.strip() for s in signers.split(",") if s.strip())
+        if state == "verified":
+            return cls(True, True, names)
+        if state == "failed":
+            return cls(True, False, names)
+        if state != "none":
+            raise ValueError(f"S/MIME state {text!r}: expected none, failed or verified[:signers]")
+        return cls()
+
+
+_FEED_CHUNK = 64 * 1024
+
+
+def _parse_incrementally(source: bytes) -> Message:
+    """Parse by feeding chunks: ``parsebytes`` decodes the whole message to one str and copies
+    it again before splitting (peak about 6x the message); feeding keeps the peak near 1x plus
+    the parsed tree (issue 3: memory within 4x the message size)."""
+    feeder = BytesFeedParser(policy=FAST, _factory=EmailMessage)
+    view = memoryview(source)
+    for start in range(0, len(source), _FEED_CHUNK):
+        feeder.feed(bytes(view[start:start + _FEED_CHUNK]))
+    return feeder.close()
+
+
+@define
+class MessageContext:
+    """Everything a rule or an action may look at or change for one message."""
+
+    raw: bytes
+    envelope: Envelope
+    connection: Connection = Connection()
+    smime: SmimeState = SmimeState()
+    mid: int = 1
+    services: Any = None  # runtime.engine.services.Services; None means "no provider configured"
+    resources: Any = None  # runtime.engine.resources.Resources: dictionaries, texts, archive dir
+    defects: list[str] = field(factory=list)
+    current_filter: str = ""
+    matched_content: list[str] = field(factory=list)
+    dropped: list[tuple[str, str]] = field(factory=list)  # (filename, filetype)
+    _headers: Message | None = None
+    _full: EmailMessage | None = None
+    _header_ops: list[_HeaderOp] = field(factory=list)
+    _modified: bool = False
+    _body_modified: bool = False
+    _all_header_ops: list[_HeaderOp] = field(factory=list)  # every edit, for header-only output
+    _parts_cache: Any = None
+    scan_sets: dict[tuple[bool, bool], Any] = field(factory=dict)  # content-scan part lists
+    _hlist: list[tuple[str, str]] | None = None
+    _hcache: dict[str, list[str]] = field(factory=dict)
+    # Raw values by lower-cased name, for the header list `_hindex_of`: 50 filters asking for
+    # a dozen names each rescanned (and lower-cased) the whole header once per name.
+    _hindex: dict[str, list[str]] = field(factory=dict)
+    _hindex_of: list[tuple[str, str]] | None = None
+    _hlist_full: list[tuple[str, str]] | None = None
+    _head_end: int = -1  # where the top-level header block ends in raw (computed once)
+    elided: Any = None  # runtime.engine.elide.Elided for large messages, set by the full parse
+
+    # --- parsing ----------------------------------------------------------------------------
+
+    def _header_block(self) -> bytes:
+        if self._head_end < 0:
+            crlf = self.raw.find(b"\r\n\r\n")
+            # search for a bare blank line only before the CRLF one: not through the whole body
+            lf = self.raw.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(self.raw))
+            # The block keeps its last line's line end: CRLF is two bytes, a bare LF one.
+            ends = [i + n for i, n in ((crlf, 2), (lf, 1)) if i >= 0]
+            self._head_end = min(ends) if ends else len(self.raw)
+        return self.raw[: self._head_end]
+
+    def _header_list(self) -> list[tuple[str, str]]:
+        """(name, raw value) pairs of the top-level header, unfolded, edits applied.
+
+        Read straight from the bytes: header rules never wait for a MIME parse (lazy parsing).
+        Once the full tree exists it is the truth (body edits may rewrite Content-* fields).
+        """
+        if self._full is not None:
+            if self._hlist_full is None:  # rebuilt after every edit, not on every rule
+                self._hlist_full = [(k, str(v)) for k, v in self._full.items()]
+            return self._hlist_full
+        if self._hlist is None:
+            pairs: list[tuple[str, str]] = []
+            text = self._header_block().decode("utf-8", "replace")
+            for line in text.replace("\r\n", "\n").split("\n"):
+                if line[:1] in (" ", "\t") and pairs:
+                    name, value = pairs[-1]
+                    pairs[-1] = (name, value + " " + line.strip())
+                elif ":" in line:
+                    name, _, value = line.partition(":")
+                    if name and not name.startswith("From "):
+                        pairs.append((name.strip(), value.strip()))
+            self._hlist = pairs
+            for op in self._header_ops:
+                _apply_list_op(self._hlist, op)
+        return self._hlist
+
+    @property
+    def headers(self) -> Message:
+        """A Message view of the top-level header (full tree once built)."""
+        if self._full is not None:
+            return self._full
+        if self._headers is None:
+            try:
+                self._headers = BytesHeaderParser(policy=FAST).parsebytes(self._header_block())
+            except Exception as exc:  # the parser is lenient; this is a last resort
+                self.defects.append(f"header parse failed: {exc}")
+                self._headers = EmailMessage()
+            for op in self._header_ops:
+                _apply_header_op(self._headers, op)
+        return self._headers
+
+    @property
+    def message(self) -> EmailMessage:
+        """The full MIME tree, built on first use, with earlier header edits replayed.
+
+        compat32 keeps header values as plain strings: about twice as fast as
+        ``email.policy.default``; decoding is done by the runtime where a rule needs it.
+        """
+        if self._full is None:
+            from runtime.engine.elide import elide
+
+            source, self.elided = elide(self.raw)
+            try:
+                msg = self._single_part() or _parse_incrementally(source)
+            except RecursionError:
+                self.defects.append("MIME nesting too deep; message read as one part")
+                msg = BytesParser(policy=FAST, _class=EmailMessage).parsebytes(source, headersonly=True)
+            except Exception as exc:
+                self.defects.append(f"MIME parse failed: {exc}")
+                msg = EmailMessage()
+            assert isinstance(msg, EmailMessage)
+            for op in self._header_ops:
+                _apply_header_op(msg, op)
+            self._full = msg
+            self._headers = None
+        return self._full
+
+    def _single_part(self) -> EmailMessage | None:
+        """A message that is not multipart needs no line-by-line parse: header + raw body."""
+        if self.elided is not None:
+            return None
+        ctype = " ".join(v for n, v in self._header_list() if n.lower() == "content-type").lower()
+        if "multipart/" in ctype or "message/" in ctype:
+            return None
+        head = self._header_block()
+        msg = parse_plain(head) or BytesHeaderParser(policy=FAST, _class=EmailMessage).parsebytes(head)
+        if msg.defects:
+            return None  # let the full parser record what is wrong
+        rest = self.raw[len(head):]
+        # the blank line that ends the header belongs to neither part
+        rest = rest[2:] if rest.startswith(b"\r\n") else rest[1:] if rest.startswith(b"\n") else rest
+        msg.set_payload(rest.decode("ascii", "surrogateescape"))
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+    @property
+    def full_parsed(self) -> bool:
+        return self._full is not None
+
+    def invalidate_parts(self) -> None:
+        self._parts_cache = None
+        self.scan_sets.clear()
+
+    # --- header access and edits ------------------------------------------------------------
+
+    def header_values(self, name: str) -> list[str]:
+        """Decoded values (RFC 2047) of every instance of ``name``, case-insensitive."""
+        key = name.lower()
+        cached = self._hcache.get(key)
+        if cached is not None:
+            return cached
+        hlist = self._header_list()
+        if self._hindex_of is not hlist:
+            self._hindex = {}
+            for n, v in hlist:
+                self._hindex.setdefault(n.lower(), []).append(v)
+            self._hindex_of = hlist
+        raw = self._hindex.get(key)
+        out = [decode_words(v, self.defects) for v in raw] if raw else []  # mostly absent
+        self._hcache[key] = out
+        return out
+
+    def edit_header(self, op: str, name: str, value: str = "") -> None:
+        entry = (op, name, value)
+        self._modified = True
+        self._all_header_ops.append(entry)
+        self._hcache.clear()
+        self._hindex_of = None  # the list may have been edited in place
+        self._hlist_full = None
+        if self._hlist is not None:
+            _apply_list_op(self._hlist, entry)
+        if self._full is not None:
+            _apply_header_op(self._full, entry)
+        else:
+            self._header_ops.append(entry)
+            if self._headers is not None:
+                _apply_header_op(self._headers, entry)
+
+    def mark_modified(self) -> None:
+        """The body (or the MIME tree) changed: output is re-serialised from the tree."""
+        self._modified = True
+        self._body_modified = True
+        self._hcache.clear()
+        self._hindex_of = None  # the list may have been edited in place
+        self._hlist_full = None
+
+    @property
+    def modified(self) -> bool:
+        return self._modified
+
+    def as_bytes(self) -> bytes:
+        """The message as it stands now (the original bytes if nothing changed)."""
+        if not self._modified:
+            return self.raw
+        if not self._body_modified:
+            try:
+                return self._with_new_header()
+            except Exception as exc:  # fall back to serialising the tree
+                self.defects.append(f"header-only output failed: {exc}")
+        try:
+            # keep the original line endings (CRLF on the wire, LF in most .eml files)
+            linesep = "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
+            data = self.message.as_bytes(policy=FAST.clone(linesep=linesep))
+            return data if self.elided is None else self.elided.restore(data)
+        except Exception as exc:
+            self.defects.append(f"message could not be serialised after edits: {exc}")
+            return self.raw
+
+    def _with_new_header(self) -> bytes:
+        """Only header fields changed: the edited header block followed by the body bytes as
+        received. Nothing is re-encoded (signed bodies stay valid) and no MIME parse is needed."""
+        crlf, lf = self.raw.find(b"\r\n\r\n"), self.raw.find(b"\n\n")
+        if crlf >= 0 and (lf < 0 or crlf < lf):
+            body_start, linesep = crlf + 4, "\r\n"
+        elif lf >= 0:
+            body_start, linesep = lf + 2, "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
+        else:
+            body_start, linesep = len(self.raw), "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
+        head = BytesHeaderParser(policy=FAST, _class=EmailMessage).parsebytes(self.raw[:body_start])
+        for op in self._all_header_ops:
+            _apply_header_op(head, op)
+        out = head.as_bytes(policy=FAST.clone(linesep=linesep))
+        if not out.endswith(linesep.encode() * 2):
+            out += linesep.encode()
+        return b"".join((out, memoryview(self.raw)[body_start:]))  # no copy of the body slice
+
+    @property
+    def size(self) -> int:
+        return len(self.as_bytes()) if self._modified else len(self.raw)
+
+
+def decode_words(value: str, defects: list[str]) -> str:
+    """RFC 2047 encoded words decoded; undecodable ones are kept as written and recorded."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+        defects.append(f"undecodable encoded word in {value[:40]!r}")
+        return value
+
+
+def _encode_value(value: str) -> str:
+    """How a header value inserted by an action is written (RFC 2047 when non-ASCII)."""
+    return value if value.isascii() else Header(value, "utf-8").encode()
+
+
+def _apply_list_op(pairs: list[tuple[str, str]], op: _HeaderOp) -> None:
+    kind, name, value = op
+    key = name.lower()
+    if kind in ("strip", "replace"):
+        pairs[:] = [(n, v) for n, v in pairs if n.lower() != key]
+    if kind == "insert":
+        pairs.append((name, _encode_value(value)))
+    elif kind == "replace":
+        pairs.extend((name, _encode_value(v)) for v in value.split("\0"))
+
+
+def _apply_header_op(msg: Message, op: _HeaderOp) -> None:
+    kind, name, value = op
+    if kind == "strip":
+        del msg[name]
+    elif kind == "insert":
+        msg[name] = value
+    elif kind == "replace":
+        # value holds the new values joined by NUL, one per existing instance, in order
+        del msg[name]
+        for v in value.split("\0"):
+            msg[name] = v

@@ -1,0 +1,1 @@
+"""The mail server: listener, spool, queue runner, SMTP client, DSN, quarantine, supervisor."""

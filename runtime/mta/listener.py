@@ -1,0 +1,726 @@
+"""The SMTP listener (aiosmtpd): host access table, limits, smuggling guard, durable 250.
+
+The handler answers 250 to DATA only after the message's file and its directory were synced
+(Spool.stage, then a group commit shared with the messages that finish close by). A large
+message is written in a thread so it never blocks the event loop that serves the other
+sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import fnmatch
+import functools
+import inspect
+import ipaddress
+import logging
+import re
+import socket
+import ssl
+import time
+from collections import defaultdict, deque
+from email._header_value_parser import get_addr_spec, get_angle_addr
+from email.errors import HeaderParseError
+from typing import Any
+
+from aiosmtpd.smtp import (
+    ALLOWED_BEFORE_STARTTLS,
+    BOGUS_LIMIT,
+    MISSING,
+    SMTP,
+    Session,
+    TLSSetupException,
+    syntax,
+)
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
+
+from runtime.config.config import GatewayConfig, Listener, MailFlowPolicy
+from runtime.mta import memtrim
+from runtime.mta.groupcommit import GroupCommit
+from runtime.mta.spool import Envelope, Spool, SpoolError
+
+log = logging.getLogger("filterlang.smtp")
+
+# Reply codes (RFC 5321 + RFC 3463 enhanced codes).
+OK_QUEUED = "250 2.0.0 OK queued as {queue_id}"
+OK_SENDER = "250 2.1.0 OK"
+OK_RCPT = "250 2.1.5 OK"
+TEMP_LOCAL_ERROR = "451 4.3.0 Temporary local problem, try again later"
+TEMP_SPOOL_ERROR = "451 4.3.1 Queue write failed, try again later"
+TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+RELAY_DENIED = "550 5.7.1 Relaying denied"
+RATE_LIMITED = "421 4.7.0 Rate limit exceeded, try again later"
+SESSION_TIMEOUT = "421 4.4.2 Session time limit exceeded, closing connection"
+POLICY_REJECT = "554 5.7.1 Access denied"
+MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+BARE_LINE_END = "550 5.5.2 Message contains bare CR or LF line endings; use CRLF"
+NUL_IN_MESSAGE = "550 5.6.0 Message contains NUL characters"
+
+TOO_MANY_HOPS = "554 5.4.6 Too many hops (mail loop?)"
+LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
+DATA_TOO_BIG = "552 5.3.4 Too much mail data"
+START_DATA = "354 End data with <CR><LF>.<CR><LF>"
+STREAM_LIMIT = 32 * 1024  # bytes buffered per connection before reading pauses: 2x this
+SPLIT_LINES_UP_TO = 1 << 20  # bytes: longest_line splits a message up to this size at once
+
+DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+INLINE_STORE = 256 * 1024  # bytes: larger messages are written and fsync'd in a thread
+MAX_HOPS = 30  # Received: headers; more means a mail loop (Postfix's hopcount_limit is 50)
+
+
+def count_hops(data: bytes) -> int:
+    end = data.find(b"\r\n\r\n")
+    head = data[: end if end >= 0 else len(data)]
+    return sum(1 for line in head.split(b"\r\n") if line[:9].lower() == b"received:")
+
+
+@functools.lru_cache(maxsize=4)
+def _local_date(second: int) -> str:
+    # The date has whole seconds: formatting it once per second, not once per message (local
+    # time zone lookup and all, ~1% of a worker's CPU).
+    return email.utils.formatdate(second, localtime=True)
+
+
+def received_header(session: Session, hostname: str, queue_id: str, rcpts: list[str],
+                    tls: bool) -> bytes:
+    """Our trace line (RFC 5321 4.4); the `for` clause only for a single recipient."""
+    ip = str(session.peer[0]) if session.peer else "unknown"
+    helo = "".join(c for c in (session.host_name or "unknown") if c.isprintable() and c not in "()")
+    proto = "ESMTPS" if tls else ("ESMTP" if session.extended_smtp else "SMTP")
+    rcpt = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
+    date = _local_date(int(time.time()))
+    return (f"Received: from {helo[:200]} ([{ip}])\r\n\tby {hostname} (filterlang) with {proto} "
+            f"id {queue_id}{rcpt};\r\n\t{date}\r\n").encode("utf-8", "replace")
+
+
+def _matches_host(hostname: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(hostname.lower(), p.lower()) for p in patterns)
+
+
+def choose_policy(config: GatewayConfig, ip: str, hostname: str = "") -> MailFlowPolicy:
+    """Host access table: the first sender group that matches decides; else the default."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        addr = None
+    for group in config.sender_groups:
+        if addr is not None and any(addr in net for net in group.networks):
+            return config.policies[group.policy]
+        if hostname and _matches_host(hostname, group.hosts):
+            return config.policies[group.policy]
+    return config.policies[config.default_policy]
+
+
+class RateLimiter:
+    """Messages per hour per client IP (in this process; a sliding window)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, ip: str, per_hour: int) -> bool:
+        if per_hour <= 0:
+            return True
+        now = time.monotonic()
+        q = self._seen[ip]
+        while q and q[0] < now - 3600:
+            q.popleft()
+        if len(q) >= per_hour:
+            return False
+        q.append(now)
+        return True
+
+
+def check_line_endings(data: bytes) -> str | None:
+    """Refuse SMTP-smuggling shapes: any CR not before LF, any LF not after CR, any NUL."""
+    if b"\0" in data:
+        return NUL_IN_MESSAGE
+    if data.count(b"\r") != data.count(b"\r\n") or data.count(b"\n") != data.count(b"\r\n"):
+        return BARE_LINE_END
+    return None
+
+
+def _raw_params(arg: str | None) -> list[str]:
+    """ESMTP parameters after the address, keyword upper-cased, value kept as sent."""
+    if not arg or ">" not in arg:
+        return []
+    out = []
+    for item in arg.rsplit(">", 1)[1].split():
+        key, sep, value = item.partition("=")
+        out.append(f"{key.upper()}{sep}{value}")
+    return out
+
+
+def _keep_case(server: SMTP, options: list[str]) -> list[str]:
+    raw = getattr(server, "raw_params", None)
+    return raw if raw is not None and len(raw) == len(options) else options
+
+
+_COMMANDS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _commands(cls: type) -> tuple[tuple[str, str], ...]:
+    """(command, method name) for the smtp_* methods of `cls`, found once per class."""
+    found = _COMMANDS.get(cls)
+    if found is None:
+        found = _COMMANDS[cls] = tuple(
+            (name[5:], name) for name in dir(cls) if name.startswith("smtp_")
+        )
+    return found
+
+
+# `<dot-atom@domain>`, what almost every client sends: matched directly. The email header
+# parser that handles everything else was ~5% of a worker's CPU for MAIL and RCPT alone.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_SIMPLE_ANGLE = re.compile(rf"<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>")
+
+
+def _simple_angle_addr(arg: str) -> tuple[str, str] | None:
+    """get_angle_addr's (address, rest) for a plain `<local@domain>`, or None to parse fully.
+
+    The parser also drops the folding white space and comments after `>`: this covers only
+    spaces and tabs followed by no comment, and leaves the rest to it."""
+    m = _SIMPLE_ANGLE.match(arg)
+    if m is None:
+        return None
+    rest = arg[m.end():].lstrip(" \t")
+    if rest[:1] == "(" or rest[:1].isspace():
+        return None
+    return m.group(1), rest
+
+
+def longest_line(data: bytes) -> int:
+    """The length of the longest CRLF-terminated line, CRLF included (a bare CR or LF is part
+    of its line, as for aiosmtpd; such messages are refused later anyway)."""
+    if len(data) <= SPLIT_LINES_UP_TO:
+        *lines, rest = data.split(b"\r\n")
+        return max(max(map(len, lines), default=-2) + 2, len(rest))
+    # A large message: one line at a time, no list of lines as big as the message.
+    longest = start = 0
+    find = data.find
+    while True:
+        end = find(b"\r\n", start)
+        if end < 0:
+            return max(longest, len(data) - start)
+        longest = max(longest, end + 2 - start)
+        start = end + 2
+
+
+def unstuff(data: bytes) -> bytes:
+    """Remove the transparency dot of every line that starts with one (RFC 5321 4.5.2)."""
+    if data[:1] == b".":
+        data = data[1:]
+    if b"\r\n." in data:
+        data = data.replace(b"\r\n.", b"\r\n")
+    return data
+
+
+async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
+                    line_limit: int) -> tuple[bytes, str | None]:
+    """The message after DATA, up to the line that holds only a dot: (content, None), or
+    (b"", reply) when a line or the message is too long (read to its end all the same).
+
+    aiosmtpd reads one line per await, ~70 us of a listener's CPU for a 4 KB message; this
+    reads up to each ".<CR><LF>" instead and keeps it only when the dot starts a line, i.e.
+    when the two bytes before it are CRLF (the DATA command's own CRLF for the first line).
+    A dot after a bare CR or LF therefore never ends the message: no smuggling shape can.
+    """
+    pieces: list[bytes] = []
+    size = 0
+    tail = b"\r\n"  # the last two bytes read so far
+    too_big = False
+    while True:
+        try:
+            chunk = await reader.readuntil(b".\r\n")
+        except asyncio.LimitOverrunError as exc:
+            # More than the stream's limit before the next ".<CR><LF>": take what can be
+            # taken (the reader keeps back any partial separator) and look again.
+            chunk = await reader.readexactly(exc.consumed)
+            end = False
+        else:
+            # The two bytes before the dot, without copying a chunk of up to STREAM_LIMIT.
+            before = chunk[-5:-3] if len(chunk) >= 5 else (tail + chunk[:-3])[-2:]
+            end = before == b"\r\n"
+        body = len(chunk) - 3 if end else len(chunk)
+        size += body
+        if size_limit and size > size_limit:
+            too_big = True
+            pieces.clear()  # keep reading to the end, holding nothing
+        elif body:
+            pieces.append(chunk[:body] if end else chunk)
+        if end:
+            break
+        tail = chunk[-2:] if len(chunk) >= 2 else (tail + chunk)[-2:]
+    if too_big:
+        return b"", DATA_TOO_BIG
+    data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    del pieces
+    if len(data) > line_limit and longest_line(data) > line_limit:
+        return b"", LINE_TOO_LONG
+    return unstuff(data), None
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's protocol with the host access table at connect and a session time limit."""
+
+    # aiosmtpd sizes each connection's stream buffer from this class attribute (it pauses
+    # reading at twice the limit): at its 1,001 bytes a 4 KB message paused and resumed the
+    # socket twice, four epoll_ctl calls per message. Commands stay capped by aiosmtpd's
+    # command_size_limits and DATA lines by the instance's `line_length_limit` (the listener's
+    # max_line_length), set in __init__.
+    line_length_limit = STREAM_LIMIT
+
+    def __dir__(self) -> list[str]:
+        # aiosmtpd's __init__ builds its tables of command methods, handler hooks and AUTH
+        # mechanisms from inspect.getmembers() and dir() of the protocol and the handler, and
+        # checks handle_EHLO's signature with inspect, for every connection: 27 us of the
+        # ~30 us it took to make one, with each message on its own connection. Nothing else
+        # looks here, so it finds nothing, and __init__ below sets the tables from what is
+        # found once per class and handler.
+        return []
+
+    def __init__(self, handler: GatewayHandler, listener: Listener, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._smtp_methods = {cmd: getattr(self, name) for cmd, name in _commands(type(self))}
+        self._handle_hooks = handler.hooks
+        # Our handle_EHLO takes the responses and returns them (aiosmtpd's "new" form). No
+        # AUTH mechanisms: the gateway takes mail by its host access table, and with LOGIN
+        # and PLAIN offered (failing always) a client set to authenticate would defer its mail.
+        self._ehlo_hook_ver = "new"
+        self._auth_methods = {}
+        self._gw_handler = handler
+        self._gw_listener = listener
+        self._deadline: asyncio.TimerHandle | None = None
+        self._idle_deadline = 0.0  # loop time after which a silent client is disconnected
+        self.raw_params: list[str] | None = None
+        self.line_length_limit = listener.max_line_length + 1
+
+    async def _handle_client(self) -> None:
+        """aiosmtpd's command loop with the same replies, limits and error handling, without
+        the two log calls it makes for every command line (each runs a regex over the line
+        to mask AUTH secrets, for a debug log that is off): 4% of the listener's instructions
+        per message. With the PROXY protocol configured, aiosmtpd's own loop runs."""
+        if self._proxy_timeout is not None:
+            await super()._handle_client()
+            return
+        assert self.session is not None and self._reader is not None
+        reader = self._reader
+        await self.push(f"220 {self.hostname} {self.__ident__}")
+        call_limit: dict[str, int] = (
+            defaultdict(lambda: self._call_limit_default, self._call_limit_base)
+            if self._enforce_call_limit else {}
+        )
+        bogus_budget = BOGUS_LIMIT
+        while self.transport is not None:
+            try:
+                try:
+                    line = await reader.readuntil()
+                except asyncio.LimitOverrunError as error:
+                    # Longer than the stream buffer: read to the end of the line, then refuse.
+                    await reader.read(error.consumed)
+                    while True:
+                        try:
+                            await reader.readuntil()
+                            break
+                        except asyncio.LimitOverrunError as more:
+                            await reader.read(more.consumed)
+                    await self.push("500 Command line too long")
+                    continue
+                line = line.rstrip(b"\r\n")
+                if not line:
+                    await self.push("500 Error: bad syntax")
+                    continue
+                command_bytes, _, arg_bytes = line.partition(b" ")
+                try:
+                    command = command_bytes.upper().decode("ascii")
+                except UnicodeDecodeError:
+                    await self.push("500 Error: bad syntax")
+                    continue
+                arg: str | None = None
+                if arg_bytes:
+                    arg_bytes = arg_bytes.strip()
+                    if self.enable_SMTPUTF8:
+                        arg = str(arg_bytes, encoding="utf-8", errors="surrogateescape")
+                    else:
+                        try:
+                            arg = str(arg_bytes, encoding="ascii", errors="strict")
+                        except UnicodeDecodeError:
+                            await self.push("500 Error: strict ASCII mode")
+                            continue
+                max_size = (self.command_size_limits[command] if self.session.extended_smtp
+                            else self.command_size_limit)
+                if len(line) > max_size:
+                    await self.push("500 Command line too long")
+                    continue
+                if not self._tls_handshake_okay and command != "QUIT":
+                    await self.push("554 Command refused due to lack of security")
+                    continue
+                if (self.require_starttls and not self._tls_protocol
+                        and command not in ALLOWED_BEFORE_STARTTLS):
+                    await self.push("530 Must issue a STARTTLS command first")
+                    continue
+                if self._enforce_call_limit:
+                    budget = call_limit[command]
+                    if budget < 1:
+                        log.warning("%r over limit for %s", self.session.peer, command)
+                        await self.push(f"421 4.7.0 {command} sent too many times")
+                        self.transport.close()
+                        continue
+                    call_limit[command] = budget - 1
+                method = self._smtp_methods.get(command)
+                if method is None:
+                    log.warning("%r unrecognised: %s", self.session.peer, command)
+                    bogus_budget -= 1
+                    if bogus_budget < 1:
+                        log.warning("%r too many bogus commands", self.session.peer)
+                        await self.push("502 5.5.1 Too many unrecognized commands, goodbye.")
+                        self.transport.close()
+                        continue
+                    await self.push(f'500 Error: command "{command}" not recognized')
+                    continue
+                self._reset_timeout()  # a valid command: the client is not idle
+                await method(arg)
+            except (asyncio.CancelledError, ConnectionResetError):
+                self._writer.close()  # the connection went away (during DATA, maybe)
+                raise
+            except Exception as error:
+                try:
+                    status = await self.handle_exception(error)
+                except Exception as inner:
+                    log.exception("%r exception in handle_exception()", self.session.peer)
+                    try:
+                        status = f"500 Error: ({inner.__class__.__name__}) {inner}"
+                    except Exception:
+                        status = "500 Error: Cannot describe error"
+                if isinstance(error, TLSSetupException):
+                    self.transport.close()
+                    self.connection_lost(error)
+                else:
+                    await self.push(status)
+
+    async def push(self, status: str | bytes) -> None:
+        # aiosmtpd's push without its debug line, and with a drain only when there is
+        # something to wait for: a reply is a few dozen bytes the socket takes at once, and
+        # awaiting an idle drain cost two coroutine calls for each of a message's seven
+        # replies. A closing transport still drains, so a lost connection is found here.
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        self._writer.write(status + b"\r\n")
+        transport = self._writer.transport
+        if transport.is_closing() or transport.get_write_buffer_size():
+            await self._writer.drain()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd's version, minus a typing.Protocol class it defines on every call (a new
+        # class per MAIL and RCPT: ~2% of a worker's CPU). Same parsing, same results.
+        if not arg:
+            return "", ""
+        address: Any
+        simple = _simple_angle_addr(arg)
+        try:
+            if simple is not None:
+                addr, rest = simple
+            elif arg.lstrip().startswith("<"):
+                address, rest = get_angle_addr(arg)
+            else:
+                address, rest = get_addr_spec(arg)
+        except HeaderParseError:
+            return None, None
+        if simple is None:
+            addr = str(address.addr_spec)
+        localpart = addr.rpartition("@")[0]
+        if self.local_part_limit and len(localpart) > self.local_part_limit:
+            return None, None
+        return addr, rest
+
+    def _getparams(self, params: Any) -> Any:
+        # Keep DSN parameters (RFC 3461): they stay in mail_options / rcpt_options for the
+        # queue and DSN generation instead of being refused as unknown.
+        result = super()._getparams(params)
+        if result is not None:
+            for key in DSN_PARAMS:
+                result.pop(key, None)
+        return result
+
+    # aiosmtpd upper-cases MAIL/RCPT parameters; ENVID and ORCPT values are case-sensitive
+    # (RFC 3461), so keep the raw argument for the handler to re-read.
+    # (@syntax as on aiosmtpd's own methods: HELP lists only commands that carry it.)
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_MAIL(self, arg: str) -> None:
+        self.raw_params = _raw_params(arg)
+        await super().smtp_MAIL(arg)
+
+    @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
+    async def smtp_RCPT(self, arg: str) -> None:
+        self.raw_params = _raw_params(arg)
+        await super().smtp_RCPT(arg)
+
+    @syntax("AUTH <mechanism>", when="_auth_methods")
+    async def smtp_AUTH(self, arg: str) -> None:
+        # Left out of HELP, since there are no mechanisms (see __init__); aiosmtpd answers 504.
+        await super().smtp_AUTH(arg)
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        # aiosmtpd's checks and replies, with the message read by `read_data`.
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None and self._reader is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push(START_DATA)
+        try:
+            data, problem = await read_data(self._reader, self.data_size_limit,
+                                            self.line_length_limit)
+        except asyncio.CancelledError:
+            log.info("connection lost during DATA")
+            self._writer.close()
+            raise
+        except asyncio.IncompleteReadError:
+            log.info("connection closed during DATA")
+            self._writer.close()
+            return
+        if problem is not None:
+            self._set_post_data_state()
+            await self.push(problem)
+            return
+        self.envelope.content = self.envelope.original_content = data
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    def _reset_timeout(self, duration: float | None = None) -> None:
+        # aiosmtpd cancels its idle timer and makes a new one for every command, six per
+        # message, and each lands in the loop's timer heap (dozens of comparisons apiece in
+        # Python). One timer per connection instead: a command only moves the deadline, and
+        # the timer, when it fires early, waits for the rest.
+        self._idle_deadline = self.loop.time() + (duration or self._timeout_duration)
+        handle = self._timeout_handle
+        if handle is None or handle.cancelled() or handle.when() > self._idle_deadline:
+            if handle is not None:
+                handle.cancel()
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+
+    def _idle_check(self) -> None:
+        if self.loop.time() < self._idle_deadline:
+            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
+        else:
+            self._timeout_cb()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername") or ("", 0)
+        policy = choose_policy(self._gw_handler.config, str(peer[0]))
+        if policy.action == "TCPREFUSE":
+            transport.close()
+            return
+        super().connection_made(transport)
+        assert self.session is not None
+        self.session.policy = policy  # type: ignore[attr-defined]
+        self.session.listener = self._gw_listener.name  # type: ignore[attr-defined]
+        self.arm_deadline()
+
+    def arm_deadline(self) -> None:
+        """(Re)start the time cap. A slow-drip client resets aiosmtpd's idle timer with every
+        byte, so we also cap the time to the first MAIL and each transaction (MAIL to the end
+        of DATA); a client that sends many messages over one connection is not cut off."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(
+            self._gw_listener.session_timeout, lambda: asyncio.ensure_future(self._expire())
+        )
+
+    async def _expire(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            try:
+                await self.push(SESSION_TIMEOUT)
+            finally:
+                if self.transport is not None:
+                    self.transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(error)
+
+
+def _policy(session: Session) -> MailFlowPolicy:
+    return session.policy  # type: ignore[attr-defined]
+
+
+class GatewayHandler:
+    """aiosmtpd handler hooks: policy checks at MAIL/RCPT, durable enqueue at DATA."""
+
+    def __dir__(self) -> list[str]:
+        return []  # see GatewaySMTP.__dir__: aiosmtpd takes `hooks` instead
+
+    def __init__(self, config: GatewayConfig, spool: Spool, on_queued: Any = None) -> None:
+        self.config = config
+        self.spool = spool
+        self.rates = RateLimiter()
+        self.on_queued = on_queued
+        self.commits = GroupCommit(spool)
+        # aiosmtpd's hook table (command -> handle_* method), made once for every connection.
+        self.hooks: dict[str, Any] = {
+            name[7:]: getattr(self, name) for name in dir(type(self)) if name.startswith("handle_")
+        }
+
+    def _is_local(self, address: str) -> bool:
+        domain = address.rpartition("@")[2].lower().rstrip(".")
+        return any(domain == d or domain.endswith("." + d) for d in self.config.local_domains)
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        size = f"250-SIZE {_policy(session).max_message_size}"
+        out = [size if r.startswith("250-SIZE") else r for r in responses[:-1]
+               if not r.startswith("250-AUTH")]  # no mechanisms (see GatewaySMTP.__init__)
+        return [*out, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN", responses[-1]]
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str,
+        options: list[str],
+    ) -> str:
+        policy = _policy(session)
+        if isinstance(server, GatewaySMTP):
+            server.arm_deadline()
+        if policy.action == "REJECT":
+            return POLICY_REJECT
+        for opt in options:
+            if opt.startswith("SIZE=") and opt[5:].isdigit() and int(opt[5:]) > policy.max_message_size:
+                return MESSAGE_TOO_BIG
+        if not self.rates.allow(str(session.peer[0]) if session.peer else "", policy.max_messages_per_hour):
+            return RATE_LIMITED
+        envelope.mail_from = address
+        envelope.mail_options.extend(_keep_case(server, options))
+        return OK_SENDER
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: SMTPEnvelope, address: str,
+        options: list[str],
+    ) -> str:
+        policy = _policy(session)
+        if len(envelope.rcpt_tos) >= policy.max_recipients:
+            return TOO_MANY_RCPTS
+        if policy.action == "ACCEPT" and not self._is_local(address):
+            return RELAY_DENIED
+        envelope.rcpt_tos.append(address)
+        options = _keep_case(server, options)
+        # One option list per recipient (aiosmtpd flattens them; the DSN needs them apart).
+        per_rcpt: list[list[str]] = getattr(envelope, "per_rcpt_options", [])
+        per_rcpt.append(list(options))
+        envelope.per_rcpt_options = per_rcpt  # type: ignore[attr-defined]
+        envelope.rcpt_options.extend(options)
+        return OK_RCPT
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SMTPEnvelope) -> str:
+        data = envelope.original_content or b""
+        policy = _policy(session)
+        if len(data) > policy.max_message_size:
+            return MESSAGE_TOO_BIG
+        problem = check_line_endings(data)
+        if problem:
+            return problem
+        if count_hops(data) >= MAX_HOPS:
+            return TOO_MANY_HOPS
+        queue_id = self.spool.new_id(data)
+        env = Envelope(
+            queue_id=queue_id,
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            mail_options=tuple(envelope.mail_options),
+            rcpt_options=tuple(tuple(o) for o in getattr(envelope, "per_rcpt_options", [])),
+            peer=str(session.peer[0]) if session.peer else "",
+            policy=policy.name,
+            listener=str(getattr(session, "listener", "")),
+            helo=session.host_name or "",
+            received_at=time.time(),
+        )
+        trace = received_header(session, server.hostname, queue_id, envelope.rcpt_tos,
+                                session.ssl is not None)
+        try:
+            if len(data) <= INLINE_STORE:
+                # A small message's write takes a few microseconds: here it costs less than
+                # the executor's two thread switches, which took ~0.2 ms of CPU per message
+                # (bench/gateway.py: listener CPU 1.1-1.6 -> 1.0-1.2 ms). Its sync and the
+                # folder's fsync are shared with the messages that finish close by.
+                staged = self.spool.stage(env, data, queue_id=queue_id, prefix=trace,
+                                          batched=True)
+                await self.commits.publish(staged)
+            else:
+                # A large one in a thread, so it never holds up the other sessions (and
+                # batches meanwhile sync file by file: see Spool.large_writes).
+                self.spool.large_writes += 1
+                try:
+                    await asyncio.get_running_loop().run_in_executor(
+                        None, lambda: self.spool.store(env, data, queue_id=queue_id, prefix=trace)
+                    )
+                finally:
+                    self.spool.large_writes -= 1
+        except SpoolError as exc:
+            log.error("spool write failed: %s", exc)
+            return TEMP_SPOOL_ERROR
+        if len(data) >= memtrim.LARGE:
+            # Wake the queue runner (and trim the heap) only once aiosmtpd has dropped its own
+            # copy of the message, right after this handler returns: otherwise signing could
+            # start while that copy is still alive, one more message size at the peak.
+            asyncio.get_running_loop().call_soon(self._queued_large, queue_id, len(data))
+        elif self.on_queued is not None:
+            self.on_queued(queue_id)
+        return OK_QUEUED.format(queue_id=queue_id)
+
+    def _queued_large(self, queue_id: str, size: int) -> None:
+        memtrim.after_message(size)
+        if self.on_queued is not None:
+            self.on_queued(queue_id)
+
+    async def handle_exception(self, error: Exception) -> str:
+        # Never a 500 carrying internals: log the details, answer a neutral temporary failure.
+        log.exception("SMTP handler error", exc_info=error)
+        return TEMP_LOCAL_ERROR
+
+
+# aiosmtpd inspects handle_EHLO's signature for every connection (to tell its old 4-argument
+# form from the new one); a precomputed __signature__ makes that a lookup.
+GatewayHandler.handle_EHLO.__signature__ = inspect.signature(  # type: ignore[attr-defined]
+    GatewayHandler.handle_EHLO)
+
+
+def tls_context(listener: Listener) -> ssl.SSLContext | None:
+    if listener.tls_cert is None or listener.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(listener.tls_cert), str(listener.tls_key))
+    return ctx
+
+
+def protocol_factory(
+    config: GatewayConfig, listener: Listener, handler: GatewayHandler
+) -> Any:
+    """A factory for `loop.create_server`, one protocol per connection."""
+    ctx = tls_context(listener)
+    # aiosmtpd would call socket.getfqdn() (a DNS lookup) for every connection; do it once.
+    hostname = listener.hostname or socket.getfqdn()
+    max_size = max(p.max_message_size for p in config.policies.values())
+
+    def make() -> GatewaySMTP:
+        return GatewaySMTP(
+            handler,
+            listener,
+            # The running loop, given: aiosmtpd would look it up for every connection under a
+            # warnings filter (~2% of a listener's CPU).
+            loop=asyncio.get_running_loop(),
+            data_size_limit=max_size,
+            hostname=hostname,
+            ident="filterlang",
+            tls_context=ctx,
+            timeout=listener.command_timeout,
+            command_call_limit=listener.max_commands,
+        )
+
+    return make

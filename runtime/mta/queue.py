@@ -1,0 +1,660 @@
+"""The queue runner: claim spooled messages, run the pipeline, deliver, retry, bounce, expire.
+
+A message leaves `active` only after its successor state is durable: the deferred copy (with
+the still-pending recipients) or the DSN is written and fsync'd before the active file is
+removed. A crash in between leads to a duplicate delivery after restart, never to a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Protocol
+
+import attrs
+
+from runtime.config.config import Delivery as DeliveryConfig
+from runtime.mta import memtrim
+from runtime.mta.dsn import RecipientStatus, build_dsn, status_from_code
+from runtime.mta.metrics import Metrics
+from runtime.mta.quarantine import Quarantines
+from runtime.mta.spool import CorruptEntry, Envelope, Spool, SpoolError
+from runtime.mta.tracking import Tracker
+from runtime.mta.transport import (
+    Destination,
+    MaildirTransport,
+    Resolver,
+    Result,
+    StaticResolver,
+    Transport,
+)
+from runtime.pipeline.flow import (
+    BOUNCE,
+    COPIED,
+    DELIVER,
+    QUARANTINE,
+    InFlight,
+    RetryLater,
+    Stage,
+    run_pipeline,
+)
+
+log = logging.getLogger("filterlang.delivery")
+
+MAILDIR = Destination("maildir", 0)
+ACTIVE_WINDOW = 200
+DEFERRED_SCAN = 2.0  # seconds between scans of the deferred queue
+LIST_EMPTY_EVERY = 0.1  # seconds: `incoming` listed at most this often when no offers are left
+WAKE_EVERY = 0.5  # seconds: the event loop's queue runner looks at the queue at least this often
+# Messages up to this size run the pipeline and delivery's file work in the event loop (about
+# a millisecond for a typical message); larger ones in a thread, so one big message never
+# stalls the SMTP sessions the loop serves.
+INLINE_LIMIT = 256 * 1024
+
+
+class AsyncTransport(Protocol):
+    async def send_async(
+        self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
+        mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = (),
+    ) -> dict[str, Result]: ...
+
+    async def aclose(self) -> None: ...
+NO_ROUTE = Result(451, "4.4.4 no route to the recipient's domain (no MX)")
+
+
+def alert(metrics: Metrics | None, kind: str, text: str, sink: Tracker | None = None) -> None:
+    """Raise an operator alert: error log line, metric, and a JSON line in the alerts log."""
+    log.error("ALERT %s: %s", kind, text)
+    if metrics is not None:
+        metrics.child(metrics.alerts, kind).inc()
+    if sink is not None:
+        sink.record("alert", "", kind=kind, text=text)
+
+
+# A header line, other than the first, that starts "Message-ID:" (any case), up to its CRLF.
+# Starting with CRLF lets the regex engine skip to each line start instead of trying every
+# position of the header block.
+_MESSAGE_ID = re.compile(rb"\r\nmessage-id:(.*?)(?:\r\n|\Z)", re.IGNORECASE | re.DOTALL)
+
+
+def _message_id(data: bytes) -> str:
+    """The Message-ID header's value, from the header block (or the first 64 KB), searched in
+    place: slicing the header block and splitting it into lines copied it twice."""
+    end = data.find(b"\r\n\r\n", 0, 65536)
+    if end < 0:
+        end = 65536
+    if end >= 11 and data[:11].lower() == b"message-id:":
+        line_end = data.find(b"\r\n", 11, end)
+        value = data[11 : line_end if line_end >= 0 else end]
+    else:
+        found = _MESSAGE_ID.search(data, 0, end)
+        if found is None:
+            return ""
+        value = found[1]
+    return value.strip().decode("ascii", "replace")[:200]
+
+
+class Router:
+    """Recipient → destination, from the delivery config."""
+
+    def __init__(self, config: DeliveryConfig, resolver: Resolver | None = None) -> None:
+        self.config = config
+        self.resolver = resolver or StaticResolver()
+        # The relay as a Destination once, not parsed (and built) again for every recipient;
+        # the same object each time also keeps its hash (Destination caches it).
+        self._relay: Destination | None = None
+        target = config.relay or config.reinject
+        if target and config.maildir is None:
+            with contextlib.suppress(ValueError):  # (route() raises it, per message, as before)
+                self._relay = Destination.parse(target)
+
+    def route(self, rcpt: str, alt_mailhost: str = "") -> list[Destination]:
+        if alt_mailhost:
+            host, sep, port = alt_mailhost.rpartition(":")
+            if sep and port.isdigit():
+                return [Destination(host.strip("[]"), int(port))]
+            return [Destination(alt_mailhost.strip("[]"), 25)]
+        c = self.config
+        if c.maildir is not None:
+            return [MAILDIR]
+        if self._relay is not None:
+            return [self._relay]
+        if c.relay or c.reinject:
+            return [Destination.parse(c.relay or c.reinject or "")]
+        return self.resolver.mx(rcpt.rpartition("@")[2])
+
+
+class QueueRunner:
+    """Works the spool with a pool of delivery threads; several processes may share a spool."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        config: DeliveryConfig,
+        transport: Transport,
+        *,
+        stages: tuple[Stage, ...] = (),
+        resolver: Resolver | None = None,
+        quarantines: Quarantines | None = None,
+        tracker: Tracker | None = None,
+        metrics: Metrics | None = None,
+        alerts: Tracker | None = None,
+        alert_email: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spool = spool
+        self.config = config
+        self.transport = transport
+        self.maildir = MaildirTransport(config.maildir) if config.maildir else None
+        self.router = Router(config, resolver)
+        self.stages = stages
+        self.quarantines = quarantines
+        self.tracker = tracker or Tracker(None)
+        self.metrics = metrics
+        self.alerts = alerts
+        self.alert_email = alert_email
+        self.clock = clock
+        self.wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Queue ids to claim next, oldest first (a dict as an ordered set): the listeners
+        # offer what they just stored, so `incoming` is listed only now and then (see
+        # _claim_incoming).
+        self._backlog: dict[str, None] = {}
+        # Offers also come from threads (a large message's pipeline, the delivery threads of
+        # start()), so taking the oldest name and adding one must not interleave.
+        self._backlog_lock = threading.Lock()
+        self._listed_at = -math.inf  # when `incoming` was last listed (time.monotonic)
+        # Set while run_async drives this runner in an event loop.
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._awake: asyncio.Event | None = None
+        self._astop = False
+
+    def alert(self, kind: str, text: str, mail: bool = True) -> None:
+        """Log, count, record, and (when configured) mail an alert to the operator.
+
+        No mail for spool write errors: the alert mail would need the spool that just failed.
+        """
+        alert(self.metrics, kind, text, self.alerts)
+        if mail and self.alert_email:
+            body = (f"From: MAILER-DAEMON\r\nTo: <{self.alert_email}>\r\n"
+                    f"Subject: filterlang alert: {kind}\r\nAuto-Submitted: auto-generated\r\n"
+                    f"\r\n{text}\r\n").encode("ascii", "replace")
+            try:
+                self.spool.store(Envelope("", (self.alert_email,), policy="alert", processed=True), body)
+            except SpoolError:
+                log.error("could not queue the alert mail for %s", self.alert_email)
+
+    # -- one message -------------------------------------------------------------------------
+
+    def _read_active(self, queue_id: str) -> tuple[Envelope, bytes] | None:
+        """The claimed message, or None when its file is unreadable (moved to `corrupt`)."""
+        try:
+            return self.spool.read("active", queue_id)
+        except CorruptEntry as exc:
+            if self.spool.move(queue_id, "active", "corrupt"):
+                self.alert("corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
+            return None
+
+    def process(self, queue_id: str) -> None:
+        """Handle one message already moved to `active`."""
+        read = self._read_active(queue_id)
+        if read is None:
+            return
+        env, data = read
+        size = len(data)
+        try:
+            self._process(env, data)
+            del data
+            memtrim.after_message(size)
+        except SpoolError as exc:
+            # The disk is full or failing: give the message back (rename only, no new bytes)
+            # after a pause, so it is retried without spinning.
+            self.alert("spool_write", f"{queue_id}: {exc}", mail=False)
+            time.sleep(1.0)
+            self.spool.move(queue_id, "active", "incoming", durable=False)
+        except Exception:
+            # A pipeline bug must not lose the message or stop the queue: park it in hold.
+            log.exception("processing %s failed; moved to hold", queue_id)
+            self.spool.move(queue_id, "active", "hold")
+            self.alert("processing_error", f"{queue_id} moved to hold")
+
+    def _process(self, env: Envelope, data: bytes) -> None:
+        out = (env, data) if env.processed else self._pipeline(env, data)
+        if out is not None:
+            self._deliver(*out)
+
+    def _pipeline(self, env: Envelope, data: bytes) -> tuple[Envelope, bytes] | None:
+        """Run the stages and act on their outcome (bounces, copies, quarantine); the envelope
+        and message left to deliver, or None when nothing is left to deliver."""
+        qid = env.queue_id
+        self.tracker.record("received", qid, mail_from=env.mail_from, rcpts=list(env.rcpt_tos),
+                            peer=env.peer, helo=env.helo, policy=env.policy, size=len(data),
+                            message_id=_message_id(data), received_at=env.received_at)
+        try:
+            msg = run_pipeline(self.stages, InFlight(env, data))
+        except RetryLater as exc:
+            self._retry_filters(env, data, str(exc))
+            return None
+        self._count(msg.events)
+        # Stages may rewrite the envelope (alt-rcpt-to); from here on it is the truth.
+        env = msg.envelope
+        if env.queue_id != qid:
+            env = attrs.evolve(env, queue_id=qid)
+        bounced = msg.recipients(BOUNCE)
+        if bounced:
+            self._bounce(env, data, [
+                RecipientStatus(r, "failed", "5.7.1",
+                                msg.bounce_reasons.get(r, "550 5.7.1 message refused by policy"))
+                for r in bounced
+            ], headers_only=msg.headers_only_dsn)
+        for rcpt, disp in msg.dispositions.items():
+            if disp not in (DELIVER, COPIED):
+                self.tracker.record(disp, qid, rcpt=rcpt, trace=msg.trace)
+        for n, copy in enumerate(msg.copies):
+            # Each copy is durable in the spool before the original leaves `active`.
+            keep = set(copy.rcpts)
+            if copy.quarantine and self.quarantines is not None:
+                self.quarantines.put(copy.quarantine, attrs.evolve(
+                    env, rcpt_tos=copy.rcpts, processed=True, queue_id=f"{qid}.{n}"), copy.data)
+                self.tracker.record("quarantine", qid, quarantine=copy.quarantine,
+                                    rcpts=list(copy.rcpts), note=copy.note)
+                continue
+            self.offer(self.spool.store(attrs.evolve(
+                env, rcpt_tos=copy.rcpts, processed=True,
+                mail_from=env.mail_from if copy.mail_from is None else copy.mail_from,
+                rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
+                                   if r in keep),
+                alt_mailhost=copy.alt_mailhost or msg.alt_mailhost,
+                trace=(*msg.trace, copy.note) if copy.note else tuple(msg.trace),
+            ), copy.data))
+        if msg.copies:
+            self._notify()
+        waiting = msg.recipients(DELIVER) + msg.recipients(QUARANTINE)
+        if msg.quarantine and self.quarantines is not None and waiting:
+            # (Recipients served by copies are not in the quarantined original.)
+            opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
+            self.quarantines.put(msg.quarantine, attrs.evolve(
+                env, processed=True, rcpt_tos=waiting,
+                rcpt_options=tuple(opts[r] for r in waiting if r in opts)
+                if len(opts) == len(env.rcpt_tos) else ()), msg.data)
+            self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
+            self.spool.remove("active", qid)
+            return None
+        keep = set(msg.recipients(DELIVER))
+        env = attrs.evolve(
+            env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep), processed=True,
+            rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
+                               if r in keep),
+            alt_mailhost=msg.alt_mailhost, trace=tuple(msg.trace))
+        data = msg.data
+        if not env.rcpt_tos:
+            self.spool.remove("active", qid)
+            return None
+        return env, data
+
+    def _retry_filters(self, env: Envelope, data: bytes, problem: str) -> None:
+        """on_filter_error = "tempfail": every recipient waits for another attempt, on the
+        retry schedule, and the filters run again then (the message stays unprocessed); one
+        still failing at the end of the queue lifetime is bounced, as a delivery would be."""
+        log.warning("%s: %s; the message stays queued", env.queue_id, problem)
+        failure = Result(451, f"4.3.0 {problem}")
+        self._settle(env, data, {r: (failure, "filters") for r in env.rcpt_tos}, self.clock())
+
+    def _count(self, events: list[tuple[str, str]]) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        counters = {"filter_hit": m.filter_hits, "smime": m.smime, "harvest": m.harvest}
+        for kind, label in events:
+            counter = counters.get(kind)
+            if counter is not None:
+                m.child(counter, label).inc()
+
+    def _send(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes) -> dict[str, Result]:
+        transport = self.maildir if dest == MAILDIR and self.maildir else self.transport
+        opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
+        return transport.send(
+            dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
+        )
+
+    def _routes(self, env: Envelope) -> dict[tuple[Destination, ...], list[str]]:
+        """Recipients grouped by their destinations (MX hosts in preference order)."""
+        by_dest: dict[tuple[Destination, ...], list[str]] = defaultdict(list)
+        for rcpt in env.rcpt_tos:
+            by_dest[tuple(self.router.route(rcpt, env.alt_mailhost))].append(rcpt)
+        return by_dest
+
+    def _deliver(self, env: Envelope, data: bytes) -> None:
+        now = self.clock()
+        results: dict[str, tuple[Result, str]] = {}
+        for dests, rcpts in self._routes(env).items():
+            pending = list(rcpts)
+            if not dests:
+                results.update({r: (NO_ROUTE, "") for r in rcpts})
+            for dest in dests:  # MX hosts in preference order; the next only on temp failure
+                got = self._send(dest, env, pending, data)
+                results.update({r: (res, str(dest)) for r, res in got.items()})
+                pending = [r for r in pending if not got[r].ok and not got[r].permanent]
+                if not pending:
+                    break
+        self._settle(env, data, results, now)
+
+    def _settle(self, env: Envelope, data: bytes, results: dict[str, tuple[Result, str]],
+                now: float) -> None:
+        """Record what each recipient got; bounce, defer or finish the message."""
+        qid = env.queue_id
+        failed, deferred = [], []
+        for rcpt, (res, where) in results.items():
+            if res.ok:
+                self.tracker.record("delivered", qid, rcpt=rcpt, mail_from=env.mail_from,
+                                    dest=where, reply=f"{res.code} {res.text}",
+                                    policy=env.policy, peer=env.peer, size=len(data),
+                                    message_id=_message_id(data), trace=list(env.trace),
+                                    attempts=env.attempts + 1,
+                                    delay=round(now - env.received_at, 3))
+                if self.metrics:
+                    self.metrics.child(self.metrics.delivered, "delivered").inc()
+                    self.metrics.latency.observe(max(0.0, now - env.received_at))
+            elif res.permanent:
+                failed.append(RecipientStatus(rcpt, "failed", status_from_code(res.code, res.text),
+                                              f"{res.code} {res.text}", where))
+            else:
+                deferred.append((rcpt, res))
+        expired = deferred and now - env.received_at >= self.config.max_queue_lifetime
+        if expired:
+            failed += [RecipientStatus(r, "failed", "4.4.7",
+                                       f"message expired in queue; last error: {res.code} {res.text}")
+                       for r, res in deferred]
+            deferred = []
+        if failed:
+            self._bounce(env, data, failed)
+        if deferred:
+            attempts = env.attempts + 1
+            delay = self.config.retry_schedule[min(attempts - 1, len(self.config.retry_schedule) - 1)]
+            keep = {r for r, _ in deferred}
+            opts = [o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False) if r in keep]
+            last = deferred[0][1]
+            new = attrs.evolve(env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep),
+                               rcpt_options=tuple(opts), attempts=attempts, next_attempt=now + delay,
+                               last_error=f"{last.code} {last.text}")
+            self.spool.rewrite("deferred", new, data)
+            for rcpt, res in deferred:
+                self.tracker.record("deferred", qid, rcpt=rcpt, reply=f"{res.code} {res.text}",
+                                    attempts=attempts, retry_in=delay)
+                if self.metrics:
+                    self.metrics.child(self.metrics.delivered, "deferred").inc()
+        self.spool.remove("active", qid)
+
+    def _bounce(self, env: Envelope, data: bytes, statuses: list[RecipientStatus],
+                headers_only: bool = False) -> None:
+        for s in statuses:
+            self.tracker.record("bounced", env.queue_id, rcpt=s.recipient, status=s.status,
+                                reply=s.diagnostic)
+            if self.metrics:
+                self.metrics.child(self.metrics.delivered, "bounced").inc()
+        dsn = build_dsn(env, data, statuses, headers_only=headers_only)
+        if dsn is None:
+            return  # null sender: never bounce a bounce
+        dsn_env = Envelope(mail_from="", rcpt_tos=(env.mail_from,), policy="dsn", processed=True)
+        self.offer(self.spool.store(dsn_env, dsn))
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run_once(self, pool: ThreadPoolExecutor | None = None) -> int:
+        """Claim and process everything ready now; return how many messages were handled."""
+        # A bounded active window: claim at most a batch, so sibling processes get work too.
+        ids = list(itertools.islice(self.spool.claim_ready(self.clock()), ACTIVE_WINDOW))
+        if pool is None:
+            for qid in ids:
+                self.process(qid)
+        else:
+            list(pool.map(self.process, ids))
+        return len(ids)
+
+    def offer(self, queue_id: str) -> None:
+        """A message just stored in `incoming` (by the listener or by this runner): claim it
+        without listing the folder. Safe from any thread."""
+        with self._backlog_lock:
+            self._backlog[queue_id] = None
+        self._notify()
+
+    def _notify(self) -> None:
+        self.wake.set()
+        loop, awake = self._aloop, self._awake
+        if loop is not None and awake is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                awake.set()
+            else:  # from a thread that runs a large message's pipeline
+                with contextlib.suppress(RuntimeError):  # the loop is closing
+                    loop.call_soon_threadsafe(awake.set)
+
+    def start(self) -> None:
+        """Run the queue in a thread with a pool of delivery threads (blocking transports)."""
+        self._thread = threading.Thread(target=self._run_threads, name="queue-runner", daemon=True)
+        self._thread.start()
+
+    def _claim_incoming_now(self, room: int, last_scan: float) -> tuple[list[str], float | None]:
+        """Up to `room` messages from `incoming`; and the time now when the deferred queue is
+        due for a scan and there is room left for it (else None).
+
+        The deferred directory (and `incoming` in full, for messages other processes stored)
+        is scanned only every DEFERRED_SCAN seconds: reading thousands of headers each pass
+        would cost more than the retries it finds."""
+        now = self.clock()
+        scan = now - last_scan >= DEFERRED_SCAN
+        ids: list[str] = []
+        try:
+            ids = self._claim_incoming(room, relist=scan)
+        except Exception:
+            log.exception("queue runner pass failed")
+        return ids, now if scan and len(ids) < room else None
+
+    def _claim_deferred(self, now: float, room: int) -> list[str]:
+        return list(itertools.islice(self.spool.claim_ready(now, include_incoming=False), room))
+
+    def _run_threads(self) -> None:
+        # Keep up to 2 x threads messages in flight and top up as each one finishes, so one
+        # slow destination never holds back the rest of a batch.
+        limit = 2 * self.config.workers
+        inflight: set[Future[None]] = set()
+        last_scan = 0.0
+        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="deliver") as pool:
+            while not self._stop.is_set():
+                self.wake.clear()
+                room = limit - len(inflight)
+                if room > 0:
+                    ids, scan_at = self._claim_incoming_now(room, last_scan)
+                    if scan_at is not None:
+                        try:
+                            ids += self._claim_deferred(scan_at, room - len(ids))
+                        except Exception:
+                            log.exception("queue runner pass failed")
+                        if len(ids) < room:
+                            last_scan = scan_at
+                    inflight |= {pool.submit(self.process, qid) for qid in ids}
+                if inflight:
+                    _, inflight = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
+                    inflight = set(inflight)
+                else:
+                    self.wake.wait(0.5)
+            wait(inflight)
+
+    def _claim_incoming(self, room: int, relist: bool = False) -> list[str]:
+        """Claim up to `room` messages from `incoming`, oldest first.
+
+        The names come from what was offered and from listing the folder, which happens only
+        when those are used up, or on `relist` when fewer are known than there is room for:
+        listing and sorting a backlog of thousands for every few claims made the runner
+        quadratic under load, and names piled up again with every listing. A name another
+        process claimed meanwhile just fails its rename and is forgotten."""
+        backlog, lock = self._backlog, self._backlog_lock
+        listed = False
+        if relist and len(backlog) < room:
+            self._add_listing()
+            listed = True
+        ids: list[str] = []
+        while len(ids) < room:
+            with lock:
+                qid = next(iter(backlog), None)
+                if qid is not None:
+                    del backlog[qid]
+            if qid is None:
+                # Offers are used up. Look in the folder for messages nobody offered (another
+                # queue process's share, a lost doorbell note), but not at every pass: listing
+                # whenever the offers ran dry read the folder for a third of all messages
+                # under load, and the names it found were mostly claimed already (strace).
+                if listed or time.monotonic() - self._listed_at < LIST_EMPTY_EVERY:
+                    break
+                self._add_listing()
+                listed = True
+                continue
+            if self.spool.move(qid, "incoming", "active", durable=False):
+                ids.append(qid)
+        return ids
+
+    def _add_listing(self) -> None:
+        self._listed_at = time.monotonic()
+        names = dict.fromkeys(self.spool.list("incoming"))
+        with self._backlog_lock:
+            self._backlog.update(names)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.transport.close()
+
+    # -- the gateway's queue: one event loop per queue process ---------------------------------
+
+    async def run_async(self, transport: AsyncTransport | None = None) -> None:
+        """Work the queue in the running event loop until `request_stop`, then finish what is
+        in flight. SMTP delivery goes through `transport` without threads (another transport
+        runs in a thread); see runtime/smtp_client.py for why."""
+        loop = self._aloop = asyncio.get_running_loop()
+        self._awake = awake = asyncio.Event()
+        self._astop = False
+        limit = 2 * self.config.workers
+        inflight: set[asyncio.Task[None]] = set()
+        last_scan = 0.0
+
+        def done(task: asyncio.Task[None]) -> None:
+            inflight.discard(task)
+            awake.set()  # room for another message
+
+        # Look at the queue at least every WAKE_EVERY seconds (deferred messages come due, other
+        # processes store messages): one timer for the whole run, where a timeout around each
+        # wait made a Timeout and armed and cancelled a timer for every message.
+        def tick() -> None:
+            awake.set()
+            ticker[0] = loop.call_later(WAKE_EVERY, tick)
+
+        ticker = [loop.call_later(WAKE_EVERY, tick)]
+        try:
+            while not self._astop:
+                awake.clear()
+                room = limit - len(inflight)
+                if room > 0:
+                    ids, scan_at = self._claim_incoming_now(room, last_scan)
+                    if scan_at is not None:
+                        try:  # reads message headers from disk: in a thread, off the loop
+                            ids += await asyncio.to_thread(self._claim_deferred, scan_at,
+                                                           room - len(ids))
+                        except Exception:
+                            log.exception("queue runner pass failed")
+                        if len(ids) < room:
+                            last_scan = scan_at
+                    for qid in ids:
+                        task = loop.create_task(self.process_async(qid, transport),
+                                                name=f"deliver {qid}")
+                        inflight.add(task)
+                        task.add_done_callback(done)
+                await awake.wait()
+            if inflight:
+                await asyncio.wait(inflight)
+        finally:
+            ticker[0].cancel()
+            if transport is not None:
+                await transport.aclose()
+            self.transport.close()
+            self._aloop = self._awake = None
+
+    def request_stop(self) -> None:
+        """Stop claiming messages; run_async returns once those in flight are done."""
+        self._astop = True
+        if self._awake is not None:
+            self._awake.set()
+
+    async def process_async(self, queue_id: str, transport: AsyncTransport | None = None) -> None:
+        """`process` for the event loop: the same outcomes, the same care for the message."""
+        read = self._read_active(queue_id)
+        if read is None:
+            return
+        env, data = read
+        size = len(data)
+        inline = size <= INLINE_LIMIT
+        try:
+            out: tuple[Envelope, bytes] | None = (env, data)
+            if not env.processed and not inline:
+                out = await asyncio.to_thread(self._pipeline, env, data)
+            elif not env.processed:
+                out = self._pipeline(env, data)
+            del data
+            if out is not None:
+                await self._deliver_async(*out, transport=transport, inline=inline)
+            del out
+            memtrim.after_message(size)
+        except SpoolError as exc:
+            self.alert("spool_write", f"{queue_id}: {exc}", mail=False)
+            await asyncio.sleep(1.0)
+            self.spool.move(queue_id, "active", "incoming", durable=False)
+        except Exception:
+            log.exception("processing %s failed; moved to hold", queue_id)
+            self.spool.move(queue_id, "active", "hold")
+            self.alert("processing_error", f"{queue_id} moved to hold")
+
+    async def _deliver_async(self, env: Envelope, data: bytes, *,
+                             transport: AsyncTransport | None, inline: bool) -> None:
+        now = self.clock()
+        # MX lookups block: in a thread. A relay or a static table is a lookup in memory.
+        routes = await asyncio.to_thread(self._routes, env) if self.config.mx else self._routes(env)
+        results: dict[str, tuple[Result, str]] = {}
+        for dests, rcpts in routes.items():
+            pending = list(rcpts)
+            if not dests:
+                results.update({r: (NO_ROUTE, "") for r in rcpts})
+            for dest in dests:  # as in _deliver
+                got = await self._send_async(dest, env, pending, data, transport, inline)
+                results.update({r: (res, str(dest)) for r, res in got.items()})
+                pending = [r for r in pending if not got[r].ok and not got[r].permanent]
+                if not pending:
+                    break
+        if inline:
+            self._settle(env, data, results, now)
+        else:
+            await asyncio.to_thread(self._settle, env, data, results, now)
+
+    async def _send_async(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes,
+                          transport: AsyncTransport | None, inline: bool) -> dict[str, Result]:
+        if transport is None or dest == MAILDIR:
+            if inline and dest == MAILDIR:
+                return self._send(dest, env, rcpts, data)
+            return await asyncio.to_thread(self._send, dest, env, rcpts, data)
+        opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
+        return await transport.send_async(
+            dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
+        )

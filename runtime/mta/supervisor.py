@@ -1,0 +1,406 @@
+"""`filterlang serve`: a supervisor process and N forked workers sharing sockets and spool.
+
+Design (why): Python runs one core per process, so throughput grows with cores only with
+several processes. The supervisor binds every listening socket once, recovers the spool (gives
+`active` files of a crashed run back to `incoming`), then forks `workers` listener processes
+and `queue_workers` queue processes (see worker_counts). A listener runs an asyncio
+aiosmtpd server on the inherited sockets (the kernel spreads connections), makes each message
+durable and rings the doorbell (runtime/doorbell.py) with its queue id. A queue process claims
+messages, runs the pipeline and delivers, in one event loop (runtime/smtp_client.py), at a
+lower CPU priority: accepting mail comes first. Queue processes share the spool safely because
+every claim is an atomic rename from `incoming`/`deferred` into their own `active` folder.
+
+SIGHUP: the supervisor loads the config again; if it fails, it logs why and keeps the running
+workers; if it loads, it starts new workers on the new config, then drains the old ones.
+SIGTERM: stop accepting, let open sessions finish (bounded), finish deliveries in flight, exit.
+Workers die with the supervisor (PR_SET_PDEATHSIG), so a kill -9 leaves no orphans behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gc
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+from runtime.config.config import ConfigError, GatewayConfig, Listener, load_config
+from runtime.mta import memtrim
+from runtime.mta.doorbell import Doorbell
+from runtime.mta.listener import GatewayHandler, protocol_factory, tls_context
+from runtime.mta.metrics import Metrics, enable_multiprocess, reset_multiprocess
+from runtime.mta.quarantine import Quarantines
+from runtime.mta.queue import QueueRunner, alert
+from runtime.mta.smtp_client import AsyncSMTPTransport, SMTPTransport
+from runtime.mta.spool import Spool
+from runtime.mta.tracking import Tracker
+from runtime.mta.transport import DnsResolver, Resolver, Transport
+from runtime.pipeline.flow import Stage, build_pipeline
+from runtime.pipeline.stages import StageSetupError, build_stages, load_context
+
+log = logging.getLogger("filterlang.gateway")
+
+DRAIN_SECONDS = 30.0
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+LISTENER, QUEUE = "listener", "queue"  # the two kinds of worker process
+QUEUE_NICE = 5
+GC_YOUNG_THRESHOLD = 50_000  # allocations between two young collections (Python's default: 700)
+
+
+def spool_for(config: GatewayConfig, owner: str = "main") -> Spool:
+    return Spool(config.storage.data_dir / "spool", owner, config.storage.spool_sync)
+
+
+def metrics_dir(config: GatewayConfig) -> Path:
+    return config.storage.data_dir / "metrics"
+
+
+def quarantines_for(config: GatewayConfig) -> Quarantines:
+    return Quarantines(config.storage.data_dir / "quarantine", frozenset(config.quarantines))
+
+
+def make_runner(
+    config: GatewayConfig,
+    spool: Spool,
+    *,
+    transport: Transport | None = None,
+    resolver: Resolver | None = None,
+    stages: Mapping[str, Stage] | None = None,
+    metrics: Metrics | None = None,
+) -> QueueRunner:
+    return QueueRunner(
+        spool,
+        config.delivery,
+        transport or SMTPTransport(config.delivery.connect_timeout),
+        stages=build_pipeline(stages),
+        resolver=resolver or (DnsResolver() if config.delivery.mx else None),
+        quarantines=quarantines_for(config),
+        tracker=Tracker(config.storage.data_dir / "tracking.jsonl"),
+        metrics=metrics,
+        alerts=Tracker(config.alerts.log) if config.alerts.log else None,
+        alert_email=config.alerts.email,
+    )
+
+
+class CertificateProblem(Exception):
+    pass
+
+
+def check_stages(config: GatewayConfig) -> None:
+    """Compile the filters and load every certificate, key and trust anchor once now, so a
+    mistake stops start-up (or a reload) with its location instead of failing each message."""
+    try:
+        load_context(config)
+    except StageSetupError as exc:
+        raise CertificateProblem(str(exc)) from None
+
+
+def check_tls(config: GatewayConfig) -> None:
+    """Load every listener's certificate now, so a bad one stops start-up (or a reload)
+    with a clear message instead of crashing the workers."""
+    for i, lst in enumerate(config.listeners):
+        try:
+            tls_context(lst)
+        except (OSError, ssl.SSLError) as exc:
+            raise CertificateProblem(
+                f"{config.source}: listeners[{i}].tls_cert: cannot load {lst.tls_cert} / "
+                f"{lst.tls_key}: {exc}; give a PEM certificate and its private key"
+            ) from None
+
+
+def bind(listener: Listener) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listener.address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((listener.address, listener.port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve_listener(
+    config: GatewayConfig,
+    socks: list[tuple[Listener, socket.socket]],
+    spool: Spool,
+    stop: asyncio.Event,
+    on_queued: Callable[[str], None],
+) -> None:
+    """A listener process: SMTP sessions, each message durable in the spool before its 250."""
+    loop = asyncio.get_running_loop()
+    handler = GatewayHandler(config, spool, on_queued=on_queued)
+    servers = [
+        await loop.create_server(protocol_factory(config, lst, handler), sock=sock)
+        for lst, sock in socks
+    ]
+    await stop.wait()
+    for server in servers:
+        server.close()  # stop accepting; open sessions go on
+    deadline = loop.time() + DRAIN_SECONDS
+
+    def sessions() -> list[asyncio.Task[object]]:
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+
+    while sessions() and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+
+
+async def _serve_queue(
+    config: GatewayConfig, runner: QueueRunner, stop: asyncio.Event, doorbell: Doorbell
+) -> None:
+    """A queue process: claims messages, runs the pipeline, delivers; until `stop`, then it
+    finishes what it holds."""
+    loop = asyncio.get_running_loop()
+    doorbell.listen(loop, runner.offer)
+    # SMTP delivery runs in this event loop (runtime/smtp_client.py says why); a transport
+    # given to make_runner (tests, tools) runs in threads instead.
+    transport = (AsyncSMTPTransport(config.delivery.connect_timeout)
+                 if isinstance(runner.transport, SMTPTransport) else None)
+    queue = loop.create_task(runner.run_async(transport), name="queue-runner")
+    await stop.wait()
+    runner.request_stop()
+    await queue
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket]],
+                role: str, doorbell: Doorbell, serve_metrics: bool = False) -> None:
+    """Body of one forked worker, a LISTENER or a QUEUE process; never returns."""
+    _die_with_parent()
+    memtrim.tune_malloc()
+    code = 0
+    try:
+        spool = spool_for(config, owner=str(os.getpid()))
+        enable_multiprocess(metrics_dir(config))
+        metrics = Metrics(spool, metrics_dir(config))
+        if serve_metrics and config.metrics.port:
+            metrics.serve(config.metrics.address, config.metrics.port)
+        serve: Callable[[asyncio.Event], Awaitable[None]]
+        if role == LISTENER:
+            def queued(qid: str) -> None:
+                metrics.received.inc()
+                doorbell.ring(qid)
+
+            def serve(stop: asyncio.Event) -> Awaitable[None]:
+                return _serve_listener(config, socks, spool, stop, queued)
+        else:
+            for _, sock in socks:
+                sock.close()  # only listeners accept
+            # Accepting mail comes first: when both want a core, the listeners get it and the
+            # queue catches up in the gaps (the spool holds what waits).
+            os.nice(QUEUE_NICE)
+            sink = Tracker(config.alerts.log) if config.alerts.log else None
+            stages = build_stages(config, alert=lambda kind, text: alert(metrics, kind, text, sink))
+            runner = make_runner(config, spool, metrics=metrics, stages=stages)
+
+            def serve(stop: asyncio.Event) -> Awaitable[None]:
+                return _serve_queue(config, runner, stop, doorbell)
+
+        # What is built by now (compiled filters, certificates, keys, modules) lives as long
+        # as the process: out of the collector's sight, a full collection scans only what
+        # messages create.
+        gc.collect()
+        gc.freeze()
+        # A message makes thousands of short-lived containers (futures, MIME parts, filter
+        # results) that die by reference count; at the default 700 allocations a young
+        # collection ran every few dozen of them and walked those still alive. Every 50,000:
+        # 4.6% fewer instructions per message in a queue process and 1.2% in a listener
+        # (callgrind, bench/queue_cpu.py and an in-process listener under smtp-source).
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 100)
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, stop.set)
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor reloads
+            await serve(stop)
+
+        asyncio.run(main())
+    except Exception:
+        log.exception("worker failed")
+        code = 1
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def default_workers() -> int:
+    """Listener processes for `workers = 0`: one per two cores this process may run on (at
+    least one). A listener keeps about half a core busy per 1,000 messages a second; more
+    listeners than that only trade the cores between them and make group commits smaller."""
+    try:
+        cores = len(os.sched_getaffinity(0))  # what taskset or a container allows
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
+def worker_counts(config: GatewayConfig) -> tuple[int, int]:
+    """(listener processes, queue processes). Left automatic, there is one queue process more
+    than listeners: a queue process does more per message than a listener (filters, signing,
+    delivery: about 0.9 against 0.6 ms of CPU in bench/gateway.py), and one process can use no
+    more than one core, so with one of each the queue process was the bottleneck while the
+    machine still had a fifth of a core idle, and the backlog it left took one core to drain.
+    On this 2-core machine (bench/gateway.py's set-up, three alternating pairs, best of two
+    rounds each) 1 + 1 delivered 958-980 msg/s, 1 + 2 delivered 1,024-1,073. An explicit
+    `workers` without `queue_workers` starts that many of each, as it did before."""
+    listeners = config.workers or default_workers()
+    if config.queue_workers:
+        return listeners, config.queue_workers
+    return listeners, listeners + (0 if config.workers else 1)
+
+
+class Supervisor:
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.socks: dict[tuple[str, int], socket.socket] = {}
+        self.workers: dict[int, str] = {}  # pid -> LISTENER or QUEUE
+        self.doorbell = Doorbell()
+        self._reload = threading.Event()
+        self._stop = False
+
+    def _sockets_for(self, config: GatewayConfig) -> list[tuple[Listener, socket.socket]]:
+        out = []
+        for lst in config.listeners:
+            key = (lst.address, lst.port)
+            if key not in self.socks:
+                self.socks[key] = bind(lst)
+            out.append((lst, self.socks[key]))
+        return out
+
+    def _fork(self, config: GatewayConfig, role: str, doorbell: Doorbell,
+              serve_metrics: bool = False) -> int:
+        socks = self._sockets_for(config)
+        # The supervisor's own SIGTERM handler only sets a flag on its object: a worker that
+        # inherited it would ignore a SIGTERM that came before its event loop took the signal
+        # over, and the supervisor would wait for it forever. So the signals are held across
+        # the fork, and the child puts back the defaults before it takes them again: a stop
+        # during start-up ends the worker (it holds nothing yet).
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            raise
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reloads
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            worker_main(config, socks, role, doorbell, serve_metrics)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return pid
+
+    def _spawn(self, config: GatewayConfig, doorbell: Doorbell) -> dict[int, str]:
+        """The listener and queue processes of worker_counts().
+
+        Why two kinds: a process that both answers SMTP and runs filters and signing makes
+        every session wait while it signs, and threads in one process spend their time
+        handing the GIL to each other. Split, like Postfix's smtpd and its queue manager,
+        each is one thread in one event loop, and the kernel shares the cores."""
+        listeners, queues = worker_counts(config)
+        pids = {self._fork(config, LISTENER, doorbell, serve_metrics=(i == 0)): LISTENER
+                for i in range(listeners)}
+        pids.update({self._fork(config, QUEUE, doorbell): QUEUE for _ in range(queues)})
+        return pids
+
+    def _terminate(self, pids: list[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+    def reload(self) -> bool:
+        try:
+            new = load_config(self.config.source)
+            check_tls(new)
+            check_stages(new)
+        except (ConfigError, CertificateProblem) as exc:
+            log.error("reload failed; keeping the running configuration:\n%s", exc)
+            return False
+        old, old_bell = self.workers, self.doorbell
+        self.doorbell = Doorbell()
+        self.workers = self._spawn(new, self.doorbell)
+        self.config = new
+        self._terminate(list(old))
+        old_bell.close()
+        wanted = {(lst.address, lst.port) for lst in new.listeners}
+        for key in [k for k in self.socks if k not in wanted]:
+            self.socks.pop(key).close()  # a listener the new configuration no longer has
+        log.info("configuration reloaded from %s", new.source)
+        return True
+
+    def run(self) -> int:
+        spool = spool_for(self.config)
+        reset_multiprocess(metrics_dir(self.config))
+        recovered = spool.recover()
+        if recovered:
+            log.info("recovered %d message(s) from an interrupted run", recovered)
+        self.workers = self._spawn(self.config, self.doorbell)
+        # Empty files for the spool to reuse (see Spool.remove), made beside the workers.
+        threading.Thread(target=spool.reserve_free, name="spool-reserve", daemon=True).start()
+        for lst in self.config.listeners:
+            log.info("listening on %s:%d (%s)", lst.address, lst.port, lst.name)
+        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
+        signal.signal(signal.SIGINT, lambda *_: setattr(self, "_stop", True))
+        while not self._stop:
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                pid, status = 0, 0
+            if pid and pid not in self.workers:
+                # A drained worker of an older configuration: its folder should be empty.
+                spool_for(self.config).release_owner(str(pid))
+            if pid and pid in self.workers and not self._stop:
+                # A worker died unexpectedly: replace it (its active files wait for restart).
+                moved = spool_for(self.config).release_owner(str(pid))
+                role = self.workers.pop(pid)
+                log.error("%s worker %d exited (status %d); %d message(s) it held go back to "
+                          "the queue; starting a new one", role, pid, status, moved)
+                self.workers[self._fork(self.config, role, self.doorbell)] = role
+            time.sleep(0.2)
+        self._terminate(list(self.workers))
+        return 0
+
+
+def serve(config_path: Path) -> int:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
+    # aiosmtpd logs every command at INFO: far too much for a gateway under load.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    try:
+        config = load_config(config_path)
+        check_tls(config)
+        check_stages(config)
+    except (ConfigError, CertificateProblem) as exc:
+        print(f"filterlang serve: invalid configuration, not starting:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        return Supervisor(config).run()
+    except OSError as exc:
+        print(f"filterlang serve: cannot start: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""The stages in AsyncOS order, the mail policies, and the trace and suite views of them."""

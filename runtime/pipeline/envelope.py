@@ -1,0 +1,76 @@
+"""The envelope: what SMTP told the gateway about a message, plus its queue bookkeeping.
+
+It travels with the message through the pipeline and is stored as the JSON header of a queue
+file (`runtime.mta.spool`), so it lives below both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+FORMAT_VERSION = 1  # of the queue file's JSON header
+
+
+class CorruptEntry(Exception):
+    """A queue file that cannot be read back."""
+
+
+@frozen
+class Envelope:
+    """What SMTP told us, plus queue bookkeeping. Recipients are the ones still pending."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    mail_options: tuple[str, ...] = ()
+    rcpt_options: tuple[tuple[str, ...], ...] = ()
+    peer: str = ""
+    policy: str = ""
+    helo: str = ""
+    received_at: float = 0.0
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_error: str = ""
+    queue_id: str = ""
+    processed: bool = False  # the pipeline ran; retries only redo delivery
+    alt_mailhost: str = ""  # set by the alt-mailhost action: deliver to this host instead
+    trace: tuple[str, ...] = ()  # what the pipeline did (filters matched, actions, profile)
+    listener: str = ""  # the listener's configured name (recv-listener in filters)
+
+    def to_json(self) -> dict[str, Any]:
+        # Not attrs.asdict(): its generic recursion ran for every message received (~3% of a
+        # worker's CPU). Every field, by name (tuples become JSON arrays all the same).
+        data = {name: getattr(self, name) for name in _ENVELOPE_FIELDS}
+        data["version"] = FORMAT_VERSION
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Envelope:
+        if data.get("version") != FORMAT_VERSION:
+            raise CorruptEntry(f"unknown spool format version {data.get('version')!r}")
+        try:
+            return cls(
+                mail_from=str(data["mail_from"]),
+                rcpt_tos=tuple(str(r) for r in data["rcpt_tos"]),
+                mail_options=tuple(data.get("mail_options", ())),
+                rcpt_options=tuple(tuple(o) for o in data.get("rcpt_options", ())),
+                peer=str(data.get("peer", "")),
+                policy=str(data.get("policy", "")),
+                helo=str(data.get("helo", "")),
+                received_at=float(data.get("received_at", 0.0)),
+                attempts=int(data.get("attempts", 0)),
+                next_attempt=float(data.get("next_attempt", 0.0)),
+                last_error=str(data.get("last_error", "")),
+                queue_id=str(data.get("queue_id", "")),
+                processed=bool(data.get("processed", False)),
+                alt_mailhost=str(data.get("alt_mailhost", "")),
+                trace=tuple(str(t) for t in data.get("trace", ())),
+                listener=str(data.get("listener", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptEntry(f"bad envelope header: {exc}") from None
+
+
+_ENVELOPE_FIELDS = tuple(f.name for f in attrs.fields(Envelope))

@@ -1,0 +1,133 @@
+"""The work-queue pipeline: named stages in the order of reference section 11.
+
+Each stage is a `Stage` over one `InFlight` message. The integration fills the S/MIME, filter
+and policy slots; until then they are pass-through so the gateway already accepts, spools and
+delivers mail durably. The delivery stage itself lives in `runtime.mta.queue`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from attrs import define, field
+
+from runtime.engine.context import SmimeState
+from runtime.pipeline.envelope import Envelope
+
+METRIC_KINDS = ("filter_hit", "smime", "harvest")
+
+# Disposition of one recipient after the pipeline.
+DELIVER = "deliver"
+DROP = "drop"
+BOUNCE = "bounce"
+QUARANTINE = "quarantine"
+COPIED = "copied"  # the recipient is served by one of `InFlight.copies`
+
+# (stage name, reference-11 step, why it is there). Order is the contract.
+PIPELINE: tuple[tuple[str, str, str], ...] = (
+    ("mail_flow_policy", "1", "applied at receipt by the listener; recorded in the envelope"),
+    ("smime_inbound", "7", "decrypt, verify, harvest; sets smime-gateway-* before filters"),
+    ("message_filters", "8", "one ordered list over the whole message, all recipients"),
+    ("mail_policies", "10", "split recipients into splinters, first match wins"),
+    ("content_filters", "15", "per splinter: the policy's incoming or outgoing list"),
+    ("smime_outbound", "19", "deferred actions: smime-gateway-deferred via the sending profile"),
+    ("delivery", "20", "alt-mailhost, routes, SMTP delivery with retry; DSN on failure"),
+)
+STAGE_NAMES: tuple[str, ...] = tuple(name for name, _, _ in PIPELINE)
+
+
+@define
+class Copy:
+    """A separate copy for some recipients, e.g. the split branch of a sending profile
+    (encrypted for recipients with keys, signed-only for the others) or a policy splinter."""
+
+    rcpts: tuple[str, ...]
+    data: bytes
+    alt_mailhost: str = ""
+    note: str = ""
+    profile: str = ""  # a sending profile still to apply (smime-gateway-deferred of a splinter)
+    quarantine: str = ""  # park this copy in the named quarantine instead of delivering it
+    mail_from: str | None = None  # None: the original's envelope sender
+
+
+@define
+class InFlight:
+    """One message in the work queue: envelope, raw bytes, per-recipient dispositions, trace."""
+
+    envelope: Envelope
+    data: bytes
+    dispositions: dict[str, str] = field(factory=dict)
+    quarantine: str | None = None
+    trace: list[str] = field(factory=list)
+    final: bool = False  # a final action was taken: skip to delivery
+    headers_only_dsn: bool = False  # the original was encrypted: DSNs carry headers only
+    alt_mailhost: str = ""  # message-wide alt-mailhost ("host" or "host:port")
+    # When a stage produces copies, each is spooled and delivered on its own; the recipients
+    # they cover must be marked with a disposition other than DELIVER on the original.
+    copies: list[Copy] = field(factory=list)
+    # Observations for metrics, as (kind, label): kind is one of METRIC_KINDS, e.g.
+    # ("filter_hit", "block_exe"), ("smime", "verified"), ("harvest", "stored").
+    events: list[tuple[str, str]] = field(factory=list)
+    # What the inbound S/MIME stage found; the filters see it (reference 12.7).
+    smime: SmimeState = SmimeState()
+    direction: str = "incoming"  # "outgoing" under a RELAY mail flow policy
+    deferred_profile: str = ""  # smime-gateway-deferred: the profile the outbound stage applies
+    # Per-recipient SMTP text for bounced recipients (the DSN's diagnostic), when a stage knows
+    # better than the generic policy refusal.
+    bounce_reasons: dict[str, str] = field(factory=dict)
+    # Recipient groups of the mail-policy stage: (policy name, recipients), first match wins.
+    splinters: list[tuple[str, tuple[str, ...]]] = field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        for rcpt in self.envelope.rcpt_tos:
+            self.dispositions.setdefault(rcpt, DELIVER)
+
+    def recipients(self, disposition: str) -> tuple[str, ...]:
+        return tuple(r for r, d in self.dispositions.items() if d == disposition)
+
+
+class RetryLater(Exception):
+    """A stage cannot decide now (a filter failed under `on_filter_error = "tempfail"`,
+    reference 4.7): the message waits in the queue, and the pipeline runs again at its next
+    attempt."""
+
+
+class Stage(Protocol):
+    """One pipeline step. `process` may change the message, its envelope or dispositions."""
+
+    name: str
+
+    def process(self, msg: InFlight) -> None: ...
+
+
+@define
+class PassThrough:
+    """A slot not filled yet: changes nothing (and adds nothing to the trace)."""
+
+    name: str
+
+    def process(self, msg: InFlight) -> None:
+        return None
+
+
+def build_pipeline(stages: Mapping[str, Stage] | None = None) -> tuple[Stage, ...]:
+    """The pre-delivery stages in order; slots without an implementation pass through."""
+    given = dict(stages or {})
+    unknown = set(given) - set(STAGE_NAMES)
+    if unknown:
+        raise ValueError(f"unknown pipeline stage(s): {', '.join(sorted(unknown))}")
+    return tuple(given.get(n) or PassThrough(n) for n in STAGE_NAMES if n != "delivery")
+
+
+def run_pipeline(stages: tuple[Stage, ...], msg: InFlight) -> InFlight:
+    for stage in stages:
+        if msg.final:  # a final action already did its S/MIME work and delivers now
+            break
+        # Nothing left to do: no recipient to deliver to, nothing to quarantine, and no copy
+        # still waiting for its sending profile (splinters become copies before step 19).
+        if (DELIVER not in msg.dispositions.values() and msg.quarantine is None
+                and not any(c.profile for c in msg.copies)):
+            break
+        stage.process(msg)
+    return msg

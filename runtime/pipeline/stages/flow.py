@@ -1,0 +1,32 @@
+"""Step 1 as the work queue sees it: the mail flow policy chosen at receipt decides the
+direction (incoming or outgoing tables), and gateway status headers that arrive from outside
+are removed before anything reads them (nobody outside may claim "verified by the gateway"):
+ours and the verifier's whole X-Filterlang-SMIME-* family, by smime.mime's one mechanism."""
+
+from __future__ import annotations
+
+from attrs import define
+
+from runtime.pipeline.flow import InFlight
+from runtime.pipeline.stages import StageContext
+from smime.mime import strip_status_headers
+
+STATUS_HEADER = b"X-Filterlang-SMIME"
+
+
+def add_header(data: bytes, name: bytes, value: str) -> bytes:
+    """Prepend one field; values are ours (ASCII, one line)."""
+    clean = " ".join(value.encode("ascii", "replace").decode("ascii").split())[:900]
+    return name + b": " + clean.encode("ascii") + b"\r\n" + data
+
+
+@define
+class MailFlow:
+    ctx: StageContext
+    name: str = "mail_flow_policy"
+
+    def process(self, msg: InFlight) -> None:
+        policy = self.ctx.config.policies.get(msg.envelope.policy)
+        if policy is not None:
+            msg.direction = policy.direction
+        msg.data = strip_status_headers(msg.data, (STATUS_HEADER.decode(),))

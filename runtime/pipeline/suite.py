@@ -1,0 +1,152 @@
+"""The TOML test-suite format (issue 3 item 9): expectations kept beside the filters.
+
+::
+
+    filters = ["filters.flt"]            # relative to the suite file
+    [resources]                          # optional: dictionaries = {Name = "file"}, texts = {...}
+    [policies]                           # optional: incoming / outgoing policy tables
+    [[case]]
+    name = "big message is dropped"
+    message = "msgs/big.eml"             # or: raw = \"\"\"...\"\"\"
+    mail_from = "a@example.com"
+    rcpt = ["b@example.com"]
+    remote_ip = "10.0.0.1"  listener = "Inbound"  direction = "incoming"  smime_state = "none"
+    [case.expect]
+    matched = ["too_big"]                # exactly these filters matched (optional)
+    not_matched = ["x"]                  # or: these did not
+    final = "drop()"                     # or "none"
+    recipients = {"b@example.com" = "drop"}
+    headers_present = ["X-Foo"]
+    headers_absent = ["X-Bar"]
+    headers = {"X-Foo" = "regex"}
+    policy = "sales_team"                # headers of this policy's splinter (content filters)
+"""
+
+from __future__ import annotations
+
+import email.policy
+import logging
+import tomllib
+from collections.abc import Callable
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+from attrs import frozen
+
+from runtime.engine import rx
+from runtime.engine.context import Connection, Envelope, SmimeState
+from runtime.engine.loader import FilterLoadError, load_program
+from runtime.engine.resources import Dictionary, Resources
+from runtime.pipeline.policies import Policies, load_policies
+from runtime.pipeline.trace import MessageTrace, simulate
+
+log = logging.getLogger(__name__)
+
+
+class SuiteError(ValueError):
+    pass
+
+
+@frozen
+class CaseResult:
+    suite: str
+    name: str
+    diffs: tuple[str, ...]
+    trace: MessageTrace
+
+
+def load_resources(data: dict[str, Any], base: Path) -> Resources:
+    res = Resources()
+    for name, spec in data.get("dictionaries", {}).items():
+        if isinstance(spec, str):
+            spec = {"file": spec}
+        res.dictionaries[name] = Dictionary.load(name, base / spec["file"],
+                                                 case_sensitive=bool(spec.get("case_sensitive", False)),
+                                                 whole_words=bool(spec.get("whole_words", False)))
+    for name, text in data.get("texts", {}).items():
+        res.texts[name] = str(text)
+    if "archive_dir" in data:
+        res.archive_dir = base / str(data["archive_dir"])
+    return res
+
+
+def _check(case: dict[str, Any], t: MessageTrace) -> list[str]:
+    exp = case.get("expect", {})
+    diffs: list[str] = []
+    matched = t.matched()
+    if "matched" in exp and sorted(exp["matched"]) != sorted(matched):
+        diffs.append(f"matched filters: expected {sorted(exp['matched'])}, got {sorted(matched)}")
+    for n in exp.get("not_matched", []):
+        if n in matched:
+            diffs.append(f"filter {n}: expected not matched, but it matched")
+    if "final" in exp:
+        want = None if exp["final"] in ("none", "") else exp["final"]
+        if want != t.final and not (want and t.final and t.final.startswith(want)):
+            diffs.append(f"final: expected {want or 'none'}, got {t.final or 'none'}")
+    for r, d in exp.get("recipients", {}).items():
+        got = t.recipients.get(r)
+        if got != d:
+            diffs.append(f"recipient {r}: expected {d}, got {got or '(no such recipient)'}")
+    # headers are checked on the splinter of exp["policy"], else on the first splinter's result
+    policy = exp.get("policy") or next(iter(t.results), "")
+    result = t.results.get(policy, t.result)
+    head = BytesHeaderParser(policy=email.policy.default).parsebytes(result)
+    for h in exp.get("headers_present", []):
+        if h not in head:
+            diffs.append(f"header {h}: expected present, absent")
+    for h in exp.get("headers_absent", []):
+        if h in head:
+            diffs.append(f"header {h}: expected absent, present: {head[h]!s}")
+    for h, pattern in exp.get("headers", {}).items():
+        values = [str(v) for v in head.get_all(h, [])]
+        if not any(rx.search(pattern, v) for v in values):
+            diffs.append(f"header {h}: expected a value matching {pattern!r}, got {values}")
+    return diffs
+
+
+def run_suite(path: Path, *, warn: Callable[[str], None] | None = None) -> list[CaseResult]:
+    """Run every case of one suite file; lint warnings of its filters go to ``warn``."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path}: {exc}") from None
+    base = path.parent
+    files = data.get("filters", [])
+    if not isinstance(files, list) or not files:
+        raise SuiteError(f"{path}: 'filters' must list at least one filter file")
+    try:
+        program = load_program([base / f for f in files])
+    except FilterLoadError as exc:
+        raise SuiteError(str(exc)) from None
+    for w in program.warnings:
+        (warn or log.warning)(w)
+    filters = list(program.filters)
+    resources = load_resources(data.get("resources", {}), base)
+    policies: Policies = load_policies(data.get("policies", {}))
+    results: list[CaseResult] = []
+    for i, case in enumerate(data.get("case", [])):
+        name = str(case.get("name", f"case {i + 1}"))
+        if "raw" in case:
+            raw = str(case["raw"]).replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+        elif "message" in case:
+            raw = (base / case["message"]).read_bytes()
+        else:
+            raise SuiteError(f"{path}: case {name!r} needs 'message' or 'raw'")
+        env = Envelope.simple(str(case.get("mail_from", "sender@example.com")),
+                              [str(r) for r in case.get("rcpt", ["rcpt@example.com"])])
+        conn = Connection(remote_ip=str(case.get("remote_ip", "127.0.0.1")),
+                          listener=str(case.get("listener", "")),
+                          sender_group=str(case.get("sender_group", "")),
+                          auth_user=str(case.get("auth_user", "")),
+                          direction=str(case.get("direction", "incoming")))
+        try:
+            smime = SmimeState.parse(str(case.get("smime_state", "none")))
+        except ValueError as exc:
+            raise SuiteError(f"{path}: case {name!r}: {exc}") from None
+        t = simulate(raw, env, filters=filters, connection=conn, smime=smime,
+                     policies=policies, resources=resources, name=name)
+        results.append(CaseResult(str(path), name, tuple(_check(case, t)), t))
+    return results
