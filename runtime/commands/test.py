@@ -10,9 +10,10 @@ from pathlib import Path
 
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.loader import FilterLoadError, load_program
+from runtime.pipeline.offline import simulate
 from runtime.pipeline.policies import PolicyError, load_policies
 from runtime.pipeline.suite import SuiteError, load_resources, run_suite
-from runtime.pipeline.trace import MessageTrace, dumps, simulate, to_text
+from runtime.pipeline.trace import MessageTrace, dumps, to_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {path}: {exc.strerror}", file=sys.stderr)
             continue
         t = simulate(raw, env, filters=filters, connection=conn, smime=smime, policies=policies,
-                     resources=resources, name=str(path), mid=i)
+                     resources=resources, name=str(path))
         traces.append(t)
         if args.json:
             print(dumps(t))

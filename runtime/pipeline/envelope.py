@@ -38,6 +38,8 @@ class Envelope:
     alt_mailhost: str = ""  # set by the alt-mailhost action: deliver to this host instead
     trace: tuple[str, ...] = ()  # what the pipeline did (filters matched, actions, profile)
     listener: str = ""  # the listener's configured name (recv-listener in filters)
+    auth_user: str = ""  # the SMTP AUTH identity (smtp-auth-id in filters); "" unauthenticated
+    interface: str = ""  # the receiving interface's nickname (recv-int in filters)
 
     def to_json(self) -> dict[str, Any]:
         # Not attrs.asdict(): its generic recursion ran for every message received (~3% of a
@@ -68,6 +70,8 @@ class Envelope:
                 alt_mailhost=str(data.get("alt_mailhost", "")),
                 trace=tuple(str(t) for t in data.get("trace", ())),
                 listener=str(data.get("listener", "")),
+                auth_user=str(data.get("auth_user", "")),
+                interface=str(data.get("interface", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptEntry(f"bad envelope header: {exc}") from None

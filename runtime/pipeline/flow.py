@@ -8,11 +8,12 @@ delivers mail durably. The delivery stage itself lives in `runtime.mta.queue`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from attrs import define, field
 
 from runtime.engine.context import SmimeState
+from runtime.engine.run import StageResult
 from runtime.pipeline.envelope import Envelope
 
 METRIC_KINDS = ("filter_hit", "smime", "harvest")
@@ -52,6 +53,19 @@ class Copy:
 
 
 @define
+class StageRecord:
+    """What one stage did to one message, as it ran: the trace of `filterlang test` is a view
+    of these records, so the offline answer and the gateway's decision are the same code."""
+
+    stage: str  # the slot of PIPELINE ("listener" for what happened at receipt)
+    title: str  # one line for people, e.g. "content filters, policy sales_team"
+    facts: dict[str, Any] = field(factory=dict)  # JSON-ready details
+    result: StageResult | None = None  # a filter stage: the engine's per-filter trace
+    recipients: tuple[str, ...] = ()  # the recipients the record is about (empty: all)
+    data: bytes | None = None  # the message as the stage left it (for the suite's header checks)
+
+
+@define
 class InFlight:
     """One message in the work queue: envelope, raw bytes, per-recipient dispositions, trace."""
 
@@ -78,6 +92,18 @@ class InFlight:
     bounce_reasons: dict[str, str] = field(factory=dict)
     # Recipient groups of the mail-policy stage: (policy name, recipients), first match wins.
     splinters: list[tuple[str, tuple[str, ...]]] = field(factory=list)
+    # None in the gateway (nothing recorded, filters run without rule notes); a list when
+    # `filterlang test` runs the same stages and shows what they did.
+    records: list[StageRecord] | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self.records is not None
+
+    def record(self, stage: str, title: str, *, result: StageResult | None = None,
+               recipients: tuple[str, ...] = (), data: bytes | None = None, **facts: Any) -> None:
+        if self.records is not None:
+            self.records.append(StageRecord(stage, title, facts, result, recipients, data))
 
     def __attrs_post_init__(self) -> None:
         for rcpt in self.envelope.rcpt_tos:
@@ -91,6 +117,11 @@ class RetryLater(Exception):
     """A stage cannot decide now (a filter failed under `on_filter_error = "tempfail"`,
     reference 4.7): the message waits in the queue, and the pipeline runs again at its next
     attempt."""
+
+    def __init__(self, text: str, *, stage: str = "", result: StageResult | None = None) -> None:
+        super().__init__(text)
+        self.stage = stage  # the stage that could not decide, and its filters' trace
+        self.result = result
 
 
 class Stage(Protocol):

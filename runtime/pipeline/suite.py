@@ -38,8 +38,9 @@ from runtime.engine import rx
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.loader import FilterLoadError, load_program
 from runtime.engine.resources import Dictionary, Resources
+from runtime.pipeline.offline import simulate
 from runtime.pipeline.policies import Policies, load_policies
-from runtime.pipeline.trace import MessageTrace, simulate
+from runtime.pipeline.trace import MessageTrace
 
 log = logging.getLogger(__name__)
 

@@ -1,21 +1,19 @@
-"""Offline run of one message through message filters, splintering and content filters,
-and the trace that explains it (issue 3 item 8): text for people, JSON for tools.
+"""The trace of one message: a view of what the pipeline stages recorded as they ran
+(`StageRecord`), and of the outcome the queue runner would carry out (`settle`). Text for
+people, JSON for tools. Nothing here decides anything: the stages do.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
-from attrs import define, evolve, field
+from attrs import define, field
 
-from filterlang.compile import CFilter
-from runtime.engine.context import Connection, Envelope, MessageContext, SmimeState
-from runtime.engine.resources import Resources
-from runtime.engine.run import FilterTrace, OnError, StageResult, run_filters
-from runtime.engine.services import Services
-from runtime.pipeline.policies import Policies
+from runtime.engine.plan import ActionPlan
+from runtime.engine.run import FilterTrace, StageResult
+from runtime.pipeline.flow import InFlight, StageRecord
+from runtime.pipeline.outcome import Leaving, Outcome
 
 
 @define
@@ -35,8 +33,16 @@ class MessageTrace:
     header_changes: list[str] = field(factory=list)
     defects: list[str] = field(factory=list)
     log: list[str] = field(factory=list)
-    result: bytes = b""
-    results: dict[str, bytes] = field(factory=dict)  # policy -> message bytes per splinter
+    result: bytes = b""  # the message after the message filters
+    results: dict[str, bytes] = field(factory=dict)  # policy -> message after its content filters
+    records: list[StageRecord] = field(factory=list)  # every stage's record, in order
+    leaving: tuple[Leaving, ...] = ()  # what is delivered or parked, as the gateway does it
+    bounce_reasons: dict[str, str] = field(factory=dict)
+    tempfail: str = ""  # on_filter_error = "tempfail": why the message waits in the queue
+    # Filled by the caller that knows the mail server (`filterlang test -c`): where each
+    # recipient's message goes, and the S/MIME outline of each message in `leaving`.
+    next_hops: dict[str, str] = field(factory=dict)
+    structure: list[str] = field(factory=list)
 
     @property
     def final(self) -> str | None:
@@ -54,95 +60,48 @@ class MessageTrace:
         return self.results.get(policy, self.result) if policy else self.result
 
 
-def _disposition(mf: StageResult, cf: StageResult | None) -> str:
-    """Per recipient: message-filter finals first (4.4), then the splinter's content filters."""
-    mplan = mf.plan
-    if mplan.final is not None and mplan.final.name in ("drop", "bounce", "encrypt", "smime-gateway"):
-        return mplan.disposition()
-    if cf is not None:
-        cplan = cf.plan
-        if cplan.final is not None and cplan.final.name in ("drop", "bounce", "encrypt", "smime-gateway"):
-            return cplan.disposition()
-        q = cplan.slot("quarantine") or mplan.slot("quarantine")
-        if q:
-            return f"quarantine({q})"
-    elif mplan.slot("quarantine"):
-        return f"quarantine({mplan.slot('quarantine')})"
-    deferred = (cf.plan.slot("smime-gateway-deferred") if cf else None) or mplan.slot("smime-gateway-deferred")
-    if deferred:
-        return f"smime-gateway-deferred({deferred})"
-    enc = (cf.plan.slot("encrypt-deferred") if cf else None) or mplan.slot("encrypt-deferred")
-    if enc:
-        return f"encrypt-deferred({enc})"
-    return "deliver"
+def build_trace(name: str, original: bytes, msg: InFlight, outcome: Outcome | None,
+                tempfail: str = "") -> MessageTrace:
+    """The view of one recorded run (`outcome` None when the message waits: tempfail)."""
+    records = list(msg.records or [])
+    mf = next((r for r in records if r.stage == "message_filters"), None)
+    mresult = (mf.result if mf is not None and mf.result is not None
+               else StageResult(ActionPlan(), []))
+    t = MessageTrace(name, mresult, records=records, tempfail=tempfail)
+    t.result = mf.data if mf is not None and mf.data is not None else _before_filters(records, original)
+    splinters: dict[str, list[str]] = {}
+    for r in records:
+        if r.stage in ("message_filters", "content_filters"):
+            t.header_changes += r.facts.get("header_changes", [])
+            t.log += r.facts.get("log", [])
+            t.defects += [d for d in r.facts.get("defects", []) if d not in t.defects]
+        if r.stage == "mail_policies":
+            splinters = r.facts.get("splinters", {})
+    if outcome is None:
+        t.recipients = dict.fromkeys(msg.envelope.rcpt_tos, "tempfail")
+        return t
+    t.recipients = dict(outcome.recipients)
+    t.leaving = outcome.leaving
+    t.bounce_reasons = dict(outcome.bounce_reasons)
+    cf = {r.facts.get("policy", ""): r for r in records if r.stage == "content_filters"}
+    if not splinters:  # the message filters ended the message before mail policies split it
+        disp = ", ".join(dict.fromkeys(t.recipients.values())) or "deliver"
+        t.splinters.append(SplinterTrace("(message filters)", list(t.recipients), None, disp))
+    for policy, rcpts in splinters.items():
+        rec = cf.get(policy)
+        if rec is not None and rec.result is not None and rec.result.error is None:
+            t.results[policy] = rec.data if rec.data is not None else t.result
+        disp = ", ".join(dict.fromkeys(t.recipients.get(x, "?") for x in rcpts))
+        t.splinters.append(SplinterTrace(policy, list(rcpts), rec.result if rec else None, disp))
+    return t
 
 
-def simulate(raw: bytes, envelope: Envelope, *, filters: Sequence[CFilter],
-             connection: Connection | None = None, smime: SmimeState | None = None,
-             policies: Policies | None = None, resources: Resources | None = None,
-             services: Services | None = None, name: str = "<message>", mid: int = 1,
-             on_error: OnError = "bypass") -> MessageTrace:
-    """Run the message-filter stage, splinter by policy, run each splinter's content filters."""
-    policies = policies or Policies()
-    connection = connection or Connection()
-    smime = smime or SmimeState()
-    message_filters = [f for f in filters if f.content is None]
-    content_filters = [f for f in filters if f.content is not None]
-    ctx = MessageContext(raw, envelope, connection, smime, mid=mid, services=services,
-                         resources=resources)
-    mf = run_filters(message_filters, ctx, on_error=on_error)
-    if mf.tempfail:  # on_filter_error = tempfail: the message is requeued, nothing else happens
-        trace = MessageTrace(name, mf, defects=ctx.defects)
-        trace.recipients = dict.fromkeys(envelope.rcpt_addresses, "tempfail")
-        trace.result = raw
-        return trace
-    if mf.error is not None:
-        ctx = MessageContext(raw, envelope, connection, smime, mid=mid, services=services,
-                             resources=resources)  # 4.7 bypass: accumulated edits discarded
-    trace = MessageTrace(name, mf, defects=ctx.defects, log=list(mf.plan.log))
-    trace.header_changes = list(mf.plan.header_changes)
-    after_mf = ctx.as_bytes()
-    trace.result = after_mf
-    rcpts = list(envelope.rcpt_addresses)
-    alt = mf.plan.slot("alt-rcpt-to")
-    if alt:
-        rcpts = [alt]
-    if mf.plan.final is not None and mf.plan.final.name != "skip-filters" and mf.plan.final.name != "deliver":
-        # drop / bounce / encrypt / smime-gateway skip the rest of the pipeline (4.4)
-        disp = _disposition(mf, None)
-        trace.splinters.append(SplinterTrace("(message filters)", rcpts, None, disp))
-        trace.recipients = dict.fromkeys(rcpts, disp)
-        return trace
-    table = policies.table(connection.direction)
-    for policy_name, group in table.splinter(envelope.mail_from, rcpts).items():
-        policy = table.get(policy_name)
-        # a policy without its own choice inherits the default policy's (reference 9.1)
-        enabled = policy.content_filters
-        if enabled is None:
-            enabled = table.default.content_filters
-        wanted = [f for f in content_filters if f.content and f.content.direction == connection.direction
-                  and (enabled is None or f.name in enabled)]
-        sctx = MessageContext(after_mf, evolve(envelope, recipients=tuple(
-            r for r in _recips(envelope, group))), connection, smime, mid=mid, services=services,
-            resources=resources)
-        cf = run_filters(wanted, sctx, content=True, on_error=on_error) if wanted else None
-        if cf is not None and cf.error is None:
-            trace.results[policy_name] = sctx.as_bytes()
-            trace.header_changes += cf.plan.header_changes
-            trace.log += cf.plan.log
-            trace.defects += [d for d in sctx.defects if d not in trace.defects]
-        disp = _disposition(mf, cf)
-        trace.splinters.append(SplinterTrace(policy_name, group, cf, disp))
-        for r in group:
-            trace.recipients[r] = disp
-    return trace
-
-
-def _recips(envelope: Envelope, group: list[str]) -> list[Any]:
-    from runtime.engine.context import Recipient
-
-    by_addr = {r.address: r for r in envelope.recipients}
-    return [by_addr.get(a, Recipient(a)) for a in group]
+def _before_filters(records: list[StageRecord], original: bytes) -> bytes:
+    """No message filter ran: the message as the stages before them left it."""
+    for r in reversed(records):
+        if r.data is not None:
+            return r.data
+    return original
 
 
 # --- output --------------------------------------------------------------------------------
@@ -162,16 +121,72 @@ def _filter_lines(tr: FilterTrace, indent: str) -> list[str]:
     return lines
 
 
-def to_text(t: MessageTrace) -> str:
-    lines = [f"message {t.message}", "  message filters:"]
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return f"({len(value)} bytes)"
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items() if not isinstance(v, bytes)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _facts_line(r: StageRecord) -> list[str]:
+    skip = {"header_changes", "log", "defects", "errors", "copies", "groups", "keys", "data"}
+    shown = [f"{k}={_jsonable(v)}" for k, v in r.facts.items()
+             if k not in skip and v not in (None, "", [], {}, False)]
+    return [f"    {', '.join(shown)}"] if shown else []
+
+
+def _stage_lines(r: StageRecord) -> list[str]:
+    lines = [f"  {r.title}:"]
+    if r.stage == "smime_outbound":
+        for k in r.facts.get("keys", []):
+            lines.append(f"    key for {k['recipient']}: {k['key'] or '(none)'} — {k['why']}")
+        for g in r.facts.get("groups", []):
+            lines.append(f"    {g['note']}")
+        if r.facts.get("bounced") or r.facts.get("dropped"):
+            what = "bounced" if r.facts.get("bounced") else "dropped"
+            who: list[str] = r.facts.get("bounced") or r.facts.get("dropped") or []
+            lines.append(f"    {what}: {', '.join(who)} {r.facts.get('reason', '')}".rstrip())
+        return lines
+    return lines + _facts_line(r)
+
+
+def to_text(t: MessageTrace, *, stages: bool = False) -> str:
+    """The trace for people. `stages`: also the records of the stages around the filters
+    (listener, mail flow policy, inbound S/MIME), shown when a gateway configuration ran."""
+    lines = [f"message {t.message}"]
+    if stages:
+        for r in t.records:
+            if r.stage in ("listener", "mail_flow_policy", "smime_inbound"):
+                lines += _stage_lines(r)
+    lines.append("  message filters:")
     lines += [x for f in t.message_filters.filters for x in _filter_lines(f, "    ")] or ["    (none)"]
     lines.append(f"  final: {t.final or '(none)'}")
     for s in t.splinters:
         if s.stage is not None:
             lines.append(f"  content filters, policy {s.policy} ({', '.join(s.recipients)}):")
             lines += [x for f in s.stage.filters for x in _filter_lines(f, "    ")]
+    for r in t.records:
+        if r.stage == "smime_outbound":
+            lines += _stage_lines(r)
+    if t.tempfail:
+        lines.append(f"  tempfail: {t.tempfail} (the message waits in the queue; its filters run again)")
     lines.append("  recipients:")
-    lines += [f"    {r}: {d}" for r, d in t.recipients.items()] or ["    (none)"]
+    for rcpt, d in t.recipients.items():
+        why = f" ({t.bounce_reasons[rcpt]})" if rcpt in t.bounce_reasons and stages else ""
+        hop = f" via {t.next_hops[rcpt]}" if rcpt in t.next_hops and d == "deliver" else ""
+        lines.append(f"    {rcpt}: {d}{why}{hop}")
+    if not t.recipients:
+        lines.append("    (none)")
+    if stages and t.leaving:
+        lines.append("  messages leaving:")
+        for i, m in enumerate(t.leaving):
+            what = m.note or "the message"
+            shape = f" [{t.structure[i]}]" if i < len(t.structure) and t.structure[i] else ""
+            lines.append(f"    {what}: {m.disposition} for {', '.join(m.rcpts)}, "
+                         f"{len(m.data)} bytes{shape}")
     if t.header_changes:
         lines.append("  header changes:")
         lines += [f"    {h}" for h in t.header_changes]
@@ -188,13 +203,30 @@ def _filter_json(tr: FilterTrace, stage: str) -> dict[str, Any]:
             "actions": [a.render() for a in tr.actions]}
 
 
+def _record_json(r: StageRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {"stage": r.stage, "title": r.title}
+    out |= _jsonable(r.facts)
+    if r.recipients:
+        out["recipients"] = list(r.recipients)
+    if r.result is not None:
+        out["filters"] = [_filter_json(f, r.stage) for f in r.result.filters]
+    return out
+
+
 def to_json(t: MessageTrace) -> dict[str, Any]:
     filters = [_filter_json(f, "message") for f in t.message_filters.filters]
     for s in t.splinters:
         if s.stage is not None:
             filters += [_filter_json(f, f"content:{s.policy}") for f in s.stage.filters]
+    leaving = [{"recipients": list(m.rcpts), "disposition": m.disposition, "note": m.note,
+                "mail_from": m.mail_from, "size": len(m.data),
+                "structure": t.structure[i] if i < len(t.structure) else None}
+               for i, m in enumerate(t.leaving)]
     return {"message": t.message, "filters": filters, "final": t.final, "recipients": t.recipients,
-            "header_changes": t.header_changes, "log": t.log, "defects": t.defects}
+            "header_changes": t.header_changes, "log": t.log, "defects": t.defects,
+            "stages": [_record_json(r) for r in t.records], "leaving": leaving,
+            "bounce_reasons": t.bounce_reasons, "next_hops": t.next_hops,
+            "tempfail": t.tempfail or None}
 
 
 def dumps(t: MessageTrace) -> str:

@@ -10,8 +10,9 @@ from filterlang.diagnostics import Severity
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.resources import Resources
 from runtime.engine.services import Services
+from runtime.pipeline.offline import simulate
 from runtime.pipeline.policies import Policies
-from runtime.pipeline.trace import MessageTrace, simulate
+from runtime.pipeline.trace import MessageTrace
 
 
 def msg(headers: str = "Subject: test\nFrom: a@example.com\n", body: str = "hello\n") -> bytes:

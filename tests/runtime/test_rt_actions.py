@@ -26,8 +26,9 @@ def parsed(data: bytes) -> email.message.EmailMessage:
 
 @pytest.mark.parametrize("action,disposition", [
     ("skip-filters()", "deliver"), ("deliver()", "deliver"), ("drop()", "drop"),
-    ("bounce()", "bounce"), ("encrypt('Prof')", "encrypt(Prof)"),
-    ("smime-gateway('sign')", "smime-gateway(sign)"),
+    # Without a gateway configuration there is no encryption provider and no sending profile:
+    # the gateway's stages bounce what asks for one, and so does the offline run.
+    ("bounce()", "bounce"), ("encrypt('Prof')", "bounce"), ("smime-gateway('sign')", "bounce"),
 ])
 def test_final_actions_end_the_stage(action: str, disposition: str) -> None:
     t = run(f"a: if true {{ {action}; }}\nb: if true {{ insert-header('X-B', '1'); }}\n", msg())
@@ -61,9 +62,18 @@ def test_drop_takes_precedence_over_quarantine_and_copies_survive() -> None:
     assert len(t.message_filters.plan.copies) == 1
 
 
-def test_smime_gateway_final_with_pending_quarantine_goes_to_quarantine_first() -> None:
+def test_smime_gateway_final_without_the_profile_bounces_with_the_gateways_reason() -> None:
+    # (with a configured profile the protected message goes to the quarantine first:
+    # tests/runtime/test_rt_cli_test.py runs that through `filterlang test -c`)
     t = run("a: if true { quarantine('Q'); smime-gateway('P'); }", msg())
-    assert t.recipients == {"rcpt@example.com": "quarantine(Q) then smime-gateway(P)"}
+    assert t.recipients == {"rcpt@example.com": "bounce"}
+    assert "no sending profile 'P' is configured" in t.bounce_reasons["rcpt@example.com"]
+
+
+def test_encrypt_without_a_provider_bounces_as_in_the_gateway() -> None:
+    t = run("a: if true { encrypt('Prof'); }", msg())
+    assert t.recipients == {"rcpt@example.com": "bounce"}
+    assert "no encryption provider" in t.bounce_reasons["rcpt@example.com"]
 
 
 def test_header_edits_are_visible_to_later_rules() -> None:
@@ -188,7 +198,7 @@ def test_on_filter_error_tempfail_requeues_the_message() -> None:
     from rt_helpers import compiled
 
     from runtime.engine.context import Connection, Envelope
-    from runtime.pipeline.trace import simulate
+    from runtime.pipeline.offline import simulate
 
     # a connection fact the rule cannot read is a runtime error (reference 4.7)
     t = simulate(msg(), Envelope.simple("a@b", ["c@d"]),

@@ -10,7 +10,8 @@ import pytest
 
 from runtime.engine.context import Connection, Envelope
 from runtime.engine.loader import load_program
-from runtime.pipeline.trace import simulate, to_text
+from runtime.pipeline.offline import simulate
+from runtime.pipeline.trace import to_text
 
 HERE = Path(__file__).parent / "conformance"
 MESSAGES = sorted(HERE.glob("*.eml"))

@@ -20,6 +20,7 @@ from filterlang.compile import CFilter
 from runtime.config.config import GatewayConfig
 from runtime.engine.loader import FilterLoadError, load_program
 from runtime.engine.resources import Dictionary, Resources
+from runtime.engine.services import Services
 from runtime.pipeline.flow import Stage
 from runtime.pipeline.policies import MailPolicy, Membership, PolicyTable
 from runtime.pipeline.stages.smime_ops import Signer
@@ -50,6 +51,7 @@ class StageContext:
     content_filters: dict[str, list[CFilter]]  # "direction:policy" -> its content filters
     tables: dict[str, PolicyTable]  # "incoming" / "outgoing"
     alert: AlertFn = lambda kind, text: None
+    services: Services | None = None  # outside services for rules (none configured in the gateway)
     _store: KeyStore | None = field(default=None, alias="store")
     _local: threading.local = field(factory=threading.local, init=False)
 
@@ -149,12 +151,16 @@ def load_context(config: GatewayConfig, *, store: KeyStore | None = None,
 def build_stages(config: GatewayConfig, *, store: KeyStore | None = None,
                  alert: AlertFn | None = None) -> dict[str, Stage]:
     """Every pipeline slot filled from `config` (raises `StageSetupError`)."""
+    return stages_of(load_context(config, store=store, alert=alert))
+
+
+def stages_of(ctx: StageContext) -> dict[str, Stage]:
+    """Every pipeline slot over one loaded context (the gateway's, or `filterlang test`'s)."""
     from runtime.pipeline.stages.filters import ContentFilters, MailPolicies, MessageFilters
     from runtime.pipeline.stages.flow import MailFlow
     from runtime.pipeline.stages.smime_in import SmimeInbound
     from runtime.pipeline.stages.smime_out import SmimeOutbound
 
-    ctx = load_context(config, store=store, alert=alert)
     return {
         "mail_flow_policy": MailFlow(ctx),
         "smime_inbound": SmimeInbound(ctx),

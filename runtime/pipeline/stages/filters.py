@@ -60,8 +60,10 @@ def build_context(ctx: StageContext, msg: InFlight, data: bytes, rcpts: Sequence
                            _params(env.mail_options))
     conn = Connection(remote_ip=env.peer or "127.0.0.1", remote_host=env.helo, listener=env.listener,
                       sender_group=sender_group(ctx, env.peer), flow_policy=env.policy,
+                      auth_user=env.auth_user, interface=env.interface,
                       direction=msg.direction)
-    return MessageContext(data, envelope, conn, msg.smime, resources=ctx.resources)
+    return MessageContext(data, envelope, conn, msg.smime, resources=ctx.resources,
+                          services=ctx.services)
 
 
 @define
@@ -79,16 +81,19 @@ class Outcome:
     copies: list[Copy] = field(factory=list)
     trace: list[str] = field(factory=list)
     events: list[tuple[str, str]] = field(factory=list)
+    result: StageResult | None = None  # the engine's own trace, for the stage record
 
 
 def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, label: str,
-              on_error: OnError = "bypass") -> Outcome:
+              on_error: OnError = "bypass", explain: bool = False) -> Outcome:
+    """`explain`: keep every rule's note for `filterlang test` (the gateway reports which
+    filters matched and what they did, never the rule notes: they cost time per message)."""
     original = mctx.raw
-    # the gateway reports which filters matched and what they did, never the rule notes
-    res: StageResult = run_filters(filters, mctx, content=content, trace=False, on_error=on_error)
+    res: StageResult = run_filters(filters, mctx, content=content, trace=explain, on_error=on_error)
     if res.tempfail:
-        raise RetryLater(f"{label} error: {res.error}")  # on_filter_error = "tempfail"
-    out = Outcome(original)
+        raise RetryLater(f"{label} error: {res.error}", result=res,  # on_filter_error = "tempfail"
+                         stage="content_filters" if content else "message_filters")
+    out = Outcome(original, result=res)
     for tr in res.filters:
         if tr.matched:
             out.events.append(("filter_hit", tr.name))
@@ -125,6 +130,26 @@ def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, la
     elif plan.slot("encrypt-deferred"):
         out.disposition, out.reason = BOUNCE, NO_PROVIDER
     return out
+
+
+def _record(msg: InFlight, stage: str, title: str, mctx: MessageContext, out: Outcome,
+            rcpts: tuple[str, ...], policy: str = "") -> None:
+    """The stage record `filterlang test` shows: the filters with their rules and actions,
+    and what the stage decided for `rcpts`."""
+    if not msg.recording:
+        return
+    res = out.result
+    plan = res.plan if res is not None else ActionPlan()
+    final = plan.final.render() if plan.final is not None else None
+    msg.record(stage, title, result=res, recipients=rcpts, policy=policy, final=final,
+               disposition=out.disposition, reason=out.reason, quarantine=out.quarantine,
+               deferred_profile=out.deferred_profile, final_profile=out.final_profile,
+               alt_mailhost=out.alt_mailhost, alt_rcpt=out.alt_rcpt,
+               copies=[{"rcpts": list(c.rcpts), "note": c.note, "quarantine": c.quarantine}
+                       for c in out.copies],
+               header_changes=list(plan.header_changes), log=list(plan.log),
+               errors=list(plan.errors), error=res.error if res is not None else None,
+               defects=list(mctx.defects), data=out.data)
 
 
 def _merge(msg: InFlight, out: Outcome, rcpts: tuple[str, ...]) -> bool:
@@ -178,7 +203,8 @@ class MessageFilters:
         rcpts = msg.recipients(DELIVER)
         mctx = build_context(self.ctx, msg, msg.data, rcpts)
         out = run_stage(self.ctx.message_filters, mctx, content=False, label="message filter",
-                        on_error=self.ctx.config.on_filter_error)
+                        on_error=self.ctx.config.on_filter_error, explain=msg.recording)
+        _record(msg, self.name, "message filters", mctx, out, rcpts)
         apply_in_place(self.ctx, msg, out, rcpts)
 
 
@@ -191,6 +217,8 @@ class MailPolicies:
         table = self.ctx.tables[msg.direction]
         groups = table.splinter(msg.envelope.mail_from, msg.recipients(DELIVER))
         msg.splinters = [(name, tuple(rcpts)) for name, rcpts in groups.items()]
+        msg.record(self.name, f"mail policies ({msg.direction})", direction=msg.direction,
+                   splinters={name: list(rcpts) for name, rcpts in msg.splinters})
         if len(msg.splinters) > 1:
             msg.trace.append("splinters: " + "; ".join(f"{n}: {', '.join(r)}" for n, r in msg.splinters))
 
@@ -211,9 +239,10 @@ class ContentFilters:
         if len(work) == 1:
             policy, rcpts, filters = work[0]
             mctx = build_context(self.ctx, msg, msg.data, rcpts)
-            apply_in_place(self.ctx, msg, run_stage(filters, mctx, content=True,
-                                                    label=f"content filter ({policy})",
-                                                    on_error=self.ctx.config.on_filter_error), rcpts)
+            out = run_stage(filters, mctx, content=True, label=f"content filter ({policy})",
+                            on_error=self.ctx.config.on_filter_error, explain=msg.recording)
+            _record(msg, self.name, f"content filters, policy {policy}", mctx, out, rcpts, policy)
+            apply_in_place(self.ctx, msg, out, rcpts)
             return
         # Several splinters: each leaves as its own copy with its own content-filter result.
         base = msg.data
@@ -221,7 +250,9 @@ class ContentFilters:
             if filters:
                 mctx = build_context(self.ctx, msg, base, rcpts)
                 out = run_stage(filters, mctx, content=True, label=f"content filter ({policy})",
-                                on_error=self.ctx.config.on_filter_error)
+                                on_error=self.ctx.config.on_filter_error, explain=msg.recording)
+                _record(msg, self.name, f"content filters, policy {policy}", mctx, out, rcpts,
+                        policy)
             else:
                 out = Outcome(base)
             if not _merge(msg, out, rcpts):

@@ -29,4 +29,12 @@ class MailFlow:
         policy = self.ctx.config.policies.get(msg.envelope.policy)
         if policy is not None:
             msg.direction = policy.direction
+        before = len(msg.data)
         msg.data = strip_status_headers(msg.data, (STATUS_HEADER.decode(),))
+        if msg.recording:
+            env = msg.envelope
+            msg.record(self.name, f"mail flow policy {env.policy or '(none)'}: {msg.direction}",
+                       listener=env.listener, remote_ip=env.peer, helo=env.helo,
+                       policy=env.policy, action=policy.action if policy else None,
+                       direction=msg.direction, status_headers_removed=len(msg.data) != before,
+                       data=msg.data)

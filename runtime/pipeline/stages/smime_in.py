@@ -64,9 +64,17 @@ class SmimeInbound:
 
     def process(self, msg: InFlight) -> None:
         policy = self.ctx.config.policies.get(msg.envelope.policy)
-        if policy is None or not policy.smime_decrypt_verify or not self._ours(msg):
+        if policy is None or not policy.smime_decrypt_verify:
+            msg.record(self.name, "inbound S/MIME: off", applied=False,
+                       why=f"mail flow policy {msg.envelope.policy!r} has smime_decrypt_verify off")
+            return
+        if not self._ours(msg):
+            msg.record(self.name, "inbound S/MIME: not for us", applied=False,
+                       why="no recipient is in local_domains")
             return
         if is_smime(msg.data) == (False, False):
+            msg.record(self.name, "inbound S/MIME: not an S/MIME message", applied=False,
+                       why="the top-level Content-Type is neither signed nor encrypted")
             return
         res = unwrap(msg.data, keys=self.ctx.decrypt_keys, trust=self.ctx.trust)
         signers = tuple(sorted({e for s in res.signers for e in s.email}))
@@ -100,6 +108,13 @@ class SmimeInbound:
         else:
             body = res.content
         msg.data = add_header(body, STATUS_HEADER, _status(res) or "not processed")
+        msg.record(self.name, f"inbound S/MIME: {_status(res) or 'nothing to do'}", applied=True,
+                   layers=list(res.layers), decrypted=res.encrypted and not res.decrypt_failed,
+                   decrypt_failed=res.decrypt_failed, signed=res.signed, verified=res.verified,
+                   signers=list(signers), issuers=list(issuers), cipher=res.cipher,
+                   reasons=list(res.errors), quarantine=msg.quarantine,
+                   signature="removed" if body is res.content and res.signed else
+                   ("retained" if res.signed else None), data=msg.data)
         if policy.harvest and res.signers:
             self._harvest(msg, res, policy.harvest_on_failed_verification, policy.harvest_updated_keys)
 
@@ -118,5 +133,7 @@ class SmimeInbound:
                 continue
             msg.events.append(("harvest", outcome.action))
             msg.trace.append(f"harvest: {outcome.action} ({outcome.reason})")
+            msg.record(self.name, f"harvest: {outcome.action}", signer=list(s.email),
+                       action=outcome.action, reason=outcome.reason, alerts=list(outcome.alerts))
             for text in outcome.alerts:
                 self.ctx.alert("keystore", text)

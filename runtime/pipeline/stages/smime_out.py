@@ -11,6 +11,7 @@ the queue runner parks the message in `hold` with an alert instead of sending it
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from attrs import define, frozen
 from cryptography import x509
@@ -34,6 +35,10 @@ class ProfileOutcome:
     dropped: tuple[str, ...] = ()
     reason: str = ""  # the DSN diagnostic for bounced recipients
     events: tuple[str, ...] = ()
+    profile: str = ""
+    mode: str = ""
+    # Per recipient looked up: (recipient, chosen key name or "", why), for `filterlang test`.
+    keys: tuple[tuple[str, str, str], ...] = ()
 
 
 def _no_key_reason(profile: str, missing: list[str]) -> str:
@@ -46,26 +51,29 @@ def apply_profile(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], name: 
     profile = ctx.config.profiles.get(name)
     if profile is None:
         return ProfileOutcome(bounced=rcpts, reason=f"550 5.7.1 no sending profile {name!r} "
-                              "is configured", events=("out_no_profile",))
+                              "is configured", events=("out_no_profile",), profile=name)
     signer = ctx.signers.get(profile.signing_certificate or "")
     if profile.mode != "encrypt" and signer is None:
         return ProfileOutcome(bounced=rcpts, reason=f"550 5.7.1 signing certificate of profile "
-                              f"{name!r} is not available", events=("out_sign_failed",))
+                              f"{name!r} is not available", events=("out_sign_failed",),
+                              profile=name, mode=profile.mode)
     form = profile.sign_mode
 
     def sign_only(who: tuple[str, ...], note: str) -> Group:
         return who, protect(data, mode="sign", signer=signer, form=form), note
 
+    keys: list[tuple[str, str, str]] = []
     try:
         if profile.mode == "sign":
             return ProfileOutcome(groups=(sign_only(rcpts, f"profile {name}: signed"),),
-                                  events=("out_sign",))
+                                  events=("out_sign",), profile=name, mode=profile.mode)
         certs: dict[str, x509.Certificate] = {}
         caps: list[tuple[str, ...]] = []
         keyed: list[str] = []
         missing: list[str] = []
         for r in rcpts:
             found = find_encryption_key(ctx.store, r)
+            keys.append((r, found.chosen.name if found.chosen else "", found.reason))
             if found.chosen is None:
                 missing.append(r)
                 continue
@@ -77,11 +85,12 @@ def apply_profile(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], name: 
                     caps.append(tuple(found.chosen.capabilities))
                 ctx.store.record_use(found.chosen.id)
         action = profile.missing_key_action
+        done: dict[str, Any] = {"profile": name, "mode": profile.mode, "keys": tuple(keys)}
         if missing and action == "bounce":
             return ProfileOutcome(bounced=rcpts, reason=_no_key_reason(name, missing),
-                                  events=("out_missing_key_bounce",))
+                                  events=("out_missing_key_bounce",), **done)
         if missing and action == "drop":
-            return ProfileOutcome(dropped=rcpts, events=("out_missing_key_drop",))
+            return ProfileOutcome(dropped=rcpts, events=("out_missing_key_drop",), **done)
         groups: list[Group] = []
         events = [f"out_{profile.mode}"]
         if keyed:
@@ -98,11 +107,12 @@ def apply_profile(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], name: 
             else:
                 groups.append(sign_only(tuple(missing), f"profile {name}: split, signed only "
                                         f"(no key) for {', '.join(missing)}"))
-        return ProfileOutcome(groups=tuple(groups), events=tuple(events))
+        return ProfileOutcome(groups=tuple(groups), events=tuple(events), **done)
     except (SMIMEError, ValueError) as exc:
         log.error("sending profile %s failed: %s", name, exc)
         return ProfileOutcome(bounced=rcpts, reason=f"554 5.7.1 S/MIME processing with profile "
-                              f"{name!r} failed", events=("out_failed",))
+                              f"{name!r} failed", events=("out_failed",), profile=name,
+                              mode=profile.mode, keys=tuple(keys))
 
 
 def apply_outcome(msg: InFlight, rcpts: tuple[str, ...], out: ProfileOutcome, *,
@@ -110,6 +120,12 @@ def apply_outcome(msg: InFlight, rcpts: tuple[str, ...], out: ProfileOutcome, *,
     """Record a profile's outcome on the message: in place when one group covers every
     deliverable recipient, else as copies."""
     msg.events += [("smime", e) for e in out.events]
+    msg.record("smime_outbound", f"sending profile {out.profile}", recipients=rcpts,
+               profile=out.profile, mode=out.mode,
+               keys=[{"recipient": r, "key": k or None, "why": why} for r, k, why in out.keys],
+               bounced=list(out.bounced), dropped=list(out.dropped), reason=out.reason,
+               groups=[{"recipients": list(who), "note": note, "data": data}
+                       for who, data, note in out.groups])
     for r in out.bounced:
         msg.dispositions[r] = BOUNCE
         msg.bounce_reasons[r] = out.reason
