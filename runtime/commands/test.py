@@ -1,4 +1,9 @@
-"""``filterlang test``: run filters on messages offline and print the trace (issue 3 item 8)."""
+"""``filterlang test``: run messages through the gateway's stages offline and print the trace.
+
+With ``-c gateway.toml`` the configured gateway (listener, S/MIME, filters, policies,
+profiles, routing) as ``filterlang serve`` builds it; without, filter files and flags that
+``runtime.pipeline.offline`` turns into an in-memory configuration. Nothing is sent either way.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,30 @@ import json
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.loader import FilterLoadError, load_program
 from runtime.pipeline.offline import simulate
 from runtime.pipeline.policies import PolicyError, load_policies
-from runtime.pipeline.suite import SuiteError, load_resources, run_suite
+from runtime.pipeline.suite import CaseRunner, SuiteError, load_resources, run_suite
 from runtime.pipeline.trace import MessageTrace, dumps, to_text
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", type=Path,
-                   help="filter files, then .eml files or directories of them")
+                   help="filter files, then .eml files or directories of them (with -c: messages only)")
+    p.add_argument("-c", "--config", type=Path, metavar="GATEWAY_TOML",
+                   help="run the whole configured gateway pipeline, as `filterlang serve` would")
     p.add_argument("--suite", nargs="+", type=Path, metavar="FILE", help="run TOML test suites")
     p.add_argument("--mail-from", default="sender@example.com")
     p.add_argument("--rcpt", action="append", default=[], help="envelope recipient (repeat)")
     p.add_argument("--remote-ip", default="127.0.0.1")
+    p.add_argument("--helo", default="localhost", help="with -c: the client's EHLO name")
+    p.add_argument("--tls", action="store_true", help="with -c: as if the client used STARTTLS")
+    p.add_argument("--commit", action="store_true",
+                   help="with -c: really harvest into the key store and park quarantined "
+                        "messages (nothing is ever sent)")
     p.add_argument("--listener", default="")
     p.add_argument("--sender-group", default="")
     p.add_argument("--auth-user", default="")
@@ -62,12 +75,36 @@ def _summary(traces: list[MessageTrace]) -> str:
     return "\n".join(rows)
 
 
+def _suite_gateway(config_path: Path) -> CaseRunner:
+    """A `config = "gateway.toml"` suite: each case through the configured gateway."""
+    from runtime.commands._gateway_trace import Gateway, Session, trace_message
+    from runtime.config.config import ConfigError, load_config
+    from runtime.pipeline.stages import StageSetupError
+
+    try:
+        gw = Gateway.load(load_config(config_path))
+    except (ConfigError, StageSetupError) as exc:
+        raise SuiteError(f"{config_path}: {exc}") from None
+    count = [0]
+
+    def trace_case(case: dict[str, Any], raw: bytes, name: str) -> MessageTrace:
+        count[0] += 1
+        session = Session(str(case.get("remote_ip", "127.0.0.1")), str(case.get("helo", "localhost")),
+                          str(case.get("listener", "")),
+                          str(case.get("mail_from", "sender@example.com")),
+                          [str(r) for r in case.get("rcpt", ["rcpt@example.com"])],
+                          str(case.get("auth_user", "")), bool(case.get("tls", False)))
+        return trace_message(gw, session, raw, name, count[0])
+
+    return trace_case
+
+
 def _run_suites(files: list[Path]) -> int:
     failures = 0
     total = 0
     for f in files:
         try:
-            results = run_suite(f, warn=lambda w: print(w, file=sys.stderr))
+            results = run_suite(f, warn=lambda w: print(w, file=sys.stderr), gateway=_suite_gateway)
         except (SuiteError, PolicyError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -86,9 +123,52 @@ def _run_suites(files: list[Path]) -> int:
     return 1 if failures else 0
 
 
+def _run_config(args: argparse.Namespace) -> int:
+    from runtime.commands._config import config_or_none
+    from runtime.commands._gateway_trace import (
+        Gateway,
+        Session,
+        commit,
+        trace_message,
+        write_outputs,
+    )
+    from runtime.pipeline.stages import StageSetupError
+
+    config = config_or_none(args.config)
+    if config is None:
+        return 2
+    if not args.paths:
+        print("error: give at least one .eml file or directory", file=sys.stderr)
+        return 2
+    try:
+        gw = Gateway.load(config, commit=args.commit)
+    except StageSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    session = Session(args.remote_ip, args.helo, args.listener, args.mail_from,
+                      args.rcpt or ["rcpt@example.com"], args.auth_user, args.tls)
+    if args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(_messages(args.paths), 1):
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            print(f"error: {path}: {exc.strerror}", file=sys.stderr)
+            return 2
+        t = trace_message(gw, session, raw, str(path), i)
+        if args.commit:
+            commit(gw, t)
+        print(dumps(t) if args.json else to_text(t))
+        if args.output:
+            write_outputs(gw, t, args.output, path.stem)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.suite:
         return _run_suites(args.suite)
+    if args.config:
+        return _run_config(args)
     filter_files = [p for p in args.paths if not _is_message(p)]
     message_paths = [p for p in args.paths if _is_message(p)]
     if not filter_files or not message_paths:

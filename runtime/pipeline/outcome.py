@@ -39,6 +39,7 @@ class Outcome:
     recipients: dict[str, str]  # envelope recipient -> deliver | drop | bounce | quarantine(Q)
     leaving: tuple[Leaving, ...]
     bounce_reasons: dict[str, str]
+    headers_only_dsn: bool = False  # a DSN returns headers only (the content was protected)
 
 
 def settle(msg: InFlight) -> Outcome:
@@ -70,4 +71,4 @@ def settle(msg: InFlight) -> Outcome:
             recipients[rcpt] = "deliver"
     bounced = {r: msg.bounce_reasons.get(r, "550 5.7.1 message refused by policy")
                for r, d in msg.dispositions.items() if d == BOUNCE}
-    return Outcome(recipients, tuple(leaving), bounced)
+    return Outcome(recipients, tuple(leaving), bounced, msg.headers_only_dsn)

@@ -3,6 +3,9 @@
 ::
 
     filters = ["filters.flt"]            # relative to the suite file
+    # or: config = "gateway.toml"        # the whole configured gateway, as `filterlang test -c`
+    #     (then remote_ip, helo, listener, auth_user, tls describe the SMTP session and the
+    #     configuration decides policies, sender groups, S/MIME and profiles)
     [resources]                          # optional: dictionaries = {Name = "file"}, texts = {...}
     [policies]                           # optional: incoming / outgoing policy tables
     [[case]]
@@ -106,7 +109,23 @@ def _check(case: dict[str, Any], t: MessageTrace) -> list[str]:
     return diffs
 
 
-def run_suite(path: Path, *, warn: Callable[[str], None] | None = None) -> list[CaseResult]:
+# A configured gateway for `config = "..."` suites: given the config file, a function that
+# traces one case (its fields, the message, its name). The command line supplies it: it needs
+# the mail server's listener and router, which this layer does not import.
+CaseRunner = Callable[[dict[str, Any], bytes, str], MessageTrace]
+GatewayLoader = Callable[[Path], CaseRunner]
+
+
+def _case_message(path: Path, base: Path, case: dict[str, Any], name: str) -> bytes:
+    if "raw" in case:
+        return str(case["raw"]).replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    if "message" in case:
+        return (base / case["message"]).read_bytes()
+    raise SuiteError(f"{path}: case {name!r} needs 'message' or 'raw'")
+
+
+def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
+              gateway: GatewayLoader | None = None) -> list[CaseResult]:
     """Run every case of one suite file; lint warnings of its filters go to ``warn``."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -115,6 +134,16 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None) -> list[
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: {exc}") from None
     base = path.parent
+    if "config" in data:
+        if gateway is None:
+            raise SuiteError(f"{path}: config suites run from `filterlang test --suite`")
+        trace_case = gateway(base / str(data["config"]))
+        configured: list[CaseResult] = []
+        for i, case in enumerate(data.get("case", [])):
+            name = str(case.get("name", f"case {i + 1}"))
+            t = trace_case(case, _case_message(path, base, case, name), name)
+            configured.append(CaseResult(str(path), name, tuple(_check(case, t)), t))
+        return configured
     files = data.get("filters", [])
     if not isinstance(files, list) or not files:
         raise SuiteError(f"{path}: 'filters' must list at least one filter file")
@@ -130,12 +159,7 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None) -> list[
     results: list[CaseResult] = []
     for i, case in enumerate(data.get("case", [])):
         name = str(case.get("name", f"case {i + 1}"))
-        if "raw" in case:
-            raw = str(case["raw"]).replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-        elif "message" in case:
-            raw = (base / case["message"]).read_bytes()
-        else:
-            raise SuiteError(f"{path}: case {name!r} needs 'message' or 'raw'")
+        raw = _case_message(path, base, case, name)
         env = Envelope.simple(str(case.get("mail_from", "sender@example.com")),
                               [str(r) for r in case.get("rcpt", ["rcpt@example.com"])])
         conn = Connection(remote_ip=str(case.get("remote_ip", "127.0.0.1")),

@@ -39,6 +39,7 @@ class MessageTrace:
     leaving: tuple[Leaving, ...] = ()  # what is delivered or parked, as the gateway does it
     bounce_reasons: dict[str, str] = field(factory=dict)
     tempfail: str = ""  # on_filter_error = "tempfail": why the message waits in the queue
+    headers_only_dsn: bool = False
     # Filled by the caller that knows the mail server (`filterlang test -c`): where each
     # recipient's message goes, and the S/MIME outline of each message in `leaving`.
     next_hops: dict[str, str] = field(factory=dict)
@@ -83,6 +84,7 @@ def build_trace(name: str, original: bytes, msg: InFlight, outcome: Outcome | No
     t.recipients = dict(outcome.recipients)
     t.leaving = outcome.leaving
     t.bounce_reasons = dict(outcome.bounce_reasons)
+    t.headers_only_dsn = outcome.headers_only_dsn
     cf = {r.facts.get("policy", ""): r for r in records if r.stage == "content_filters"}
     if not splinters:  # the message filters ended the message before mail policies split it
         disp = ", ".join(dict.fromkeys(t.recipients.values())) or "deliver"
@@ -153,9 +155,12 @@ def _stage_lines(r: StageRecord) -> list[str]:
     return lines + _facts_line(r)
 
 
-def to_text(t: MessageTrace, *, stages: bool = False) -> str:
+def to_text(t: MessageTrace, *, stages: bool | None = None) -> str:
     """The trace for people. `stages`: also the records of the stages around the filters
-    (listener, mail flow policy, inbound S/MIME), shown when a gateway configuration ran."""
+    (listener, mail flow policy, inbound S/MIME); by default when a gateway configuration
+    ran (the listener's record is there)."""
+    if stages is None:
+        stages = any(r.stage == "listener" for r in t.records)
     lines = [f"message {t.message}"]
     if stages:
         for r in t.records:

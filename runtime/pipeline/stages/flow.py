@@ -32,9 +32,7 @@ class MailFlow:
         before = len(msg.data)
         msg.data = strip_status_headers(msg.data, (STATUS_HEADER.decode(),))
         if msg.recording:
-            env = msg.envelope
-            msg.record(self.name, f"mail flow policy {env.policy or '(none)'}: {msg.direction}",
-                       listener=env.listener, remote_ip=env.peer, helo=env.helo,
-                       policy=env.policy, action=policy.action if policy else None,
-                       direction=msg.direction, status_headers_removed=len(msg.data) != before,
-                       data=msg.data)
+            msg.record(self.name, f"mail flow policy {msg.envelope.policy or '(none)'}: "
+                       f"{msg.direction}", policy=msg.envelope.policy,
+                       action=policy.action if policy else None, direction=msg.direction,
+                       status_headers_removed=len(msg.data) != before, data=msg.data)
