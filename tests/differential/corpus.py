@@ -56,6 +56,9 @@ class Case:
     mail_from: str
     rcpts: tuple[str, ...]
     data: bytes
+    # Inbound S/MIME the partner applies before sending: "" (none), "encrypt" (to the
+    # organisation's certificate) or "sign" (by the partner's key); the harness does it.
+    smime: str = ""
 
 
 @frozen
@@ -134,7 +137,10 @@ def generate(seed: int, configs: int, cases_each: int, examples: int = 0) -> lis
             if direction == "incoming" and rng.random() < 0.2:
                 rcpts += (rng.choice(KEYED),)  # refused: relaying denied under ACCEPT
             sender = f"s{n}@example.org" if direction == "outgoing" else f"s{n}@partner.example"
-            cases.append(Case(n, sender, rcpts, _message(rng, n, sender, rcpts)))
+            smime = ""
+            if direction == "incoming":
+                smime = rng.choice(("", "", "encrypt", "sign", "sign"))
+            cases.append(Case(n, sender, rcpts, _message(rng, n, sender, rcpts), smime))
         specs.append(GatewaySpec(
             index, direction, mf, tuple(policies), rng.choice(("detached", "opaque")),
             rng.choice(("encrypt", "sign-encrypt", "triple")),

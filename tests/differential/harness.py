@@ -38,6 +38,11 @@ from tests.gateway.test_noloss import free_port, wait_port
 from tests.smime.pki import Issued, issue
 
 FILTERLANG = Path(sys.executable).parent / "filterlang"
+# Signed inbound mail goes to `hold` under serve while path validation calls asyncio.run()
+# inside the queue process's event loop (issue 12; the queue runner's fix is on its way): the
+# differential test finds it at once. Until the fix lands, partners' signed cases are sent
+# unsigned unless FILTERLANG_DIFF_SIGNED_INBOUND=1.
+SIGNED_INBOUND = os.environ.get("FILTERLANG_DIFF_SIGNED_INBOUND", "") == "1"
 
 TOML = """
 workers = 1
@@ -64,6 +69,11 @@ action = "RELAY"
 
 [policies.inbound]
 action = "ACCEPT"
+smime_decrypt_verify = true
+smime_signature = "{signature}"
+
+[smime]
+trust_anchors = ["ca.pem"]
 
 [policies.default]
 action = "ACCEPT"
@@ -208,6 +218,7 @@ class Run:
     sink_port: int = 0
     port: int = 0
     predictions: dict[int, MessageTrace] = field(factory=dict)
+    sent: dict[int, bytes] = field(factory=dict)  # each case's message as sent
     outcomes: dict[int, Outcome] = field(factory=dict)
     quarantined: Counter[str] = field(factory=Counter)
     unmatched: list[tuple[str, tuple[str, ...], bytes]] = field(factory=list)  # no X-Case-Id
@@ -224,7 +235,7 @@ class Run:
         text = TOML.format(root=root, port=self.port, sink=self.sink_port,
                            policy="relay" if spec.direction == "outgoing" else "inbound",
                            sign_mode=spec.sign_mode, enc_mode=spec.enc_mode, missing=spec.missing,
-                           cipher=spec.cipher)
+                           cipher=spec.cipher, signature="remove" if spec.sign_mode == "opaque" else "retain")
         if spec.examples:
             files = ", ".join(f'"{EXAMPLES / f}"' for f in EXAMPLE_MESSAGE_FILTERS)
             text = text.replace('message_filters = ["message.filter"]', f"message_filters = [{files}]")
@@ -247,11 +258,22 @@ class Run:
         finally:
             store.close()
 
+    def message(self, case: Case) -> bytes:
+        """The case's message as the partner sends it (encrypted to us, or signed)."""
+        if case.smime == "encrypt":
+            return compose.protect(case.data, mode="encrypt", recipients=[self.pki.org.cert])
+        if case.smime == "sign" and SIGNED_INBOUND:
+            signer = self.pki.partners[KEYED[0]]
+            return compose.protect(case.data, mode="sign", signer=compose.Signer(signer.key, signer.cert, ()))
+        return case.data
+
     def predict(self) -> None:
         gw = Gateway.load(load_config(self.root / "gateway.toml"))
         for case in self.spec.cases:
             session = Session("127.0.0.1", "client.diff.example", "", case.mail_from, list(case.rcpts))
-            self.predictions[case.n] = trace_message(gw, session, case.data, f"case {case.n}", case.n)
+            self.sent[case.n] = self.message(case)
+            self.predictions[case.n] = trace_message(gw, session, self.sent[case.n],
+                                                     f"case {case.n}", case.n)
         gw.ctx.store.close()
 
     @contextlib.contextmanager
@@ -281,7 +303,7 @@ class Run:
         try:
             with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.diff.example",
                               timeout=60) as c:
-                refused = c.sendmail(case.mail_from, list(case.rcpts), case.data)
+                refused = c.sendmail(case.mail_from, list(case.rcpts), self.sent[case.n])
                 out.refused = {r: f"{code} {text.decode()}" for r, (code, text) in refused.items()}
         except smtplib.SMTPRecipientsRefused as exc:
             out.refused = {r: f"{code} {text.decode()}" for r, (code, text) in exc.recipients.items()}
