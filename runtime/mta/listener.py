@@ -36,6 +36,7 @@ from aiosmtpd.smtp import (
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from runtime.config.config import GatewayConfig, Listener, MailFlowPolicy
+from runtime.engine.fieldline import field
 from runtime.mta import memtrim
 from runtime.mta.groupcommit import GroupCommit
 from runtime.mta.spool import Envelope, Spool, SpoolError
@@ -56,6 +57,9 @@ POLICY_REJECT = "554 5.7.1 Access denied"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 BARE_LINE_END = "550 5.5.2 Message contains bare CR or LF line endings; use CRLF"
 NUL_IN_MESSAGE = "550 5.6.0 Message contains NUL characters"
+# A CR, LF or NUL inside a command line: an address or parameter carrying one would end up
+# in a header we write, or in what a next hop reads (issue 13 item 1).
+BAD_COMMAND_BYTES = "501 5.5.2 Syntax error: CR, LF or NUL in command"
 
 TOO_MANY_HOPS = "554 5.4.6 Too many hops (mail loop?)"
 LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
@@ -88,10 +92,11 @@ def received_header(session: Session, hostname: str, queue_id: str, rcpts: list[
     ip = str(session.peer[0]) if session.peer else "unknown"
     helo = "".join(c for c in (session.host_name or "unknown") if c.isprintable() and c not in "()")
     proto = "ESMTPS" if tls else ("ESMTP" if session.extended_smtp else "SMTP")
-    rcpt = f"\r\n\tfor <{rcpts[0]}>" if len(rcpts) == 1 else ""
     date = _local_date(int(time.time()))
-    return (f"Received: from {helo[:200]} ([{ip}])\r\n\tby {hostname} (filterlang) with {proto} "
-            f"id {queue_id}{rcpt};\r\n\t{date}\r\n").encode("utf-8", "replace")
+    by = f"by {hostname} (filterlang) with {proto} id {queue_id}"
+    if len(rcpts) == 1:
+        return field("Received", f"from {helo[:200]} ([{ip}])", by, f"for <{rcpts[0]}>;", date)
+    return field("Received", f"from {helo[:200]} ([{ip}])", f"{by};", date)
 
 
 def _matches_host(hostname: str, patterns: tuple[str, ...]) -> bool:
@@ -282,6 +287,11 @@ class GatewaySMTP(SMTP):
     def __init__(self, handler: GatewayHandler, listener: Listener, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._smtp_methods = {cmd: getattr(self, name) for cmd, name in _commands(type(self))}
+        if self._proxy_timeout is not None:
+            # aiosmtpd's own command loop runs (see _handle_client), which lets a CR or NUL
+            # inside a line through to the command: refuse it before the command sees it.
+            self._smtp_methods = {cmd: self._refusing_bad_bytes(method)
+                                  for cmd, method in self._smtp_methods.items()}
         self._handle_hooks = handler.hooks
         # Our handle_EHLO takes the responses and returns them (aiosmtpd's "new" form). No
         # AUTH mechanisms: the gateway takes mail by its host access table, and with LOGIN
@@ -294,6 +304,15 @@ class GatewaySMTP(SMTP):
         self._idle_deadline = 0.0  # loop time after which a silent client is disconnected
         self.raw_params: list[str] | None = None
         self.line_length_limit = listener.max_line_length + 1
+
+    def _refusing_bad_bytes(self, method: Any) -> Any:
+        async def guarded(arg: str | None) -> None:
+            if arg and ("\r" in arg or "\n" in arg or "\0" in arg):
+                await self.push(BAD_COMMAND_BYTES)
+                return
+            await method(arg)
+
+        return guarded
 
     async def _handle_client(self) -> None:
         """aiosmtpd's command loop with the same replies, limits and error handling, without
@@ -326,9 +345,14 @@ class GatewaySMTP(SMTP):
                             await reader.read(more.consumed)
                     await self.push("500 Command line too long")
                     continue
-                line = line.rstrip(b"\r\n")
+                # Only the line's own end goes: "RCPT TO:<a>\r\r\n" keeps its bare CR,
+                # refused below (rstrip would have taken both).
+                line = line[:-2] if line[-2:] == b"\r\n" else line[:-1]
                 if not line:
                     await self.push("500 Error: bad syntax")
+                    continue
+                if b"\r" in line or b"\n" in line or b"\0" in line:
+                    await self.push(BAD_COMMAND_BYTES)
                     continue
                 command_bytes, _, arg_bytes = line.partition(b" ")
                 try:
@@ -631,7 +655,9 @@ class GatewayHandler:
         queue_id = self.spool.new_id(data)
         env = Envelope(
             queue_id=queue_id,
-            mail_from=envelope.mail_from or "",
+            # The null sender as "": aiosmtpd keeps "<>" (its test for "MAIL given"), which
+            # a next hop would have received as MAIL FROM:<<>> and refused.
+            mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
             rcpt_tos=tuple(envelope.rcpt_tos),
             mail_options=tuple(envelope.mail_options),
             rcpt_options=tuple(tuple(o) for o in getattr(envelope, "per_rcpt_options", [])),

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from attrs import define, field, frozen
 
+from runtime.engine.fieldline import field as header_field
+
 
 @frozen
 class Result:
@@ -131,7 +133,7 @@ class MaildirTransport:
                 name = f"{time.time_ns()}.P{os.getpid()}T{threading.get_ident()}N{self._n}.filterlang"
                 tmp = box / "tmp" / name
                 with open(tmp, "wb") as fh:
-                    fh.write(f"Return-Path: <{mail_from}>\r\n".encode("utf-8", "replace"))
+                    fh.write(header_field("Return-Path", f"<{mail_from}>"))
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())

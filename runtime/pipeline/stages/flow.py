@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from attrs import define
 
+from runtime.engine.fieldline import field
 from runtime.pipeline.flow import InFlight
 from runtime.pipeline.stages import StageContext
 from smime.mime import strip_status_headers
@@ -15,9 +16,8 @@ STATUS_HEADER = b"X-Filterlang-SMIME"
 
 
 def add_header(data: bytes, name: bytes, value: str) -> bytes:
-    """Prepend one field; values are ours (ASCII, one line)."""
-    clean = " ".join(value.encode("ascii", "replace").decode("ascii").split())[:900]
-    return name + b": " + clean.encode("ascii") + b"\r\n" + data
+    """Prepend one field, through the one builder (ASCII, one line whatever `value` holds)."""
+    return field(name.decode("ascii"), value.encode("ascii", "replace").decode("ascii")) + data
 
 
 @define
