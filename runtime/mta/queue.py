@@ -23,6 +23,7 @@ from typing import Protocol
 import attrs
 
 from runtime.config.config import Delivery as DeliveryConfig
+from runtime.engine.fieldline import field
 from runtime.mta import memtrim
 from runtime.mta.dsn import RecipientStatus, build_dsn, status_from_code
 from runtime.mta.metrics import Metrics
@@ -186,9 +187,10 @@ class QueueRunner:
         """
         alert(self.metrics, kind, text, self.alerts)
         if mail and self.alert_email:
-            body = (f"From: MAILER-DAEMON\r\nTo: <{self.alert_email}>\r\n"
-                    f"Subject: filterlang alert: {kind}\r\nAuto-Submitted: auto-generated\r\n"
-                    f"\r\n{text}\r\n").encode("ascii", "replace")
+            body = (b"From: MAILER-DAEMON\r\n" + field("To", f"<{self.alert_email}>")
+                    + field("Subject", f"filterlang alert: {kind}")
+                    + b"Auto-Submitted: auto-generated\r\n\r\n"
+                    + f"{text}\r\n".encode("ascii", "replace"))
             try:
                 self.spool.store(Envelope("", (self.alert_email,), policy="alert", processed=True), body)
             except SpoolError:
@@ -250,6 +252,10 @@ class QueueRunner:
         env = msg.envelope
         if env.queue_id != qid:
             env = attrs.evolve(env, queue_id=qid)
+        if msg.headers_only_dsn and not env.headers_only_dsn:
+            # Decrypted here: the deferred file, copies and quarantined messages carry the fact,
+            # so a DSN at any later attempt (after a restart too) returns headers only.
+            env = attrs.evolve(env, headers_only_dsn=True)
         bounced = msg.recipients(BOUNCE)
         if bounced:
             self._bounce(env, data, [

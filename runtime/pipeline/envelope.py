@@ -40,6 +40,10 @@ class Envelope:
     listener: str = ""  # the listener's configured name (recv-listener in filters)
     auth_user: str = ""  # the SMTP AUTH identity (smtp-auth-id in filters); "" unauthenticated
     interface: str = ""  # the receiving interface's nickname (recv-int in filters)
+    # The message was encrypted when it arrived: a DSN returns its headers only, never the
+    # content the gateway decrypted (kept here so a restart does not forget it).
+    headers_only_dsn: bool = False
+    delay_notified: bool = False  # the NOTIFY=DELAY notice went out (one per message)
 
     def to_json(self) -> dict[str, Any]:
         # Not attrs.asdict(): its generic recursion ran for every message received (~3% of a
@@ -72,6 +76,8 @@ class Envelope:
                 listener=str(data.get("listener", "")),
                 auth_user=str(data.get("auth_user", "")),
                 interface=str(data.get("interface", "")),
+                headers_only_dsn=bool(data.get("headers_only_dsn", False)),
+                delay_notified=bool(data.get("delay_notified", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptEntry(f"bad envelope header: {exc}") from None
