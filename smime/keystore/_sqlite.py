@@ -84,6 +84,12 @@ def open_sqlite(path: str) -> SqliteKeyStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=30000")
-    except (OSError, sqlite3.Error) as exc:
+    except OSError as exc:
+        raise KeyStoreUnavailableError(f"cannot open key store {path}: {exc}") from None
+    except sqlite3.Error as exc:
+        # An unreadable file or folder (CANTOPEN, IOERR ...) may come back: temporary, as a
+        # PostgreSQL server that is down; a file that is not a database is not.
+        if _temporary(exc):
+            raise KeyStoreUnavailableError(f"cannot open key store {path}: {exc}") from None
         raise KeyStoreError(f"cannot open key store {path}: {exc}") from None
     return SqliteKeyStore(conn, path)

@@ -54,6 +54,20 @@ class StageContext:
     services: Services | None = None  # outside services for rules (none configured in the gateway)
     _store: KeyStore | None = field(default=None, alias="store")
     _local: threading.local = field(factory=threading.local, init=False)
+    _store_down: bool = field(default=False, init=False)  # an outage was alerted, not yet over
+
+    def store_down(self, problem: str) -> None:
+        """The key store did not answer: one alert per outage (not one per message waiting)."""
+        if not self._store_down:
+            self._store_down = True
+            self.alert("keystore_unavailable", f"{problem}; mail that needs a key lookup "
+                       "waits in the deferred queue and is retried on the retry schedule")
+
+    def store_up(self) -> None:
+        """A lookup worked: the outage, if there was one, is over."""
+        if self._store_down:
+            self._store_down = False
+            log.warning("key store available again; deferred mail goes out at its next retry")
 
     @property
     def store(self) -> KeyStore:

@@ -4,8 +4,10 @@ profile's action when a recipient has no usable key (bounce, drop or split).
 Used twice: at once by the final `smime-gateway("p")` in the filter stages, and at step 19 by
 `SmimeOutbound` for `smime-gateway-deferred("p")` (of the whole message or of one splinter).
 Fail safe: a profile that encrypts never lets a recipient get plain text except through the
-split branch the administrator chose; a signing failure bounces; a key-store outage raises, so
-the queue runner parks the message in `hold` with an alert instead of sending it.
+split branch the administrator chose; a signing failure bounces. A key-store outage is
+temporary: the message waits in the deferred queue (RetryLater), unprocessed, and is tried
+again on the retry schedule, with one alert for the outage; it is never bounced for it, nor
+sent without the lookup it needs.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 from attrs import define, frozen
 from cryptography import x509
 
-from runtime.pipeline.flow import BOUNCE, COPIED, DELIVER, DROP, Copy, InFlight
+from runtime.pipeline.flow import BOUNCE, COPIED, DELIVER, DROP, Copy, InFlight, RetryLater
 from runtime.pipeline.stages import StageContext
 from runtime.pipeline.stages.smime_ops import protect
 from smime.envelope import choose_cipher
 from smime.errors import SMIMEError
+from smime.keystore import KeyStoreUnavailableError
 from smime.keystore.lookup import find_encryption_key
 
 log = logging.getLogger("filterlang.smime")
@@ -84,6 +87,7 @@ def apply_profile(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], name: 
                 if found.chosen.capabilities:
                     caps.append(tuple(found.chosen.capabilities))
                 ctx.store.record_use(found.chosen.id)
+        ctx.store_up()
         action = profile.missing_key_action
         done: dict[str, Any] = {"profile": name, "mode": profile.mode, "keys": tuple(keys)}
         if missing and action == "bounce":
@@ -108,6 +112,10 @@ def apply_profile(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], name: 
                 groups.append(sign_only(tuple(missing), f"profile {name}: split, signed only "
                                         f"(no key) for {', '.join(missing)}"))
         return ProfileOutcome(groups=tuple(groups), events=tuple(events), **done)
+    except KeyStoreUnavailableError as exc:
+        # Caught before SMIMEError, of which it is one: an outage must not bounce the mail.
+        ctx.store_down(str(exc))
+        raise RetryLater(f"key store unavailable: {exc}") from None
     except (SMIMEError, ValueError) as exc:
         log.error("sending profile %s failed: %s", name, exc)
         return ProfileOutcome(bounced=rcpts, reason=f"554 5.7.1 S/MIME processing with profile "
