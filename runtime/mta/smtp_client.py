@@ -47,7 +47,9 @@ def envelope_commands(
     opts = [o for o in opts if o.startswith(("BODY=", "RET=", "ENVID=", "SMTPUTF8"))]
     ropts = [list(rcpt_options[i]) if i < len(rcpt_options) and dsn else []
              for i in range(len(rcpts))]
-    mail_cmd = " ".join([f"MAIL FROM:<{mail_from}>", *opts])
+    # "<>" is how a queue file written before the listener stored "" holds the null sender.
+    sender = "" if mail_from == "<>" else mail_from
+    mail_cmd = " ".join([f"MAIL FROM:<{sender}>", *opts])
     rcpt_cmds = [" ".join([f"RCPT TO:<{r}>", *o]) for r, o in zip(rcpts, ropts, strict=True)]
     if any("\r" in c or "\n" in c for c in (mail_cmd, *rcpt_cmds)):
         return None

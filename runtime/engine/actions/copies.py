@@ -10,10 +10,50 @@ from pathlib import Path
 from typing import Any
 
 from runtime.engine.context import MessageContext
+from runtime.engine.fieldline import field
 from runtime.engine.plan import ActionPlan, Copy
 from runtime.engine.variables import expand
 
 Args = list[Any]
+
+
+AUTO_SUBMITTED = b"Auto-Submitted: auto-generated\r\n"  # RFC 3834 5: our copies are automatic
+
+
+def automatic(ctx: MessageContext) -> bool:
+    """The message is itself automatic (RFC 3834 2): the null sender, or an Auto-Submitted
+    field other than `no`. Notifications and copies of it would answer automatic mail
+    automatically, which is how mail loops start, so none are sent."""
+    if ctx.envelope.mail_from in ("", "<>"):
+        return True
+    return any(v.split(";", 1)[0].strip().lower() != "no"
+               for v in ctx.header_values("Auto-Submitted"))
+
+
+def _skipped(plan: ActionPlan, what: str) -> None:
+    plan.log.append(f"{what}: not sent, the message is itself automatic (RFC 3834)")
+
+
+def _marked(data: bytes) -> bytes:
+    """`data` with our Auto-Submitted field in place of any it had (at most `no`)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = data.partition(b"\n\n")
+    if b"auto-submitted" in head.lower():
+        lines = head.splitlines(keepends=True)
+        kept: list[bytes] = []
+        dropping = False
+        for line in lines:
+            if line[:1] in (b" ", b"\t"):
+                if not dropping:
+                    kept.append(line)
+                continue
+            dropping = line.lower().startswith(b"auto-submitted:")
+            if not dropping:
+                kept.append(line)
+        head = b"".join(kept).rstrip(b"\r\n")
+        data = head + sep + body
+    return AUTO_SUBMITTED + data
 
 
 def bcc(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
@@ -21,9 +61,12 @@ def bcc(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
     subject = expand(str(args[1]) if len(args) > 1 else "$Subject", ctx)
     rpath = expand(str(args[2]) if len(args) > 2 else "$EnvelopeFrom", ctx)
     out = [to, subject, rpath] + [str(a) for a in args[3:4]]
+    if automatic(ctx):
+        _skipped(plan, f"{plan.pending or 'bcc'} copy to {to}")
+        return out
     # kind "bcc-scan" tells the pipeline to inject the copy as a new message, marked so that it
     # cannot trigger another bcc-scan of itself (loop protection, reference 7.4)
-    plan.copies.append(Copy(plan.pending or "bcc", to, ctx.as_bytes(), subject, rpath))
+    plan.copies.append(Copy(plan.pending or "bcc", to, _marked(ctx.as_bytes()), subject, rpath))
     return out
 
 
@@ -32,6 +75,10 @@ def notify(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
     subject = expand(str(args[1]) if len(args) > 1 else "Message notification: $Subject", ctx)
     rpath = expand(str(args[2]) if len(args) > 2 else "", ctx)
     template = str(args[3]) if len(args) > 3 else ""
+    out = [to, subject, rpath] + ([template] if template else [])
+    if automatic(ctx):
+        _skipped(plan, f"notification to {to}")
+        return out
     res = ctx.resources
     if template and res is not None and template in res.texts:
         body = expand(res.texts[template], ctx, multiline=True)
@@ -39,17 +86,16 @@ def notify(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
         body = expand("Filter $FilterName matched a message.\nEnvelope sender: $EnvelopeFrom\n"
                       "Envelope recipients: $EnvelopeRecipients\n\n$AllHeaders\n", ctx,
                       multiline=True)
-    # compat32 writes values as given; email.policy.default would decode an encoded word
-    # such as =?utf-8?Q?=0D=0ABcc:...?= found in a variable and emit a raw line break
+    # The header fields through the one builder (no line break from a variable's value); the
+    # body as MIME text, which may have lines of its own.
     note = EmailMessage(policy=email.policy.compat32)
-    note["Subject"] = subject
-    note["To"] = to
-    note["From"] = rpath or "MAILER-DAEMON"
     note.set_content(body, charset="utf-8", content_manager=raw_data_manager)
-    plan.copies.append(Copy("notify", to, note.as_bytes(), subject, rpath))
+    head = (field("Subject", subject) + field("To", to) + field("From", rpath or "MAILER-DAEMON")
+            + AUTO_SUBMITTED)
+    body_part = note.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))
+    plan.copies.append(Copy("notify", to, head + body_part, subject, rpath))
     if plan.pending == "notify-copy":  # plus a scanned copy of the message, as bcc-scan does
-        plan.copies.append(Copy("bcc-scan", to, ctx.as_bytes(), subject, rpath))
-    out = [to, subject, rpath] + ([template] if template else [])
+        plan.copies.append(Copy("bcc-scan", to, _marked(ctx.as_bytes()), subject, rpath))
     return out
 
 
