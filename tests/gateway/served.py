@@ -137,6 +137,8 @@ class Served:
         return self.log.read_text(errors="replace")
 
     def __enter__(self) -> Served:
+        if self.proc is not None and self.proc.poll() is None:
+            return self  # `with gw.start():` started it already
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -68,7 +68,7 @@ def test_a_decrypted_message_bounces_with_headers_only_after_a_restart(tmp_path:
         header = json.loads(deferred[0].read_bytes().split(b"\n", 2)[1])
         assert header["headers_only_dsn"] is True
         answer[0] = "550 5.1.1 no such user"
-        with gw.start():
+        with gw:  # the same gateway, restarted
             [dsn] = wait_until(lambda: sink.to("a@example.com"), what="the DSN")
     assert SECRET.encode() not in dsn.data
     parsed = email.message_from_bytes(dsn.data, policy=email.policy.default)
