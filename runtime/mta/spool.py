@@ -10,11 +10,17 @@ the target directory, so a kill -9 at any moment leaves either the old or the ne
 half one. Several processes may share one spool: a worker claims a message by renaming it from
 `incoming` or `deferred` into `active`; rename is atomic, so exactly one claim wins.
 
-File format, version 1 (our own, documented, not pickle):
+File format, version 2 (our own, documented, not pickle):
 
-    FLSPOOL 1\\n
-    <one line of JSON: the envelope header, see `Envelope`>\\n
+    FLSPOOL 2\\n
+    <one line of JSON: the envelope header, see `Envelope`, plus "length" and "crc32" of
+     the message bytes that follow>\\n
     <the raw message bytes, exactly as received (CRLF line ends)>
+
+A file whose message bytes do not have that length and CRC-32 (a truncated or damaged file)
+is unreadable (CorruptEntry): it goes to `corrupt` with an alert and is never delivered.
+Version 1 files (the same without "length" and "crc32") are still read. The checksum is
+computed from the bytes in memory as they are written, never by reading a file back.
 
 Names are `<time in ns, 20 digits>-<12 hex of sha256>` so `sorted()` is FIFO.
 """
@@ -32,8 +38,10 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 from attrs import frozen
@@ -42,7 +50,8 @@ from runtime.pipeline.envelope import CorruptEntry, Envelope
 
 log = logging.getLogger("filterlang.spool")
 
-MAGIC = b"FLSPOOL 1\n"
+MAGIC = b"FLSPOOL 2\n"
+MAGIC_V1 = b"FLSPOOL 1\n"  # no length and checksum; still read
 FREE_LIMIT = 4096  # emptied files kept in `free` for reuse
 FREE_CHECK = 256  # removals between two counts of `free`
 FREE_RELIST = 0.2  # seconds before `free` is listed again after it was found empty
@@ -58,17 +67,28 @@ class SpoolError(Exception):
 
 
 
-def encode_header(envelope: Envelope) -> bytes:
-    header = json.dumps(envelope.to_json(), separators=(",", ":"), ensure_ascii=True)
+def encode_header(envelope: Envelope, body: Sequence[bytes] = ()) -> bytes:
+    """The magic line and the JSON header for a file whose message bytes are `body` joined
+    (given in pieces, as they are written, so they are never joined just to be counted)."""
+    fields = envelope.to_json()
+    length = crc = 0
+    for piece in body:
+        length += len(piece)
+        crc = zlib.crc32(piece, crc)
+    fields["length"] = length
+    fields["crc32"] = crc
+    header = json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
     return MAGIC + header.encode("ascii") + b"\n"
 
 
 def encode(envelope: Envelope, data: bytes) -> bytes:
-    return encode_header(envelope) + data
+    return encode_header(envelope, (data,)) + data
 
 
-def decode(blob: bytes) -> tuple[Envelope, bytes]:
-    if not blob.startswith(MAGIC):
+def _header(blob: bytes) -> tuple[dict[str, Any], int]:
+    """The JSON header of a file that starts with `blob`, and where its message bytes start."""
+    magic = blob[: len(MAGIC)]
+    if magic != MAGIC and magic != MAGIC_V1:
         raise CorruptEntry("not a spool file (bad magic)")
     end = blob.find(b"\n", len(MAGIC))
     if end < 0:
@@ -79,7 +99,28 @@ def decode(blob: bytes) -> tuple[Envelope, bytes]:
         raise CorruptEntry(f"bad header JSON: {exc}") from None
     if not isinstance(header, dict):
         raise CorruptEntry("header is not an object")
-    return Envelope.from_json(header), blob[end + 1 :]
+    if magic == MAGIC and not (isinstance(header.get("length"), int)
+                               and isinstance(header.get("crc32"), int)):
+        raise CorruptEntry("version 2 header without length and crc32")
+    return header, end + 1
+
+
+def _check_body(header: dict[str, Any], body: bytes) -> None:
+    """A version 2 file's message bytes are complete and undamaged (version 1: no check)."""
+    length = header.get("length")
+    if length is None:
+        return
+    if len(body) != length:
+        raise CorruptEntry(f"message bytes truncated or extended: {len(body)} of {length}")
+    if zlib.crc32(body) != header.get("crc32"):
+        raise CorruptEntry("message bytes damaged (CRC-32 mismatch)")
+
+
+def decode(blob: bytes) -> tuple[Envelope, bytes]:
+    header, start = _header(blob)
+    body = blob[start:]
+    _check_body(header, body)
+    return Envelope.from_json(header), body
 
 
 def _fsync_dir(path: str | Path) -> None:
@@ -336,7 +377,8 @@ class Spool:
         env = envelope
         if env.queue_id != queue_id or not env.received_at:  # else as the listener made it
             env = attrs.evolve(env, queue_id=queue_id, received_at=env.received_at or time.time())
-        return self._stage(state, queue_id, [encode_header(env), prefix, data], batched)
+        return self._stage(state, queue_id, [encode_header(env, (prefix, data)), prefix, data],
+                           batched)
 
     def store(self, envelope: Envelope, data: bytes, state: str = "incoming", *,
               queue_id: str | None = None, prefix: bytes = b"") -> str:
@@ -351,7 +393,8 @@ class Spool:
 
     def rewrite(self, state: str, envelope: Envelope, data: bytes) -> None:
         """Replace or create the file of `envelope.queue_id` in `state` (write-fsync-rename)."""
-        self._publish_one(self._stage(state, envelope.queue_id, [encode_header(envelope), data]))
+        self._publish_one(self._stage(state, envelope.queue_id,
+                                      [encode_header(envelope, (data,)), data]))
 
     def read(self, state: str, queue_id: str) -> tuple[Envelope, bytes]:
         path = f"{self._dirs[state]}/{queue_id}"
@@ -371,8 +414,9 @@ class Spool:
                         header = fh.readline(1 << 20)
                         # The body on its own, so it is never copied out of a larger buffer.
                         body = fh.read()
-                    env, _ = decode(head + header)
-                    return env, body
+                    fields, _ = _header(head + header)
+                    _check_body(fields, body)
+                    return Envelope.from_json(fields), body
             finally:
                 os.close(fd)
         except OSError as exc:

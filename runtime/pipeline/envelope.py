@@ -11,7 +11,8 @@ from typing import Any
 import attrs
 from attrs import frozen
 
-FORMAT_VERSION = 1  # of the queue file's JSON header
+FORMAT_VERSION = 2  # of the queue file's JSON header (2 adds the body's length and CRC-32)
+READABLE_VERSIONS = (1, 2)
 
 
 class CorruptEntry(Exception):
@@ -54,7 +55,7 @@ class Envelope:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Envelope:
-        if data.get("version") != FORMAT_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise CorruptEntry(f"unknown spool format version {data.get('version')!r}")
         try:
             return cls(

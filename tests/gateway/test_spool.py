@@ -31,7 +31,7 @@ def test_round_trip_keeps_bytes_and_envelope(tmp_path: Path) -> None:
     assert data == DATA
     assert env.rcpt_tos == ENV.rcpt_tos and env.rcpt_options == ENV.rcpt_options
     assert env.queue_id == qid and env.received_at > 0
-    assert (tmp_path / "incoming" / qid).read_bytes().startswith(b"FLSPOOL 1\n{")
+    assert (tmp_path / "incoming" / qid).read_bytes().startswith(b"FLSPOOL 2\n{")
     assert os.listdir(tmp_path / "tmp") == []
 
 
