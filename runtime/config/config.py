@@ -125,6 +125,9 @@ class Delivery:
     maildir: Path | None = None
     retry_schedule: tuple[float, ...] = (60.0, 300.0, 900.0, 3600.0)
     max_queue_lifetime: float = 5 * 86400.0
+    # RFC 3461 NOTIFY=DELAY: one "still trying" notice once a message has waited this long
+    # (seconds; 0: never), for the recipients that asked.
+    delay_notice_after: float = 4 * 3600.0
     connect_timeout: float = 30.0
     workers: int = 16  # see DELIVERY_THREADS
 
@@ -307,6 +310,7 @@ def _delivery(t: Table) -> Delivery:
         maildir=t.path("maildir"),
         retry_schedule=tuple(float(s) for s in schedule),
         max_queue_lifetime=t.number("max_queue_lifetime", 5 * 86400.0, minimum=1.0),
+        delay_notice_after=t.number("delay_notice_after", 4 * 3600.0, minimum=0.0),
         connect_timeout=t.number("connect_timeout", 30.0, minimum=0.1),
         workers=t.integer("workers", DELIVERY_THREADS, minimum=1),
     )

@@ -390,9 +390,10 @@ class QueueRunner:
             keep = {r for r, _ in deferred}
             opts = [o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False) if r in keep]
             last = deferred[0][1]
+            notified = env.delay_notified or self._delay_notice(env, data, deferred, now)
             new = attrs.evolve(env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep),
                                rcpt_options=tuple(opts), attempts=attempts, next_attempt=now + delay,
-                               last_error=f"{last.code} {last.text}")
+                               last_error=f"{last.code} {last.text}", delay_notified=notified)
             self.spool.rewrite("deferred", new, data)
             for rcpt, res in deferred:
                 self.tracker.record("deferred", qid, rcpt=rcpt, reply=f"{res.code} {res.text}",
@@ -400,6 +401,25 @@ class QueueRunner:
                 if self.metrics:
                     self.metrics.child(self.metrics.delivered, "deferred").inc()
         self.spool.remove("active", qid)
+
+    def _delay_notice(self, env: Envelope, data: bytes, deferred: list[tuple[str, Result]],
+                      now: float) -> bool:
+        """NOTIFY=DELAY (RFC 3461): once the message has waited `delay_notice_after`, one
+        notice to the sender for the still-deferred recipients that asked for it (build_dsn
+        leaves out the others). True once it is due, whether anyone asked or not: at most one
+        per message."""
+        after = self.config.delay_notice_after
+        if not after or now - env.received_at < after:
+            return False
+        dsn = build_dsn(env, data, [
+            RecipientStatus(r, "delayed", status_from_code(res.code, res.text),
+                            f"{res.code} {res.text}") for r, res in deferred])
+        if dsn is not None:
+            self.tracker.record("delay_notice", env.queue_id, rcpts=[r for r, _ in deferred])
+            self.offer(self.spool.store(
+                Envelope(mail_from="", rcpt_tos=(env.mail_from,), policy="dsn", processed=True),
+                dsn))
+        return True
 
     def _bounce(self, env: Envelope, data: bytes, statuses: list[RecipientStatus],
                 headers_only: bool = False) -> None:

@@ -3,10 +3,14 @@ comes back as Original-Recipient, and no parameter can add a header line."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from runtime.mta.dsn import RecipientStatus, build_dsn, notify_wants, original_recipient
 from runtime.pipeline.envelope import Envelope
+
+from .served import Served, Sink, send, wait_until
 
 FAILED = "550 5.1.1 no such user"
 
@@ -44,3 +48,54 @@ def test_orcpt_is_echoed_decoded_and_cannot_inject() -> None:
     [orig] = [line for line in lines if line.startswith(b"Original-Recipient:")]
     assert orig == b"Original-Recipient: rfc822; b@example.org Bcc: evil@example.net"
     assert not any(line.startswith(b"Bcc:") for line in lines)
+
+
+GATEWAY = """
+workers = 1
+queue_workers = 1
+[storage]
+data_dir = "data"
+[[listeners]]
+port = {port}
+[sender_groups.local]
+ips = ["127.0.0.0/8"]
+policy = "relay"
+[policies.relay]
+action = "RELAY"
+[delivery]
+relay = "127.0.0.1:{sink}"
+retry_schedule = [1]
+delay_notice_after = 2
+"""
+
+
+def test_notify_and_orcpt_through_serve(tmp_path: Path) -> None:
+    answers = {"bob@example.org": "451 4.2.1 mailbox busy",
+               "carol@example.org": "550 5.1.1 no such user",
+               "dave@example.org": "451 4.2.1 mailbox busy"}
+    tried: list[str] = []
+
+    def answer(rcpt: str) -> str:
+        tried.append(rcpt)
+        return answers.get(rcpt, "250 2.1.5 OK")
+
+    msg = b"Subject: s\r\n\r\nbody\r\n"
+    with Sink(answer) as sink, Served(tmp_path, GATEWAY, sink) as gw:
+        assert send(gw.port, "a1@example.com", ["bob@example.org"], msg,
+                    "NOTIFY=DELAY,FAILURE ORCPT=rfc822;Bob+2Bsales@Example.org")[-1][:3] == "250"
+        assert send(gw.port, "a2@example.com", ["carol@example.org"], msg,
+                    "NOTIFY=NEVER")[-1][:3] == "250"
+        assert send(gw.port, "a3@example.com", ["dave@example.org"], msg)[-1][:3] == "250"
+        [notice] = wait_until(lambda: sink.to("a1@example.com"), what="bob's delay notice")
+        # Several attempts later there is still exactly one notice, for bob only.
+        wait_until(lambda: tried.count("bob@example.org") >= 4 and tried.count("dave@example.org") >= 4,
+                   what="more attempts")
+        assert len(sink.to("a1@example.com")) == 1 and sink.to("a3@example.com") == []
+        answers["bob@example.org"] = "550 5.1.1 gone now"
+        wait_until(lambda: len(sink.to("a1@example.com")) == 2, what="bob's failure notice")
+    assert b"Action: delayed" in notice.data and b"Status: 4.2.1" in notice.data
+    assert b"Original-Recipient: rfc822; Bob+sales@Example.org" in notice.data
+    failure = sink.to("a1@example.com")[1]
+    assert b"Action: failed" in failure.data
+    assert b"Original-Recipient: rfc822; Bob+sales@Example.org" in failure.data
+    assert sink.to("a2@example.com") == []  # NOTIFY=NEVER: carol's failure is not reported
