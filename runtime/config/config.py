@@ -2,7 +2,7 @@
 
 Layout (every section optional except where noted; paths are relative to the file):
 
-    [storage]            data_dir, keystore_url, spool_sync
+    [storage]            data_dir, keystore_url, spool_sync, min_free_space
     [[listeners]]        name, address, port, tls_cert, tls_key, max_message_size, ...
     [sender_groups.X]    ips (IPs and CIDRs), hosts (shell patterns), policy
     [policies.X]         action ACCEPT|RELAY|REJECT|TCPREFUSE, limits, S/MIME inbound options
@@ -158,6 +158,9 @@ class Storage:
     # the spool's filesystem for the batch (Linux 5.8+; elsewhere as "file"), or "file", an
     # fdatasync per message. See docs/operations.md.
     spool_sync: Literal["filesystem", "file"] = "filesystem"
+    # Bytes the spool's filesystem keeps free: below this (or below this plus a MAIL's
+    # declared SIZE) the listener answers 452 4.3.1 at MAIL, before any data is sent.
+    min_free_space: int = 100 * 1024 * 1024
 
 
 @frozen
@@ -394,7 +397,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     if isinstance(url, str) and url.startswith("sqlite:///") and not url[10:].startswith("/"):
         url = f"sqlite:///{(path.parent / url[10:]).resolve()}"  # relative to this file
     spool_sync = st.choice("spool_sync", SPOOL_SYNC_MODES, "filesystem")
-    storage = Storage(data_dir, url, spool_sync)
+    storage = Storage(data_dir, url, spool_sync,
+                      st.integer("min_free_space", 100 * 1024 * 1024, minimum=0))
     if not storage.keystore_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         st.error("keystore_url", "must start with sqlite:/// or postgresql://")
     st.finish()

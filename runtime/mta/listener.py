@@ -38,6 +38,7 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from runtime.config.config import GatewayConfig, Listener, MailFlowPolicy
 from runtime.engine.fieldline import field
 from runtime.mta import memtrim
+from runtime.mta.diskspace import FreeSpace
 from runtime.mta.groupcommit import GroupCommit
 from runtime.mta.spool import Envelope, Spool, SpoolError
 
@@ -49,6 +50,7 @@ OK_SENDER = "250 2.1.0 OK"
 OK_RCPT = "250 2.1.5 OK"
 TEMP_LOCAL_ERROR = "451 4.3.0 Temporary local problem, try again later"
 TEMP_SPOOL_ERROR = "451 4.3.1 Queue write failed, try again later"
+DISK_LOW = "452 4.3.1 Insufficient system storage, try again later"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 RELAY_DENIED = "550 5.7.1 Relaying denied"
 RATE_LIMITED = "421 4.7.0 Rate limit exceeded, try again later"
@@ -587,6 +589,7 @@ class GatewayHandler:
         self.rates = RateLimiter()
         self.on_queued = on_queued
         self.commits = GroupCommit(spool)
+        self.space = FreeSpace(spool.root, config.storage.min_free_space)
         # aiosmtpd's hook table (command -> handle_* method), made once for every connection.
         self.hooks: dict[str, Any] = {
             name[7:]: getattr(self, name) for name in dir(type(self)) if name.startswith("handle_")
@@ -615,9 +618,14 @@ class GatewayHandler:
             server.arm_deadline()
         if policy.action == "REJECT":
             return POLICY_REJECT
+        declared = 0
         for opt in options:
-            if opt.startswith("SIZE=") and opt[5:].isdigit() and int(opt[5:]) > policy.max_message_size:
-                return MESSAGE_TOO_BIG
+            if opt.startswith("SIZE=") and opt[5:].isdigit():
+                declared = int(opt[5:])
+                if declared > policy.max_message_size:
+                    return MESSAGE_TOO_BIG
+        if not self.space.enough(declared):
+            return DISK_LOW
         if not self.rates.allow(str(session.peer[0]) if session.peer else "", policy.max_messages_per_hour):
             return RATE_LIMITED
         envelope.mail_from = address

@@ -179,6 +179,10 @@ class QueueRunner:
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._awake: asyncio.Event | None = None
         self._astop = False
+        # Spool write failures (a full disk): per message, to follow the retry schedule; and
+        # whether the spool is failing now, for one alert per episode.
+        self._spool_failures: dict[str, int] = {}
+        self._spool_failing = False
 
     def alert(self, kind: str, text: str, mail: bool = True) -> None:
         """Log, count, record, and (when configured) mail an alert to the operator.
@@ -217,18 +221,39 @@ class QueueRunner:
         try:
             self._process(env, data)
             del data
+            self._spool_works(queue_id)
             memtrim.after_message(size)
         except SpoolError as exc:
-            # The disk is full or failing: give the message back (rename only, no new bytes)
-            # after a pause, so it is retried without spinning.
-            self.alert("spool_write", f"{queue_id}: {exc}", mail=False)
-            time.sleep(1.0)
-            self.spool.move(queue_id, "active", "incoming", durable=False)
+            self._spool_failed(queue_id, env, exc)
         except Exception:
             # A pipeline bug must not lose the message or stop the queue: park it in hold.
             log.exception("processing %s failed; moved to hold", queue_id)
             self.spool.move(queue_id, "active", "hold")
             self.alert("processing_error", f"{queue_id} moved to hold")
+
+    def _spool_failed(self, queue_id: str, env: Envelope, exc: SpoolError) -> None:
+        """The disk refused a write (full, failing) while this message was worked on: it goes
+        back to `deferred` by a rename, no new bytes, not to be tried before its next attempt
+        on the retry schedule (counting these failures too), where it used to be retried
+        every second with an alert each time. One alert while the spool keeps failing."""
+        failures = self._spool_failures[queue_id] = self._spool_failures.get(queue_id, 0) + 1
+        schedule = self.config.retry_schedule
+        delay = schedule[min(env.attempts + failures - 1, len(schedule) - 1)]
+        if not self._spool_failing:
+            self._spool_failing = True
+            self.alert("spool_write", f"{queue_id}: {exc}; messages that need a queue write "
+                       "wait in deferred and are retried on the retry schedule", mail=False)
+        else:
+            log.error("spool write failed for %s: %s; retry in %g s", queue_id, exc, delay)
+        if not self.spool.hold_back(queue_id, time.time() + delay):
+            log.error("%s left active while its spool write failed", queue_id)
+
+    def _spool_works(self, queue_id: str) -> None:
+        if self._spool_failures:
+            self._spool_failures.pop(queue_id, None)
+        if self._spool_failing:
+            self._spool_failing = False
+            log.warning("spool writes work again")
 
     def _process(self, env: Envelope, data: bytes) -> None:
         out = (env, data) if env.processed else self._pipeline(env, data)
@@ -643,11 +668,10 @@ class QueueRunner:
             if out is not None:
                 await self._deliver_async(*out, transport=transport, inline=inline)
             del out
+            self._spool_works(queue_id)
             memtrim.after_message(size)
         except SpoolError as exc:
-            self.alert("spool_write", f"{queue_id}: {exc}", mail=False)
-            await asyncio.sleep(1.0)
-            self.spool.move(queue_id, "active", "incoming", durable=False)
+            self._spool_failed(queue_id, env, exc)
         except Exception:
             log.exception("processing %s failed; moved to hold", queue_id)
             self.spool.move(queue_id, "active", "hold")

@@ -439,6 +439,19 @@ class Spool:
             _fsync_dir(self._dirs[dst])
         return True
 
+    def hold_back(self, queue_id: str, until: float) -> bool:
+        """Give an `active` message back to `deferred` without writing a byte (the disk may be
+        full), not to be claimed before `until` (wall-clock time): the file's mtime carries it,
+        since its header cannot be rewritten. False if the file is gone."""
+        path = f"{self._dirs['active']}/{queue_id}"
+        try:
+            os.utime(path, (until, until))
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            log.warning("cannot set the retry time of %s: %s", queue_id, exc.strerror)
+        return self.move(queue_id, "active", "deferred")
+
     def remove(self, state: str, queue_id: str) -> None:
         """The message is done with: its file goes to `free` for a later message to reuse (see
         _recycle_into); beyond FREE_LIMIT files there, it is deleted. A file larger than
@@ -558,5 +571,14 @@ class Spool:
                 if self.move(queue_id, "deferred", "active"):
                     yield queue_id  # the worker finds it corrupt and moves it to `corrupt`
                 continue
-            if env.next_attempt <= now and self.move(queue_id, "deferred", "active", durable=False):
+            if env.next_attempt <= now and not self._held_back(queue_id) and self.move(
+                    queue_id, "deferred", "active", durable=False):
                 yield queue_id
+
+    def _held_back(self, queue_id: str) -> bool:
+        """A deferred file whose mtime is in the future waits until then (see hold_back). A
+        file written normally has its write time, never a future one."""
+        try:
+            return os.stat(f"{self._dirs['deferred']}/{queue_id}").st_mtime > time.time()
+        except OSError:
+            return False
