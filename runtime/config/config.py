@@ -59,6 +59,9 @@ class Listener:
     max_commands: int = 1000
     command_timeout: float = 300.0
     session_timeout: float = 600.0  # cap on time to first MAIL and on each transaction
+    # Concurrent connections to this listener on the host (shared out among the listener
+    # processes); more are answered 421 4.7.0 at connect.
+    max_connections: int = 1000
 
 
 @frozen
@@ -76,6 +79,9 @@ class MailFlowPolicy:
     max_message_size: int = 20 * 1024 * 1024
     max_recipients: int = 100
     max_messages_per_hour: int = 0  # 0: unlimited
+    # Concurrent connections from one client IP (per listener process; 0: unlimited), as
+    # AsyncOS's host access table has it; more are answered 421 4.7.0 at connect.
+    max_connections_per_ip: int = 50
     smime_decrypt_verify: bool = False
     smime_signature: str = "retain"  # retain|remove
     harvest: bool = False
@@ -230,6 +236,7 @@ def _listener(t: Table, index: int) -> Listener:
         max_commands=t.integer("max_commands", 1000, minimum=1),
         command_timeout=t.number("command_timeout", 300.0, minimum=1.0),
         session_timeout=t.number("session_timeout", 600.0, minimum=1.0),
+        max_connections=t.integer("max_connections", 1000, minimum=1),
     )
 
 
@@ -253,6 +260,7 @@ def _policy(name: str, t: Table) -> MailFlowPolicy:
         max_message_size=t.integer("max_message_size", 20 * 1024 * 1024, minimum=1024),
         max_recipients=t.integer("max_recipients", 100, minimum=1),
         max_messages_per_hour=t.integer("max_messages_per_hour", 0),
+        max_connections_per_ip=t.integer("max_connections_per_ip", 50),
         smime_decrypt_verify=t.flag("smime_decrypt_verify", False),
         smime_signature=t.choice("smime_signature", ("retain", "remove"), "retain"),
         harvest=t.flag("harvest", False),

@@ -38,6 +38,7 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 from runtime.config.config import GatewayConfig, Listener, MailFlowPolicy
 from runtime.engine.fieldline import field
 from runtime.mta import memtrim
+from runtime.mta.connlimits import ConnectionLimits
 from runtime.mta.diskspace import FreeSpace
 from runtime.mta.groupcommit import GroupCommit
 from runtime.mta.spool import Envelope, Spool, SpoolError
@@ -303,6 +304,7 @@ class GatewaySMTP(SMTP):
         self._gw_handler = handler
         self._gw_listener = listener
         self._deadline: asyncio.TimerHandle | None = None
+        self._counted_ip: str | None = None  # admitted by the connection caps, from this IP
         self._idle_deadline = 0.0  # loop time after which a silent client is disconnected
         self.raw_params: list[str] | None = None
         self.line_length_limit = listener.max_line_length + 1
@@ -539,10 +541,20 @@ class GatewaySMTP(SMTP):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername") or ("", 0)
-        policy = choose_policy(self._gw_handler.config, str(peer[0]))
+        ip = str(peer[0])
+        policy = choose_policy(self._gw_handler.config, ip)
         if policy.action == "TCPREFUSE":
             transport.close()
             return
+        refusal = self._gw_handler.limits.admit(self._gw_listener.name, ip,
+                                                policy.max_connections_per_ip)
+        if refusal is not None:
+            # Past a connection cap: the reply and the close, no session made for it.
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(refusal.encode("ascii") + b"\r\n")
+            transport.close()
+            return
+        self._counted_ip = ip
         super().connection_made(transport)
         assert self.session is not None
         self.session.policy = policy  # type: ignore[attr-defined]
@@ -568,6 +580,10 @@ class GatewaySMTP(SMTP):
                     self.transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._counted_ip is None:
+            return  # refused at connect (or already lost): aiosmtpd never had a session
+        self._gw_handler.limits.release(self._gw_listener.name, self._counted_ip)
+        self._counted_ip = None
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
@@ -583,8 +599,12 @@ class GatewayHandler:
     def __dir__(self) -> list[str]:
         return []  # see GatewaySMTP.__dir__: aiosmtpd takes `hooks` instead
 
-    def __init__(self, config: GatewayConfig, spool: Spool, on_queued: Any = None) -> None:
+    def __init__(self, config: GatewayConfig, spool: Spool, on_queued: Any = None,
+                 processes: int = 1) -> None:
         self.config = config
+        # `processes`: listener processes sharing the listeners' connection caps.
+        self.limits = ConnectionLimits({lst.name: lst.max_connections for lst in config.listeners},
+                                       share=processes)
         self.spool = spool
         self.rates = RateLimiter()
         self.on_queued = on_queued

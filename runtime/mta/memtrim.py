@@ -48,3 +48,9 @@ def after_message(size: int) -> None:
     """Call when a message of `size` bytes was dropped from memory."""
     if _trim is not None and size >= LARGE:
         _trim(0)
+
+
+def trim() -> None:
+    """Return every free heap page now (after a burst of connections, say)."""
+    if _trim is not None:
+        _trim(0)

@@ -35,6 +35,7 @@ from pathlib import Path
 
 from runtime.config.config import ConfigError, GatewayConfig, Listener, load_config
 from runtime.mta import memtrim
+from runtime.mta.connlimits import AcceptGuard
 from runtime.mta.doorbell import Doorbell
 from runtime.mta.listener import GatewayHandler, protocol_factory, tls_context
 from runtime.mta.metrics import Metrics, enable_multiprocess, reset_multiprocess
@@ -136,7 +137,9 @@ async def _serve_listener(
 ) -> None:
     """A listener process: SMTP sessions, each message durable in the spool before its 250."""
     loop = asyncio.get_running_loop()
-    handler = GatewayHandler(config, spool, on_queued=on_queued)
+    AcceptGuard(loop)  # out of descriptors at accept(): 421 to the waiting clients, no traceback
+    handler = GatewayHandler(config, spool, on_queued=on_queued,
+                             processes=worker_counts(config)[0])
     servers = [
         await loop.create_server(protocol_factory(config, lst, handler), sock=sock)
         for lst, sock in socks

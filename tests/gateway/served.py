@@ -98,11 +98,13 @@ class Served:
                                            root=tmp, **fields))
         self.log = tmp / "serve.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.preexec: Callable[[], None] | None = None  # run in the child before exec
 
     def start(self, wait: bool = True) -> Served:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(self.config)],
-                                         stdout=out, stderr=out, start_new_session=True)
+                                         stdout=out, stderr=out, start_new_session=True,
+                                         preexec_fn=self.preexec)
         if wait:
             wait_until(self._greets, what=f"the gateway on port {self.port}")
         return self

@@ -1,0 +1,126 @@
+"""Connection caps (issue 13 item 11): past the listener's cap, the per-IP cap of the mail flow
+policy, or the descriptors the process has, a client is answered 421 4.7.0 at connect; the
+counts go down as connections close; no traceback in the log."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from runtime.mta.connlimits import TOO_MANY, AcceptGuard, ConnectionLimits
+
+from .served import Served, Sink, read_reply, send, wait_until
+
+GATEWAY = """
+workers = 1
+queue_workers = 1
+[storage]
+data_dir = "data"
+[[listeners]]
+port = {port}
+max_connections = {cap}
+[sender_groups.partners]
+ips = ["127.0.0.2/32"]
+policy = "partners"
+[sender_groups.local]
+ips = ["127.0.0.0/8"]
+policy = "relay"
+[policies.partners]
+action = "RELAY"
+max_connections_per_ip = 3
+[policies.relay]
+action = "RELAY"
+max_connections_per_ip = 0
+[delivery]
+relay = "127.0.0.1:{sink}"
+"""
+
+
+@contextlib.contextmanager
+def connections() -> Iterator[list[socket.socket]]:
+    opened: list[socket.socket] = []
+    try:
+        yield opened
+    finally:
+        for s in opened:
+            s.close()
+
+
+def _connect(port: int, source: str, opened: list[socket.socket]) -> str:
+    s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+    opened.append(s)
+    return read_reply(s)
+
+
+def test_global_and_per_ip_caps_through_serve(tmp_path: Path) -> None:
+    with Sink() as sink, Served(tmp_path, GATEWAY, sink, cap=8) as gw:
+        with connections() as opened:
+            # The partners' policy takes three at once from 127.0.0.2, the fourth is refused.
+            greetings = [_connect(gw.port, "127.0.0.2", opened) for _ in range(4)]
+            assert [g[:3] for g in greetings] == ["220", "220", "220", "421"], greetings
+            assert greetings[3].startswith("421 4.7.0")
+            # Other addresses still get in, up to the listener's cap of eight.
+            greetings = [_connect(gw.port, f"127.0.0.{10 + i}", opened) for i in range(6)]
+            assert [g[:3] for g in greetings] == ["220"] * 5 + ["421"], greetings
+            assert greetings[5].startswith("421 4.7.0")
+        # All closed: the counts are back down, and mail flows.
+        assert wait_until(lambda: send(gw.port, "a@example.com", ["b@example.org"],
+                                       b"Subject: s\r\n\r\nx\r\n")[-1][:3] == "250",
+                          what="a session once the others closed")
+        wait_until(lambda: sink.to("b@example.org"), what="delivery")
+    assert "Traceback" not in gw.log_text()
+
+
+def _few_descriptors() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))
+
+
+def test_descriptor_limit_gives_421_not_tracebacks(tmp_path: Path) -> None:
+    with Sink() as sink:
+        gw = Served(tmp_path, GATEWAY, sink, cap=100000)
+        gw.preexec = _few_descriptors
+        with gw, connections() as opened:
+            greetings = [_connect(gw.port, "127.0.0.1", opened) for _ in range(200)]
+            codes = [g[:3] for g in greetings]
+            # Every client got an answer: a greeting while descriptors last, then 421.
+            assert set(codes) == {"220", "421"}, set(codes)
+            assert codes.index("421") > 10 and "220" not in codes[codes.index("421"):]
+            for s in opened:
+                s.close()
+            wait_until(lambda: send(gw.port, "a@example.com", ["b@example.org"],
+                                    b"Subject: s\r\n\r\nx\r\n")[-1][:3] == "250",
+                       what="a session once the others closed")
+    log = gw.log_text()
+    assert "Traceback" not in log and "out of system resource" not in log
+
+
+def test_caps_are_counted_in_and_out() -> None:
+    limits = ConnectionLimits({"in": 4}, share=2, descriptors=10_000)
+    assert limits.caps == {"in": 2}  # two listener processes share the host's cap
+    assert limits.admit("in", "a", 1) is None
+    assert limits.admit("in", "a", 1) is not None  # per IP
+    assert limits.admit("in", "b", 1) is None
+    assert limits.admit("in", "c", 0) == TOO_MANY  # the listener's share
+    limits.release("in", "a")
+    assert limits.admit("in", "c", 0) is None and limits.total == 2
+
+
+def test_accept_guard_answers_waiting_clients() -> None:
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    try:
+        guard = AcceptGuard(loop)
+        with socket.socket() as lsock:
+            lsock.bind(("127.0.0.1", 0))
+            lsock.listen(8)
+            clients = [socket.create_connection(lsock.getsockname(), timeout=10) for _ in range(3)]
+            assert guard.refuse_waiting(lsock.fileno()) == 3
+            assert all(read_reply(c).startswith("421 4.7.0") for c in clients)
+            for c in clients:
+                c.close()
+    finally:
+        loop.close()
