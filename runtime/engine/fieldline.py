@@ -18,6 +18,7 @@ import re
 _CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]+")
 # A field name (RFC 5322 3.6.8): printable ASCII except the colon.
 _NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+_CHECKED: set[str] = set()
 VALUE_LIMIT = 900  # characters of one part: a field line stays under RFC 5322's 998
 
 
@@ -32,9 +33,13 @@ def field_text(name: str, *parts: str) -> str:
     """`Name: part1` with each further part on a continuation line (CRLF TAB), no final CRLF.
 
     The name is ours, never data: a bad one is a programming error (ValueError)."""
-    if _NAME.fullmatch(name) is None:
-        raise ValueError(f"not a header field name: {name!r}")
-    return f"{name}: " + "\r\n\t".join(clean(p) for p in parts)
+    if name not in _CHECKED:  # a few dozen names in all, each checked once (per process)
+        if _NAME.fullmatch(name) is None:
+            raise ValueError(f"not a header field name: {name!r}")
+        _CHECKED.add(name)
+    if len(parts) == 1:
+        return f"{name}: {clean(parts[0])}"
+    return f"{name}: " + "\r\n\t".join([clean(p) for p in parts])
 
 
 def field(name: str, *parts: str) -> bytes:
