@@ -15,7 +15,8 @@ from filterlang.codes import CODES
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _syntax(name: str, params: tuple[b.Param, ...]) -> str:
+def signature(name: str, params: tuple[b.Param, ...]) -> str:
+    """How a rule or action is written, with its parameters: `name(a: type, [b: type])`."""
     if not params:
         return name
     parts = []
@@ -32,7 +33,7 @@ def _rule_rows() -> list[str]:
         if r.multi_valued:
             form += ", several values"
         rows.append(
-            f"| `{_syntax(r.name, r.params)}` | {form} | {' '.join(r.comparators) or '—'} "
+            f"| `{signature(r.name, r.params)}` | {form} | {' '.join(r.comparators) or '—'} "
             f"| {r.dep or '—'} | {r.cf or '—'} | {r.description} | `{r.example}` |"
         )
     return rows
@@ -44,7 +45,7 @@ def _action_rows() -> list[str]:
     for a in b.ACTIONS:
         var = ", ".join(p.name for p in a.params if p.expands_vars) or "—"
         rows.append(
-            f"| `{_syntax(a.name, a.params)}` | {'yes' if a.final else 'no'} "
+            f"| `{signature(a.name, a.params)}` | {'yes' if a.final else 'no'} "
             f"| {a.repeat.value if a.repeat else '—'} | {var} | {a.cf or '—'} "
             f"| {a.description} | `{a.example}` |"
         )

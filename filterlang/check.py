@@ -33,7 +33,8 @@ from filterlang.ast import (
     String,
 )
 from filterlang.codes import CODES
-from filterlang.diagnostics import Diagnostic, Related
+from filterlang.diagnostics import Diagnostic, Fix, Related
+from filterlang.fmt import quote
 
 MAX_DEPTH = 64
 _VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -95,13 +96,28 @@ def _required(params: tuple[b.Param, ...]) -> int:
 
 
 def _diag(code: str, message: str, span: Span, hint: str | None = None,
-          notes: tuple[Related, ...] = ()) -> Diagnostic:
-    return Diagnostic(code, CODES[code].severity, message, span, hint, notes)
+          notes: tuple[Related, ...] = (), fix: Fix | None = None) -> Diagnostic:
+    return Diagnostic(code, CODES[code].severity, message, span, hint, notes, fix)
+
+
+def _closest(name: str, known: list[str]) -> str | None:
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _suggest(name: str, known: list[str]) -> str | None:
-    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
+    close = _closest(name, known)
+    return f"did you mean '{close}'?" if close else None
+
+
+def _did_you_mean(name: str, known: list[str], span: Span, *, quoted: bool = False
+                  ) -> dict[str, object]:
+    """The hint and the fix of an unknown name: the closest known one, when one is close."""
+    close = _closest(name, known)
+    if close is None:
+        return {}
+    text = quote(close) if quoted else close
+    return {"hint": f"did you mean '{close}'?", "fix": Fix(f"change to {text}", span, text)}
 
 
 class _Checker:
@@ -115,20 +131,12 @@ class _Checker:
 
     # --- filters -----------------------------------------------------------------------
     def script(self, script: Script) -> None:
-        seen: dict[str, Filter] = {}
         for flt in script.filters:
-            key = flt.name.lower()
-            if key in b.RESERVED_WORDS:
+            if flt.name.lower() in b.RESERVED_WORDS:
                 self.emit("F210", f"filter name '{flt.name}' is a reserved word", flt.name_span,
                           hint="rename the filter, e.g. add a prefix or suffix")
-            if key in seen:
-                first = seen[key]
-                self.emit("F208", f"duplicate filter name '{flt.name}'", flt.name_span,
-                          notes=(Related(f"'{first.name}' is first defined here",
-                                         first.name_span),))
-            else:
-                seen[key] = flt
             self.filter(flt)
+        self.out += duplicate_names((f.name, f.name_span) for f in script.filters)
 
     def filter(self, flt: Filter) -> None:
         content = flt.content is not None
@@ -196,7 +204,7 @@ class _Checker:
         sig = b.lookup_rule(rt.name)
         if sig is None:
             self.emit("F201", f"unknown rule '{rt.name}'", rt.name_span,
-                      hint=_suggest(rt.name, [r.name for r in b.RULES]))
+                      **_did_you_mean(rt.name, [r.name for r in b.RULES], rt.name_span))
             return
         if flt.content is not None and sig.cf is None:
             self.emit("F207", f"rule '{sig.name}' is only allowed in message filters",
@@ -235,12 +243,12 @@ class _Checker:
         sig = b.lookup_action(call.name)
         if sig is None:
             self.emit("F204", f"unknown action '{call.name}'", call.name_span,
-                      hint=_suggest(call.name, [a.name for a in b.ACTIONS]))
+                      **_did_you_mean(call.name, [a.name for a in b.ACTIONS], call.name_span))
             return None
         new = b.obsolete_replacement(call.name)
         if new is not None:
             self.emit("W503", f"'{call.name}' is obsolete", call.name_span,
-                      hint=f"write '{new}'")
+                      hint=f"write '{new}'", fix=Fix(f"change to {new}", call.name_span, new))
         if flt.content is not None and sig.cf is None:
             self.emit("F207", f"action '{sig.name}' is only allowed in message filters",
                       call.name_span)
@@ -313,7 +321,7 @@ class _Checker:
             known: frozenset[str] = getattr(self.names, attr)
             if arg.value not in known:
                 self.emit("F405", f"unknown {kind} '{arg.value}'", arg.span,
-                          hint=_suggest(arg.value, sorted(known)))
+                          **_did_you_mean(arg.value, sorted(known), arg.span, quoted=True))
 
     def regex(self, arg: String) -> None:
         for problem in rx.problems(arg.value, engine=self.regex_engine):
@@ -390,6 +398,25 @@ def walk_rules(cond: Condition) -> Iterator[RuleTest]:
     else:
         yield from walk_rules(cond.left)
         yield from walk_rules(cond.right)
+
+
+def duplicate_names(named: Iterable[tuple[str, Span]]) -> list[Diagnostic]:
+    """F208 for every filter name (with its span, in file order) used before in the file.
+
+    A function of its own because it is the one check that spans filters: an incremental
+    re-check (``filterlang.incremental``) checks filters one by one and then runs this.
+    """
+    out = []
+    seen: dict[str, tuple[str, Span]] = {}
+    for name, span in named:
+        key = name.lower()
+        if key not in seen:
+            seen[key] = (name, span)
+            continue
+        first, where = seen[key]
+        out.append(_diag("F208", f"duplicate filter name '{name}'", span,
+                         notes=(Related(f"'{first}' is first defined here", where),)))
+    return out
 
 
 def check(script: Script, *, names: ResourceNames | None = None,

@@ -136,6 +136,13 @@ _SYNTAX = (
         "more than 1000 arguments in one call",
         fixed="tag:\n    if signed {\n        insert-header('X-Signed', 'yes');\n    }\n",
     ),
+    Code(
+        "F115",
+        E,
+        "typographic quotes",
+        bad="hold:\n    if signed {\n        quarantine(\u2018Policy\u2019);\n    }\n",
+        fixed="hold:\n    if signed {\n        quarantine('Policy');\n    }\n",
+    ),
 )
 
 # --- F2xx: names and signatures (owned by the checker) ------------------------------------

@@ -30,6 +30,19 @@ class Related:
 
 
 @frozen
+class Fix:
+    """A repair that needs no judgement: replace the text of ``span`` with ``replacement``.
+
+    Only diagnostics whose correction is certain carry one (a did-you-mean, a missing pair of
+    quotes), so that an editor can offer it as a one-click action.
+    """
+
+    title: str
+    span: Span
+    replacement: str
+
+
+@frozen
 class Diagnostic:
     """One problem in a filter file, with a stable code (see ``filterlang.codes``)."""
 
@@ -39,6 +52,7 @@ class Diagnostic:
     span: Span
     hint: str | None = None
     notes: tuple[Related, ...] = ()
+    fix: Fix | None = None
 
     def sort_key(self) -> tuple[str, int, int, str]:
         """Order diagnostics deterministically: by file, position, then code."""

@@ -15,7 +15,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedToken
 
 from filterlang.ast import Span
 from filterlang.build import MAX_ARGS, MAX_DEPTH, TooDeepError
-from filterlang.diagnostics import Diagnostic, Severity
+from filterlang.diagnostics import Diagnostic, Fix, Severity
 from filterlang.fastparse import FastParser
 from filterlang.fmt import quote
 
@@ -183,8 +183,10 @@ def _unclosed_brace(before: tuple[Token, ...]) -> Token | None:
     return stack[-1] if stack else None
 
 
-def _diag(code: str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
-    return Diagnostic(code, Severity.ERROR, message, span, hint)
+def _diag(
+    code: str, message: str, span: Span, hint: str | None = None, fix: Fix | None = None
+) -> Diagnostic:
+    return Diagnostic(code, Severity.ERROR, message, span, hint, fix=fix)
 
 
 _LEFT_STOP = set(" \t\r\n=<>!(,'\"")
@@ -209,11 +211,42 @@ def _unquoted(w: _Where) -> Diagnostic | None:
     end = max(end, w.pos + 1)
     word = text[start:end]
     line, col = w.line_col(start)
+    span = w.span_at(line, col, end - start)
     return _diag(
         "F111",
         f"unquoted value: {word}",
-        w.span_at(line, col, end - start),
+        span,
         f"values are quoted strings: write {quote(word)}",
+        Fix(f"quote as {quote(word)}", span, quote(word)),
+    )
+
+
+# Word processors and chat tools turn quotes into these; the filter parser knows only ' and ".
+_TYPOGRAPHIC = "\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u00ab\u00bb"
+
+
+def _typographic(w: _Where, line: int, col: int) -> Diagnostic:
+    """F115: a string written with typographic quotes (‘Policy’, “x”)."""
+    text = w.chunk.text
+    eol = text.find("\n", w.pos)
+    eol = len(text) if eol < 0 else eol
+    close = next((i for i in range(w.pos + 1, eol) if text[i] in _TYPOGRAPHIC), -1)
+    if close < 0:
+        return _diag(
+            "F115",
+            f"typographic quote '{text[w.pos]}' is not a string quote",
+            w.span_at(line, col),
+            "write strings between straight quotes: ' or \"",
+            Fix("replace with a straight quote", w.span_at(line, col), "'"),
+        )
+    value = text[w.pos + 1 : close]
+    span = w.span_at(line, col, close + 1 - w.pos)
+    return _diag(
+        "F115",
+        f"typographic quotes around {value!r}",
+        span,
+        f"write strings between straight quotes: {quote(value)}",
+        Fix(f"use straight quotes: {quote(value)}", span, quote(value)),
     )
 
 
@@ -261,6 +294,8 @@ def _from_characters(w: _Where, exc: UnexpectedCharacters) -> Diagnostic:
             w.span_at(line, col, len(text[w.pos : w.pos + width].rstrip("\r"))),
             f"close the string with {char} on the same line; a string cannot span lines",
         )
+    if char in _TYPOGRAPHIC:
+        return _typographic(w, line, col)
     if char == "=" and text[w.pos + 1 : w.pos + 2] != "=":
         return _diag(
             "F110",
