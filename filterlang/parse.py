@@ -119,7 +119,7 @@ def grammar_text() -> str:
     return (files("filterlang") / "grammar.lark").read_text(encoding="utf-8")
 
 
-def _chunk_starts(text: str) -> list[int]:
+def filter_starts(text: str) -> list[int]:
     """Where each filter starts (and 0): the resynchronisation points after an error."""
     starts = [m.start() for m in _FILTER_START.finditer(text)]
     if not starts or starts[0] != 0:
@@ -223,6 +223,30 @@ def _parse_locked(parser: _Parser, text: str, path: str) -> tuple[Script | None,
     return Script(tuple(found), tuple(comments), path), diags
 
 
+def parse_piece(
+    text: str, path: str = "<string>", *, line_offset: int = 0, last: bool = True
+) -> tuple[list[Filter], list[Comment], list[Diagnostic]]:
+    """One piece of a file cut at ``filter_starts``, parsed as ``parse`` parses it on recovery.
+
+    ``line_offset`` is the number of lines before the piece. ``last`` says whether the piece
+    ends the file (a cut-short filter is then "unexpected end of file"). For an incremental re-check
+    that parses only the pieces that changed; the caller handles the byte-order mark and
+    binary text (``parse`` does both for a whole file).
+    """
+    parser = _get_parser()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        with parser.lock:
+            filters, ctx = parser.run(Chunk(path, text, line_offset, last))
+    finally:
+        if collecting:
+            gc.enable()
+    found = filters or []
+    diags = ctx.diagnostics + list(_name_checks(found))
+    return found, ctx.comments, diags
+
+
 def _recover(
     parser: _Parser, text: str, path: str, ctx: Context, failure: Exception | None
 ) -> tuple[list[Filter], list[Comment], list[Diagnostic]]:
@@ -235,7 +259,7 @@ def _recover(
     stops at ``MAX_DIAGNOSTICS`` with a note (N602): a file of a million broken lines must
     not take minutes.
     """
-    starts = _chunk_starts(text)
+    starts = filter_starts(text)
     lines, line, previous = [], 0, 0
     for start in starts:
         line += text.count("\n", previous, start)
