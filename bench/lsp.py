@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import statistics
 import sys
@@ -61,10 +62,8 @@ async def _wait(client: Client, version: int, timeout: float = 300.0) -> tuple[f
         remaining = end - time.perf_counter()
         if remaining <= 0:
             raise TimeoutError(f"no diagnostics for version {version}")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(client.arrived.wait(), remaining)
-        except TimeoutError:
-            pass
     return client.published[version]
 
 
@@ -110,7 +109,7 @@ async def run(filters: int, rounds: int) -> None:
         typo: list[float] = []
         fix: list[float] = []
         moved: list[float] = []
-        for r in range(rounds):
+        for _ in range(rounds):
             for new, times, want in (("drap", typo, 1), ("drop", fix, 0)):
                 version += 1
                 sent = time.perf_counter()
@@ -125,7 +124,6 @@ async def run(filters: int, rounds: int) -> None:
             when, _ = await _wait(client, version)
             moved.append(when - sent)
             word = (lsp.Position(word[0].line + 1, col), lsp.Position(word[1].line + 1, col + 4))
-            del r
 
         print("change -> diagnostics (includes the debounce):")
         for label, times in (("typo in one filter", typo), ("its correction", fix),
