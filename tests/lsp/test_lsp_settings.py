@@ -1,0 +1,56 @@
+"""The `filterlang.config` setting chooses the configuration, over a `gateway.toml` nearby,
+and a change of the setting is taken at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types as lsp
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from tests.lsp.lsp_helpers import GATEWAY, open_document, server_command, wait_for_diagnostics
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("settings")
+    (root / "gateway.toml").write_text(GATEWAY, encoding="utf-8")
+    (root / "conf").mkdir()
+    (root / "conf" / "other.toml").write_text(
+        GATEWAY.replace("[quarantines.Spam]", "[quarantines.Legal]"), encoding="utf-8"
+    )
+    return root
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=server_command()))
+async def client(lsp_client: LanguageClient, workspace: Path):  # type: ignore[no-untyped-def]
+    lsp_client.set_configuration({"config": "conf/other.toml"}, section="filterlang")
+    params = lsp.InitializeParams(
+        capabilities=client_capabilities("neovim"),
+        root_uri=workspace.as_uri(),
+    )
+    await lsp_client.initialize_session(params)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_the_setting_wins_and_can_change(client: LanguageClient, workspace: Path) -> None:
+    text = "q:\n    if true {\n        quarantine('Legal');\n    }\n"
+    uri = open_document(client, workspace / "legal.filter", text)
+    assert len(await wait_for_diagnostics(client, uri, lambda d: True)) == 0
+    result = await client.text_document_completion_async(
+        lsp.CompletionParams(lsp.TextDocumentIdentifier(uri), lsp.Position(2, 20))
+    )
+    assert isinstance(result, lsp.CompletionList)
+    assert [i.label for i in result.items] == ["Legal", "Policy"]
+
+    # Back to the gateway.toml beside the file: 'Legal' is unknown there.
+    client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"filterlang": {"config": ""}})
+    )
+    [diag] = await wait_for_diagnostics(client, uri, lambda d: len(d) == 1)
+    assert diag.code == "F405"
