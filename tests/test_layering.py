@@ -20,6 +20,8 @@ ALLOWED: dict[str, set[str]] = {
     "pipeline": {"engine", "config"},
     "mta": {"pipeline", "engine", "config"},
     "commands": {"mta", "pipeline", "engine", "config", "lsp"},
+    # The language server: the front end, and the configuration filters are checked against.
+    "lsp": {"config"},
 }
 
 

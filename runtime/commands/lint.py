@@ -11,7 +11,6 @@ the ones the configuration defines (F405); with neither, those names are not che
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -19,6 +18,7 @@ from filterlang import check_bytes
 from filterlang.diagnostics import Diagnostic, Severity
 from filterlang.reporter import format_json, format_text
 from runtime.commands._files import read_all
+from runtime.config.names import CONFIG_ENV, config_from_env
 
 if TYPE_CHECKING:
     from filterlang.check import ResourceNames
@@ -38,38 +38,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-#: Used when ``--config`` is not given; when neither is set, names are not checked at all.
-CONFIG_ENV = "FILTERLANG_CONFIG"
-
-
 class ConfigError(Exception):
     """The configuration file cannot be used; one line per problem, each with its location."""
 
 
 def config_path(option: str | None) -> str | None:
     """The configuration to check names against: ``--config``, else ``$FILTERLANG_CONFIG``."""
-    return option or os.environ.get(CONFIG_ENV) or None
+    return option or config_from_env()
 
 
 def load_names(path: str) -> ResourceNames:
     """The resource names a gateway configuration defines, for the checker (F405)."""
-    from filterlang.check import ResourceNames
-    from runtime.config.config import load_config
+    from runtime.config.names import load_names as names_of
     from runtime.config.schema import ConfigError as InvalidConfig
 
     try:
-        names = load_config(path).names()
+        return names_of(path)
     except InvalidConfig as exc:
         raise ConfigError("\n".join(str(issue) for issue in exc.issues)) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: (file): cannot read: {exc.strerror or exc}") from None
-    return ResourceNames(
-        quarantines=names["quarantine"],
-        profiles=names["profile"],
-        dictionaries=names["dictionary"],
-        listeners=names["listener"],
-        text_resources=names["text_resource"],
-    )
 
 
 def _failing(diags: list[Diagnostic], strict: bool) -> bool:

@@ -2,9 +2,10 @@
 
 In order: the client's ``filterlang.config`` setting (relative to the workspace root), a
 ``gateway.toml`` in the file's folder or any folder above it, then ``$FILTERLANG_CONFIG`` as
-for lint. With none, configured names are not checked (and not completed). A configuration
-that cannot be used is reported on the configuration file itself, one diagnostic per problem,
-and filters are then checked as if there were none, rather than against a guess.
+for lint (``runtime.config.names`` serves both). With none, configured names are not checked
+(and not completed). A configuration that cannot be used is reported on the configuration
+file itself, one diagnostic per problem, and filters are then checked as if there were none,
+rather than against a guess.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 from attrs import field, frozen
 
 from filterlang.check import ResourceNames
-from runtime.commands.lint import ConfigError, config_path, load_names
+from runtime.config.names import config_from_env, load_names
+from runtime.config.schema import ConfigError, ConfigIssue
 from runtime.lsp.toml_index import Place, index
 
 CONFIG_NAME = "gateway.toml"
@@ -53,17 +55,15 @@ def _locate(text: str, key: str) -> int:
     return line
 
 
-def _problem(path: Path, text: str, line: str) -> Problem:
-    prefix = f"{path}: "
-    if not line.startswith(prefix):  # another file (a profiles file), or none to point at
-        return Problem(0, 0, line)
-    key, _, message = line[len(prefix) :].partition(": ")
-    found = _TOML_AT.search(message)
-    if key == "(syntax)" and found:
-        return Problem(int(found.group(1)) - 1, int(found.group(2)) - 1, message)
-    if key.startswith("("):
-        return Problem(0, 0, message)
-    return Problem(_locate(text, key), 0, f"{key}: {message}")
+def _problem(path: Path, text: str, issue: ConfigIssue) -> Problem:
+    if Path(issue.file) != path:  # another file (a profiles file): nothing to point at here
+        return Problem(0, 0, str(issue))
+    found = _TOML_AT.search(issue.message)
+    if issue.key == "(syntax)" and found:
+        return Problem(int(found.group(1)) - 1, int(found.group(2)) - 1, issue.message)
+    if issue.key.startswith("("):
+        return Problem(0, 0, issue.message)
+    return Problem(_locate(text, issue.key), 0, f"{issue.key}: {issue.message}")
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:
@@ -94,7 +94,7 @@ class Settings:
                 candidate = folder / CONFIG_NAME
                 if candidate.is_file():
                     return candidate
-        from_env = config_path(None)
+        from_env = config_from_env()
         return Path(from_env).resolve() if from_env else None
 
     def load(self, path: Path) -> Config:
@@ -108,9 +108,9 @@ class Settings:
         except OSError:
             text = ""
         try:
-            config = Config(path, load_names(str(path)), (), index(text))
+            config = Config(path, load_names(path), (), index(text))
         except ConfigError as exc:
-            problems = tuple(_problem(path, text, line) for line in str(exc).splitlines())
+            problems = tuple(_problem(path, text, issue) for issue in exc.issues)
             config = Config(path, None, problems, index(text))
         self._loaded[path] = (stamp, config)
         return config
