@@ -1,0 +1,518 @@
+"""End-to-end harness: real `filterlang serve` processes, real SMTP, real next hops.
+
+Everything here talks to the product from outside, as an operator and its peers do: it writes
+a `gateway.toml`, starts `filterlang serve -c` as a subprocess, sends over loopback SMTP,
+receives at an aiosmtpd sink run in the test process, and reads the gateway's tracking lines,
+alert log and the `filterlang queue` / `quarantine` / `keys` command output. Nothing here
+imports the product's packages (runtime/, smime/): a scenario passes only if the shipped
+command does the work.
+
+Peers that are not ours: `filterlang cert create` makes the certificates an operator would
+have, and `openssl cms` plays the partner's S/MIME client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiosmtpd.controller import Controller
+
+FILTERLANG = Path(sys.executable).parent / "filterlang"
+
+# Generous: the machine is shared by several engineers' test runs at once. Tests wait for a
+# condition up to this long and return as soon as it holds, so the figure costs nothing when
+# things go well.
+DEADLINE = 60.0
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(what: str, probe: Callable[[], T | None], timeout: float = DEADLINE,
+               explain: Callable[[], str] = lambda: "") -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`."""
+    end = time.monotonic() + timeout
+    pause = 0.02
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{explain()}")
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.25)
+
+
+def run(*args: str | Path, check: bool = True, timeout: float = 120.0,
+        input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run([str(a) for a in args], capture_output=True, timeout=timeout, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n"
+                             f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}")
+    return proc
+
+
+def filterlang(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    return run(FILTERLANG, *args, check=check)
+
+
+# --- the next hop ----------------------------------------------------------------------------
+
+
+class Received:
+    """One message as the next hop got it."""
+
+    def __init__(self, mail_from: str, rcpts: list[str], data: bytes) -> None:
+        self.mail_from, self.rcpts, self.data = mail_from, rcpts, data
+
+    @property
+    def headers(self) -> bytes:
+        return self.data.split(b"\r\n\r\n", 1)[0]
+
+    def header(self, name: str) -> str | None:
+        """The first header `name` (unfolded), or None."""
+        want = name.lower().encode() + b":"
+        lines = self.headers.split(b"\r\n")
+        for i, line in enumerate(lines):
+            if line.lower().startswith(want):
+                value = line[len(want):]
+                for cont in lines[i + 1:]:
+                    if cont[:1] not in (b" ", b"\t"):
+                        break
+                    value += cont
+                return value.decode("utf-8", "replace").strip()
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Received from {self.mail_from!r} to {self.rcpts} {len(self.data)} bytes>"
+
+
+class Sink:
+    """A real SMTP next hop (aiosmtpd on loopback) run in the test process.
+
+    It stores what it gets. `tempfail` recipients get `451` at RCPT (a next hop that cannot
+    take them yet); mail for a domain in `forward` is passed on over SMTP to that port (the
+    Internet between two organisations' gateways) and kept in `forwarded` as it crossed.
+    `start()` may come later than construction: until then the port is closed (a next hop
+    that is down).
+    """
+
+    def __init__(self, port: int | None = None, *, tempfail: Iterable[str] = (),
+                 forward: dict[str, int] | None = None) -> None:
+        self.port = port or free_port()
+        self.tempfail = {r.lower() for r in tempfail}
+        self.forward = dict(forward or {})
+        self.messages: list[Received] = []
+        self.forwarded: list[Received] = []
+        self._lock = threading.Lock()
+        self._ctl: Controller | None = None
+
+    # aiosmtpd handler hooks
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address.lower() in self.tempfail:
+            return "451 4.3.2 not now, try later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        got = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
+        domain = {r.rpartition("@")[2].lower() for r in got.rcpts}
+        port = self.forward.get(next(iter(domain))) if len(domain) == 1 else None
+        if port is not None:
+            try:
+                await asyncio.to_thread(send, port, got.mail_from, got.rcpts, got.data,
+                                        source="127.0.0.1")
+            except (OSError, smtplib.SMTPException) as exc:
+                return f"451 4.4.1 could not pass it on: {exc}"
+            with self._lock:
+                self.forwarded.append(got)
+            return "250 2.0.0 passed on"
+        with self._lock:
+            self.messages.append(got)
+        return "250 2.0.0 stored"
+
+    def start(self) -> Sink:
+        self._ctl = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=DEADLINE)
+        self._ctl.start()
+        return self
+
+    def stop(self) -> None:
+        if self._ctl is not None:
+            self._ctl.stop()
+            self._ctl = None
+
+    def to(self, rcpt: str) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if rcpt in m.rcpts]
+
+    def dsns(self, sender: str) -> list[Received]:
+        """Delivery status notifications for `sender`: null return path, multipart/report."""
+        return [m for m in self.to(sender)
+                if m.mail_from == "" and b"multipart/report" in m.headers]
+
+    def wait_for(self, rcpt: str, count: int = 1, *, explain: Callable[[], str] = lambda: "",
+                 match: Callable[[Received], bool] = lambda m: True) -> list[Received]:
+        return wait_until(f"{count} message(s) for {rcpt} at the next hop",
+                          lambda: (lambda got: got if len(got) >= count else None)(
+                              [m for m in self.to(rcpt) if match(m)]),
+                          explain=explain)
+
+
+def send(port: int, mail_from: str, rcpts: list[str], data: bytes, *,
+         source: str = "127.0.0.2", timeout: float = DEADLINE) -> None:
+    """One SMTP transaction; every recipient must be accepted."""
+    with smtplib.SMTP("127.0.0.1", port, source_address=(source, 0), timeout=timeout) as s:
+        refused = s.sendmail(mail_from, rcpts, data)
+        assert not refused, refused
+
+
+def message(mail_from: str, to: str | list[str], subject: str, body: str | bytes = "Hello.\r\n",
+            *, extra: str = "") -> bytes:
+    """A plain RFC 5322 message with CRLF line ends."""
+    rcpts = [to] if isinstance(to, str) else to
+    raw = body if isinstance(body, bytes) else body.encode()
+    return (f"From: <{mail_from}>\r\nTo: {', '.join(f'<{r}>' for r in rcpts)}\r\n"
+            f"Subject: {subject}\r\nDate: {formatdate()}\r\nMessage-ID: {make_msgid('e2e')}\r\n"
+            f"{extra}MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n").encode() + raw
+
+
+def body_of_size(size: int, tag: str = "line") -> bytes:
+    """ASCII text of about `size` bytes in 76-character CRLF lines."""
+    line = (tag + " " + "x" * 80)[:74].encode() + b"\r\n"
+    return line * max(1, size // len(line))
+
+
+# --- certificates and S/MIME peers ------------------------------------------------------------
+
+
+class CA:
+    """A certification authority run with openssl, as a commercial or company CA would be: it
+    signs the certificate requests that operators and partners make."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder, self.name = folder, name
+        self.cert = folder / f"{name}.crt.pem"
+        self.key = folder / f"{name}.key.pem"
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+            "-subj", f"/O={name}/CN={name} Root", "-keyout", self.key, "-out", self.cert,
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+
+    def issue(self, csr: Path, out: Path) -> None:
+        """Sign a request, keeping the extensions it asks for (its SAN, key and e-mail usage)."""
+        run("openssl", "x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
+            "-CAcreateserial", "-days", "365", "-copy_extensions", "copyall", "-out", out)
+
+
+class Identity:
+    """A certificate and key as an operator or a partner has them: `filterlang cert create`
+    makes the key and the request, and a CA signs the request (without a CA, the certificate
+    stays self-signed)."""
+
+    def __init__(self, folder: Path, name: str, cn: str, *, emails: Iterable[str] = (),
+                 domains: Iterable[str] = (), ca: CA | None = None) -> None:
+        self.name, self.cn = name, cn
+        args: list[str | Path] = ["cert", "create", "--cn", cn, "--org", f"{name} Ltd",
+                                  "--out", folder / name]
+        for email in emails:
+            args += ["--san-email", email]
+        for domain in domains:
+            args += ["--san-domain", domain]
+        filterlang(*args)
+        self.cert = folder / f"{name}.crt.pem"
+        self.key = folder / f"{name}.key.pem"
+        if ca is not None:
+            ca.issue(folder / f"{name}.csr.pem", self.cert)
+
+
+def _openssl_cms(*args: str | Path, data: bytes) -> bytes:
+    # -binary: the MIME entity is already canonical (CRLF); -crlfeol: the S/MIME output too,
+    # except the base64 lines, which OpenSSL 3.0 still ends with a bare LF. A mail client sends
+    # CRLF on the wire, so those become CRLF (outside the signed content, which is CRLF already).
+    if "-binary" not in args:
+        args = (*args, "-binary", "-crlfeol")
+    out = run("openssl", "cms", *args, input=data).stdout
+    return re.sub(rb"(?<!\r)\n", b"\r\n", out)
+
+
+def entity(body: bytes, content_type: str = "text/plain; charset=us-ascii") -> bytes:
+    """A MIME entity (Content-Type, blank line, body) for openssl to sign or encrypt."""
+    return f"Content-Type: {content_type}\r\n\r\n".encode() + body
+
+
+def sign(data: bytes, signer: Identity, *, opaque: bool = False) -> bytes:
+    return _openssl_cms("-sign", "-signer", signer.cert, "-inkey", signer.key,
+                        *(["-nodetach"] if opaque else []), data=data)
+
+
+def encrypt(data: bytes, *recipients: Identity | Path) -> bytes:
+    certs = [r.cert if isinstance(r, Identity) else r for r in recipients]
+    return _openssl_cms("-encrypt", "-aes256", "-binary", "-crlfeol", *certs, data=data)
+
+
+def decrypt(data: bytes, recipient: Identity) -> bytes:
+    return run("openssl", "cms", "-decrypt", "-recip", recipient.cert, "-inkey", recipient.key,
+               input=data).stdout
+
+
+def verify(data: bytes, anchor: Identity | Path) -> bytes:
+    """The signed content; fails the test unless openssl verifies the signature."""
+    ca = anchor.cert if isinstance(anchor, Identity) else anchor
+    return run("openssl", "cms", "-verify", "-CAfile", ca, "-purpose", "any", input=data).stdout
+
+
+def with_headers(smime: bytes, mail_from: str, to: str, subject: str) -> bytes:
+    """Put the routing headers in front of an S/MIME entity that openssl wrote."""
+    head = (f"From: <{mail_from}>\r\nTo: <{to}>\r\nSubject: {subject}\r\nDate: {formatdate()}\r\n"
+            f"Message-ID: {make_msgid('e2e')}\r\n").encode()
+    return head + smime
+
+
+def content_type(data: bytes) -> str:
+    return (Received("", [], data).header("Content-Type") or "").lower()
+
+
+# --- the gateway --------------------------------------------------------------------------------
+
+# The parts of gateway.toml that every scenario shares. One listener and one queue process,
+# and retry timers in seconds, keep a scenario small and quick.
+BASE_TOML = """\
+workers = 1
+queue_workers = 1
+local_domains = {local_domains}
+message_filters = {filters}
+
+[storage]
+data_dir = "data"
+keystore_url = "sqlite:///{root}/keys.sqlite3"
+
+[[listeners]]
+name = "main"
+address = "127.0.0.1"
+port = {port}
+session_timeout = 60
+command_timeout = 60
+
+# Our own users submit from 127.0.0.2; everyone else (partners, other gateways) is inbound.
+[sender_groups.users]
+ips = ["127.0.0.2/32"]
+policy = "users"
+
+[policies.users]
+action = "RELAY"
+
+[policies.default]
+action = "ACCEPT"
+smime_decrypt_verify = true
+smime_signature = "{signature}"
+harvest = true
+
+[alerts]
+log = "data/alerts.jsonl"
+
+[delivery]
+relay = "127.0.0.1:{next_hop}"
+retry_schedule = [1]
+max_queue_lifetime = {lifetime}
+connect_timeout = 5
+"""
+
+
+class Gateway:
+    """One `filterlang serve` process with its own folder, configuration and data."""
+
+    def __init__(self, root: Path, *, next_hop: int, local_domains: Iterable[str] = ("b.example",),
+                 filters: dict[str, str] | None = None, signature: str = "remove",
+                 lifetime: float = 3600, extra: str = "") -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.next_hop = next_hop
+        self.local_domains = list(local_domains)
+        self.signature, self.lifetime, self.extra = signature, lifetime, extra
+        self.filters = dict(filters or {})
+        self.config = root / "gateway.toml"
+        self.log = root / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.write_config()
+
+    @property
+    def keystore(self) -> str:
+        return f"sqlite:///{self.root}/keys.sqlite3"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def write_config(self) -> None:
+        for name, text in self.filters.items():
+            (self.root / name).write_text(text)
+        # Written whole, then renamed: a reload never reads a half-written file.
+        tmp = self.config.with_suffix(".tmp")
+        tmp.write_text(BASE_TOML.format(
+            local_domains=json.dumps(self.local_domains), filters=json.dumps(sorted(self.filters)),
+            root=self.root, port=self.port, signature=self.signature, next_hop=self.next_hop,
+            lifetime=self.lifetime) + self.extra)
+        tmp.replace(self.config)
+
+    def install(self, identity: Identity, name: str = "org") -> None:
+        """Copy an identity's certificate and key in as `[certificates.NAME]` files."""
+        (self.root / f"{name}.crt.pem").write_bytes(identity.cert.read_bytes())
+        (self.root / f"{name}.key.pem").write_bytes(identity.key.read_bytes())
+        os.chmod(self.root / f"{name}.key.pem", 0o600)
+
+    def trust(self, *identities: Identity | CA) -> None:
+        (self.root / "trust").mkdir(exist_ok=True)
+        for ident in identities:
+            (self.root / "trust" / f"{ident.name}.pem").write_bytes(ident.cert.read_bytes())
+
+    def add_key(self, name: str, identity: Identity) -> None:
+        """What the operator does to import a partner's certificate: `filterlang keys add`."""
+        filterlang("keys", "--store", self.keystore, "add", name, identity.cert)
+
+    def start(self) -> Gateway:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(self.config)],
+                                         stdout=log, stderr=log, start_new_session=True)
+        wait_until(f"filterlang serve to greet on port {self.port}", self._greets,
+                   explain=self.explain)
+        return self
+
+    def _greets(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"filterlang serve exited {self.proc.returncode}\n{self.explain()}")
+        try:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=DEADLINE) as s:
+                return s.noop()[0] == 250
+        except (OSError, smtplib.SMTPException):
+            return False
+
+    def reload(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a clean exit; kill the process group if it does not come."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(DEADLINE)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise AssertionError(f"filterlang serve did not stop on SIGTERM\n{self.explain()}") from None
+
+    def send(self, mail_from: str, rcpts: str | list[str], data: bytes, *,
+             source: str = "127.0.0.2") -> str:
+        """Submit over SMTP (from 127.0.0.2: our users; 127.0.0.1: the outside world); the
+        message's Message-ID, by which the tracking lines and the next hop's copy are found."""
+        send(self.port, mail_from, [rcpts] if isinstance(rcpts, str) else rcpts, data, source=source)
+        mid = Received("", [], data).header("Message-ID")
+        assert mid, "scenario messages carry a Message-ID"
+        return mid
+
+    # What the operator reads.
+
+    def tracking(self) -> list[dict[str, Any]]:
+        path = self.data / "tracking.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def queue_id(self, message_id: str) -> str | None:
+        """The queue id under which the message with this Message-ID was received (first)."""
+        for rec in self.tracking():
+            if rec["event"] == "received" and rec.get("message_id") == message_id:
+                return str(rec["queue_id"])
+        return None
+
+    def records(self, message_id: str) -> list[dict[str, Any]]:
+        """Every tracking record of the message with this Message-ID."""
+        qid = self.queue_id(message_id)
+        return [r for r in self.tracking() if qid is not None and r["queue_id"] == qid]
+
+    def _not_held(self, message_id: str) -> None:
+        # A message that went to `hold` will not move again by itself: say so at once instead
+        # of waiting out the deadline.
+        qid = self.queue_id(message_id)
+        if qid is not None and f"{qid} moved to hold" in self.alerts():
+            raise AssertionError(f"{message_id} ({qid}) went to hold\n{self.explain()}")
+
+    def wait_event(self, message_id: str, event: str, rcpt: str | None = None) -> dict[str, Any]:
+        """The first tracking record `event` (for `rcpt`) of the message with this Message-ID."""
+        def probe() -> dict[str, Any] | None:
+            for rec in self.records(message_id):
+                if rec["event"] == event and (rcpt is None or rec.get("rcpt") == rcpt):
+                    return rec
+            self._not_held(message_id)
+            return None
+        return wait_until(f"a {event!r} tracking record of {message_id}"
+                          + (f" for {rcpt}" if rcpt else ""), probe, explain=self.explain)
+
+    def delivered(self, sink: Sink, rcpt: str, message_id: str) -> tuple[Received, dict[str, Any]]:
+        """The message as the next hop got it for `rcpt`, and its `delivered` tracking line."""
+        def probe() -> list[Received] | None:
+            self._not_held(message_id)
+            return [m for m in sink.to(rcpt) if m.header("Message-ID") == message_id] or None
+        got = wait_until(f"{message_id} for {rcpt} at the next hop", probe, explain=self.explain)
+        assert len(got) == 1, f"{len(got)} copies of {message_id} for {rcpt}"
+        return got[0], self.wait_event(message_id, "delivered", rcpt)
+
+    def alerts(self) -> str:
+        path = self.data / "alerts.jsonl"
+        return path.read_text() if path.exists() else ""
+
+    def cli(self, command: str, *args: str, check: bool = True) -> str:
+        """`filterlang queue|quarantine -c gateway.toml ...` output."""
+        return filterlang(command, "-c", self.config, *args, check=check).stdout.decode()
+
+    def keys(self, *args: str) -> str:
+        return filterlang("keys", "--store", self.keystore, *args).stdout.decode()
+
+    def explain(self) -> str:
+        """What an operator would look at when something went wrong."""
+        log = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+        tracking = (self.data / "tracking.jsonl")
+        track = tracking.read_text()[-4000:] if tracking.exists() else ""
+        queue = run(FILTERLANG, "queue", "-c", self.config, "list", check=False).stdout.decode()[-2000:]
+        return (f"--- serve log ({self.log})\n{log}\n--- tracking\n{track}\n--- queue\n{queue}\n"
+                f"--- alerts\n{self.alerts()[-2000:]}")
+
+
+@contextlib.contextmanager
+def running(*things: Gateway | Sink) -> Iterator[None]:
+    """Start sinks and gateways in the order given; stop them all (in reverse) at the end."""
+    started: list[Gateway | Sink] = []
+    try:
+        for thing in things:
+            thing.start()
+            started.append(thing)
+        yield
+    finally:
+        for thing in reversed(started):
+            thing.stop()
