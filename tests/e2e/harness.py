@@ -276,9 +276,9 @@ def decrypt(data: bytes, recipient: Identity) -> bytes:
                input=data).stdout
 
 
-def verify(data: bytes, anchor: Identity | Path) -> bytes:
+def verify(data: bytes, anchor: CA | Identity) -> bytes:
     """The signed content; fails the test unless openssl verifies the signature."""
-    ca = anchor.cert if isinstance(anchor, Identity) else anchor
+    ca = anchor.cert
     return run("openssl", "cms", "-verify", "-CAfile", ca, "-purpose", "any", input=data).stdout
 
 
