@@ -167,9 +167,10 @@ class Sink:
             return [m for m in self.messages if rcpt in m.rcpts]
 
     def dsns(self, sender: str) -> list[Received]:
-        """Delivery status notifications for `sender`: null return path, multipart/report."""
+        """Delivery status notifications for `sender`: null return path (aiosmtpd keeps it as
+        `<>`), multipart/report."""
         return [m for m in self.to(sender)
-                if m.mail_from == "" and b"multipart/report" in m.headers]
+                if m.mail_from in ("", "<>") and b"multipart/report" in m.headers]
 
     def wait_for(self, rcpt: str, count: int = 1, *, explain: Callable[[], str] = lambda: "",
                  match: Callable[[Received], bool] = lambda m: True) -> list[Received]:
@@ -452,9 +453,11 @@ class Gateway:
         return None
 
     def records(self, message_id: str) -> list[dict[str, Any]]:
-        """Every tracking record of the message with this Message-ID."""
-        qid = self.queue_id(message_id)
-        return [r for r in self.tracking() if qid is not None and r["queue_id"] == qid]
+        """Every tracking record of the message with this Message-ID, and of the copies it was
+        split into (each has a queue id of its own)."""
+        recs = self.tracking()
+        qids = {r["queue_id"] for r in recs if r.get("message_id") == message_id}
+        return [r for r in recs if r["queue_id"] in qids]
 
     def _not_held(self, message_id: str) -> None:
         # A message that went to `hold` will not move again by itself: say so at once instead
