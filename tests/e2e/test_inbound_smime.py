@@ -46,6 +46,10 @@ key = "org.key.pem"
 
 [smime]
 trust_anchors = ["trust"]
+on_decrypt_failure = "quarantine"
+decrypt_failure_quarantine = "Undecryptable"
+
+[quarantines.Undecryptable]
 
 [profiles.protect]
 mode = "sign-encrypt"
@@ -90,8 +94,9 @@ def test_signed_inbound_is_verified_harvested_and_unwrapped(
     trace = "\n".join(rec["trace"])  # type: ignore[arg-type]
     assert "smime-inbound: verified; signers=carol@partner.example" in trace
     assert "harvest: " in trace
-    # The operator sees the harvested key.
+    # The operator sees the harvested key; the sender got no DSN.
     assert "carol@partner.example" in gw.keys("harvested")
+    assert not [d for d in sink.dsns("carol@partner.example") if mid.encode() in d.data]
 
 
 @pytest.mark.parametrize("shape", [
@@ -125,6 +130,7 @@ def test_encrypted_inbound_is_decrypted(org_b: tuple[Gateway, Sink], ids: Identi
     else:
         assert got.header("X-Filterlang-SMIME") == "decrypted; verified; signers=carol@partner.example"
         assert "smime-inbound: decrypted; verified; signers=carol@partner.example" in trace
+    assert not [d for d in sink.dsns("carol@partner.example") if mid.encode() in d.data]
 
 
 @HOLD_BUG
@@ -149,3 +155,29 @@ def test_harvested_key_encrypts_the_reply(org_b: tuple[Gateway, Sink], ids: Iden
     inner = decrypt(got.data, ids.carol)
     assert b"Here it is." in verify(inner, ids.ca)
     assert "profile protect: sign-encrypt for carol@partner.example" in "\n".join(rec["trace"])  # type: ignore[arg-type]
+
+
+def test_undecryptable_mail_is_quarantined_with_one_reason_for_every_cause(
+        org_b: tuple[Gateway, Sink], ids: Identities) -> None:
+    """Encrypted for someone else, or tampered with: both are parked in the quarantine the
+    policy names, nothing reaches Bob, and the two look the same to the outside (no oracle)."""
+    gw, sink = org_b
+    body = b"Only for the right eyes.\r\n"
+    for_someone_else = encrypt(entity(body), ids.carol)
+    good = encrypt(entity(body), ids.b)
+    head, _, b64 = good.partition(b"\r\n\r\n")
+    lines = b64.split(b"\r\n")
+    middle = len(lines) // 2  # a line of the ciphertext, well away from the recipient info
+    lines[middle] = bytes(reversed(lines[middle]))
+    tampered = head + b"\r\n\r\n" + b"\r\n".join(lines)
+    reasons = []
+    for name, wire in (("someone else", for_someone_else), ("tampered", tampered)):
+        mid = gw.send("carol@partner.example", "bob@b.example",
+                      with_headers(wire, "carol@partner.example", "bob@b.example", f"undecryptable: {name}"),
+                      source="127.0.0.1")
+        rec = gw.wait_event(mid, "quarantine")
+        assert rec["quarantine"] == "Undecryptable"
+        assert rec["queue_id"] in gw.cli("quarantine", "list", "Undecryptable")
+        assert not [m for m in sink.to("bob@b.example") if m.header("Message-ID") == mid]
+        reasons.append([line for line in rec.get("trace", []) if "smime" in line])
+    assert reasons[0] == reasons[1] and reasons[0], reasons

@@ -17,6 +17,7 @@ from .harness import (
     Gateway,
     Received,
     Sink,
+    body_of_size,
     content_type,
     decrypt,
     message,
@@ -130,20 +131,23 @@ def test_missing_key_drop_delivers_nothing_and_says_so(org_b: tuple[Gateway, Sin
     assert not [r for r in gw.records(mid) if r["event"] in ("delivered", "bounced")]
 
 
+@pytest.mark.parametrize("size", [0, 1024 * 1024], ids=["small", "1MB"])
 def test_missing_key_split_encrypts_for_carol_and_signs_for_dave(
-        org_b: tuple[Gateway, Sink], ids: Identities) -> None:
+        org_b: tuple[Gateway, Sink], ids: Identities, size: int) -> None:
+    """Above 256 KB the queue process signs and encrypts in a thread: the same result."""
     gw, sink = org_b
-    mid = gw.send(BOB, [CAROL, DAVE], message(BOB, [CAROL, DAVE], "missing key split", SECRET))
+    body = SECRET.encode() + body_of_size(size, "appendix")
+    mid = gw.send(BOB, [CAROL, DAVE], message(BOB, [CAROL, DAVE], f"missing key split {size}", body))
     to_carol, rec_carol = gw.delivered(sink, CAROL, mid)
     to_dave, rec_dave = gw.delivered(sink, DAVE, mid)
     assert to_carol.rcpts == [CAROL] and to_dave.rcpts == [DAVE]  # two copies
     # Carol's copy: encrypted for her key alone, signed by Org B inside.
     assert "application/pkcs7-mime" in content_type(to_carol.data)
     assert SECRET.encode() not in to_carol.data
-    assert SECRET.encode() in verify(decrypt(to_carol.data, ids.carol), ids.ca)
+    assert verify(decrypt(to_carol.data, ids.carol), ids.ca).endswith(body)
     # Dave's copy: not encrypted (no key), but still signed by Org B.
     assert "multipart/signed" in content_type(to_dave.data)
-    assert SECRET.encode() in verify(to_dave.data, ids.ca)
+    assert verify(to_dave.data, ids.ca).endswith(body)
     assert "profile enc-split: split, signed only (no key) for dave@partner.example" in "\n".join(rec_dave["trace"])
     assert "profile enc-split: sign-encrypt for carol@partner.example" in "\n".join(rec_carol["trace"])
     assert not sink.dsns(BOB) or not [d for d in sink.dsns(BOB) if mid.encode() in d.data]

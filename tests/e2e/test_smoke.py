@@ -22,3 +22,4 @@ def test_relayed_message_arrives_unchanged_below_a_received_line(tmp_path: Path,
     assert received["policy"] == "users" and received["peer"] == "127.0.0.2"
     assert rec["dest"] == f"127.0.0.1:{sink.port}" and rec["reply"].startswith("250")
     assert rec["queue_id"] == received["queue_id"] and rec["attempts"] == 1
+    assert not sink.dsns("alice@b.example")
