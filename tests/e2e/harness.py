@@ -111,16 +111,17 @@ class Sink:
     """A real SMTP next hop (aiosmtpd on loopback) run in the test process.
 
     It stores what it gets. `tempfail` recipients get `451` at RCPT (a next hop that cannot
-    take them yet); mail for a domain in `forward` is passed on over SMTP to that port (the
+    take them yet), `reject` recipients `550` (no such user); mail for a domain in `forward` is passed on over SMTP to that port (the
     Internet between two organisations' gateways) and kept in `forwarded` as it crossed.
     `start()` may come later than construction: until then the port is closed (a next hop
     that is down).
     """
 
     def __init__(self, port: int | None = None, *, tempfail: Iterable[str] = (),
-                 forward: dict[str, int] | None = None) -> None:
+                 reject: Iterable[str] = (), forward: dict[str, int] | None = None) -> None:
         self.port = port or free_port()
         self.tempfail = {r.lower() for r in tempfail}
+        self.reject = {r.lower() for r in reject}
         self.forward = dict(forward or {})
         self.messages: list[Received] = []
         self.forwarded: list[Received] = []
@@ -132,6 +133,8 @@ class Sink:
                           rcpt_options: list[str]) -> str:
         if address.lower() in self.tempfail:
             return "451 4.3.2 not now, try later"
+        if address.lower() in self.reject:
+            return "550 5.1.1 no such user here"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 

@@ -34,27 +34,37 @@ def test_next_hop_down_then_back_delivers_once(tmp_path: Path) -> None:
         hop.stop()
 
 
-def test_recipient_never_taken_expires_with_a_dsn(tmp_path: Path, sink: Sink) -> None:
-    """The next hop answers 451 for one recipient for ever; after max_queue_lifetime the
-    gateway gives up on it (4.4.7) and tells the sender, while the other recipient got it."""
-    slow, fine = "slow@elsewhere.example", "fine@elsewhere.example"
+def test_refused_recipient_bounces_at_once_and_one_never_taken_expires(tmp_path: Path, sink: Sink) -> None:
+    """The next hop refuses one recipient for good (550) and answers 451 for another for ever:
+    the first is bounced at once, the second after max_queue_lifetime (4.4.7), each with its
+    own DSN to the sender, while the third recipient got the message."""
+    slow, gone, fine = "slow@elsewhere.example", "gone@elsewhere.example", "fine@elsewhere.example"
     sink.tempfail.add(slow)
+    sink.reject.add(gone)
     gw = Gateway(tmp_path / "gw", next_hop=sink.port, lifetime=3)
     with running(gw):
         body = "Numbers for the board.\r\n"
-        mid = gw.send(ALICE, [slow, fine], message(ALICE, [slow, fine], "expires", body))
+        mid = gw.send(ALICE, [slow, gone, fine], message(ALICE, [slow, gone, fine], "expires", body))
         gw.delivered(sink, fine, mid)
+        refused = gw.wait_event(mid, "bounced", gone)
+        assert refused["status"] == "5.1.1", refused
         assert gw.wait_event(mid, "deferred", slow)["reply"].startswith("451")
-        bounced = gw.wait_event(mid, "bounced", slow)
-        assert bounced["status"] == "4.4.7", bounced
-        dsn = wait_until("the DSN", lambda: sink.dsns(ALICE), explain=gw.explain)
-        assert len(dsn) == 1
-        report = dsn[0].data
-        assert b"Final-Recipient: rfc822; slow@elsewhere.example" in report
-        assert b"Status: 4.4.7" in report and b"Action: failed" in report
-        assert fine.encode() not in report.split(b"message/delivery-status", 1)[1].split(b"\r\n--")[0]
-        # Not encrypted and no RET=HDRS: the whole original comes back.
-        assert b"Content-Type: message/rfc822" in report and body.encode() in report
-        assert not sink.to(slow)
+        expired = gw.wait_event(mid, "bounced", slow)
+        assert expired["status"] == "4.4.7", expired
+        dsns = wait_until("two DSNs", lambda: (lambda d: d if len(d) >= 2 else None)(sink.dsns(ALICE)),
+                          explain=gw.explain)
+        assert len(dsns) == 2, dsns
+
+        def report(rcpt: str) -> bytes:
+            (dsn,) = [d for d in dsns if f"Final-Recipient: rfc822; {rcpt}".encode() in d.data]
+            status = dsn.data.split(b"message/delivery-status", 1)[1].split(b"\r\n--")[0]
+            assert fine.encode() not in status  # the delivered recipient is in neither
+            # Not encrypted and no RET=HDRS: the whole original comes back.
+            assert b"Content-Type: message/rfc822" in dsn.data and body.encode() in dsn.data
+            return status
+
+        assert b"Status: 5.1.1" in report(gone) and b"550 5.1.1 no such user here" in report(gone)
+        assert b"Status: 4.4.7" in report(slow) and b"Action: failed" in report(slow)
+        assert not sink.to(slow) and not sink.to(gone)
         wait_until("the queue to be empty", lambda: not gw.cli("queue", "list").strip(),
                    explain=gw.explain)
