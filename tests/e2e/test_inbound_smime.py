@@ -25,6 +25,7 @@ from .harness import (
     running,
     sign,
     verify,
+    wait_until,
     with_headers,
 )
 
@@ -181,3 +182,23 @@ def test_undecryptable_mail_is_quarantined_with_one_reason_for_every_cause(
         assert not [m for m in sink.to("bob@b.example") if m.header("Message-ID") == mid]
         reasons.append([line for line in rec.get("trace", []) if "smime" in line])
     assert reasons[0] == reasons[1] and reasons[0], reasons
+
+
+def test_bounce_of_decrypted_mail_returns_headers_only(org_b: tuple[Gateway, Sink], ids: Identities) -> None:
+    """The next hop refuses the recipient of a message the gateway decrypted: the sender's DSN
+    carries the headers only, never the text the gateway decrypted (nor the ciphertext)."""
+    gw, sink = org_b
+    gone = "gone@b.example"
+    sink.reject.add(gone)
+    secret = b"The vault code is 0451.\r\n"
+    wire = encrypt(entity(secret), ids.b)
+    mid = gw.send("carol@partner.example", gone,
+                  with_headers(wire, "carol@partner.example", gone, "decrypted, then refused"),
+                  source="127.0.0.1")
+    bounced = gw.wait_event(mid, "bounced", gone)
+    assert bounced["status"] == "5.1.1"
+    (dsn,) = wait_until("the DSN", lambda: [d for d in sink.dsns("carol@partner.example")
+                                            if mid.encode() in d.data], explain=gw.explain)
+    assert b"text/rfc822-headers" in dsn.data and b"message/rfc822" not in dsn.data
+    assert secret.strip() not in dsn.data
+    assert b"Subject: decrypted, then refused" in dsn.data
