@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -248,6 +249,12 @@ class Identity:
         self.key = folder / f"{name}.key.pem"
         if ca is not None:
             ca.issue(folder / f"{name}.csr.pem", self.cert)
+
+
+def fingerprint(identity: Identity) -> str:
+    """The SHA-256 fingerprint (hex) of an identity's certificate, as the key store shows it."""
+    der = run("openssl", "x509", "-in", identity.cert, "-outform", "DER").stdout
+    return hashlib.sha256(der).hexdigest()
 
 
 def _openssl_cms(*args: str | Path, data: bytes) -> bytes:
