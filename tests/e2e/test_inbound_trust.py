@@ -74,9 +74,11 @@ def _mixed(signed_part: bytes, extra_text: bytes) -> bytes:
         f"\r\n--{boundary}--\r\n").encode()
 
 
-@HOLD_BUG
-@pytest.mark.parametrize("case", ["untrusted signer", "From is not the signer",
-                                  "signed part beside unsigned text"])
+@pytest.mark.parametrize("case", [
+    pytest.param("untrusted signer", marks=HOLD_BUG),
+    pytest.param("From is not the signer", marks=HOLD_BUG),
+    "signed part beside unsigned text",  # not S/MIME as a whole: no path validation, no hold
+])
 def test_no_verified_for_what_the_signature_does_not_cover(
         org_b: tuple[Gateway, Sink], ids: Identities, mallory: Identity, case: str) -> None:
     gw, sink = org_b
