@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.errors
 import email.message
 import email.parser
 import email.policy
@@ -241,6 +242,56 @@ class Located:
     from_address: str | None
     from_count: int = 1
     sender_address: str | None = None
+    from_unparseable: bool = False  # a From field is there but is not one clean mailbox
+
+
+@attrs.frozen
+class Mailboxes:
+    """What one address header says, judged strictly: the addr-specs it names and whether
+    it parsed cleanly. A header a mail client may show differently from what we read (an
+    invalid address list, a group, an address without local part or domain) is unparseable,
+    so nothing is ever bound to it."""
+
+    addresses: tuple[str, ...]
+    fields: int  # how many such header fields the block has
+    unparseable: bool
+
+    @property
+    def single(self) -> str | None:
+        return self.addresses[0] if self.fields == 1 and len(self.addresses) == 1 and \
+            not self.unparseable else None
+
+
+def mailboxes(hdrs: email.message.Message, name: str) -> Mailboxes:
+    """The strict reading of header `name` (lower case; policy=default headers): each field
+    parsed on its own, so one bad field cannot hide behind a good one."""
+    raw = [v for k, v in hdrs.raw_items() if k.lower() == name]
+    found: list[str] = []
+    bad = False
+    for text in raw:
+        try:
+            value = hdrs.policy.header_fetch_parse(name, text)
+            groups = tuple(getattr(value, "groups", ()) or ())
+            defects = tuple(getattr(value, "defects", ()) or ())
+            # The email package's parser raises many kinds of errors (AttributeError on
+            # `a:;b:;`, IndexError on `a@`): all of them mean "not one clean mailbox".
+            for group in groups:
+                if group.display_name is not None:
+                    bad = True  # group syntax is not a mailbox (RFC 5322 3.6.2)
+                for addr in group.addresses:
+                    if not addr.username or not addr.domain:
+                        bad = True
+                    found.append(str(addr.addr_spec))
+        except Exception:  # noqa: BLE001 - see above: any parser failure is "unparseable"
+            bad = True
+            continue
+        # Obsolete syntax (a period in a display name) is what real clients write; an invalid
+        # address list is where our reading and a client's display can part ways.
+        if any(not isinstance(d, email.errors.ObsoleteHeaderDefect) for d in defects):
+            bad = True
+        if not groups:
+            bad = True  # an empty From
+    return Mailboxes(tuple(found), len(raw), bad)
 
 
 def _decode_b64(body: bytes, where: str) -> bytes:
@@ -250,14 +301,6 @@ def _decode_b64(body: bytes, where: str) -> bytes:
         raise MalformedError(f"{where}: the signature is not valid base64") from None
 
 
-def _single_address(hdrs: email.message.Message, name: str) -> str | None:
-    try:
-        addrs = tuple(getattr(hdrs[name], "addresses", ()) or ())
-    except (ValueError, IndexError, TypeError):
-        return None
-    return str(getattr(addrs[0], "addr_spec", "")) or None if len(addrs) == 1 else None
-
-
 def locate_signed(message: bytes) -> Located:
     """Find the S/MIME signature of a whole message; the signed part must be the whole body."""
     message = to_crlf(message)
@@ -265,16 +308,12 @@ def locate_signed(message: bytes) -> Located:
     hdrs = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
         head + b"\r\n"
     )
-    from_address: str | None = None
-    try:
-        addrs: tuple[object, ...] = tuple(getattr(hdrs["from"], "addresses", ()) or ())
-    except (ValueError, IndexError, TypeError):
-        addrs = ()
+    author = mailboxes(hdrs, "from")
     # A From header listing several mailboxes is as ambiguous as several From headers.
-    from_count = max(len(hdrs.get_all("from") or ()), len(addrs))
-    if len(addrs) == 1:
-        from_address = str(getattr(addrs[0], "addr_spec", "")) or None
-    sender_address = _single_address(hdrs, "sender")
+    from_count = max(author.fields, len(author.addresses))
+    from_address = author.single
+    from_unparseable = author.fields > 0 and author.unparseable and from_count <= 1
+    sender_address = mailboxes(hdrs, "sender").single
     ctype = hdrs.get_content_type()
     if ctype == "multipart/signed":
         boundary = hdrs.get_param("boundary")
@@ -305,13 +344,13 @@ def locate_signed(message: bytes) -> Located:
         ):
             raise MalformedError("multipart/signed: second part is not a pkcs7-signature")
         return Located("detached", _decode_b64(sig_body, "signature part"), signed,
-                       from_address, from_count, sender_address)
+                       from_address, from_count, sender_address, from_unparseable)
     if ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
         st = hdrs.get_param("smime-type")
         if st not in (None, "signed-data"):
             raise MalformedError(f"application/pkcs7-mime with smime-type={st} is not signed")
         return Located("opaque", _decode_b64(body, "pkcs7-mime body"), None, from_address,
-                       from_count, sender_address)
+                       from_count, sender_address, from_unparseable)
     if ctype.startswith("multipart/"):
         whole = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message)
         if any(p.get_content_type() in _SIGNED_TYPES for p in whole.walk()):
@@ -352,10 +391,10 @@ def inner_from(content: bytes) -> str | None:
     hdrs = parser.parsebytes(head + b"\r\n")
     if hdrs.get("from") is None and hdrs.get_content_type() == "message/rfc822":
         hdrs = parser.parsebytes(split_entity(body)[0] + b"\r\n")
-    try:
-        addrs = tuple(getattr(hdrs["from"], "addresses", ()) or ())
-    except (ValueError, IndexError, TypeError):
+    inner = mailboxes(hdrs, "from")
+    if inner.fields == 0:
         return None
-    if not addrs:
-        return None
-    return ",".join(str(getattr(a, "addr_spec", "")) for a in addrs)
+    if inner.unparseable:
+        # Never equal to a real From, so a protected header we cannot read fails the check.
+        return "(unparseable)"
+    return ",".join(inner.addresses)

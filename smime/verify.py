@@ -244,6 +244,12 @@ def verify(
         return _failed("multiple-from", "the message has more than one From mailbox",
                        found.form)
     if from_address is None and policy.bind_from:
+        if found.from_unparseable:
+            # smime.md 9.2: what we would bind and what a client shows may differ
+            # (`eve@evil.example)<alice@example.com>`), so nothing is bound at all.
+            return _failed("from-unparseable",
+                           "the From header does not parse to exactly one mailbox",
+                           found.form)
         from_address = found.from_address
     result = verify_content(
         found.der,

@@ -25,7 +25,7 @@ from smime import mime
 from smime._keys import PrivateKey, load_certificates, load_pkcs12, load_private_key
 from smime.compose import Form, Layer, Mode, Signer, UnwrapResult, is_smime, protect, unwrap
 from smime.envelope import CIPHERS, decrypt, inspect_envelope
-from smime.errors import DecryptionError, SMIMEError
+from smime.errors import DecryptionError, MalformedError, SMIMEError
 from smime.trust import TrustStore
 from smime.verify import VerifyResult, verify
 
@@ -366,7 +366,11 @@ def _inspect(args: argparse.Namespace) -> int:
     ctype = re.search(rb"(?im)^content-type:\s*([^;\r\n]+)", head)
     info["content_type"] = ctype.group(1).decode("ascii", "replace").strip() if ctype else None
     if encrypted:
-        env = inspect_envelope(base64.b64decode(re.sub(rb"\s+", b"", body)))
+        try:
+            der = base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
+        except ValueError:  # binascii.Error: the body is not base64 at all
+            raise MalformedError("the encrypted body is not valid base64") from None
+        env = inspect_envelope(der)
         info |= {"envelope": env.kind, "cipher": env.cipher, "recipients": list(env.recipients)}
     elif signed:
         located = mime.locate_signed(message)

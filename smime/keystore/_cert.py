@@ -43,6 +43,18 @@ def _epoch(value: datetime) -> int:
 def parse_pem(pem: str) -> CertInfo:
     """Parse one PEM certificate; raise CertificateParseError with the reason."""
     try:
+        return _parse(pem)
+    except CertificateParseError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        # cryptography parses names and extensions lazily, on first access, and raises a
+        # zoo of types there (ValueError for a bad subject, DuplicateExtension, InvalidVersion,
+        # UnsupportedGeneralNameType): each is one unreadable certificate, never a traceback.
+        raise CertificateParseError(f"not a readable certificate: {exc}") from None
+
+
+def _parse(pem: str) -> CertInfo:
+    try:
         cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
         der = cert.public_bytes(Encoding.DER)
     except (ValueError, UnicodeEncodeError) as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import sqlite3
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from certgen import NOW, make_cert
@@ -169,3 +171,63 @@ def _kill_connections(url: str) -> None:
         " WHERE datname = current_database() AND pid <> pg_backend_pid()"
     )
     conn.close()  # type: ignore[attr-defined]
+
+
+def _pem_of(der: bytes) -> str:
+    import base64
+
+    body = base64.b64encode(der).decode("ascii")
+    return ("-----BEGIN CERTIFICATE-----\n" + "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+            + "\n-----END CERTIFICATE-----\n")
+
+
+def _duplicate_extension() -> str:
+    """A certificate whose subjectAltName extension appears twice (RFC 5280 4.2 forbids it)."""
+    from asn1crypto import pem
+    from asn1crypto import x509 as ax509
+
+    cert = ax509.Certificate.load(pem.unarmor(make_cert().encode())[2])
+    tbs = cert["tbs_certificate"]
+    exts = tbs["extensions"]
+    exts.append(exts[0].copy())
+    tbs["extensions"] = exts
+    cert["tbs_certificate"] = ax509.TbsCertificate.load(tbs.dump(force=True))
+    return _pem_of(cert.dump(force=True))
+
+
+def _version_99() -> str:
+    """A certificate whose version field says 99: cryptography raises InvalidVersion lazily."""
+    from asn1crypto import pem
+
+    der = pem.unarmor(make_cert().encode())[2]
+    return _pem_of(der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x62", 1))
+
+
+def _bad_subject() -> str:
+    """A subject whose UTF8String common name is not UTF-8: cryptography loads the
+    certificate and raises only when the subject is read."""
+    from asn1crypto import pem
+
+    der = pem.unarmor(make_cert().encode())[2]
+    cn = b"\x0c\x11alice@example.com"
+    assert cn in der
+    return _pem_of(der.replace(cn, b"\x0c\x11alice\xff\xfeexample.co", 1))
+
+
+@pytest.mark.parametrize("bad", [_duplicate_extension, _version_99, _bad_subject],
+                         ids=["duplicate-extension", "bad-version", "malformed-subject"])
+def test_keys_import_of_an_unreadable_certificate_is_one_error(
+        tmp_path: Path, bad: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """`filterlang keys import` on a certificate that cryptography only rejects when a field
+    is first read: one line naming the file's line, exit 1, no traceback, nothing imported."""
+    url = f"sqlite:///{tmp_path}/keys.sqlite3"
+    export = tmp_path / "keys.txt"
+    export.write_text(f"{exportfile.HEADER}\n\nname: good\n{make_cert(('g@example.com',))}"
+                      f"\nname: bad\n{bad()}", encoding="ascii")
+    code = main(["keys", "--store", url, "import", str(export)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert "line" in err and "not a readable certificate" in err
+    assert main(["keys", "--store", url, "list"]) == 0
+    assert capsys.readouterr().out.strip() == ""

@@ -161,3 +161,33 @@ def test_malformed_message_exits_1(files: dict[str, str], tmp_path: Path, capsys
     bad.write_bytes(b"Content-Type: multipart/signed\r\n\r\nno boundary\r\n")
     assert main(["smime", "verify", str(bad), "--trust", files["root"]]) == 1
     assert "boundary" in capsys.readouterr().err
+
+
+def test_inspect_bad_base64_is_one_error(tmp_path: Path, capsys: Out) -> None:
+    bad = tmp_path / "bad.eml"
+    bad.write_bytes(b"From: a@example.com\r\nContent-Type: application/pkcs7-mime; "
+                    b"smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                    b"MIIB!!!not*base64===\r\n")
+    assert main(["smime", "inspect", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "not valid base64" in err
+
+
+@pytest.mark.parametrize("from_value", [b"eve@evil.example)<alice@example.com>", b"a:;b:;", b"a@"])
+def test_unparseable_from_in_every_action(files: dict[str, str], tmp_path: Path, capsys: Out,
+                                          from_value: bytes) -> None:
+    """verify, unwrap and inspect on a signed message whose From is not one mailbox: never a
+    traceback, never verified, the reason code printed."""
+    msg = tmp_path / "m.eml"
+    msg.write_bytes(Path(files["signed"]).read_bytes().replace(b"From: alice@example.com",
+                                                                b"From: " + from_value, 1))
+    assert main(["smime", "verify", str(msg), "--trust", files["root"], "--now", NOW]) == 1
+    out = capsys.readouterr()
+    assert "NOT VERIFIED" in out.out and "from-unparseable" in out.out and not out.err
+    assert main(["smime", "unwrap", str(msg), "--trust", files["root"], "--now", NOW]) == 1
+    out = capsys.readouterr()
+    assert "from-unparseable" in out.out and "result: NOT VERIFIED" in out.out and not out.err
+    assert main(["smime", "inspect", str(msg)]) == 0
+    out = capsys.readouterr()
+    assert "form: detached" in out.out and not out.err

@@ -12,6 +12,7 @@ import pytest
 from pki import NOW, Issued, Pki, issue, make_pki
 
 from smime import TrustStore, sign, sign_content, verify
+from smime.compose import unwrap
 from smime.errors import MalformedError
 from smime.mime import STATUS_HEADER_PREFIX, build_detached, canonicalise, strip_status_headers
 
@@ -91,6 +92,37 @@ def test_mime_wrapping(pki: Pki, alice: Issued, shape: str) -> None:
 def test_from_identity(pki: Pki, alice: Issued, from_header: bytes, code: str) -> None:
     signed = _signed(pki, alice).replace(b"From: Alice <alice@example.com>", from_header)
     assert _codes(pki, signed) == (False, [code])
+
+
+UNPARSEABLE_FROM = [
+    b"eve@evil.example)<alice@example.com>",  # we would read eve, a client shows alice
+    b"Alice <alice@example.com> eve@evil.example",
+    b"a:;b:;",  # groups, no mailbox (AttributeError in the email package)
+    b"Friends: eve@evil.example;",  # a group is not a mailbox
+    b"a@",  # no domain (IndexError in the email package)
+    b"@evil.example",
+    b"",
+]
+
+
+@pytest.mark.parametrize("from_value", UNPARSEABLE_FROM)
+def test_unparseable_from_is_never_verified(pki: Pki, from_value: bytes) -> None:
+    """Eve's valid signature under a From we cannot read as one mailbox: never verified,
+    never an exception, one reason code (in both forms)."""
+    eve = pki.user("eve@evil.example")
+    msg = MSG.replace(b"Alice <alice@example.com>", from_value)
+    for detached in (True, False):
+        res = verify(_signed(pki, eve, msg, detached=detached),
+                     trust=TrustStore((pki.root.asn1,)), now=NOW)
+        assert (res.verified, [c for c, _ in res.reasons]) == (False, ["from-unparseable"])
+
+
+def test_unparseable_from_through_unwrap(pki: Pki) -> None:
+    eve = pki.user("eve@evil.example")
+    msg = MSG.replace(b"Alice <alice@example.com>", b"eve@evil.example)<alice@example.com>")
+    res = unwrap(_signed(pki, eve, msg), trust=TrustStore((pki.root.asn1,)), now=NOW)
+    assert not res.verified
+    assert [c for c, _ in res.errors] == ["from-unparseable"]
 
 
 def test_display_name_is_never_the_identity(pki: Pki) -> None:
