@@ -303,6 +303,11 @@ RULES: tuple[RuleSig, ...] = (
        "Attachment File Info → filename in dictionary",
        "an attachment (or archive member) name contains a term of the dictionary",
        "attachment-filename-dictionary-match('BlockedNames')", multi=True),
+    # Project extension (smime.md 9.1, EFAIL): CBC content decrypted without a verified
+    # signature inside could have been edited in transit; the administrator decides.
+    _r(61, "smime-gateway-unauthenticated", (), _PRED, None, (), "SMIME", _C.SIZE, None,
+       "the gateway decrypted CBC (or 3DES) content that no verified signature covers: "
+       "integrity unprotected", "smime-gateway-unauthenticated"),
 )
 
 

@@ -71,18 +71,24 @@ class SmimeState:
     verified: bool = False
     signers: tuple[str, ...] = ()
     issuers: tuple[str, ...] = ()
+    # Decrypted CBC/3DES content that no verified signature covers (EFAIL, smime.md 9.1).
+    unauthenticated: bool = False
 
     @classmethod
     def parse(cls, text: str) -> SmimeState:
-        """``none`` | ``failed`` | ``verified`` [``:signer@x,...``] — the ``--smime-state`` form."""
+        """``none`` | ``failed`` | ``verified`` | ``unauthenticated`` [``:signer@x,...``] — the
+        ``--smime-state`` form."""
         state, _, signers = text.partition(":")
         names = tuple(s.strip() for s in signers.split(",") if s.strip())
         if state == "verified":
             return cls(True, True, names)
         if state == "failed":
             return cls(True, False, names)
+        if state == "unauthenticated":
+            return cls(True, False, names, unauthenticated=True)
         if state != "none":
-            raise ValueError(f"S/MIME state {text!r}: expected none, failed or verified[:signers]")
+            raise ValueError(f"S/MIME state {text!r}: expected none, failed, verified or "
+                             "unauthenticated[:signers]")
         return cls()
 
 

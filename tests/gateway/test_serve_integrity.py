@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smime import sign
+from smime import encrypt, sign
 from tests.smime.pki import NOW
 
-from .serve_harness import Served, pki
+from .serve_harness import Served, pki, wait_for
 
 PLAIN = (b"To: bob@example.org\r\nSubject: pay\r\nMessage-ID: <m1@outside.example>\r\n"
          b"Content-Type: text/plain\r\n\r\nPay Eve 1000 EUR.\r\n")
@@ -31,3 +31,38 @@ def test_unparseable_from_is_delivered_unverified_never_held(tmp_path: Path) -> 
             assert b"X-Filterlang-SMIME: verification=failed" in head, head
             assert b"; verified" not in head
         assert gw.spool_names("hold") == []
+
+
+UNAUTH_FILTER = """
+mark_unauthenticated:
+  if smime-gateway-unauthenticated {
+      insert-header('X-Unauthenticated', 'yes');
+  }
+hold_unauthenticated:
+  if smime-gateway-unauthenticated and subject == '^quarantine me$' {
+      quarantine('held');
+  }
+"""
+
+
+def test_unauthenticated_decryption_is_labelled_and_filterable(tmp_path: Path) -> None:
+    """CBC content with no signature inside could have been edited in transit (EFAIL): the
+    status header says so, filters see it, and an administrator can quarantine it. GCM is
+    authenticated encryption and is not flagged."""
+    with Served(tmp_path / "gw", filters=UNAUTH_FILTER) as gw:
+        org = gw.org.cert
+        for cipher, subject in (("aes256-cbc", "cbc"), ("aes128-gcm", "gcm"),
+                                ("aes128-cbc", "quarantine me")):
+            plain = PLAIN.replace(b"Subject: pay", b"Subject: " + subject.encode())
+            assert gw.send(encrypt(b"From: eve@evil.example\r\n" + plain, [org],
+                                   cipher=cipher))[0] == 250
+        delivered = {m.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0]: m for m in gw.sink.wait(2)}
+        cbc, gcm = delivered[b"cbc"], delivered[b"gcm"]
+        assert b"X-Filterlang-SMIME: decrypted; unauthenticated\r\n" in cbc
+        assert b"X-Unauthenticated: yes\r\n" in cbc
+        assert b"Pay Eve 1000 EUR." in cbc
+        assert b"X-Filterlang-SMIME: decrypted\r\n" in gcm
+        assert b"X-Unauthenticated" not in gcm
+        wait_for(lambda: list((gw.root / "data" / "quarantine" / "held").glob("*")),
+                 "the unauthenticated message in the quarantine")
+        assert b"quarantine me" not in b"".join(gw.sink.wait(2))

@@ -24,6 +24,11 @@ def smime_gateway_verified(ctx: MessageContext, t: CRule) -> RuleResult:
     return RuleResult(ok, f"S/MIME verified = {ok}")
 
 
+def smime_gateway_unauthenticated(ctx: MessageContext, t: CRule) -> RuleResult:
+    hit = ctx.smime.processed and ctx.smime.unauthenticated
+    return RuleResult(hit, f"S/MIME unauthenticated decryption = {hit}")
+
+
 def encrypted(ctx: MessageContext, t: CRule) -> RuleResult:
     top = ctx.headers
     ctype = top.get_content_type()

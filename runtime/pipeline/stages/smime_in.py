@@ -2,8 +2,8 @@
 store, harvest signer certificates, publish the outcome to the filters (reference 12.5-12.7).
 
 Nothing is blocked here: every S/MIME message goes on whatever the result, and filters act on
-`smime-gateway-message` / `smime-gateway-verified`. The one exception is a decryption failure
-when the config says `on_decrypt_failure = "quarantine"`. Failures are reported with one
+`smime-gateway-message` / `smime-gateway-verified` / `smime-gateway-unauthenticated`. The one
+exception is a decryption failure when the config says `on_decrypt_failure = "quarantine"`. Failures are reported with one
 uniform text (no oracle) in the trace, a metric event and the message's status header.
 """
 
@@ -44,6 +44,8 @@ def _status(res: UnwrapResult) -> str:
         parts.append("decryption=failed")
     elif res.encrypted:
         parts.append("decrypted")
+        if res.unauthenticated:
+            parts.append("unauthenticated")
     if res.signed:
         parts.append("verified" if res.verified else "verification=failed")
     signers = sorted({e for s in res.signers for e in s.email})
@@ -79,7 +81,8 @@ class SmimeInbound:
         res = unwrap(msg.data, keys=self.ctx.decrypt_keys, trust=self.ctx.trust)
         signers = tuple(sorted({e for s in res.signers for e in s.email}))
         issuers = tuple(dict.fromkeys(s.issuer for s in res.signers))
-        msg.smime = SmimeState(processed=True, verified=res.verified, signers=signers, issuers=issuers)
+        msg.smime = SmimeState(processed=True, verified=res.verified, signers=signers, issuers=issuers,
+                               unauthenticated=res.unauthenticated)
         msg.trace.append(f"smime-inbound: {_status(res) or 'nothing to do'}"
                          + (f" (cipher {res.cipher})" if res.cipher else ""))
         if res.encrypted:
@@ -94,6 +97,8 @@ class SmimeInbound:
         else:
             if res.encrypted:
                 msg.events.append(("smime", "decrypted"))
+            if res.unauthenticated:
+                msg.events.append(("smime", "unauthenticated"))
             if res.signed:
                 msg.events.append(("smime", "verified" if res.verified else "verify_failed"))
         for err in res.errors:

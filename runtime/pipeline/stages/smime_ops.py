@@ -53,6 +53,9 @@ class UnwrapResult:
     errors: tuple[str, ...]
     decrypt_failed: bool = False
     cipher: str = ""  # the content cipher of the outermost envelope opened, for tracking
+    # Some envelope opened was CBC/3DES (no integrity of its own) and no verified signature
+    # covers what it held: an attacker could have edited the ciphertext (EFAIL, smime.md 9.1).
+    unauthenticated: bool = False
 
 
 def protect(message: bytes, *, mode: str, signer: Signer | None = None,
@@ -113,4 +116,7 @@ def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]
         decrypt_failed=decrypt_failed,
         cipher=next((layer.cipher or "" for layer in res.layers
                      if layer.kind == "encrypted" and layer.ok), ""),
+        unauthenticated=not res.verified and any(
+            layer.kind == "encrypted" and layer.ok and layer.authenticated is False
+            for layer in res.layers),
     )
