@@ -317,7 +317,7 @@ def _unwrap_decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certif
             der = base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
         else:
             der = body
-        opened = decrypt_content(der, keys)
+        opened = decrypt_content(der, keys, entity=True)
     except (SMIMEError, binascii.Error, ValueError):
         # One outcome for every cause: the gateway must not become a decryption oracle.
         return Layer("encrypted", False, (DECRYPTION_FAILED,)), None

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import attrs
 from cryptography import x509
 
-from smime import _cms_enveloped
+from smime import _cms_enveloped, mime
 from smime._cms_enveloped import (
     CBC_CIPHERS,
     CIPHERS,
@@ -113,10 +113,20 @@ def encrypt_content(
 
 
 def decrypt_content(
-    der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]]
+    der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]], *, entity: bool = False
 ) -> DecryptResult:
-    """Decrypt a CMS envelope (DER). Every failure raises the one `DecryptionError`."""
+    """Decrypt a CMS envelope (DER). Every failure raises the one `DecryptionError`.
+
+    `entity=True` (an S/MIME message, whose content is a MIME entity): unauthenticated
+    content (CBC, 3DES) must have the shape of one, or be plain text. A wrong
+    content-encryption key (a corrupted private key, a tampered encrypted key: RFC 3218
+    continues with a random key) gives random bytes whose padding looks valid about once in
+    256; without a tag, the structure is the only evidence left, and failing it is the same
+    one error (no oracle).
+    """
     opened = _cms_enveloped.open_envelope(der, keys)
+    if entity and not opened.authenticated and not mime.is_plausible_content(opened.content):
+        raise DecryptionError() from None
     return DecryptResult(
         content=opened.content,
         cipher=opened.cipher,
@@ -181,7 +191,7 @@ def decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]])
             raise DecryptionError() from None
     else:
         der = body
-    return decrypt_content(der, keys)
+    return decrypt_content(der, keys, entity=True)
 
 
 # ------------------------------------------------------------------------- small MIME helpers

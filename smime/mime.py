@@ -360,6 +360,51 @@ def locate_signed(message: bytes) -> Located:
     raise MalformedError(f"no S/MIME signature: the message is {ctype}")
 
 
+# One header field line: a name of printable ASCII without a colon, then a colon; or a
+# continuation line (RFC 5322 2.2, 3.6.8). Values are checked for NUL and bare CR only: 8-bit
+# values (RFC 6532) are real mail.
+_FIELD_LINE = re.compile(rb"[!-9;-~]+[ \t]*:[^\0\r\n]*|[ \t][^\0\r\n]*")
+# A header block larger than this is not one a real client writes (and is refused anyway).
+_ENTITY_HEAD_MAX = 256 * 1024
+
+
+def is_mime_entity(content: bytes) -> bool:
+    """Whether decrypted content has the shape of a MIME entity (RFC 8551 3: what S/MIME
+    encrypts): a header block of well-formed field lines ended by an empty line, or an empty
+    header block. Random bytes (content decrypted with a wrong key whose CBC padding happened to
+    look valid, about 1 in 256) fail this; no real message does."""
+    if content.startswith((b"\r\n", b"\n")):
+        return True
+    head = content[:_ENTITY_HEAD_MAX]
+    end = re.search(rb"\r?\n\r?\n", head)
+    if end is None:
+        if len(content) > _ENTITY_HEAD_MAX:
+            return False
+        block = head.rstrip(b"\r\n")  # an entity that is all headers
+    else:
+        block = head[: end.start()]
+    lines = _LINE.split(block)
+    return not lines[0][:1].isspace() and all(_FIELD_LINE.fullmatch(line) for line in lines)
+
+
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def is_plausible_content(content: bytes) -> bool:
+    """A MIME entity, or plain UTF-8 text without control characters: what `openssl cms
+    -encrypt -binary` of a text file (RFC 4134's examples among them) puts in an envelope.
+    Random bytes of one AES block or more pass this about once in a million."""
+    if is_mime_entity(content):
+        return True
+    if _CONTROL.search(content):
+        return False
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 # The gateway writes its verdict only into headers with this prefix (smime.md 6 step 6);
 # copies arriving from outside are forgeries and are removed before the verdict is added.
 STATUS_HEADER_PREFIX = "X-Filterlang-SMIME-"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from smime import encrypt, sign
 from tests.smime.pki import NOW
+from tests.smime.wrong_cek import wrong_cek_envelope
 
 from .serve_harness import Served, pki, wait_for
 
@@ -66,3 +68,19 @@ def test_unauthenticated_decryption_is_labelled_and_filterable(tmp_path: Path) -
         wait_for(lambda: list((gw.root / "data" / "quarantine" / "held").glob("*")),
                  "the unauthenticated message in the quarantine")
         assert b"quarantine me" not in b"".join(gw.sink.wait(2))
+
+
+def test_wrong_content_key_is_a_decryption_failure_not_random_text(tmp_path: Path) -> None:
+    """An envelope whose encrypted key opens to a wrong CEK that CBC padding cannot catch (what
+    a corrupted key gives once in 256): the one failure, the message delivered as received."""
+    with Served(tmp_path / "gw") as gw:
+        der = wrong_cek_envelope(b"Content-Type: text/plain\r\n\r\nPay Eve 1000 EUR.\r\n",
+                                 gw.org.cert)
+        msg = (b"From: eve@evil.example\r\nTo: bob@example.org\r\nSubject: enc\r\n"
+               b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; "
+               b"smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               + base64.encodebytes(der).replace(b"\n", b"\r\n"))
+        assert gw.send(msg)[0] == 250
+        (got,) = gw.sink.wait(1)
+        assert b"X-Filterlang-SMIME: decryption=failed\r\n" in got
+        assert base64.encodebytes(der).replace(b"\n", b"\r\n") in got
