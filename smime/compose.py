@@ -32,6 +32,7 @@ from smime._fastsign import sign_fast
 from smime._keys import PrivateKey
 from smime.envelope import choose_cipher, decrypt_content, encrypt_content
 from smime.errors import DecryptionError, EncryptionError, SigningError, SMIMEError
+from smime.policy import DEFAULT_POLICY, VerifyPolicy
 from smime.trust import TrustStore
 from smime.verify import VerifyResult, verify
 
@@ -329,9 +330,11 @@ def _unwrap_decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certif
 
 
 def _unwrap_verify(message: bytes, trust: TrustStore, now: dt.datetime | None,
-                   crls: Sequence[bytes], from_address: str | None) -> tuple[Layer, bytes | None]:
+                   crls: Sequence[bytes], from_address: str | None,
+                   policy: VerifyPolicy) -> tuple[Layer, bytes | None]:
     try:
-        res = verify(message, trust=trust, now=now, crls=crls, from_address=from_address)
+        res = verify(message, trust=trust, now=now, crls=crls, from_address=from_address,
+                     policy=policy)
     except SMIMEError as exc:
         return Layer("signed", False, (("malformed", str(exc)),)), None
     if not res.content and not res.signers:
@@ -364,6 +367,7 @@ def unwrap(
     crls: Sequence[bytes] = (),
     max_layers: int = 4,
     from_address: str | None = None,
+    policy: VerifyPolicy = DEFAULT_POLICY,
 ) -> UnwrapResult:
     """Peel every S/MIME layer of `message`, outside in, at most `max_layers` of them."""
     outer, entity = mime.split_message(message)
@@ -382,7 +386,7 @@ def unwrap(
         if kind == "encrypted":
             layer, inner = _unwrap_decrypt(current, keys)
         else:
-            layer, inner = _unwrap_verify(current, trust, now, crls, from_address)
+            layer, inner = _unwrap_verify(current, trust, now, crls, from_address, policy)
             layer = attrs.evolve(layer, message=current)
         if (inner is not None and layer.kind == "signed" and not layer.ok
                 and _layer_kind(mime.to_crlf(inner)) is not None and _hop_ok(layer)):

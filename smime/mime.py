@@ -262,6 +262,9 @@ class Mailboxes:
             not self.unparseable else None
 
 
+_ADDRESS_DEFECTS = (email.errors.InvalidHeaderDefect, email.errors.HeaderMissingRequiredValue)
+
+
 def mailboxes(hdrs: email.message.Message, name: str) -> Mailboxes:
     """The strict reading of header `name` (lower case; policy=default headers): each field
     parsed on its own, so one bad field cannot hide behind a good one."""
@@ -285,9 +288,10 @@ def mailboxes(hdrs: email.message.Message, name: str) -> Mailboxes:
         except Exception:  # noqa: BLE001 - see above: any parser failure is "unparseable"
             bad = True
             continue
-        # Obsolete syntax (a period in a display name) is what real clients write; an invalid
-        # address list is where our reading and a client's display can part ways.
-        if any(not isinstance(d, email.errors.ObsoleteHeaderDefect) for d in defects):
+        # An invalid address list is where our reading and a client's display can part ways.
+        # Obsolete syntax (a period in a display name) and raw 8-bit bytes in a display name
+        # are what real clients write, and leave the addr-spec as clear as ever.
+        if any(isinstance(d, _ADDRESS_DEFECTS) for d in defects):
             bad = True
         if not groups:
             bad = True  # an empty From

@@ -34,12 +34,19 @@ class VerifyPolicy:
     PKITS, whose certificates carry no address); a gateway never turns it off.
     `at_signing_time` validates the path at the signer's signingTime instead of now: only for
     stored mail whose arrival time the gateway recorded itself (smime.md 5.3).
+    `require_signed_attributes` refuses a SignerInfo without signed attributes (RFC 5652 5.3
+    allows it): then nothing binds the signature to its content type, signing time or signing
+    certificate (ESS), and the signature is over the raw content alone. Every mail client of
+    the last twenty years writes them; conformance vectors (RFC 4134, RFC 9216, Bouncy
+    Castle) often lack them, so the library's default is off and the gateway's is on
+    (`[smime] require_signed_attributes`).
     """
 
     legacy: bool = False
     multi_signer: str = attrs.field(default="strict", validator=_mode)
     at_signing_time: bool = False
     bind_from: bool = True
+    require_signed_attributes: bool = False
     min_rsa_bits: int | None = None
     ec_curves: tuple[str, ...] = EC_CURVES
     max_signers: int = 16

@@ -109,10 +109,18 @@ def _signer(
     )
     if digest_name not in declared:
         sr.append(("digest-set-mismatch", f"{digest_name} is not in digestAlgorithms"))
+    bare: Reason | None = None
+    if policy.require_signed_attributes and not cs.has_signed_attrs(si):
+        bare = ("no-signed-attributes",
+                "the signer has no signed attributes (content type, message digest, signing "
+                "certificate): refused by the require_signed_attributes policy")
     if cert is None:
         sr.append(("no-signer-certificate", "the signer's certificate is not in the message"))
+        if bare:
+            sr.append(bare)
     else:
-        bad = ck.key_reason(cert, policy) or (
+        # A refused signer is refused before any signature or certificate work is done.
+        bad = bare or ck.key_reason(cert, policy) or (
             None if cs.ess_matches(si, cert) else
             ("signing-certificate-mismatch",
              "the ESS signingCertificate attribute names a different certificate")

@@ -26,6 +26,7 @@ from smime._keys import PrivateKey, load_certificates, load_pkcs12, load_private
 from smime.compose import Form, Layer, Mode, Signer, UnwrapResult, is_smime, protect, unwrap
 from smime.envelope import CIPHERS, decrypt, inspect_envelope
 from smime.errors import DecryptionError, MalformedError, SMIMEError
+from smime.policy import VerifyPolicy
 from smime.trust import TrustStore
 from smime.verify import VerifyResult, verify
 
@@ -73,6 +74,8 @@ def _trust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_address", metavar="ADDR",
                    help="check the signer against ADDR instead of the From header")
     p.add_argument("--now", metavar="ISO-TIME", help="validate as of this time (UTC)")
+    p.add_argument("--require-signed-attributes", action="store_true",
+                   help="refuse signers without signed attributes, as the gateway does")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -180,6 +183,10 @@ def _now(args: argparse.Namespace) -> dt.datetime | None:
     except ValueError:
         raise UsageError(f"--now {args.now!r}: not an ISO 8601 time") from None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _policy(args: argparse.Namespace) -> VerifyPolicy:
+    return VerifyPolicy(require_signed_attributes=args.require_signed_attributes)
 
 
 def _trust_of(args: argparse.Namespace) -> TrustStore:
@@ -306,7 +313,7 @@ def _run(args: argparse.Namespace) -> int:
         trust = _trust_of(args)
         now = _now(args)
         res = verify(_read(args.file, "message"), trust=trust, now=now,
-                     from_address=args.from_address)
+                     from_address=args.from_address, policy=_policy(args))
         if args.json:
             print(json.dumps(_verify_dict(res), indent=2))
         else:
@@ -344,6 +351,7 @@ def _run(args: argparse.Namespace) -> int:
         ures = unwrap(
             _read(args.file, "message"), keys=[(found[0], found[1])] if found else [],
             trust=trust, now=now, max_layers=args.max_layers, from_address=args.from_address,
+            policy=_policy(args),
         )
         if args.json:
             print(json.dumps({

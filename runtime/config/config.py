@@ -178,6 +178,8 @@ class Smime:
     decryption_certificates: tuple[str, ...] | None = None  # None: every certificate with a key
     on_decrypt_failure: str = "deliver"  # deliver (as received) | quarantine
     decrypt_failure_quarantine: str | None = None
+    # A signer without signed attributes is not verified (reason no-signed-attributes).
+    require_signed_attributes: bool = True
 
 
 @frozen
@@ -358,8 +360,9 @@ def _smime(t: Table, certificates: dict[str, Certificate],
                     "quarantine name; add one from [quarantines]")
         elif quarantine not in quarantines:
             t.error("decrypt_failure_quarantine", f"no quarantine {quarantine!r}; add [quarantines.{quarantine}]")
+    require_attrs = t.flag("require_signed_attributes", True)
     t.finish()
-    return Smime(anchors, crls, names, on_failure, quarantine)
+    return Smime(anchors, crls, names, on_failure, quarantine, require_attrs)
 
 
 def _named_files(t: Table) -> dict[str, Path]:

@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 from smime import encrypt, sign
+from tests.smime.bare_signer import sign_without_attributes
 from tests.smime.pki import NOW
 from tests.smime.wrong_cek import wrong_cek_envelope
 
@@ -84,3 +85,15 @@ def test_wrong_content_key_is_a_decryption_failure_not_random_text(tmp_path: Pat
         (got,) = gw.sink.wait(1)
         assert b"X-Filterlang-SMIME: decryption=failed\r\n" in got
         assert base64.encodebytes(der).replace(b"\n", b"\r\n") in got
+
+
+def test_signer_without_signed_attributes_is_refused_by_the_gateway(tmp_path: Path) -> None:
+    """RFC 5652 allows a signer without signed attributes; the gateway's default policy
+    (`[smime] require_signed_attributes = true`) does not verify it, and says why."""
+    alice = pki().user("alice@example.com")
+    msg = sign_without_attributes(b"From: alice@example.com\r\n" + PLAIN, pki(), alice)
+    with Served(tmp_path / "gw") as gw:
+        assert gw.send(msg)[0] == 250
+        (got,) = gw.sink.wait(1)
+        assert b"X-Filterlang-SMIME: verification=failed" in got
+        assert "no-signed-attributes" in (gw.root / "data" / "tracking.jsonl").read_text()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from asn1crypto import cms, keys, x509
+from bare_signer import sign_without_attributes
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pki import NOW, Issued, Pki, crl, issue, make_pki
@@ -306,3 +307,12 @@ def test_substituted_certificate_with_same_issuer_serial(pki: Pki, alice: Issued
     der = cms.ContentInfo({"content_type": "signed_data", "content": sd}).dump(force=True)
     res = verify_content(der, ENTITY, trust=TrustStore((pki.root.asn1,)), now=NOW)
     assert [c for c, _ in res.reasons] == ["signing-certificate-mismatch"]
+
+
+def test_signer_without_signed_attributes_is_decided_by_policy(pki: Pki, alice: Issued) -> None:
+    """RFC 5652 allows a SignerInfo without signed attributes; the library accepts it by
+    default (conformance vectors), the gateway's policy refuses it with a reason code."""
+    signed = sign_without_attributes(MSG, pki, alice)
+    assert _codes(pki, signed) == (True, [])
+    assert _codes(pki, signed, policy=VerifyPolicy(require_signed_attributes=True)) == (
+        False, ["no-signed-attributes"])

@@ -20,6 +20,7 @@ from runtime.pipeline.stages import StageContext
 from runtime.pipeline.stages.flow import STATUS_HEADER, add_header
 from runtime.pipeline.stages.smime_ops import DECRYPT_FAILED, UnwrapResult, is_smime, unwrap
 from smime.harvest import HarvestPolicy, SignedMessageReport, harvest
+from smime.policy import VerifyPolicy
 
 log = logging.getLogger("filterlang.smime")
 
@@ -78,7 +79,9 @@ class SmimeInbound:
             msg.record(self.name, "inbound S/MIME: not an S/MIME message", applied=False,
                        why="the top-level Content-Type is neither signed nor encrypted")
             return
-        res = unwrap(msg.data, keys=self.ctx.decrypt_keys, trust=self.ctx.trust)
+        res = unwrap(msg.data, keys=self.ctx.decrypt_keys, trust=self.ctx.trust,
+                     policy=VerifyPolicy(require_signed_attributes=(
+                         self.ctx.config.smime.require_signed_attributes)))
         signers = tuple(sorted({e for s in res.signers for e in s.email}))
         issuers = tuple(dict.fromkeys(s.issuer for s in res.signers))
         msg.smime = SmimeState(processed=True, verified=res.verified, signers=signers, issuers=issuers,

@@ -20,9 +20,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from smime import compose
 from smime._keys import PrivateKey
+from smime.policy import VerifyPolicy
 from smime.trust import TrustStore
 
 MODES = ("sign", "encrypt", "sign-encrypt", "triple")
+# The gateway refuses signers without signed attributes unless `[smime]` says otherwise.
+GATEWAY_POLICY = VerifyPolicy(require_signed_attributes=True)
 DECRYPT_FAILED = "decryption failed"
 
 
@@ -88,9 +91,10 @@ def _signer(cert: ax509.Certificate, caps: tuple[str, ...]) -> SignerInfo:
 
 def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]],
            trust: TrustStore, now: dt.datetime | None = None, crls: Sequence[bytes] = (),
-           max_layers: int = 4) -> UnwrapResult:
+           max_layers: int = 4, policy: VerifyPolicy = GATEWAY_POLICY) -> UnwrapResult:
     """Open every S/MIME layer we can: decrypt with `keys`, verify against `trust`."""
-    res = compose.unwrap(message, keys=keys, trust=trust, now=now, crls=crls, max_layers=max_layers)
+    res = compose.unwrap(message, keys=keys, trust=trust, now=now, crls=crls,
+                         max_layers=max_layers, policy=policy)
     kinds = tuple(layer.kind for layer in res.layers)
     decrypt_failed = any(layer.kind == "encrypted" and not layer.ok for layer in res.layers)
     signers: dict[str, SignerInfo] = {}
