@@ -126,7 +126,24 @@ def _needs_base64(fields: list[bytes], body: bytes | memoryview) -> bool:
     return _unsafe(body)
 
 
+def _transfer_decoded(fields: list[bytes], body: bytes | memoryview) -> bytes | memoryview:
+    """The body with the transfer encoding its fields declare undone: quoted-printable that
+    breaks RFC 2045 (lines over 76) is still quoted-printable, and base64 over it would hand
+    the recipient `=` escapes as text. 7bit, 8bit and binary bodies are the bytes."""
+    cte = next((f for f in fields if _name(f) == b"content-transfer-encoding"), b"")
+    value = cte.partition(b":")[2].strip().lower()
+    if value == b"quoted-printable":
+        return binascii.a2b_qp(bytes(body))
+    if value == b"base64":
+        try:
+            return base64.b64decode(re.sub(rb"\s+", b"", bytes(body)), validate=True)
+        except ValueError:
+            return body  # not base64 after all: signed as it is, the recipient sees the same
+    return body
+
+
 def _base64_entity(fields: list[bytes], body: bytes | memoryview) -> bytes:
+    body = _transfer_decoded(fields, body)
     fields = [f for f in fields if _name(f) != b"content-transfer-encoding"]
     fields.append(b"Content-Transfer-Encoding: base64")
     # Encoded piecewise and joined once, so a large body is not copied three times over.

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 from pathlib import Path
 
-from smime import encrypt, sign
+from smime import TrustStore, VerifyPolicy, encrypt, sign, verify
 from tests.smime.bare_signer import sign_without_attributes
 from tests.smime.pki import NOW
 from tests.smime.wrong_cek import wrong_cek_envelope
 
-from .serve_harness import Served, pki, wait_for
+from .serve_harness import Served, key_pem, pki, wait_for
 
 PLAIN = (b"To: bob@example.org\r\nSubject: pay\r\nMessage-ID: <m1@outside.example>\r\n"
          b"Content-Type: text/plain\r\n\r\nPay Eve 1000 EUR.\r\n")
@@ -97,3 +99,43 @@ def test_signer_without_signed_attributes_is_refused_by_the_gateway(tmp_path: Pa
         (got,) = gw.sink.wait(1)
         assert b"X-Filterlang-SMIME: verification=failed" in got
         assert "no-signed-attributes" in (gw.root / "data" / "tracking.jsonl").read_text()
+
+
+FOOTER_FILTER = """
+footer_and_sign:
+  if true {
+      add-footer('footer');
+      smime-gateway('sign');
+  }
+"""
+LONG = "Caf\u00e9 au lait = 1 EUR " + "x" * 90  # over 76 characters and not ASCII
+
+
+def test_footer_then_signature_delivers_readable_text(tmp_path: Path) -> None:
+    """add-footer then signing, through filterlang serve: every encoded line within RFC 2045's
+    76 characters, and the signed text reads as written (no '=C3=A9' escapes)."""
+    signer = pki().user("gateway@example.org")
+    root = tmp_path / "gw"
+    root.mkdir()
+    (root / "signer.crt.pem").write_bytes(signer.pem + pki().inter.pem)
+    (root / "signer.key.pem").write_bytes(key_pem(signer.key))
+    (root / "footer.txt").write_text("-- " + LONG + "\n", encoding="utf-8")
+    extra = ('[certificates.signer]\ncert = "signer.crt.pem"\nkey = "signer.key.pem"\n'
+             '[profiles.sign]\nmode = "sign"\nsigning_certificate = "signer"\n'
+             '[text_resources]\nfooter = "footer.txt"\n')
+    body = ("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            f"Hello {LONG}\r\n").encode()
+    with Served(root, filters=FOOTER_FILTER, extra=extra) as gw:
+        assert gw.send(b"From: alice@example.org\r\nTo: bob@example.org\r\nSubject: f\r\n"
+                       b"MIME-Version: 1.0\r\n" + body)[0] == 250
+        (got,) = gw.sink.wait(1)
+    res = verify(got, trust=TrustStore((pki().root.asn1,)), policy=VerifyPolicy(bind_from=False))
+    assert res.verified, res.reasons
+    parsed = email.message_from_bytes(got, policy=email.policy.default)
+    texts = [p for p in parsed.walk() if p.get_content_type() == "text/plain"]
+    assert len(texts) == 1
+    text = texts[0].get_content()
+    assert f"Hello {LONG}" in text and f"-- {LONG}" in text and "=C3" not in text
+    for part in parsed.walk():
+        if part.get("Content-Transfer-Encoding", "").lower() in ("quoted-printable", "base64"):
+            assert max(map(len, part.get_payload().splitlines())) <= 76

@@ -221,3 +221,35 @@ def test_final_action_table_of_4_4_decides_whether_the_pipeline_runs(action: str
     assert (stage is not None) is pipeline_runs
     if pipeline_runs:  # accumulated edits take effect and content filters see them
         assert b"X-A: 1" in next(iter(t.results.values())) and b"X-CF: ran" in next(iter(t.results.values()))
+
+
+def _encoded_lines(data: bytes) -> list[bytes]:
+    """The body lines of every quoted-printable or base64 leaf part of `data`."""
+    out: list[bytes] = []
+    for p in email.message_from_bytes(data, policy=email.policy.compat32).walk():
+        if p.get("Content-Transfer-Encoding", "").lower() in ("quoted-printable", "base64"):
+            out += str(p.get_payload()).encode().splitlines()
+    return out
+
+
+@pytest.mark.parametrize("action", [
+    "add-footer('foot')", "add-heading('foot')", "edit-body-text('ok', 'fine')",
+    "html-convert()", "drop-attachments-by-name('a\\\\.exe', $Long)",
+])
+def test_every_body_writer_writes_valid_transfer_encoding(action: str) -> None:
+    """RFC 2045 6.7: encoded lines of at most 76 characters (add-footer wrote 78), and the
+    text decodes back to what the action meant."""
+    long = "Caf\u00e9 " + "x" * 120
+    res = Resources(texts={"foot": "-- " + long})
+    text = mime(("Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 8bit",
+                 f"<html><body><p>ok {long}</p></body></html>")) if "html" in action else mime(
+        ("Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit", f"ok {long}"),
+        ("Content-Type: application/octet-stream; name=\"a.exe\"\n"
+         "Content-Disposition: attachment; filename=\"a.exe\"\nContent-Transfer-Encoding: base64",
+         EXE))
+    t = run(f"a: if true {{ {action.replace('$Long', repr(long))}; }}", text, resources=res)
+    lines = _encoded_lines(t.result)
+    assert lines and max(len(line) for line in lines) <= 76, lines
+    decoded = "".join(p.get_content() for p in parsed(t.result).walk()
+                      if p.get_content_maintype() == "text")
+    assert long in decoded

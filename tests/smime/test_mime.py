@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from smime.errors import MalformedError
@@ -66,3 +68,15 @@ def test_locate_keeps_signed_bytes_exact() -> None:
     found = locate_signed(msg)
     assert found.signed_part == part
     assert found.der == b"0\x00"
+
+
+def test_reencoding_decodes_quoted_printable_first() -> None:
+    """An entity whose quoted-printable breaks RFC 2045 (a 78-character line) must become
+    base64 of the text, not base64 of the escapes: the recipient reads 'Café', not '=C3=A9'."""
+    entity = (b"Content-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+              + b"a" * 77 + b"=\r\nCaf=C3=A9 =3D 1\r\n")
+    head, body = canonicalise(entity).split(b"\r\n\r\n", 1)
+    assert head.endswith(b"Content-Transfer-Encoding: base64")
+    assert head.count(b"Content-Transfer-Encoding") == 1
+    assert base64.b64decode(body) == b"a" * 77 + "Café = 1\r\n".encode()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import email.policy
 import time
-from email.contentmanager import raw_data_manager
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from runtime.engine.actions.edits import write_text
 from runtime.engine.context import MessageContext
 from runtime.engine.fieldline import field
 from runtime.engine.plan import ActionPlan, Copy
@@ -89,7 +89,7 @@ def notify(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
     # The header fields through the one builder (no line break from a variable's value); the
     # body as MIME text, which may have lines of its own.
     note = EmailMessage(policy=email.policy.compat32)
-    note.set_content(body, charset="utf-8", content_manager=raw_data_manager)
+    write_text(note, body, "plain")
     head = (field("Subject", subject) + field("To", to) + field("From", rpath or "MAILER-DAEMON")
             + AUTO_SUBMITTED)
     body_part = note.as_bytes(policy=email.policy.compat32.clone(linesep="\r\n"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import fnmatch
 import html
 import re
@@ -57,11 +58,29 @@ def edit_header_text(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
     return [name, rx.source(pattern), repl]
 
 
+# RFC 2045 6.7: encoded lines are at most 76 characters. The parse policy (compat32) says 78,
+# and the content manager encodes quoted-printable to the part's policy: add-footer wrote
+# 78-character lines, which the signer then had to re-encode.
+_BODY_POLICY = email.policy.compat32.clone(max_line_length=76)
+
+
+def write_text(part: Message, text: str, subtype: str | None = None) -> None:
+    """Replace a part's body with `text`: UTF-8 in a valid transfer encoding (7bit, 8bit,
+    quoted-printable or base64, lines within RFC 2045's limits). Every action that writes a
+    body goes through here."""
+    assert isinstance(part, MIMEPart)
+    saved = part.policy
+    part.policy = _BODY_POLICY
+    try:
+        # keep every non-content header (set_content replaces only Content-*)
+        part.set_content(text, subtype=subtype or part.get_content_subtype(), charset="utf-8",
+                         content_manager=raw_data_manager)
+    finally:
+        part.policy = saved
+
+
 def _set_text(part: Message, text: str) -> None:
-    subtype = part.get_content_subtype()
-    assert isinstance(part, EmailMessage)
-    # keep every non-content header (set_content replaces only Content-*)
-    part.set_content(text, subtype=subtype, charset="utf-8", content_manager=raw_data_manager)
+    write_text(part, text)
 
 
 def edit_body_text(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
@@ -135,7 +154,7 @@ def drop_attachments(ctx: MessageContext, plan: ActionPlan, args: Args) -> Args:
         ctx.dropped.append((p.filename or "(unnamed)", p.filetype))
         notice = MIMEPart()
         text = expand(comment, ctx) if comment else f"Attachment {p.filename or '(unnamed)'} removed ({action})."
-        notice.set_content(text, charset="utf-8", content_manager=raw_data_manager)
+        write_text(notice, text, "plain")
         if p.host is not None:  # a uuencoded block: cut it out of the body text that carries it
             new_text = p.host.text.replace(p.block, text + "\n")
             _set_text(p.host.msg, new_text)
@@ -203,8 +222,7 @@ def apply_html_convert(ctx: MessageContext) -> None:
     for p in parts(ctx):
         if p.is_body and p.msg.get_content_type() == "text/html":
             text = html.unescape(re.sub(r"<[^>]*>", "", p.text))
-            p.msg.set_content(text, subtype="plain", charset="utf-8",  # type: ignore[attr-defined]
-                              content_manager=raw_data_manager)
+            write_text(p.msg, text, "plain")
     ctx.mark_modified()
     ctx.invalidate_parts()
 
