@@ -310,22 +310,25 @@ class MessageContext:
             return self.raw
 
     def _with_new_header(self) -> bytes:
-        """Only header fields changed: the edited header block followed by the body bytes as
-        received. Nothing is re-encoded (signed bodies stay valid) and no MIME parse is needed."""
+        """Only header fields changed: the header block as received with just the edited
+        fields changed, then the body bytes as received. Every other field keeps its bytes,
+        folding and place (a DKIM signature with c=simple still holds); nothing is re-encoded
+        and no MIME parse is needed."""
         crlf, lf = self.raw.find(b"\r\n\r\n"), self.raw.find(b"\n\n")
         if crlf >= 0 and (lf < 0 or crlf < lf):
-            body_start, linesep = crlf + 4, "\r\n"
+            body_start, head_end, linesep = crlf + 4, crlf + 2, "\r\n"
         elif lf >= 0:
-            body_start, linesep = lf + 2, "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
+            body_start, head_end = lf + 2, lf + 1
+            linesep = "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
         else:
-            body_start, linesep = len(self.raw), "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
-        head = BytesHeaderParser(policy=FAST, _class=EmailMessage).parsebytes(self.raw[:body_start])
+            body_start = head_end = len(self.raw)
+            linesep = "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
+        fields = raw_fields(self.raw[:head_end])
+        if fields and not fields[-1].endswith(b"\n"):
+            fields[-1] += linesep.encode()  # a header block that ends without a line end
         for op in self._all_header_ops:
-            _apply_header_op(head, op)
-        out = head.as_bytes(policy=FAST.clone(linesep=linesep))
-        if not out.endswith(linesep.encode() * 2):
-            out += linesep.encode()
-        return b"".join((out, memoryview(self.raw)[body_start:]))  # no copy of the body slice
+            _apply_raw_op(fields, op, linesep)
+        return b"".join((*fields, linesep.encode(), memoryview(self.raw)[body_start:]))
 
     @property
     def size(self) -> int:
@@ -357,6 +360,51 @@ def _apply_list_op(pairs: list[tuple[str, str]], op: _HeaderOp) -> None:
         pairs.append((name, _encode_value(value)))
     elif kind == "replace":
         pairs.extend((name, _encode_value(v)) for v in value.split("\0"))
+
+
+def raw_fields(head: bytes) -> list[bytes]:
+    """The fields of a header block exactly as received, each with its continuation lines and
+    line ends. Linear: one pass over the lines."""
+    fields: list[bytes] = []
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
+
+
+def _raw_name(field: bytes) -> bytes:
+    name, colon, _ = field.partition(b":")
+    return name.strip().lower() if colon else b""
+
+
+def _new_field(name: str, value: str, linesep: str) -> bytes:
+    """One field an action writes: RFC 2047 for non-ASCII, folded at 78 columns when long."""
+    text = _encode_value(value)
+    if len(name) + 2 + len(text) > 78 and value.isascii():
+        text = Header(value, "us-ascii", header_name=name).encode(linesep=linesep)
+    return f"{name}: {text}{linesep}".encode("ascii", "surrogateescape")
+
+
+def _apply_raw_op(fields: list[bytes], op: _HeaderOp, linesep: str) -> None:
+    kind, name, value = op
+    key = name.lower().encode("ascii", "surrogateescape")
+    if kind == "insert":
+        fields.append(_new_field(name, value, linesep))
+        return
+    if kind == "strip":
+        fields[:] = [f for f in fields if _raw_name(f) != key]
+        return
+    # replace: the new values, one per existing instance and in its place (reference 7.6)
+    new = [_new_field(name, v, linesep) for v in value.split("\0")]
+    out: list[bytes] = []
+    for f in fields:
+        if _raw_name(f) != key:
+            out.append(f)
+        elif new:
+            out.append(new.pop(0))
+    fields[:] = out + new
 
 
 def _apply_header_op(msg: Message, op: _HeaderOp) -> None:

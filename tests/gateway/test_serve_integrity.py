@@ -7,6 +7,11 @@ import email
 import email.policy
 from pathlib import Path
 
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from smime import TrustStore, VerifyPolicy, encrypt, sign, verify
 from tests.smime.bare_signer import sign_without_attributes
 from tests.smime.pki import NOW
@@ -139,3 +144,54 @@ def test_footer_then_signature_delivers_readable_text(tmp_path: Path) -> None:
     for part in parsed.walk():
         if part.get("Content-Transfer-Encoding", "").lower() in ("quoted-printable", "base64"):
             assert max(map(len, part.get_payload().splitlines())) <= 76
+
+
+HEADER_EDITS = """
+edit_headers:
+  if true {
+      insert-header('X-Checked', 'yes');
+      strip-header('X-Remove-Me');
+  }
+"""
+# Fields a header edit used to rewrite: a fold deeper than 78 columns, a field longer than 78
+# columns on one line, no space after the colon, a tab after it, and odd capitalisation.
+SIGNED_HEAD = (
+    b"From: Alice <alice@example.com>\r\n"
+    b"To: bob@example.org\r\n"
+    b"Subject:no space after the colon\r\n"
+    b"X-Long: one two three four five six seven eight nine ten eleven twelve thirteen\r\n"
+    b"\t fourteen fifteen sixteen seventeen eighteen nineteen twenty twenty-one twenty-two\r\n"
+    b"References: <aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.com> <bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb@example.com>\r\n"
+    b"x-mIxEd-CaSe:\tvalue after a tab\r\n"
+    b"X-Remove-Me: not signed, removed by the filter\r\n"
+    b"Message-ID: <dkim-1@example.com>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=us-ascii\r\n"
+)
+SIGNED_BODY = b"\r\nA body   with  odd spacing \r\nand a second line\r\n"
+
+
+@pytest.mark.parametrize("canon", [b"simple", b"relaxed"])
+def test_header_edits_change_only_the_edited_lines(tmp_path: Path, canon: bytes) -> None:
+    """A real DKIM signature (dkimpy, c=simple/simple and relaxed/relaxed) still verifies
+    after insert-header and strip-header through filterlang serve, and every field the
+    filters did not touch arrives byte for byte, in its place."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    message = SIGNED_HEAD + SIGNED_BODY
+    signed_fields = [b"from", b"to", b"subject", b"x-long", b"references", b"x-mixed-case",
+                     b"message-id", b"content-type", b"mime-version"]
+    sig = dkim.sign(message, b"s1", b"example.com", pem, canonicalize=(canon, canon),
+                    include_headers=signed_fields)
+    with Served(tmp_path / "gw", filters=HEADER_EDITS) as gw:
+        assert gw.send(sig + message, mail_from="alice@example.com")[0] == 250
+        (got,) = gw.sink.wait(1)
+    assert dkim.verify(got, dnsfunc=lambda name, timeout=5: record)
+    head, body = got.split(b"\r\n\r\n", 1)
+    assert b"\r\n" + body == SIGNED_BODY
+    expected = (sig + SIGNED_HEAD).replace(
+        b"X-Remove-Me: not signed, removed by the filter\r\n", b"") + b"X-Checked: yes\r\n"
+    assert head.endswith(b"\r\n" + expected[:-2]) or head + b"\r\n" == expected
