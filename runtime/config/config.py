@@ -90,6 +90,13 @@ class MailFlowPolicy:
     # Which mail policy table and content-filter list applies: RELAY policies carry our own
     # users' mail out ("outgoing"), everything else comes in ("incoming").
     direction: str = "incoming"
+    # Structure limits checked at DATA time (runtime.engine.limits): what parsing costs grows
+    # with these, so a message beyond them is refused before it is accepted.
+    max_header_bytes: int = 1024 * 1024
+    max_header_fields: int = 1000
+    max_addresses_per_header: int = 1000
+    max_mime_parts: int = 1000
+    max_mime_depth: int = 50
 
 
 @frozen
@@ -268,6 +275,11 @@ def _policy(name: str, t: Table) -> MailFlowPolicy:
         harvest=t.flag("harvest", False),
         harvest_on_failed_verification=t.flag("harvest_on_failed_verification", False),
         harvest_updated_keys=t.flag("harvest_updated_keys", False),
+        max_header_bytes=t.integer("max_header_bytes", 1024 * 1024, minimum=1024),
+        max_header_fields=t.integer("max_header_fields", 1000, minimum=10),
+        max_addresses_per_header=t.integer("max_addresses_per_header", 1000, minimum=1),
+        max_mime_parts=t.integer("max_mime_parts", 1000, minimum=1),
+        max_mime_depth=t.integer("max_mime_depth", 50, minimum=2),
     )
 
 

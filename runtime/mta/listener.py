@@ -37,6 +37,7 @@ from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from runtime.config.config import GatewayConfig, Listener, MailFlowPolicy
 from runtime.engine.fieldline import field
+from runtime.engine.limits import check_structure
 from runtime.mta import memtrim
 from runtime.mta.connlimits import ConnectionLimits
 from runtime.mta.diskspace import FreeSpace
@@ -680,6 +681,9 @@ class GatewayHandler:
             return problem
         if count_hops(data) >= MAX_HOPS:
             return TOO_MANY_HOPS
+        refused = check_structure(data, policy)  # issue 13: limits named in the reply
+        if refused:
+            return refused
         queue_id = self.spool.new_id(data)
         env = Envelope(
             queue_id=queue_id,

@@ -195,3 +195,47 @@ def test_header_edits_change_only_the_edited_lines(tmp_path: Path, canon: bytes)
     expected = (sig + SIGNED_HEAD).replace(
         b"X-Remove-Me: not signed, removed by the filter\r\n", b"") + b"X-Checked: yes\r\n"
     assert head.endswith(b"\r\n" + expected[:-2]) or head + b"\r\n" == expected
+
+
+LIMITS = """max_header_bytes = 4096
+max_header_fields = 30
+max_addresses_per_header = 5
+max_mime_parts = 4
+max_mime_depth = 3
+"""
+
+
+def _multipart(parts: int) -> bytes:
+    kids = b"".join(b"--B\r\nContent-Type: text/plain\r\n\r\npart\r\n" for _ in range(parts))
+    return (b"From: eve@outside.example\r\nTo: bob@example.org\r\nSubject: parts\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+            + kids + b"--B--\r\n")
+
+
+def test_structure_limits_are_refused_at_data_naming_the_limit(tmp_path: Path) -> None:
+    """Limits of the mail flow policy, checked before the 250: each refusal names its limit,
+    nothing of them reaches the next hop, and a message within them is delivered."""
+    head = b"From: eve@outside.example\r\nTo: bob@example.org\r\nSubject: s\r\n"
+    nested = (head + b"Content-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\n"
+              b"Content-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\n"
+              b"Content-Type: multipart/mixed; boundary=\"i\"\r\n\r\n--i\r\n\r\nx\r\n--i--\r\n"
+              b"--m--\r\n--o--\r\n")
+    cases = [
+        (head + b"X-Big: y\r\n" + (b" " + b"y" * 70 + b"\r\n") * 71 + b"\r\nx\r\n", 552,
+         b"max_header_bytes"),
+        (head + b"".join(b"X-%d: v\r\n" % i for i in range(40)) + b"\r\nx\r\n", 554,
+         b"max_header_fields"),
+        (head.replace(b"To: bob@example.org", b"To: " + b", ".join(
+            b"u%d@example.org" % i for i in range(6))) + b"\r\nx\r\n", 554,
+         b"max_addresses_per_header"),
+        (_multipart(5), 554, b"max_mime_parts"),
+        (nested, 554, b"max_mime_depth"),
+    ]
+    with Served(tmp_path / "gw", policy_extra=LIMITS) as gw:
+        for data, code, limit in cases:
+            got_code, text = gw.send(data)
+            assert (got_code, limit in text) == (code, True), (limit, got_code, text)
+        assert gw.send(_multipart(4))[0] == 250
+        (got,) = gw.sink.wait(1)
+        assert got.endswith(_multipart(4).split(b"\r\n\r\n", 1)[1])
+        assert gw.proc is not None and gw.proc.poll() is None
