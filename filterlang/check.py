@@ -37,6 +37,13 @@ from filterlang.diagnostics import Diagnostic, Fix, Related
 from filterlang.fmt import quote
 
 MAX_DEPTH = 64
+# Caps on what one filter may ask of the runtime (issue 13): each rule and each regex is work
+# for every message, and lists this long belong in a dictionary (reference 6.11).
+MAX_REGEX_LENGTH = 4096
+MAX_ALTERNATIVES = 1000
+MAX_RULES_PER_FILTER = 500
+# RFC 5322 2.2: a field name is printable ASCII except the colon, and no space.
+_HEADER_NAME = re.compile(r"[!-9;-~]+")
 _VAR = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 _DATE_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y")
 
@@ -67,7 +74,7 @@ _EMAIL = re.compile(r"[^@\s,]+(@[^@\s,]+)?")
 _ANY_STRING = frozenset(b.T) - {
     b.T.LIST, b.T.SIZE, b.T.INT, b.T.DECIMAL, b.T.FLAG01, b.T.REGEX, b.T.EMAIL, b.T.IP_SPEC,
     b.T.RETURN_PATH, b.T.DATE, b.T.QUARANTINE, b.T.PROFILE, b.T.DICTIONARY, b.T.LISTENER,
-    b.T.TEXT_RESOURCE,
+    b.T.TEXT_RESOURCE, b.T.HEADER_NAME,
 }
 _NUMERIC = frozenset({b.T.INT, b.T.DECIMAL, b.T.FLAG01})
 # A single backslash before a regex metacharacter (W502), unless the pattern doubles them.
@@ -140,6 +147,11 @@ class _Checker:
 
     def filter(self, flt: Filter) -> None:
         content = flt.content is not None
+        rules = _count_rules(flt.body)
+        if rules > MAX_RULES_PER_FILTER:
+            self.emit("F406", f"filter '{flt.name}' has {rules} rules, over the cap of "
+                      f"{MAX_RULES_PER_FILTER}", flt.name_span,
+                      hint="split it into several filters, or match a dictionary")
         self.block_if(flt.body, flt, 1)
         if content:
             self.content_structure(flt)
@@ -303,6 +315,11 @@ class _Checker:
             return
         if typ is b.T.REGEX:
             self.regex(arg)
+        elif typ is b.T.HEADER_NAME:
+            if not _HEADER_NAME.fullmatch(arg.value):
+                self.emit("F308", f"invalid header name '{arg.value}'", arg.span,
+                          hint="a header name is printable ASCII without spaces or ':', "
+                          "e.g. 'X-Scanned'")
         elif typ is b.T.EMAIL:
             if "$" not in arg.value and not _EMAILS.fullmatch(arg.value.strip()):
                 self.emit("F307", f"invalid e-mail address '{arg.value}'", arg.span)
@@ -324,6 +341,17 @@ class _Checker:
                           **_did_you_mean(arg.value, sorted(known), arg.span, quoted=True))
 
     def regex(self, arg: String) -> None:
+        alternatives = arg.value.count("|") - arg.value.count("\\|")
+        if len(arg.value) > MAX_REGEX_LENGTH:
+            self.emit("F309", f"regular expression of {len(arg.value)} characters is over the "
+                      f"cap of {MAX_REGEX_LENGTH}", arg.span,
+                      hint="match a dictionary (e.g. subject-dictionary-match) instead")
+            return
+        if alternatives + 1 > MAX_ALTERNATIVES:
+            self.emit("F309", f"regular expression with {alternatives + 1} alternatives is over "
+                      f"the cap of {MAX_ALTERNATIVES}", arg.span,
+                      hint="match a dictionary (e.g. subject-dictionary-match) instead")
+            return
         for problem in rx.problems(arg.value, engine=self.regex_engine):
             self.emit(problem.code, problem.message, arg.span, hint=problem.hint)
         if "\\" in arg.raw and _SINGLE_BACKSLASH.search(arg.raw) and "\\\\" not in arg.raw:
@@ -431,3 +459,25 @@ def check(script: Script, *, names: ResourceNames | None = None,
                          comment.span, hint="only for trusted files: a pattern can run for ever")
     checker.script(script)
     return sorted(checker.out, key=Diagnostic.sort_key)
+
+
+def _count_rules(node: If) -> int:
+    """Rule tests in an if and every if inside it (iterative: nesting is checked elsewhere)."""
+    count, todo = 0, [node]
+    while todo:
+        current = todo.pop()
+        conds: list[Condition] = [current.condition]
+        while conds:
+            cond = conds.pop()
+            if isinstance(cond, RuleTest):
+                count += 1
+            elif isinstance(cond, Not):
+                conds.append(cond.operand)
+            elif isinstance(cond, Group):
+                conds.append(cond.inner)
+            else:
+                conds += [cond.left, cond.right]
+        for stmt in (*current.then, *(current.else_ or ())):
+            if isinstance(stmt, If):
+                todo.append(stmt)
+    return count

@@ -270,6 +270,16 @@ _VALUES = (
         bad="f: if true { alt-rcpt-to('a@@example.com'); }",
         fixed="f: if true { alt-rcpt-to('a@example.com'); }",
     ),
+    Code(
+        "F308",
+        E,
+        "invalid header name",
+        bad="f: if true { insert-header('X Scanned:', 'yes'); }",
+        fixed="f: if true { insert-header('X-Scanned', 'yes'); }",
+    ),
+    # No example: one would be thousands of characters long. Use a dictionary rule instead.
+    Code("F309", E, "regular expression over a cap: more than 4096 characters or more than "
+         "1000 alternatives"),
 )
 
 # --- F4xx: filter structure ------------------------------------------------------------------
@@ -309,6 +319,8 @@ _STRUCTURE = (
         bad="f: if true { quarantine('Polcy'); }",
         fixed="f: if true { quarantine('Policy'); }",
     ),
+    # No example, as for F309: split the filter, or match a dictionary.
+    Code("F406", E, "more than 500 rules in one filter"),
 )
 
 # --- W5xx: warnings --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import subprocess
 from pathlib import Path
 
 import dkim
@@ -17,7 +18,7 @@ from tests.smime.bare_signer import sign_without_attributes
 from tests.smime.pki import NOW
 from tests.smime.wrong_cek import wrong_cek_envelope
 
-from .serve_harness import Served, key_pem, pki, wait_for
+from .serve_harness import FILTERLANG, Served, key_pem, pki, wait_for
 
 PLAIN = (b"To: bob@example.org\r\nSubject: pay\r\nMessage-ID: <m1@outside.example>\r\n"
          b"Content-Type: text/plain\r\n\r\nPay Eve 1000 EUR.\r\n")
@@ -239,3 +240,14 @@ def test_structure_limits_are_refused_at_data_naming_the_limit(tmp_path: Path) -
         (got,) = gw.sink.wait(1)
         assert got.endswith(_multipart(4).split(b"\r\n\r\n", 1)[1])
         assert gw.proc is not None and gw.proc.poll() is None
+
+
+def test_invalid_header_name_in_a_filter_stops_serve_with_its_location(tmp_path: Path) -> None:
+    """A header action on 'X Bad:' used to pass lint and skip the whole filter stage at run
+    time; now it is F308 and the gateway refuses to start, naming the file, line and column."""
+    gw = Served(tmp_path / "gw", filters="tag:\n    if true {\n        insert-header('X Bad:', 'v');\n    }\n")
+    proc = subprocess.run([str(FILTERLANG), "serve", "-c", str(gw.root / "gateway.toml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "message.filter:3:23" in proc.stderr and "F308" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
