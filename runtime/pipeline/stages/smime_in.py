@@ -3,8 +3,9 @@ store, harvest signer certificates, publish the outcome to the filters (referenc
 
 Nothing is blocked here: every S/MIME message goes on whatever the result, and filters act on
 `smime-gateway-message` / `smime-gateway-verified` / `smime-gateway-unauthenticated`. The one
-exception is a decryption failure when the config says `on_decrypt_failure = "quarantine"`. Failures are reported with one
-uniform text (no oracle) in the trace, a metric event and the message's status header.
+exception is a decryption failure when the config says `on_decrypt_failure = "quarantine"`.
+Failures are reported with one uniform text (no oracle) in the trace, a metric event and the
+message's status header.
 """
 
 from __future__ import annotations
