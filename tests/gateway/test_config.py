@@ -167,3 +167,20 @@ def test_negative_worker_counts_are_refused(tmp_path: Path) -> None:
     cfg.write_text('queue_workers = -1\n[[listeners]]\nport = 2525\n[delivery]\nmaildir = "md"\n')
     with pytest.raises(ConfigError, match="queue_workers: must be at least 0"):
         load_config(cfg)
+
+
+def test_integrity_settings(tmp_path: Path) -> None:
+    """Issue 13: signed attributes required by default, structure limits per policy."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(MINIMAL + "[policies.small]\nmax_mime_parts = 10\nmax_header_bytes = 8192\n")
+    cfg = load_config(path)
+    assert cfg.smime.require_signed_attributes is True
+    small = cfg.policies["small"]
+    assert (small.max_mime_parts, small.max_header_bytes, small.max_header_fields) == (10, 8192, 1000)
+    path.write_text(MINIMAL + "[smime]\nrequire_signed_attributes = false\n"
+                    "[policies.p]\nmax_mime_depth = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "policies.p.max_mime_depth: must be at least 2, not 1" in str(info.value)
+    path.write_text(MINIMAL + "[smime]\nrequire_signed_attributes = false\n")
+    assert load_config(path).smime.require_signed_attributes is False
