@@ -43,7 +43,7 @@ def _mime(parts: int, depth: int = 1) -> bytes:
 @pytest.mark.parametrize(("data", "reply"), [
     (b"Subject: " + b"x" * 5000 + b"\r\n\r\nbody\r\n", "552 5.3.4 Message header block exceeds 4096 bytes (max_header_bytes)"),
     (b"".join(b"X-%d: v\r\n" % i for i in range(21)) + b"\r\nbody\r\n", "554 5.6.0 Message has more than 20 header fields (max_header_fields)"),
-    (b"To: a@x, b@x, c@x,\r\n d@x, e@x, f@x\r\n\r\nbody\r\n", "554 5.6.0 Message header to lists more than 5 addresses (max_addresses_per_header)"),
+    (b"To: a@x, b@x, c@x,\r\n d@x, e@x, f@x\r\n\r\nbody\r\n", "554 5.6.0 Message header To lists more than 5 addresses (max_addresses_per_header)"),
     (_mime(5), "554 5.6.0 Message has more than 4 MIME parts (max_mime_parts)"),
     (_mime(1, depth=3), "554 5.6.0 Message nests MIME parts deeper than 3 levels (max_mime_depth)"),
 ], ids=["header-bytes", "header-fields", "addresses", "parts", "depth"])
