@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--auth-user", default="")
     p.add_argument("--direction", choices=("incoming", "outgoing"), default="incoming")
     p.add_argument("--smime-state", default="none",
-                   help="none | failed | verified[:signer@x,...] (the inbound S/MIME result)")
+                   help="none | failed | verified | unauthenticated [:signer@x,...] (the "
+                   "inbound S/MIME result; unauthenticated: CBC content no signature covers)")
     p.add_argument("--policies", type=Path, help="TOML file with [[incoming]]/[[outgoing]] policies")
     p.add_argument("--resources", type=Path, help="TOML file with dictionaries and texts")
     p.add_argument("--json", action="store_true", help="one JSON object per message")

@@ -196,3 +196,12 @@ def test_content_scans_open_archives_recursively() -> None:
     assert matched("f: if attachment-contains('launch code') { no-op(); }", raw)
     assert matched("f: if body-contains('launch code') { no-op(); }", raw)
     assert not matched("f: if only-body-contains('launch code') { no-op(); }", raw)
+
+
+def test_smime_gateway_unauthenticated_offline() -> None:
+    """The offline runner's --smime-state form reaches the rule (issue 13 item 4)."""
+    from runtime.engine.context import SmimeState
+
+    state = SmimeState.parse("unauthenticated")
+    assert (state.processed, state.verified, state.unauthenticated) == (True, False, True)
+    assert not SmimeState.parse("failed").unauthenticated
