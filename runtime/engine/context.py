@@ -307,10 +307,41 @@ class MessageContext:
             # keep the original line endings (CRLF on the wire, LF in most .eml files)
             linesep = "\r\n" if b"\r\n" in self.raw[:4096] else "\n"
             data = self.message.as_bytes(policy=FAST.clone(linesep=linesep))
-            return data if self.elided is None else self.elided.restore(data)
+            data = data if self.elided is None else self.elided.restore(data)
+            try:
+                return self._keep_top_header(data, linesep)
+            except Exception as exc:  # the serialised tree is still a correct message
+                self.defects.append(f"header-preserving output failed: {exc}")
+                return data
         except Exception as exc:
             self.defects.append(f"message could not be serialised after edits: {exc}")
             return self.raw
+
+    def _keep_top_header(self, data: bytes, linesep: str) -> bytes:
+        """A body edit re-serialises the tree, which re-folds every top-level field. Keep the
+        received fields (edits applied as in `_with_new_header`) and take from the tree only
+        what the body edit may have changed: MIME-Version and the Content-* fields."""
+        sep = linesep.encode()
+        cut = data.find(sep + sep)
+        if cut < 0:
+            return data
+        made = raw_fields(data[: cut + len(sep)])
+        content = [f for f in made if _content_field(f)]
+        crlf, lf = self.raw.find(b"\r\n\r\n"), self.raw.find(b"\n\n")
+        ends = [i + (2 if i == crlf else 1) for i in (crlf, lf) if i >= 0]
+        fields = raw_fields(self.raw[: min(ends)] if ends else self.raw)
+        if fields and not fields[-1].endswith(b"\n"):
+            fields[-1] += sep
+        for op in self._all_header_ops:
+            _apply_raw_op(fields, op, linesep)
+        out: list[bytes] = []
+        for f in fields:
+            if not _content_field(f):
+                out.append(f)
+            elif content:
+                out += content  # the tree's content fields, where the first received one was
+                content = []
+        return b"".join((*out, *content, sep, memoryview(data)[cut + 2 * len(sep):]))
 
     def _with_new_header(self) -> bytes:
         """Only header fields changed: the header block as received with just the edited
@@ -380,6 +411,11 @@ def raw_fields(head: bytes) -> list[bytes]:
 def _raw_name(field: bytes) -> bytes:
     name, colon, _ = field.partition(b":")
     return name.strip().lower() if colon else b""
+
+
+def _content_field(field: bytes) -> bool:
+    name = _raw_name(field)
+    return name.startswith(b"content-") or name == b"mime-version"
 
 
 def _new_field(name: str, value: str, linesep: str) -> bytes:

@@ -253,3 +253,19 @@ def test_every_body_writer_writes_valid_transfer_encoding(action: str) -> None:
     decoded = "".join(p.get_content() for p in parsed(t.result).walk()
                       if p.get_content_maintype() == "text")
     assert long in decoded
+
+
+def test_body_edit_keeps_the_received_header_lines() -> None:
+    """A body edit re-serialises the MIME tree; the top-level fields it did not change keep
+    their bytes (folding, spacing, order), only Content-* come from the edit (issue 13)."""
+    head = ("Subject:no space\nX-Long: one two three four five six seven eight nine ten eleven "
+            "twelve thirteen fourteen fifteen sixteen\n\tseventeen\nFrom: a@example.com\n"
+            "MIME-Version: 1.0\nContent-Type: text/plain; charset=us-ascii\n")
+    res = Resources(texts={"foot": "-- footer"})
+    t = run("a: if true { add-footer('foot'); insert-header('X-After', 'yes'); }",
+            (head + "\nhello\n").encode(), resources=res)
+    out = t.result.replace(b"\r\n", b"\n")
+    kept = head.split("MIME-Version")[0].encode()
+    assert out.startswith(kept), out
+    assert out.split(b"\n\n", 1)[0].endswith(b"X-After: yes")
+    assert b"-- footer" in out
