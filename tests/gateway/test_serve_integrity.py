@@ -104,7 +104,10 @@ def test_signer_without_signed_attributes_is_refused_by_the_gateway(tmp_path: Pa
         assert gw.send(msg)[0] == 250
         (got,) = gw.sink.wait(1)
         assert b"X-Filterlang-SMIME: verification=failed" in got
-        assert "no-signed-attributes" in (gw.root / "data" / "tracking.jsonl").read_text()
+        tracking = gw.root / "data" / "tracking.jsonl"
+        # The tracking record follows the next hop's reply: wait for it, do not race it.
+        wait_for(lambda: "no-signed-attributes" in tracking.read_text(),
+                 "the reason in the tracking record")
 
 
 FOOTER_FILTER = """
