@@ -78,6 +78,9 @@ class FilterServer(LanguageServer):
         #: Configuration files on which problems are shown now.
         self.config_problems: set[str] = set()
         self._indexes: dict[str, tuple[int | None, TextIndex]] = {}
+        #: Counts settings pushed by the client, so that an answer to an earlier question
+        #: about settings never overrides a newer push.
+        self.settings_pushed = 0
 
     # --- documents ----------------------------------------------------------------------
     def text_index(self, uri: str) -> tuple[TextIndex, Document]:
@@ -168,15 +171,39 @@ class FilterServer(LanguageServer):
             chosen = value.get("config")
             self.settings.setting = chosen if isinstance(chosen, str) and chosen else None
 
+    async def watch_configurations(self) -> None:
+        """Ask the client to tell us when a `.toml` file changes on disk (a configuration edited
+        outside the editor, or saved from it), so that names are checked against it at once."""
+        try:
+            caps = self.client_capabilities.workspace
+            watched = caps.did_change_watched_files if caps is not None else None
+            if watched is None or not watched.dynamic_registration:
+                return
+            options = lsp.DidChangeWatchedFilesRegistrationOptions(
+                watchers=[lsp.FileSystemWatcher(glob_pattern="**/*.toml")]
+            )
+            registration = lsp.Registration(
+                id="filterlang-configurations",
+                method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                register_options=options,
+            )
+            await asyncio.wait_for(
+                self.client_register_capability_async(lsp.RegistrationParams([registration])),
+                SETTINGS_WAIT,
+            )
+        except Exception:  # a client without it still gets names reloaded at the next check
+            log.info("the client does not watch configuration files for us", exc_info=True)
+
     async def fetch_settings(self) -> None:
         try:
             caps = self.client_capabilities.workspace
             if caps is not None and caps.configuration:
                 params = lsp.ConfigurationParams([lsp.ConfigurationItem(section=SECTION)])
+                pushed = self.settings_pushed
                 answer = await asyncio.wait_for(
                     self.workspace_configuration_async(params), SETTINGS_WAIT
                 )
-                if answer:
+                if answer and pushed == self.settings_pushed:
                     self.take_settings(answer[0])
         except Exception:
             log.exception("cannot read the client's settings")
@@ -234,6 +261,13 @@ def build() -> FilterServer:
     @server.feature(lsp.INITIALIZED)
     async def initialized(ls: FilterServer, params: lsp.InitializedParams) -> None:
         await ls.fetch_settings()
+        await ls.watch_configurations()
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    @_guarded()
+    def watched_files(ls: FilterServer, params: lsp.DidChangeWatchedFilesParams) -> None:
+        if any(change.uri.lower().endswith(".toml") for change in params.changes):
+            ls.recheck_all()
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def changed_configuration(
@@ -241,6 +275,7 @@ def build() -> FilterServer:
     ) -> None:
         settings = params.settings
         if isinstance(settings, dict) and settings.get(SECTION) is not None:
+            ls.settings_pushed += 1
             ls.take_settings(settings)
         else:
             await ls.fetch_settings()

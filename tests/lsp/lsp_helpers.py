@@ -76,3 +76,12 @@ def replace_text(client: LanguageClient, uri: str, version: int, text: str) -> N
             [lsp.TextDocumentContentChangeWholeDocument(text)],
         )
     )
+
+
+def accept_registrations(client: LanguageClient) -> None:
+    """Answer the server's client/registerCapability as an editor does (pytest-lsp's client
+    has no handler of its own for it)."""
+
+    @client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def accept(params: lsp.RegistrationParams) -> None:
+        client.registrations = [*getattr(client, "registrations", []), *params.registrations]

@@ -18,6 +18,7 @@ from filterlang import builtins as b
 from filterlang import format_source
 from tests.lsp.lsp_helpers import (
     GATEWAY,
+    accept_registrations,
     open_document,
     replace_text,
     server_command,
@@ -52,6 +53,7 @@ async def client(lsp_client: LanguageClient, workspace: Path):  # type: ignore[n
         root_uri=workspace.as_uri(),
         workspace_folders=[lsp.WorkspaceFolder(workspace.as_uri(), "ws")],
     )
+    accept_registrations(lsp_client)
     await lsp_client.initialize_session(params)
     yield
     await lsp_client.shutdown_session()
