@@ -16,13 +16,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
-FILTERLANG = Path(sys.executable).parent / "filterlang"
+# bench/gateway.py puts the project before bench/ on sys.path (bench/smime.py would shadow the
+# smime package) and has the process helpers.
+from gateway import FILTERLANG, free_port, tree  # noqa: E402
 
 CONFIG = """
 workers = 1
@@ -43,31 +44,11 @@ relay = "127.0.0.1:9"
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def children(parent: int) -> list[int]:
-    """The supervisor's worker processes (listener and queue)."""
-    out = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == parent:
-                out.append(int(p))
-    return out
 
 
 def greeting(s: socket.socket) -> str:
@@ -100,7 +81,7 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise SystemExit("the gateway did not start") from None
                     time.sleep(0.1)
-            workers = children(proc.pid)
+            workers = tree(proc.pid)[1:]  # the listener and the queue process
             for n in range(args.rounds):
                 befores = {p: rss_kb(p) for p in workers}
                 opened = []

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 
 from runtime.commands._config import config_or_none
-from runtime.mta.spool import STATES, CorruptEntry, Spool
+from runtime.mta.spool import STATES, CorruptEntry, Spool, SpoolError
 from runtime.mta.supervisor import spool_for
 
 
@@ -37,7 +37,11 @@ def _due_now(spool: Spool, state: str, qid: str) -> bool:
     except CorruptEntry as exc:
         print(f"filterlang queue: {state}/{qid} is unreadable: {exc}", file=sys.stderr)
         return False
-    spool.rewrite(state, attrs.evolve(env, next_attempt=0.0), data)
+    try:
+        spool.rewrite(state, attrs.evolve(env, next_attempt=0.0), data)
+    except SpoolError as exc:  # a full disk: the message stays as it was, waiting its turn
+        print(f"filterlang queue: cannot make {state}/{qid} due now: {exc}", file=sys.stderr)
+        return False
     return True
 
 
@@ -57,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
                 except CorruptEntry as exc:
                     print(f"{qid}\t{state}\t(unreadable: {exc})")
                     continue
-                due = "" if state != "deferred" else f"\tnext={time.strftime('%H:%M:%S', time.localtime(env.next_attempt))}"
+                # A message a full disk held back waits past its header's time (Spool.hold_back).
+                at = max(env.next_attempt, spool.held_until(qid)) if state == "deferred" else 0
+                due = "" if state != "deferred" else f"\tnext={time.strftime('%H:%M:%S', time.localtime(at))}"
                 print(f"{qid}\t{state}\t{env.mail_from or '<>'}\t{','.join(env.rcpt_tos)}\t"
                       f"{len(data)}\tattempts={env.attempts}{due}\t{env.last_error}")
         return 0
@@ -79,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         return 0
     if args.action == "flush":
-        n = sum(_due_now(spool, "deferred", qid) for qid in spool.list("deferred"))
+        waiting = spool.list("deferred")
+        n = sum(_due_now(spool, "deferred", qid) for qid in waiting)
         print(f"{n} deferred message(s) due now")
-        return 0
+        return 0 if n == len(waiting) else 1
     found = spool.find(args.queue_id) if "/" not in args.queue_id else None
     state = found[0] if found else None
     if state == "deferred":

@@ -576,9 +576,14 @@ class Spool:
                 yield queue_id
 
     def _held_back(self, queue_id: str) -> bool:
-        """A deferred file whose mtime is in the future waits until then (see hold_back). A
-        file written normally has its write time, never a future one."""
+        return self.held_until(queue_id) > 0
+
+    def held_until(self, queue_id: str) -> float:
+        """When a deferred message that `hold_back` put there may be tried (its file's mtime,
+        when in the future), else 0. A file written normally has its write time, never a
+        future one."""
         try:
-            return os.stat(f"{self._dirs['deferred']}/{queue_id}").st_mtime > time.time()
+            mtime = os.stat(f"{self._dirs['deferred']}/{queue_id}").st_mtime
         except OSError:
-            return False
+            return 0.0
+        return mtime if mtime > time.time() else 0.0

@@ -27,6 +27,41 @@ FILTERLANG = Path(sys.executable).parent / "filterlang"
 DEADLINE = 60.0  # seconds: generous, the machine is shared and may be very busy
 
 
+# What most transport tests need: one listener and one queue process, every loopback client
+# under a RELAY policy, delivery to the sink. `relay_config` adds lines to its sections.
+RELAY = """
+workers = 1
+queue_workers = 1
+{top}
+[storage]
+data_dir = "{data}"
+{storage}
+[[listeners]]
+port = {{port}}
+{listener}
+{groups}
+[sender_groups.local]
+ips = ["127.0.0.0/8"]
+policy = "relay"
+[policies.relay]
+action = "RELAY"
+{policy}
+{sections}
+[delivery]
+relay = "127.0.0.1:{{sink}}"
+{delivery}
+"""
+
+
+def relay_config(*, top: str = "", data: str = "data", storage: str = "", listener: str = "",
+                 groups: str = "", policy: str = "", sections: str = "",
+                 delivery: str = "") -> str:
+    """A gateway.toml for `Served` ({port}, {sink} and {root} left to fill): `groups` are
+    sender groups matched before the loopback one, `sections` whole sections of their own."""
+    return RELAY.format(top=top, data=data, storage=storage, listener=listener, groups=groups,
+                        policy=policy, sections=sections, delivery=delivery)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

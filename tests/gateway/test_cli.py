@@ -9,7 +9,7 @@ import pytest
 from runtime.commands.cli import main
 from runtime.config.config import load_config
 from runtime.mta.queue import QueueRunner
-from runtime.mta.spool import Envelope
+from runtime.mta.spool import Envelope, Spool, SpoolError
 from runtime.mta.supervisor import quarantines_for, spool_for
 from runtime.mta.transport import MemoryTransport, Result
 from runtime.pipeline.flow import QUARANTINE, InFlight, build_pipeline
@@ -115,3 +115,21 @@ def test_serve_refuses_unloadable_tls_certificate(tmp_path: Path,
     assert main(["serve", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "listeners[0].tls_cert: cannot load" in err and "Traceback" not in err
+
+
+def test_queue_flush_on_a_full_disk_is_one_clear_error(cfg: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    config = load_config(cfg)
+    spool = spool_for(config)
+    transport = MemoryTransport(answers={"b@example.org": Result(451, "4.4.1 down")})
+    qid = spool.store(Envelope("a@example.com", ("b@example.org",)), MSG)
+    QueueRunner(spool, config.delivery, transport).run_once()
+
+    def full(*_a: object, **_k: object) -> None:
+        raise SpoolError("cannot write deferred/x: No space left on device")
+
+    monkeypatch.setattr(Spool, "rewrite", full)
+    assert main(["queue", "-c", str(cfg), "flush"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot make deferred/{qid} due now" in err and err.count("\n") == 1
+    assert spool.list("deferred") == [qid]

@@ -12,31 +12,13 @@ from pathlib import Path
 
 from runtime.mta.connlimits import TOO_MANY, AcceptGuard, ConnectionLimits
 
-from .served import Served, Sink, read_reply, send, wait_until
+from .served import Served, Sink, read_reply, relay_config, send, wait_until
 
-GATEWAY = """
-workers = 1
-queue_workers = 1
-[storage]
-data_dir = "data"
-[[listeners]]
-port = {port}
-max_connections = {cap}
-[sender_groups.partners]
-ips = ["127.0.0.2/32"]
-policy = "partners"
-[sender_groups.local]
-ips = ["127.0.0.0/8"]
-policy = "relay"
-[policies.partners]
-action = "RELAY"
-max_connections_per_ip = 3
-[policies.relay]
-action = "RELAY"
-max_connections_per_ip = 0
-[delivery]
-relay = "127.0.0.1:{sink}"
-"""
+GATEWAY = relay_config(
+    listener="max_connections = {cap}",
+    groups='[sender_groups.partners]\nips = ["127.0.0.2/32"]\npolicy = "partners"\n'
+           '[policies.partners]\naction = "RELAY"\nmax_connections_per_ip = 3',
+    policy="max_connections_per_ip = 0")
 
 
 @contextlib.contextmanager

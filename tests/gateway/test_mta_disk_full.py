@@ -17,27 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from .served import Served, Sink, dialogue, send, wait_until
+from .served import Served, Sink, dialogue, relay_config, send, wait_until
 
-GATEWAY = """
-workers = 1
-queue_workers = 1
-[storage]
-data_dir = "{data}"
-min_free_space = {reserve}
-[[listeners]]
-port = {port}
-[sender_groups.local]
-ips = ["127.0.0.0/8"]
-policy = "relay"
-[policies.relay]
-action = "RELAY"
-[alerts]
-log = "{root}/alerts.jsonl"
-[delivery]
-relay = "127.0.0.1:{sink}"
-retry_schedule = [4]
-"""
+GATEWAY = relay_config(data="{data}", storage="min_free_space = {reserve}",
+                       sections='[alerts]\nlog = "{root}/alerts.jsonl"',
+                       delivery="retry_schedule = [4]")
 
 
 def test_mail_is_refused_with_452_below_the_reserve(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from runtime.mta.dsn import RecipientStatus, build_dsn, notify_wants, original_recipient
 from runtime.pipeline.envelope import Envelope
 
-from .served import Served, Sink, send, wait_until
+from .served import Served, Sink, relay_config, send, wait_until
 
 FAILED = "550 5.1.1 no such user"
 
@@ -50,23 +50,7 @@ def test_orcpt_is_echoed_decoded_and_cannot_inject() -> None:
     assert not any(line.startswith(b"Bcc:") for line in lines)
 
 
-GATEWAY = """
-workers = 1
-queue_workers = 1
-[storage]
-data_dir = "data"
-[[listeners]]
-port = {port}
-[sender_groups.local]
-ips = ["127.0.0.0/8"]
-policy = "relay"
-[policies.relay]
-action = "RELAY"
-[delivery]
-relay = "127.0.0.1:{sink}"
-retry_schedule = [1]
-delay_notice_after = 2
-"""
+GATEWAY = relay_config(delivery="retry_schedule = [1]\ndelay_notice_after = 2")
 
 
 def test_notify_and_orcpt_through_serve(tmp_path: Path) -> None:

@@ -11,24 +11,9 @@ import pytest
 
 from runtime.engine.fieldline import field, field_text
 
-from .served import Served, Sink, dialogue, send, wait_until
+from .served import Served, Sink, dialogue, relay_config, send, wait_until
 
-GATEWAY = """
-workers = 1
-queue_workers = 1
-[storage]
-data_dir = "data"
-[[listeners]]
-port = {port}
-[sender_groups.local]
-ips = ["127.0.0.0/8"]
-policy = "relay"
-[policies.relay]
-action = "RELAY"
-[delivery]
-relay = "127.0.0.1:{sink}"
-retry_schedule = [1]
-"""
+GATEWAY = relay_config(delivery="retry_schedule = [1]")
 
 MESSAGE = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hello\r\n\r\nbody\r\n"
 

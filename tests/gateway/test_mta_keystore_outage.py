@@ -16,32 +16,14 @@ import pytest
 from smime.keystore import open_keystore
 from tests.smime.pki import issue
 
-from .served import Served, Sink, send, wait_until
+from .served import Served, Sink, relay_config, send, wait_until
 
-GATEWAY = """
-workers = 1
-queue_workers = 1
-message_filters = ["encrypt.filter"]
-[storage]
-data_dir = "data"
-keystore_url = "sqlite:///{root}/ks/keys.sqlite3"
-[[listeners]]
-port = {port}
-[sender_groups.local]
-ips = ["127.0.0.0/8"]
-policy = "relay"
-[policies.relay]
-action = "RELAY"
-[profiles.enc]
-mode = "encrypt"
-missing_key_action = "bounce"
-[alerts]
-log = "alerts.jsonl"
-[delivery]
-relay = "127.0.0.1:{sink}"
-retry_schedule = [1]
-max_queue_lifetime = 3600
-"""
+GATEWAY = relay_config(
+    top='message_filters = ["encrypt.filter"]',
+    storage='keystore_url = "sqlite:///{root}/ks/keys.sqlite3"',
+    sections='[profiles.enc]\nmode = "encrypt"\nmissing_key_action = "bounce"\n'
+             '[alerts]\nlog = "alerts.jsonl"',
+    delivery="retry_schedule = [1]\nmax_queue_lifetime = 3600")
 
 FILTER = """
 encrypt_everything:

@@ -7,24 +7,9 @@ import email.parser
 import email.policy
 from pathlib import Path
 
-from .served import Served, Sink, send, wait_until
+from .served import Served, Sink, relay_config, send, wait_until
 
-GATEWAY = """
-workers = 1
-queue_workers = 1
-message_filters = ["copies.filter"]
-[storage]
-data_dir = "data"
-[[listeners]]
-port = {port}
-[sender_groups.local]
-ips = ["127.0.0.0/8"]
-policy = "relay"
-[policies.relay]
-action = "RELAY"
-[delivery]
-relay = "127.0.0.1:{sink}"
-"""
+GATEWAY = relay_config(top='message_filters = ["copies.filter"]')
 
 FILTER = """
 copies:

@@ -12,7 +12,7 @@ import pytest
 from runtime.mta.spool import CorruptEntry, Spool, decode, encode
 from runtime.pipeline.envelope import Envelope
 
-from .served import Served, Sink, wait_until
+from .served import Served, Sink, relay_config, wait_until
 
 ENV = Envelope("a@example.com", ("b@example.org",), queue_id="q1", received_at=1.0)
 DATA = b"Subject: intact\r\n\r\n" + b"line of text\r\n" * 200
@@ -52,23 +52,7 @@ def test_version_1_files_are_still_read(tmp_path: Path) -> None:
         spool.read("incoming", qid)
 
 
-GATEWAY = """
-workers = 1
-queue_workers = 1
-[storage]
-data_dir = "data"
-[[listeners]]
-port = {port}
-[sender_groups.local]
-ips = ["127.0.0.0/8"]
-policy = "relay"
-[policies.relay]
-action = "RELAY"
-[alerts]
-log = "alerts.jsonl"
-[delivery]
-relay = "127.0.0.1:{sink}"
-"""
+GATEWAY = relay_config(sections='[alerts]\nlog = "alerts.jsonl"')
 
 
 def test_serve_moves_damaged_files_to_corrupt_and_delivers_the_rest(tmp_path: Path) -> None:
