@@ -140,6 +140,20 @@ def _run_config(args: argparse.Namespace) -> int:
     if not args.paths:
         print("error: give at least one .eml file or directory", file=sys.stderr)
         return 2
+    filters = [p for p in args.paths if not _is_message(p)]
+    if filters:
+        print(f"error: {filters[0]}: with -c give messages only (.eml files or directories); "
+              f"the configuration names the filters", file=sys.stderr)
+        return 2
+    # What the flags of a run without a configuration stand for, the configuration decides.
+    for flag, given in (("--direction", args.direction != "incoming"),
+                        ("--smime-state", args.smime_state != "none"),
+                        ("--sender-group", bool(args.sender_group)),
+                        ("--policies", args.policies is not None),
+                        ("--resources", args.resources is not None)):
+        if given:
+            print(f"warning: {flag} has no effect with -c: the configuration decides it",
+                  file=sys.stderr)
     try:
         gw = Gateway.load(config, commit=args.commit)
     except StageSetupError as exc:
