@@ -298,13 +298,12 @@ class Run:
             log.close()
             ctl.stop()
 
-    def send(self, case: Case) -> Outcome:
+    def send(self, client: smtplib.SMTP, case: Case) -> Outcome:
+        """One transaction on the open connection (sessions are cheap to keep: one per run)."""
         out = Outcome()
         try:
-            with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.diff.example",
-                              timeout=60) as c:
-                refused = c.sendmail(case.mail_from, list(case.rcpts), self.sent[case.n])
-                out.refused = {r: f"{code} {text.decode()}" for r, (code, text) in refused.items()}
+            refused = client.sendmail(case.mail_from, list(case.rcpts), self.sent[case.n])
+            out.refused = {r: f"{code} {text.decode()}" for r, (code, text) in refused.items()}
         except smtplib.SMTPRecipientsRefused as exc:
             out.refused = {r: f"{code} {text.decode()}" for r, (code, text) in exc.recipients.items()}
         except smtplib.SMTPResponseException as exc:
@@ -322,8 +321,10 @@ class Run:
 
     def run(self, deadline: float = 180.0) -> None:
         with self.serving() as sink:
-            for case in self.spec.cases:
-                self.outcomes[case.n] = self.send(case)
+            with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.diff.example",
+                              timeout=60) as client:
+                for case in self.spec.cases:
+                    self.outcomes[case.n] = self.send(client, case)
             end = time.monotonic() + deadline
             want = self.expected_deliveries()
             while time.monotonic() < end and not (len(sink.messages) >= want and self.settled()):
