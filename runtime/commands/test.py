@@ -8,6 +8,7 @@ profiles, routing) as ``filterlang serve`` builds it; without, filter files and 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 import tomllib
@@ -154,6 +155,16 @@ def _run_config(args: argparse.Namespace) -> int:
         if given:
             print(f"warning: {flag} has no effect with -c: the configuration decides it",
                   file=sys.stderr)
+    known = [x.name for x in config.listeners]
+    if args.listener and args.listener not in known:
+        print(f"error: --listener {args.listener!r}: {args.config} has no such listener "
+              f"(known: {', '.join(known) or 'none'})", file=sys.stderr)
+        return 2
+    try:
+        ipaddress.ip_address(args.remote_ip)
+    except ValueError:
+        print(f"error: --remote-ip {args.remote_ip!r} is not an IP address", file=sys.stderr)
+        return 2
     try:
         gw = Gateway.load(config, commit=args.commit)
     except StageSetupError as exc:

@@ -209,6 +209,10 @@ def test_flags_of_the_configuration_free_mode_are_refused_or_warned(
     assert main(["test", "-c", str(site.config), "--direction", "outgoing",
                  str(site.message("m.eml", "hi"))]) == 0
     assert "warning: --direction has no effect with -c" in capsys.readouterr().err
+    assert main(["test", "-c", str(site.config), "--listener", "nope", str(site.root / "m.eml")]) == 2
+    assert "has no such listener (known: main)" in capsys.readouterr().err
+    assert main(["test", "-c", str(site.config), "--remote-ip", "mx.example", str(site.root / "m.eml")]) == 2
+    assert "is not an IP address" in capsys.readouterr().err
 
 
 def test_bad_message_is_refused_as_the_listener_would(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
