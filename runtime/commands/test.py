@@ -8,6 +8,7 @@ profiles, routing) as ``filterlang serve`` builds it; without, filter files and 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import sys
 import tomllib
@@ -140,6 +141,30 @@ def _run_config(args: argparse.Namespace) -> int:
         return 2
     if not args.paths:
         print("error: give at least one .eml file or directory", file=sys.stderr)
+        return 2
+    filters = [p for p in args.paths if not _is_message(p)]
+    if filters:
+        print(f"error: {filters[0]}: with -c give messages only (.eml files or directories); "
+              f"the configuration names the filters", file=sys.stderr)
+        return 2
+    # What the flags of a run without a configuration stand for, the configuration decides.
+    for flag, given in (("--direction", args.direction != "incoming"),
+                        ("--smime-state", args.smime_state != "none"),
+                        ("--sender-group", bool(args.sender_group)),
+                        ("--policies", args.policies is not None),
+                        ("--resources", args.resources is not None)):
+        if given:
+            print(f"warning: {flag} has no effect with -c: the configuration decides it",
+                  file=sys.stderr)
+    known = [x.name for x in config.listeners]
+    if args.listener and args.listener not in known:
+        print(f"error: --listener {args.listener!r}: {args.config} has no such listener "
+              f"(known: {', '.join(known) or 'none'})", file=sys.stderr)
+        return 2
+    try:
+        ipaddress.ip_address(args.remote_ip)
+    except ValueError:
+        print(f"error: --remote-ip {args.remote_ip!r} is not an IP address", file=sys.stderr)
         return 2
     try:
         gw = Gateway.load(config, commit=args.commit)

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ from smime.keystore import open_keystore
 from smime.trust import TrustStore
 from tests.differential.corpus import KEYED, Case, GatewaySpec
 from tests.gateway.e2e_support import key_pem
-from tests.gateway.test_noloss import free_port, wait_port
+from tests.gateway.test_noloss import free_port
 from tests.smime.pki import Issued, issue
 
 FILTERLANG = Path(sys.executable).parent / "filterlang"
@@ -276,16 +277,28 @@ class Run:
                                                      f"case {case.n}", case.n)
         gw.ctx.store.close()
 
+    def new_ports(self) -> None:
+        """Another process took a port between free_port() and the bind (eight test suites
+        share this machine): move the gateway and the sink to fresh ones. The predictions
+        stay valid: ports only decide where mail goes, never what it is."""
+        old_port, old_sink = self.port, self.sink_port
+        self.port, self.sink_port = free_port(), free_port()
+        for name in ("gateway.toml", "message.filter"):
+            path = self.root / name
+            text = path.read_text().replace(f"port = {old_port}\n", f"port = {self.port}\n")
+            path.write_text(text.replace(f"127.0.0.1:{old_sink}", f"127.0.0.1:{self.sink_port}"))
+
     @contextlib.contextmanager
     def serving(self) -> Iterator[Sink]:
-        sink = Sink()
-        ctl = Controller(sink, hostname="127.0.0.1", port=self.sink_port)
-        ctl.start()
-        log = (self.root / "serve.log").open("wb")
-        proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(self.root / "gateway.toml")],
-                                stdout=log, stderr=log, start_new_session=True)
+        for _ in range(5):
+            started = self._start()
+            if started is not None:
+                break
+            self.new_ports()
+        else:
+            raise AssertionError(f"filterlang serve did not start:\n{self.log_tail()}")
+        sink, ctl, proc, log = started
         try:
-            wait_port(self.port, timeout=60.0)
             yield sink
         finally:
             if proc.poll() is None:
@@ -298,13 +311,38 @@ class Run:
             log.close()
             ctl.stop()
 
-    def send(self, case: Case) -> Outcome:
+    def _start(self) -> tuple[Sink, Controller, subprocess.Popen[bytes], Any] | None:
+        """The sink and our gateway, or None when a port was taken meanwhile."""
+        sink = Sink()
+        ctl = Controller(sink, hostname="127.0.0.1", port=self.sink_port)
+        try:
+            ctl.start()
+        except (OSError, RuntimeError):
+            return None
+        log = (self.root / "serve.log").open("wb")
+        proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(self.root / "gateway.toml")],
+                                stdout=log, stderr=log, start_new_session=True)
+        end = time.monotonic() + 90.0
+        while time.monotonic() < end and proc.poll() is None:
+            # Our gateway's greeting names its hostname: a 220 from anyone else is not ours.
+            with contextlib.suppress(OSError), socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=5) as conn:
+                if b"gw.diff.example" in conn.recv(200):
+                    return sink, ctl, proc, log
+            time.sleep(0.1)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+        ctl.stop()
+        return None
+
+    def send(self, client: smtplib.SMTP, case: Case) -> Outcome:
+        """One transaction on the open connection (sessions are cheap to keep: one per run)."""
         out = Outcome()
         try:
-            with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.diff.example",
-                              timeout=60) as c:
-                refused = c.sendmail(case.mail_from, list(case.rcpts), self.sent[case.n])
-                out.refused = {r: f"{code} {text.decode()}" for r, (code, text) in refused.items()}
+            refused = client.sendmail(case.mail_from, list(case.rcpts), self.sent[case.n])
+            out.refused = {r: f"{code} {text.decode()}" for r, (code, text) in refused.items()}
         except smtplib.SMTPRecipientsRefused as exc:
             out.refused = {r: f"{code} {text.decode()}" for r, (code, text) in exc.recipients.items()}
         except smtplib.SMTPResponseException as exc:
@@ -322,8 +360,10 @@ class Run:
 
     def run(self, deadline: float = 180.0) -> None:
         with self.serving() as sink:
-            for case in self.spec.cases:
-                self.outcomes[case.n] = self.send(case)
+            with smtplib.SMTP("127.0.0.1", self.port, local_hostname="client.diff.example",
+                              timeout=60) as client:
+                for case in self.spec.cases:
+                    self.outcomes[case.n] = self.send(client, case)
             end = time.monotonic() + deadline
             want = self.expected_deliveries()
             while time.monotonic() < end and not (len(sink.messages) >= want and self.settled()):

@@ -199,3 +199,25 @@ def test_text_trace_shows_every_stage(site: Site) -> None:
                  "key for x@else.example: (none)", "x@else.example: bounce (550 5.7.1 no usable",
                  "messages leaving:", "DSN: deliver for sender@example.com"):
         assert line in text, text
+
+
+def test_flags_of_the_configuration_free_mode_are_refused_or_warned(
+        site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["test", "-c", str(site.config), str(site.root / "f.filter"),
+                 str(site.message("m.eml", "hi"))]) == 2
+    assert "with -c give messages only" in capsys.readouterr().err
+    assert main(["test", "-c", str(site.config), "--direction", "outgoing",
+                 str(site.message("m.eml", "hi"))]) == 0
+    assert "warning: --direction has no effect with -c" in capsys.readouterr().err
+    assert main(["test", "-c", str(site.config), "--listener", "nope", str(site.root / "m.eml")]) == 2
+    assert "has no such listener (known: main)" in capsys.readouterr().err
+    assert main(["test", "-c", str(site.config), "--remote-ip", "mx.example", str(site.root / "m.eml")]) == 2
+    assert "is not an IP address" in capsys.readouterr().err
+
+
+def test_bad_message_is_refused_as_the_listener_would(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    (site.root / "junk.eml").write_bytes(b"Subject: x\r\n\r\nnul \x00 and bare\nLF\r\n")
+    out = trace(capsys, "-c", str(site.config), "--rcpt", "dave@example.org", str(site.root / "junk.eml"))
+    assert out["recipients"] == {"dave@example.org": "refused"}
+    assert out["bounce_reasons"]["dave@example.org"].startswith("550 5.6.0")
+    assert out["leaving"] == []

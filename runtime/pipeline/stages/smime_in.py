@@ -69,8 +69,9 @@ class SmimeInbound:
     def process(self, msg: InFlight) -> None:
         policy = self.ctx.config.policies.get(msg.envelope.policy)
         if policy is None or not policy.smime_decrypt_verify:
-            msg.record(self.name, "inbound S/MIME: off", applied=False,
-                       why=f"mail flow policy {msg.envelope.policy!r} has smime_decrypt_verify off")
+            if msg.recording:  # (every message of a policy without S/MIME passes here)
+                msg.record(self.name, "inbound S/MIME: off", applied=False, why=f"mail flow "
+                           f"policy {msg.envelope.policy!r} has smime_decrypt_verify off")
             return
         if not self._ours(msg):
             msg.record(self.name, "inbound S/MIME: not for us", applied=False,
@@ -117,13 +118,15 @@ class SmimeInbound:
         else:
             body = res.content
         msg.data = add_header(body, STATUS_HEADER, _status(res) or "not processed")
-        msg.record(self.name, f"inbound S/MIME: {_status(res) or 'nothing to do'}", applied=True,
-                   layers=list(res.layers), decrypted=res.encrypted and not res.decrypt_failed,
-                   decrypt_failed=res.decrypt_failed, signed=res.signed, verified=res.verified,
-                   signers=list(signers), issuers=list(issuers), cipher=res.cipher,
-                   reasons=list(res.errors), quarantine=msg.quarantine,
-                   signature="removed" if body is res.content and res.signed else
-                   ("retained" if res.signed else None), data=msg.data)
+        if msg.recording:
+            msg.record(self.name, f"inbound S/MIME: {_status(res) or 'nothing to do'}",
+                       applied=True, layers=list(res.layers),
+                       decrypted=res.encrypted and not res.decrypt_failed,
+                       decrypt_failed=res.decrypt_failed, signed=res.signed, verified=res.verified,
+                       signers=list(signers), issuers=list(issuers), cipher=res.cipher,
+                       reasons=list(res.errors), quarantine=msg.quarantine,
+                       signature="removed" if body is res.content and res.signed else
+                       ("retained" if res.signed else None), data=msg.data)
         if policy.harvest and res.signers:
             self._harvest(msg, res, policy.harvest_on_failed_verification, policy.harvest_updated_keys)
 

@@ -128,12 +128,13 @@ def apply_outcome(msg: InFlight, rcpts: tuple[str, ...], out: ProfileOutcome, *,
     """Record a profile's outcome on the message: in place when one group covers every
     deliverable recipient, else as copies."""
     msg.events += [("smime", e) for e in out.events]
-    msg.record("smime_outbound", f"sending profile {out.profile}", recipients=rcpts,
-               profile=out.profile, mode=out.mode,
-               keys=[{"recipient": r, "key": k or None, "why": why} for r, k, why in out.keys],
-               bounced=list(out.bounced), dropped=list(out.dropped), reason=out.reason,
-               groups=[{"recipients": list(who), "note": note, "data": data}
-                       for who, data, note in out.groups])
+    if msg.recording:
+        msg.record("smime_outbound", f"sending profile {out.profile}", recipients=rcpts,
+                   profile=out.profile, mode=out.mode,
+                   keys=[{"recipient": r, "key": k or None, "why": why} for r, k, why in out.keys],
+                   bounced=list(out.bounced), dropped=list(out.dropped), reason=out.reason,
+                   groups=[{"recipients": list(who), "note": note, "data": data}
+                           for who, data, note in out.groups])
     for r in out.bounced:
         msg.dispositions[r] = BOUNCE
         msg.bounce_reasons[r] = out.reason
