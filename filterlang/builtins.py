@@ -136,7 +136,6 @@ def _r(
     return RuleSig(n, name, params, form, operand, cmps, dep, cost, cf, desc, ex, multi, legacy)
 
 
-_DICT = (_p("dictionary", T.DICTIONARY),)
 _DICT_N = (_p("dictionary", T.DICTIONARY), _p("threshold", T.INT, opt=True))
 _RE_N = (_p("pattern", T.REGEX), _p("threshold", T.INT, opt=True))
 
@@ -146,7 +145,7 @@ RULES: tuple[RuleSig, ...] = (
        "envelope sender (MAIL FROM) matches; case-insensitive", "mail-from == '@example\\\\.com$'"),
     _r(2, "mail-from-group", (), _CMP, T.GROUP, EQ_NE, "LDAP", _C.SERVICE,
        "Envelope Sender → LDAP group", "sender is in the LDAP group", "mail-from-group == 'Staff'"),
-    _r(3, "mail-from-dictionary-match", _DICT, _PRED, None, (), "CFG", _C.ENVELOPE,
+    _r(3, "mail-from-dictionary-match", _DICT_N, _PRED, None, (), "CFG", _C.ENVELOPE,
        "Envelope Sender → dictionary", "envelope sender matches a dictionary term",
        "mail-from-dictionary-match('Blocked')"),
     _r(4, "rcpt-to", (), _CMP, T.REGEX, EQ_NE, None, _C.ENVELOPE, "Envelope Recipient",
@@ -155,7 +154,7 @@ RULES: tuple[RuleSig, ...] = (
     _r(5, "rcpt-to-group", (), _CMP, T.GROUP, EQ_NE, "LDAP", _C.SERVICE,
        "Envelope Recipient → LDAP group", "any recipient is in the LDAP group",
        "rcpt-to-group == 'Executives'", multi=True),
-    _r(6, "rcpt-to-dictionary-match", _DICT, _PRED, None, (), "CFG", _C.ENVELOPE,
+    _r(6, "rcpt-to-dictionary-match", _DICT_N, _PRED, None, (), "CFG", _C.ENVELOPE,
        "Envelope Recipient → dictionary", "any recipient matches a dictionary term",
        "rcpt-to-dictionary-match('VIPs')", multi=True),
     _r(7, "rcpt-count", (), _CMP, T.INT, ALL_SIX, None, _C.ENVELOPE, None,
@@ -191,16 +190,17 @@ RULES: tuple[RuleSig, ...] = (
        "messages currently in the work queue", "workqueue-count > 1000"),
     _r(20, "subject", (), _CMP, T.REGEX, EQ_NE, None, _C.HEADER, "Subject Header",
        "decoded Subject header matches", "subject == '^\\\\[SPAM\\\\]'"),
-    _r(21, "subject-dictionary-match", _DICT, _PRED, None, (), "CFG", _C.HEADER,
+    _r(21, "subject-dictionary-match", _DICT_N, _PRED, None, (), "CFG", _C.HEADER,
        "Subject Header → dictionary", "Subject contains a dictionary term",
        "subject-dictionary-match('Confidential')"),
     _r(22, "header", (_p("header", T.HEADER_NAME),), _EITHER, T.REGEX, EQ_NE, None, _C.HEADER,
        "Other Header", "header present, or any instance matches", "header('X-Scan') == 'clean'",
        multi=True),
     _r(23, "header-dictionary-match", (_p("dictionary", T.DICTIONARY),
-       _p("header", T.HEADER_NAME)), _PRED, None, (), "CFG", _C.HEADER,
-       "Other Header → dictionary", "named header contains a dictionary term",
-       "header-dictionary-match('Blocked', 'Cc')", multi=True),
+       _p("header", T.HEADER_NAME), _p("threshold", T.INT, opt=True)), _PRED, None, (), "CFG",
+       _C.HEADER, "Other Header → dictionary",
+       "named header contains dictionary terms with at least the score",
+       "header-dictionary-match('Blocked', 'Cc', 2)", multi=True),
     _r(24, "addr-count", (_p("header", T.HEADER_NAME), _p("header2", T.HEADER_NAME, opt=True),
        _p("header3", T.HEADER_NAME, opt=True)), _CMP, T.INT, ALL_SIX, None, _C.HEADER, None,
        "number of addresses in the listed headers, summed", "addr-count('To', 'Cc') > 30"),
@@ -299,7 +299,7 @@ RULES: tuple[RuleSig, ...] = (
        "forged-email-detection('Executives', 90)"),
     # Project extension (reference 12, Attachment File Info: the dictionary variant has no
     # documented rule name).
-    _r(60, "attachment-filename-dictionary-match", _DICT, _PRED, None, (), "CFG+SCAN", _C.SCAN,
+    _r(60, "attachment-filename-dictionary-match", _DICT_N, _PRED, None, (), "CFG+SCAN", _C.SCAN,
        "Attachment File Info → filename in dictionary",
        "an attachment (or archive member) name contains a term of the dictionary",
        "attachment-filename-dictionary-match('BlockedNames')", multi=True),

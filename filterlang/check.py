@@ -132,7 +132,10 @@ class _Checker:
     # --- filters -----------------------------------------------------------------------
     def script(self, script: Script) -> None:
         for flt in script.filters:
-            if flt.name.lower() in b.RESERVED_WORDS:
+            # Only the exact (lower-case) spelling is reserved: Cisco's own guides name filters
+            # `Signed` and `Tag_Message`, which the appliance accepts (issue 15 follows the guide
+            # over reference 2.5's case-insensitive reading).
+            if flt.name in b.RESERVED_WORDS:
                 self.emit("F210", f"filter name '{flt.name}' is a reserved word", flt.name_span,
                           hint="rename the filter, e.g. add a prefix or suffix")
             self.filter(flt)

@@ -360,6 +360,13 @@ _NOTES = (Code(
     ),
     # No examples: showing it takes more than 200 broken filters.
     Code("N602", N, "too many diagnostics in one file; the rest are not shown"),
+    Code(
+        "N603",
+        N,
+        "'.' line (the end of CLI input) in a filter file",
+        bad="f: if true { no-op(); }\n.\n",
+        fixed="f: if true { no-op(); }\n",
+    ),
 )
 
 CODES: dict[str, Code] = {

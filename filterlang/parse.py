@@ -44,6 +44,8 @@ _BINARY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 # The same characters one by one: a substring test per character is a tenth of the class search.
 _BINARY_CHARS = tuple(c for c in map(chr, range(128)) if _BINARY.match(c))
 _DESCRIPTION = re.compile(r"^ ?description:[ \t]*(.*?)\s*$")
+# The CLI's end-of-input line, as the grammar's _CLI_END accepts it (column 1, spaces after).
+_CLI_END = re.compile(r"^\.[ \t\r]*$", re.MULTILINE)
 
 
 _IDLE = Context("<string>", "")
@@ -161,6 +163,23 @@ def _name_checks(filters: list[Filter]) -> Iterator[Diagnostic]:
             )
 
 
+def _cli_end_notes(text: str, path: str, reported: set[int]) -> Iterator[Diagnostic]:
+    """N603 for each '.' line: harmless, but it belongs to the appliance's CLI, not the file."""
+    if not (text.startswith(".") or "\n." in text):
+        return
+    for found in _CLI_END.finditer(text):
+        line, col = _position(text, found.start())
+        if line in reported:  # inside a filter: the syntax error says it all
+            continue
+        yield Diagnostic(
+            "N603",
+            Severity.NOTE,
+            "a '.' line ends input at the appliance's CLI; it is not part of the filters",
+            Span(path, line, col, line, col + 1),
+            "'filterlang fmt' removes it",
+        )
+
+
 def _with_descriptions(filters: list[Filter], comments: list[Comment]) -> list[Filter]:
     """Reference 13.5: `# description: text` directly above a filter sets its description."""
     # Looked up from the description comments, which are few, rather than from every filter.
@@ -218,6 +237,7 @@ def _parse_locked(parser: _Parser, text: str, path: str) -> tuple[Script | None,
         else:
             found, comments, diags = _recover(parser, text, path, ctx, failure)
     diags.extend(_name_checks(found))
+    diags.extend(_cli_end_notes(text, path, {d.span.line for d in diags}))
     found = _with_descriptions(found, comments)
     diags.sort(key=Diagnostic.sort_key)
     return Script(tuple(found), tuple(comments), path), diags

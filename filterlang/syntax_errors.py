@@ -51,6 +51,7 @@ _WORDS = {
     "RBRACE": "'}'",
     "ELSE": "'else'",
     "$END": "the end of the file",
+    "_CLI_END": "a '.' line",
 }
 _SOFT_KEYWORDS = {"DESCRIPTION", "DIRECTION", "APPLY", "INCOMING", "OUTGOING", "ALL", "ANY"}
 _NAMES = {"NAME", *_SOFT_KEYWORDS}
@@ -88,7 +89,8 @@ class Chunk:
 
 def expected_words(expected: set[str]) -> str:
     """List the expected terminals in the user's words: "'{', 'and' or 'or'"."""
-    names = set(expected)
+    # The '.' line is accepted where a filter may start, but it is never what the author missed.
+    names = set(expected) - {"_CLI_END"}
     if "NAME" in names:
         names -= _SOFT_KEYWORDS
     words = [w for k, w in _WORDS.items() if k in names and k != "COMMA"]
@@ -317,6 +319,14 @@ def _from_token(w: _Where, exc: UnexpectedToken) -> Diagnostic:
     if tok.type == "$END":
         return _at_end(w, expected)
     span = w.token_span(tok)
+    if tok.type == "_CLI_END":
+        return _diag(
+            "F101",
+            "a '.' line inside a filter",
+            span,
+            "the '.' line ends input at the appliance's CLI; it may stand only between filters "
+            "and after the last one",
+        )
     if tok.type == "IF" and w.prev_is("ELSE"):
         return _diag("F106", "'else if' is not part of the language", span, _nested_hint(w, tok))
     if tok.type == "RBRACE" and prev is not None and prev.type == "LBRACE":

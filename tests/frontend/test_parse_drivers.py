@@ -86,6 +86,8 @@ def _spans(filters: object) -> list[object]:
         "content-filter all! description 'd' direction incoming apply any if true { drop(); }",
         "# only a comment\n",
         "",
+        # The CLI's end-of-input line, pasted between filters and at the end (issue 15).
+        "a: if true { no-op(); }\n.\nb: if true { no-op(); }\n. \r\n.",
     ],
 )
 def test_same_tree_and_spans(text: str) -> None:
