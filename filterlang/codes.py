@@ -139,9 +139,9 @@ _SYNTAX = (
     Code(
         "F115",
         E,
-        "typographic quotes",
-        bad="hold:\n    if signed {\n        quarantine(\u2018Policy\u2019);\n    }\n",
-        fixed="hold:\n    if signed {\n        quarantine('Policy');\n    }\n",
+        "typographic character from pasted text",
+        bad="big:\n    if body\u2013size > 10M {\n        drop();\n    }\n",
+        fixed="big:\n    if body-size > 10M {\n        drop();\n    }\n",
     ),
 )
 

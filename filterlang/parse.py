@@ -21,6 +21,7 @@ from attrs import evolve
 from lark import Lark, Token
 from lark.exceptions import LarkError
 
+from filterlang import pasted
 from filterlang.ast import Comment, Filter, Script, Span
 from filterlang.build import MAX_DEPTH, Builder, Context, TooDeepError
 from filterlang.diagnostics import MAX_DIAGNOSTICS, Diagnostic, Severity
@@ -214,16 +215,37 @@ def parse(text: str, path: str = "<string>") -> tuple[Script | None, list[Diagno
     bad = _binary(text, path)
     if bad is not None:
         return None, [bad]
+    damage: list[Diagnostic] = []
+    if pasted.has_damage(text):
+        found = pasted.find(text)
+        damage = [_damage_diagnostic(text, path, d) for d in found]
+        text = pasted.repair(text, found)
     parser = _get_parser()
     # Parsing allocates hundreds of thousands of small acyclic objects; the cyclic collector
     # would keep rescanning them for nothing (about a fifth of the parse time).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _parse_locked(parser, text, path)
+        script, diags = _parse_locked(parser, text, path)
     finally:
         if collecting:
             gc.enable()
+    if damage:
+        diags = sorted(damage + diags, key=Diagnostic.sort_key)
+    return script, diags
+
+
+def _damage_diagnostic(text: str, path: str, damage: pasted.Damage) -> Diagnostic:
+    """F115: one run of a typographic character, named, with its ASCII replacement."""
+    line, col = _position(text, damage.offset)
+    wanted = "a space" if damage.replacement == " " else damage.replacement
+    return Diagnostic(
+        "F115",
+        Severity.ERROR,
+        f"{damage.describe()} where {wanted} belongs (pasted text?)",
+        Span(path, line, col, line, col + damage.length),
+        f"replace it with {wanted}; 'filterlang fmt --fix' replaces every one in the file",
+    )
 
 
 def _parse_locked(parser: _Parser, text: str, path: str) -> tuple[Script | None, list[Diagnostic]]:

@@ -192,7 +192,31 @@ def _diag(
 
 
 _LEFT_STOP = set(" \t\r\n=<>!(,'\"")
-_RIGHT_STOP = {"COMPARATOR": set(" \t\r\n{;'\"#"), "ARG": set(" \t\r\n{;,)'\"#")}
+_RIGHT_STOP = {"COMPARATOR": set(" \t\r\n{;'\"#"), "ARG": set(" \t\r\n{;,'\"#")}
+
+
+def _token_end(text: str, pos: int, stops: set[str]) -> int:
+    """Where an unquoted value starting at ``pos`` ends.
+
+    A ``)`` ends it unless the value opened that parenthesis itself (``^(a|b)$`` is one regex,
+    but in ``if (subject == ^x) {`` the ``)`` closes the condition); an escaped one never does.
+    """
+    depth, end = 0, pos
+    while end < len(text):
+        c = text[end]
+        if c == "\\":
+            end += 2
+            continue
+        if c in stops:
+            break
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        end += 1
+    return min(end, len(text))
 
 
 def _unquoted(w: _Where) -> Diagnostic | None:
@@ -207,10 +231,7 @@ def _unquoted(w: _Where) -> Diagnostic | None:
     if before.type == "LPAR" and w.token_before(before.start_pos or 0) is None:
         return None
     stops = _RIGHT_STOP["COMPARATOR" if before.type == "COMPARATOR" else "ARG"]
-    end = w.pos
-    while end < len(text) and text[end] not in stops:
-        end += 1
-    end = max(end, w.pos + 1)
+    end = max(_token_end(text, start, stops), w.pos + 1)
     word = text[start:end]
     line, col = w.line_col(start)
     span = w.span_at(line, col, end - start)
