@@ -450,7 +450,11 @@ ACTIONS: tuple[ActionSig, ...] = (
 )
 # fmt: on
 
-#: Spellings that still work but are obsolete (W503): old name -> canonical name.
+#: Spellings of older guides that still work, with a deprecation warning naming the current one
+#: (W503): old name (as written, lower case) -> current name. Only unambiguous ones: an old name
+#: that maps to one row and is no other row's name. Each row's ``legacy`` spellings (the 7.x
+#: guides' underscore forms) are added below; any other `_` for `-` is equivalent, silently
+#: (reference 2.5).
 OBSOLETE: Mapping[str, str] = MappingProxyType({"drop_attachments": "drop-attachments-by-name"})
 
 #: Action variables of reference 8.2 (lower-cased name -> description). `$Header['X']` is
@@ -500,8 +504,14 @@ _RULES_BY_NAME: Mapping[str, RuleSig] = MappingProxyType(
 _ACTIONS_BY_NAME: Mapping[str, ActionSig] = MappingProxyType(
     {k: a for a in ACTIONS for k in (_norm(a.name), *map(_norm, a.legacy))}
 )
+# Keyed by the spelling as written (lower-cased), not normalised: `skip_filters` is the 7.x
+# guides' spelling of `skip-filters`, which normalising would make the same word.
 _OBSOLETE_BY_NAME: Mapping[str, str] = MappingProxyType(
-    {_norm(old): new for old, new in OBSOLETE.items()}
+    {
+        **{old.lower(): r.name for r in RULES for old in r.legacy},
+        **{old.lower(): a.name for a in ACTIONS for old in a.legacy},
+        **{old.lower(): new for old, new in OBSOLETE.items()},
+    }
 )
 
 
@@ -519,8 +529,13 @@ def lookup_action(name: str) -> ActionSig | None:
 
 @functools.lru_cache(maxsize=1024)
 def obsolete_replacement(name: str) -> str | None:
-    """The canonical name when `name` is an obsolete spelling (W503), else None."""
-    return _OBSOLETE_BY_NAME.get(_norm(name))
+    """The current name when `name` is an older guide's spelling (W503), else None."""
+    return _OBSOLETE_BY_NAME.get(name.lower())
+
+
+def aliases() -> list[tuple[str, str]]:
+    """Every older spelling with its current name, sorted: for docs/language.md."""
+    return sorted(_OBSOLETE_BY_NAME.items())
 
 
 # The parameter types of each row, by the id of its params tuple (the rows are module-level and

@@ -330,7 +330,7 @@ _WARNINGS = (
     Code(
         "W503",
         W,
-        "obsolete spelling",
+        "older spelling of a rule or action (deprecated alias)",
         bad="f: if true { drop_attachments('x'); }",
         fixed="f: if true { drop-attachments-by-name('x'); }",
     ),
