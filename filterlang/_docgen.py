@@ -110,7 +110,7 @@ and "any additional MIME parts" are attachments):
 - Header values that actions write (`insert-header`, `edit-header-text` and the subject of
   copies) are RFC 2047 quoted-printable encoded words (`=?utf-8?q?...?=`) when they are not
   ASCII.
-- `$Subject` is the subject as the message arrived at the stage, so the guide's idiom
+- `$Subject` after `strip-header('Subject')` is the subject that was stripped, so the guide's idiom
   `strip-header('Subject'); insert-header('Subject', '[EXT] $Subject');` keeps the subject.
 - Offline (`filterlang test --mail-from`, `mail_from` in suites) the envelope sender may be
   written as SMTP writes it: `'<>'` is the null sender, as `''` is, and `<a@example.org>` is
