@@ -146,12 +146,13 @@ class _Printer:
             inner += self.take_comments(span.end_line, at + 1)
             return ["(", *inner, INDENT * at + ")"]
         if isinstance(node, BoolOp):
-            # Too long for one line but written on one: break before every operator.
-            return self.chain(node, at, cont, wrap=one_line)
+            return self.chain(node, text, at, cont)
         return [text]  # a single rule (or a group of one): nothing to break
 
-    def chain(self, node: BoolOp, at: int, cont: int, wrap: bool) -> list[str]:
-        """An and/or chain, broken where the author broke it (everywhere when ``wrap``)."""
+    def chain(self, node: BoolOp, text: str, at: int, cont: int) -> list[str]:
+        """An and/or chain, broken where the author broke it between operands; one that the
+        author kept on one line (line breaks inside a rule's arguments do not count) and that
+        is too long is broken before every operator."""
         operands: list[tuple[str, Condition]] = []
         current: Condition = node
         while isinstance(current, BoolOp):  # chains lean left: walk the spine, no recursion
@@ -159,6 +160,11 @@ class _Printer:
             current = current.left
         operands.append(("", current))
         operands.reverse()
+        authored = any(
+            operand.span.line > before.span.end_line
+            for (_, before), (_, operand) in zip(operands, operands[1:], strict=False)
+        )
+        wrap = not authored and len(INDENT * at) + len(text) + 5 > WIDTH
         lines = self.layout(operands[0][1], at, cont)
         level = at if len(lines) == 1 else cont  # how deep the current last line is
         previous = operands[0][1]
