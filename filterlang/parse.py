@@ -23,9 +23,10 @@ from lark.exceptions import LarkError
 
 from filterlang import pasted
 from filterlang.ast import Comment, Filter, Script, Span
-from filterlang.build import MAX_DEPTH, Builder, Context, TooDeepError
-from filterlang.diagnostics import MAX_DIAGNOSTICS, Diagnostic, Severity
+from filterlang.build import MAX_DEPTH, Builder, Context, TooDeepError, unescape
+from filterlang.diagnostics import MAX_DIAGNOSTICS, Diagnostic, Fix, Severity
 from filterlang.fastparse import FastParser
+from filterlang.fmt import quote
 from filterlang.syntax_errors import Chunk, translate
 
 MAX_NAME = 128
@@ -238,13 +239,29 @@ def parse(text: str, path: str = "<string>") -> tuple[Script | None, list[Diagno
 def _damage_diagnostic(text: str, path: str, damage: pasted.Damage) -> Diagnostic:
     """F115: one run of a typographic character, named, with its ASCII replacement."""
     line, col = _position(text, damage.offset)
+    hint = "'filterlang fmt --fix' replaces every one in the file"
+    if damage.close >= 0:
+        # A whole string between typographic quotes: one diagnostic, one repair.
+        raw = text[damage.offset + 1 : damage.close]
+        span = Span(path, line, col, line, col + damage.close + 1 - damage.offset)
+        value = unescape(raw)
+        return Diagnostic(
+            "F115",
+            Severity.ERROR,
+            f"typographic quotes around {value!r} (pasted text?)",
+            span,
+            f"write strings between straight quotes: {quote(value)}; {hint}",
+            fix=Fix(f"use straight quotes: {quote(value)}", span, quote(value)),
+        )
     wanted = "a space" if damage.replacement == " " else damage.replacement
+    span = Span(path, line, col, line, col + damage.length)
     return Diagnostic(
         "F115",
         Severity.ERROR,
         f"{damage.describe()} where {wanted} belongs (pasted text?)",
-        Span(path, line, col, line, col + damage.length),
-        f"replace it with {wanted}; 'filterlang fmt --fix' replaces every one in the file",
+        span,
+        f"replace it with {wanted}; {hint}",
+        fix=Fix(f"replace with {wanted}", span, damage.replacement * damage.length),
     )
 
 

@@ -40,6 +40,9 @@ class Damage:
     offset: int
     length: int
     char: str
+    #: For a string opened with a typographic quote: where its typographic close is (-1: the
+    #: close is already ASCII). The string is reported and repaired as one.
+    close: int = -1
 
     @property
     def replacement(self) -> str:
@@ -109,16 +112,19 @@ def find(text: str) -> list[Damage]:
             add(mark)
             i = mark + 1
         elif c in REPLACEMENTS:
-            add(i)
             ascii_quote = REPLACEMENTS[c]
-            i += 1
-            if ascii_quote in _QUOTES:
-                # A typographic quote opens a string: its body is content, its close is damage.
-                end = _close(text, i, _QUOTES[ascii_quote])
-                if end >= 0:
-                    if text[end] != ascii_quote:
-                        add(end)
-                    i = end + 1
+            if ascii_quote not in _QUOTES:
+                add(i)
+                i += 1
+                continue
+            # A typographic quote opens a string: its body is content, its close is damage. A
+            # lone one (no close on the line) is left to the parser, which explains it (F115).
+            end = _close(text, i + 1, _QUOTES[ascii_quote])
+            if end < 0:
+                i += 1
+                continue
+            out.append(Damage(i, 1, c, end if text[end] != ascii_quote else -1))
+            i = end + 1
         else:
             i += 1
     return out
@@ -132,4 +138,6 @@ def repair(text: str, damage: list[Damage]) -> str:
     for d in damage:
         for at in range(d.offset, d.offset + d.length):
             chars[at] = d.replacement
+        if d.close >= 0:
+            chars[d.close] = d.replacement
     return "".join(chars)
