@@ -129,11 +129,18 @@ def compile_file(path: str | Path, *, names: Any = None) -> tuple[Any, list[Diag
     return result
 
 
-def format_source(text: str, path: str = "<string>") -> tuple[str | None, list[Diagnostic]]:
-    """The canonical layout of ``text``; None (and the syntax errors) when it does not parse."""
+def format_source(
+    text: str, path: str = "<string>", *, fix: bool = False
+) -> tuple[str | None, list[Diagnostic]]:
+    """The canonical layout of ``text``; None (and the syntax errors) when it does not parse.
+
+    With ``fix``, pasted-text damage (F115) does not stop it: the layout is printed from the
+    repaired reading, so the result has the ASCII characters.
+    """
     from filterlang.fmt import format_script
 
     script, diags = parse(text, path)
-    if script is None or _has_errors(diags):
+    blocking = [d for d in diags if not (fix and d.code == "F115")]
+    if script is None or _has_errors(blocking):
         return None, diags
     return format_script(script), diags

@@ -88,11 +88,70 @@ ignore case; the others are case-sensitive unless the pattern starts with
 
 A trusted file may opt in to the backtracking engine with a comment line
 `# filterlang: regex-engine=backtracking` (reported as W505).
+
+## Body and attachments
+
+Content rules read a message as the appliance does (the guide: the body is the first text part
+and "any additional MIME parts" are attachments):
+
+- The **body** is the first `text/plain` or `text/html` part, in document order, that is not
+  marked as an attachment and has no file name, together with the other renderings of that text
+  in the same `multipart/alternative` (plain text and HTML are one body).
+- **Every other part is an attachment**, text parts included: a list footer added after the
+  message, or the text Apple Mail places between inline images, is scanned by
+  `attachment-contains` and not by `only-body-contains`. A message that is a single non-text part
+  is one attachment. Uuencoded blocks inside body text are attachments too.
+- **Attachment names** are matched exactly as sent, leading and trailing whitespace included,
+  whichever way the name is written (quoted `filename=`, `name=`, RFC 2231 `filename*=` with
+  `%20`, or an RFC 2047 encoded word): `'\\\\.exe$'` does not match `evil.exe `, write
+  `'\\\\.exe\\\\s*$'` to catch it.
+- **`attachment-type`** uses the declared Content-Type, and guesses the type from the file
+  name's extension when the part declares none or declares `application/octet-stream`.
+- Header values that actions write (`insert-header`, `edit-header-text` and the subject of
+  copies) are RFC 2047 quoted-printable encoded words (`=?utf-8?q?...?=`) when they are not
+  ASCII.
+- `$Subject` after `strip-header('Subject')` is the subject that was stripped, so the guide's idiom
+  `strip-header('Subject'); insert-header('Subject', '[EXT] $Subject');` keeps the subject.
+- Offline (`filterlang test --mail-from`, `mail_from` in suites) the envelope sender may be
+  written as SMTP writes it: `'<>'` is the null sender, as `''` is, and `<a@example.org>` is
+  `a@example.org`.
+
+## Filter files as administrators paste them
+
+- **The `.` line.** The appliance's CLI ends filter input with a line holding only `.`, and
+  published filters carry it. A `.` alone on a line (at the start of the line, spaces after it
+  allowed) is accepted between filters and after the last one; lint notes it (N603) and
+  `filterlang fmt` drops it. Inside a filter it is an error.
+- **Filter names** may differ from a reserved word in case only: Cisco's guides name filters
+  `Signed` and `Tag_Message`. Only the exact lower-case spelling of a keyword, rule or action
+  (`signed`, `tag_message`, `tag-message`) is refused (F210). Names stay unique regardless of
+  case (F208).
+- **Pasted text.** Typographic quotes (`‘ ’ “ ”`), dashes and the minus sign (`– — −`) and
+  no-break spaces outside strings are reported one by one (F115) with the ASCII character they
+  stand for; the rest of the file is checked as if they were replaced, and
+  `filterlang fmt --fix` writes the replacement. Inside a string they are content and stay.
+- **Dictionary thresholds.** Every dictionary rule takes an optional count threshold as its
+  last argument: `header-dictionary-match('MacroKeys', 'X-MacroIOC', 3)` is true when the
+  matched terms of the header add up to at least 3 (each term counts its weight, default 1).
+
+## Older spellings
+
+Rules and actions as the guides of older releases spell them are still accepted, with a
+warning (W503) that names the current spelling. Only unambiguous ones are listed (each older
+name stands for one rule or action and is no other's name); any other `_` written for `-` is
+simply the same name.
 """
 
 
+def _alias_rows() -> list[str]:
+    rows = ["| Older spelling | Current spelling |", "|---|---|"]
+    rows += [f"| `{old}` | `{new}` |" for old, new in b.aliases()]
+    return rows
+
+
 def language() -> str:
-    lines = [LANGUAGE_INTRO, "## Rules", "", *_rule_rows(), "", "## Actions", "",
+    lines = [LANGUAGE_INTRO, *_alias_rows(), "", "## Rules", "", *_rule_rows(), "",
+             "## Actions", "",
              "Final actions end the filter stage; `slot` actions keep the last setting, `flag`",
              "actions are idempotent, `list` actions run every time.", "", *_action_rows(), "",
              "## Action variables", "", "| Variable | Expands to |", "|---|---|"]

@@ -190,6 +190,9 @@ class If:
     then: tuple[Statement, ...]
     else_: tuple[Statement, ...] | None
     span: Span = field(eq=False, repr=False, kw_only=True)
+    #: The ``else`` keyword, when there is one: the formatter keeps a comment that opens the
+    #: else branch inside it.
+    else_span: Span | None = field(default=None, eq=False, repr=False, kw_only=True)
 
 
 Statement = ActionCall | If

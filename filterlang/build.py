@@ -299,11 +299,12 @@ class Builder(Transformer[Token, Any]):
 
     def if_stmt(self, c: list[Any]) -> If:
         then, end = c[2]
-        else_ = None
+        else_ = else_span = None
         if len(c) > 3:
             else_, end = c[4]
+            else_span = self.ctx.token_span(c[3])
         self.ctx.depth.clear()
-        return _if(c[1], then, else_, self.ctx.tokens_span(c[0], end))
+        return _if(c[1], then, else_, self.ctx.tokens_span(c[0], end), else_span)
 
     # --- filters --------------------------------------------------------------------------
 

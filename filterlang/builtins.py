@@ -136,7 +136,6 @@ def _r(
     return RuleSig(n, name, params, form, operand, cmps, dep, cost, cf, desc, ex, multi, legacy)
 
 
-_DICT = (_p("dictionary", T.DICTIONARY),)
 _DICT_N = (_p("dictionary", T.DICTIONARY), _p("threshold", T.INT, opt=True))
 _RE_N = (_p("pattern", T.REGEX), _p("threshold", T.INT, opt=True))
 
@@ -146,7 +145,7 @@ RULES: tuple[RuleSig, ...] = (
        "envelope sender (MAIL FROM) matches; case-insensitive", "mail-from == '@example\\\\.com$'"),
     _r(2, "mail-from-group", (), _CMP, T.GROUP, EQ_NE, "LDAP", _C.SERVICE,
        "Envelope Sender → LDAP group", "sender is in the LDAP group", "mail-from-group == 'Staff'"),
-    _r(3, "mail-from-dictionary-match", _DICT, _PRED, None, (), "CFG", _C.ENVELOPE,
+    _r(3, "mail-from-dictionary-match", _DICT_N, _PRED, None, (), "CFG", _C.ENVELOPE,
        "Envelope Sender → dictionary", "envelope sender matches a dictionary term",
        "mail-from-dictionary-match('Blocked')"),
     _r(4, "rcpt-to", (), _CMP, T.REGEX, EQ_NE, None, _C.ENVELOPE, "Envelope Recipient",
@@ -155,7 +154,7 @@ RULES: tuple[RuleSig, ...] = (
     _r(5, "rcpt-to-group", (), _CMP, T.GROUP, EQ_NE, "LDAP", _C.SERVICE,
        "Envelope Recipient → LDAP group", "any recipient is in the LDAP group",
        "rcpt-to-group == 'Executives'", multi=True),
-    _r(6, "rcpt-to-dictionary-match", _DICT, _PRED, None, (), "CFG", _C.ENVELOPE,
+    _r(6, "rcpt-to-dictionary-match", _DICT_N, _PRED, None, (), "CFG", _C.ENVELOPE,
        "Envelope Recipient → dictionary", "any recipient matches a dictionary term",
        "rcpt-to-dictionary-match('VIPs')", multi=True),
     _r(7, "rcpt-count", (), _CMP, T.INT, ALL_SIX, None, _C.ENVELOPE, None,
@@ -191,16 +190,17 @@ RULES: tuple[RuleSig, ...] = (
        "messages currently in the work queue", "workqueue-count > 1000"),
     _r(20, "subject", (), _CMP, T.REGEX, EQ_NE, None, _C.HEADER, "Subject Header",
        "decoded Subject header matches", "subject == '^\\\\[SPAM\\\\]'"),
-    _r(21, "subject-dictionary-match", _DICT, _PRED, None, (), "CFG", _C.HEADER,
+    _r(21, "subject-dictionary-match", _DICT_N, _PRED, None, (), "CFG", _C.HEADER,
        "Subject Header → dictionary", "Subject contains a dictionary term",
        "subject-dictionary-match('Confidential')"),
     _r(22, "header", (_p("header", T.HEADER_NAME),), _EITHER, T.REGEX, EQ_NE, None, _C.HEADER,
        "Other Header", "header present, or any instance matches", "header('X-Scan') == 'clean'",
        multi=True),
     _r(23, "header-dictionary-match", (_p("dictionary", T.DICTIONARY),
-       _p("header", T.HEADER_NAME)), _PRED, None, (), "CFG", _C.HEADER,
-       "Other Header → dictionary", "named header contains a dictionary term",
-       "header-dictionary-match('Blocked', 'Cc')", multi=True),
+       _p("header", T.HEADER_NAME), _p("threshold", T.INT, opt=True)), _PRED, None, (), "CFG",
+       _C.HEADER, "Other Header → dictionary",
+       "named header contains dictionary terms with at least the score",
+       "header-dictionary-match('Blocked', 'Cc', 2)", multi=True),
     _r(24, "addr-count", (_p("header", T.HEADER_NAME), _p("header2", T.HEADER_NAME, opt=True),
        _p("header3", T.HEADER_NAME, opt=True)), _CMP, T.INT, ALL_SIX, None, _C.HEADER, None,
        "number of addresses in the listed headers, summed", "addr-count('To', 'Cc') > 30"),
@@ -299,7 +299,7 @@ RULES: tuple[RuleSig, ...] = (
        "forged-email-detection('Executives', 90)"),
     # Project extension (reference 12, Attachment File Info: the dictionary variant has no
     # documented rule name).
-    _r(60, "attachment-filename-dictionary-match", _DICT, _PRED, None, (), "CFG+SCAN", _C.SCAN,
+    _r(60, "attachment-filename-dictionary-match", _DICT_N, _PRED, None, (), "CFG+SCAN", _C.SCAN,
        "Attachment File Info → filename in dictionary",
        "an attachment (or archive member) name contains a term of the dictionary",
        "attachment-filename-dictionary-match('BlockedNames')", multi=True),
@@ -455,7 +455,11 @@ ACTIONS: tuple[ActionSig, ...] = (
 )
 # fmt: on
 
-#: Spellings that still work but are obsolete (W503): old name -> canonical name.
+#: Spellings of older guides that still work, with a deprecation warning naming the current one
+#: (W503): old name (as written, lower case) -> current name. Only unambiguous ones: an old name
+#: that maps to one row and is no other row's name. Each row's ``legacy`` spellings (the 7.x
+#: guides' underscore forms) are added below; any other `_` for `-` is equivalent, silently
+#: (reference 2.5).
 OBSOLETE: Mapping[str, str] = MappingProxyType({"drop_attachments": "drop-attachments-by-name"})
 
 #: Action variables of reference 8.2 (lower-cased name -> description). `$Header['X']` is
@@ -505,8 +509,14 @@ _RULES_BY_NAME: Mapping[str, RuleSig] = MappingProxyType(
 _ACTIONS_BY_NAME: Mapping[str, ActionSig] = MappingProxyType(
     {k: a for a in ACTIONS for k in (_norm(a.name), *map(_norm, a.legacy))}
 )
+# Keyed by the spelling as written (lower-cased), not normalised: `skip_filters` is the 7.x
+# guides' spelling of `skip-filters`, which normalising would make the same word.
 _OBSOLETE_BY_NAME: Mapping[str, str] = MappingProxyType(
-    {_norm(old): new for old, new in OBSOLETE.items()}
+    {
+        **{old.lower(): r.name for r in RULES for old in r.legacy},
+        **{old.lower(): a.name for a in ACTIONS for old in a.legacy},
+        **{old.lower(): new for old, new in OBSOLETE.items()},
+    }
 )
 
 
@@ -524,8 +534,13 @@ def lookup_action(name: str) -> ActionSig | None:
 
 @functools.lru_cache(maxsize=1024)
 def obsolete_replacement(name: str) -> str | None:
-    """The canonical name when `name` is an obsolete spelling (W503), else None."""
-    return _OBSOLETE_BY_NAME.get(_norm(name))
+    """The current name when `name` is an older guide's spelling (W503), else None."""
+    return _OBSOLETE_BY_NAME.get(name.lower())
+
+
+def aliases() -> list[tuple[str, str]]:
+    """Every older spelling with its current name, sorted: for docs/language.md."""
+    return sorted(_OBSOLETE_BY_NAME.items())
 
 
 # The parameter types of each row, by the id of its params tuple (the rows are module-level and

@@ -139,7 +139,10 @@ class _Checker:
     # --- filters -----------------------------------------------------------------------
     def script(self, script: Script) -> None:
         for flt in script.filters:
-            if flt.name.lower() in b.RESERVED_WORDS:
+            # Only the exact (lower-case) spelling is reserved: Cisco's own guides name filters
+            # `Signed` and `Tag_Message`, which the appliance accepts (issue 15 follows the guide
+            # over reference 2.5's case-insensitive reading).
+            if flt.name in b.RESERVED_WORDS:
                 self.emit("F210", f"filter name '{flt.name}' is a reserved word", flt.name_span,
                           hint="rename the filter, e.g. add a prefix or suffix")
             self.filter(flt)
@@ -218,6 +221,7 @@ class _Checker:
             self.emit("F201", f"unknown rule '{rt.name}'", rt.name_span,
                       **_did_you_mean(rt.name, [r.name for r in b.RULES], rt.name_span))
             return
+        self.older_spelling(rt.name, rt.name_span)
         if flt.content is not None and sig.cf is None:
             self.emit("F207", f"rule '{sig.name}' is only allowed in message filters",
                       rt.name_span)
@@ -241,6 +245,14 @@ class _Checker:
             self.emit("N601", f"'!=' on '{sig.name}' is true if any one value does not match",
                       rt.span, hint=f"to mean 'none matches' write not ({sig.name} == ...)")
 
+    def older_spelling(self, name: str, span: Span) -> None:
+        """W503: a rule or action spelt as an older guide spells it; name the current one."""
+        new = b.obsolete_replacement(name)
+        if new is not None:
+            self.emit("W503", f"'{name}' is an older spelling of '{new}'", span,
+                      hint=f"write '{new}'; the old name may go in a later release",
+                      fix=Fix(f"change to {new}", span, new))
+
     def service(self, sig: b.RuleSig, rt: RuleTest) -> None:
         services = self.names.services if self.names is not None else None
         if services is None or sig.dep is None:
@@ -257,10 +269,7 @@ class _Checker:
             self.emit("F204", f"unknown action '{call.name}'", call.name_span,
                       **_did_you_mean(call.name, [a.name for a in b.ACTIONS], call.name_span))
             return None
-        new = b.obsolete_replacement(call.name)
-        if new is not None:
-            self.emit("W503", f"'{call.name}' is obsolete", call.name_span,
-                      hint=f"write '{new}'", fix=Fix(f"change to {new}", call.name_span, new))
+        self.older_spelling(call.name, call.name_span)
         if flt.content is not None and sig.cf is None:
             self.emit("F207", f"action '{sig.name}' is only allowed in message filters",
                       call.name_span)

@@ -139,9 +139,9 @@ _SYNTAX = (
     Code(
         "F115",
         E,
-        "typographic quotes",
-        bad="hold:\n    if signed {\n        quarantine(\u2018Policy\u2019);\n    }\n",
-        fixed="hold:\n    if signed {\n        quarantine('Policy');\n    }\n",
+        "typographic character from pasted text",
+        bad="big:\n    if body\u2013size > 10M {\n        drop();\n    }\n",
+        fixed="big:\n    if body-size > 10M {\n        drop();\n    }\n",
     ),
 )
 
@@ -342,7 +342,7 @@ _WARNINGS = (
     Code(
         "W503",
         W,
-        "obsolete spelling",
+        "older spelling of a rule or action (deprecated alias)",
         bad="f: if true { drop_attachments('x'); }",
         fixed="f: if true { drop-attachments-by-name('x'); }",
     ),
@@ -372,6 +372,13 @@ _NOTES = (Code(
     ),
     # No examples: showing it takes more than 200 broken filters.
     Code("N602", N, "too many diagnostics in one file; the rest are not shown"),
+    Code(
+        "N603",
+        N,
+        "'.' line (the end of CLI input) in a filter file",
+        bad="f: if true { no-op(); }\n.\n",
+        fixed="f: if true { no-op(); }\n",
+    ),
 )
 
 CODES: dict[str, Code] = {

@@ -6,8 +6,16 @@ boolean operators; single quotes unless the value contains a single quote; one b
 between filters. Parentheses are printed exactly where the author wrote them (``Group``), so
 the tree of the output equals the tree of the input.
 
-Comments stay before the construct that follows them. A comment inside a multi-line condition
-moves to the top of the block that the condition opens; that is the only thing that moves.
+Comments stay before the construct that follows them: in the branch they were written in (a
+comment just after ``else {`` opens the else branch) and inside a condition that spans lines.
+
+A condition written on one line stays on one line unless it is longer than ``WIDTH``; then it is
+wrapped before every ``and``/``or`` of its outer chain (and inside the groups still too long).
+A condition written over several lines keeps the author's breaks between operands, in one form:
+the operator starts the continuation line, one level deeper than the ``if`` (level with the
+first operand inside parentheses); a parenthesised group that spans lines has ``(`` and ``)``
+on lines of their own around its indented content. Both rules read only what the canonical output preserves, so formatting twice
+gives the same text.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from filterlang.ast import (
 )
 
 INDENT = "    "
+#: Lines longer than this get their condition wrapped at and/or (when it was on one line).
+WIDTH = 100
 _DESCRIPTION = re.compile(r"^ ?description:[ \t]*(.*?)\s*$")
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
@@ -110,6 +120,70 @@ class _Printer:
             last, after_filter = comment.span.line, False
         return last, after_filter
 
+    def take_comments(self, line: int, depth: int) -> list[str]:
+        """The comment lines before source line ``line``, indented ``depth`` levels."""
+        out = []
+        while self.comments and self.comments[0].span.line < line:
+            out.append((INDENT * depth + "#" + self.comments.popleft().text).rstrip())
+        return out
+
+    def layout(self, node: Condition, at: int, cont: int) -> list[str]:
+        """``node`` as lines: the first continues the current line (which is ``at`` levels in),
+        the others are whole lines; a chain's continuation lines sit ``cont`` levels in."""
+        text = condition(node)
+        span = node.span
+        one_line = span.line == span.end_line
+        # Room for `if ` and ` {` (or an operator and its space) around the text.
+        if one_line and len(INDENT * at) + len(text) + 5 <= WIDTH:
+            return [text]
+        if isinstance(node, Not):
+            lines = self.layout(node.operand, at, cont)
+            return ["not " + lines[0], *lines[1:]]
+        if isinstance(node, Group) and not (one_line and isinstance(node.inner, RuleTest)):
+            inner = self.take_comments(node.inner.span.line, at + 1)
+            body = self.layout(node.inner, at + 1, at + 1)
+            inner += [INDENT * (at + 1) + body[0], *body[1:]]
+            inner += self.take_comments(span.end_line, at + 1)
+            return ["(", *inner, INDENT * at + ")"]
+        if isinstance(node, BoolOp):
+            return self.chain(node, text, at, cont)
+        return [text]  # a single rule (or a group of one): nothing to break
+
+    def chain(self, node: BoolOp, text: str, at: int, cont: int) -> list[str]:
+        """An and/or chain, broken where the author broke it between operands; one that the
+        author kept on one line (line breaks inside a rule's arguments do not count) and that
+        is too long is broken before every operator."""
+        operands: list[tuple[str, Condition]] = []
+        current: Condition = node
+        while isinstance(current, BoolOp):  # chains lean left: walk the spine, no recursion
+            operands.append((current.op, current.right))
+            current = current.left
+        operands.append(("", current))
+        operands.reverse()
+        authored = any(
+            operand.span.line > before.span.end_line
+            for (_, before), (_, operand) in zip(operands, operands[1:], strict=False)
+        )
+        wrap = not authored and len(INDENT * at) + len(text) + 5 > WIDTH
+        lines = self.layout(operands[0][1], at, cont)
+        level = at if len(lines) == 1 else cont  # how deep the current last line is
+        previous = operands[0][1]
+        for op, operand in operands[1:]:
+            comments = self.take_comments(operand.span.line, cont)
+            if wrap or comments or operand.span.line > previous.span.end_line:
+                sub = self.layout(operand, cont, cont)
+                lines += comments
+                lines.append(f"{INDENT * cont}{op} {sub[0]}")
+                level = cont
+            else:
+                sub = self.layout(operand, level, cont)
+                lines[-1] += f" {op} {sub[0]}"
+            if len(sub) > 1:
+                lines += sub[1:]
+                level = cont
+            previous = operand
+        return lines
+
     def block(self, stmts: tuple[Statement, ...], depth: int, end_line: int) -> None:
         indent = INDENT * depth
         for stmt in stmts:
@@ -122,11 +196,17 @@ class _Printer:
 
     def if_stmt(self, node: If, depth: int) -> None:
         indent = INDENT * depth
-        self.lines.append(f"{indent}if {condition(node.condition)} {{")
+        # A comment between `if` and its condition has no line of its own there: it goes above.
+        self.lines += self.take_comments(node.condition.span.line, depth)
+        lines = self.layout(node.condition, depth, depth + 1)
+        self.lines += [f"{indent}if {lines[0]}", *lines[1:]]
+        self.lines[-1] += " {"
         if node.else_ is None:
             self.block(node.then, depth + 1, node.span.end_line)
         else:
-            self.block(node.then, depth + 1, node.else_[0].span.line)
+            # Comments before `else` end the then branch; those after it open the else branch.
+            else_line = node.else_span.line if node.else_span else node.else_[0].span.line
+            self.block(node.then, depth + 1, else_line)
             self.lines.append(indent + "} else {")
             self.block(node.else_, depth + 1, node.span.end_line)
         self.lines.append(indent + "}")

@@ -24,7 +24,7 @@ import re
 
 from attrs import frozen
 
-from filterlang import check_source
+from filterlang import check_source, pasted
 from filterlang.ast import Script, Span
 from filterlang.check import ResourceNames, check, duplicate_names
 from filterlang.diagnostics import Diagnostic, capped
@@ -33,6 +33,8 @@ from filterlang.regex import PRAGMA
 
 # Comment lines, where the regex-engine pragma can be (a comment always starts its line).
 _COMMENT_LINE = re.compile(r"^[ \t]*#.*$", re.MULTILINE)
+# A '.' line (the CLI's end of input), as the grammar accepts it.
+_CLI_END = re.compile(r"^\.[ \t\r]*$", re.MULTILINE)
 # A byte-order mark or a control character: ``parse`` reports those for the whole file.
 _WHOLE_FILE = re.compile(r"[\ufeff\x00-\x08\x0b\x0e-\x1f\x7f]")
 
@@ -82,7 +84,9 @@ class IncrementalChecker:
             self._pieces.clear()
             self._names = names
         self.parsed = 0
-        if _WHOLE_FILE.search(text):
+        # Pasted-text damage (F115) is repaired before parsing and '.' lines (N603) are noted
+        # by ``parse`` for the whole text: such a text is checked whole, as it is rare.
+        if _WHOLE_FILE.search(text) or pasted.has_damage(text) or _CLI_END.search(text):
             self._pieces.clear()
             return check_source(text, self.path, names=names)
         engine = _engine(text)

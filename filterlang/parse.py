@@ -21,10 +21,12 @@ from attrs import evolve
 from lark import Lark, Token
 from lark.exceptions import LarkError
 
+from filterlang import pasted
 from filterlang.ast import Comment, Filter, Script, Span
-from filterlang.build import MAX_DEPTH, Builder, Context, TooDeepError
-from filterlang.diagnostics import MAX_DIAGNOSTICS, Diagnostic, Severity
+from filterlang.build import MAX_DEPTH, Builder, Context, TooDeepError, unescape
+from filterlang.diagnostics import MAX_DIAGNOSTICS, Diagnostic, Fix, Severity
 from filterlang.fastparse import FastParser
+from filterlang.fmt import quote
 from filterlang.syntax_errors import Chunk, translate
 
 MAX_NAME = 128
@@ -44,6 +46,8 @@ _BINARY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 # The same characters one by one: a substring test per character is a tenth of the class search.
 _BINARY_CHARS = tuple(c for c in map(chr, range(128)) if _BINARY.match(c))
 _DESCRIPTION = re.compile(r"^ ?description:[ \t]*(.*?)\s*$")
+# The CLI's end-of-input line, as the grammar's _CLI_END accepts it (column 1, spaces after).
+_CLI_END = re.compile(r"^\.[ \t\r]*$", re.MULTILINE)
 
 
 _IDLE = Context("<string>", "")
@@ -161,6 +165,23 @@ def _name_checks(filters: list[Filter]) -> Iterator[Diagnostic]:
             )
 
 
+def _cli_end_notes(text: str, path: str, reported: set[int]) -> Iterator[Diagnostic]:
+    """N603 for each '.' line: harmless, but it belongs to the appliance's CLI, not the file."""
+    if not (text.startswith(".") or "\n." in text):
+        return
+    for found in _CLI_END.finditer(text):
+        line, col = _position(text, found.start())
+        if line in reported:  # inside a filter: the syntax error says it all
+            continue
+        yield Diagnostic(
+            "N603",
+            Severity.NOTE,
+            "a '.' line ends input at the appliance's CLI; it is not part of the filters",
+            Span(path, line, col, line, col + 1),
+            "'filterlang fmt' removes it",
+        )
+
+
 def _with_descriptions(filters: list[Filter], comments: list[Comment]) -> list[Filter]:
     """Reference 13.5: `# description: text` directly above a filter sets its description."""
     # Looked up from the description comments, which are few, rather than from every filter.
@@ -195,16 +216,53 @@ def parse(text: str, path: str = "<string>") -> tuple[Script | None, list[Diagno
     bad = _binary(text, path)
     if bad is not None:
         return None, [bad]
+    damage: list[Diagnostic] = []
+    if pasted.has_damage(text):
+        found = pasted.find(text)
+        damage = [_damage_diagnostic(text, path, d) for d in found]
+        text = pasted.repair(text, found)
     parser = _get_parser()
     # Parsing allocates hundreds of thousands of small acyclic objects; the cyclic collector
     # would keep rescanning them for nothing (about a fifth of the parse time).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _parse_locked(parser, text, path)
+        script, diags = _parse_locked(parser, text, path)
     finally:
         if collecting:
             gc.enable()
+    if damage:
+        diags = sorted(damage + diags, key=Diagnostic.sort_key)
+    return script, diags
+
+
+def _damage_diagnostic(text: str, path: str, damage: pasted.Damage) -> Diagnostic:
+    """F115: one run of a typographic character, named, with its ASCII replacement."""
+    line, col = _position(text, damage.offset)
+    hint = "'filterlang fmt --fix' replaces every one in the file"
+    if damage.close >= 0:
+        # A whole string between typographic quotes: one diagnostic, one repair.
+        raw = text[damage.offset + 1 : damage.close]
+        span = Span(path, line, col, line, col + damage.close + 1 - damage.offset)
+        value = unescape(raw)
+        return Diagnostic(
+            "F115",
+            Severity.ERROR,
+            f"typographic quotes around {value!r} (pasted text?)",
+            span,
+            f"write strings between straight quotes: {quote(value)}; {hint}",
+            fix=Fix(f"use straight quotes: {quote(value)}", span, quote(value)),
+        )
+    wanted = "a space" if damage.replacement == " " else damage.replacement
+    span = Span(path, line, col, line, col + damage.length)
+    return Diagnostic(
+        "F115",
+        Severity.ERROR,
+        f"{damage.describe()} where {wanted} belongs (pasted text?)",
+        span,
+        f"replace it with {wanted}; {hint}",
+        fix=Fix(f"replace with {wanted}", span, damage.replacement * damage.length),
+    )
 
 
 def _parse_locked(parser: _Parser, text: str, path: str) -> tuple[Script | None, list[Diagnostic]]:
@@ -218,6 +276,7 @@ def _parse_locked(parser: _Parser, text: str, path: str) -> tuple[Script | None,
         else:
             found, comments, diags = _recover(parser, text, path, ctx, failure)
     diags.extend(_name_checks(found))
+    diags.extend(_cli_end_notes(text, path, {d.span.line for d in diags}))
     found = _with_descriptions(found, comments)
     diags.sort(key=Diagnostic.sort_key)
     return Script(tuple(found), tuple(comments), path), diags

@@ -51,6 +51,7 @@ _WORDS = {
     "RBRACE": "'}'",
     "ELSE": "'else'",
     "$END": "the end of the file",
+    "_CLI_END": "a '.' line",
 }
 _SOFT_KEYWORDS = {"DESCRIPTION", "DIRECTION", "APPLY", "INCOMING", "OUTGOING", "ALL", "ANY"}
 _NAMES = {"NAME", *_SOFT_KEYWORDS}
@@ -88,7 +89,8 @@ class Chunk:
 
 def expected_words(expected: set[str]) -> str:
     """List the expected terminals in the user's words: "'{', 'and' or 'or'"."""
-    names = set(expected)
+    # The '.' line is accepted where a filter may start, but it is never what the author missed.
+    names = set(expected) - {"_CLI_END"}
     if "NAME" in names:
         names -= _SOFT_KEYWORDS
     words = [w for k, w in _WORDS.items() if k in names and k != "COMMA"]
@@ -190,7 +192,31 @@ def _diag(
 
 
 _LEFT_STOP = set(" \t\r\n=<>!(,'\"")
-_RIGHT_STOP = {"COMPARATOR": set(" \t\r\n{;'\"#"), "ARG": set(" \t\r\n{;,)'\"#")}
+_RIGHT_STOP = {"COMPARATOR": set(" \t\r\n{;'\"#"), "ARG": set(" \t\r\n{;,'\"#")}
+
+
+def _token_end(text: str, pos: int, stops: set[str]) -> int:
+    """Where an unquoted value starting at ``pos`` ends.
+
+    A ``)`` ends it unless the value opened that parenthesis itself (``^(a|b)$`` is one regex,
+    but in ``if (subject == ^x) {`` the ``)`` closes the condition); an escaped one never does.
+    """
+    depth, end = 0, pos
+    while end < len(text):
+        c = text[end]
+        if c == "\\":
+            end += 2
+            continue
+        if c in stops:
+            break
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        end += 1
+    return min(end, len(text))
 
 
 def _unquoted(w: _Where) -> Diagnostic | None:
@@ -205,10 +231,7 @@ def _unquoted(w: _Where) -> Diagnostic | None:
     if before.type == "LPAR" and w.token_before(before.start_pos or 0) is None:
         return None
     stops = _RIGHT_STOP["COMPARATOR" if before.type == "COMPARATOR" else "ARG"]
-    end = w.pos
-    while end < len(text) and text[end] not in stops:
-        end += 1
-    end = max(end, w.pos + 1)
+    end = max(_token_end(text, start, stops), w.pos + 1)
     word = text[start:end]
     line, col = w.line_col(start)
     span = w.span_at(line, col, end - start)
@@ -317,6 +340,14 @@ def _from_token(w: _Where, exc: UnexpectedToken) -> Diagnostic:
     if tok.type == "$END":
         return _at_end(w, expected)
     span = w.token_span(tok)
+    if tok.type == "_CLI_END":
+        return _diag(
+            "F101",
+            "a '.' line inside a filter",
+            span,
+            "the '.' line ends input at the appliance's CLI; it may stand only between filters "
+            "and after the last one",
+        )
     if tok.type == "IF" and w.prev_is("ELSE"):
         return _diag("F106", "'else if' is not part of the language", span, _nested_hint(w, tok))
     if tok.type == "RBRACE" and prev is not None and prev.type == "LBRACE":

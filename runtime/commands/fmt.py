@@ -1,7 +1,7 @@
 """`filterlang fmt`: rewrite filter files in the one canonical layout.
 
 With ``--check`` nothing is written: the command names each file that would change and exits
-1. A file with syntax errors is left alone and its errors are printed (exit 1); a file that
+1. ``--fix`` also repairs pasted-text damage (F115: typographic quotes, dashes, no-break spaces). A file with syntax errors is left alone and its errors are printed (exit 1); a file that
 cannot be read gives exit 2.
 """
 
@@ -19,12 +19,20 @@ from filterlang.fmt import format_script
 from filterlang.reporter import format_text
 from runtime.commands._files import read_all
 
+# Errors that the formatter's output repairs, so --fix may write over them.
+FIXABLE = frozenset({"F115"})
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command line of `filterlang fmt`."""
     parser.add_argument("paths", nargs="+", metavar="PATH", help="filter file or directory")
     parser.add_argument(
         "--check", action="store_true", help="write nothing; exit 1 if a file would change"
+    )
+    parser.add_argument(
+        "--fix",
+        action="store_true",
+        help="also replace typographic quotes, dashes and no-break spaces from pasted text (F115)",
     )
 
 
@@ -51,7 +59,12 @@ def run(args: argparse.Namespace) -> int:
             status = 2
             continue
         script, diags = parse_bytes(source.data, source.path)
-        if script is None or any(d.severity is Severity.ERROR for d in diags):
+        # The parser reads pasted-text damage as its ASCII replacement; with --fix the layout
+        # printed from that reading is the repaired file.
+        fixable = FIXABLE if args.fix else frozenset()
+        if script is None or any(
+            d.severity is Severity.ERROR and d.code not in fixable for d in diags
+        ):
             text = source.data.decode("utf-8", "replace")
             sys.stderr.write(format_text(diags, {source.path: text}))
             status = max(status, 1)

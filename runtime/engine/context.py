@@ -8,6 +8,7 @@ defects are recorded on the context and never raised.
 from __future__ import annotations
 
 import email.policy
+from email.charset import QP, Charset
 from email.errors import HeaderParseError
 from email.feedparser import BytesFeedParser
 from email.header import Header, decode_header, make_header
@@ -42,11 +43,20 @@ class Envelope:
 
     @classmethod
     def simple(cls, mail_from: str, rcpts: list[str] | tuple[str, ...]) -> Envelope:
-        return cls(mail_from, tuple(Recipient(r) for r in rcpts))
+        """An envelope from addresses as a user types them (``filterlang test``, suites)."""
+        return cls(smtp_address(mail_from), tuple(Recipient(r) for r in rcpts))
 
     @property
     def rcpt_addresses(self) -> tuple[str, ...]:
         return tuple(r.address for r in self.recipients)
+
+
+def smtp_address(text: str) -> str:
+    """An address as SMTP writes it, without its brackets: ``<>`` is the null sender ``''``."""
+    text = text.strip()
+    if text.startswith("<") and text.endswith(">"):
+        return text[1:-1].strip()
+    return text
 
 
 @frozen
@@ -138,6 +148,7 @@ class MessageContext:
     _hlist_full: list[tuple[str, str]] | None = None
     _head_end: int = -1  # where the top-level header block ends in raw (computed once)
     elided: Any = None  # runtime.engine.elide.Elided for large messages, set by the full parse
+    _subject0: str | None = None  # the Subject before it was last stripped (see subject())
 
     # --- parsing ----------------------------------------------------------------------------
 
@@ -266,7 +277,19 @@ class MessageContext:
         self._hcache[key] = out
         return out
 
+    def subject(self) -> str:
+        """``$Subject``: the Subject as it stands, or while it is stripped, as it was before.
+
+        The guide's own subject-tagging idiom is ``strip-header('Subject');
+        insert-header('Subject', '[TAG] $Subject')``: read after the strip, the subject would
+        be gone and the tag would replace it.
+        """
+        values = self.header_values("Subject")
+        return values[0] if values else (self._subject0 or "")
+
     def edit_header(self, op: str, name: str, value: str = "") -> None:
+        if op == "strip" and name.lower() == "subject":
+            self._subject0 = self.subject()
         entry = (op, name, value)
         self._modified = True
         self._all_header_ops.append(entry)
@@ -380,9 +403,15 @@ def decode_words(value: str, defects: list[str]) -> str:
         return value
 
 
+# Quoted-printable ("Q") encoded words, as the guide says inserted headers are written; the
+# standard library's utf-8 default picks base64 whenever that is shorter.
+_Q_UTF8 = Charset("utf-8")
+_Q_UTF8.header_encoding = QP
+
+
 def _encode_value(value: str) -> str:
-    """How a header value inserted by an action is written (RFC 2047 when non-ASCII)."""
-    return value if value.isascii() else Header(value, "utf-8").encode()
+    """How a header value inserted by an action is written (RFC 2047 Q words when non-ASCII)."""
+    return value if value.isascii() else Header(value, _Q_UTF8).encode()
 
 
 def _apply_list_op(pairs: list[tuple[str, str]], op: _HeaderOp) -> None:
@@ -451,9 +480,9 @@ def _apply_header_op(msg: Message, op: _HeaderOp) -> None:
     if kind == "strip":
         del msg[name]
     elif kind == "insert":
-        msg[name] = value
+        msg[name] = _encode_value(value)  # encoded here, or serialising picks base64
     elif kind == "replace":
         # value holds the new values joined by NUL, one per existing instance, in order
         del msg[name]
         for v in value.split("\0"):
-            msg[name] = v
+            msg[name] = _encode_value(v)

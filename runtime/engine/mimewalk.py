@@ -1,4 +1,5 @@
-"""Walk a message's MIME tree: body parts versus attachments (reference 5.9) and decoding (5.6).
+"""Walk a message's MIME tree: body parts versus attachments (reference 5.9, as the guide words
+it: the body is the first text part) and decoding (5.6).
 
 Limits keep bad input bounded: nesting deeper than ``MAX_DEPTH`` and parts beyond ``MAX_PARTS``
 are not walked (a defect is recorded); attachments larger than ``MAX_SCAN`` bytes are not decoded
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import re
 from collections.abc import Iterator
 from email.message import Message
@@ -40,6 +42,7 @@ class Part:
     elided_key: str = ""
     host: Part | None = None  # for a uuencoded block: the body part that carries it
     block: str = ""  # the uuencoded text itself, removed from the host when dropped
+    typed: bool = True  # whether the part declares a Content-Type (else it is the default)
     _payload: bytes | None = None
     _text: str | None = None
     _utf8: bytes | None = None
@@ -144,10 +147,20 @@ def decode_transfer(msg: Message) -> bytes:
 
 
 def _filename(msg: Message) -> str:
+    """The attachment's name exactly as sent (reference 6.7: matching is whitespace-sensitive).
+
+    ``Message.get_filename`` strips the name, but only for some encodings (a quoted name, an
+    RFC 2231 ``%20``; not an RFC 2047 ``_``, decoded after it): the same ``evil.exe `` would
+    match ``\\.exe$`` or not depending on how the sender wrote it. So the parameter is read
+    the way ``get_filename`` reads it, without the strip.
+    """
     try:
-        name = msg.get_filename()
+        raw = msg.get_param("filename", None, "content-disposition")
+        if raw is None:
+            raw = msg.get_param("name", None, "content-type")
+        name = "" if raw is None else email.utils.collapse_rfc2231_value(raw)
     except Exception:
-        name = None
+        name = ""
     if not name:
         return ""
     from runtime.engine.context import decode_words
@@ -165,7 +178,12 @@ def walk(root: Message, defects: list[str], elided: Any = None) -> list[Part]:
     alt_counter = 0
     # explicit stack: a 500-deep message must not exhaust the Python stack
     stack: list[tuple[Message, int, int | None]] = [(root, 0, None)]
-    single = not root.is_multipart()
+    # The guide: the body is the first text part and "any additional MIME parts" are
+    # attachments. The other renderings of that text in its multipart/alternative (plain and
+    # HTML) are the same body; a later text part (a list footer, the text Apple Mail puts
+    # between inline images) is an attachment.
+    body_found = False
+    body_alt: int | None = None
     while stack:
         msg, depth, alt = stack.pop()
         if depth > MAX_DEPTH:
@@ -188,18 +206,21 @@ def walk(root: Message, defects: list[str], elided: Any = None) -> list[Part]:
             ctype = msg.get_content_type()
             name = _filename(msg)
             disposition = (msg.get_content_disposition() or "").lower()
-        else:  # what those three calls find in a part without Content-* fields, found faster
-            ctype, name, disposition = msg.get_default_type(), "", ""
-        is_body = ctype in ("text/plain", "text/html") and disposition != "attachment" and not name
-        if single and ctype not in ("text/plain", "text/html"):
-            is_body = False
+            typed = msg.get("Content-Type") is not None
+        else:  # what those calls find in a part without Content-* fields, found faster
+            ctype, name, disposition, typed = msg.get_default_type(), "", "", False
+        text = ctype in ("text/plain", "text/html") and disposition != "attachment" and not name
+        if text and not body_found:
+            is_body, body_found, body_alt = True, True, alt
+        else:
+            is_body = text and alt is not None and alt == body_alt
         raw = msg.get_payload(decode=False)
         size = len(raw) if isinstance(raw, str) else 0
         key = ""
         if elided is not None and isinstance(raw, str) and raw.startswith("FILTERLANGELIDED"):
             key = raw.strip()
             size = elided.size(key)
-        part = Part(msg, is_body, alt, name, ctype, size, elided, key)
+        part = Part(msg, is_body, alt, name, ctype, size, elided, key, typed=typed)
         parts.append(part)
         if is_body and ctype == "text/plain" and size <= MAX_SCAN * 2:
             parts.extend(_uuencoded(part))

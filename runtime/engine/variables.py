@@ -66,7 +66,7 @@ _TABLE: dict[str, Callable[[MessageContext], str]] = {
     "remotehost": lambda c: c.connection.remote_host,
     "reputation": lambda c: _reputation(c),
     "smtpauthid": lambda c: c.connection.auth_user,
-    "subject": lambda c: (c.header_values("Subject") or [""])[0],
+    "subject": lambda c: c.subject(),
     "time": lambda c: time.strftime("%H:%M:%S"),
     "timestamp": lambda c: formatdate(localtime=True),
 }

@@ -124,3 +124,32 @@ def test_fmt_leaves_broken_files_alone(tmp_path: Path, capsys: pytest.CaptureFix
 
 def test_fmt_missing_file_exits_2(tmp_path: Path) -> None:
     assert main(["fmt", str(tmp_path / "nope.filter")]) == 2
+
+
+PASTED = (
+    "mark_signed:\n    if signed {\n"
+    "\u00a0\u00a0\u00a0\u00a0\u00a0\u00a0\u00a0\u00a0insert\u2013header(\u201cX-Signed\u201d, 'it\u2019s \u201cok\u201d');\n"
+    "    }\n.\n"
+)
+
+
+def test_fmt_fix_repairs_pasted_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "pasted.filter"
+    path.write_text(PASTED, encoding="utf-8")
+    # Without --fix the damage is reported and the file left alone.
+    assert main(["fmt", str(path)]) == 1
+    assert path.read_text(encoding="utf-8") == PASTED
+    assert "error[F115]" in capsys.readouterr().err
+    # With it, the ASCII characters replace the typographic ones outside the string; the
+    # string's own content and the '.' line's removal follow the usual layout.
+    assert main(["fmt", "--fix", str(path)]) == 0
+    assert path.read_text(encoding="utf-8") == (
+        "mark_signed:\n    if signed {\n        insert-header('X-Signed', 'it\u2019s \u201cok\u201d');\n    }\n"
+    )
+    assert main(["lint", str(path)]) == 0
+
+
+def test_fmt_fix_still_refuses_other_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.filter"
+    path.write_text(BAD.replace("'X-Signed'", "\u2018X-Signed\u2019"), encoding="utf-8")
+    assert main(["fmt", "--fix", str(path)]) == 1

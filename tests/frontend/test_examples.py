@@ -35,3 +35,26 @@ def test_there_are_enough_examples() -> None:
 def test_examples_are_in_canonical_layout(capsys: pytest.CaptureFixture[str]) -> None:
     # What we ship is what `filterlang fmt` writes, so `fmt --check` in a user's CI starts green.
     assert main(["fmt", "--check", str(EXAMPLES)]) == 0, capsys.readouterr().out
+
+
+def test_examples_name_only_what_the_example_configuration_defines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = EXAMPLES.parent / "gateway.toml"
+    assert main(["lint", "--strict", "--config", str(config), str(EXAMPLES)]) == 0, (
+        capsys.readouterr().out
+    )
+
+
+def test_every_example_file_has_a_suite_case() -> None:
+    # At least 15 files (issue 15), each run by a case of some suite in examples/suites.
+    import tomllib
+
+    assert len(FILES) >= 15
+    covered: set[Path] = set()
+    for suite in (EXAMPLES.parent / "suites").glob("*.toml"):
+        data = tomllib.loads(suite.read_text(encoding="utf-8"))
+        if data.get("case"):
+            covered |= {(suite.parent / f).resolve() for f in data["filters"]}
+    missing = [p.name for p in FILES if p.resolve() not in covered]
+    assert not missing, f"example filters without a suite case: {missing}"

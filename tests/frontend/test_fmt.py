@@ -94,10 +94,10 @@ def test_comments_stay_where_they_were() -> None:
     )
 
 
-def test_comment_inside_a_condition_moves_into_the_block() -> None:
+def test_comment_inside_a_condition_stays_in_the_condition() -> None:
     source = "x:\n  if signed\n  # why\n  and encrypted { no-op(); }\n"
-    assert (
-        fmt(source) == "x:\n    if signed and encrypted {\n        # why\n        no-op();\n    }\n"
+    assert fmt(source) == (
+        "x:\n    if signed\n        # why\n        and encrypted {\n        no-op();\n    }\n"
     )
 
 

@@ -86,6 +86,8 @@ def _spans(filters: object) -> list[object]:
         "content-filter all! description 'd' direction incoming apply any if true { drop(); }",
         "# only a comment\n",
         "",
+        # The CLI's end-of-input line, pasted between filters and at the end (issue 15).
+        "a: if true { no-op(); }\n.\nb: if true { no-op(); }\n. \r\n.",
     ],
 )
 def test_same_tree_and_spans(text: str) -> None:
@@ -104,9 +106,10 @@ def test_same_tree_for_generated_scripts(text: str) -> None:
     assert fast_comments == slow_comments
 
 
-@pytest.mark.parametrize("tail", ["\u00a0", "\u2003", "\x85"])
-def test_other_unicode_spaces_are_not_whitespace(tail: str) -> None:
+@pytest.mark.parametrize(("tail", "code"), [("\u00a0", "F115"), ("\u2003", "F101"), ("\x85", "F101")])
+def test_other_unicode_spaces_are_not_whitespace(tail: str, code: str) -> None:
     from filterlang import parse
 
+    # A no-break space is the pasted-text damage F115 names; other spaces are plain errors.
     _, diags = parse("x: if true { drop(); }" + tail)
-    assert [d.code for d in diags] == ["F101"]
+    assert [d.code for d in diags] == [code]

@@ -55,7 +55,9 @@ def attachment_filename(ctx: MessageContext, t: CRule) -> RuleResult:
 
 
 def _type_of(p: Part) -> str:
-    if p.declared_type in ("application/octet-stream", "") and p.filename:
+    # The guide: the type is guessed from the extension "if there is no explicit type given"
+    # (and for the generic octet-stream, which says no more).
+    if (not p.typed or p.declared_type in ("application/octet-stream", "")) and p.filename:
         guessed, _ = mimetypes.guess_type(p.filename)
         return guessed or p.declared_type
     return p.declared_type

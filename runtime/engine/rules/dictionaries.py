@@ -70,42 +70,60 @@ def attachment_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     return _scan(ctx, t, False, True)
 
 
-def _text_rule(ctx: MessageContext, name: str, values: list[str], what: str) -> RuleResult:
+def _threshold(t: CRule, index: int) -> int:
+    # The optional count threshold (reference 5.8): at least this score; 1 when left out.
+    return int(arg(t, index, 1) or 1)
+
+
+def _text_rule(
+    ctx: MessageContext, name: str, values: list[str], what: str, threshold: int
+) -> RuleResult:
     d = _dict(ctx, name)
     if d is None:
         return RuleResult(False, f"dictionary {name!r} does not exist")
     score = sum(dict_score(d, v)[0] for v in values)
-    return RuleResult(score > 0, f"{what} scores {score} in dictionary {name}")
+    return RuleResult(
+        score >= threshold, f"{what} scores {score} in dictionary {name}, threshold {threshold}"
+    )
 
 
 def subject_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
-    return _text_rule(ctx, str(arg(t, 0, "")), ctx.header_values("Subject"), "subject")
+    values = ctx.header_values("Subject")
+    return _text_rule(ctx, str(arg(t, 0, "")), values, "subject", _threshold(t, 1))
 
 
 def header_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     header = str(arg(t, 1, ""))
-    return _text_rule(ctx, str(arg(t, 0, "")), ctx.header_values(header), f"header {header}")
+    values = ctx.header_values(header)
+    return _text_rule(ctx, str(arg(t, 0, "")), values, f"header {header}", _threshold(t, 2))
 
 
-def _addr_rule(ctx: MessageContext, name: str, addrs: tuple[str, ...], what: str) -> RuleResult:
+def _addr_rule(
+    ctx: MessageContext, name: str, addrs: tuple[str, ...], what: str, threshold: int
+) -> RuleResult:
+    # One address is scored on its own (the weights of the terms it matches): recipients do
+    # not add up, so a threshold of 2 never holds because two recipients matched once each.
     d = _dict(ctx, name)
     if d is None:
         return RuleResult(False, f"dictionary {name!r} does not exist")
     for a in addrs:
-        for term, _ in d.terms:
-            if rx.search(_address_term(term), a):
-                return RuleResult(True, f"{what} {a} matches {term!r}")
-    return RuleResult(False, f"no {what} in dictionary {name}")
+        hits = [(term, weight) for term, weight in d.terms if rx.search(_address_term(term), a)]
+        score = sum(weight for _, weight in hits)
+        if hits and score >= threshold:
+            return RuleResult(True, f"{what} {a} matches {hits[0][0]!r} (score {score})")
+    return RuleResult(False, f"no {what} in dictionary {name} (threshold {threshold})")
 
 
 def mail_from_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
-    return _addr_rule(ctx, str(arg(t, 0, "")), (ctx.envelope.mail_from,), "sender")
+    addrs = (ctx.envelope.mail_from,)
+    return _addr_rule(ctx, str(arg(t, 0, "")), addrs, "sender", _threshold(t, 1))
 
 
 def rcpt_to_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
-    return _addr_rule(ctx, str(arg(t, 0, "")), ctx.envelope.rcpt_addresses, "recipient")
+    addrs = ctx.envelope.rcpt_addresses
+    return _addr_rule(ctx, str(arg(t, 0, "")), addrs, "recipient", _threshold(t, 1))
 
 
 def attachment_filename_dictionary_match(ctx: MessageContext, t: CRule) -> RuleResult:
     names = [p.filename for p in parts(ctx) if not p.is_body and p.filename]
-    return _text_rule(ctx, str(arg(t, 0, "")), names, "attachment names")
+    return _text_rule(ctx, str(arg(t, 0, "")), names, "attachment names", _threshold(t, 1))
