@@ -28,6 +28,7 @@ from pyhanko_certvalidator.errors import (
 )
 from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
 
+from smime._pathcache import PATHS, certificate_events, chain_key, crl_events
 from smime.policy import DEFAULT_POLICY, VerifyPolicy
 from smime.trust import TrustStore
 
@@ -121,6 +122,30 @@ def path_reasons(
     crls: Sequence[bytes],
     fetch_revocation: str,
     policy: VerifyPolicy = DEFAULT_POLICY,
+) -> list[Reason]:
+    """Why the signer's path is not valid at `now` (nothing: it is), from the cache of
+    successful validations (smime/_pathcache.py) when all revocation data is at hand."""
+    if fetch_revocation != "off":  # what a fetch would find is not in the cache's key
+        return _validate(cert, certs, trust, now, crls, fetch_revocation, policy)
+    others = [c for c in certs if c != cert]
+    key = chain_key(cert, others, trust.fingerprint(), crls, (policy.legacy, policy.rsa_floor))
+    if PATHS.valid(key, now):
+        return []
+    reasons = _validate(cert, certs, trust, now, crls, fetch_revocation, policy)
+    if not reasons:
+        PATHS.remember(key, now, [*trust.events(), *certificate_events([cert, *others]),
+                                  *crl_events(crls)])
+    return reasons
+
+
+def _validate(
+    cert: x509.Certificate,
+    certs: Sequence[x509.Certificate],
+    trust: TrustStore,
+    now: dt.datetime,
+    crls: Sequence[bytes],
+    fetch_revocation: str,
+    policy: VerifyPolicy,
 ) -> list[Reason]:
     all_crls = [*trust.crls, *crls]
     # smime.md 5.2: digitalSignature or nonRepudiation; an absent KU permits both.
