@@ -523,7 +523,7 @@ class QueueRunner:
         self._astop = False
         limit = 2 * self.config.workers
         inflight: set[asyncio.Task[None]] = set()
-        last_scan = 0.0
+        last_scan = -math.inf  # the first pass lists `incoming` and scans `deferred`, whatever the clock
         taken = 0
 
         def done(task: asyncio.Task[None]) -> None:
