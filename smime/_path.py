@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+import os
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509
@@ -25,6 +28,7 @@ from pyhanko_certvalidator.errors import (
 )
 from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
 
+from smime._pathcache import PATHS, certificate_events, chain_key, crl_events
 from smime.policy import DEFAULT_POLICY, VerifyPolicy
 from smime.trust import TrustStore
 
@@ -33,6 +37,56 @@ Reason = tuple[str, str]
 # pyhanko-certvalidator logs full tracebacks for CRL-issuer path failures that it then turns
 # into a normal validation error; without a handler Python prints them to stderr.
 logging.getLogger("pyhanko_certvalidator").addHandler(logging.NullHandler())
+
+
+class _FetchLoop:
+    """An event loop of the validator's own, in a daemon thread, for validations that fetch
+    CRLs or certificates over the network (pyhanko's fetchers need a running loop).
+
+    Why not a fresh loop per call (asyncio's run): the gateway's queue process calls the
+    verifier from inside its own event loop, where that raises (issue 12: every small signed
+    inbound message went to `hold`); and running the fetch on the caller's loop would need the
+    whole verifier to be async. The caller's thread blocks for the fetch, as it would for any
+    other blocking I/O."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # After a fork (the gateway forks its workers) the thread is gone: start another.
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="path-validation-fetch",
+                                 daemon=True).start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    def complete(self, coro: Coroutine[Any, Any, object]) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self._running()).result()
+
+
+_FETCH_LOOP = _FetchLoop()
+
+
+def _complete(make: Callable[[], Coroutine[Any, Any, object]], fetching: bool) -> object:
+    """Run one of pyhanko's validation coroutines to its end from plain synchronous code, in
+    any thread, whether or not that thread runs an event loop.
+
+    Without fetching, validation never waits for anything (certificates and CRLs are all in
+    memory), so the coroutine is stepped to its end right here: no loop, no thread, no cost.
+    Should it ever wait after all, that attempt is dropped and the work done again on the
+    fetch loop, as validations that fetch always are."""
+    if not fetching:
+        coro = make()
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            return done.value
+        coro.close()
+    return _FETCH_LOOP.complete(make())
 
 
 def _stale_revocation(
@@ -69,6 +123,30 @@ def path_reasons(
     fetch_revocation: str,
     policy: VerifyPolicy = DEFAULT_POLICY,
 ) -> list[Reason]:
+    """Why the signer's path is not valid at `now` (nothing: it is), from the cache of
+    successful validations (smime/_pathcache.py) when all revocation data is at hand."""
+    if fetch_revocation != "off":  # what a fetch would find is not in the cache's key
+        return _validate(cert, certs, trust, now, crls, fetch_revocation, policy)
+    others = [c for c in certs if c != cert]
+    key = chain_key(cert, others, trust.fingerprint(), crls, (policy.legacy, policy.rsa_floor))
+    if PATHS.valid(key, now):
+        return []
+    reasons = _validate(cert, certs, trust, now, crls, fetch_revocation, policy)
+    if not reasons:
+        PATHS.remember(key, now, [*trust.events(), *certificate_events([cert, *others]),
+                                  *crl_events(crls)])
+    return reasons
+
+
+def _validate(
+    cert: x509.Certificate,
+    certs: Sequence[x509.Certificate],
+    trust: TrustStore,
+    now: dt.datetime,
+    crls: Sequence[bytes],
+    fetch_revocation: str,
+    policy: VerifyPolicy,
+) -> list[Reason]:
     all_crls = [*trust.crls, *crls]
     # smime.md 5.2: digitalSignature or nonRepudiation; an absent KU permits both.
     ku = set(cert.key_usage_value.native) if cert.key_usage_value is not None else set()
@@ -101,7 +179,15 @@ def path_reasons(
             ),
         )
         validator = CertificateValidator(cert, validation_context=ctx)
-        asyncio.run(validator.async_validate_usage(ku_wanted, eku_wanted, extended_optional=True))
+
+        async def validate() -> None:
+            try:
+                await validator.async_validate_usage(ku_wanted, eku_wanted,
+                                                     extended_optional=True)
+            finally:
+                await ctx.aclose()  # the HTTP session of a fetching validation
+
+        _complete(validate, fetch_revocation != "off")
 
     try:
         # pyhanko's soft/hard-fail modes only consult CRLs for certificates that declare a

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import attrs
 from asn1crypto import crl as asn1_crl
 from asn1crypto import pem, x509
 
+from smime._pathcache import certificate_events, crl_events, raw
 from smime.errors import MalformedError
 
 
@@ -31,6 +34,30 @@ class TrustStore:
 
     anchors: tuple[x509.Certificate, ...] = ()
     crls: tuple[asn1_crl.CertificateList, ...] = ()
+    # Worked out once, on first use, for the path-validation cache (smime/_pathcache.py).
+    _fingerprint: bytes = attrs.field(default=b"", init=False, eq=False, repr=False)
+    _events: tuple[dt.datetime, ...] | None = attrs.field(default=None, init=False, eq=False,
+                                                          repr=False)
+
+    def fingerprint(self) -> bytes:
+        """A digest of every anchor and CRL held: two stores trust alike exactly when their
+        fingerprints match, so a changed CRL or anchor never finds an older cached answer."""
+        if not self._fingerprint:
+            h = hashlib.sha256(b"filterlang trust v1\0")
+            for part in (*(raw(a) for a in self.anchors), b"\0crls", *(raw(c) for c in self.crls)):
+                h.update(len(part).to_bytes(4, "big"))
+                h.update(part)
+            object.__setattr__(self, "_fingerprint", h.digest())  # frozen: set once, here
+        return self._fingerprint
+
+    def events(self) -> tuple[dt.datetime, ...]:
+        """The moments at which what this store says changes: anchors' validity, CRLs'
+        thisUpdate and nextUpdate, revocation dates later than their CRL."""
+        if self._events is None:
+            found = (*certificate_events(self.anchors), *crl_events(self.crls))
+            object.__setattr__(self, "_events", tuple(sorted(found)))
+        assert self._events is not None
+        return self._events
 
     @classmethod
     def load(

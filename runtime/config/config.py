@@ -126,7 +126,7 @@ class MailPolicy:
 
 # Messages each queue process works on at once is twice this. Delivery waits on the next hop's
 # replies far more than it computes, so a queue process keeps many transactions open side by
-# side (in its event loop; `filterlang queue` tools use this many threads).
+# side, in its event loop (the name stays from when delivery ran in threads).
 DELIVERY_THREADS = 16
 
 

@@ -3,6 +3,11 @@
 A message leaves `active` only after its successor state is durable: the deferred copy (with
 the still-pending recipients) or the DSN is written and fsync'd before the active file is
 removed. A crash in between leads to a duplicate delivery after restart, never to a loss.
+
+One concurrency model (issue 12): the runner works the queue in an asyncio event loop, the one
+of a queue process of `filterlang serve`. Tests and tools drive the very same loop with
+`run_async(until_idle=True)`; there is no second, threaded runner for them to pass through
+while the gateway fails.
 """
 
 from __future__ import annotations
@@ -17,8 +22,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Protocol
+from typing import Protocol, cast
 
 import attrs
 
@@ -63,12 +67,16 @@ INLINE_LIMIT = 256 * 1024
 
 
 class AsyncTransport(Protocol):
+    """A transport that delivers in the queue's event loop (runtime/smtp_client.py's)."""
+
     async def send_async(
         self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
         mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = (),
     ) -> dict[str, Result]: ...
 
     async def aclose(self) -> None: ...
+
+
 NO_ROUTE = Result(451, "4.4.4 no route to the recipient's domain (no MX)")
 
 
@@ -135,13 +143,16 @@ class Router:
 
 
 class QueueRunner:
-    """Works the spool with a pool of delivery threads; several processes may share a spool."""
+    """Works the spool in an event loop; several processes may share a spool.
+
+    `transport` delivers in the loop when it is an AsyncTransport (the gateway's SMTP client);
+    a blocking Transport (an in-memory one in tests) is called in a thread."""
 
     def __init__(
         self,
         spool: Spool,
         config: DeliveryConfig,
-        transport: Transport,
+        transport: Transport | AsyncTransport,
         *,
         stages: tuple[Stage, ...] = (),
         resolver: Resolver | None = None,
@@ -164,15 +175,12 @@ class QueueRunner:
         self.alerts = alerts
         self.alert_email = alert_email
         self.clock = clock
-        self.wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         # Queue ids to claim next, oldest first (a dict as an ordered set): the listeners
         # offer what they just stored, so `incoming` is listed only now and then (see
         # _claim_incoming).
         self._backlog: dict[str, None] = {}
-        # Offers also come from threads (a large message's pipeline, the delivery threads of
-        # start()), so taking the oldest name and adding one must not interleave.
+        # Offers also come from threads (a large message's pipeline), so taking the oldest
+        # name and adding one must not interleave.
         self._backlog_lock = threading.Lock()
         self._listed_at = -math.inf  # when `incoming` was last listed (time.monotonic)
         # Set while run_async drives this runner in an event loop.
@@ -196,7 +204,8 @@ class QueueRunner:
                     + b"Auto-Submitted: auto-generated\r\n\r\n"
                     + f"{text}\r\n".encode("ascii", "replace"))
             try:
-                self.spool.store(Envelope("", (self.alert_email,), policy="alert", processed=True), body)
+                self.offer(self.spool.store(
+                    Envelope("", (self.alert_email,), policy="alert", processed=True), body))
             except SpoolError:
                 log.error("could not queue the alert mail for %s", self.alert_email)
 
@@ -210,26 +219,6 @@ class QueueRunner:
             if self.spool.move(queue_id, "active", "corrupt"):
                 self.alert("corrupt_queue_file", f"{queue_id}: {exc}; moved to corrupt")
             return None
-
-    def process(self, queue_id: str) -> None:
-        """Handle one message already moved to `active`."""
-        read = self._read_active(queue_id)
-        if read is None:
-            return
-        env, data = read
-        size = len(data)
-        try:
-            self._process(env, data)
-            del data
-            self._spool_works(queue_id)
-            memtrim.after_message(size)
-        except SpoolError as exc:
-            self._spool_failed(queue_id, env, exc)
-        except Exception:
-            # A pipeline bug must not lose the message or stop the queue: park it in hold.
-            log.exception("processing %s failed; moved to hold", queue_id)
-            self.spool.move(queue_id, "active", "hold")
-            self.alert("processing_error", f"{queue_id} moved to hold")
 
     def _spool_failed(self, queue_id: str, env: Envelope, exc: SpoolError) -> None:
         """The disk refused a write (full, failing) while this message was worked on: it goes
@@ -254,11 +243,6 @@ class QueueRunner:
         if self._spool_failing:
             self._spool_failing = False
             log.warning("spool writes work again")
-
-    def _process(self, env: Envelope, data: bytes) -> None:
-        out = (env, data) if env.processed else self._pipeline(env, data)
-        if out is not None:
-            self._deliver(*out)
 
     def _pipeline(self, env: Envelope, data: bytes) -> tuple[Envelope, bytes] | None:
         """Run the stages and act on their outcome (bounces, copies, quarantine); the envelope
@@ -352,7 +336,8 @@ class QueueRunner:
                 m.child(counter, label).inc()
 
     def _send(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes) -> dict[str, Result]:
-        transport = self.maildir if dest == MAILDIR and self.maildir else self.transport
+        """Deliver through a blocking transport: the maildir, or a transport without asyncio."""
+        transport = self.maildir if dest == MAILDIR and self.maildir else cast(Transport, self.transport)
         opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
         return transport.send(
             dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
@@ -364,21 +349,6 @@ class QueueRunner:
         for rcpt in env.rcpt_tos:
             by_dest[tuple(self.router.route(rcpt, env.alt_mailhost))].append(rcpt)
         return by_dest
-
-    def _deliver(self, env: Envelope, data: bytes) -> None:
-        now = self.clock()
-        results: dict[str, tuple[Result, str]] = {}
-        for dests, rcpts in self._routes(env).items():
-            pending = list(rcpts)
-            if not dests:
-                results.update({r: (NO_ROUTE, "") for r in rcpts})
-            for dest in dests:  # MX hosts in preference order; the next only on temp failure
-                got = self._send(dest, env, pending, data)
-                results.update({r: (res, str(dest)) for r, res in got.items()})
-                pending = [r for r in pending if not got[r].ok and not got[r].permanent]
-                if not pending:
-                    break
-        self._settle(env, data, results, now)
 
     def _settle(self, env: Envelope, data: bytes, results: dict[str, tuple[Result, str]],
                 now: float) -> None:
@@ -461,17 +431,6 @@ class QueueRunner:
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def run_once(self, pool: ThreadPoolExecutor | None = None) -> int:
-        """Claim and process everything ready now; return how many messages were handled."""
-        # A bounded active window: claim at most a batch, so sibling processes get work too.
-        ids = list(itertools.islice(self.spool.claim_ready(self.clock()), ACTIVE_WINDOW))
-        if pool is None:
-            for qid in ids:
-                self.process(qid)
-        else:
-            list(pool.map(self.process, ids))
-        return len(ids)
-
     def offer(self, queue_id: str) -> None:
         """A message just stored in `incoming` (by the listener or by this runner): claim it
         without listing the folder. Safe from any thread."""
@@ -480,7 +439,6 @@ class QueueRunner:
         self._notify()
 
     def _notify(self) -> None:
-        self.wake.set()
         loop, awake = self._aloop, self._awake
         if loop is not None and awake is not None:
             try:
@@ -492,11 +450,6 @@ class QueueRunner:
             else:  # from a thread that runs a large message's pipeline
                 with contextlib.suppress(RuntimeError):  # the loop is closing
                     loop.call_soon_threadsafe(awake.set)
-
-    def start(self) -> None:
-        """Run the queue in a thread with a pool of delivery threads (blocking transports)."""
-        self._thread = threading.Thread(target=self._run_threads, name="queue-runner", daemon=True)
-        self._thread.start()
 
     def _claim_incoming_now(self, room: int, last_scan: float) -> tuple[list[str], float | None]:
         """Up to `room` messages from `incoming`; and the time now when the deferred queue is
@@ -516,33 +469,6 @@ class QueueRunner:
 
     def _claim_deferred(self, now: float, room: int) -> list[str]:
         return list(itertools.islice(self.spool.claim_ready(now, include_incoming=False), room))
-
-    def _run_threads(self) -> None:
-        # Keep up to 2 x threads messages in flight and top up as each one finishes, so one
-        # slow destination never holds back the rest of a batch.
-        limit = 2 * self.config.workers
-        inflight: set[Future[None]] = set()
-        last_scan = 0.0
-        with ThreadPoolExecutor(self.config.workers, thread_name_prefix="deliver") as pool:
-            while not self._stop.is_set():
-                self.wake.clear()
-                room = limit - len(inflight)
-                if room > 0:
-                    ids, scan_at = self._claim_incoming_now(room, last_scan)
-                    if scan_at is not None:
-                        try:
-                            ids += self._claim_deferred(scan_at, room - len(ids))
-                        except Exception:
-                            log.exception("queue runner pass failed")
-                        if len(ids) < room:
-                            last_scan = scan_at
-                    inflight |= {pool.submit(self.process, qid) for qid in ids}
-                if inflight:
-                    _, inflight = wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
-                    inflight = set(inflight)
-                else:
-                    self.wake.wait(0.5)
-            wait(inflight)
 
     def _claim_incoming(self, room: int, relist: bool = False) -> list[str]:
         """Claim up to `room` messages from `incoming`, oldest first.
@@ -583,25 +509,22 @@ class QueueRunner:
         with self._backlog_lock:
             self._backlog.update(names)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self.wake.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.transport.close()
+    # -- the queue's event loop ----------------------------------------------------------------
 
-    # -- the gateway's queue: one event loop per queue process ---------------------------------
+    async def run_async(self, *, until_idle: bool = False) -> int:
+        """Work the queue in the running event loop; return how many messages it took.
 
-    async def run_async(self, transport: AsyncTransport | None = None) -> None:
-        """Work the queue in the running event loop until `request_stop`, then finish what is
-        in flight. SMTP delivery goes through `transport` without threads (another transport
-        runs in a thread); see runtime/smtp_client.py for why."""
+        A queue process of `filterlang serve` runs this until `request_stop`, then finishes
+        what is in flight. With `until_idle` (tests, tools) it returns instead as soon as
+        nothing is in flight and nothing more is ready: whatever was in `incoming`, the
+        deferred messages due when it started, and what they led to (DSNs, copies)."""
         loop = self._aloop = asyncio.get_running_loop()
         self._awake = awake = asyncio.Event()
         self._astop = False
         limit = 2 * self.config.workers
         inflight: set[asyncio.Task[None]] = set()
-        last_scan = 0.0
+        last_scan = -math.inf  # the first pass lists `incoming` and scans `deferred`, whatever the clock
+        taken = 0
 
         def done(task: asyncio.Task[None]) -> None:
             inflight.discard(task)
@@ -630,19 +553,28 @@ class QueueRunner:
                         if len(ids) < room:
                             last_scan = scan_at
                     for qid in ids:
-                        task = loop.create_task(self.process_async(qid, transport),
-                                                name=f"deliver {qid}")
+                        task = loop.create_task(self.process_async(qid), name=f"deliver {qid}")
                         inflight.add(task)
                         task.add_done_callback(done)
+                    taken += len(ids)
+                    if until_idle and not ids and not inflight:
+                        break
                 await awake.wait()
             if inflight:
                 await asyncio.wait(inflight)
         finally:
             ticker[0].cancel()
-            if transport is not None:
-                await transport.aclose()
-            self.transport.close()
+            await self._close_transport()
             self._aloop = self._awake = None
+        return taken
+
+    async def _close_transport(self) -> None:
+        """Close the connections the transport holds (they belong to this loop)."""
+        aclose = getattr(self.transport, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            cast(Transport, self.transport).close()
 
     def request_stop(self) -> None:
         """Stop claiming messages; run_async returns once those in flight are done."""
@@ -650,8 +582,12 @@ class QueueRunner:
         if self._awake is not None:
             self._awake.set()
 
-    async def process_async(self, queue_id: str, transport: AsyncTransport | None = None) -> None:
-        """`process` for the event loop: the same outcomes, the same care for the message."""
+    async def process_async(self, queue_id: str) -> None:
+        """Handle one message already moved to `active`: pipeline, delivery, settle.
+
+        Messages up to INLINE_LIMIT run the pipeline and the file work in the loop; larger
+        ones in a thread. Nothing called here may assume it has (or has not) a running loop
+        of its own: path validation, the key store and signing run as plain blocking code."""
         read = self._read_active(queue_id)
         if read is None:
             return
@@ -666,19 +602,19 @@ class QueueRunner:
                 out = self._pipeline(env, data)
             del data
             if out is not None:
-                await self._deliver_async(*out, transport=transport, inline=inline)
+                await self._deliver_async(*out, inline=inline)
             del out
             self._spool_works(queue_id)
             memtrim.after_message(size)
         except SpoolError as exc:
             self._spool_failed(queue_id, env, exc)
         except Exception:
+            # A pipeline bug must not lose the message or stop the queue: park it in hold.
             log.exception("processing %s failed; moved to hold", queue_id)
             self.spool.move(queue_id, "active", "hold")
             self.alert("processing_error", f"{queue_id} moved to hold")
 
-    async def _deliver_async(self, env: Envelope, data: bytes, *,
-                             transport: AsyncTransport | None, inline: bool) -> None:
+    async def _deliver_async(self, env: Envelope, data: bytes, *, inline: bool) -> None:
         now = self.clock()
         # MX lookups block: in a thread. A relay or a static table is a lookup in memory.
         routes = await asyncio.to_thread(self._routes, env) if self.config.mx else self._routes(env)
@@ -687,8 +623,8 @@ class QueueRunner:
             pending = list(rcpts)
             if not dests:
                 results.update({r: (NO_ROUTE, "") for r in rcpts})
-            for dest in dests:  # as in _deliver
-                got = await self._send_async(dest, env, pending, data, transport, inline)
+            for dest in dests:  # MX hosts in preference order; the next only on temp failure
+                got = await self._send_async(dest, env, pending, data, inline)
                 results.update({r: (res, str(dest)) for r, res in got.items()})
                 pending = [r for r in pending if not got[r].ok and not got[r].permanent]
                 if not pending:
@@ -699,12 +635,14 @@ class QueueRunner:
             await asyncio.to_thread(self._settle, env, data, results, now)
 
     async def _send_async(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes,
-                          transport: AsyncTransport | None, inline: bool) -> dict[str, Result]:
-        if transport is None or dest == MAILDIR:
+                          inline: bool) -> dict[str, Result]:
+        send_async = getattr(self.transport, "send_async", None)
+        if send_async is None or dest == MAILDIR:
             if inline and dest == MAILDIR:
                 return self._send(dest, env, rcpts, data)
             return await asyncio.to_thread(self._send, dest, env, rcpts, data)
         opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
-        return await transport.send_async(
+        result: dict[str, Result] = await send_async(
             dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
         )
+        return result

@@ -40,8 +40,8 @@ from runtime.mta.doorbell import Doorbell
 from runtime.mta.listener import GatewayHandler, protocol_factory, tls_context
 from runtime.mta.metrics import Metrics, enable_multiprocess, reset_multiprocess
 from runtime.mta.quarantine import Quarantines
-from runtime.mta.queue import QueueRunner, alert
-from runtime.mta.smtp_client import AsyncSMTPTransport, SMTPTransport
+from runtime.mta.queue import AsyncTransport, QueueRunner, alert
+from runtime.mta.smtp_client import AsyncSMTPTransport
 from runtime.mta.spool import Spool
 from runtime.mta.tracking import Tracker
 from runtime.mta.transport import DnsResolver, Resolver, Transport
@@ -73,7 +73,7 @@ def make_runner(
     config: GatewayConfig,
     spool: Spool,
     *,
-    transport: Transport | None = None,
+    transport: Transport | AsyncTransport | None = None,
     resolver: Resolver | None = None,
     stages: Mapping[str, Stage] | None = None,
     metrics: Metrics | None = None,
@@ -81,7 +81,7 @@ def make_runner(
     return QueueRunner(
         spool,
         config.delivery,
-        transport or SMTPTransport(config.delivery.connect_timeout),
+        transport or AsyncSMTPTransport(config.delivery.connect_timeout),
         stages=build_pipeline(stages),
         resolver=resolver or (DnsResolver() if config.delivery.mx else None),
         quarantines=quarantines_for(config),
@@ -163,11 +163,8 @@ async def _serve_queue(
     finishes what it holds."""
     loop = asyncio.get_running_loop()
     doorbell.listen(loop, runner.offer)
-    # SMTP delivery runs in this event loop (runtime/smtp_client.py says why); a transport
-    # given to make_runner (tests, tools) runs in threads instead.
-    transport = (AsyncSMTPTransport(config.delivery.connect_timeout)
-                 if isinstance(runner.transport, SMTPTransport) else None)
-    queue = loop.create_task(runner.run_async(transport), name="queue-runner")
+    # SMTP delivery runs in this event loop (runtime/smtp_client.py says why).
+    queue = loop.create_task(runner.run_async(), name="queue-runner")
     await stop.wait()
     runner.request_stop()
     await queue

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from .conftest import Identities
 from .harness import Gateway, Sink, content_type, message, running, verify
 
@@ -41,7 +39,6 @@ missing_key_action = "bounce"
 ALICE, BOB = "alice@a.example", "bob@b.example"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 hold bug: path validation under a running loop")
 def test_two_gateways_exchange_signed_encrypted_mail_both_ways(tmp_path: Path, ids: Identities) -> None:
     mail_a, mail_b = Sink(), Sink()
     a = Gateway(tmp_path / "a", next_hop=mail_a.port, local_domains=["a.example"],

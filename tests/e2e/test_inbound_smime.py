@@ -29,10 +29,6 @@ from .harness import (
     with_headers,
 )
 
-# Remove once the queue process no longer holds signed messages of 256 KB or less.
-HOLD_BUG = pytest.mark.xfail(strict=True,
-                             reason="issue 12 hold bug: path validation under a running loop")
-
 OUTBOUND = """
 protect_outgoing:
   if sendergroup == 'users' {
@@ -74,7 +70,7 @@ def org_b(ids: Identities, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 SIZES = {"4KB": 4 * 1024, "1MB": 1024 * 1024}
 
 
-@pytest.mark.parametrize("size", [pytest.param("4KB", marks=HOLD_BUG), "1MB"])
+@pytest.mark.parametrize("size", ["4KB", "1MB"])
 @pytest.mark.parametrize("mode", ["detached", "opaque"])
 def test_signed_inbound_is_verified_harvested_and_unwrapped(
         org_b: tuple[Gateway, Sink], ids: Identities, mode: str, size: str) -> None:
@@ -102,8 +98,8 @@ def test_signed_inbound_is_verified_harvested_and_unwrapped(
 
 @pytest.mark.parametrize("shape", [
     "encrypted",
-    pytest.param("signed-then-encrypted", marks=HOLD_BUG),
-    pytest.param("triple", marks=HOLD_BUG),
+    "signed-then-encrypted",
+    "triple",
 ])
 def test_encrypted_inbound_is_decrypted(org_b: tuple[Gateway, Sink], ids: Identities, shape: str) -> None:
     gw, sink = org_b
@@ -136,7 +132,6 @@ def test_encrypted_inbound_is_decrypted(org_b: tuple[Gateway, Sink], ids: Identi
     assert not [d for d in sink.dsns("carol@partner.example") if mid.encode() in d.data]
 
 
-@HOLD_BUG
 def test_harvested_key_encrypts_the_reply(org_b: tuple[Gateway, Sink], ids: Identities) -> None:
     gw, sink = org_b
     subject = "harvest then reply"

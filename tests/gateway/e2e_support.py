@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 
 from runtime.config.config import load_config
 from runtime.mta.queue import QueueRunner
-from runtime.mta.smtp_client import SMTPTransport
+from runtime.mta.smtp_client import AsyncSMTPTransport
 from runtime.mta.supervisor import make_runner
 from runtime.mta.transport import Destination, StaticResolver
 from runtime.pipeline.stages import build_stages
@@ -28,6 +28,7 @@ from smime.keystore import KeyStore, open_keystore
 from tests.smime.pki import Issued, issue
 
 from .conftest import RunningListener, free_port
+from .queue_support import run_queue
 
 
 class Capture:
@@ -164,14 +165,12 @@ class Org:
         self._listener = RunningListener(config)
         self.alerts: list[tuple[str, str]] = []
         stages = build_stages(config, store=self.store, alert=lambda k, t: self.alerts.append((k, t)))
-        self.runner = make_runner(config, self._listener.spool, transport=SMTPTransport(5.0),
+        self.runner = make_runner(config, self._listener.spool, transport=AsyncSMTPTransport(5.0),
                                   resolver=StaticResolver(self.routes), stages=stages)
 
     def stop(self) -> None:
         if self._listener is not None:
             self._listener.close()
-        if self.runner is not None:
-            self.runner.transport.close()
         self.mailbox_ctl.stop()
         if self._store is not None:
             self._store.close()
@@ -189,7 +188,7 @@ class Org:
 def pump(*orgs: Org, until: Callable[[], bool] = lambda: False, rounds: int = 40) -> None:
     """Run every queue until `until()` holds or nothing moves any more."""
     for _ in range(rounds):
-        moved = sum(o.runner.run_once() for o in orgs if o.runner is not None)
+        moved = sum(run_queue(o.runner) for o in orgs if o.runner is not None)
         if until():
             return
         if not moved:

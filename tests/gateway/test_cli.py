@@ -14,6 +14,8 @@ from runtime.mta.supervisor import quarantines_for, spool_for
 from runtime.mta.transport import MemoryTransport, Result
 from runtime.pipeline.flow import QUARANTINE, InFlight, build_pipeline
 
+from .queue_support import run_queue
+
 CONFIG = """
 [[listeners]]
 port = 2525
@@ -48,7 +50,7 @@ def test_quarantine_round_trip(cfg: Path, capsys: pytest.CaptureFixture[str]) ->
     runner = QueueRunner(spool, config.delivery, transport, quarantines=quarantines_for(config),
                          stages=build_pipeline({"message_filters": QuarantineAll()}))
     spool.store(Envelope("a@example.com", ("b@example.org",)), MSG)
-    runner.run_once()
+    run_queue(runner)
     assert transport.sent == []
     assert main(["quarantine", "-c", str(cfg), "list"]) == 0
     assert capsys.readouterr().out == "policy\t1\n"
@@ -57,7 +59,7 @@ def test_quarantine_round_trip(cfg: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["quarantine", "-c", str(cfg), "show", "policy", qid]) == 0
     assert "parked" in capsys.readouterr().out
     assert main(["quarantine", "-c", str(cfg), "release", "policy", qid]) == 0
-    runner.run_once()  # released mail re-enters delivery, not the filter that parked it
+    run_queue(runner)  # released mail re-enters delivery, not the filter that parked it
     assert [s[3] for s in transport.sent] == [MSG]
     assert main(["quarantine", "-c", str(cfg), "delete", "policy", qid]) == 1
     assert "no message" in capsys.readouterr().err
@@ -82,16 +84,16 @@ def test_queue_list_flush_retry(cfg: Path, capsys: pytest.CaptureFixture[str]) -
     transport = MemoryTransport(answers={"b@example.org": Result(451, "4.4.1 down")})
     runner = QueueRunner(spool, config.delivery, transport)
     qid = spool.store(Envelope("a@example.com", ("b@example.org",)), MSG)
-    runner.run_once()
+    run_queue(runner)
     assert main(["queue", "-c", str(cfg), "list"]) == 0
     line = capsys.readouterr().out
     assert line.startswith(f"{qid}\tdeferred\ta@example.com\tb@example.org") and "4.4.1" in line
     assert main(["queue", "-c", str(cfg), "show", qid]) == 0
     assert "Attempts: 1" in capsys.readouterr().out
     transport.answers.clear()
-    assert runner.run_once() == 0  # not due yet
+    assert run_queue(runner) == 0  # not due yet
     assert main(["queue", "-c", str(cfg), "flush"]) == 0
-    assert runner.run_once() == 1 and len(transport.sent) == 1
+    assert run_queue(runner) == 1 and len(transport.sent) == 1
     held = spool.store(Envelope("a@example.com", ("c@example.org",)), MSG, state="hold")
     assert main(["queue", "-c", str(cfg), "retry", held]) == 0
     assert spool.list("incoming") == [held]

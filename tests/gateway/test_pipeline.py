@@ -23,6 +23,8 @@ from runtime.pipeline.flow import (
     build_pipeline,
 )
 
+from .queue_support import run_queue
+
 MSG = b"Message-ID: <m1@example.com>\r\nSubject: s\r\n\r\nbody\r\n"
 RCPTS = ("k1@example.org", "k2@example.org", "n1@example.org", "n2@example.org")
 
@@ -63,8 +65,7 @@ def run(tmp_path: Path, stages: dict[str, Recorder]) -> tuple[MemoryTransport, Q
     r = QueueRunner(Spool(tmp_path), Delivery(relay="127.0.0.1:25"), t,
                     stages=build_pipeline(stages), tracker=Tracker(tmp_path / "t.jsonl"))
     r.spool.store(Envelope("a@example.com", RCPTS), MSG)
-    while r.run_once():
-        pass
+    run_queue(r)
     return t, r
 
 
@@ -122,7 +123,7 @@ def test_stage_error_parks_message_in_hold_and_queue_goes_on(tmp_path: Path) -> 
                     stages=build_pipeline({"content_filters": Broken()}))
     bad = r.spool.store(Envelope("a@example.com", ("b@example.org",)), b"Subject: poison\r\n\r\nx\r\n")
     r.spool.store(Envelope("a@example.com", ("b@example.org",)), MSG)
-    assert r.run_once() == 2
+    assert run_queue(r) == 2
     assert r.spool.list("hold") == [bad]
     assert [s[3] for s in t.sent] == [MSG]
 
@@ -140,7 +141,7 @@ def test_stage_events_become_metrics(tmp_path: Path) -> None:
     r = QueueRunner(Spool(tmp_path), Delivery(relay="127.0.0.1:25"), MemoryTransport(),
                     stages=build_pipeline({"message_filters": Hit()}), metrics=metrics)
     r.spool.store(Envelope("a@example.com", ("b@example.org",)), MSG)
-    r.run_once()
+    run_queue(r)
     get = metrics.registry.get_sample_value
     assert get("filterlang_filter_hits_total", {"filter": "tag_external"}) == 1.0
     assert get("filterlang_smime_outcomes_total", {"outcome": "verified"}) == 1.0

@@ -1,6 +1,7 @@
-"""The gateway's queue in an event loop (QueueRunner.run_async): delivery over the asyncio
-SMTP client, deferral while the next hop is down and delivery when it returns, a failing
-stage parks the message in hold, and the doorbell between listener and queue processes."""
+"""The gateway's queue in its event loop (QueueRunner.run_async, as a queue process of
+`filterlang serve` runs it until stopped): delivery over the asyncio SMTP client, deferral
+while the next hop is down and delivery when it returns, a failing stage parks the message in
+hold, and the doorbell between listener and queue processes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aiosmtpd.controller import Controller
 from runtime.config.config import Delivery
 from runtime.mta.doorbell import Doorbell
 from runtime.mta.queue import QueueRunner
-from runtime.mta.smtp_client import AsyncSMTPTransport, SMTPTransport
+from runtime.mta.smtp_client import AsyncSMTPTransport
 from runtime.mta.spool import Envelope, Spool
 from runtime.mta.tracking import Tracker
 from runtime.mta.transport import MemoryTransport
@@ -27,7 +28,7 @@ from .test_delivery import MSG, Clock, Sink, free_port
 def make(tmp_path: Path, port: int, clock: Clock, stages: tuple[object, ...] = ()) -> QueueRunner:
     cfg = Delivery(relay=f"127.0.0.1:{port}", retry_schedule=(60.0,), max_queue_lifetime=3600.0,
                    connect_timeout=2.0)
-    return QueueRunner(Spool(tmp_path / "spool"), cfg, SMTPTransport(2.0), clock=clock,
+    return QueueRunner(Spool(tmp_path / "spool"), cfg, AsyncSMTPTransport(2.0), clock=clock,
                        stages=stages, tracker=Tracker(tmp_path / "track.jsonl"))  # type: ignore[arg-type]
 
 
@@ -40,7 +41,7 @@ async def until(check: Callable[[], bool], seconds: float = 10.0) -> None:
 
 def run(runner: QueueRunner, scenario: Callable[[], Awaitable[None]]) -> None:
     async def main() -> None:
-        task = asyncio.get_running_loop().create_task(runner.run_async(AsyncSMTPTransport(2.0)))
+        task = asyncio.get_running_loop().create_task(runner.run_async())
         try:
             await scenario()
         finally:
@@ -125,7 +126,7 @@ def test_a_transport_without_asyncio_runs_in_threads(tmp_path: Path) -> None:
     runner = QueueRunner(Spool(tmp_path / "spool"), cfg, memory)
 
     async def main() -> None:
-        task = asyncio.get_running_loop().create_task(runner.run_async(None))
+        task = asyncio.get_running_loop().create_task(runner.run_async())
         runner.spool.store(Envelope("a@example.com", ("b@example.org",)), MSG)  # not offered:
         await until(lambda: len(memory.sent) == 1)  # found by listing `incoming`
         runner.request_stop()

@@ -14,6 +14,8 @@ from runtime.mta.supervisor import CertificateProblem, check_stages, make_runner
 from runtime.mta.transport import MemoryTransport
 from runtime.pipeline.stages import build_stages
 
+from .queue_support import run_queue
+
 CONFIG = """
 message_filters = ["m.filter"]
 [storage]
@@ -53,8 +55,7 @@ def runner(tmp_path: Path, message_filter: str) -> tuple[MemoryTransport, QueueR
     t = MemoryTransport()
     r = make_runner(config, Spool(tmp_path / "spool"), transport=t, stages=build_stages(config))
     r.spool.store(Envelope("a@example.com", RCPTS, peer="127.0.0.1", policy="users"), MSG)
-    while r.run_once():
-        pass
+    run_queue(r)
     return t, r
 
 
@@ -141,8 +142,7 @@ def test_quarantined_message_is_protected_before_it_waits(tmp_path: Path) -> Non
     r = make_runner(config, Spool(tmp_path / "spool"), transport=t, stages=stages)
     r.spool.store(Envelope("a@example.com", ("b@example.org", "n@example.org"), peer="127.0.0.1",
                            policy="users"), MSG)
-    while r.run_once():
-        pass
+    run_queue(r)
     assert t.sent == []
     waiting = sorted((tmp_path / "data" / "quarantine" / "Policy").iterdir())
     assert len(waiting) == 2
@@ -162,16 +162,16 @@ def test_gateway_status_header_from_outside_is_removed(tmp_path: Path, name: byt
     t = MemoryTransport()
     r = make_runner(config, Spool(tmp_path / "spool"), transport=t, stages=build_stages(config))
     r.spool.store(Envelope("a@example.com", ("b@example.org",), peer="127.0.0.1", policy="users"), forged)
-    while r.run_once():
-        pass
+    run_queue(r)
     [sent] = t.sent
     assert b"X-Filterlang-SMIME" not in sent[3] and b"ceo@example.com" not in sent[3]
     assert b"X-Seen: yes" in sent[3]
 
 
-def test_delivery_threads_each_use_their_own_key_store_connection(tmp_path: Path) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
+def test_key_store_serves_the_queue_loop_and_its_threads(tmp_path: Path) -> None:
+    """Small messages run the pipeline in the queue's event loop, large ones (over
+    INLINE_LIMIT) in threads beside it: the key store serves both, side by side."""
+    from runtime.mta.queue import INLINE_LIMIT
     from smime.keystore import open_keystore
     from tests.smime.pki import issue
 
@@ -192,11 +192,11 @@ def test_delivery_threads_each_use_their_own_key_store_connection(tmp_path: Path
     admin.close()
     t = MemoryTransport()
     r = make_runner(config, Spool(tmp_path / "spool"), transport=t, stages=build_stages(config))
-    for _ in range(8):
-        r.spool.store(Envelope("a@example.com", ("b@example.org",), peer="127.0.0.1", policy="users"), MSG)
-    with ThreadPoolExecutor(4) as pool:
-        while r.run_once(pool):
-            pass
+    large = MSG + (b"x" * 76 + b"\r\n") * (INLINE_LIMIT // 78 + 1)
+    for n in range(8):
+        r.spool.store(Envelope("a@example.com", ("b@example.org",), peer="127.0.0.1",
+                               policy="users"), large if n % 2 else MSG)
+    assert run_queue(r) == 8
     assert len(t.sent) == 8 and r.spool.list("hold") == []
     assert all(b"application/pkcs7-mime" in s[3] for s in t.sent)
 
@@ -219,8 +219,7 @@ def test_on_filter_error(tmp_path: Path, mode: str) -> None:
     t = MemoryTransport()
     r = make_runner(config, Spool(tmp_path / "spool"), transport=t, stages=build_stages(config))
     r.spool.store(Envelope("a@example.com", RCPTS, peer="not-an-address", policy="users"), MSG)
-    while r.run_once():
-        pass
+    run_queue(r)
     if mode == "bypass":
         assert sorted(s[2] for s in t.sent) == [("b@example.org",), ("c@sales.example",)]
         assert r.spool.list("deferred") == []
