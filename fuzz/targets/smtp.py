@@ -47,7 +47,7 @@ action = "ACCEPT"
 max_message_size = 100000
 """
 END = b"\r\n.\r\nQUIT\r\n"
-REPLY = re.compile(rb"[2-5][0-9][0-9][ -][^\r\n]*")
+REPLY = re.compile(rb"[2-5][0-9][0-9][ -][^\r\n\0]*")
 QUEUED = re.compile(rb"250 2\.0\.0 OK queued as (\S+)")
 SESSION_DEADLINE = 10.0  # seconds; libFuzzer's own -timeout catches a slower input first
 CLEAN_EVERY = 500  # sessions between emptying the spool (the fuzzer queues many messages)

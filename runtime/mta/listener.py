@@ -77,6 +77,10 @@ INLINE_STORE = 256 * 1024  # bytes: larger messages are written and fsync'd in a
 MAX_HOPS = 30  # Received: headers; more means a mail loop (Postfix's hopcount_limit is 50)
 
 
+_REPLY_UNSAFE = re.compile(r"[\r\n\0]")
+_REPLY_UNSAFE_BYTES = re.compile(rb"[\r\n\0]")
+
+
 def count_hops(data: bytes) -> int:
     end = data.find(b"\r\n\r\n")
     head = data[: end if end >= 0 else len(data)]
@@ -432,8 +436,14 @@ class GatewaySMTP(SMTP):
         # something to wait for: a reply is a few dozen bytes the socket takes at once, and
         # awaiting an idle drain cost two coroutine calls for each of a message's seven
         # replies. A closing transport still drains, so a lost connection is found here.
+        # An unknown command word is echoed in its 500 reply: a CR or NUL in it would reach
+        # the client inside the reply line. Replies are one line each.
         if isinstance(status, str):
+            if "\r" in status or "\n" in status or "\0" in status:
+                status = _REPLY_UNSAFE.sub("?", status)
             status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        elif b"\r" in status or b"\n" in status or b"\0" in status:
+            status = _REPLY_UNSAFE_BYTES.sub(b"?", status)
         self._writer.write(status + b"\r\n")
         transport = self._writer.transport
         if transport.is_closing() or transport.get_write_buffer_size():
