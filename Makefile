@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run suites test lint typecheck pytest bench clean
+.PHONY: run suites test lint typecheck pytest bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +35,26 @@ suites: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check filterlang runtime smime tests bench
+	$(BIN)/ruff check filterlang runtime smime tests bench fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+## Fuzz every harness in fuzz/ in turn (atheris where installed, else hypothesis), each for
+## FUZZ_RUNS inputs or FUZZ_TIME seconds (0: no limit), whichever comes first. A crash, a hang
+## over FUZZ_TIMEOUT seconds or a memory blow-up stops with its input in var/fuzz/TARGET/.
+FUZZ_TARGETS ?= filters fmt message cms smime_mime smtp config keys
+FUZZ_RUNS ?= 1000000
+FUZZ_TIME ?= 0
+FUZZ_TIMEOUT ?= 2
+fuzz: $(STAMP)
+	@for t in $(FUZZ_TARGETS); do \
+		$(BIN)/python -m fuzz.run $$t --runs $(FUZZ_RUNS) --max-time $(FUZZ_TIME) \
+			--timeout $(FUZZ_TIMEOUT) || exit 1; \
+	done
 
 ## The benchmarks print their figures; bench/gateway.py in its quick mode (BENCH_FULL=1: all).
 bench: $(STAMP)

@@ -10,7 +10,9 @@ arguments, and stops at the limits (``TooDeepError``) before the stack can grow.
 On the first problem it raises the exception Lark would raise (``UnexpectedCharacters`` or
 ``UnexpectedToken`` with the same expected set, read from the same table), so the one
 translator in ``syntax_errors`` explains both. A test checks that both drivers build the same
-tree for every input.
+tree for every input; tests/dependencies/test_lark_internals.py says which of Lark's internals
+moved when a new release breaks this (Lark is pinned below 1.4 for it). Worth it: bench/compile.py
+at 10,000 filters spends 2.8x the CPU with Lark's own lexer and parser loop (1.47 -> 4.07 s).
 """
 
 from __future__ import annotations

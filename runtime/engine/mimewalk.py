@@ -87,7 +87,7 @@ class Part:
             data = decode_transfer(self.msg)
         try:
             self._text = data.decode(charset, "replace")
-        except LookupError:
+        except (LookupError, ValueError):  # unknown, or no codec name at all (a NUL in it)
             self._text = data.decode(DEFAULT_CHARSET, "replace")
         return self._text
 

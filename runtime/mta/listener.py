@@ -77,6 +77,10 @@ INLINE_STORE = 256 * 1024  # bytes: larger messages are written and fsync'd in a
 MAX_HOPS = 30  # Received: headers; more means a mail loop (Postfix's hopcount_limit is 50)
 
 
+_REPLY_UNSAFE = re.compile(r"[\r\n\0]")
+_REPLY_UNSAFE_BYTES = re.compile(rb"[\r\n\0]")
+
+
 def count_hops(data: bytes) -> int:
     end = data.find(b"\r\n\r\n")
     head = data[: end if end >= 0 else len(data)]
@@ -270,7 +274,17 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
 
 
 class GatewaySMTP(SMTP):
-    """aiosmtpd's protocol with the host access table at connect and a session time limit."""
+    """aiosmtpd's protocol with the host access table at connect and a session time limit.
+
+    Three fast paths use aiosmtpd's private internals, each measured worth 5% or more of the
+    gateway's CPU per message (bench/gateway.py, alternating runs, issue 12 item 6): the
+    per-connection tables set from caches (``__dir__``), ``_getaddr`` without a class made per
+    call, and ``smtp_DATA`` reading with ``read_data``. A ``push`` without the drain and one
+    idle timer per connection gained under 2% each and were dropped. The copy of aiosmtpd's
+    command loop gains under 2% too, but stays for what aiosmtpd's loop cannot do (see
+    ``_handle_client``). aiosmtpd is pinned below 1.5, and
+    tests/dependencies/test_aiosmtpd_internals.py names what moved in a new release.
+    """
 
     # aiosmtpd sizes each connection's stream buffer from this class attribute (it pauses
     # reading at twice the limit): at its 1,001 bytes a 4 KB message paused and resumed the
@@ -306,7 +320,6 @@ class GatewaySMTP(SMTP):
         self._gw_listener = listener
         self._deadline: asyncio.TimerHandle | None = None
         self._counted_ip: str | None = None  # admitted by the connection caps, from this IP
-        self._idle_deadline = 0.0  # loop time after which a silent client is disconnected
         self.raw_params: list[str] | None = None
         self.line_length_limit = listener.max_line_length + 1
 
@@ -320,10 +333,13 @@ class GatewaySMTP(SMTP):
         return guarded
 
     async def _handle_client(self) -> None:
-        """aiosmtpd's command loop with the same replies, limits and error handling, without
-        the two log calls it makes for every command line (each runs a regex over the line
-        to mask AUTH secrets, for a debug log that is off): 4% of the listener's instructions
-        per message. With the PROXY protocol configured, aiosmtpd's own loop runs."""
+        """aiosmtpd's command loop with the same replies, limits and error handling, and the
+        raw command line in hand: aiosmtpd's loop strips every CR and LF at the end of a line
+        before any command sees it, so a bare CR there could not be refused (issue 13 item 1;
+        under PROXY, where aiosmtpd's loop runs, such a CR is stripped, never stored). It also
+        skips the two log calls aiosmtpd makes per command line (under 2% of the gateway's CPU
+        per message, bench/gateway.py). With the PROXY protocol configured, aiosmtpd's own
+        loop runs."""
         if self._proxy_timeout is not None:
             await super()._handle_client()
             return
@@ -428,16 +444,16 @@ class GatewaySMTP(SMTP):
                     await self.push(status)
 
     async def push(self, status: str | bytes) -> None:
-        # aiosmtpd's push without its debug line, and with a drain only when there is
-        # something to wait for: a reply is a few dozen bytes the socket takes at once, and
-        # awaiting an idle drain cost two coroutine calls for each of a message's seven
-        # replies. A closing transport still drains, so a lost connection is found here.
+        # An unknown command word is echoed in its 500 reply: a CR or NUL in it would reach
+        # the client inside the reply line. Replies are one line each.
         if isinstance(status, str):
-            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
-        self._writer.write(status + b"\r\n")
-        transport = self._writer.transport
-        if transport.is_closing() or transport.get_write_buffer_size():
-            await self._writer.drain()
+            if "\r" in status or "\n" in status or "\0" in status:
+                status = _REPLY_UNSAFE.sub("?", status)
+            await super().push(status)
+            return
+        if b"\r" in status or b"\n" in status or b"\0" in status:
+            status = _REPLY_UNSAFE_BYTES.sub(b"?", status)
+        await super().push(status)
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # aiosmtpd's version, minus a typing.Protocol class it defines on every call (a new
@@ -521,24 +537,6 @@ class GatewaySMTP(SMTP):
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
-
-    def _reset_timeout(self, duration: float | None = None) -> None:
-        # aiosmtpd cancels its idle timer and makes a new one for every command, six per
-        # message, and each lands in the loop's timer heap (dozens of comparisons apiece in
-        # Python). One timer per connection instead: a command only moves the deadline, and
-        # the timer, when it fires early, waits for the rest.
-        self._idle_deadline = self.loop.time() + (duration or self._timeout_duration)
-        handle = self._timeout_handle
-        if handle is None or handle.cancelled() or handle.when() > self._idle_deadline:
-            if handle is not None:
-                handle.cancel()
-            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
-
-    def _idle_check(self) -> None:
-        if self.loop.time() < self._idle_deadline:
-            self._timeout_handle = self.loop.call_at(self._idle_deadline, self._idle_check)
-        else:
-            self._timeout_cb()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername") or ("", 0)

@@ -385,3 +385,17 @@ def test_idle_client_is_disconnected_and_a_talking_one_is_not(
     silent.sock.settimeout(5)
     assert silent.sock.recv(100) == b""  # closed by the gateway (after about 1 s)
     assert talking.cmd(b"NOOP\r\n").startswith("250")
+
+
+@pytest.mark.parametrize("line", [b"\r\0\r\n", b"X\rY Z\r\n", b"\0\r\n"])
+def test_a_reply_never_carries_a_cr_or_nul_from_the_command(
+        listener: Callable[..., RunningListener], line: bytes) -> None:
+    """Found by fuzzing (fuzz/targets/smtp.py): an unknown command is echoed in the 500 reply,
+    and a CR or NUL in it reached the client inside the reply line."""
+    gw = listener()
+    raw = Raw(gw.port)
+    assert raw.cmd(b"EHLO t\r\n").startswith("250")
+    reply = raw.cmd(line)
+    assert reply[:3] in ("500", "501") and "\r" not in reply and "\0" not in reply, reply
+    envelope(raw)
+    assert raw.cmd(MSG + b".\r\n").startswith("250")

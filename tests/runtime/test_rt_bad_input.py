@@ -45,6 +45,8 @@ BAD = {
     "bad-base64": b"Subject: x\nContent-Type: application/zip; name=a.zip\nContent-Transfer-Encoding: base64\n\n"
                   b"!!!not base64@@@\n",
     "bad-charset": b"Subject: x\nContent-Type: text/plain; charset=no-such-charset\n\nhello\n",
+    # Found by fuzz/targets/message.py: a NUL in the name made bytes.decode raise ValueError.
+    "nul-in-charset": b"Subject: x\nContent-Type: text/plain; charset=us-ascii\x00x\n\nhello\n",
     "500-deep": _nested(500),
     "10000-parts": _many(10_000),
 }
