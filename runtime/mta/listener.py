@@ -469,7 +469,9 @@ class GatewaySMTP(SMTP):
                 address, rest = get_angle_addr(arg)
             else:
                 address, rest = get_addr_spec(arg)
-        except HeaderParseError:
+        except (HeaderParseError, IndexError):
+            # IndexError: the standard library's parser runs off the end of a lone "<"
+            # (found by fuzzing); a syntax error, answered 501 like any other.
             return None, None
         if simple is None:
             addr = str(address.addr_spec)

@@ -399,3 +399,16 @@ def test_a_reply_never_carries_a_cr_or_nul_from_the_command(
     assert reply[:3] in ("500", "501") and "\r" not in reply and "\0" not in reply, reply
     envelope(raw)
     assert raw.cmd(MSG + b".\r\n").startswith("250")
+
+
+@pytest.mark.parametrize("command", [b"MAIL FROM:<\r\n", b"MAIL FROM:<<\r\n"])
+def test_a_lone_angle_bracket_is_a_malformed_address(
+        listener: Callable[..., RunningListener], command: bytes) -> None:
+    """Found by fuzzing: "MAIL FROM:<" made the address parser raise IndexError, which the
+    listener answered 451 with a traceback in its log; it is a malformed address like any other."""
+    gw = listener()
+    raw = Raw(gw.port)
+    assert raw.cmd(b"EHLO t\r\n").startswith("250")
+    assert raw.cmd(command).startswith("553 5.1.3")
+    envelope(raw)
+    assert raw.cmd(MSG + b".\r\n").startswith("250")
