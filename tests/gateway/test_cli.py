@@ -125,7 +125,7 @@ def test_queue_flush_on_a_full_disk_is_one_clear_error(cfg: Path, capsys: pytest
     spool = spool_for(config)
     transport = MemoryTransport(answers={"b@example.org": Result(451, "4.4.1 down")})
     qid = spool.store(Envelope("a@example.com", ("b@example.org",)), MSG)
-    QueueRunner(spool, config.delivery, transport).run_once()
+    run_queue(QueueRunner(spool, config.delivery, transport))
 
     def full(*_a: object, **_k: object) -> None:
         raise SpoolError("cannot write deferred/x: No space left on device")
