@@ -39,11 +39,6 @@ from tests.gateway.test_noloss import free_port
 from tests.smime.pki import Issued, issue
 
 FILTERLANG = Path(sys.executable).parent / "filterlang"
-# Signed inbound mail goes to `hold` under serve while path validation calls asyncio.run()
-# inside the queue process's event loop (issue 12; the queue runner's fix is on its way): the
-# differential test finds it at once. Until the fix lands, partners' signed cases are sent
-# unsigned unless FILTERLANG_DIFF_SIGNED_INBOUND=1.
-SIGNED_INBOUND = os.environ.get("FILTERLANG_DIFF_SIGNED_INBOUND", "") == "1"
 
 TOML = """
 workers = 1
@@ -263,7 +258,7 @@ class Run:
         """The case's message as the partner sends it (encrypted to us, or signed)."""
         if case.smime == "encrypt":
             return compose.protect(case.data, mode="encrypt", recipients=[self.pki.org.cert])
-        if case.smime == "sign" and SIGNED_INBOUND:
+        if case.smime == "sign":
             signer = self.pki.partners[KEYED[0]]
             return compose.protect(case.data, mode="sign", signer=compose.Signer(signer.key, signer.cert, ()))
         return case.data
