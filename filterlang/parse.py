@@ -349,6 +349,13 @@ def _recover(
                 # filter alone: either way the attempt's own failure is the diagnostic.
                 diags.append(translate(parser.fast, attempt, failure))
                 first, width = min(broken + 1, first + width), 1
+            elif broken > first and (error := translate(parser.fast, attempt, failure)).span.line <= lines[broken]:
+                # The attempt failed between its last completed filter and the next filter
+                # start: text no start pattern recognises (a mistyped name line such as
+                # `hold_archiv==es:`) is the broken piece. Without this its error was dropped
+                # and the next filter, parsed alone, hid it: lint passed a file that lost a filter.
+                diags.append(error)
+                first, width = broken, 1
             else:
                 end = starts[broken + 1] if broken + 1 < count else len(text)
                 alone = Chunk(path, text[starts[broken] : end], lines[broken], end == len(text))

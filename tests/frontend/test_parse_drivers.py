@@ -113,3 +113,20 @@ def test_other_unicode_spaces_are_not_whitespace(tail: str, code: str) -> None:
     # A no-break space is the pasted-text damage F115 names; other spaces are plain errors.
     _, diags = parse("x: if true { drop(); }" + tail)
     assert [d.code for d in diags] == [code]
+
+
+def test_a_mistyped_name_line_between_filters_is_reported_not_lost() -> None:
+    """A name line no filter-start pattern recognises (`hold_archiv==es:`) sat after a good
+    filter in the same recovery piece; its error was dropped and lint exited 0 on a file that
+    silently lost the filter."""
+    from filterlang.parse import parse
+
+    text = (
+        "a:\n    if true {\n        drop();\n    }\n\n"
+        "hold_archiv==es:\n    if attachment-protected {\n        drop();\n    }\n\n"
+        "c:\n    if true {\n        drop();\n    }\n"
+    )
+    script, diags = parse(text, "lost.filter")
+    errors = [d for d in diags if d.severity.name == "ERROR"]
+    assert [(d.code, d.span.line) for d in errors] == [("F101", 6)]
+    assert script is not None and [f.name for f in script.filters] == ["a", "c"]
