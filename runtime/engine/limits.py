@@ -22,6 +22,7 @@ _FIELD_REST = re.compile(rb"[^\n]*(?:\n[ \t][^\n]*)*")
 # boundary itself is then read from the original bytes (boundaries are case-sensitive).
 _BOUNDARY = re.compile(rb'boundary[ \t]*=[ \t]*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))')
 _DELIMITER = re.compile(rb"\n--([^\r\n]{1,202})")
+_WINDOW = 1 << 20  # bytes lower-cased at a time when looking for boundary declarations
 
 
 def check_structure(data: bytes, limits: MailFlowPolicy) -> str | None:
@@ -59,8 +60,7 @@ def _check_mime(data: bytes, limits: MailFlowPolicy) -> str | None:
     """Parts and nesting from the boundary delimiter lines: every multipart declares its
     boundary, and each delimiter line of it opens a part. A delimiter of a boundary not on
     the stack opens a deeper level; one already on it closes the levels inside it."""
-    boundaries = {data[m.start(m.lastindex or 1) : m.end(m.lastindex or 1)]
-                  for m in _BOUNDARY.finditer(data.lower())}
+    boundaries = _declared_boundaries(data)
     if not boundaries:
         return None
     parts = 0
@@ -86,3 +86,23 @@ def _check_mime(data: bytes, limits: MailFlowPolicy) -> str | None:
             return (f"554 5.6.0 Message has more than {limits.max_mime_parts} MIME parts "
                     "(max_mime_parts)")
     return None
+
+
+def _declared_boundaries(data: bytes) -> set[bytes]:
+    """Every boundary a Content-Type declares, read from the original bytes.
+
+    The search runs on a lower-cased copy (a literal start: C speed, five times a
+    case-insensitive pattern's), made a window at a time so a 50 MB message does not get a
+    second 50 MB copy on the listener's DATA path. Windows end at a line end, and a
+    declaration never spans one (no pattern part matches LF), so none is cut in two."""
+    found: set[bytes] = set()
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n", start + _WINDOW)
+        end = len(data) if end < 0 else end + 1
+        window = data[start:end]
+        for m in _BOUNDARY.finditer(window.lower()):
+            group = m.lastindex or 1
+            found.add(window[m.start(group) : m.end(group)])
+        start = end
+    return found

@@ -67,3 +67,15 @@ def test_the_checks_are_linear() -> None:
     assert "max_mime_parts" in (check_structure(many_parts, DEFAULTS) or "")
     assert "max_header_fields" in (check_structure(many_fields, DEFAULTS) or "")
     assert time.monotonic() - start < 30
+
+
+def test_boundaries_declared_across_a_search_window_edge_are_all_found() -> None:
+    """The boundary search lower-cases the message a window at a time (no second copy of a
+    large message); it finds what one search of the whole message finds, case kept."""
+    from runtime.engine import limits
+
+    body = (b"x" * (limits._WINDOW - 30) + b"\r\nContent-Type: multipart/mixed; BOUNDARY=\"AbC\"\r\n"
+            + b"y\r\n" * 10 + b"Content-Type: multipart/alternative; boundary=q1\r\n")
+    whole = {body[m.start(m.lastindex or 1) : m.end(m.lastindex or 1)]
+             for m in limits._BOUNDARY.finditer(body.lower())}
+    assert limits._declared_boundaries(body) == whole == {b"AbC", b"q1"}
