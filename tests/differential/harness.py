@@ -34,9 +34,8 @@ from smime import compose
 from smime.keystore import open_keystore
 from smime.trust import TrustStore
 from tests.differential.corpus import KEYED, Case, GatewaySpec
-from tests.gateway.e2e_support import key_pem
 from tests.gateway.test_noloss import free_port
-from tests.smime.pki import Issued, issue
+from tests.smime.pki import Issued, issue, key_pem
 
 FILTERLANG = Path(sys.executable).parent / "filterlang"
 

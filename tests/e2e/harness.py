@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from aiosmtpd.controller import Controller
 
@@ -111,16 +111,18 @@ class Received:
 class Sink:
     """A real SMTP next hop (aiosmtpd on loopback) run in the test process.
 
-    It stores what it gets. `tempfail` recipients get `451` at RCPT (a next hop that cannot
+    It stores what it gets. `answer(rcpt)`, when given, is the reply to each RCPT; `tempfail` recipients get `451` at RCPT (a next hop that cannot
     take them yet), `reject` recipients `550` (no such user); mail for a domain in `forward` is passed on over SMTP to that port (the
     Internet between two organisations' gateways) and kept in `forwarded` as it crossed.
     `start()` may come later than construction: until then the port is closed (a next hop
     that is down).
     """
 
-    def __init__(self, port: int | None = None, *, tempfail: Iterable[str] = (),
-                 reject: Iterable[str] = (), forward: dict[str, int] | None = None) -> None:
+    def __init__(self, answer: Callable[[str], str] | None = None, *, port: int | None = None,
+                 tempfail: Iterable[str] = (), reject: Iterable[str] = (),
+                 forward: dict[str, int] | None = None) -> None:
         self.port = port or free_port()
+        self.answer = answer
         self.tempfail = {r.lower() for r in tempfail}
         self.reject = {r.lower() for r in reject}
         self.forward = dict(forward or {})
@@ -136,8 +138,10 @@ class Sink:
             return "451 4.3.2 not now, try later"
         if address.lower() in self.reject:
             return "550 5.1.1 no such user here"
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 OK"
+        reply = self.answer(address) if self.answer is not None else "250 2.1.5 OK"
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         got = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
@@ -156,7 +160,7 @@ class Sink:
             self.messages.append(got)
         return "250 2.0.0 stored"
 
-    def start(self) -> Sink:
+    def start(self) -> Self:
         self._ctl = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=DEADLINE)
         self._ctl.start()
         return self
@@ -165,6 +169,18 @@ class Sink:
         if self._ctl is not None:
             self._ctl.stop()
             self._ctl = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait(self, count: int = 1) -> list[bytes]:
+        """The bytes of the first `count` messages to arrive, once they have."""
+        wait_until(f"{count} message(s) at the next hop", lambda: len(self.messages) >= count)
+        with self._lock:
+            return [m.data for m in self.messages]
 
     def to(self, rcpt: str) -> list[Received]:
         with self._lock:
@@ -190,6 +206,58 @@ def send(port: int, mail_from: str, rcpts: list[str], data: bytes, *,
     with smtplib.SMTP("127.0.0.1", port, source_address=(source, 0), timeout=timeout) as s:
         refused = s.sendmail(mail_from, rcpts, data)
         assert not refused, refused
+
+
+# --- raw SMTP, for what smtplib refuses to send ------------------------------------------------
+
+
+@contextlib.contextmanager
+def connection(port: int, timeout: float = 30.0) -> Iterator[socket.socket]:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        yield s
+
+
+def read_reply(s: socket.socket) -> str:
+    """One SMTP reply (all its lines), as text; "" when the server closed the connection."""
+    buf = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return buf.decode(errors="replace")
+        buf += chunk
+        lines = buf.split(b"\r\n")
+        if buf.endswith(b"\r\n") and lines[-2][3:4] == b" ":
+            return buf.decode(errors="replace")
+
+
+def dialogue(port: int, commands: list[bytes]) -> list[str]:
+    """The greeting, then each command (sent as given, CRLF added) and its reply."""
+    with connection(port) as s:
+        replies = [read_reply(s)]
+        for cmd in commands:
+            s.sendall(cmd + b"\r\n")
+            replies.append(read_reply(s))
+        return replies
+
+
+def replies_to(port: int, mail_from: str, rcpts: list[str], data: bytes,
+               rcpt_params: str = "") -> list[str]:
+    """One message by raw SMTP, refusals and all: the replies to MAIL, each RCPT, and the end
+    of DATA (when the server let DATA begin)."""
+    cmds = [b"EHLO client.example", f"MAIL FROM:<{mail_from}>".encode()]
+    cmds += [f"RCPT TO:<{r}>{(' ' + rcpt_params) if rcpt_params else ''}".encode() for r in rcpts]
+    with connection(port) as s:
+        read_reply(s)
+        replies = []
+        for cmd in cmds:
+            s.sendall(cmd + b"\r\n")
+            replies.append(read_reply(s))
+        s.sendall(b"DATA\r\n")
+        if read_reply(s).startswith("354"):
+            s.sendall(data + b"\r\n.\r\n")
+            replies.append(read_reply(s))
+        s.sendall(b"QUIT\r\n")
+        return replies[1:]
 
 
 def message(mail_from: str, to: str | list[str], subject: str, body: str | bytes = "Hello.\r\n",
@@ -350,7 +418,78 @@ connect_timeout = 5
 """
 
 
-class Gateway:
+class Serve:
+    """`filterlang serve -c CONFIG` as a subprocess, started and stopped as an operator does;
+    its output goes to `log`. Subclasses write the configuration."""
+
+    def __init__(self, config: Path, port: int) -> None:
+        self.config, self.port = config, port
+        self.log = config.parent / "serve.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.preexec: Callable[[], None] | None = None  # run in the child before exec
+
+    def start(self) -> Self:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(self.config)],
+                                         stdout=log, stderr=log, start_new_session=True,
+                                         preexec_fn=self.preexec)
+        wait_until(f"filterlang serve to greet on port {self.port}", self._greets,
+                   explain=self.explain)
+        return self
+
+    def _greets(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"filterlang serve exited {self.proc.returncode}\n{self.explain()}")
+        try:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=DEADLINE) as s:
+                return s.noop()[0] == 250
+        except (OSError, smtplib.SMTPException):
+            return False
+
+    def reload(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a clean exit; kill the process group if it does not come."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(DEADLINE)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise AssertionError(f"filterlang serve did not stop on SIGTERM\n{self.explain()}") from None
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: a crash, as the spool must survive it."""
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def explain(self) -> str:
+        return f"--- serve log ({self.log})\n{self.log_text()[-4000:]}"
+
+    def __enter__(self) -> Self:
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Gateway(Serve):
     """One `filterlang serve` process with its own folder, configuration and data."""
 
     def __init__(self, root: Path, *, next_hop: int, local_domains: Iterable[str] = ("b.example",),
@@ -358,14 +497,11 @@ class Gateway:
                  lifetime: float = 3600, extra: str = "") -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        super().__init__(root / "gateway.toml", free_port())
         self.next_hop = next_hop
         self.local_domains = list(local_domains)
         self.signature, self.lifetime, self.extra = signature, lifetime, extra
         self.filters = dict(filters or {})
-        self.config = root / "gateway.toml"
-        self.log = root / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
         self.write_config()
 
     @property
@@ -401,42 +537,6 @@ class Gateway:
     def add_key(self, name: str, identity: Identity) -> None:
         """What the operator does to import a partner's certificate: `filterlang keys add`."""
         filterlang("keys", "--store", self.keystore, "add", name, identity.cert)
-
-    def start(self) -> Gateway:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([str(FILTERLANG), "serve", "-c", str(self.config)],
-                                         stdout=log, stderr=log, start_new_session=True)
-        wait_until(f"filterlang serve to greet on port {self.port}", self._greets,
-                   explain=self.explain)
-        return self
-
-    def _greets(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"filterlang serve exited {self.proc.returncode}\n{self.explain()}")
-        try:
-            with smtplib.SMTP("127.0.0.1", self.port, timeout=DEADLINE) as s:
-                return s.noop()[0] == 250
-        except (OSError, smtplib.SMTPException):
-            return False
-
-    def reload(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self) -> None:
-        """SIGTERM and wait for a clean exit; kill the process group if it does not come."""
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(DEADLINE)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                raise AssertionError(f"filterlang serve did not stop on SIGTERM\n{self.explain()}") from None
 
     def send(self, mail_from: str, rcpts: str | list[str], data: bytes, *,
              source: str = "127.0.0.2") -> str:
@@ -509,18 +609,17 @@ class Gateway:
 
     def explain(self) -> str:
         """What an operator would look at when something went wrong."""
-        log = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
         tracking = (self.data / "tracking.jsonl")
         track = tracking.read_text()[-4000:] if tracking.exists() else ""
         queue = run(FILTERLANG, "queue", "-c", self.config, "list", check=False).stdout.decode()[-2000:]
-        return (f"--- serve log ({self.log})\n{log}\n--- tracking\n{track}\n--- queue\n{queue}\n"
+        return (f"{super().explain()}\n--- tracking\n{track}\n--- queue\n{queue}\n"
                 f"--- alerts\n{self.alerts()[-2000:]}")
 
 
 @contextlib.contextmanager
-def running(*things: Gateway | Sink) -> Iterator[None]:
+def running(*things: Serve | Sink) -> Iterator[None]:
     """Start sinks and gateways in the order given; stop them all (in reverse) at the end."""
-    started: list[Gateway | Sink] = []
+    started: list[Serve | Sink] = []
     try:
         for thing in things:
             thing.start()

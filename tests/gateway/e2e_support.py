@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from cryptography.hazmat.primitives import serialization
 
 from runtime.config.config import load_config
 from runtime.mta.queue import QueueRunner
@@ -25,7 +24,7 @@ from runtime.mta.supervisor import make_runner
 from runtime.mta.transport import Destination, StaticResolver
 from runtime.pipeline.stages import build_stages
 from smime.keystore import KeyStore, open_keystore
-from tests.smime.pki import Issued, issue
+from tests.smime.pki import Issued, issue, key_pem
 
 from .conftest import RunningListener, free_port
 from .queue_support import run_queue
@@ -43,11 +42,6 @@ class Capture:
 
     def for_rcpt(self, rcpt: str) -> list[bytes]:
         return [m for _, rcpts, m in self.messages if rcpt in rcpts]
-
-
-def key_pem(key: Any) -> bytes:
-    return bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
 
 
 GATEWAY_TOML = """

@@ -1,33 +1,25 @@
-"""`filterlang serve` as a subprocess from a written gateway.toml, a real next hop (an aiosmtpd
-sink) and SMTP over loopback: the harness of the message-integrity tests (issue 13).
+"""The message-integrity tests' gateway (issue 13): `filterlang serve` with one listener and
+one queue process, relaying every message to its own sink, and decrypting and verifying inbound
+S/MIME with an organisation certificate issued by the test PKI (tests/smime/pki.py).
 
-A `Served` gateway has one listener and one queue process, delivers every message to its
-sink by `relay`, and decrypts and verifies inbound S/MIME with an organisation certificate
-issued by the test PKI. Tests wait for conditions with generous deadlines, never fixed sleeps.
+The process and the sink are the end-to-end harness's (tests/e2e/harness.py); this module adds
+the configuration and the PKI.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import smtplib
-import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Self
 
-from aiosmtpd.controller import Controller
-from cryptography.hazmat.primitives import serialization
-
-from tests.smime.pki import Issued, Pki, make_pki
-
-FILTERLANG = Path(sys.executable).parent / "filterlang"
-DEADLINE = 60.0  # seconds: generous, for a machine shared by many test runs
+from tests.e2e.harness import (  # noqa: F401  (re-exported for the integrity tests)
+    FILTERLANG,
+    Serve,
+    Sink,
+    free_port,
+    wait_until,
+)
+from tests.smime.pki import Issued, Pki, key_pem, make_pki
 
 CONFIG = """
 workers = 1
@@ -66,51 +58,6 @@ connect_timeout = 5
 {extra}
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    end = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-class Sink:
-    """The next hop: keeps every message it is given, bytes exactly as they arrived."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-        self._lock = threading.Lock()
-        self.port = free_port()
-        self._ctl = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        with self._lock:
-            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                                  bytes(envelope.original_content)))
-        return "250 2.0.0 stored"
-
-    def start(self) -> None:
-        self._ctl.start()
-
-    def stop(self) -> None:
-        self._ctl.stop()
-
-    def wait(self, count: int = 1) -> list[bytes]:
-        wait_for(lambda: len(self.messages) >= count, f"{count} message(s) at the sink")
-        with self._lock:
-            return [m for _, _, m in self.messages]
-
-
 _PKI: Pki | None = None
 
 
@@ -122,64 +69,34 @@ def pki() -> Pki:
     return _PKI
 
 
-def key_pem(key: Any) -> bytes:
-    return bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()))
-
-
-class Served:
-    """A gateway under `filterlang serve`, started by `with Served(...) as gw:`."""
+class Served(Serve):
+    """A gateway under `filterlang serve`, with its sink, started by `with Served(...) as gw:`."""
 
     def __init__(self, root: Path, *, filters: str = "", policy_extra: str = "",
                  smime_extra: str = "", extra: str = "", org: Issued | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        super().__init__(root / "gateway.toml", free_port())
         self.org = org or pki().user("gateway@example.org", kind="rsa",
                                      key_usage="key_encipherment")
         (root / "org.crt.pem").write_bytes(self.org.pem + pki().inter.pem)
         (root / "org.key.pem").write_bytes(key_pem(self.org.key))
         (root / "trust.pem").write_bytes(pki().root.pem)
         (root / "message.filter").write_text(filters)
-        self.port = free_port()
         self.sink = Sink()
-        (root / "gateway.toml").write_text(CONFIG.format(
+        self.config.write_text(CONFIG.format(
             port=self.port, sink=self.sink.port, policy_extra=policy_extra,
             smime_extra=smime_extra, extra=extra))
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> Served:
+    def start(self) -> Self:
         self.sink.start()
-        self._log = (self.root / "serve.log").open("wb")
-        self.proc = subprocess.Popen(
-            [str(FILTERLANG), "serve", "-c", str(self.root / "gateway.toml")],
-            stdout=self._log, stderr=self._log, start_new_session=True)
-        wait_for(self._ready, f"filterlang serve on port {self.port}")
-        return self
+        return super().start()
 
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"filterlang serve exited:\n{self.log()}")
+    def stop(self) -> None:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-                return s.recv(100).startswith(b"220")
-        except OSError:
-            return False
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
-        self.sink.stop()
-
-    def log(self) -> str:
-        return (self.root / "serve.log").read_text(errors="replace")
+            super().stop()
+        finally:
+            self.sink.stop()
 
     def send(self, data: bytes, mail_from: str = "eve@outside.example",
              rcpts: tuple[str, ...] = ("bob@example.org",)) -> tuple[int, bytes]:

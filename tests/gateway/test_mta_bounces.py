@@ -10,9 +10,8 @@ import json
 from pathlib import Path
 
 from runtime.pipeline.stages.smime_ops import protect
-from tests.smime.pki import issue
+from tests.smime.pki import issue, key_pem
 
-from .e2e_support import key_pem
 from .served import Served, Sink, send, wait_until
 
 GATEWAY = """
@@ -61,7 +60,7 @@ def test_a_decrypted_message_bounces_with_headers_only_after_a_restart(tmp_path:
         gw = Served(tmp_path, GATEWAY, sink)
         with gw:
             assert send(gw.port, "a@example.com", ["bob@example.org"], sealed)[-1][:3] == "250"
-            wait_until(lambda: attempts, what="a first delivery attempt")
+            wait_until("a first delivery attempt", lambda: attempts)
         # Stopped with the decrypted message in the deferred queue, which says so.
         deferred = list((tmp_path / "data" / "spool" / "deferred").iterdir())
         assert deferred, "the message should wait in the deferred queue"
@@ -69,7 +68,7 @@ def test_a_decrypted_message_bounces_with_headers_only_after_a_restart(tmp_path:
         assert header["headers_only_dsn"] is True
         answer[0] = "550 5.1.1 no such user"
         with gw:  # the same gateway, restarted
-            [dsn] = wait_until(lambda: sink.to("a@example.com"), what="the DSN")
+            [dsn] = wait_until("the DSN", lambda: sink.to("a@example.com"))
     assert SECRET.encode() not in dsn.data
     parsed = email.message_from_bytes(dsn.data, policy=email.policy.default)
     returned = list(parsed.iter_parts())[-1]

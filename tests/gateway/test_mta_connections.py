@@ -49,10 +49,9 @@ def test_global_and_per_ip_caps_through_serve(tmp_path: Path) -> None:
             assert [g[:3] for g in greetings] == ["220"] * 5 + ["421"], greetings
             assert greetings[5].startswith("421 4.7.0")
         # All closed: the counts are back down, and mail flows.
-        assert wait_until(lambda: send(gw.port, "a@example.com", ["b@example.org"],
-                                       b"Subject: s\r\n\r\nx\r\n")[-1][:3] == "250",
-                          what="a session once the others closed")
-        wait_until(lambda: sink.to("b@example.org"), what="delivery")
+        assert wait_until("a session once the others closed", lambda: send(gw.port, "a@example.com", ["b@example.org"],
+                                       b"Subject: s\r\n\r\nx\r\n")[-1][:3] == "250")
+        wait_until("delivery", lambda: sink.to("b@example.org"))
     assert "Traceback" not in gw.log_text()
 
 
@@ -72,9 +71,8 @@ def test_descriptor_limit_gives_421_not_tracebacks(tmp_path: Path) -> None:
             assert codes.index("421") > 10 and "220" not in codes[codes.index("421"):]
             for s in opened:
                 s.close()
-            wait_until(lambda: send(gw.port, "a@example.com", ["b@example.org"],
-                                    b"Subject: s\r\n\r\nx\r\n")[-1][:3] == "250",
-                       what="a session once the others closed")
+            wait_until("a session once the others closed", lambda: send(gw.port, "a@example.com", ["b@example.org"],
+                                    b"Subject: s\r\n\r\nx\r\n")[-1][:3] == "250")
     log = gw.log_text()
     assert "Traceback" not in log and "out of system resource" not in log
 

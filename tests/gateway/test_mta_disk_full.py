@@ -35,11 +35,11 @@ def test_mail_is_refused_with_452_below_the_reserve(tmp_path: Path) -> None:
             gw.config.write_text(gw.config.read_text().replace(str(10**18), "0"))
             assert gw.proc is not None
             gw.proc.send_signal(signal.SIGHUP)
-            wait_until(lambda: dialogue(gw.port, [b"EHLO c.example", b"MAIL FROM:<a@x.example>"]
-                                        )[2].startswith("250"), what="the reloaded reserve")
+            wait_until("the reloaded reserve", lambda: dialogue(gw.port, [b"EHLO c.example", b"MAIL FROM:<a@x.example>"]
+                                        )[2].startswith("250"))
             assert send(gw.port, "a@example.com", ["b@example.org"],
                         b"Subject: s\r\n\r\nx\r\n")[-1][:3] == "250"
-            wait_until(lambda: sink.to("b@example.org"), what="delivery")
+            wait_until("delivery", lambda: sink.to("b@example.org"))
 
 
 @contextlib.contextmanager
@@ -85,11 +85,10 @@ def test_a_full_disk_at_the_deferred_rewrite_follows_the_retry_schedule(tmp_path
             body = b"Subject: big\r\n\r\n" + (b"0123456789abcdef" * 4 + b"\r\n") * 2000  # 130 KB
             assert send(gw.port, "a@example.com", ["b@example.org"], body)[-1][:3] == "250"
             deferred = fs / "data" / "spool" / "deferred"
-            wait_until(lambda: attempts and list(deferred.iterdir()), what="the first deferral")
+            wait_until("the first deferral", lambda: attempts and list(deferred.iterdir()))
             filler = _fill(fs)
             filled_at = time.monotonic()
-            wait_until(lambda: len([t for t in attempts if t > filled_at]) >= 3,
-                       what="three attempts on the full disk")
+            wait_until("three attempts on the full disk", lambda: len([t for t in attempts if t > filled_at]) >= 3)
             after = [t for t in attempts if t > filled_at]
             gaps = [b - a for a, b in zip(after, after[1:], strict=False)]
             # retry_schedule = [4]: never the one-second spin of before.
@@ -99,5 +98,5 @@ def test_a_full_disk_at_the_deferred_rewrite_follows_the_retry_schedule(tmp_path
             assert [a["kind"] for a in alerts].count("spool_write") == 1, alerts
             filler.unlink()
             answer[0] = "250 2.1.5 OK"
-            [got] = wait_until(lambda: sink.to("b@example.org"), what="delivery after the disk")
+            [got] = wait_until("delivery after the disk", lambda: sink.to("b@example.org"))
     assert body in got.data

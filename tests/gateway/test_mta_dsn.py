@@ -70,13 +70,12 @@ def test_notify_and_orcpt_through_serve(tmp_path: Path) -> None:
         assert send(gw.port, "a2@example.com", ["carol@example.org"], msg,
                     "NOTIFY=NEVER")[-1][:3] == "250"
         assert send(gw.port, "a3@example.com", ["dave@example.org"], msg)[-1][:3] == "250"
-        [notice] = wait_until(lambda: sink.to("a1@example.com"), what="bob's delay notice")
+        [notice] = wait_until("bob's delay notice", lambda: sink.to("a1@example.com"))
         # Several attempts later there is still exactly one notice, for bob only.
-        wait_until(lambda: tried.count("bob@example.org") >= 4 and tried.count("dave@example.org") >= 4,
-                   what="more attempts")
+        wait_until("more attempts", lambda: tried.count("bob@example.org") >= 4 and tried.count("dave@example.org") >= 4)
         assert len(sink.to("a1@example.com")) == 1 and sink.to("a3@example.com") == []
         answers["bob@example.org"] = "550 5.1.1 gone now"
-        wait_until(lambda: len(sink.to("a1@example.com")) == 2, what="bob's failure notice")
+        wait_until("bob's failure notice", lambda: len(sink.to("a1@example.com")) == 2)
     assert b"Action: delayed" in notice.data and b"Status: 4.2.1" in notice.data
     assert b"Original-Recipient: rfc822; Bob+sales@Example.org" in notice.data
     failure = sink.to("a1@example.com")[1]

@@ -34,7 +34,7 @@ def test_cr_and_nul_in_command_arguments_are_refused_through_serve(tmp_path: Pat
         # The session is still usable, and a clean message goes through with one clean
         # Received line of ours.
         assert send(gw.port, "a@example.com", ["b@example.org"], MESSAGE)[-1].startswith("250")
-        [got] = wait_until(lambda: sink.to("b@example.org"), what="delivery to the sink")
+        [got] = wait_until("delivery to the sink", lambda: sink.to("b@example.org"))
     head = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(got.data)
     assert head.get_all("Bcc") is None and head.get_all("X-Injected") is None
     received = head.get_all("Received")

@@ -56,7 +56,7 @@ def test_unreadable_sqlite_store_defers_with_one_alert_then_delivers(tmp_path: P
             body = f"From: a@example.com\r\nSubject: m{n}\r\n\r\nconfidential {n}\r\n".encode()
             assert send(gw.port, "a@example.com", ["bob@example.org"], body)[-1][:3] == "250"
         # Each message is tried, found waiting for the store, and tried again on schedule.
-        wait_until(lambda: len(_events(tracking, "deferred")) >= 4, what="retries")
+        wait_until("retries", lambda: len(_events(tracking, "deferred")) >= 4)
         deferred = _events(tracking, "deferred")
         assert all("key store unavailable" in str(d["reply"]) for d in deferred)
         assert _events(tracking, "bounced") == [] and sink.messages == []
@@ -65,7 +65,7 @@ def test_unreadable_sqlite_store_defers_with_one_alert_then_delivers(tmp_path: P
         # The store comes back: both go out, encrypted, at their next retry.
         broken.rmdir()
         shutil.copy(good, broken)
-        wait_until(lambda: len(sink.to("bob@example.org")) == 2, what="delivery after the outage")
+        wait_until("delivery after the outage", lambda: len(sink.to("bob@example.org")) == 2)
     for m in sink.to("bob@example.org"):
         assert b"application/pkcs7-mime" in m.data and b"confidential" not in m.data
     assert sink.to("a@example.com") == []  # no DSN, no delay notice
@@ -109,18 +109,18 @@ def test_postgres_down_defers_with_one_alert_then_delivers(tmp_path: Path) -> No
                 assert send(gw.port, "a@example.com", ["bob@example.org"], body)[-1][:3] == "250"
 
             submit(0)  # while the server is up: the queue process has its connection
-            wait_until(lambda: sink.to("bob@example.org"), what="delivery before the outage")
+            wait_until("delivery before the outage", lambda: sink.to("bob@example.org"))
             _pg_ctl(data, "stop", "-m", "fast", "-w")
             submit(1)
             submit(2)
-            wait_until(lambda: len(_events(tracking, "deferred")) >= 4, what="retries")
+            wait_until("retries", lambda: len(_events(tracking, "deferred")) >= 4)
             assert all("key store unavailable" in str(d["reply"])
                        for d in _events(tracking, "deferred"))
             assert _events(tracking, "bounced") == [] and len(sink.to("bob@example.org")) == 1
             kinds = [a["kind"] for a in _events(alerts, "alert")]
             assert kinds.count("keystore_unavailable") == 1, kinds
             _pg_ctl(data, "start", "-w", "-l", str(Path(data).parent / "log"), "-o", options)
-            wait_until(lambda: len(sink.to("bob@example.org")) == 3, what="delivery after it")
+            wait_until("delivery after it", lambda: len(sink.to("bob@example.org")) == 3)
         for m in sink.to("bob@example.org"):
             assert b"application/pkcs7-mime" in m.data and b"confidential" not in m.data
         assert sink.to("a@example.com") == []

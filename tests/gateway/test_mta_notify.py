@@ -40,11 +40,11 @@ def test_copies_are_marked_and_automatic_mail_gets_none(tmp_path: Path) -> None:
         # Then a person's message, marked "no" as RFC 3834 allows.
         assert send(gw.port, "a@example.com", ["b@example.org"],
                     _message("person", "Auto-Submitted: no\r\n"))[-1][:3] == "250"
-        wait_until(lambda: len(sink.to("b@example.org")) == 3, what="the three originals")
+        wait_until("the three originals", lambda: len(sink.to("b@example.org")) == 3)
         # The bounce went on with its null sender (it used to go out as MAIL FROM:<<>>).
         assert [m.mail_from for m in sink.to("b@example.org")].count("<>") == 1  # aiosmtpd: null
-        [note] = wait_until(lambda: sink.to("admin@example.org"), what="the notification")
-        [copy] = wait_until(lambda: sink.to("archive@example.org"), what="the bcc copy")
+        [note] = wait_until("the notification", lambda: sink.to("admin@example.org"))
+        [copy] = wait_until("the bcc copy", lambda: sink.to("archive@example.org"))
         # The queue works in order: had the automatic messages made copies, they would be
         # here by now (and are checked once more after the gateway stopped).
     assert len(sink.to("admin@example.org")) == 1 and len(sink.to("archive@example.org")) == 1

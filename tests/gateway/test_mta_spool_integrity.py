@@ -73,10 +73,9 @@ def test_serve_moves_damaged_files_to_corrupt_and_delivers_the_rest(tmp_path: Pa
     env, data = decode(old.read_bytes())
     old.write_bytes(_v1(env, data))
     with Sink() as sink, Served(tmp_path, GATEWAY, sink):
-        wait_until(lambda: sink.to("intact@example.org") and sink.to("old@example.org"),
-                   what="the intact and the version-1 message")
+        wait_until("the intact and the version-1 message", lambda: sink.to("intact@example.org") and sink.to("old@example.org"))
         corrupt = tmp_path / "data" / "spool" / "corrupt"
-        wait_until(lambda: len(list(corrupt.iterdir())) == 2, what="two files in corrupt")
+        wait_until("two files in corrupt", lambda: len(list(corrupt.iterdir())) == 2)
     assert sorted(p.name for p in corrupt.iterdir()) == sorted(
         [names["truncated"], names["flipped"]])
     assert sink.to("truncated@example.org") == [] and sink.to("flipped@example.org") == []

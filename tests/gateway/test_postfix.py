@@ -23,9 +23,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from runtime.pipeline.stages.smime_ops import is_smime
-from tests.smime.pki import issue
+from tests.smime.pki import issue, key_pem
 
-from .e2e_support import key_pem
 from .test_noloss import free_port, wait_port
 
 FILTERLANG = Path(sys.executable).parent / "filterlang"

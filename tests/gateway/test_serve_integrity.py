@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from smime import TrustStore, VerifyPolicy, encrypt, sign, verify
 from tests.smime.bare_signer import sign_without_attributes
-from tests.smime.pki import NOW
+from tests.smime.pki import NOW, key_pem
 from tests.smime.wrong_cek import wrong_cek_envelope
 
-from .serve_harness import FILTERLANG, Served, key_pem, pki, wait_for
+from .serve_harness import FILTERLANG, Served, pki, wait_until
 
 PLAIN = (b"To: bob@example.org\r\nSubject: pay\r\nMessage-ID: <m1@outside.example>\r\n"
          b"Content-Type: text/plain\r\n\r\nPay Eve 1000 EUR.\r\n")
@@ -74,8 +74,7 @@ def test_unauthenticated_decryption_is_labelled_and_filterable(tmp_path: Path) -
         assert b"Pay Eve 1000 EUR." in cbc
         assert b"X-Filterlang-SMIME: decrypted\r\n" in gcm
         assert b"X-Unauthenticated" not in gcm
-        wait_for(lambda: list((gw.root / "data" / "quarantine" / "held").glob("*")),
-                 "the unauthenticated message in the quarantine")
+        wait_until("the unauthenticated message in the quarantine", lambda: list((gw.root / "data" / "quarantine" / "held").glob("*")))
         assert b"quarantine me" not in b"".join(gw.sink.wait(2))
 
 
@@ -106,8 +105,7 @@ def test_signer_without_signed_attributes_is_refused_by_the_gateway(tmp_path: Pa
         assert b"X-Filterlang-SMIME: verification=failed" in got
         tracking = gw.root / "data" / "tracking.jsonl"
         # The tracking record follows the next hop's reply: wait for it, do not race it.
-        wait_for(lambda: "no-signed-attributes" in tracking.read_text(),
-                 "the reason in the tracking record")
+        wait_until("the reason in the tracking record", lambda: "no-signed-attributes" in tracking.read_text())
 
 
 FOOTER_FILTER = """

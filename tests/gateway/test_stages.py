@@ -122,9 +122,7 @@ def test_smime_config_mistakes_name_the_key(tmp_path: Path, smime: str, expected
 def test_quarantined_message_is_protected_before_it_waits(tmp_path: Path) -> None:
     """A message quarantined with a deferred encrypting profile waits already encrypted (and
     split copies wait in the same quarantine), so a release can never send it in clear."""
-    from tests.smime.pki import issue
-
-    from .e2e_support import key_pem
+    from tests.smime.pki import issue, key_pem
 
     org = issue("gw.example.com", emails=["example.com"], key_usage=None)
     partner = issue("b@example.org", emails=["b@example.org"], key_usage=None)
@@ -173,9 +171,7 @@ def test_key_store_serves_the_queue_loop_and_its_threads(tmp_path: Path) -> None
     INLINE_LIMIT) in threads beside it: the key store serves both, side by side."""
     from runtime.mta.queue import INLINE_LIMIT
     from smime.keystore import open_keystore
-    from tests.smime.pki import issue
-
-    from .e2e_support import key_pem
+    from tests.smime.pki import issue, key_pem
 
     org = issue("gw.example.com", emails=["example.com"], key_usage=None)
     partner = issue("b@example.org", emails=["b@example.org"], key_usage=None)

@@ -17,8 +17,7 @@ from runtime.commands.cli import main
 from smime import compose
 from smime.keystore import open_keystore
 from smime.trust import TrustStore
-from tests.gateway.e2e_support import key_pem
-from tests.smime.pki import Issued, issue
+from tests.smime.pki import Issued, issue, key_pem
 
 FILTERLANG = Path(sys.executable).parent / "filterlang"
 

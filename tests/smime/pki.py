@@ -138,6 +138,12 @@ class Pki:
         return issue(email, self.inter, emails=[email], **kw)  # type: ignore[arg-type]
 
 
+def key_pem(key: Key) -> bytes:
+    """A private key as the PEM (PKCS#8, unencrypted) file a gateway configuration names."""
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
 def make_pki() -> Pki:
     root = issue("Test Root", ca=True, kind="p256")
     return Pki(root, issue("Test Intermediate", root, ca=True, kind="p256"))
