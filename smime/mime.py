@@ -55,16 +55,18 @@ def split_entity(data: bytes) -> tuple[bytes, bytes]:
 
 
 def _headers(head: bytes) -> list[bytes]:
-    """Unfolded-aware list of raw header fields (continuation lines kept with their field)."""
-    fields: list[bytes] = []
+    """Unfolded-aware list of raw header fields (continuation lines kept with their field).
+    Each field is joined once: appending to the bytes of a field copies it per continuation
+    line, quadratic in one long folded field."""
+    fields: list[list[bytes]] = []
     for line in head.split(b"\r\n"):
         if not line:
             continue
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\r\n" + line
+            fields[-1].append(line)
         else:
-            fields.append(line)
-    return fields
+            fields.append([line])
+    return [b"\r\n".join(lines) for lines in fields]
 
 
 def _name(field: bytes) -> bytes:

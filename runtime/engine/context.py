@@ -427,14 +427,15 @@ def _apply_list_op(pairs: list[tuple[str, str]], op: _HeaderOp) -> None:
 
 def raw_fields(head: bytes) -> list[bytes]:
     """The fields of a header block exactly as received, each with its continuation lines and
-    line ends. Linear: one pass over the lines."""
-    fields: list[bytes] = []
+    line ends. Linear: one pass over the lines, each field joined once (`fields[-1] += line`
+    copies the field so far for every continuation line: quadratic in one long folded field)."""
+    fields: list[list[bytes]] = []
     for line in head.splitlines(keepends=True):
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
+            fields[-1].append(line)
         else:
-            fields.append(line)
-    return fields
+            fields.append([line])
+    return [b"".join(lines) for lines in fields]
 
 
 def _raw_name(field: bytes) -> bytes:

@@ -74,3 +74,24 @@ _LINE = st.tuples(st.sampled_from(["Subject:", "To: ", "X-A:\t", " ", "\t", "Fro
 @given(st.lists(_LINE, min_size=1, max_size=8))
 def test_line_shaped_blocks_match_the_parser_when_taken(lines: list[tuple[str, str, str]]) -> None:
     _same("".join(a + b + c for a, b, c in lines).encode("utf-8"))
+
+
+_FIELD = st.tuples(st.sampled_from(["Subject", "X-A", "To"]),
+                   st.lists(st.text("ab ", min_size=1, max_size=5), min_size=1, max_size=4))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_FIELD, max_size=6), st.sampled_from([b"\r\n", b"\n"]))
+def test_raw_fields_keep_every_byte_and_fold(fields: list[tuple[str, list[str]]], sep: bytes) -> None:
+    """The raw field split that header edits rebuild from: continuation lines stay with their
+    field and the fields join back to the block, byte for byte (it is built by joining each
+    field's lines once, so a 5 MB folded field costs what its size says)."""
+    from runtime.engine.context import raw_fields
+    from smime.mime import _headers
+
+    made = [f"{name}: {lines[0]}".encode() + b"".join(sep + b" " + x.encode() for x in lines[1:])
+            for name, lines in fields]
+    head = b"".join(f + sep for f in made)
+    assert raw_fields(head) == [f + sep for f in made]
+    if sep == b"\r\n":
+        assert _headers(head) == made
