@@ -1,7 +1,7 @@
 """The formatter: for every input that parses, format is idempotent and keeps the meaning.
 
 Meaning is the syntax tree, whose equality leaves out layout (spans); so the formatted text
-must parse, without new diagnostics, to a tree equal to the original's, and formatting it again
+must parse, without new diagnostics (and without those `fmt` resolves), to a tree equal to the original's, and formatting it again
 must change nothing.
 """
 
@@ -10,6 +10,10 @@ from __future__ import annotations
 from filterlang import format_source, parse
 from fuzz.harness import Target
 from fuzz.targets.filters import seeds
+
+# Diagnostics about layout that `fmt` removes by design: N603, the appliance's "." end-of-input
+# line, which fmt drops (found by this harness when N603 came in).
+RESOLVED_BY_FMT = frozenset({"N603"})
 
 
 def run(data: bytes) -> None:
@@ -23,7 +27,8 @@ def run(data: bytes) -> None:
     original, _ = parse(text, "fuzz.filter")
     again, again_diags = parse(once, "fuzz.filter")
     assert again == original, (text, once)
-    assert [d.code for d in again_diags] == [d.code for d in diags], (diags, again_diags)
+    kept = [d.code for d in diags if d.code not in RESOLVED_BY_FMT]
+    assert [d.code for d in again_diags] == kept, (diags, again_diags)
     twice, _ = format_source(once, "fuzz.filter")
     assert twice == once, (once, twice)
 

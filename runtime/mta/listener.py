@@ -469,12 +469,13 @@ class GatewaySMTP(SMTP):
                 address, rest = get_angle_addr(arg)
             else:
                 address, rest = get_addr_spec(arg)
-        except (HeaderParseError, IndexError):
-            # IndexError: the standard library's parser runs off the end of a lone "<"
-            # (found by fuzzing); a syntax error, answered 501 like any other.
+            if simple is None:
+                addr = str(address.addr_spec)
+        except (HeaderParseError, IndexError, AttributeError):
+            # Found by fuzzing, each a syntax error answered like any other: IndexError, the
+            # standard library's parser runs off the end of a lone "<"; AttributeError, it
+            # builds an unterminated domain literal ("<a@[1") that cannot render its address.
             return None, None
-        if simple is None:
-            addr = str(address.addr_spec)
         localpart = addr.rpartition("@")[0]
         if self.local_part_limit and len(localpart) > self.local_part_limit:
             return None, None

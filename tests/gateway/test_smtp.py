@@ -401,11 +401,13 @@ def test_a_reply_never_carries_a_cr_or_nul_from_the_command(
     assert raw.cmd(MSG + b".\r\n").startswith("250")
 
 
-@pytest.mark.parametrize("command", [b"MAIL FROM:<\r\n", b"MAIL FROM:<<\r\n"])
+@pytest.mark.parametrize("command", [b"MAIL FROM:<\r\n", b"MAIL FROM:<<\r\n", b"MAIL FROM:<a@[1\r\n",
+                                     b"MAIL FROM:a@[\r\n", b'MAIL FROM:<"q u"@[063l\r\n'])
 def test_a_lone_angle_bracket_is_a_malformed_address(
         listener: Callable[..., RunningListener], command: bytes) -> None:
-    """Found by fuzzing: "MAIL FROM:<" made the address parser raise IndexError, which the
-    listener answered 451 with a traceback in its log; it is a malformed address like any other."""
+    """Found by fuzzing: "MAIL FROM:<" made the address parser raise IndexError, and an
+    unterminated domain literal ("<a@[1") AttributeError, which the listener answered 451 with
+    a traceback in its log; each is a malformed address like any other."""
     gw = listener()
     raw = Raw(gw.port)
     assert raw.cmd(b"EHLO t\r\n").startswith("250")
