@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run suites test lint typecheck pytest bench fuzz clean
+.PHONY: run suites test lint typecheck pytest bench fuzz fuzz-campaign fuzz-report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,14 @@ fuzz: $(STAMP)
 		$(BIN)/python -m fuzz.run $$t --runs $(FUZZ_RUNS) --max-time $(FUZZ_TIME) \
 			--timeout $(FUZZ_TIMEOUT) || exit 1; \
 	done
+
+## A long campaign toward 10^6 clean runs per target, in 10-minute slices, round robin, at the
+## lowest priority; `make fuzz-report` prints the ledger (var/fuzz/ledger.jsonl).
+fuzz-campaign: $(STAMP)
+	nice -n 19 $(BIN)/python -m fuzz.campaign --slice 600
+
+fuzz-report: $(STAMP)
+	@$(BIN)/python -m fuzz.campaign --report
 
 ## The benchmarks print their figures; bench/gateway.py in its quick mode (BENCH_FULL=1: all).
 bench: $(STAMP)
