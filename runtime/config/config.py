@@ -41,6 +41,7 @@ POLICY_ACTIONS = ("ACCEPT", "RELAY", "REJECT", "TCPREFUSE")
 PROFILE_MODES = ("sign", "encrypt", "sign-encrypt", "triple")
 SIGN_MODES = ("opaque", "detached")
 MISSING_KEY_ACTIONS = ("bounce", "drop", "split")
+BARE_LINE_ENDINGS = ("reject", "normalize")
 CIPHERS = ("aes128-cbc", "aes192-cbc", "aes256-cbc", "aes128-gcm", "aes256-gcm")
 
 
@@ -97,6 +98,11 @@ class MailFlowPolicy:
     max_addresses_per_header: int = 1000
     max_mime_parts: int = 1000
     max_mime_depth: int = 50
+    # A message line ending in a bare LF: "reject" it (550, as Postfix's
+    # smtpd_forbid_bare_newline = reject) or "normalize" it to CRLF (as Postfix 3.9's default),
+    # for clients that write Unix line ends. Either way only CRLF.CRLF ends DATA and a bare CR
+    # or a NUL is refused, so no SMTP-smuggling shape gets through.
+    bare_line_endings: str = "reject"
 
 
 @frozen
@@ -280,6 +286,7 @@ def _policy(name: str, t: Table) -> MailFlowPolicy:
         max_addresses_per_header=t.integer("max_addresses_per_header", 1000, minimum=1),
         max_mime_parts=t.integer("max_mime_parts", 1000, minimum=1),
         max_mime_depth=t.integer("max_mime_depth", 50, minimum=2),
+        bare_line_endings=t.choice("bare_line_endings", BARE_LINE_ENDINGS, "reject"),
     )
 
 

@@ -144,6 +144,17 @@ class RateLimiter:
         return True
 
 
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def normalize_line_endings(data: bytes, policy: MailFlowPolicy) -> bytes:
+    """Under ``bare_line_endings = "normalize"``, every LF not after a CR becomes CRLF (what
+    the client meant); otherwise the data as sent, for `check_line_endings` to judge."""
+    if policy.bare_line_endings == "normalize" and b"\n" in data:
+        return _BARE_LF.sub(b"\r\n", data)
+    return data
+
+
 def check_line_endings(data: bytes) -> str | None:
     """Refuse SMTP-smuggling shapes: any CR not before LF, any LF not after CR, any NUL."""
     if b"\0" in data:
@@ -228,8 +239,8 @@ def unstuff(data: bytes) -> bytes:
     return data
 
 
-async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
-                    line_limit: int) -> tuple[bytes, str | None]:
+async def read_data(reader: asyncio.StreamReader, size_limit: int | None, line_limit: int,
+                    policy: MailFlowPolicy | None = None) -> tuple[bytes, str | None]:
     """The message after DATA, up to the line that holds only a dot: (content, None), or
     (b"", reply) when a line or the message is too long (read to its end all the same).
 
@@ -237,6 +248,9 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
     reads up to each ".<CR><LF>" instead and keeps it only when the dot starts a line, i.e.
     when the two bytes before it are CRLF (the DATA command's own CRLF for the first line).
     A dot after a bare CR or LF therefore never ends the message: no smuggling shape can.
+    Bare LFs are normalized here (before the transparency dots come off) when the `policy`
+    says so; a long "line" that is really lines with bare LFs is refused as that, not as a
+    line too long, since that is what the sender has to fix.
     """
     pieces: list[bytes] = []
     size = 0
@@ -268,8 +282,10 @@ async def read_data(reader: asyncio.StreamReader, size_limit: int | None,
         return b"", DATA_TOO_BIG
     data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
     del pieces
+    if policy is not None:
+        data = normalize_line_endings(data, policy)
     if len(data) > line_limit and longest_line(data) > line_limit:
-        return b"", LINE_TOO_LONG
+        return b"", check_line_endings(data) or LINE_TOO_LONG
     return unstuff(data), None
 
 
@@ -513,7 +529,7 @@ class GatewaySMTP(SMTP):
         # aiosmtpd's checks and replies, with the message read by `read_data`.
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
-        assert self.envelope is not None and self._reader is not None
+        assert self.envelope is not None and self._reader is not None and self.session is not None
         if not self.envelope.rcpt_tos:
             await self.push("503 5.5.1 Error: need RCPT command")
             return
@@ -523,7 +539,7 @@ class GatewaySMTP(SMTP):
         await self.push(START_DATA)
         try:
             data, problem = await read_data(self._reader, self.data_size_limit,
-                                            self.line_length_limit)
+                                            self.line_length_limit, _policy(self.session))
         except asyncio.CancelledError:
             log.info("connection lost during DATA")
             self._writer.close()

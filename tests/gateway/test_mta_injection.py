@@ -58,3 +58,35 @@ def test_the_header_builder_never_writes_a_line_break_from_data(value: str) -> N
 def test_the_header_builder_refuses_a_bad_field_name() -> None:
     with pytest.raises(ValueError):
         field("X-Bad: injected\r\nBcc", "v")
+
+
+# A client that writes Unix line ends: every line ends in a bare LF, and the whole message is
+# one "line" of over 1,000 bytes to a reader that splits at CRLF.
+UNIX_MESSAGE = (b"From: a@example.com\nTo: b@example.org\nSubject: unix\n\n"
+                + b"a line of text written on a Unix box\n" * 40
+                + b"..a stuffed dot\n.\nMAIL FROM:<smuggled@example.com>\n")
+
+
+def test_bare_lf_mail_is_refused_as_that_not_as_a_long_line_through_serve(tmp_path: Path) -> None:
+    """Found by a partner whose mail client writes LF: the refusal named a line too long,
+    which sent the administrator the wrong way. It names the bare line ends."""
+    with Sink() as sink, Served(tmp_path, GATEWAY, sink) as gw:
+        replies = send(gw.port, "a@example.com", ["b@example.org"], UNIX_MESSAGE)
+        assert replies[-1].startswith("550 5.5.2 Message contains bare CR or LF"), replies
+        assert sink.messages == []
+
+
+def test_bare_lf_normalized_when_the_policy_says_so_through_serve(tmp_path: Path) -> None:
+    """`bare_line_endings = "normalize"` (Postfix 3.9's default): the lines arrive with CRLF,
+    the transparency dot comes off, and a "<LF>.<LF>" inside is content, never the end of
+    DATA, so the command after it is not smuggled in as a second message."""
+    config = relay_config(policy='bare_line_endings = "normalize"', delivery="retry_schedule = [1]")
+    with Sink() as sink, Served(tmp_path, config, sink) as gw:
+        replies = send(gw.port, "a@example.com", ["b@example.org"], UNIX_MESSAGE)
+        assert replies[-1].startswith("250"), replies
+        [got] = wait_until("delivery to the sink", lambda: sink.to("b@example.org"))
+        body = got.data.split(b"\r\n\r\n", 1)[1]
+        assert body.count(b"a line of text written on a Unix box\r\n") == 40
+        assert b"\r\n.a stuffed dot\r\n" in body and b"MAIL FROM:<smuggled" in body
+        assert b"\n" not in body.replace(b"\r\n", b"")
+        assert len(sink.messages) == 1
