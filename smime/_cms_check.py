@@ -81,7 +81,7 @@ def _check_protection(
         ) != _algo_key(si["signature_algorithm"]):
             return ("algorithm-protection-mismatch",
                     "signature algorithm differs from the CMSAlgorithmProtection attribute")
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
         return ("bad-attributes", f"CMSAlgorithmProtection is malformed ({exc})")
     return None
 
@@ -106,7 +106,7 @@ def key_reason(cert: x509.Certificate, policy: VerifyPolicy) -> tuple[str, str] 
         elif algo == "dsa" and not policy.legacy:
             return ("unsupported-algorithm", "DSA signer keys are accepted only with the "
                     "legacy policy")
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
         return ("unsupported-algorithm", f"the signer key cannot be read ({exc})")
     return None
 

@@ -166,7 +166,7 @@ def parse_signed(der: bytes, policy: VerifyPolicy = DEFAULT_POLICY) -> ParsedSig
                         _ = a["values"].native
         for cert in certs:
             _ = cert.native
-    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError) as exc:
         raise MalformedError(f"CMS: not a valid SignedData structure ({exc})") from None
     return ParsedSigned(sd, content, certs, crls)
 
