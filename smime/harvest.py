@@ -11,6 +11,7 @@ from typing import Protocol
 
 import attrs
 
+from smime.binding import ADDRESS, covering_domains, sender_binding
 from smime.keystore import KeyStore, KeyStoreUnavailableError
 from smime.keystore._cert import CertificateParseError, parse_pem
 from smime.keystore._sqlstore import HarvestOutcome
@@ -42,6 +43,9 @@ class HarvestPolicy:
     harvest_updated_keys: bool = True
     review_window_hours: int = 48
     size_cap_bytes: int = 512 * 1024 * 1024
+    # A certificate naming the sender's domain (a partner gateway's) is kept under that
+    # domain: the gateway's `[smime] accept_domain_certificates`, as for verifying.
+    domain_certificates: bool = False
 
 
 @attrs.frozen
@@ -76,14 +80,24 @@ def harvest(store: KeyStore, report: SignedMessageReport, policy: HarvestPolicy 
         return HarvestOutcome("skipped", "the signer certificate has expired")
     if at < info.not_before:
         return HarvestOutcome("skipped", "the signer certificate is not yet valid")
-    if info.self_signed:
+    if info.self_signed and not report.verified:
+        # A verified signature had its path validated, so a self-signed signer was one of our
+        # configured trust anchors (a partner gateway's pinned certificate, smime.md 5.3 and
+        # 5.6); unverified, a self-signed certificate vouches for nothing.
         return HarvestOutcome("skipped", "the signer certificate is self-signed")
-    if report.sender.lower() not in info.emails:
+    binding = sender_binding(info.emails, info.domains, report.sender,
+                             domain_certificates=policy.domain_certificates)
+    if binding is None:
         # Only keep what the message vouches for: the certificate must name the sender.
         return HarvestOutcome("skipped", f"the certificate does not name the sender {report.sender}")
+    # Kept under the certificate's own addresses (smime.md 5.6); a domain certificate also
+    # under the domain name(s) that named the sender, so that lookup finds it for the domain.
+    names = info.emails if binding == ADDRESS else (
+        *info.emails, *covering_domains(info.domains, report.sender))
     try:
         outcome = store.harvest(
             info,
+            names=names,
             message_id=report.message_id,
             capabilities=report.capabilities,
             obtained="harvested" if report.verified else "harvested-unverified",

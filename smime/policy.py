@@ -40,6 +40,10 @@ class VerifyPolicy:
     the last twenty years writes them; conformance vectors (RFC 4134, RFC 9216, Bouncy
     Castle) often lack them, so the library's default is off and the gateway's is on
     (`[smime] require_signed_attributes`).
+    `domain_certificates` lets a signer certificate whose subjectAltName holds a DNS name
+    (exact, or a `*.` wildcard over one label) stand for every sender of that domain: what
+    gateways exchange (smime/binding.py). Off in the library and the CLI, like mail clients;
+    on in the gateway (`[smime] accept_domain_certificates`).
     """
 
     legacy: bool = False
@@ -47,6 +51,7 @@ class VerifyPolicy:
     at_signing_time: bool = False
     bind_from: bool = True
     require_signed_attributes: bool = False
+    domain_certificates: bool = False
     min_rsa_bits: int | None = None
     ec_curves: tuple[str, ...] = EC_CURVES
     max_signers: int = 16

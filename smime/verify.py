@@ -16,6 +16,7 @@ from smime import _cms_check as ck
 from smime import _cms_signed as cs
 from smime import mime
 from smime._path import path_reasons
+from smime.binding import sender_binding
 from smime.errors import MalformedError
 from smime.policy import DEFAULT_POLICY, VerifyPolicy
 from smime.trust import TrustStore
@@ -36,6 +37,9 @@ class SignerResult:
     signing_time: dt.datetime | None
     digest_algorithm: str
     capabilities: tuple[str, ...]
+    # How the certificate names the From address: "address" (its own rfc822Name) or "domain"
+    # (a gateway certificate's SAN domain, when the policy accepts those); None: not bound.
+    binding: str | None = None
 
 
 @attrs.frozen
@@ -46,6 +50,11 @@ class VerifyResult:
     certificates: tuple[x509.Certificate, ...]
     content: bytes
     form: str  # "detached" | "opaque"
+
+    @property
+    def binding(self) -> str | None:
+        """How the sender was bound to the signature that verified ("address" | "domain")."""
+        return next((s.binding for s in self.signers if s.verified and s.binding), None)
 
 
 def _emails(cert: x509.Certificate) -> tuple[str, ...]:
@@ -61,13 +70,21 @@ def _emails(cert: x509.Certificate) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _from_matches(cert: x509.Certificate, from_address: str) -> bool:
-    addr = from_address.strip().lower()
-    domain = addr.rpartition("@")[2]
-    # A SAN without a local part names the whole domain (organisation certificates).
-    return any(e == addr or ("@" not in e and e.lstrip(".") == domain) for e in _emails(cert))
+def _domains(cert: x509.Certificate) -> tuple[str, ...]:
+    # SAN dNSName, and an rfc822Name without a local part (RFC 5280 4.2.1.10 uses that form
+    # for "every mailbox at this host"): both name a domain, never an address.
+    return tuple(
+        str(n.native).lower().lstrip(".") if n.name == "rfc822_name" else str(n.native).lower()
+        for n in (cert.subject_alt_name_value or ())
+        if n.name == "dns_name" or (n.name == "rfc822_name" and "@" not in str(n.native))
+    )
 
 
+def binding_of(cert: x509.Certificate, address: str, policy: VerifyPolicy) -> str | None:
+    """How `cert` names `address`: "address", "domain" (only when the policy accepts domain
+    certificates) or None."""
+    return sender_binding((e for e in _emails(cert) if "@" in e), _domains(cert), address,
+                          domain_certificates=policy.domain_certificates)
 def _signing_time_reason(cert: x509.Certificate, when: dt.datetime) -> Reason | None:
     # smime.md 6 4.5: a signingTime outside the certificate's validity means the certificate
     # was expired or not yet valid when the sender claims to have signed.
@@ -98,6 +115,7 @@ def _signer(
     policy: VerifyPolicy,
 ) -> SignerResult:
     sr: list[Reason] = []
+    binding: str | None = None
     cert = cs.find_signer_cert(si, pool)
     digest_name = si["digest_algorithm"]["algorithm"].native
     found = cs.needed_attrs(si)
@@ -142,15 +160,24 @@ def _signer(
                     sr.append(late)
             moment = st if policy.at_signing_time and st is not None else when
             sr += path_reasons(cert, pool, trust, moment, crls, fetch_revocation, policy)
-        if from_address is not None and not _emails(cert):
+        binding = None if from_address is None else binding_of(cert, from_address, policy)
+        if from_address is None or binding is not None:
+            pass
+        elif not any("@" in e for e in _emails(cert)) and not (
+            policy.domain_certificates and _domains(cert)
+        ):
             # RFC 8550 3: acceptable as a certificate, but nothing binds it to From.
             sr.append(("certificate-without-address",
                        f"the certificate names no e-mail address, so From {from_address} "
-                       "cannot be bound to it"))
-        elif from_address is not None and not _from_matches(cert, from_address):
-            sr.append(("from-mismatch", f"From {from_address} is not in the certificate"))
+                       "cannot be bound to it" + (
+                           " (it names a domain: domain certificates are not accepted here)"
+                           if _domains(cert) else "")))
+        else:
+            sr.append(("from-mismatch", f"From {from_address} is not in the certificate"
+                       + (" (domain certificates are not accepted here)"
+                          if not policy.domain_certificates and _domains(cert) else "")))
     fatal = [r for r in sr if r[0] not in WARNINGS]
-    return SignerResult(cert, not fatal, tuple(sr), st, str(digest_name), caps)
+    return SignerResult(cert, not fatal, tuple(sr), st, str(digest_name), caps, binding)
 
 
 def _aggregate(signers: Sequence[SignerResult], policy: VerifyPolicy) -> bool:
@@ -277,7 +304,7 @@ def verify(
     else:
         sender = found.sender_address
         if sender is not None and result.signers and not any(
-            s.certificate is not None and _from_matches(s.certificate, sender)
+            s.certificate is not None and binding_of(s.certificate, sender, policy)
             for s in result.signers
         ):
             # smime.md 5.1: a Sender that the signer's certificate does not name breaks the

@@ -76,6 +76,9 @@ def _trust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--now", metavar="ISO-TIME", help="validate as of this time (UTC)")
     p.add_argument("--require-signed-attributes", action="store_true",
                    help="refuse signers without signed attributes, as the gateway does")
+    p.add_argument("--domain-certificates", action="store_true",
+                   help="let a certificate's SAN domain (example.com, *.example.com) stand for "
+                   "every sender of that domain, as gateways' organisation certificates do")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -186,7 +189,8 @@ def _now(args: argparse.Namespace) -> dt.datetime | None:
 
 
 def _policy(args: argparse.Namespace) -> VerifyPolicy:
-    return VerifyPolicy(require_signed_attributes=args.require_signed_attributes)
+    return VerifyPolicy(require_signed_attributes=args.require_signed_attributes,
+                        domain_certificates=args.domain_certificates)
 
 
 def _trust_of(args: argparse.Namespace) -> TrustStore:
@@ -209,14 +213,21 @@ def _reasons(reasons: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
 
 def _verify_dict(res: VerifyResult) -> dict[str, Any]:
     return {
-        "verified": res.verified, "form": res.form, "reasons": _reasons(res.reasons),
+        "verified": res.verified, "form": res.form, "binding": res.binding,
+        "reasons": _reasons(res.reasons),
         "signers": [
             {"subject": _subject(s.certificate), "verified": s.verified,
-             "digest": s.digest_algorithm, "reasons": _reasons(s.reasons),
+             "digest": s.digest_algorithm, "binding": s.binding, "reasons": _reasons(s.reasons),
              "signing_time": s.signing_time.isoformat() if s.signing_time else None}
             for s in res.signers
         ],
     }
+
+
+def _unwrap_binding(res: UnwrapResult) -> str | None:
+    # The innermost signature is the author's (an outer one is a hop's, RFC 2634 1.1).
+    inner = [layer.verify for layer in res.layers if layer.kind == "signed" and layer.verify]
+    return inner[-1].binding if res.verified and inner else None
 
 
 def _layer_dict(layer: Layer) -> dict[str, Any]:
@@ -240,7 +251,9 @@ def _print_signers(res: VerifyResult, indent: str) -> None:
     for s in res.signers:
         state = "verified" if s.verified else "NOT verified"
         when = f", signed {s.signing_time.isoformat()}" if s.signing_time else ""
-        print(f"{indent}signer {_subject(s.certificate)}: {state} ({s.digest_algorithm}{when})")
+        bound = f", binding: {s.binding}" if s.binding else ""
+        print(f"{indent}signer {_subject(s.certificate)}: {state} "
+              f"({s.digest_algorithm}{when}{bound})")
         _print_reasons(s.reasons, indent + "  ")
 
 
@@ -356,6 +369,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({
                 "verified": ures.verified, "signed": ures.signed, "encrypted": ures.encrypted,
+                "binding": _unwrap_binding(ures),
                 "signers": [_subject(c) for c in ures.signers], "errors": _reasons(ures.errors),
                 "layers": [_layer_dict(layer) for layer in ures.layers],
             }, indent=2))

@@ -14,7 +14,8 @@ Layout (every section optional except where noted; paths are relative to the fil
     [delivery]           relay, reinject, mx, maildir, retry schedule, max queue lifetime
     [quarantines.X]      retention_days
     [smime]              trust_anchors, crls, decryption_certificates, on_decrypt_failure,
-                         decrypt_failure_quarantine (inbound S/MIME; see docs/deploy.md)
+                         decrypt_failure_quarantine, require_signed_attributes,
+                         accept_domain_certificates (inbound S/MIME; see docs/deploy.md)
     [alerts]             log, email
     [metrics]            address, port
 """
@@ -193,6 +194,8 @@ class Smime:
     decrypt_failure_quarantine: str | None = None
     # A signer without signed attributes is not verified (reason no-signed-attributes).
     require_signed_attributes: bool = True
+    # A partner gateway's organisation certificate (SAN domain) signs for its whole domain.
+    accept_domain_certificates: bool = True
 
 
 @frozen
@@ -380,8 +383,9 @@ def _smime(t: Table, certificates: dict[str, Certificate],
         elif quarantine not in quarantines:
             t.error("decrypt_failure_quarantine", f"no quarantine {quarantine!r}; add [quarantines.{quarantine}]")
     require_attrs = t.flag("require_signed_attributes", True)
+    domain_certs = t.flag("accept_domain_certificates", True)
     t.finish()
-    return Smime(anchors, crls, names, on_failure, quarantine, require_attrs)
+    return Smime(anchors, crls, names, on_failure, quarantine, require_attrs, domain_certs)
 
 
 def _named_files(t: Table) -> dict[str, Path]:

@@ -290,8 +290,10 @@ class SqlKeyStore:
         """Every stored key naming `address`, its domain, or a wildcard above it."""
         address = address.lower()
         domain = domain_of(address)
-        labels = domain.split(".")
-        wildcards = ["*." + ".".join(labels[i:]) for i in range(1, len(labels))]
+        # A wildcard covers exactly one label (smime/binding.py): `*.example.com` names
+        # mail.example.com, not a.mail.example.com, and `*.com` names nothing.
+        parent = domain.partition(".")[2]
+        wildcards = ["*." + parent] if parent.count(".") >= 1 else []
         values = [address, domain, *wildcards]
         marks = ", ".join("?" for _ in values)
         rows = self._q(
@@ -336,14 +338,18 @@ class SqlKeyStore:
     # -- harvesting (decisions are in smime.harvest; this is the transactional part) -----
     def harvest(self, info: CertInfo, *, message_id: str | None, capabilities: Sequence[str],
                 obtained: str, now: datetime | None, replace_updated: bool,
-                window_seconds: int, size_cap: int, actor: str = "harvester") -> HarvestOutcome:  # fmt: skip
+                window_seconds: int, size_cap: int, actor: str = "harvester",
+                names: Sequence[str] | None = None) -> HarvestOutcome:  # fmt: skip
+        # `names`: what to keep the certificate under (default its addresses); a domain name
+        # (a partner gateway's certificate) goes through the same 48-hour churn governance,
+        # counted against that domain.
         at = _epoch(now)
         caps = ",".join(capabilities)
         alerts: list[str] = []
         with self._write() as ex:
             outcome = None
-            for address in info.emails:
-                domain = domain_of(address)
+            for address in (info.emails if names is None else names):
+                domain = domain_of(address).removeprefix("*.")
                 old = self._get(ex, "kind = 'harvested' AND name = ?", (address,))
                 if old is not None and old.fingerprint == info.fingerprint:
                     ex("UPDATE keys SET last_seen = ?, capabilities = ?, source_message_id = ? WHERE id = ?",
@@ -353,7 +359,8 @@ class SqlKeyStore:
                 if old is None:
                     self._insert_key(ex, "harvested", address, info, at, obtained, message_id, capabilities)
                     self._audit(ex, at, actor, "harvest", address, None, info.fingerprint, domain, message_id)
-                    outcome = HarvestOutcome("stored", "first key for this address")
+                    outcome = HarvestOutcome("stored", "first key for this "
+                                             + ("address" if "@" in address else "domain"))
                     continue
                 if not replace_updated:
                     outcome = outcome or HarvestOutcome("skipped", "an updated key arrived but harvesting updated keys is off")
@@ -389,7 +396,8 @@ class SqlKeyStore:
                 self._delete_key(ex, old.id)
                 self._insert_key(ex, "harvested", address, info, at, obtained, message_id, capabilities)
                 self._audit(ex, at, actor, "replace", address, old.fingerprint, info.fingerprint, domain, message_id)
-                outcome = HarvestOutcome("replaced", "a newer certificate for this address")
+                outcome = HarvestOutcome("replaced", "a newer certificate for this "
+                                         + ("address" if "@" in address else "domain"))
             alerts += self._enforce_cap(ex, at, size_cap)
         outcome = outcome or HarvestOutcome("skipped", "the certificate names no e-mail address")
         key = self._get(None, "kind = 'harvested' AND fingerprint = ?", (info.fingerprint,))

@@ -185,3 +185,16 @@ def test_integrity_settings(tmp_path: Path) -> None:
     assert "policies.p.max_mime_depth: must be at least 2, not 1" in str(info.value)
     path.write_text(MINIMAL + "[smime]\nrequire_signed_attributes = false\n")
     assert load_config(path).smime.require_signed_attributes is False
+
+
+def test_accept_domain_certificates(tmp_path: Path) -> None:
+    """Issue 14: a gateway accepts partner gateways' domain certificates unless told not to."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(MINIMAL)
+    assert load_config(path).smime.accept_domain_certificates is True
+    path.write_text(MINIMAL + "[smime]\naccept_domain_certificates = false\n")
+    assert load_config(path).smime.accept_domain_certificates is False
+    path.write_text(MINIMAL + "[smime]\naccept_domain_certificates = \"yes\"\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "smime.accept_domain_certificates" in str(info.value)

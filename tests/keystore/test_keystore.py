@@ -114,6 +114,58 @@ def test_lookup_prefers_address_then_domain_then_wildcard(store: KeyStore) -> No
     assert "address" in res.reason and len(res.candidates) == 3
 
 
+def test_wildcard_lookup_covers_one_label_only(store: KeyStore) -> None:
+    store.add_public("wild", make_cert((), ("*.example.com",)))
+    store.add_public("tld", make_cert((), ("*.com",)))
+    assert find_encryption_key(store, "x@mail.example.com", NOW).chosen.name == "wild"  # type: ignore[union-attr]
+    for address in ("x@a.mail.example.com", "x@example.com", "x@other.com"):
+        assert find_encryption_key(store, address, NOW).chosen is None, address
+
+
+DOMAIN = HarvestPolicy(domain_certificates=True)
+
+
+def test_domain_certificate_is_harvested_under_its_domain_and_found_for_its_senders(
+        store: KeyStore) -> None:
+    gateway = make_cert((), ("partner.com",), self_signed=True)
+    # Without the policy a domain certificate names no sender; with it, it is kept under the
+    # domain, and key lookup for any address of that domain falls back to it.
+    assert harvest(store, _report(gateway)).action == "skipped"
+    out = harvest(store, _report(gateway), DOMAIN)
+    assert (out.action, out.reason) == ("stored", "first key for this domain")
+    assert [k.name for k in store.list_keys(kind="harvested")] == ["partner.com"]
+    res = find_encryption_key(store, "bob@partner.com", NOW)
+    assert res.chosen is not None and res.chosen.name == "partner.com"
+    assert "domain" in res.reason
+    assert find_encryption_key(store, "bob@other.com", NOW).chosen is None
+    # Another domain's sender is not vouched for by this certificate.
+    assert harvest(store, _report(gateway, "eve@evil.com", msg="<e1>"), DOMAIN).action == "skipped"
+
+
+def test_wildcard_domain_certificate_is_kept_under_the_wildcard(store: KeyStore) -> None:
+    gateway = make_cert((), ("*.partner.com",))
+    assert harvest(store, _report(gateway, "a@mail.partner.com"), DOMAIN).action == "stored"
+    assert [k.name for k in store.list_keys(kind="harvested")] == ["*.partner.com"]
+    assert find_encryption_key(store, "b@eu.partner.com", NOW).chosen is not None
+    assert harvest(store, _report(gateway, "a@x.mail.partner.com", msg="<m2>"),
+                   DOMAIN).action == "skipped"
+
+
+def test_domain_key_churn_is_governed_like_an_address(store: KeyStore) -> None:
+    genuine = make_cert((), ("partner.com",), not_before=NOW - timedelta(days=60))
+    assert harvest(store, _report(genuine), DOMAIN).action == "stored"
+    # A different key for the domain within 48 hours: held for review, the old one stays.
+    forged = make_cert((), ("partner.com",), not_before=NOW - timedelta(hours=1), other_key=True)
+    out = harvest(store, _report(forged, "ceo@partner.com", msg="<evil@x>", hours=5), DOMAIN)
+    assert out.action == "held" and "partner.com" in out.reason
+    assert store.get("partner.com", kind="harvested").pem.strip() == genuine.strip()
+    assert store.pending()[0].address == "partner.com"
+    assert store.alerts()[0].kind == "key-change-held"
+    # After the window a newer certificate replaces it.
+    newer = make_cert((), ("partner.com",), not_before=NOW - timedelta(minutes=30))
+    assert harvest(store, _report(newer, msg="<m3>", hours=60), DOMAIN).action == "replaced"
+
+
 def test_lookup_refuses_invalid_keys_and_picks_newest(store: KeyStore) -> None:
     addr = ("carol@example.com",)
     store.add_public("expired", make_cert(addr, not_before=NOW - timedelta(days=400), days=30))
@@ -139,7 +191,11 @@ def test_lookup_refuses_invalid_keys_and_picks_newest(store: KeyStore) -> None:
         ({}, HarvestPolicy(), "stored"),
         ({"verified": False}, HarvestPolicy(), "skipped"),
         ({"verified": False}, HarvestPolicy(harvest_failed_verification=True), "stored"),
-        ({"self_signed": True}, HarvestPolicy(), "skipped"),
+        # Verified, a self-signed signer was a configured trust anchor (a pinned partner
+        # gateway); unverified, it vouches for nothing.
+        ({"self_signed": True}, HarvestPolicy(), "stored"),
+        ({"self_signed": True, "verified": False}, HarvestPolicy(harvest_failed_verification=True),
+         "skipped"),
         ({"expired": True}, HarvestPolicy(), "skipped"),
         ({}, HarvestPolicy(harvest=False), "skipped"),
     ],

@@ -16,6 +16,7 @@ import pytest
 from runtime.commands.cli import main
 from smime import compose
 from smime.keystore import open_keystore
+from smime.policy import VerifyPolicy
 from smime.trust import TrustStore
 from tests.smime.pki import Issued, issue, key_pem
 
@@ -121,8 +122,10 @@ def test_outbound_is_encrypted_with_the_stored_key_and_nothing_is_written(
         out["leaving"][0]["structure"].endswith("(enveloped-data)")
     # the written message is what bob gets: it decrypts with his key and verifies
     written = (site.root / "out" / "m.deliver.eml").read_bytes()
+    # (signed with the organisation's domain certificate: what a partner gateway accepts)
     res = compose.unwrap(written, keys=[(site.bob.key, site.bob.cert)],
-                         trust=TrustStore.load([site.root / "ca.pem"]))
+                         trust=TrustStore.load([site.root / "ca.pem"]),
+                         policy=VerifyPolicy(domain_certificates=True))
     assert res.encrypted and res.verified and b"X-Out: yes" in res.content
     assert site.keys_rows() == before  # the key's use was not counted
     assert not (site.root / "data").exists()  # no quarantine, no spool

@@ -57,6 +57,7 @@ def issue(
     kind: str = "rsa",
     ca: bool = False,
     emails: Sequence[str] = (),
+    dns: Sequence[str] = (),
     key_usage: str | None = "digital_signature",
     eku: bool = True,
     eku_oid: str | None = None,
@@ -92,10 +93,10 @@ def issue(
         flags[key_usage] = True
     if ca or key_usage:
         b = b.add_extension(x509.KeyUsage(**flags), critical=True)
-    if emails:
-        b = b.add_extension(
-            x509.SubjectAlternativeName([x509.RFC822Name(e) for e in emails]), False
-        )
+    if emails or dns:
+        names: list[x509.GeneralName] = [x509.RFC822Name(e) for e in emails]
+        names += [x509.DNSName(d) for d in dns]
+        b = b.add_extension(x509.SubjectAlternativeName(names), False)
     if eku and not ca:
         purpose = x509.ObjectIdentifier(eku_oid) if eku_oid else ExtendedKeyUsageOID.EMAIL_PROTECTION
         b = b.add_extension(x509.ExtendedKeyUsage([purpose]), False)

@@ -42,7 +42,7 @@ def test_verify_text(files: dict[str, str], capsys: Out) -> None:
     assert capsys.readouterr().out == (
         "signature (detached): VERIFIED\n"
         "  signer Common Name: alice@example.com: verified (sha256, signed "
-        "2026-06-02T12:00:00+00:00)\n"
+        "2026-06-02T12:00:00+00:00, binding: address)\n"
     )
 
 
@@ -59,7 +59,7 @@ def test_unwrap_triple_text_and_content(files: dict[str, str], tmp_path: Path,
             files["rcert"], "--trust", files["root"], "--now", NOW, "-o", str(tmp_path / "o")]
     assert main(argv) == 0
     signer_line = ("  signer Common Name: alice@example.com: verified (sha256, signed "
-                   "2026-06-02T12:00:00+00:00)\n")
+                   "2026-06-02T12:00:00+00:00, binding: address)\n")
     assert capsys.readouterr().out == (
         "layer 1: signed (detached): verified\n" + signer_line
         + "layer 2: encrypted (aes256-gcm, authenticated): decrypted\n"

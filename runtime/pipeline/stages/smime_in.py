@@ -81,21 +81,25 @@ class SmimeInbound:
             msg.record(self.name, "inbound S/MIME: not an S/MIME message", applied=False,
                        why="the top-level Content-Type is neither signed nor encrypted")
             return
+        cfg = self.ctx.config.smime
         res = unwrap(msg.data, keys=self.ctx.decrypt_keys, trust=self.ctx.trust,
-                     policy=VerifyPolicy(require_signed_attributes=(
-                         self.ctx.config.smime.require_signed_attributes)))
+                     policy=VerifyPolicy(require_signed_attributes=cfg.require_signed_attributes,
+                                         domain_certificates=cfg.accept_domain_certificates))
         signers = tuple(sorted({e for s in res.signers for e in s.email}))
         issuers = tuple(dict.fromkeys(s.issuer for s in res.signers))
         msg.smime = SmimeState(processed=True, verified=res.verified, signers=signers, issuers=issuers,
                                unauthenticated=res.unauthenticated)
         msg.trace.append(f"smime-inbound: {_status(res) or 'nothing to do'}"
                          + (f" (cipher {res.cipher})" if res.cipher else ""))
+        if res.binding:
+            # How the signer's certificate named the sender: its own address, or (a partner
+            # gateway's organisation certificate) the sender's domain.
+            msg.trace.append(f"smime-inbound: binding: {res.binding}")
         if res.encrypted:
             msg.headers_only_dsn = True  # never return decrypted content in a bounce
         if res.decrypt_failed:
             msg.events.append(("smime", "decrypt_failed"))
             log.info("queue %s: %s", msg.envelope.queue_id, DECRYPT_FAILED)
-            cfg = self.ctx.config.smime
             if cfg.on_decrypt_failure == "quarantine" and cfg.decrypt_failure_quarantine:
                 msg.quarantine = cfg.decrypt_failure_quarantine
                 msg.trace.append(f"quarantine({cfg.decrypt_failure_quarantine}): {DECRYPT_FAILED}")
@@ -124,6 +128,7 @@ class SmimeInbound:
                        decrypted=res.encrypted and not res.decrypt_failed,
                        decrypt_failed=res.decrypt_failed, signed=res.signed, verified=res.verified,
                        signers=list(signers), issuers=list(issuers), cipher=res.cipher,
+                       binding=res.binding,
                        reasons=list(res.errors), quarantine=msg.quarantine,
                        signature="removed" if body is res.content and res.signed else
                        ("retained" if res.signed else None), data=msg.data)
@@ -133,7 +138,8 @@ class SmimeInbound:
     def _harvest(self, msg: InFlight, res: UnwrapResult, on_failed: bool, updated: bool) -> None:
         sender = email.utils.parseaddr(_header(msg.data, "From"))[1] or msg.envelope.mail_from
         hp = HarvestPolicy(harvest=True, harvest_failed_verification=on_failed,
-                           harvest_updated_keys=updated)
+                           harvest_updated_keys=updated, domain_certificates=(
+                               self.ctx.config.smime.accept_domain_certificates))
         for s in res.signers:
             report = SignedMessageReport(s.pem, res.verified, s.capabilities,
                                          _header(msg.data, "Message-ID") or None, sender)

@@ -59,6 +59,9 @@ class UnwrapResult:
     # Some envelope opened was CBC/3DES (no integrity of its own) and no verified signature
     # covers what it held: an attacker could have edited the ciphertext (EFAIL, smime.md 9.1).
     unauthenticated: bool = False
+    # How the verified signature names the sender: "address" or "domain" (a partner gateway's
+    # organisation certificate); None when nothing verified.
+    binding: str | None = None
 
 
 def protect(message: bytes, *, mode: str, signer: Signer | None = None,
@@ -123,4 +126,11 @@ def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]
         unauthenticated=not res.verified and any(
             layer.kind == "encrypted" and layer.ok and layer.authenticated is False
             for layer in res.layers),
+        binding=_binding(res),
     )
+
+
+def _binding(res: compose.UnwrapResult) -> str | None:
+    # The innermost signature is the author's; an outer one of a triple wrap is a hop's.
+    inner = [layer.verify for layer in res.layers if layer.kind == "signed" and layer.verify]
+    return inner[-1].binding if res.verified and inner else None
