@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from smime._keys import PrivateKey, key_description
+from smime.binding import sender_binding
 from smime.errors import CertificateError
 
 KEY_TYPES = ("rsa-2048", "rsa-3072", "rsa-4096", "p256", "p384", "ed25519")
@@ -161,6 +162,13 @@ def _generate(key_type: str) -> PrivateKey:
     if key_type == "p384":
         return ec.generate_private_key(ec.SECP384R1())
     return ed25519.Ed25519PrivateKey.generate()
+
+
+def generate_key(key_type: str) -> PrivateKey:
+    """A new key of one of KEY_TYPES."""
+    if key_type not in KEY_TYPES:
+        raise CertificateError(f"key: {key_type!r} is not one of {', '.join(KEY_TYPES)}")
+    return _generate(key_type)
 
 
 def subject_name(spec: CertificateSpec) -> x509.Name:
@@ -386,3 +394,202 @@ def check_certificate(
                 problems.append(Problem("SAN DNS name", f"{domain!r} is not a fully qualified "
                                         "domain name", "use e.g. example.com or *.example.com"))
     return problems
+
+
+# ------------------------------------------------------------------ organisation CA
+
+
+def _hash_for(key: PrivateKey | Any) -> hashes.HashAlgorithm | None:
+    # The issuer's key decides the signature: SHA-384 goes with P-384 (RFC 5480 4), Ed25519
+    # carries its own hash.
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size >= 384:
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def create_ca(
+    spec: CertificateSpec, *, now: dt.datetime | None = None, key: PrivateKey | None = None
+) -> CreatedCertificate:
+    """An organisation CA (RFC 5280 4.2.1.9): basicConstraints cA=TRUE with pathLen 0 (it
+    issues end-entity certificates only), keyUsage keyCertSign + cRLSign, SKI = AKI. No EKU:
+    RFC 5280 does not inherit it, and OpenSSL's smimesign purpose refuses a CA whose EKU
+    lacks emailProtection, so leaving it out suits every verifier. The CSR is for an outside
+    parent that wants to cross-certify it."""
+    if not spec.common_name.strip():
+        raise CertificateError("common name: empty; give --cn, e.g. 'Example Org CA'")
+    if not 1 <= spec.days <= MAX_DAYS:
+        raise CertificateError(f"days valid: {spec.days} is outside 1..{MAX_DAYS}; use e.g. 1825")
+    if spec.key_type not in KEY_TYPES:
+        raise CertificateError(f"key: {spec.key_type!r} is not one of {', '.join(KEY_TYPES)}")
+    if spec.san_emails or spec.san_domains:
+        raise CertificateError("SAN: a CA certificate names no senders; give --san-email / "
+                               "--san-domain to `cert sign` for the certificates it issues")
+    if spec.country and not re.fullmatch(r"[A-Za-z]{2}", spec.country):
+        raise CertificateError(
+            f"country: {spec.country!r} is not a two-letter ISO 3166 code; use e.g. US or DE")
+    key = key or _generate(spec.key_type)
+    now = now or dt.datetime.now(dt.UTC)
+    name = subject_name(spec)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    usage = x509.KeyUsage(
+        digital_signature=False, content_commitment=False, key_encipherment=False,
+        data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+        encipher_only=False, decipher_only=False,
+    )
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.BasicConstraints(ca=True, path_length=0), True),
+        (usage, True),
+    ]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=spec.days))
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False)
+    )
+    csr_builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+        csr_builder = csr_builder.add_extension(ext, critical=critical)
+    algorithm = _hash_for(key)
+    cert = builder.sign(key, algorithm)  # type: ignore[arg-type]
+    csr = csr_builder.sign(key, algorithm)  # type: ignore[arg-type]
+    return CreatedCertificate(key=key, certificate=cert, csr=csr)
+
+
+def check_issuer(ca: x509.Certificate, ca_key: PrivateKey, now: dt.datetime | None = None) -> None:
+    """Refuse to issue from something that is not a usable CA, saying what to fix."""
+    now = now or dt.datetime.now(dt.UTC)
+    bc = _ext(ca, x509.BasicConstraints)
+    if bc is None or not bc.value.ca:
+        raise CertificateError("CA certificate: it is not a CA (no basicConstraints cA=TRUE); "
+                               "make one with `filterlang cert create --ca`")
+    ku = _ext(ca, x509.KeyUsage)
+    if ku is not None and not ku.value.key_cert_sign:
+        raise CertificateError("CA certificate: its key usage lacks keyCertSign; it cannot "
+                               "sign certificates")
+    if not ca.not_valid_before_utc <= now < ca.not_valid_after_utc:
+        raise CertificateError(f"CA certificate: not valid now (valid "
+                               f"{ca.not_valid_before_utc:%Y-%m-%d} to "
+                               f"{ca.not_valid_after_utc:%Y-%m-%d})")
+    public = ca_key.public_key()
+    if public.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo) != \
+            ca.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise CertificateError("CA key: it does not belong to the CA certificate; give the "
+                               "key written with it (PREFIX.key.pem)")
+
+
+def _family(public: Any) -> str:
+    if isinstance(public, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return "ec"
+    if isinstance(public, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    raise CertificateError(f"key: {key_description(public)} is not an S/MIME key; use RSA, "
+                           "EC (P-256/P-384) or Ed25519")
+
+
+def issue_certificate(
+    ca: x509.Certificate,
+    ca_key: PrivateKey,
+    *,
+    subject: x509.Name,
+    public_key: Any,
+    san_emails: Sequence[str] = (),
+    san_domains: Sequence[str] = (),
+    usage: str | None = None,
+    days: int = 365,
+    now: dt.datetime | None = None,
+) -> x509.Certificate:
+    """An end-entity S/MIME certificate issued by `ca` (smime.md 5.2, 5.5): keyUsage critical
+    (signing: digitalSignature + nonRepudiation; RSA dual use adds keyEncipherment; EC
+    encryption: keyAgreement), EKU emailProtection, SKI of the subject key, AKI = the CA's SKI,
+    basicConstraints cA=FALSE (critical), SAN with the addresses and domains it signs for."""
+    now = now or dt.datetime.now(dt.UTC)
+    check_issuer(ca, ca_key, now)
+    family = _family(public_key)
+    if isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < 2048:
+        raise CertificateError(f"key: RSA-{public_key.key_size} is too small; use at least "
+                               "RSA-2048 (RFC 8551 4)")
+    usage = usage or ("dual" if family == "rsa" else "signing")
+    if usage not in USAGES:
+        raise CertificateError(f"usage: {usage!r} is not one of {', '.join(USAGES)}")
+    if usage == "dual" and family != "rsa":
+        raise CertificateError(f"usage: dual use needs an RSA key, this is {family}; choose "
+                               "signing or encryption")
+    if usage == "encryption" and family == "ed25519":
+        raise CertificateError("usage: Ed25519 keys cannot encrypt")
+    if not san_emails and not san_domains:
+        raise CertificateError("SAN: the certificate would name no sender; give --san-email "
+                               "and/or --san-domain (or a request that carries them)")
+    for domain in san_domains:
+        if not _FQDN.match(domain):
+            raise CertificateError(f"SAN domains: {domain!r} is not a domain name; use e.g. "
+                                   "example.com or *.example.net")
+    for email in san_emails:
+        if not _EMAIL.match(email):
+            raise CertificateError(f"SAN e-mails: {email!r} is not an address; use e.g. "
+                                   "user@example.com")
+    if not 1 <= days <= MAX_DAYS:
+        raise CertificateError(f"days valid: {days} is outside 1..{MAX_DAYS}; use e.g. 365")
+    not_after = now + dt.timedelta(days=days)
+    if not_after > ca.not_valid_after_utc:
+        left = (ca.not_valid_after_utc - now).days
+        raise CertificateError(f"days valid: the certificate would outlive its CA (valid to "
+                               f"{ca.not_valid_after_utc:%Y-%m-%d}); use --days {left} or less")
+    ca_ski = _ext(ca, x509.SubjectKeyIdentifier)
+    aki = (x509.AuthorityKeyIdentifier(ca_ski.value.digest, None, None) if ca_ski else
+           x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()))  # type: ignore[arg-type]
+    names: list[x509.GeneralName] = [x509.RFC822Name(e) for e in san_emails]
+    names += [x509.DNSName(d) for d in san_domains]
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(usage, family), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(aki, critical=False)
+        # An empty subject needs the SAN critical (RFC 5280 4.2.1.6).
+        .add_extension(x509.SubjectAlternativeName(names), critical=len(subject) == 0)
+    )
+    return builder.sign(ca_key, _hash_for(ca_key))  # type: ignore[arg-type]
+
+
+def request_names(csr: x509.CertificateSigningRequest) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (e-mail addresses, domains) a certificate request asks for in its SAN."""
+    if not csr.is_signature_valid:
+        raise CertificateError("request: its signature does not verify; it was altered or "
+                               "not made with its own key")
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return (), ()
+    return (tuple(san.get_values_for_type(x509.RFC822Name)),
+            tuple(san.get_values_for_type(x509.DNSName)))
+
+
+def sender_binding_of(cert: x509.Certificate, address: str, *, domain_certificates: bool
+                      ) -> str | None:
+    """How `cert` names `address` ("address" | "domain" | None), by the verifier's rule."""
+    san = _ext(cert, x509.SubjectAlternativeName)
+    emails = list(san.value.get_values_for_type(x509.RFC822Name)) if san else []
+    domains = list(san.value.get_values_for_type(x509.DNSName)) if san else []
+    domains += [e.lstrip(".") for e in emails if "@" not in e]
+    emails = [e for e in emails if "@" in e]
+    emails += [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)]
+    return sender_binding(emails, domains, address, domain_certificates=domain_certificates)

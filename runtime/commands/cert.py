@@ -1,28 +1,45 @@
-"""`filterlang cert create|import|show|check`: S/MIME certificates for the gateway."""
+"""`filterlang cert create|sign|import|show|check`: S/MIME certificates for the gateway.
+
+`create --ca` and `sign` make a small organisation CA, enough for two organisations to run a
+realistic B2B setup (or tests) without an outside CA; `check --for ADDR` says whether a
+certificate would verify as that sender's.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from asn1crypto import x509 as ax509
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from smime._keys import load_certificate, load_pkcs12
+from smime._keys import load_certificate, load_certificates, load_pkcs12, load_private_key
+from smime._path import path_reasons
 from smime.certs import (
     KEY_TYPES,
     SIGNATURE_ALGORITHMS,
     USAGES,
     CertificateSpec,
+    Problem,
     check_certificate,
+    create_ca,
     create_self_signed,
     describe,
+    generate_key,
+    issue_certificate,
     private_key_pem,
+    request_names,
+    sender_binding_of,
+    subject_name,
 )
 from smime.errors import SMIMEError
+from smime.trust import TrustStore
 
 PROG = "filterlang cert"
 
@@ -42,20 +59,25 @@ def _add_passphrase(parser: argparse.ArgumentParser, what: str, prefix: str = "p
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="cert_command", metavar="ACTION", required=True)
 
-    create = sub.add_parser("create", help="create a self-signed S/MIME certificate, key and CSR")
+    create = sub.add_parser("create", help="create a self-signed S/MIME certificate, key and "
+                            "CSR (or, with --ca, an organisation CA)")
+    create.add_argument("--ca", action="store_true",
+                        help="make a CA certificate for the organisation (basicConstraints "
+                        "cA=TRUE, keyCertSign) that `cert sign` issues S/MIME certificates with")
     create.add_argument("--cn", required=True, help="common name (the sending domain's FQDN)")
     create.add_argument("--org", default="", help="organization (exact legal name)")
     create.add_argument("--unit", default="", help="organizational unit")
     create.add_argument("--locality", default="", help="city (locality)")
     create.add_argument("--state", default="", help="state or province")
     create.add_argument("--country", default="", help="two-letter ISO country code")
-    create.add_argument("--san-domain", action="append", metavar="DOMAINS",
-                        help="SAN domain names, comma-separated (repeatable)")
+    create.add_argument("--san-domain", "--san-dns", dest="san_domain", action="append",
+                        metavar="DOMAINS", help="SAN domain names, comma-separated (repeatable)")
     create.add_argument("--san-email", action="append", metavar="ADDRESSES",
                         help="SAN e-mail addresses, comma-separated (repeatable)")
     create.add_argument("--signature-algorithm", choices=sorted(SIGNATURE_ALGORITHMS),
                         help="default: sha256-rsa, ecdsa-sha256 or ed25519 by key type")
-    create.add_argument("--days", type=int, default=365, help="days before expiration (365)")
+    create.add_argument("--days", type=int,
+                        help="days before expiration (365; 1825 for a CA)")
     create.add_argument("--key", choices=KEY_TYPES, default="rsa-2048",
                         help="key size or curve (rsa-2048)")
     create.add_argument("--usage", choices=USAGES, default="dual",
@@ -64,6 +86,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write PREFIX.crt.pem, PREFIX.key.pem and PREFIX.csr.pem")
     _add_passphrase(create, "passphrase that encrypts the written key")
     create.add_argument("--json", action="store_true", help="print the certificate as JSON")
+
+    sign = sub.add_parser("sign", help="issue an S/MIME certificate with an organisation CA, "
+                          "from a request (--csr) or for a new key (--cn/--san-*)")
+    sign.add_argument("--ca", required=True, metavar="CERT", help="the CA certificate (PEM)")
+    sign.add_argument("--ca-key", required=True, metavar="KEY", help="the CA's private key")
+    _add_passphrase(sign, "passphrase of the CA key", "ca-passphrase")
+    source = sign.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csr", metavar="FILE", help="a certificate request (PEM or DER), "
+                        "e.g. PREFIX.csr.pem from `cert create`; its subject and SAN are kept")
+    source.add_argument("--cn", help="common name: make a new key and certify it")
+    sign.add_argument("--org", default="", help="organization (with --cn)")
+    sign.add_argument("--san-domain", "--san-dns", dest="san_domain", action="append",
+                      metavar="DOMAINS", help="SAN domain names, comma-separated (repeatable)")
+    sign.add_argument("--san-email", action="append", metavar="ADDRESSES",
+                      help="SAN e-mail addresses, comma-separated (repeatable)")
+    sign.add_argument("--key", choices=KEY_TYPES, default="rsa-2048",
+                      help="key size or curve of the new key (with --cn; rsa-2048)")
+    sign.add_argument("--usage", choices=USAGES,
+                      help="dual (RSA, the default), signing (EC/Ed25519 default) or encryption")
+    sign.add_argument("--days", type=int, default=365, help="days before expiration (365)")
+    sign.add_argument("--out", required=True, metavar="PREFIX",
+                      help="write PREFIX.crt.pem (and, with --cn, PREFIX.key.pem)")
+    _add_passphrase(sign, "passphrase that encrypts the written key")
+    sign.add_argument("--json", action="store_true", help="print the certificate as JSON")
 
     imp = sub.add_parser("import", help="import a PKCS#12 file (key + certificate + chain)")
     imp.add_argument("file", help="the .p12 / .pfx file")
@@ -79,9 +125,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     check = sub.add_parser("check", help="check a certificate for S/MIME signing / encryption")
     check.add_argument("file", help="PEM or DER certificate")
-    check.add_argument("--purpose", choices=("signing", "encryption", "both"), default="both")
+    check.add_argument("--purpose", choices=("signing", "encryption", "both"),
+                       help="both (default), or signing (the default with --for)")
     check.add_argument("--fqdn", action="store_true",
                        help="also require CN and SAN DNS names to be FQDNs")
+    check.add_argument("--for", dest="sender", metavar="ADDR",
+                       help="would a signature with this certificate verify as ADDR's? "
+                       "(its address, or its domain as gateways accept; exit 0 yes, 1 no)")
+    check.add_argument("--trust", metavar="PATH", action="append", default=[],
+                       help="with --for: also validate the path to these trust anchors "
+                       "(PEM files or folders; further certificates in the file are the chain)")
     check.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -142,17 +195,125 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+def _load_csr(path: str) -> x509.CertificateSigningRequest:
+    data = _read(path)
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_csr(data)
+        return x509.load_der_x509_csr(data)
+    except ValueError as exc:
+        raise SMIMEError(f"{path}: not a certificate request: {exc}") from None
+
+
+def _sign(args: argparse.Namespace) -> int:
+    ca = load_certificate(_read(args.ca), where=args.ca)
+    ca_key = load_private_key(_read(args.ca_key), _passphrase(args, "ca_passphrase"),
+                              where=args.ca_key)
+    new_key = None
+    if args.csr:
+        if args.san_email or args.san_domain or args.org:
+            raise SMIMEError("--csr: the request says the subject and SAN; --org, --san-email "
+                             "and --san-domain go with --cn")
+        csr = _load_csr(args.csr)
+        try:
+            emails, domains = request_names(csr)
+        except SMIMEError as exc:
+            raise SMIMEError(f"{args.csr}: {exc}") from None
+        subject, public = csr.subject, csr.public_key()
+    else:
+        spec = CertificateSpec(common_name=args.cn, organization=args.org)
+        subject = subject_name(spec)
+        emails, domains = _split(args.san_email), _split(args.san_domain)
+        new_key = generate_key(args.key)
+        public = new_key.public_key()
+    cert = issue_certificate(ca, ca_key, subject=subject, public_key=public, san_emails=emails,
+                             san_domains=domains, usage=args.usage, days=args.days)
+    _write(Path(f"{args.out}.crt.pem"), cert.public_bytes(serialization.Encoding.PEM))
+    wrote = [f"{args.out}.crt.pem"]
+    if new_key is not None:
+        passphrase = _passphrase(args, "passphrase")
+        _write(Path(f"{args.out}.key.pem"), private_key_pem(new_key, passphrase), private=True)
+        wrote.append(f"{args.out}.key.pem" + (" (encrypted)" if passphrase else ""))
+    if args.json:
+        _print_description(describe(cert), True)
+    else:
+        print(f"wrote {', '.join(wrote)}: issued by {ca.subject.rfc4514_string()}; partners "
+              f"trust it through {args.ca} ([smime] trust_anchors)")
+    return 0
+
+
+def _chain_problems(cert: x509.Certificate, chain: list[x509.Certificate],
+                    trust_paths: list[str]) -> list[Problem]:
+    try:
+        trust = TrustStore.load(trust_paths)
+    except (SMIMEError, OSError) as exc:
+        raise SMIMEError(f"trust anchors: {exc}") from None
+    der = serialization.Encoding.DER
+    reasons = path_reasons(ax509.Certificate.load(cert.public_bytes(der)),
+                           [ax509.Certificate.load(c.public_bytes(der)) for c in chain],
+                           trust, dt.datetime.now(dt.UTC), (), "off")
+    return [Problem("path", f"{code}: {text}", "give the issuing CA to --trust, or pin this "
+                    "certificate itself as a trust anchor") for code, text in reasons]
+
+
+def _check(args: argparse.Namespace) -> int:
+    cert, *chain = load_certificates(_read(args.file), where=args.file)
+    purpose = args.purpose or ("signing" if args.sender else "both")
+    purposes = ("signing", "encryption") if purpose == "both" else (purpose,)
+    problems = check_certificate(cert, purposes, fqdn=args.fqdn)
+    binding = None
+    if args.sender:
+        binding = sender_binding_of(cert, args.sender, domain_certificates=True)
+        if binding is None:
+            problems.append(Problem(
+                "subject alternative name", f"names neither {args.sender} nor its domain",
+                f"issue a certificate with SAN e-mail {args.sender} or SAN domain "
+                f"{args.sender.rpartition('@')[2]}"))
+        if args.trust:
+            problems += _chain_problems(cert, chain, args.trust)
+    elif args.trust:
+        raise SMIMEError("--trust goes with --for ADDR")
+    errors = [p for p in problems if p.severity == "error"]
+    what = " and ".join(purposes)
+    if args.json:
+        report: dict[str, Any] = {
+            "file": args.file, "purposes": list(purposes), "ok": not errors,
+            "problems": [{"field": p.field, "problem": p.problem, "fix": p.fix,
+                          "severity": p.severity} for p in problems],
+        }
+        if args.sender:
+            report |= {"for": args.sender, "binding": binding}
+        print(json.dumps(report, indent=2))
+        return 1 if errors else 0
+    for problem in problems:
+        print(f"{args.file}: {problem}")
+    if binding == "address":
+        print(f"{args.file}: names {args.sender} (binding: address)")
+    elif binding == "domain":
+        print(f"{args.file}: names the domain of {args.sender} (binding: domain): gateways "
+              "accept it ([smime] accept_domain_certificates, on by default); "
+              "`filterlang smime verify` needs --domain-certificates")
+    target = f" as {args.sender}'s" if args.sender else ""
+    print(f"{args.file}: {'OK' if not errors else 'FAILED'} for {what}{target}")
+    return 1 if errors else 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.cert_command == "sign":
+        return _sign(args)
+    if args.cert_command == "check":
+        return _check(args)
     if args.cert_command == "create":
         spec = CertificateSpec(
             common_name=args.cn, organization=args.org, organizational_unit=args.unit,
             locality=args.locality, state=args.state, country=args.country,
             san_domains=_split(args.san_domain), san_emails=_split(args.san_email),
-            signature_algorithm=args.signature_algorithm, days=args.days, key_type=args.key,
+            signature_algorithm=args.signature_algorithm,
+            days=args.days or (1825 if args.ca else 365), key_type=args.key,
             usage=args.usage,
         )
         passphrase = _passphrase(args, "passphrase")
-        created = create_self_signed(spec)
+        created = create_ca(spec) if args.ca else create_self_signed(spec)
         _write(Path(f"{args.out}.crt.pem"), created.certificate_pem())
         _write(Path(f"{args.out}.key.pem"), created.key_pem(passphrase), private=True)
         _write(Path(f"{args.out}.csr.pem"), created.csr_pem())
@@ -175,20 +336,5 @@ def _run(args: argparse.Namespace) -> int:
         _print_description(describe(cert), args.json)
         return 0
     cert = load_certificate(_read(args.file), where=args.file)
-    if args.cert_command == "show":
-        _print_description(describe(cert), args.json)
-        return 0
-    purposes = ("signing", "encryption") if args.purpose == "both" else (args.purpose,)
-    problems = check_certificate(cert, purposes, fqdn=args.fqdn)
-    errors = [p for p in problems if p.severity == "error"]
-    if args.json:
-        print(json.dumps({
-            "file": args.file, "purposes": list(purposes), "ok": not errors,
-            "problems": [{"field": p.field, "problem": p.problem, "fix": p.fix,
-                          "severity": p.severity} for p in problems],
-        }, indent=2))
-    else:
-        for problem in problems:
-            print(f"{args.file}: {problem}")
-        print(f"{args.file}: {'OK' if not errors else 'FAILED'} for {' and '.join(purposes)}")
-    return 1 if errors else 0
+    _print_description(describe(cert), args.json)
+    return 0
