@@ -19,6 +19,8 @@ import hashlib
 import json
 import os
 import re
+import shlex
+import shutil
 import signal
 import smtplib
 import socket
@@ -298,13 +300,29 @@ class CA:
             "-CAcreateserial", "-days", "365", "-copy_extensions", "copyall", "-out", out)
 
 
+class OrgCA:
+    """An organisation's own CA made with `filterlang cert create --ca`; it signs requests with
+    `filterlang cert sign` (no outside CA, no openssl: what a small deployment does)."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.folder, self.name = folder, name
+        filterlang("cert", "create", "--ca", "--cn", f"{name} CA", "--org", name, "--key", "p256",
+                   "--out", folder / name)
+        self.cert = folder / f"{name}.crt.pem"
+        self.key = folder / f"{name}.key.pem"
+
+    def issue(self, csr: Path, out: Path) -> None:
+        filterlang("cert", "sign", "--ca", self.cert, "--ca-key", self.key, "--csr", csr,
+                   "--out", str(out).removesuffix(".crt.pem"))
+
+
 class Identity:
     """A certificate and key as an operator or a partner has them: `filterlang cert create`
     makes the key and the request, and a CA signs the request (without a CA, the certificate
     stays self-signed)."""
 
     def __init__(self, folder: Path, name: str, cn: str, *, emails: Iterable[str] = (),
-                 domains: Iterable[str] = (), ca: CA | None = None) -> None:
+                 domains: Iterable[str] = (), ca: CA | OrgCA | None = None) -> None:
         self.name, self.cn = name, cn
         args: list[str | Path] = ["cert", "create", "--cn", cn, "--org", f"{name} Ltd",
                                   "--out", folder / name]
@@ -355,7 +373,7 @@ def decrypt(data: bytes, recipient: Identity) -> bytes:
                input=data).stdout
 
 
-def verify(data: bytes, anchor: CA | Identity) -> bytes:
+def verify(data: bytes, anchor: CA | OrgCA | Identity) -> bytes:
     """The signed content; fails the test unless openssl verifies the signature."""
     ca = anchor.cert
     return run("openssl", "cms", "-verify", "-CAfile", ca, "-purpose", "any", input=data).stdout
@@ -529,7 +547,7 @@ class Gateway(Serve):
         (self.root / f"{name}.key.pem").write_bytes(identity.key.read_bytes())
         os.chmod(self.root / f"{name}.key.pem", 0o600)
 
-    def trust(self, *identities: Identity | CA) -> None:
+    def trust(self, *identities: Identity | CA | OrgCA) -> None:
         (self.root / "trust").mkdir(exist_ok=True)
         for ident in identities:
             (self.root / "trust" / f"{ident.name}.pem").write_bytes(ident.cert.read_bytes())
@@ -614,6 +632,66 @@ class Gateway(Serve):
         queue = run(FILTERLANG, "queue", "-c", self.config, "list", check=False).stdout.decode()[-2000:]
         return (f"{super().explain()}\n--- tracking\n{track}\n--- queue\n{queue}\n"
                 f"--- alerts\n{self.alerts()[-2000:]}")
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_run_certificate(out: Path) -> None:
+    """The organisation certificate exactly as `make run` creates it: the Makefile's own
+    `filterlang cert create` line, with only the output prefix changed."""
+    recipe = re.search(r"filterlang (cert create .*?) --out \S+$",
+                       (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert recipe, "the Makefile no longer creates var/certs/org with `filterlang cert create`"
+    filterlang(*shlex.split(recipe.group(1)), "--out", out)
+
+
+class ExampleGateway(Gateway):
+    """`make run`'s gateway: a copy of examples/ and its gateway.toml, with the organisation
+    certificate made as the Makefile makes it. Only what two of them on one host need differs:
+    ports, one listener process, our users being 127.0.0.2 (so that the other gateway's
+    127.0.0.1 is the outside world), and, when given, a relay instead of the maildir and a
+    partner certificate pinned in `[smime] trust_anchors`."""
+
+    def __init__(self, root: Path, *, relay: int | None = None,
+                 trust: Path | None = None) -> None:
+        self.relay, self.anchor, self.home = relay, trust, root
+        shutil.copytree(REPO / "examples", root / "examples")
+        (root / "var" / "certs").mkdir(parents=True)
+        make_run_certificate(root / "var" / "certs" / "org")
+        self.metrics_port = free_port()
+        super().__init__(root / "examples", next_hop=relay or 0)
+
+    @property
+    def keystore(self) -> str:
+        return f"sqlite:///{self.home}/var/keys.sqlite3"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "var"
+
+    @property
+    def org_cert(self) -> Path:
+        return self.home / "var" / "certs" / "org.crt.pem"
+
+    def write_config(self) -> None:
+        text = (REPO / "examples" / "gateway.toml").read_text()
+        edits = [("workers = 0", "workers = 1"), ("port = 2525", f"port = {self.port}"),
+                 ("port = 9125", f"port = {self.metrics_port}"),
+                 ('ips = ["127.0.0.0/8", "::1"]', 'ips = ["127.0.0.2/32"]')]
+        if self.relay:
+            edits.append(('maildir = "../var/maildir"', f'relay = "127.0.0.1:{self.relay}"'))
+        if self.anchor:
+            edits.append(("trust_anchors = []", f"trust_anchors = [{json.dumps(str(self.anchor))}]"))
+        for old, new in edits:
+            assert old in text, f"examples/gateway.toml no longer says {old!r}"
+            text = text.replace(old, new, 1)
+        self.config.write_text(text)
+
+    def maildir(self, rcpt: str) -> list[bytes]:
+        """What the example's maildir delivery wrote for `rcpt`."""
+        folder = self.data / "maildir" / rcpt / "new"
+        return [p.read_bytes() for p in sorted(folder.iterdir())] if folder.is_dir() else []
 
 
 @contextlib.contextmanager
