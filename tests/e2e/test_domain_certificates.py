@@ -90,7 +90,8 @@ def _exchange(tmp_path: Path, a_id: Identity, b_id: Identity, a_trusts: Identity
         assert text.encode() not in crossed.data
         # B decrypted and verified; A's certificate names a.example, not alice.
         status = got.header("X-Filterlang-SMIME") or ""
-        assert status.startswith("decrypted; verified"), explain()
+        assert status.startswith("decrypted; verified; signers="), explain()
+        assert "a.example" in status.partition("signers=")[2].split(","), status
         trace = _trace(rec)
         assert "smime-inbound: binding: domain" in trace, explain()
         assert "harvest: stored" in trace, explain()
@@ -144,7 +145,7 @@ def test_make_run_certificate_verifies_at_a_second_example_gateway(tmp_path: Pat
                             lambda: second.maildir("bob@example.org"),
                             explain=lambda: first.explain() + second.explain())
         assert "profile sign: signed" in _trace(first.wait_event(mid, "delivered"))
-        assert b"X-Filterlang-SMIME: verified; signers=postmaster@example.org" in got
+        assert b"X-Filterlang-SMIME: verified; signers=example.org,postmaster@example.org" in got
         assert "smime-inbound: binding: domain" in _trace(rec)
         assert "harvest: stored (first key for this domain)" in _trace(rec)
         assert re.search(r"^example\.org\t", second.keys("harvested"), re.MULTILINE)

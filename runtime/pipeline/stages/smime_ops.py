@@ -86,8 +86,10 @@ def is_smime(message: bytes) -> tuple[bool, bool]:
 
 
 def _signer(cert: ax509.Certificate, caps: tuple[str, ...]) -> SignerInfo:
+    # Addresses, and the domains a gateway's organisation certificate signs for (SAN dNSName):
+    # what `smime-gateway-signer` rules and the status header name.
     emails = tuple(str(n.native).lower() for n in (cert.subject_alt_name_value or ())
-                   if n.name == "rfc822_name")
+                   if n.name in ("rfc822_name", "dns_name"))
     pem = x509.load_der_x509_certificate(cert.dump()).public_bytes(Encoding.PEM).decode("ascii")
     return SignerInfo(emails, cert.issuer.human_friendly, pem, caps)
 
