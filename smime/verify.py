@@ -85,6 +85,8 @@ def binding_of(cert: x509.Certificate, address: str, policy: VerifyPolicy) -> st
     certificates) or None."""
     return sender_binding((e for e in _emails(cert) if "@" in e), _domains(cert), address,
                           domain_certificates=policy.domain_certificates)
+
+
 def _signing_time_reason(cert: x509.Certificate, when: dt.datetime) -> Reason | None:
     # smime.md 6 4.5: a signingTime outside the certificate's validity means the certificate
     # was expired or not yet valid when the sender claims to have signed.

@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from smime.errors import SMIMEError
 from smime.trust import TrustStore
 
 PROG = "filterlang cert"
+_ADDRESS = re.compile(r"[^@\s]+@[^@\s]+")
 
 
 def _split(values: list[str] | None) -> tuple[str, ...]:
@@ -262,6 +264,8 @@ def _check(args: argparse.Namespace) -> int:
     purposes = ("signing", "encryption") if purpose == "both" else (purpose,)
     problems = check_certificate(cert, purposes, fqdn=args.fqdn)
     binding = None
+    if args.sender is not None and not _ADDRESS.fullmatch(args.sender):
+        raise SMIMEError(f"--for: {args.sender!r} is not an address; use e.g. alice@example.com")
     if args.sender:
         binding = sender_binding_of(cert, args.sender, domain_certificates=True)
         if binding is None:

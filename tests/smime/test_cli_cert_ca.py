@@ -95,6 +95,9 @@ def test_sign_for_a_new_key_and_check_for_senders(ca: Path, tmp_path: Path) -> N
         assert f"names neither {sender} nor its domain" in out and "FAILED" in out
     report = json.loads(cli("cert", "check", crt, "--for", "bob@eu.a.example", "--json").stdout)
     assert (report["ok"], report["binding"], report["for"]) == (True, "domain", "bob@eu.a.example")
+    proc = cli("cert", "check", crt, "--for", "eu.a.example", code=2)
+    assert proc.stderr == ("filterlang cert: error: --for: 'eu.a.example' is not an address; "
+                           "use e.g. alice@example.com\n")
 
 
 def test_check_for_validates_the_path_when_given_anchors(ca: Path, tmp_path: Path) -> None:
