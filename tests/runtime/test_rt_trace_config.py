@@ -178,6 +178,29 @@ def test_inbound_signed_message_is_verified_for_real_and_harvest_is_only_shown(
     assert len(site.keys_rows()) == len(before) + 1
 
 
+def test_partner_gateway_domain_certificate_binds_by_domain_unless_turned_off(
+        site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    from smime.compose import Signer
+
+    gateway = issue("gw.partner.example", site.ca, key_usage=None, dns=["partner.example"])
+    plain = b"From: <carol@partner.example>\r\nTo: <dave@example.org>\r\nSubject: hi\r\n\r\nhello\r\n"
+    signed = compose.protect(plain, mode="sign", signer=Signer(gateway.key, gateway.cert, ()))
+    (site.root / "s.eml").write_bytes(signed)
+    out = trace(capsys, "-c", str(site.config), "--rcpt", "dave@example.org", str(site.root / "s.eml"))
+    smime = [s for s in out["stages"] if s["stage"] == "smime_inbound"]
+    assert (smime[0]["verified"], smime[0]["binding"]) == (True, "domain")
+    assert smime[0]["signers"] == ["partner.example"]
+    assert (smime[1]["action"], smime[1]["reason"]) == ("stored", "first key for this domain")
+    # The switch off: the certificate names no address, so nothing binds carol to it.
+    site.config.write_text(site.config.read_text().replace(
+        'trust_anchors = ["ca.pem"]', 'trust_anchors = ["ca.pem"]\naccept_domain_certificates = false'))
+    out = trace(capsys, "-c", str(site.config), "--rcpt", "dave@example.org", str(site.root / "s.eml"))
+    smime = [s for s in out["stages"] if s["stage"] == "smime_inbound"]
+    assert (smime[0]["verified"], smime[0].get("binding")) == (False, None)
+    assert any(r.startswith("certificate-without-address") for r in smime[0]["reasons"])
+    assert smime[1]["action"] == "skipped"
+
+
 def test_a_suite_can_name_the_gateway_configuration(site: Site) -> None:
     (site.root / "suite.toml").write_text(
         'config = "gateway.toml"\n[[case]]\nname = "users mail is encrypted"\nremote_ip = "127.0.0.2"\n'
