@@ -484,7 +484,7 @@ VARIABLES: Mapping[str, str] = MappingProxyType({
     "header": "value of the named header: $Header['Name']",
     "hostname": "host name of this system",
     "matchedcontent": "text that made a content rule true",
-    "mid": "the message's internal ID",
+    "mid": "the message's internal ID: under `filterlang serve` its queue id (as in tracking and `filterlang queue`), offline `1`",
     "policy": "HAT mail flow policy, or >Unknown<",
     "recvint": "receiving IP interface",
     "recvlistener": "receiving listener",

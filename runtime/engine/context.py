@@ -124,7 +124,9 @@ class MessageContext:
     envelope: Envelope
     connection: Connection = Connection()
     smime: SmimeState = SmimeState()
-    mid: int = 1
+    # The message's id for $MID and log-entry lines: the gateway's queue id (what tracking,
+    # `filterlang queue` and the logs name it by); 1 offline, where there is no queue.
+    mid: int | str = 1
     services: Any = None  # runtime.engine.services.Services; None means "no provider configured"
     resources: Any = None  # runtime.engine.resources.Resources: dictionaries, texts, archive dir
     defects: list[str] = field(factory=list)

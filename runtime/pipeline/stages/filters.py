@@ -62,8 +62,8 @@ def build_context(ctx: StageContext, msg: InFlight, data: bytes, rcpts: Sequence
                       sender_group=sender_group(ctx, env.peer), flow_policy=env.policy,
                       auth_user=env.auth_user, interface=env.interface,
                       direction=msg.direction)
-    return MessageContext(data, envelope, conn, msg.smime, resources=ctx.resources,
-                          services=ctx.services)
+    return MessageContext(data, envelope, conn, msg.smime, mid=env.queue_id or 1,
+                          resources=ctx.resources, services=ctx.services)
 
 
 @define
