@@ -32,6 +32,7 @@ class T(enum.StrEnum):
     HEADER_NAME = "header-name"
     TEMPLATE = "template"
     PROFILE = "profile"
+    ENCRYPTION_PROFILE = "encryption-profile"  # [encryption_profiles.NAME], not a sending profile
     QUARANTINE = "quarantine"
     DICTIONARY = "dictionary"
     TEXT_RESOURCE = "text-resource"
@@ -325,8 +326,9 @@ _COPY = (_p("to", T.EMAIL, var=True), _p("subject", T.STRING, opt=True, var=True
 _NOTE = (_p("to", T.EMAIL, var=True), _p("subject", T.STRING, opt=True, var=True),
          _p("return-path", T.RETURN_PATH, opt=True, var=True),
          _p("template", T.TEMPLATE, opt=True, var=True))
-_ENC = (_p("profile", T.PROFILE), _p("subject", T.STRING, opt=True, var=True),
-        _p("rule", T.STRING, opt=True))
+# rule: 0 always encrypt, 1 "TLS first" (reference 7.1; the GUI writes a trailing integer).
+_ENC = (_p("profile", T.ENCRYPTION_PROFILE), _p("subject", T.STRING, opt=True, var=True),
+        _p("rule", T.FLAG01, opt=True))
 _CMT = _p("comment", T.STRING, opt=True, var=True)
 _PS = _p("preserve_signed", T.FLAG01, opt=True)
 _WL = _p("whitelist", T.NAME)
@@ -347,7 +349,8 @@ ACTIONS: tuple[ActionSig, ...] = (
     _a(3, "drop", (), True, None, "Drop", "discard silently", "drop()"),
     _a(4, "bounce", (), True, None, "Bounce", "reject back to the envelope sender", "bounce()"),
     _a(5, "encrypt", _ENC, True, None, "Encrypt and Deliver Now",
-       "encrypt with an envelope profile and deliver now", "encrypt('CompanyProfile')"),
+       "encrypt with an encryption profile (rule 0 always, 1 TLS first) and deliver now",
+       "encrypt('CompanyProfile', '$Subject', 0)"),
     _a(6, "smime-gateway", (_p("profile", T.PROFILE),), True, None, "S/MIME Sign/Encrypt",
        "S/MIME sign/encrypt with the sending profile and deliver now",
        "smime-gateway('sign-and-encrypt')"),
@@ -420,7 +423,8 @@ ACTIONS: tuple[ActionSig, ...] = (
        "Strip Attachment by File Info → image analysis", "remove images with the verdict",
        "drop-attachments-where-image-verdict('suspect')"),
     _a(40, "encrypt-deferred", _ENC, False, _S, "Encrypt on Delivery",
-       "encrypt after all processing, at delivery", "encrypt-deferred('CompanyProfile')"),
+       "encrypt after all processing, at delivery (rule 0 always, 1 TLS first)",
+       "encrypt-deferred('CompanyProfile', '$Subject', 1)"),
     _a(41, "smime-gateway-deferred", (_p("profile", T.PROFILE),), False, _S,
        "S/MIME Sign/Encrypt on Delivery", "S/MIME sign/encrypt at delivery",
        "smime-gateway-deferred('sign-only')"),

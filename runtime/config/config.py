@@ -8,6 +8,8 @@ Layout (every section optional except where noted; paths are relative to the fil
     [policies.X]         action ACCEPT|RELAY|REJECT|TCPREFUSE, limits, S/MIME inbound options
     [certificates.X]     cert, key (PEM)
     [profiles.X]         S/MIME sending profiles; `profiles_file` includes more from a TOML file
+    [encryption_profiles.X]  what encrypt('X') / encrypt-deferred('X') do: sending_profile,
+                         tls_verify, tls_ca_file (see docs/deploy.md)
     message_filters      list of .filter files
     [incoming_policies.X] / [outgoing_policies.X]  senders, recipients, content_filters
     [dictionaries] / [text_resources]  name = file
@@ -123,6 +125,23 @@ class SendingProfile:
     cipher: str | None = None
 
 
+# Sending-profile modes that encrypt: what an encryption profile may name.
+ENCRYPTING_MODES = ("encrypt", "sign-encrypt", "triple")
+
+
+@frozen
+class EncryptionProfile:
+    """What `encrypt('name')` and `encrypt-deferred('name')` do (reference 7.10): envelope
+    encryption carried out with S/MIME by a sending profile, whose mode and missing-key action
+    apply. `tls_verify`/`tls_ca_file` are what rule 1 ("TLS first") asks of the next hop's TLS
+    before it delivers in clear: without `tls_verify` any STARTTLS session will do."""
+
+    name: str
+    sending_profile: str
+    tls_verify: bool = False
+    tls_ca_file: Path | None = None  # None: the system's trusted CAs
+
+
 @frozen
 class MailPolicy:
     name: str
@@ -226,12 +245,14 @@ class GatewayConfig:
     # Recipient domains accepted under an ACCEPT policy (RELAY policies may mail anywhere).
     local_domains: frozenset[str] = frozenset()
     smime: Smime = Smime()
+    encryption_profiles: dict[str, EncryptionProfile] = field(hash=False, factory=dict)
 
     def names(self) -> dict[str, frozenset[str]]:
         """Names filters may refer to, per kind (the linter checks filters against these)."""
         return {
             "quarantine": frozenset(self.quarantines),
             "profile": frozenset(self.profiles),
+            "encryption_profile": frozenset(self.encryption_profiles),
             "dictionary": frozenset(self.dictionaries),
             "listener": frozenset(lst.name for lst in self.listeners),
             "text_resource": frozenset(self.text_resources),
@@ -310,6 +331,38 @@ def _profile(name: str, t: Table) -> SendingProfile:
         missing_key_action=t.choice("missing_key_action", MISSING_KEY_ACTIONS, "bounce"),
         cipher=t.choice("cipher", CIPHERS, None) if t.has("cipher") else None,
     )
+
+
+def _encryption_profile(name: str, t: Table) -> EncryptionProfile:
+    ca = t.path("tls_ca_file")
+    if ca is not None and not ca.is_file():
+        t.error("tls_ca_file", f"{ca} is not a file; give a PEM file of the CAs that may sign "
+                "the next hop's certificate")
+    return EncryptionProfile(
+        name=name,
+        sending_profile=t.text("sending_profile", "", required=True),
+        tls_verify=t.flag("tls_verify", False),
+        tls_ca_file=ca,
+    )
+
+
+def _check_encryption_profiles(root: Table, encryption: dict[str, EncryptionProfile],
+                               profiles: dict[str, SendingProfile]) -> None:
+    for enc in encryption.values():
+        key = f"encryption_profiles.{enc.name}.sending_profile"
+        prof = profiles.get(enc.sending_profile)
+        if not enc.sending_profile:
+            continue  # (reported as required)
+        if prof is None:
+            root.error(key, f"no sending profile {enc.sending_profile!r}; add "
+                       f"[profiles.{enc.sending_profile}] with a mode that encrypts")
+        elif prof.mode not in ENCRYPTING_MODES:
+            # Fail safe: an "encryption" that only signs would send the content in clear.
+            root.error(key, f"sending profile {enc.sending_profile!r} has mode {prof.mode!r}, "
+                       f"which does not encrypt; use one of {', '.join(ENCRYPTING_MODES)}")
+        if enc.tls_ca_file is not None and not enc.tls_verify:
+            root.error(f"encryption_profiles.{enc.name}.tls_ca_file",
+                       "is only used with tls_verify = true; set it or remove tls_ca_file")
 
 
 def _mail_policy(name: str, t: Table) -> MailPolicy:
@@ -474,6 +527,9 @@ def load_config(path: str | Path) -> GatewayConfig:
                 f"no certificate {prof.signing_certificate!r}; add [certificates.{prof.signing_certificate}]",
             )
 
+    encryption = {e.name: e for e in root.each("encryption_profiles", _encryption_profile)}
+    _check_encryption_profiles(root, encryption, profiles)
+
     message_filters = tuple((path.parent / p).resolve() for p in root.str_list("message_filters"))
     incoming = root.each("incoming_policies", _mail_policy)
     outgoing = root.each("outgoing_policies", _mail_policy)
@@ -525,4 +581,5 @@ def load_config(path: str | Path) -> GatewayConfig:
         profiles_file=pfile,
         local_domains=local_domains,
         smime=smime,
+        encryption_profiles=encryption,
     )

@@ -22,13 +22,14 @@ def config_from_env() -> str | None:
 
 
 def resource_names(config: GatewayConfig) -> ResourceNames:
-    """The quarantines, profiles, dictionaries, listeners and text resources of ``config``."""
+    """The quarantines, sending and encryption profiles, dictionaries, listeners and text resources of ``config``."""
     from filterlang.check import ResourceNames
 
     names = config.names()
     return ResourceNames(
         quarantines=names["quarantine"],
         profiles=names["profile"],
+        encryption_profiles=names["encryption_profile"],
         dictionaries=names["dictionary"],
         listeners=names["listener"],
         text_resources=names["text_resource"],

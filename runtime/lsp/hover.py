@@ -21,6 +21,7 @@ from runtime.lsp.toml_index import Place
 _SINGULAR = {
     "quarantines": "quarantine",
     "profiles": "sending profile",
+    "encryption_profiles": "encryption profile",
     "dictionaries": "dictionary",
     "listeners": "listener",
     "text_resources": "text resource",

@@ -16,6 +16,7 @@ _UNQUOTED = frozenset({b.T.INT, b.T.DECIMAL, b.T.SIZE, b.T.FLAG01, b.T.LIST})
 RESOURCE_KINDS: dict[b.T, str] = {
     b.T.QUARANTINE: "quarantines",
     b.T.PROFILE: "profiles",
+    b.T.ENCRYPTION_PROFILE: "encryption_profiles",
     b.T.DICTIONARY: "dictionaries",
     b.T.LISTENER: "listeners",
     b.T.TEXT_RESOURCE: "text_resources",

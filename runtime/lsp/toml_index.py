@@ -24,7 +24,7 @@ _STRING_VALUE = re.compile(r"""^("((?:[^"\\]|\\.)*)"|'([^']*)')""")
 
 # Table -> kind of name, for names that are the key right below the table.
 _KEYED = {"quarantines": "quarantines", "profiles": "profiles", "dictionaries": "dictionaries",
-          "text_resources": "text_resources"}
+          "text_resources": "text_resources", "encryption_profiles": "encryption_profiles"}
 
 
 @frozen

@@ -35,11 +35,13 @@ from runtime.mta.quarantine import Quarantines
 from runtime.mta.spool import CorruptEntry, Envelope, Spool, SpoolError
 from runtime.mta.tracking import Tracker
 from runtime.mta.transport import (
+    TLS_NOT_MET,
     Destination,
     MaildirTransport,
     Resolver,
     Result,
     StaticResolver,
+    TlsRequirement,
     Transport,
 )
 from runtime.pipeline.flow import (
@@ -47,11 +49,13 @@ from runtime.pipeline.flow import (
     COPIED,
     DELIVER,
     QUARANTINE,
+    EncryptRequest,
     InFlight,
     RetryLater,
     Stage,
     run_pipeline,
 )
+from runtime.pipeline.stages.smime_out import ProfileOutcome, TlsPolicy
 
 log = logging.getLogger("filterlang.delivery")
 
@@ -78,6 +82,28 @@ class AsyncTransport(Protocol):
 
 
 NO_ROUTE = Result(451, "4.4.4 no route to the recipient's domain (no MX)")
+# A recipient the encryption profile's sending profile dropped (missing_key_action = "drop"):
+# settled without delivery and without a bounce.
+DROPPED = Result(250, "2.0.0 dropped by the sending profile: no usable encryption key")
+
+
+class DeliveryEncryptor(Protocol):
+    """Rule 1 of encrypt / encrypt-deferred ("TLS first"): what TLS the next hop must offer
+    for the message to go in clear, and the encryption when it does not (the pipeline's
+    SmimeOutbound stage)."""
+
+    def tls_policy(self, encryption_profile: str) -> TlsPolicy: ...
+
+    def encrypt_for_delivery(self, data: bytes, rcpts: tuple[str, ...], encryption_profile: str,
+                             subject: str) -> ProfileOutcome: ...
+
+
+def _tls_first(env: Envelope, req: EncryptRequest | None) -> Envelope:
+    """`env` carrying rule 1 (or no rule 1) to delivery."""
+    if req is None:
+        return attrs.evolve(env, encrypt_unless_tls="", encrypt_subject="") \
+            if env.encrypt_unless_tls else env
+    return attrs.evolve(env, encrypt_unless_tls=req.profile, encrypt_subject=req.subject)
 
 
 def alert(metrics: Metrics | None, kind: str, text: str, sink: Tracker | None = None) -> None:
@@ -162,6 +188,7 @@ class QueueRunner:
         alerts: Tracker | None = None,
         alert_email: str | None = None,
         clock: Callable[[], float] = time.time,
+        encryptor: DeliveryEncryptor | None = None,
     ) -> None:
         self.spool = spool
         self.config = config
@@ -175,6 +202,9 @@ class QueueRunner:
         self.alerts = alerts
         self.alert_email = alert_email
         self.clock = clock
+        # Rule 1 encryption at delivery; by default the pipeline's own outbound S/MIME stage.
+        self.encryptor = encryptor or next(
+            (cast(DeliveryEncryptor, s) for s in stages if hasattr(s, "encrypt_for_delivery")), None)
         # Queue ids to claim next, oldest first (a dict as an ordered set): the listeners
         # offer what they just stored, so `incoming` is listed only now and then (see
         # _claim_incoming).
@@ -279,29 +309,30 @@ class QueueRunner:
             # Each copy is durable in the spool before the original leaves `active`.
             keep = set(copy.rcpts)
             if copy.quarantine and self.quarantines is not None:
-                self.quarantines.put(copy.quarantine, attrs.evolve(
-                    env, rcpt_tos=copy.rcpts, processed=True, queue_id=f"{qid}.{n}"), copy.data)
+                self.quarantines.put(copy.quarantine, _tls_first(attrs.evolve(
+                    env, rcpt_tos=copy.rcpts, processed=True, queue_id=f"{qid}.{n}"),
+                    copy.tls_first), copy.data)
                 self.tracker.record("quarantine", qid, quarantine=copy.quarantine,
                                     rcpts=list(copy.rcpts), note=copy.note)
                 continue
-            self.offer(self.spool.store(attrs.evolve(
+            self.offer(self.spool.store(_tls_first(attrs.evolve(
                 env, rcpt_tos=copy.rcpts, processed=True,
                 mail_from=env.mail_from if copy.mail_from is None else copy.mail_from,
                 rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
                                    if r in keep),
                 alt_mailhost=copy.alt_mailhost or msg.alt_mailhost,
                 trace=(*msg.trace, copy.note) if copy.note else tuple(msg.trace),
-            ), copy.data))
+            ), copy.tls_first), copy.data))
         if msg.copies:
             self._notify()
         waiting = msg.recipients(DELIVER) + msg.recipients(QUARANTINE)
         if msg.quarantine and self.quarantines is not None and waiting:
             # (Recipients served by copies are not in the quarantined original.)
             opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
-            self.quarantines.put(msg.quarantine, attrs.evolve(
+            self.quarantines.put(msg.quarantine, _tls_first(attrs.evolve(
                 env, processed=True, rcpt_tos=waiting,
                 rcpt_options=tuple(opts[r] for r in waiting if r in opts)
-                if len(opts) == len(env.rcpt_tos) else ()), msg.data)
+                if len(opts) == len(env.rcpt_tos) else ()), msg.tls_first), msg.data)
             self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
             self.spool.remove("active", qid)
             return None
@@ -311,6 +342,7 @@ class QueueRunner:
             rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
                                if r in keep),
             alt_mailhost=msg.alt_mailhost, trace=tuple(msg.trace))
+        env = _tls_first(env, msg.tls_first)
         data = msg.data
         if not env.rcpt_tos:
             self.spool.remove("active", qid)
@@ -356,7 +388,9 @@ class QueueRunner:
         qid = env.queue_id
         failed, deferred = [], []
         for rcpt, (res, where) in results.items():
-            if res.ok:
+            if res == DROPPED:
+                self.tracker.record("drop", qid, rcpt=rcpt, trace=[*env.trace, res.text])
+            elif res.ok:
                 self.tracker.record("delivered", qid, rcpt=rcpt, mail_from=env.mail_from,
                                     dest=where, reply=f"{res.code} {res.text}",
                                     policy=env.policy, peer=env.peer, size=len(data),
@@ -624,25 +658,75 @@ class QueueRunner:
             if not dests:
                 results.update({r: (NO_ROUTE, "") for r in rcpts})
             for dest in dests:  # MX hosts in preference order; the next only on temp failure
-                got = await self._send_async(dest, env, pending, data, inline)
+                if env.encrypt_unless_tls:
+                    got = await self._send_tls_first(dest, env, pending, data, inline)
+                else:
+                    got = await self._send_async(dest, env, pending, data, inline)
                 results.update({r: (res, str(dest)) for r, res in got.items()})
                 pending = [r for r in pending if not got[r].ok and not got[r].permanent]
                 if not pending:
                     break
+        if env.encrypt_unless_tls and not env.headers_only_dsn:
+            # Content meant to leave encrypted or over TLS: a DSN returns its headers only.
+            env = attrs.evolve(env, headers_only_dsn=True)
         if inline:
             self._settle(env, data, results, now)
         else:
             await asyncio.to_thread(self._settle, env, data, results, now)
 
     async def _send_async(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes,
-                          inline: bool) -> dict[str, Result]:
+                          inline: bool, tls: TlsPolicy | None = None) -> dict[str, Result]:
+        """Deliver one copy; with `tls` (rule 1), only over TLS that meets it: otherwise
+        every recipient gets TLS_NOT_MET and nothing is sent."""
         send_async = getattr(self.transport, "send_async", None)
         if send_async is None or dest == MAILDIR:
+            if tls is not None:  # a maildir or a test transport has no TLS session to judge
+                return dict.fromkeys(rcpts, TLS_NOT_MET)
             if inline and dest == MAILDIR:
                 return self._send(dest, env, rcpts, data)
             return await asyncio.to_thread(self._send, dest, env, rcpts, data)
         opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
-        result: dict[str, Result] = await send_async(
-            dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
-        )
+        args = (dest, env.mail_from, rcpts, data, env.mail_options,
+                [opts.get(r, ()) for r in rcpts])
+        if tls is None:
+            result: dict[str, Result] = await send_async(*args)
+        else:
+            result = await send_async(*args, tls=TlsRequirement(tls.verify, tls.ca_file))
         return result
+
+    async def _send_tls_first(self, dest: Destination, env: Envelope, rcpts: list[str],
+                              data: bytes, inline: bool) -> dict[str, Result]:
+        """Rule 1 of encrypt / encrypt-deferred: in clear over TLS that meets the encryption
+        profile's policy; otherwise encrypted by its sending profile (its missing-key action
+        applies) and sent to the same next hop. Fail safe: without the encryptor nothing goes
+        out in clear except over such TLS."""
+        qid, name = env.queue_id, env.encrypt_unless_tls
+        if self.encryptor is None:
+            return dict.fromkeys(rcpts, Result(451, f"4.7.0 encryption profile {name!r} is "
+                                                    "not available here; the message waits"))
+        got = await self._send_async(dest, env, rcpts, data, inline,
+                                     tls=self.encryptor.tls_policy(name))
+        insecure = tuple(r for r in rcpts if got[r] == TLS_NOT_MET)
+        if not insecure:
+            self.tracker.record("tls_first", qid, rcpts=list(rcpts), dest=str(dest),
+                                profile=name, decision="clear over TLS")
+            return got
+        self.tracker.record("tls_first", qid, rcpts=list(insecure), dest=str(dest), profile=name,
+                            decision="encrypted: the next hop's TLS does not meet the policy")
+        try:
+            if inline:
+                out = self.encryptor.encrypt_for_delivery(data, insecure, name, env.encrypt_subject)
+            else:
+                out = await asyncio.to_thread(self.encryptor.encrypt_for_delivery, data,
+                                              insecure, name, env.encrypt_subject)
+        except RetryLater as exc:
+            got.update(dict.fromkeys(insecure, Result(451, f"4.7.0 {exc}")))
+            return got
+        for r in out.bounced:
+            got[r] = Result(int(out.reason[:3]) if out.reason[:3].isdigit() else 550,
+                            out.reason[4:] if out.reason[:3].isdigit() else out.reason)
+        for r in out.dropped:
+            got[r] = DROPPED
+        for who, sealed, _note in out.groups:
+            got.update(await self._send_async(dest, env, list(who), sealed, inline))
+        return got

@@ -12,6 +12,8 @@ One `Result` per recipient, never an exception for a delivery problem; MAIL, eve
 (RFC 2920); opportunistic STARTTLS (without certificate checks, like smtplib's default, and a
 plain retry when the TLS handshake fails); DSN parameters only to a peer that offers DSN; a
 reused connection that turns out closed is replaced once, since nothing was delivered on it.
+A message that may go in clear only over TLS (`tls=TlsRequirement`, rule 1 of an encryption
+profile) is not sent on a session that does not meet it: its recipients get TLS_NOT_MET.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
-from runtime.mta.transport import Destination, Result
+from runtime.mta.transport import TLS_NOT_MET, Destination, Result, TlsRequirement
 
 CHUNK = 1 << 20  # bytes per write of a large body: the transport buffers at most this much
 IDLE_PER_DESTINATION = 64  # open connections kept for reuse, per next hop
@@ -99,6 +101,8 @@ class _Conn(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
         self.transport: asyncio.Transport | None = None
         self.extensions: set[str] = set()
+        self.tls = False  # STARTTLS was negotiated
+        self.verified = False  # ... with a certificate that verified for the host
         self.timed_out = False
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
@@ -277,12 +281,26 @@ class AsyncSMTPTransport:
     def __init__(self, timeout: float = 30.0, helo: str | None = None) -> None:
         self.timeout = timeout
         self.helo = helo or socket.getfqdn()
-        self._idle: dict[Destination, list[_Conn]] = defaultdict(list)
+        # Idle connections per next hop; connections made to verify the peer's certificate
+        # (a TlsRequirement with verify) are kept apart from the opportunistic ones.
+        self._idle: dict[tuple[Destination, TlsRequirement | None], list[_Conn]] = defaultdict(list)
         self._tls = ssl.create_default_context()
         # Opportunistic TLS between MTAs: encrypt when offered, as smtplib's starttls() does
         # by default; the peer's certificate is not what decides whether mail goes out.
         self._tls.check_hostname = False
         self._tls.verify_mode = ssl.CERT_NONE
+        self._verifying: dict[TlsRequirement, ssl.SSLContext] = {}
+
+    def _context(self, req: TlsRequirement | None) -> ssl.SSLContext:
+        """The opportunistic context, or one that verifies the certificate and host name."""
+        if req is None or not req.verify:
+            return self._tls
+        ctx = self._verifying.get(req)
+        if ctx is None:
+            ctx = ssl.create_default_context(
+                cafile=str(req.ca_file) if req.ca_file is not None else None)
+            self._verifying[req] = ctx
+        return ctx
 
     # -- the wire --------------------------------------------------------------------------
 
@@ -309,7 +327,8 @@ class AsyncSMTPTransport:
             return
         conn.extensions = {ln.split(" ", 1)[0].strip().lower() for ln in text.split("\n")[1:]}
 
-    async def _open(self, dest: Destination, tls: bool) -> _Conn:
+    async def _open(self, dest: Destination, tls: bool,
+                    context: ssl.SSLContext | None = None) -> _Conn:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout):
             _, conn = await loop.create_connection(lambda: _Conn(self.timeout), dest.host,
@@ -328,34 +347,46 @@ class AsyncSMTPTransport:
                 conn.waits_done()
                 conn.discard_replies()
                 assert conn.transport is not None
+                ctx = context or self._tls
                 async with asyncio.timeout(self.timeout):
-                    secured = await loop.start_tls(conn.transport, conn, self._tls,
+                    secured = await loop.start_tls(conn.transport, conn, ctx,
                                                    server_hostname=dest.host)
                 assert isinstance(secured, asyncio.Transport)
                 conn.transport = secured
+                conn.tls = True
+                conn.verified = ctx.verify_mode == ssl.CERT_REQUIRED
                 await self._ehlo(conn)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    async def _connect(self, dest: Destination) -> tuple[_Conn, bool]:
+    @staticmethod
+    def _pool(dest: Destination, req: TlsRequirement | None) -> tuple[Destination, TlsRequirement | None]:
+        return dest, (req if req is not None and req.verify else None)
+
+    async def _connect(self, dest: Destination, req: TlsRequirement | None = None
+                       ) -> tuple[_Conn, bool]:
         """An idle connection to `dest` (True) or a new one (False)."""
-        idle = self._idle[dest]
+        idle = self._idle[self._pool(dest, req)]
         while idle:
             conn = idle.pop()
             if conn.usable():
                 return conn, True
             conn.close()
         try:
-            return await self._open(dest, tls=True), False
+            return await self._open(dest, tls=True, context=self._context(req)), False
         except (ssl.SSLError, ssl.CertificateError):
-            # A peer that offers STARTTLS but cannot finish it: deliver in the clear rather
-            # than not at all, as an MTA does without a policy that requires TLS.
+            # A peer that offers STARTTLS but cannot finish it (or, under a requirement to
+            # verify, whose certificate does not): deliver in the clear rather than not at
+            # all, as an MTA does without a policy that requires TLS. Mail that may only go
+            # over TLS is held back by send_async (the session is not TLS).
             return await self._open(dest, tls=False), False
 
-    def _release(self, dest: Destination, conn: _Conn) -> None:
-        idle = self._idle[dest]
+    def _release(self, dest: Destination, conn: _Conn,
+                 req: TlsRequirement | None = None) -> None:
+        # A connection that did not verify (the plain fallback) is an opportunistic one.
+        idle = self._idle[self._pool(dest, req if conn.verified else None)]
         if conn.usable() and len(idle) < IDLE_PER_DESTINATION:
             conn.waits_done()
             idle.append(conn)
@@ -367,12 +398,16 @@ class AsyncSMTPTransport:
     async def send_async(
         self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
         mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = (),
+        *, tls: TlsRequirement | None = None,
     ) -> dict[str, Result]:
         for _ in range(2):  # a second time only when a reused connection turned out closed
             try:
-                conn, reused = await self._connect(dest)
+                conn, reused = await self._connect(dest, tls)
             except (OSError, ProtocolError, TimeoutError, ssl.SSLError) as exc:
                 return {r: Result(451, f"4.4.1 cannot connect to {dest}: {exc}") for r in rcpts}
+            if tls is not None and not (conn.tls and (conn.verified or not tls.verify)):
+                self._release(dest, conn, tls)  # unused: good for the encrypted copy
+                return dict.fromkeys(rcpts, TLS_NOT_MET)
             try:
                 results, clean = await self._transaction(conn, reused, mail_from, rcpts, data,
                                                          mail_options, rcpt_options)
@@ -387,7 +422,7 @@ class AsyncSMTPTransport:
                 conn.close()  # cancelled mid-transaction: the connection's state is unknown
                 raise
             if clean:
-                self._release(dest, conn)
+                self._release(dest, conn, tls)
             else:
                 conn.close()
             return results

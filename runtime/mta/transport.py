@@ -34,6 +34,21 @@ class Result:
         return self.code >= 500
 
 
+@frozen(cache_hash=True)
+class TlsRequirement:
+    """What a TLS session must be for mail that may only go in clear over TLS (rule 1 of an
+    encryption profile): STARTTLS offered and negotiated, and with `verify` a certificate that
+    verifies (against `ca_file`, else the system's CAs) for the host connected to."""
+
+    verify: bool = False
+    ca_file: Path | None = None
+
+
+# What an SMTP transport answers, without sending, when the session does not meet the
+# TlsRequirement it was given: the queue then encrypts the message instead.
+TLS_NOT_MET = Result(454, "4.7.0 no TLS session that meets the policy; not sent in clear")
+
+
 @frozen(cache_hash=True)  # a dict key several times per message (routes, idle connections)
 class Destination:
     """Where to connect: `host:port`, or `maildir:` for local delivery."""

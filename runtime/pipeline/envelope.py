@@ -45,6 +45,10 @@ class Envelope:
     # content the gateway decrypted (kept here so a restart does not forget it).
     headers_only_dsn: bool = False
     delay_notified: bool = False  # the NOTIFY=DELAY notice went out (one per message)
+    # encrypt(..., 1) "TLS first": the encryption profile that encrypts the message at delivery
+    # unless the next hop's TLS meets its policy, and the subject the encrypted message takes.
+    encrypt_unless_tls: str = ""
+    encrypt_subject: str = ""
 
     def to_json(self) -> dict[str, Any]:
         # Not attrs.asdict(): its generic recursion ran for every message received (~3% of a
@@ -79,6 +83,8 @@ class Envelope:
                 interface=str(data.get("interface", "")),
                 headers_only_dsn=bool(data.get("headers_only_dsn", False)),
                 delay_notified=bool(data.get("delay_notified", False)),
+                encrypt_unless_tls=str(data.get("encrypt_unless_tls", "")),
+                encrypt_subject=str(data.get("encrypt_subject", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptEntry(f"bad envelope header: {exc}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from attrs import define, field
+from attrs import define, field, frozen
 
 from runtime.engine.context import SmimeState
 from runtime.engine.run import StageResult
@@ -32,10 +32,26 @@ PIPELINE: tuple[tuple[str, str, str], ...] = (
     ("message_filters", "8", "one ordered list over the whole message, all recipients"),
     ("mail_policies", "10", "split recipients into splinters, first match wins"),
     ("content_filters", "15", "per splinter: the policy's incoming or outgoing list"),
-    ("smime_outbound", "19", "deferred actions: smime-gateway-deferred via the sending profile"),
+    ("smime_outbound", "19", "deferred actions: smime-gateway-deferred via the sending profile, "
+     "then encrypt-deferred via its encryption profile"),
     ("delivery", "20", "alt-mailhost, routes, SMTP delivery with retry; DSN on failure"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(name for name, _, _ in PIPELINE)
+
+
+@frozen
+class EncryptRequest:
+    """What `encrypt` / `encrypt-deferred` asked for: the encryption profile, the subject of the
+    encrypted message (expanded), and the rule: 0 always encrypt, 1 "TLS first" (deliver in
+    clear only over TLS that meets the destination's policy, decided at delivery)."""
+
+    profile: str
+    subject: str = ""
+    rule: int = 0
+
+    @property
+    def tls_first(self) -> bool:
+        return self.rule == 1
 
 
 @define
@@ -50,6 +66,8 @@ class Copy:
     profile: str = ""  # a sending profile still to apply (smime-gateway-deferred of a splinter)
     quarantine: str = ""  # park this copy in the named quarantine instead of delivering it
     mail_from: str | None = None  # None: the original's envelope sender
+    encrypt: EncryptRequest | None = None  # encrypt-deferred of a splinter, still to apply
+    tls_first: EncryptRequest | None = None  # rule 1: the queue decides at delivery
 
 
 @define
@@ -87,6 +105,10 @@ class InFlight:
     smime: SmimeState = SmimeState()
     direction: str = "incoming"  # "outgoing" under a RELAY mail flow policy
     deferred_profile: str = ""  # smime-gateway-deferred: the profile the outbound stage applies
+    deferred_encrypt: EncryptRequest | None = None  # encrypt-deferred: applied at step 19
+    # Rule 1 of encrypt/encrypt-deferred: delivered in clear over TLS that meets the policy,
+    # else encrypted by the queue at delivery (kept in the spooled envelope).
+    tls_first: EncryptRequest | None = None
     # Per-recipient SMTP text for bounced recipients (the DSN's diagnostic), when a stage knows
     # better than the generic policy refusal.
     bounce_reasons: dict[str, str] = field(factory=dict)
@@ -158,7 +180,7 @@ def run_pipeline(stages: tuple[Stage, ...], msg: InFlight) -> InFlight:
         # Nothing left to do: no recipient to deliver to, nothing to quarantine, and no copy
         # still waiting for its sending profile (splinters become copies before step 19).
         if (DELIVER not in msg.dispositions.values() and msg.quarantine is None
-                and not any(c.profile for c in msg.copies)):
+                and not any(c.profile or c.encrypt for c in msg.copies)):
             break
         stage.process(msg)
     return msg

@@ -26,7 +26,7 @@ def parsed(data: bytes) -> email.message.EmailMessage:
 
 @pytest.mark.parametrize("action,disposition", [
     ("skip-filters()", "deliver"), ("deliver()", "deliver"), ("drop()", "drop"),
-    # Without a gateway configuration there is no encryption provider and no sending profile:
+    # Without a gateway configuration there is no encryption profile and no sending profile:
     # the gateway's stages bounce what asks for one, and so does the offline run.
     ("bounce()", "bounce"), ("encrypt('Prof')", "bounce"), ("smime-gateway('sign')", "bounce"),
 ])
@@ -70,10 +70,10 @@ def test_smime_gateway_final_without_the_profile_bounces_with_the_gateways_reaso
     assert "no sending profile 'P' is configured" in t.bounce_reasons["rcpt@example.com"]
 
 
-def test_encrypt_without_a_provider_bounces_as_in_the_gateway() -> None:
+def test_encrypt_without_a_configured_profile_bounces_as_in_the_gateway() -> None:
     t = run("a: if true { encrypt('Prof'); }", msg())
     assert t.recipients == {"rcpt@example.com": "bounce"}
-    assert "no encryption provider" in t.bounce_reasons["rcpt@example.com"]
+    assert "no encryption profile 'Prof' is configured" in t.bounce_reasons["rcpt@example.com"]
 
 
 def test_header_edits_are_visible_to_later_rules() -> None:

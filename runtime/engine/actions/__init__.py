@@ -28,10 +28,14 @@ ActionFn = Callable[[MessageContext, ActionPlan, list[Value]], list[Value]]
 
 
 def encrypt(ctx: MessageContext, plan: ActionPlan, args: list[Value]) -> list[Value]:
+    """(profile, the envelope's subject expanded, rule): the plan records all three, so the
+    pipeline and the trace see the defaults too (subject $Subject, rule 0: always encrypt)."""
     out = list(args)
     if len(out) < 2 or out[1] is None:
         out[1:2] = ["$Subject"]
     out[1] = expand(str(out[1]), ctx)
+    if len(out) < 3 or out[2] is None:
+        out[2:3] = [0]
     return out
 
 

@@ -104,9 +104,15 @@ def _load_signers(config: GatewayConfig) -> tuple[dict[str, Signer], list[tuple[
     return signers, [(signers[n].key, signers[n].cert) for n in names]
 
 
-def _load_filters(paths: tuple[Path, ...], where: str) -> list[CFilter]:
+def _load_filters(paths: tuple[Path, ...], where: str, config: GatewayConfig) -> list[CFilter]:
+    from filterlang.check import ResourceNames
+
+    # encrypt('P') with a P the configuration does not define could only bounce every message
+    # it matches: an error here, at `serve --check` and start-up, with the filter's line.
+    names = ResourceNames(encryption_profiles=frozenset(config.encryption_profiles),
+                          checked=frozenset({"encryption_profiles"}))
     try:
-        program = load_program(paths)
+        program = load_program(paths, names=names)
     except FilterLoadError as exc:
         raise StageSetupError(f"{where}: a filter file does not compile:\n{exc}") from None
     for warning in program.warnings:
@@ -120,7 +126,8 @@ def _table(config: GatewayConfig, direction: str) -> tuple[PolicyTable, dict[str
     table: list[MailPolicy] = []
     default = MailPolicy("Default")
     for p in pols:
-        loaded = _load_filters(p.content_filters, f"{config.source}: {direction}_policies.{p.name}")
+        loaded = _load_filters(p.content_filters, f"{config.source}: {direction}_policies.{p.name}",
+                              config)
         filters[p.name] = [f for f in loaded if f.content is not None]
         pol = MailPolicy(p.name, Membership(p.senders), Membership(p.recipients))
         if p.name.lower() == "default":
@@ -149,7 +156,7 @@ def load_context(config: GatewayConfig, *, store: KeyStore | None = None,
         except (OSError, UnicodeDecodeError) as exc:
             raise StageSetupError(f"{config.source}: text_resources.{name}: cannot read {path}: {exc}") from None
     resources.archive_dir = config.storage.data_dir / "archive"
-    mfs = _load_filters(config.message_filters, f"{config.source}: message_filters")
+    mfs = _load_filters(config.message_filters, f"{config.source}: message_filters", config)
     incoming, in_filters = _table(config, "incoming")
     outgoing, out_filters = _table(config, "outgoing")
     content = {f"incoming:{k}": v for k, v in in_filters.items()}

@@ -19,14 +19,36 @@ from attrs import define, field
 from filterlang.compile import CFilter
 from runtime.engine.context import Connection, MessageContext, Recipient
 from runtime.engine.context import Envelope as CtxEnvelope
-from runtime.engine.plan import ActionPlan
+from runtime.engine.plan import ActionPlan, PlannedAction
 from runtime.engine.run import OnError, StageResult, run_filters
-from runtime.pipeline.flow import BOUNCE, COPIED, DELIVER, DROP, Copy, InFlight, RetryLater
+from runtime.pipeline.flow import (
+    BOUNCE,
+    COPIED,
+    DELIVER,
+    DROP,
+    Copy,
+    EncryptRequest,
+    InFlight,
+    RetryLater,
+)
 from runtime.pipeline.stages import StageContext
-from runtime.pipeline.stages.smime_out import apply_outcome, apply_profile
+from runtime.pipeline.stages.smime_out import (
+    ProfileOutcome,
+    apply_encryption,
+    apply_outcome,
+    apply_profile,
+    then_encrypt,
+)
 
-NO_PROVIDER = ("550 5.7.1 the filter asked for envelope encryption and no encryption provider "
-               "is configured")
+
+def encrypt_request(action: PlannedAction | None) -> EncryptRequest | None:
+    """The (profile, subject, rule) an executed encrypt / encrypt-deferred recorded."""
+    if action is None or not action.args:
+        return None
+    args = list(action.args) + [None, None]
+    rule = args[2]
+    return EncryptRequest(str(args[0]), "" if args[1] is None else str(args[1]),
+                          1 if str(rule) == "1" else 0)
 
 
 def _params(options: Sequence[str]) -> tuple[tuple[str, str], ...]:
@@ -76,6 +98,8 @@ class Outcome:
     quarantine: str = ""
     deferred_profile: str = ""
     final_profile: str = ""  # smime-gateway(p): protect now, skip the rest
+    final_encrypt: EncryptRequest | None = None  # encrypt(p, ...): encrypt now, skip the rest
+    deferred_encrypt: EncryptRequest | None = None  # encrypt-deferred(p, ...): at step 19
     alt_mailhost: str = ""
     alt_rcpt: str = ""
     copies: list[Copy] = field(factory=list)
@@ -125,11 +149,22 @@ def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, la
             out.quarantine = ""
         elif final.name == "smime-gateway":
             out.final_profile = final.args[0] if final.args else ""
-        elif final.name == "encrypt" or plan.slot("encrypt-deferred"):
-            out.disposition, out.reason = BOUNCE, NO_PROVIDER
-    elif plan.slot("encrypt-deferred"):
-        out.disposition, out.reason = BOUNCE, NO_PROVIDER
+        elif final.name == "encrypt":
+            out.final_encrypt = encrypt_request(final)
+    if out.disposition == DELIVER and out.final_encrypt is None:
+        # (encrypt(p) replaces a pending encrypt-deferred: the message is encrypted once.)
+        out.deferred_encrypt = encrypt_request(plan.slots.get("encrypt-deferred"))
     return out
+
+
+def final_protection(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], out: Outcome,
+                     deferred_encrypt: EncryptRequest | None) -> ProfileOutcome:
+    """smime-gateway(p) or encrypt(p) now; with smime-gateway, a pending encrypt-deferred
+    still applies after it (reference 4.4: accumulated deferred operations take effect)."""
+    if out.final_encrypt is not None:
+        return apply_encryption(ctx, data, rcpts, out.final_encrypt)
+    result = apply_profile(ctx, data, rcpts, out.final_profile)
+    return result if deferred_encrypt is None else then_encrypt(ctx, result, deferred_encrypt)
 
 
 def _record(msg: InFlight, stage: str, title: str, mctx: MessageContext, out: Outcome,
@@ -144,6 +179,8 @@ def _record(msg: InFlight, stage: str, title: str, mctx: MessageContext, out: Ou
     msg.record(stage, title, result=res, recipients=rcpts, policy=policy, final=final,
                disposition=out.disposition, reason=out.reason, quarantine=out.quarantine,
                deferred_profile=out.deferred_profile, final_profile=out.final_profile,
+               final_encrypt=out.final_encrypt.profile if out.final_encrypt else "",
+               deferred_encrypt=out.deferred_encrypt.profile if out.deferred_encrypt else "",
                alt_mailhost=out.alt_mailhost, alt_rcpt=out.alt_rcpt,
                copies=[{"rcpts": list(c.rcpts), "note": c.note, "quarantine": c.quarantine}
                        for c in out.copies],
@@ -184,10 +221,12 @@ def apply_in_place(ctx: StageContext, msg: InFlight, out: Outcome, rcpts: tuple[
         msg.alt_mailhost = out.alt_mailhost
     if out.deferred_profile:
         msg.deferred_profile = out.deferred_profile
+    if out.deferred_encrypt is not None:
+        msg.deferred_encrypt = out.deferred_encrypt
     if out.quarantine:
         msg.quarantine = out.quarantine
-    if out.final_profile:
-        result = apply_profile(ctx, msg.data, rcpts, out.final_profile)
+    if out.final_profile or out.final_encrypt is not None:
+        result = final_protection(ctx, msg.data, rcpts, out, msg.deferred_encrypt)
         apply_outcome(msg, rcpts, result, alt_mailhost=msg.alt_mailhost)
         msg.final = True
 
@@ -258,15 +297,16 @@ class ContentFilters:
                 out = Outcome(base)
             if not _merge(msg, out, rcpts):
                 continue
-            if out.final_profile:
-                result = apply_profile(self.ctx, out.data, rcpts, out.final_profile)
+            encrypt = out.deferred_encrypt or msg.deferred_encrypt
+            if out.final_profile or out.final_encrypt is not None:
+                result = final_protection(self.ctx, out.data, rcpts, out, encrypt)
                 apply_outcome(msg, rcpts, result, alt_mailhost=out.alt_mailhost or msg.alt_mailhost,
                               in_place=False)
                 continue
             profile = out.deferred_profile or msg.deferred_profile
             target = (out.alt_rcpt,) if out.alt_rcpt else rcpts
             msg.copies.append(Copy(target, out.data, alt_mailhost=out.alt_mailhost or msg.alt_mailhost,
-                                   note=f"splinter {policy}", profile=profile,
+                                   note=f"splinter {policy}", profile=profile, encrypt=encrypt,
                                    quarantine=out.quarantine or (msg.quarantine or "")))
             for r in rcpts:
                 msg.dispositions[r] = COPIED
