@@ -24,6 +24,7 @@ import shutil
 import signal
 import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -85,8 +86,9 @@ def filterlang(*args: str | Path, check: bool = True) -> subprocess.CompletedPro
 class Received:
     """One message as the next hop got it."""
 
-    def __init__(self, mail_from: str, rcpts: list[str], data: bytes) -> None:
+    def __init__(self, mail_from: str, rcpts: list[str], data: bytes, *, tls: bool = False) -> None:
         self.mail_from, self.rcpts, self.data = mail_from, rcpts, data
+        self.tls = tls  # the session that brought it had negotiated STARTTLS
 
     @property
     def headers(self) -> bytes:
@@ -117,14 +119,16 @@ class Sink:
     take them yet), `reject` recipients `550` (no such user); mail for a domain in `forward` is passed on over SMTP to that port (the
     Internet between two organisations' gateways) and kept in `forwarded` as it crossed.
     `start()` may come later than construction: until then the port is closed (a next hop
-    that is down).
+    that is down). With `tls` (a certificate and key), it offers STARTTLS.
     """
 
     def __init__(self, answer: Callable[[str], str] | None = None, *, port: int | None = None,
                  tempfail: Iterable[str] = (), reject: Iterable[str] = (),
-                 forward: dict[str, int] | None = None) -> None:
+                 forward: dict[str, int] | None = None,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.port = port or free_port()
         self.answer = answer
+        self.tls = tls
         self.tempfail = {r.lower() for r in tempfail}
         self.reject = {r.lower() for r in reject}
         self.forward = dict(forward or {})
@@ -146,7 +150,8 @@ class Sink:
         return reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        got = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content))
+        got = Received(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.original_content),
+                       tls=session.ssl is not None)
         domain = {r.rpartition("@")[2].lower() for r in got.rcpts}
         port = self.forward.get(next(iter(domain))) if len(domain) == 1 else None
         if port is not None:
@@ -163,7 +168,13 @@ class Sink:
         return "250 2.0.0 stored"
 
     def start(self) -> Self:
-        self._ctl = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=DEADLINE)
+        extra: dict[str, Any] = {}
+        if self.tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            extra["tls_context"] = ctx
+        self._ctl = Controller(self, hostname="127.0.0.1", port=self.port, ready_timeout=DEADLINE,
+                               **extra)
         self._ctl.start()
         return self
 
