@@ -200,9 +200,12 @@ def apply_encryption(ctx: StageContext, data: bytes, rcpts: tuple[str, ...],
                               f"{req.profile!r} is configured", events=("out_no_profile",),
                               encryption=req.profile)
     if req.tls_first:
-        need = "a verified certificate" if enc.tls_verify else "STARTTLS"
-        note = (f"encryption profile {enc.name}: TLS first, decided at delivery: in clear over "
-                f"TLS with {need}, else encrypted by sending profile {enc.sending_profile}")
+        need = " with a certificate that verifies" if enc.tls_verify else ""
+        sending = ctx.config.profiles.get(enc.sending_profile)
+        action = f", missing_key_action {sending.missing_key_action}" if sending else ""
+        note = (f"encryption profile {enc.name}: TLS first, decided at delivery: in clear if "
+                f"the next hop takes STARTTLS{need}, else encrypted by sending profile "
+                f"{enc.sending_profile} (mode {sending.mode if sending else '?'}{action})")
         return ProfileOutcome(groups=((rcpts, data, note),), events=("out_tls_first",),
                               profile=enc.sending_profile, encryption=enc.name, tls_first=req)
     out = apply_profile(ctx, data, rcpts, enc.sending_profile, subject=req.subject)
