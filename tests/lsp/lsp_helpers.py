@@ -27,6 +27,12 @@ Blocked = "blocked.txt"
 
 [delivery]
 maildir = "maildir"
+
+[profiles.enc]
+mode = "encrypt"
+
+[encryption_profiles.Secure]
+sending_profile = "enc"
 """
 
 # Generous: the machine is shared, and a deadline only bounds how long a failure takes.

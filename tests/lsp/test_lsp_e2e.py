@@ -187,6 +187,22 @@ async def test_completion_of_configured_quarantines(
     assert await _labels(client, uri, text) == ["Policy", "Spam"]
 
 
+async def test_encryption_profiles_are_completed_and_found(
+    client: LanguageClient, workspace: Path
+) -> None:
+    text = 's:\n    if true {\n        encrypt("'
+    uri = open_document(client, workspace / "encrypt.filter", text)
+    assert await _labels(client, uri, text) == ["Secure"]  # not the sending profile 'enc'
+    done = "s:\n    if true {\n        encrypt('Secure', '$Subject', 1);\n    }\n"
+    uri = open_document(client, workspace / "encrypt-defined.filter", done)
+    found = await client.text_document_definition_async(
+        lsp.DefinitionParams(lsp.TextDocumentIdentifier(uri), _at(done, "Secure", 1))
+    )
+    assert isinstance(found, lsp.Location)
+    assert found.uri == (workspace / "gateway.toml").as_uri()
+    assert found.range.start.line == GATEWAY.splitlines().index("[encryption_profiles.Secure]")
+
+
 async def test_completion_of_variables(client: LanguageClient, workspace: Path) -> None:
     text = "s:\n    if true {\n        log-entry('from $Env"
     uri = open_document(client, workspace / "variables.filter", text)
@@ -324,7 +340,8 @@ async def test_a_broken_configuration_is_reported_on_its_file(
     config_uri = (workspace / "broken" / "gateway.toml").as_uri()
     problems = await wait_for_diagnostics(client, config_uri, lambda d: len(d) >= 1)
     assert any("retention_days" in p.message for p in problems)
-    assert problems[0].range.start.line == 17  # the line of retention_days = 'soon'
+    broken = (workspace / "broken" / "gateway.toml").read_text(encoding="utf-8")
+    assert problems[0].range.start.line == broken.splitlines().index("retention_days = 'soon'")
     # Without a usable configuration, names are not checked (as lint without --config).
     assert len(await wait_for_diagnostics(client, uri, lambda d: True)) == 0
     await _still_answers(client, workspace)

@@ -55,6 +55,7 @@ def test_toml_index_finds_every_shape() -> None:
         '[[listeners]]\nname = "Inbound"\n\n[quarantines.Policy]\nretention_days = 3\n'
         '[profiles."sign-all"]\nmode = "sign"\n[dictionaries]\nBlocked = "b.txt"\n'
         "[text_resources]\nfooter = 'f.txt'\n[storage]\nquarantines.x = 1\n"
+        "[encryption_profiles.Secure]\nsending_profile = 'enc'\n"
     )
     found = {key: (p.line, text.split("\n")[p.line][p.start : p.end])
              for key, p in index(text).items()}
@@ -64,6 +65,7 @@ def test_toml_index_finds_every_shape() -> None:
         ("profiles", "sign-all"): (5, "sign-all"),
         ("dictionaries", "Blocked"): (8, "Blocked"),
         ("text_resources", "footer"): (10, "footer"),
+        ("encryption_profiles", "Secure"): (13, "Secure"),
     }
 
 
