@@ -143,6 +143,38 @@ simply the same name.
 """
 
 
+ENCRYPTION = """\
+### encrypt and encrypt-deferred
+
+`encrypt('P'[, 'subject'[, rule]])` and `encrypt-deferred('P'[, 'subject'[, rule]])` name an
+*encryption profile*, `[encryption_profiles.P]` in `gateway.toml` (docs/deploy.md), not a
+sending profile. The gateway carries it out with S/MIME through the sending profile the
+encryption profile names: that profile's mode (`encrypt`, `sign-encrypt` or `triple`), cipher
+and missing-key action (`bounce`, `drop`, `split`) apply, and each recipient's certificate comes
+from the key store.
+
+- *subject* (default `$Subject`, variables expanded) becomes the Subject of the encrypted
+  message; copies that leave unencrypted (a `split` for recipients without a key) keep theirs.
+- *rule* `0` (the default) always encrypts. `1` is "TLS first": the message is delivered in
+  clear only over a TLS session with the next hop that meets the encryption profile's policy,
+  and encrypted otherwise. The policy: the next hop offered STARTTLS and the session was
+  established, and, with `tls_verify = true`, its certificate verified for the host connected to
+  (against `tls_ca_file`, else the system's CAs). The gateway decides it per next hop at
+  delivery: maildir delivery has no TLS session, so it encrypts.
+- `encrypt` is final: the message is encrypted at once and the remaining filters and stages are
+  skipped. `encrypt-deferred` is a slot (a later one replaces an earlier one): the message goes
+  on through the rest of the pipeline, content filters included, and is encrypted after all
+  other processing, at step 19, after any `smime-gateway-deferred` (S/MIME first, envelope
+  encryption second, reference 7.10). `encrypt` replaces a pending `encrypt-deferred`.
+- A name the configuration does not define is error F405 at `filterlang lint --config`, and the
+  gateway refuses to start (`filterlang serve --check` says so, with the filter file and line).
+  A rule other than `0` or `1` is F306. `filterlang test -c` shows the profile's key look-ups
+  and what it made (rule 0), or what delivery will decide (rule 1).
+- Without a configuration (`filterlang test` without `-c`) there is no encryption profile:
+  the recipients bounce, as in a gateway that does not define one.
+"""
+
+
 def _alias_rows() -> list[str]:
     rows = ["| Older spelling | Current spelling |", "|---|---|"]
     rows += [f"| `{old}` | `{new}` |" for old, new in b.aliases()]
@@ -154,6 +186,7 @@ def language() -> str:
              "## Actions", "",
              "Final actions end the filter stage; `slot` actions keep the last setting, `flag`",
              "actions are idempotent, `list` actions run every time.", "", *_action_rows(), "",
+             ENCRYPTION,
              "## Action variables", "", "| Variable | Expands to |", "|---|---|"]
     lines += [f"| `${name}` | {desc} |" for name, desc in sorted(b.VARIABLES.items())]
     return "\n".join(lines) + "\n"
@@ -165,8 +198,8 @@ def lint() -> str:
              "`filterlang lint --strict` treats warnings as errors.", "",
              "## Checking names against a gateway configuration", "",
              "`filterlang lint --config gateway.toml FILE...` also checks the names filters use for",
-             "quarantines, sending profiles, dictionaries, listeners and text resources against the",
-             "ones that configuration defines (F405). Without `--config` the file named by the",
+             "quarantines, sending and encryption profiles, dictionaries, listeners and text",
+             "resources against the ones that configuration defines (F405). Without `--config` the file named by the",
              "`FILTERLANG_CONFIG` environment variable is used; with neither, these names are not",
              "checked at all. A configuration that cannot be read or is invalid is reported as",
              "`filterlang lint: configuration error: FILE: KEY: problem` (the TOML line and column",

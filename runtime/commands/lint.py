@@ -4,8 +4,9 @@ Exit status: 0 when no file has an error (warnings allowed unless ``--strict``),
 does, 2 for a usage error, a file that cannot be read or a configuration that cannot be used.
 
 With ``--config gateway.toml`` (or ``$FILTERLANG_CONFIG``) the names filters use for
-quarantines, sending profiles, dictionaries, listeners and text resources are checked against
-the ones the configuration defines (F405); with neither, those names are not checked.
+quarantines, sending and encryption profiles, dictionaries, listeners and text resources are
+checked against the ones the configuration defines (F405); with neither, those names are not
+checked.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="gateway configuration whose resource names (quarantines, sending profiles, "
+        help="gateway configuration whose resource names (quarantines, sending and encryption profiles, "
         f"dictionaries, listeners, text resources) filters may use; default ${CONFIG_ENV}, "
         "and without either names are not checked",
     )
