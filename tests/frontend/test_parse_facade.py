@@ -73,6 +73,7 @@ def test_lint_config_names_reach_the_checker(
             quarantines={"Policy", "DLP", "SMIME_Failed", "SPF_Fail", "Macro", "Malware", "Markings"},
             profiles={"sign", "encrypt-or-bounce", "partner_sign_encrypt", "finance_sign_encrypt",
                       "encrypt_only"},
+            encryption_profiles={"HighSecurity"},
             dictionaries={"MacroKeys"},
             listeners={"Outbound"},
             text_resources={"legal_disclaimer", "external_warning"},
