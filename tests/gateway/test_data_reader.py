@@ -27,7 +27,9 @@ def reference(stream: bytes, line_limit: int = 1001) -> tuple[bytes, str | None,
             break
         lines.append(line)
     if any(len(line) > line_limit for line in lines):
-        return b"", LINE_TOO_LONG, stream[pos:]
+        # A "line" that is really lines ending in bare CR or LF is refused as that (the
+        # sender's fix), not as too long.
+        return b"", smtp.check_line_endings(b"".join(lines)) or LINE_TOO_LONG, stream[pos:]
     return b"".join(line[1:] if line[:1] == b"." else line for line in lines), None, stream[pos:]
 
 
