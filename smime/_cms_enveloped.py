@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from smime._cms_recipients import recipient_info, recover_cek
 from smime._der import OID_AUTH_ENVELOPED_DATA, OID_DATA, OID_ENVELOPED_DATA, content_info, tlv
 from smime._keys import PrivateKey
-from smime.errors import DecryptionError, EncryptionError, MalformedError
+from smime.errors import DecryptionError, EncryptionError, MalformedError, UnsupportedError
 
 # Largest envelope we parse at all: a cap on work for hostile input (smime.md 9.2, last row).
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024
@@ -52,6 +52,15 @@ _DECRYPT_ALGS: dict[str, tuple[str, int, str]] = {
     "2.16.840.1.101.3.4.1.46": ("aes256-gcm", 32, "gcm"),
     "1.2.840.113549.1.9.16.3.18": ("chacha20-poly1305", 32, "chacha"),
 }
+
+# Public algorithms we never decrypt. The envelope names them in clear, so saying which one it
+# is reveals nothing the sender did not already publish (no oracle), and tells the reader why.
+UNSUPPORTED_ALGS: dict[str, str] = {
+    "1.2.840.113549.3.2": "rc2-cbc",
+    "1.3.14.3.2.7": "des-cbc",
+    "1.2.840.113549.3.4": "rc4",
+}
+
 
 class GCMParameters(core.Sequence):
     """RFC 5084 GCMParameters; aes-ICVlen DEFAULTs to 12 (smime.md 3.4 trap)."""
@@ -113,7 +122,7 @@ def inspect_envelope(der: bytes) -> EnvelopeInfo:
         raise
     except Exception as exc:  # noqa: BLE001 - asn1crypto raises many types on bad DER
         raise MalformedError(f"{where}: malformed DER ({type(exc).__name__})") from None
-    cipher = _DECRYPT_ALGS.get(oid, (None, 0, ""))[0]
+    cipher = _DECRYPT_ALGS.get(oid, (None, 0, ""))[0] or UNSUPPORTED_ALGS.get(oid)
     return EnvelopeInfo(
         kind="enveloped-data" if kind == "enveloped_data" else "authEnveloped-data",
         cipher=cipher,
@@ -168,20 +177,26 @@ def build(
 # ---------------------------------------------------------------------------------- open
 
 
-def open_envelope(der: bytes, keys_: Sequence[tuple[PrivateKey, x509.Certificate]]) -> Opened:
+def open_envelope(der: bytes, keys_: Sequence[tuple[PrivateKey, x509.Certificate]], *,
+                  allow_3des: bool = True) -> Opened:
     """Decrypt an EnvelopedData or AuthEnvelopedData ContentInfo with one of `keys_`.
 
-    Raises `DecryptionError` (one wording) for every failure whatsoever.
+    Raises `DecryptionError` (one wording) for every failure whatsoever, except a content
+    cipher we refuse by name (`UnsupportedError`, decided from the clear algorithm
+    identifier before any key is used): RC2, DES, RC4, and 3DES when `allow_3des` is off.
     """
     try:
-        return _open(der, keys_)
+        return _open(der, keys_, allow_3des)
+    except UnsupportedError:
+        raise
     except DecryptionError:
         raise DecryptionError() from None
     except Exception:  # noqa: BLE001 - every cause must look the same from outside (no oracle)
         raise DecryptionError() from None
 
 
-def _open(der: bytes, keys_: Sequence[tuple[PrivateKey, x509.Certificate]]) -> Opened:
+def _open(der: bytes, keys_: Sequence[tuple[PrivateKey, x509.Certificate]],
+          allow_3des: bool = True) -> Opened:
     if len(der) > MAX_ENVELOPE_BYTES or not der or der[0] != 0x30:
         raise DecryptionError()
     info = cms.ContentInfo.load(der, strict=True)
@@ -201,9 +216,14 @@ def _open(der: bytes, keys_: Sequence[tuple[PrivateKey, x509.Certificate]]) -> O
         raise DecryptionError()
     alg = eci["content_encryption_algorithm"]
     oid = alg["algorithm"].dotted
+    if oid in UNSUPPORTED_ALGS:
+        raise UnsupportedError(f"{UNSUPPORTED_ALGS[oid]}: the content is encrypted with a "
+                               "cipher that is not supported")
     if oid not in _DECRYPT_ALGS:
         raise DecryptionError()
     cipher_name, key_len, mode = _DECRYPT_ALGS[oid]
+    if mode == "3des" and not allow_3des:
+        raise UnsupportedError("3des-cbc: 3DES content is refused (decrypt_3des is off)")
     if (mac is None) != (mode in ("cbc", "3des")):
         raise DecryptionError()
     ciphertext = eci["encrypted_content"].native

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
+
+from asn1crypto import pkcs12 as apkcs12
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
@@ -85,7 +90,7 @@ def load_pkcs12(
 ) -> tuple[PrivateKey, x509.Certificate, list[x509.Certificate]]:
     """Key, certificate and extra (chain) certificates of a PKCS#12 file."""
     try:
-        key, cert, extra = pkcs12.load_key_and_certificates(data, password)
+        key, cert, extra = pkcs12.load_key_and_certificates(pkcs12_der(data), password)
     except ValueError:
         raise MalformedError(
             f"{where}: cannot be read: the passphrase is wrong or the file is not PKCS#12"
@@ -97,6 +102,29 @@ def load_pkcs12(
     if not isinstance(key, _PRIVATE_TYPES):
         raise CertificateError(f"{where}: key type {type(key).__name__} is not supported")
     return key, cert, list(extra)
+
+
+_PEM_P12 = re.compile(rb"-----BEGIN PKCS12-----(.*?)-----END PKCS12-----", re.S)
+
+
+def pkcs12_der(data: bytes) -> bytes:
+    """The DER form of a PKCS#12 file: PEM armour (`-----BEGIN PKCS12-----`, as gpgsm and
+    notmuch write it) is taken off, and the indefinite lengths NSS writes (Thunderbird,
+    Firefox exports start `30 80`) are re-encoded as definite ones. cryptography accepts BER
+    today only with a warning that it may become an error. Only the framing changes: the
+    MAC covers the authSafe octets, whose value stays byte for byte the same."""
+    armoured = _PEM_P12.search(data)
+    if armoured:
+        try:
+            data = base64.b64decode(re.sub(rb"\s+", b"", armoured.group(1)), validate=True)
+        except binascii.Error:
+            return data  # reported as unreadable by the loader
+    if data[:2] != b"\x30\x80":
+        return data
+    try:
+        return apkcs12.Pfx.load(data).dump(force=True)
+    except (ValueError, TypeError, KeyError):
+        return data  # let the loader report it as unreadable
 
 
 def key_description(public_key: object) -> str:

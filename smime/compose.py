@@ -15,11 +15,12 @@ import email.parser
 import email.policy
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import TypeAlias
 
 import attrs
+from asn1crypto import cms
 from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -31,19 +32,29 @@ from smime._cms_signed import PrivateKey as SigningKey
 from smime._fastsign import sign_fast
 from smime._keys import PrivateKey
 from smime.envelope import choose_cipher, decrypt_content, encrypt_content
-from smime.errors import DecryptionError, EncryptionError, SigningError, SMIMEError
+from smime.errors import (
+    DecryptionError,
+    EncryptionError,
+    SigningError,
+    SMIMEError,
+    UnsupportedError,
+)
 from smime.policy import DEFAULT_POLICY, VerifyPolicy
 from smime.trust import TrustStore
-from smime.verify import VerifyResult, verify
+from smime.verify import WARNINGS, VerifyResult, verify
 
 __all__ = ["Form", "Layer", "Mode", "Signer", "UnwrapResult", "is_smime", "protect", "unwrap"]
 
 Reason = tuple[str, str]
 AnyCert: TypeAlias = x509.Certificate | ax509.Certificate
+SignerLookup: TypeAlias = Callable[[str | None], Sequence[ax509.Certificate]]
 
 _MICALG = {"sha256": "sha-256", "sha384": "sha-384", "sha512": "sha-512"}
 _PKCS7 = ("application/pkcs7-mime", "application/x-pkcs7-mime")
 _P7S = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+# RFC 8551 3.10: a client may label S/MIME application/octet-stream and let the file name's
+# extension say what it is (KMail does for encrypted mail).
+_P7_EXTENSIONS = (".p7m", ".p7s", ".p7c", ".p7z")
 # DER of the ContentInfo content-type OIDs, for sniffing pkcs7-mime without smime-type.
 _OID_SIGNED = bytes.fromhex("2a864886f70d010702")
 _OID_ENVELOPED = bytes.fromhex("2a864886f70d010703")
@@ -266,10 +277,52 @@ def _sniff(body: bytes) -> str | None:
     return None
 
 
+def _file_name(head: bytes) -> str:
+    """The lower-cased file name a header block gives (Content-Type name or
+    Content-Disposition filename), or ''."""
+    hdrs = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+        head + b"\r\n")
+    for param, field in (("name", "content-type"), ("filename", "content-disposition")):
+        value = hdrs.get_param(param, header=field)
+        if isinstance(value, tuple):  # RFC 2231 (charset, language, value)
+            value = value[2]
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower()
+    return ""
+
+
+def media_type(head: bytes) -> tuple[str, str | None]:
+    """`_content_type`, with application/octet-stream named `*.p7m|p7s|p7c|p7z` read as the
+    S/MIME type its extension stands for (RFC 8551 3.10)."""
+    ctype, st = _content_type(head)
+    if ctype == "application/octet-stream":
+        name = _file_name(head)
+        if name.endswith(_P7_EXTENSIONS):
+            ext = name[-4:]
+            if ext == ".p7s":
+                return "application/pkcs7-signature", None
+            return "application/pkcs7-mime", {".p7c": "certs-only",
+                                              ".p7z": "compressed-data"}.get(ext, st)
+    return ctype, st
+
+
+def _certs_only(body: bytes) -> bool:
+    """Whether a pkcs7-mime SignedData body has no SignerInfo (a certificate bundle, .p7c)."""
+    try:
+        der = base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
+    except (binascii.Error, ValueError):
+        der = body
+    try:
+        info = cms.ContentInfo.load(der)
+        return len(info["content"]["signer_infos"]) == 0
+    except Exception:  # noqa: BLE001 - malformed DER is judged by verify, with its reasons
+        return False
+
+
 def _layer_kind(entity: bytes) -> str | None:
     """'signed', 'encrypted', 'unsupported' or None (not an S/MIME layer)."""
     head, body = mime.split_entity(entity)
-    ctype, st = _content_type(head)
+    ctype, st = media_type(head)
     if ctype == "multipart/signed":
         # PGP/MIME (protocol application/pgp-signature) is not ours to judge.
         protocol = _content_type(head, "protocol")[1]
@@ -278,6 +331,9 @@ def _layer_kind(entity: bytes) -> str | None:
         return None
     # The DER decides, not the label: a lying smime-type must not make plaintext "signed".
     sniffed = _sniff(body)
+    if sniffed == "signed" and st == "certs-only" and _certs_only(body):
+        # RFC 8551 3.6: a certificate bundle is no signature: the message is not signed.
+        return None
     if sniffed is not None:
         return sniffed
     if st == "signed-data":
@@ -291,23 +347,50 @@ def is_smime(message: bytes) -> tuple[bool, bool]:
     """(signed?, encrypted?) judged from the top-level Content-Type only (cheap)."""
     head, body = mime.split_entity(mime.to_crlf(message))
     kind = _layer_kind(head + b"\r\n" + body[:300])
+    if kind == "signed" and media_type(head)[1] == "certs-only":
+        kind = _layer_kind(head + b"\r\n" + body)  # whether it has signers needs the whole DER
     return kind == "signed", kind == "encrypted"
 
 
-def _nested_smime(entity: bytes) -> bool:
-    """Whether a non-S/MIME entity hides a signed or encrypted part below the top level."""
+def _nested_smime(entity: bytes) -> str | None:
+    """The kind of S/MIME part a non-S/MIME entity hides below its top level: "signed" when
+    any hidden part is signed, else "encrypted", else None."""
     head, _ = mime.split_entity(entity)
     if not _content_type(head)[0].startswith("multipart/"):
-        return False
+        return None
     parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(entity)
-    return any(
-        p.get_content_type() in ("multipart/signed", *_PKCS7)
-        for p in list(parsed.walk())[1:]
-    )
+    kinds = set()
+    for p in list(parsed.walk())[1:]:
+        ctype = p.get_content_type()
+        if ctype == "multipart/signed":
+            kinds.add("signed")
+        elif ctype in (*_PKCS7, "application/octet-stream") and not p.is_multipart():
+            kind = _layer_kind(mime.to_crlf(p.as_bytes()))
+            if kind in ("signed", "encrypted"):
+                kinds.add(kind)
+            elif kind == "unsupported":
+                kinds.add("encrypted")
+    return "signed" if "signed" in kinds else ("encrypted" if kinds else None)
 
 
-def _unwrap_decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]]
-                    ) -> tuple[Layer, bytes | None]:
+def _partial(kind: str, where: str) -> Reason:
+    """The reason for protected parts hidden inside unprotected content (MIME wrapping,
+    EFAIL): named by what is hidden, so unsigned mail with an encrypted attachment is never
+    called "partially signed"."""
+    if kind == "signed":
+        return ("partially-signed", f"{where} nests a signed part inside unprotected content; "
+                "the whole message is not protected")
+    return ("partially-encrypted", f"{where} nests an encrypted part inside unprotected "
+            "content; it is not opened, and the whole message is not protected")
+
+
+# A warning on a decrypted layer, with the code the legacy signature flags use.
+LEGACY_3DES: Reason = ("legacy-algorithm", "3des-cbc: decrypted 3DES content, a historic "
+                       "cipher read for old mail (decrypt_3des); never chosen for sending")
+
+
+def _unwrap_decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]],
+                    allow_3des: bool = True) -> tuple[Layer, bytes | None]:
     _, body = mime.split_entity(message)
     head, _ = mime.split_entity(message)
     hdrs = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
@@ -318,23 +401,28 @@ def _unwrap_decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certif
             der = base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
         else:
             der = body
-        opened = decrypt_content(der, keys, entity=True)
+        opened = decrypt_content(der, keys, entity=True, allow_3des=allow_3des)
+    except UnsupportedError as exc:
+        # The cipher is named in clear in the envelope: saying it is no oracle.
+        return Layer("encrypted", False, (("unsupported-algorithm", str(exc)),)), None
     except (SMIMEError, binascii.Error, ValueError):
         # One outcome for every cause: the gateway must not become a decryption oracle.
         return Layer("encrypted", False, (DECRYPTION_FAILED,)), None
     return (
-        Layer("encrypted", True, cipher=opened.cipher, authenticated=opened.authenticated,
-              legacy=opened.legacy),
+        Layer("encrypted", True, (LEGACY_3DES,) if opened.legacy else (), cipher=opened.cipher,
+              authenticated=opened.authenticated, legacy=opened.legacy),
         opened.content,
     )
 
 
 def _unwrap_verify(message: bytes, trust: TrustStore, now: dt.datetime | None,
                    crls: Sequence[bytes], from_address: str | None,
-                   policy: VerifyPolicy) -> tuple[Layer, bytes | None]:
+                   policy: VerifyPolicy, extra_certs: Sequence[ax509.Certificate] = (),
+                   signer_lookup: SignerLookup | None = None,
+                   ) -> tuple[Layer, bytes | None]:
     try:
         res = verify(message, trust=trust, now=now, crls=crls, from_address=from_address,
-                     policy=policy)
+                     policy=policy, extra_certs=extra_certs, signer_lookup=signer_lookup)
     except SMIMEError as exc:
         return Layer("signed", False, (("malformed", str(exc)),)), None
     if not res.content and not res.signers:
@@ -355,7 +443,22 @@ def _hop_ok(layer: Layer) -> bool:
     res = layer.verify
     if res is None or not res.signers:
         return False
-    return all(r[0] in ("from-mismatch", "legacy-sha1") for r in res.reasons)
+    return all(r[0] in ("from-mismatch", "legacy-sha1", *WARNINGS) for r in res.reasons)
+
+
+def _excuse_hops(layers: list[Layer]) -> None:
+    """A signed layer whose only failure is its address is the hop of RFC 2634 when a signed
+    layer *inside* it verifies and binds From: then it is ok. Never the other way round (an
+    inner signer is the originator and must bind From itself), so a layer's `ok` does not
+    depend on what else happens to be nested with it (an envelope, a second signature)."""
+    bound_inside = False
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i]
+        if layer.kind != "signed":
+            continue
+        if not layer.ok and bound_inside and _hop_ok(layer):
+            layers[i] = attrs.evolve(layer, ok=True)
+        bound_inside = bound_inside or layers[i].ok
 
 
 def unwrap(
@@ -368,10 +471,21 @@ def unwrap(
     max_layers: int = 4,
     from_address: str | None = None,
     policy: VerifyPolicy = DEFAULT_POLICY,
+    extra_certs: Sequence[AnyCert] = (),
+    signer_lookup: SignerLookup | None = None,
+    allow_3des: bool = True,
 ) -> UnwrapResult:
-    """Peel every S/MIME layer of `message`, outside in, at most `max_layers` of them."""
+    """Peel every S/MIME layer of `message`, outside in, at most `max_layers` of them.
+
+    `extra_certs`: certificates to find signers among when a message does not carry its
+    signer's (RFC 5652 5.1; gpgsm omits it): a trust store's, --certfile; `signer_lookup`
+    (From address -> certificates, a key store's) is asked only when those lack it.
+    `allow_3des=False` refuses 3DES envelopes (`unsupported-algorithm`) instead of reading
+    them with the `legacy-3des` warning.
+    """
     outer, entity = mime.split_message(message)
     prefix = _prefix(outer)
+    pool = [_asn1(c) for c in extra_certs]
     layers: list[Layer] = []
     errors: list[Reason] = []
     kind = _layer_kind(entity)
@@ -384,23 +498,22 @@ def unwrap(
             break
         current = prefix + entity
         if kind == "encrypted":
-            layer, inner = _unwrap_decrypt(current, keys)
+            layer, inner = _unwrap_decrypt(current, keys, allow_3des)
         else:
-            layer, inner = _unwrap_verify(current, trust, now, crls, from_address, policy)
+            layer, inner = _unwrap_verify(current, trust, now, crls, from_address, policy,
+                                          pool, signer_lookup)
             layer = attrs.evolve(layer, message=current)
-        if (inner is not None and layer.kind == "signed" and not layer.ok
-                and _layer_kind(mime.to_crlf(inner)) is not None and _hop_ok(layer)):
-            layer = attrs.evolve(layer, ok=True)
         layers.append(layer)
         if inner is None:
             break
         entity = mime.to_crlf(inner)
         kind = _layer_kind(entity)
     if not layers:
-        if _nested_smime(entity):
-            errors.append(("partially-signed", "a signed or encrypted part is nested inside "
-                           "unprotected content; the whole message is not protected"))
+        nested = _nested_smime(entity)
+        if nested:
+            errors.append(_partial(nested, "the message"))
         return UnwrapResult((), False, False, False, (), message, tuple(errors))
+    _excuse_hops(layers)
     errors += [r for layer in layers if not layer.ok for r in layer.reasons]
     finished = not errors and kind is None
     if finished and layers[-1].kind == "encrypted":
@@ -410,11 +523,11 @@ def unwrap(
         if layers[-1].authenticated is False:
             errors.append(("unauthenticated-encryption", "decrypted CBC content with no "
                            "signature inside: integrity is not protected"))
-    if finished and layers[-1].kind == "encrypted" and _nested_smime(entity):
+    nested = _nested_smime(entity) if finished and layers[-1].kind == "encrypted" else None
+    if nested:
         # Under a signature, nested parts (a forwarded signed message) are covered by it;
         # straight under an envelope, unsigned siblings wrap them (MIME wrapping, EFAIL).
-        errors.append(("partially-signed", "the decrypted content nests a signed or "
-                       "encrypted part inside unprotected content"))
+        errors.append(_partial(nested, "the decrypted content"))
     signed_layers = [layer for layer in layers if layer.kind == "signed"]
     verified = (
         not errors and layers[-1].kind == "signed" and all(s.ok for s in signed_layers)

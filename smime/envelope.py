@@ -113,7 +113,8 @@ def encrypt_content(
 
 
 def decrypt_content(
-    der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]], *, entity: bool = False
+    der: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]], *, entity: bool = False,
+    allow_3des: bool = True,
 ) -> DecryptResult:
     """Decrypt a CMS envelope (DER). Every failure raises the one `DecryptionError`.
 
@@ -124,7 +125,7 @@ def decrypt_content(
     256; without a tag, the structure is the only evidence left, and failing it is the same
     one error (no oracle).
     """
-    opened = _cms_enveloped.open_envelope(der, keys)
+    opened = _cms_enveloped.open_envelope(der, keys, allow_3des=allow_3des)
     if entity and not opened.authenticated and not mime.is_plausible_content(opened.content):
         raise DecryptionError() from None
     return DecryptResult(
@@ -164,7 +165,8 @@ def encrypt(
     return _render(outer, encoded)
 
 
-def decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]]) -> DecryptResult:
+def decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]], *,
+            allow_3des: bool = True) -> DecryptResult:
     """Decrypt a whole message whose body is an S/MIME envelope.
 
     A message that is not an envelope at all raises `MalformedError` (its headers say so, no
@@ -173,6 +175,8 @@ def decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]])
     headers, body = split_message(message)
     ctype = next((v for n, v in headers if n.lower() == "content-type"), "")
     media = ctype.split(";", 1)[0].strip().lower()
+    if media == "application/octet-stream" and _named_p7m(headers):
+        media = "application/pkcs7-mime"  # RFC 8551 3.10 (KMail labels envelopes so)
     if media not in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
         raise MalformedError(
             f"Content-Type: {media or '(none)'} is not application/pkcs7-mime: the message is "
@@ -191,7 +195,12 @@ def decrypt(message: bytes, keys: Sequence[tuple[PrivateKey, x509.Certificate]])
             raise DecryptionError() from None
     else:
         der = body
-    return decrypt_content(der, keys, entity=True)
+    return decrypt_content(der, keys, entity=True, allow_3des=allow_3des)
+
+
+def _named_p7m(headers: Sequence[tuple[str, str]]) -> bool:
+    return any(n.lower() in ("content-type", "content-disposition") and re.search(
+        r"""(?i)\b(?:file)?name\*?\s*=\s*"?[^";]*\.p7m"?\s*(?:;|$)""", v) for n, v in headers)
 
 
 # ------------------------------------------------------------------------- small MIME helpers
@@ -215,6 +224,8 @@ def split_message(message: bytes) -> tuple[list[tuple[str, str]], bytes]:
         line = raw.decode("utf-8", "surrogateescape")
         if not line:
             continue
+        if number == 1 and line.startswith("From "):
+            continue  # an mbox separator line, as verify, unwrap and inspect accept
         if line[0] in " \t":
             if not headers:
                 raise MalformedError(f"header line {number}: continuation line before any field")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import email.errors
 import email.message
 import email.parser
 import email.policy
+import email.utils
 import re
 import secrets
 
@@ -262,6 +264,7 @@ class Located:
     from_count: int = 1
     sender_address: str | None = None
     from_unparseable: bool = False  # a From field is there but is not one clean mailbox
+    date: dt.datetime | None = None  # the Date header, when there is one that parses
 
 
 @attrs.frozen
@@ -317,6 +320,34 @@ def mailboxes(hdrs: email.message.Message, name: str) -> Mailboxes:
     return Mailboxes(tuple(found), len(raw), bad)
 
 
+def _date(hdrs: email.message.Message) -> dt.datetime | None:
+    raw = [v for k, v in hdrs.raw_items() if k.lower() == "date"]
+    if len(raw) != 1:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(str(raw[0]).strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+# RFC 8551 3.10: clients may send S/MIME as application/octet-stream named by extension.
+_P7M_NAMES = (".p7m",)
+_P7S_NAMES = (".p7s",)
+
+
+def _octet_name(hdrs: email.message.Message) -> str:
+    if hdrs.get_content_type() != "application/octet-stream":
+        return ""
+    for param, field in (("name", "content-type"), ("filename", "content-disposition")):
+        value = hdrs.get_param(param, header=field)
+        if isinstance(value, tuple):
+            value = value[2]
+        if isinstance(value, str) and value.strip():
+            return value.strip().lower()
+    return ""
+
+
 def _decode_b64(body: bytes, where: str) -> bytes:
     try:
         return base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
@@ -337,7 +368,10 @@ def locate_signed(message: bytes) -> Located:
     from_address = author.single
     from_unparseable = author.fields > 0 and author.unparseable and from_count <= 1
     sender_address = mailboxes(hdrs, "sender").single
+    date = _date(hdrs)
     ctype = hdrs.get_content_type()
+    if _octet_name(hdrs).endswith(_P7M_NAMES):
+        ctype = "application/pkcs7-mime"
     if ctype == "multipart/signed":
         boundary = hdrs.get_param("boundary")
         if not isinstance(boundary, str) or not boundary:
@@ -364,16 +398,16 @@ def locate_signed(message: bytes) -> Located:
         )
         if sig_hdrs.get_content_type() not in (
             "application/pkcs7-signature", "application/x-pkcs7-signature"
-        ):
+        ) and not _octet_name(sig_hdrs).endswith(_P7S_NAMES):
             raise MalformedError("multipart/signed: second part is not a pkcs7-signature")
         return Located("detached", _decode_b64(sig_body, "signature part"), signed,
-                       from_address, from_count, sender_address, from_unparseable)
+                       from_address, from_count, sender_address, from_unparseable, date)
     if ctype in ("application/pkcs7-mime", "application/x-pkcs7-mime"):
         st = hdrs.get_param("smime-type")
         if st not in (None, "signed-data"):
             raise MalformedError(f"application/pkcs7-mime with smime-type={st} is not signed")
         return Located("opaque", _decode_b64(body, "pkcs7-mime body"), None, from_address,
-                       from_count, sender_address, from_unparseable)
+                       from_count, sender_address, from_unparseable, date)
     if ctype.startswith("multipart/"):
         whole = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message)
         if any(p.get_content_type() in _SIGNED_TYPES for p in whole.walk()):

@@ -7,7 +7,7 @@ Only input that cannot be parsed at all raises `MalformedError`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 from asn1crypto import cms, x509
@@ -23,7 +23,12 @@ from smime.trust import TrustStore
 
 Reason = tuple[str, str]
 # Flags that describe a verified signature without failing it (legacy policy only).
-WARNINGS = frozenset({"legacy-sha1", "legacy-algorithm"})
+WARNINGS = frozenset({"legacy-sha1", "legacy-algorithm", "date-mismatch"})
+# A Date header further than this from the signer's signingTime gets the `date-mismatch`
+# warning: both are written by the sending client within seconds of each other, so hours
+# apart mean a header edited after signing (or a badly wrong clock). Not a failure: the
+# signature covers neither the Date header nor, reliably, the sender's clock.
+DATE_SLACK = dt.timedelta(hours=1)
 # A signer whose only failure is the From binding still counts as cryptographically sound for
 # the strict multi-signer rule (a co-signer need not be the From address).
 _IDENTITY = frozenset({"from-mismatch", "certificate-without-address"})
@@ -205,14 +210,21 @@ def verify_content(
     fetch_revocation: str = "off",
     extra_certs: Sequence[x509.Certificate] = (),
     policy: VerifyPolicy = DEFAULT_POLICY,
+    more_certs: Callable[[], Sequence[x509.Certificate]] | None = None,
 ) -> VerifyResult:
     """Verify a DER SignedData; `detached_content` is the signed bytes for detached form.
 
     `extra_certs` supplies certificates the message lacks (a local store, smime.md 6 4.1).
+    `more_certs` is asked only when a signer's certificate is in neither (RFC 5652 5.1 lets
+    a sender leave it out; gpgsm does): a key store lookup that costs nothing otherwise.
     """
     parsed = cs.parse_signed(der, policy)
     _cap_count("CRLs", len(crls), policy.max_crls)
-    pool = (*parsed.certificates, *extra_certs)
+    pool: tuple[x509.Certificate, ...] = (*parsed.certificates, *extra_certs)
+    if more_certs is not None and any(
+        cs.find_signer_cert(si, pool) is None for si in parsed.signed_data["signer_infos"]
+    ):
+        pool = (*pool, *more_certs())
     when = now or dt.datetime.now(dt.UTC)
     if parsed.content is not None and detached_content is not None:
         content, form = detached_content, "detached"
@@ -248,6 +260,24 @@ def verify_content(
     return VerifyResult(ok, tuple(all_reasons), tuple(signers), parsed.certificates, content, form)
 
 
+def _date_warnings(result: VerifyResult, date: dt.datetime) -> VerifyResult:
+    """Add `date-mismatch` (a warning) to each verified signer whose signingTime is far from
+    Date. Like the legacy flags it qualifies a signature that holds; on one that fails anyway
+    it would only add noise to the reasons that matter."""
+    signers = []
+    for s in result.signers:
+        if s.verified and s.signing_time is not None and abs(s.signing_time - date) > DATE_SLACK:
+            hours = abs(s.signing_time - date).total_seconds() / 3600
+            why = ("date-mismatch", f"the Date header ({date.isoformat()}) is {hours:.1f} h "
+                   f"from the signing time ({s.signing_time.isoformat()})")
+            s = attrs.evolve(s, reasons=(*s.reasons, why))
+        signers.append(s)
+    added = tuple(r for s in signers for r in s.reasons if r[0] == "date-mismatch")
+    if not added:
+        return result
+    return attrs.evolve(result, signers=tuple(signers), reasons=(*result.reasons, *added))
+
+
 def _cap_count(what: str, count: int, limit: int) -> None:
     if count > limit:
         raise MalformedError(f"{count} {what} exceed the limit of {limit}")
@@ -266,8 +296,14 @@ def verify(
     crls: Sequence[bytes] = (),
     fetch_revocation: str = "off",
     policy: VerifyPolicy = DEFAULT_POLICY,
+    extra_certs: Sequence[x509.Certificate] = (),
+    signer_lookup: Callable[[str | None], Sequence[x509.Certificate]] | None = None,
 ) -> VerifyResult:
     """Verify a whole RFC 5322 message signed in detached or opaque form.
+
+    `extra_certs`: certificates to look for the signer among when the message lacks it;
+    `signer_lookup(from_address)` is asked for more only then (a key store's certificates
+    for the sender).
 
     Identity (smime.md 9.2 ID attacks): exactly one From mailbox, its addr-spec (never the
     display name) must be in the signer's certificate, and a From inside the signed content
@@ -297,7 +333,11 @@ def verify(
         crls=crls,
         fetch_revocation=fetch_revocation,
         policy=policy,
+        extra_certs=extra_certs,
+        more_certs=None if signer_lookup is None else (lambda: signer_lookup(from_address)),
     )
+    if found.date is not None:
+        result = _date_warnings(result, found.date)
     extra: list[Reason] = []
     if not policy.bind_from:
         pass

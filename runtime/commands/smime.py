@@ -19,13 +19,28 @@ from typing import Any
 
 from asn1crypto import x509 as ax509
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from smime import _cms_signed as cs
 from smime import mime
+from smime._cms_enveloped import UNSUPPORTED_ALGS
 from smime._keys import PrivateKey, load_certificates, load_pkcs12, load_private_key
-from smime.compose import Form, Layer, Mode, Signer, UnwrapResult, is_smime, protect, unwrap
+from smime.compose import (
+    LEGACY_3DES,
+    Form,
+    Layer,
+    Mode,
+    Signer,
+    SignerLookup,
+    UnwrapResult,
+    is_smime,
+    media_type,
+    protect,
+    unwrap,
+)
 from smime.envelope import CIPHERS, decrypt, inspect_envelope
-from smime.errors import DecryptionError, MalformedError, SMIMEError
+from smime.errors import DecryptionError, MalformedError, SMIMEError, UnsupportedError
+from smime.keystore.lookup import certificates_for
 from smime.policy import VerifyPolicy
 from smime.trust import TrustStore
 from smime.verify import VerifyResult, verify
@@ -79,7 +94,24 @@ def _trust(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain-certificates", action="store_true",
                    help="let a certificate's SAN domain (example.com, *.example.com) stand for "
                    "every sender of that domain, as gateways' organisation certificates do")
+    p.add_argument("--certfile", metavar="PEM", action="append", default=[],
+                   help="certificates to find the signer among when the message does not "
+                   "carry it (repeatable); the trust anchors are searched too")
+    p.add_argument("--store", metavar="URL",
+                   help="also look for a missing signer certificate among this key store's "
+                   "certificates for the sender (default: $FILTERLANG_KEYSTORE when set)")
+    p.add_argument("--legacy", action="store_true",
+                   help="read old mail: accept SHA-1, RSA-1024 and DSA signatures, each "
+                   "flagged (RFC 8551 Appendix B)")
+    p.add_argument("--at-signing-time", action="store_true",
+                   help="validate the certificate path at the signer's signing time, not now "
+                   "(stored mail whose arrival you trust)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _no_3des(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-3des", dest="allow_3des", action="store_false",
+                   help="refuse 3DES content (by default it is read, with a legacy warning)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,12 +141,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     dec = sub.add_parser("decrypt", help="decrypt an encrypted message (one layer)")
     _input(dec)
     _identity(dec, "recipient identity")
+    _no_3des(dec)
     dec.add_argument("--json", action="store_true", help="print the result as JSON")
     unw = sub.add_parser("unwrap", help="peel every layer: decrypt and verify, outside in")
     _input(unw)
     _identity(unw, "recipient identity (optional)")
     _trust(unw)
     unw.add_argument("--max-layers", type=int, default=4, help="nesting limit (4)")
+    _no_3des(unw)
     ins = sub.add_parser("inspect", help="outline a message's S/MIME structure (no keys)")
     _input(ins)
     ins.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -190,7 +224,30 @@ def _now(args: argparse.Namespace) -> dt.datetime | None:
 
 def _policy(args: argparse.Namespace) -> VerifyPolicy:
     return VerifyPolicy(require_signed_attributes=args.require_signed_attributes,
-                        domain_certificates=args.domain_certificates)
+                        domain_certificates=args.domain_certificates,
+                        legacy=args.legacy, at_signing_time=args.at_signing_time)
+
+
+def _extra_certs(args: argparse.Namespace, trust: TrustStore) -> list[ax509.Certificate]:
+    """--certfile certificates, then the trust anchors: where a signer certificate that the
+    message leaves out (RFC 5652 5.1) is looked for."""
+    certs = [ax509.Certificate.load(c.public_bytes(Encoding.DER))
+             for p in args.certfile for c in _certs(p)]
+    return [*certs, *trust.anchors]
+
+
+def _signer_lookup(args: argparse.Namespace) -> SignerLookup | None:
+    """The key store's certificates for the sender, asked only for a missing signer."""
+    url = args.store or os.environ.get("FILTERLANG_KEYSTORE")
+    if not url:
+        return None
+    from smime.keystore import open_keystore  # only when a store is named: it costs imports
+
+    try:
+        store = open_keystore(url)
+    except (SMIMEError, OSError, ValueError) as exc:
+        raise UsageError(f"--store {url}: {exc}") from None
+    return lambda address: certificates_for(store, address)
 
 
 def _trust_of(args: argparse.Namespace) -> TrustStore:
@@ -326,7 +383,8 @@ def _run(args: argparse.Namespace) -> int:
         trust = _trust_of(args)
         now = _now(args)
         res = verify(_read(args.file, "message"), trust=trust, now=now,
-                     from_address=args.from_address, policy=_policy(args))
+                     from_address=args.from_address, policy=_policy(args),
+                     extra_certs=_extra_certs(args, trust), signer_lookup=_signer_lookup(args))
         if args.json:
             print(json.dumps(_verify_dict(res), indent=2))
         else:
@@ -341,13 +399,21 @@ def _run(args: argparse.Namespace) -> int:
         found = _identity_of(args, required=True)
         assert found is not None
         try:
-            dres = decrypt(_read(args.file, "message"), [(found[0], found[1])])
+            dres = decrypt(_read(args.file, "message"), [(found[0], found[1])],
+                           allow_3des=args.allow_3des)
+        except UnsupportedError as exc:
+            # The cipher is named in clear in the envelope: saying which is no oracle.
+            print(json.dumps({"decrypted": False, "code": "unsupported-algorithm",
+                              "reason": f"unsupported-algorithm: {exc}"}) if args.json
+                  else f"NOT decrypted: unsupported-algorithm: {exc}")
+            return FAILED
         except DecryptionError as exc:
             print(json.dumps({"decrypted": False, "reason": str(exc)}) if args.json
                   else f"NOT decrypted: {exc}")
             return FAILED
         info = {"decrypted": True, "cipher": dres.cipher, "authenticated": dres.authenticated,
-                "legacy": dres.legacy}
+                "legacy": dres.legacy,
+                "warnings": _reasons((LEGACY_3DES,)) if dres.legacy else []}
         if args.json:
             print(json.dumps(info, indent=2))
         else:
@@ -364,7 +430,8 @@ def _run(args: argparse.Namespace) -> int:
         ures = unwrap(
             _read(args.file, "message"), keys=[(found[0], found[1])] if found else [],
             trust=trust, now=now, max_layers=args.max_layers, from_address=args.from_address,
-            policy=_policy(args),
+            policy=_policy(args), extra_certs=_extra_certs(args, trust),
+            signer_lookup=_signer_lookup(args), allow_3des=args.allow_3des,
         )
         if args.json:
             print(json.dumps({
@@ -387,6 +454,15 @@ def _inspect(args: argparse.Namespace) -> int:
     head, body = mime.split_entity(mime.split_message(message)[1])
     ctype = re.search(rb"(?im)^content-type:\s*([^;\r\n]+)", head)
     info["content_type"] = ctype.group(1).decode("ascii", "replace").strip() if ctype else None
+    if not (signed or encrypted) and media_type(head)[1] in ("certs-only", "signed-data"):
+        # A certificate bundle (.p7c, smime-type=certs-only) is listed, not called a signature.
+        try:
+            parsed = cs.parse_signed(base64.b64decode(re.sub(rb"\s+", b"", body), validate=True))
+        except (SMIMEError, ValueError):
+            parsed = None
+        if parsed is not None and not len(parsed.signed_data["signer_infos"]):
+            info |= {"certs_only": True,
+                     "certificates": [_subject(c) for c in parsed.certificates]}
     if encrypted:
         try:
             der = base64.b64decode(re.sub(rb"\s+", b"", body), validate=True)
@@ -394,6 +470,9 @@ def _inspect(args: argparse.Namespace) -> int:
             raise MalformedError("the encrypted body is not valid base64") from None
         env = inspect_envelope(der)
         info |= {"envelope": env.kind, "cipher": env.cipher, "recipients": list(env.recipients)}
+        if env.cipher in UNSUPPORTED_ALGS.values():
+            info["reasons"] = [f"unsupported-algorithm: {env.cipher}: the content is encrypted "
+                               "with a cipher that is not supported"]
     elif signed:
         located = mime.locate_signed(message)
         parsed = cs.parse_signed(located.der)

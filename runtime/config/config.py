@@ -215,6 +215,14 @@ class Smime:
     require_signed_attributes: bool = True
     # A partner gateway's organisation certificate (SAN domain) signs for its whole domain.
     accept_domain_certificates: bool = True
+    # RFC 8551 Appendix B: read historic algorithms (SHA-1, RSA-1024, DSA), each flagged; for
+    # gateways that receive old partners' mail. `at_signing_time` validates paths at the
+    # signer's signingTime (only with legacy: it trusts the sender's clock).
+    legacy: bool = False
+    at_signing_time: bool = False
+    # 3DES envelopes: read with a `legacy-3des` warning (true), or refused as
+    # unsupported-algorithm (false). Never chosen for sending either way.
+    decrypt_3des: bool = True
 
 
 @frozen
@@ -437,8 +445,15 @@ def _smime(t: Table, certificates: dict[str, Certificate],
             t.error("decrypt_failure_quarantine", f"no quarantine {quarantine!r}; add [quarantines.{quarantine}]")
     require_attrs = t.flag("require_signed_attributes", True)
     domain_certs = t.flag("accept_domain_certificates", True)
+    legacy = t.flag("legacy", False)
+    at_signing_time = t.flag("at_signing_time", False)
+    if at_signing_time and not legacy:
+        t.error("at_signing_time", "validating at the signing time trusts the sender's clock; "
+                "it is only for old mail: set legacy = true as well, or remove it")
+    decrypt_3des = t.flag("decrypt_3des", True)
     t.finish()
-    return Smime(anchors, crls, names, on_failure, quarantine, require_attrs, domain_certs)
+    return Smime(anchors, crls, names, on_failure, quarantine, require_attrs, domain_certs,
+                 legacy, at_signing_time, decrypt_3des)
 
 
 def _named_files(t: Table) -> dict[str, Path]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from asn1crypto import pem
+from asn1crypto import x509 as ax509
+
 from smime.keystore import Candidate, KeyRecord, KeyStore, LookupResult
 
 _RANK = {"address": 0, "domain": 1, "wildcard": 2}
@@ -50,3 +53,22 @@ def verification_keys(store: KeyStore, sender: str, now: datetime | None = None)
     """Certificates that may verify a message from `sender` (valid, signing usage, exact address)."""
     return [c.key for c in _consider(store, sender, now, "verify")
             if c.refused is None and c.matched_by == "address"]  # fmt: skip
+
+
+def certificates_for(store: KeyStore, sender: str | None) -> list[ax509.Certificate]:
+    """The stored certificates that name `sender` (its address or its domain), for finding a
+    signer certificate that a message leaves out (RFC 5652 5.1; gpgsm does). Only a place to
+    look: the verifier still checks the signature, the path, the validity and the binding.
+    Revoked keys are left out; the lookup is by address, so its cost stays that of one key
+    lookup however large the store."""
+    if not sender or "@" not in sender:
+        return []
+    found = []
+    for key, _how in store.candidates_for(sender):
+        if key.revoked:
+            continue
+        try:
+            found.append(ax509.Certificate.load(pem.unarmor(key.pem.encode("ascii"))[2]))
+        except (ValueError, TypeError):
+            continue  # a store row we cannot read is not a certificate to offer
+    return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 import email.utils
 import logging
 
+from asn1crypto import x509 as ax509
 from attrs import define
 
 from runtime.engine.context import SmimeState
@@ -21,6 +22,7 @@ from runtime.pipeline.stages import StageContext
 from runtime.pipeline.stages.flow import STATUS_HEADER, add_header
 from runtime.pipeline.stages.smime_ops import DECRYPT_FAILED, UnwrapResult, is_smime, unwrap
 from smime.harvest import HarvestPolicy, SignedMessageReport, harvest
+from smime.keystore.lookup import certificates_for
 from smime.policy import VerifyPolicy
 
 log = logging.getLogger("filterlang.smime")
@@ -84,7 +86,10 @@ class SmimeInbound:
         cfg = self.ctx.config.smime
         res = unwrap(msg.data, keys=self.ctx.decrypt_keys, trust=self.ctx.trust,
                      policy=VerifyPolicy(require_signed_attributes=cfg.require_signed_attributes,
-                                         domain_certificates=cfg.accept_domain_certificates))
+                                         domain_certificates=cfg.accept_domain_certificates,
+                                         legacy=cfg.legacy,
+                                         at_signing_time=cfg.at_signing_time),
+                     signer_lookup=self._signer_certificates, allow_3des=cfg.decrypt_3des)
         signers = tuple(sorted({e for s in res.signers for e in s.email}))
         issuers = tuple(dict.fromkeys(s.issuer for s in res.signers))
         msg.smime = SmimeState(processed=True, verified=res.verified, signers=signers, issuers=issuers,
@@ -134,6 +139,19 @@ class SmimeInbound:
                        ("retained" if res.signed else None), data=msg.data)
         if policy.harvest and res.signers:
             self._harvest(msg, res, policy.harvest_on_failed_verification, policy.harvest_updated_keys)
+
+    def _signer_certificates(self, sender: str | None) -> list[ax509.Certificate]:
+        """The key store's certificates for the From address, asked only when a message
+        leaves its signer's certificate out (RFC 5652 5.1; gpgsm does). The verifier still
+        checks signature, path and binding. A store that does not answer gives none: the
+        signature then fails as no-signer-certificate, as it would without a store."""
+        try:
+            found = certificates_for(self.ctx.store, sender)
+        except Exception as exc:  # noqa: BLE001 - any store failure: nothing found
+            log.warning("signer certificate lookup for %s failed: %s", sender, exc)
+            return []
+        self.ctx.store_up()
+        return found
 
     def _harvest(self, msg: InFlight, res: UnwrapResult, on_failed: bool, updated: bool) -> None:
         sender = email.utils.parseaddr(_header(msg.data, "From"))[1] or msg.envelope.mail_from

@@ -96,10 +96,14 @@ def _signer(cert: ax509.Certificate, caps: tuple[str, ...]) -> SignerInfo:
 
 def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]],
            trust: TrustStore, now: dt.datetime | None = None, crls: Sequence[bytes] = (),
-           max_layers: int = 4, policy: VerifyPolicy = GATEWAY_POLICY) -> UnwrapResult:
-    """Open every S/MIME layer we can: decrypt with `keys`, verify against `trust`."""
+           max_layers: int = 4, policy: VerifyPolicy = GATEWAY_POLICY,
+           signer_lookup: compose.SignerLookup | None = None,
+           allow_3des: bool = True) -> UnwrapResult:
+    """Open every S/MIME layer we can: decrypt with `keys`, verify against `trust`;
+    `signer_lookup` finds a signer certificate the message leaves out (the key store)."""
     res = compose.unwrap(message, keys=keys, trust=trust, now=now, crls=crls,
-                         max_layers=max_layers, policy=policy)
+                         max_layers=max_layers, policy=policy, signer_lookup=signer_lookup,
+                         allow_3des=allow_3des)
     kinds = tuple(layer.kind for layer in res.layers)
     decrypt_failed = any(layer.kind == "encrypted" and not layer.ok for layer in res.layers)
     signers: dict[str, SignerInfo] = {}
