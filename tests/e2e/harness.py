@@ -369,9 +369,11 @@ def entity(body: bytes, content_type: str = "text/plain; charset=us-ascii") -> b
     return f"Content-Type: {content_type}\r\n\r\n".encode() + body
 
 
-def sign(data: bytes, signer: Identity, *, opaque: bool = False) -> bytes:
+def sign(data: bytes, signer: Identity, *, opaque: bool = False, certs: bool = True) -> bytes:
+    """`certs=False` leaves the signer's certificate out, as gpgsm does (RFC 5652 5.1)."""
     return _openssl_cms("-sign", "-signer", signer.cert, "-inkey", signer.key,
-                        *(["-nodetach"] if opaque else []), data=data)
+                        *(["-nodetach"] if opaque else []), *([] if certs else ["-nocerts"]),
+                        data=data)
 
 
 def encrypt(data: bytes, *recipients: Identity | Path) -> bytes:

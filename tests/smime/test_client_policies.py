@@ -19,7 +19,7 @@ from pki import NOW
 
 from smime import TrustStore, is_smime, protect, unwrap, verify
 from smime._keys import load_pkcs12
-from smime.envelope import decrypt, encrypt_content
+from smime.envelope import decrypt
 
 MID = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
