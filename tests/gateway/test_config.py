@@ -198,3 +198,20 @@ def test_accept_domain_certificates(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "smime.accept_domain_certificates" in str(info.value)
+
+
+def test_smime_legacy_switches(tmp_path: Path) -> None:
+    """Issue 14 item 5: `legacy`, `at_signing_time` (only with legacy) and `decrypt_3des`."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(MINIMAL)
+    smime = load_config(path).smime
+    assert (smime.legacy, smime.at_signing_time, smime.decrypt_3des) == (False, False, True)
+    path.write_text(MINIMAL + "[smime]\nlegacy = true\nat_signing_time = true\n"
+                    "decrypt_3des = false\n")
+    smime = load_config(path).smime
+    assert (smime.legacy, smime.at_signing_time, smime.decrypt_3des) == (True, True, False)
+    path.write_text(MINIMAL + "[smime]\nat_signing_time = true\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "smime.at_signing_time: validating at the signing time trusts the sender's clock" \
+        in str(info.value)
