@@ -9,6 +9,7 @@ import base64
 import datetime as dt
 import re
 import warnings
+from pathlib import Path
 
 import pytest
 from asn1crypto import cms
@@ -287,3 +288,25 @@ def test_decrypt_accepts_the_mbox_from_line() -> None:
     msg = protect(MSG, mode="encrypt", recipients=[cert])
     mbox = b"From alice@example.com Sat Apr 13 01:54:30 2013\r\n" + msg
     assert decrypt(mbox, [(key, cert)]).content.endswith(b"unchanged.\r\n")
+
+
+def test_3des_is_never_chosen_for_sending() -> None:
+    from smime.envelope import choose_cipher
+
+    assert choose_cipher([["3des-cbc"]]) == "aes128-cbc"
+    assert choose_cipher([["des-ede3-cbc", "rc2-cbc"]]) == "aes128-cbc"
+
+
+@pytest.mark.vectors
+@pytest.mark.parametrize("name", ["Alice", "Bob", "Dave"])
+def test_thunderbird_pkcs12_loads_without_the_fallback_warning(vectors_dir: Path,
+                                                                name: str) -> None:
+    """NSS writes PKCS#12 in BER; cryptography warns it may stop reading that (issue 14)."""
+    p12 = vectors_dir / "clients" / "thunderbird" / f"{name}.p12"
+    if not p12.is_file():
+        pytest.skip(f"{p12} not found (the client corpus beside the checkout)")
+    assert p12.read_bytes()[:2] == b"\x30\x80"  # indefinite length: BER, as NSS writes it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _key, cert, _chain = load_pkcs12(p12.read_bytes(), b"nss")
+    assert f"{name}@example.com" in cert.subject.rfc4514_string()
