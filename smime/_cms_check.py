@@ -29,7 +29,7 @@ def check_signature(
     digest_name = si["digest_algorithm"]["algorithm"].native
     if digest_name not in policy.digests:
         name = str(digest_name)
-        # Two calls, not a tuple: test_verify_docs reads ("x", ...) as a reason code.
+        # Two calls, not a tuple of prefixes: test_verify_docs would read it as a code.
         if name.startswith("sha3") or name.startswith("shake"):
             # Not weak: strong digests (Ed448 signs with SHAKE256) this verifier does not
             # implement for CMS; "weak" would misdirect the sender's administrator.
