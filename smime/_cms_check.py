@@ -24,8 +24,14 @@ def check_signature(
     cert: x509.Certificate,
     content: bytes,
     policy: VerifyPolicy = DEFAULT_POLICY,
+    *,
+    signed_attrs: bytes | None,
 ) -> tuple[str, str] | None:
-    """Check one SignerInfo against its certificate; return (code, text) on failure."""
+    """Check one SignerInfo against its certificate; return (code, text) on failure.
+
+    `signed_attrs` is what the signature covers when the signer has signed attributes: their
+    received encoding as a SET OF (`ParsedSigned.signed_attrs`, taken before any value was
+    decoded), never an encoding made anew from the parsed values."""
     digest_name = si["digest_algorithm"]["algorithm"].native
     if digest_name not in policy.digests:
         name = str(digest_name)
@@ -58,8 +64,9 @@ def check_signature(
         bad = _check_protection(si, found["cms_algorithm_protection"])
         if bad:
             return bad
-    data = b"\x31" + attrs_v.dump()[1:]  # signature covers the attributes as a SET OF
-    return _check_raw(si, cert, data, digest_name, policy)
+    if signed_attrs is None:
+        return ("bad-attributes", "the signed attributes' encoding is not at hand")
+    return _check_raw(si, cert, signed_attrs, digest_name, policy)
 
 
 def _algo_key(algo: core.Sequence) -> tuple[str, object]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import asn1crypto.tsp  # noqa: F401  (registers the ESS signingCertificate(V2) attributes)
@@ -19,6 +21,7 @@ from asn1crypto import algos, cms, core, x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from smime._der import length
 from smime.errors import MalformedError, SigningError, UnsupportedError
 from smime.policy import DEFAULT_POLICY, VerifyPolicy
 
@@ -111,6 +114,54 @@ class ParsedSigned:
     content: bytes | None  # encapsulated content, None when detached
     certificates: tuple[x509.Certificate, ...]
     crls: tuple[bytes, ...]
+    # Per SignerInfo, in order: the bytes its signature covers when it has signed attributes
+    # (see signed_attrs_der), else None.
+    signed_attrs: tuple[bytes | None, ...]
+
+
+def signed_attrs_der(si: cms.SignerInfo) -> bytes | None:
+    """The signed attributes as the signature covers them (RFC 5652 5.4): the encoding that
+    came in the message, with the EXPLICIT SET OF tag in place of the IMPLICIT [0].
+
+    Taken from the received content octets, never from dump(): asn1crypto marks a value it
+    decoded for .native as modified (signingCertificateV2 is, for one) and dump() then encodes
+    the whole set anew, sorted; that cost 4.5 ms per 4 KB message, and it checks the signature
+    over bytes the signer may never have signed. Call it before anything reads the attribute
+    values (parse_signed does)."""
+    if not has_signed_attrs(si):
+        return None
+    contents = bytes(si["signed_attrs"].contents or b"")
+    return b"\x31" + length(len(contents)) + contents
+
+
+# Certificates already parsed in full, by their encoding: a partner signs thousands of messages
+# with the same certificate and CA chain, and decoding each in full (parse_signed's check that
+# later access cannot fail half-way) cost some 3 ms per message. The same bytes decode the same
+# way, so a hit is the very check done before; the objects are only read after that.
+_CERT_CACHE_SIZE = 512
+_parsed_certs: OrderedDict[bytes, x509.Certificate] = OrderedDict()
+_parsed_lock = threading.Lock()
+
+
+def _parsed_certificate(choice: cms.CertificateChoices) -> x509.Certificate:
+    """The certificate of `choice` parsed in full (raising ValueError & co. as .native does),
+    or the one parsed before from the very same bytes."""
+    # The received encoding, read before anything else touches the value: not cert.dump(),
+    # which may change what a later dump() returns (a BER certificate's signature then fails
+    # to verify in path validation: PKITS ValidNameChainingUIDsTest6).
+    der = bytes(choice.contents)
+    with _parsed_lock:
+        known = _parsed_certs.get(der)
+        if known is not None:
+            _parsed_certs.move_to_end(der)
+            return known
+    cert = choice.chosen
+    _ = cert.native
+    with _parsed_lock:
+        _parsed_certs[der] = cert
+        while len(_parsed_certs) > _CERT_CACHE_SIZE:
+            _parsed_certs.popitem(last=False)
+    return cert
 
 
 def _cap(what: str, count: int, limit: int) -> None:
@@ -146,13 +197,20 @@ def parse_signed(der: bytes, policy: VerifyPolicy = DEFAULT_POLICY) -> ParsedSig
             for field in ("signed_attrs", "unsigned_attrs"):
                 if not isinstance(si[field], core.Void):
                     _cap(f"{field.replace('_', ' ')}", len(si[field]), policy.max_attributes)
+        # Before any attribute value is decoded (see signed_attrs_der).
+        signed_attrs = tuple(signed_attrs_der(si) for si in sd["signer_infos"])
         encap = sd["encap_content_info"]["content"]
         _ = sd["digest_algorithms"].native, sd["encap_content_info"]["content_type"].native
         # .native joins the chunks of a BER constructed OCTET STRING.
         content = None if isinstance(encap, core.Void) else _octets(encap)
-        certs = tuple(
-            c.chosen for c in sd["certificates"] if c.name == "certificate"
-        ) if sd["certificates"].native is not None else ()
+        found: list[x509.Certificate] = []
+        if not isinstance(sd["certificates"], core.Void):
+            for c in sd["certificates"]:
+                if c.name == "certificate":
+                    found.append(_parsed_certificate(c))
+                else:  # parsed in full as before, though never used
+                    _ = c.native
+        certs = tuple(found)
         crls = tuple(
             c.chosen.dump() for c in sd["crls"] if c.name == "crl"
         ) if sd["crls"].native is not None else ()
@@ -164,11 +222,9 @@ def parse_signed(der: bytes, policy: VerifyPolicy = DEFAULT_POLICY) -> ParsedSig
                 for a in si["signed_attrs"]:
                     if a["type"].native in _NEEDED_ATTRS:
                         _ = a["values"].native
-        for cert in certs:
-            _ = cert.native
     except (ValueError, TypeError, KeyError, OverflowError, AttributeError, IndexError) as exc:
         raise MalformedError(f"CMS: not a valid SignedData structure ({exc})") from None
-    return ParsedSigned(sd, content, certs, crls)
+    return ParsedSigned(sd, content, certs, crls, signed_attrs)
 
 
 def needed_attrs(si: cms.SignerInfo) -> dict[str, cms.SetOfAny]:
@@ -357,6 +413,14 @@ def ess_matches(si: cms.SignerInfo, cert: x509.Certificate) -> bool:
         return False
 
 
+def _same_name(a: x509.Name, b: x509.Name) -> bool:
+    """RFC 5280 name equality, answered at once for names encoded byte for byte alike (the
+    usual case: the signer copies the issuer from its certificate). The full comparison
+    prepares every string of both names (stringprep, case folding), about 1 ms a message."""
+    raw_a, raw_b = a.contents, b.contents
+    return (raw_a is not None and raw_a == raw_b) or a == b
+
+
 def find_signer_cert(
     si: cms.SignerInfo, certs: Sequence[x509.Certificate]
 ) -> x509.Certificate | None:
@@ -366,8 +430,8 @@ def find_signer_cert(
     found: list[x509.Certificate] = []
     for cert in certs:
         if sid.name == "issuer_and_serial_number":
-            if (cert.issuer == sid.chosen["issuer"]
-                    and cert.serial_number == sid.chosen["serial_number"].native):
+            if (cert.serial_number == sid.chosen["serial_number"].native
+                    and _same_name(cert.issuer, sid.chosen["issuer"])):
                 found.append(cert)
         elif cert.key_identifier == sid.chosen.native:
             found.append(cert)

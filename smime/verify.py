@@ -110,6 +110,7 @@ def _signing_time_reason(cert: x509.Certificate, when: dt.datetime) -> Reason | 
 
 def _signer(
     si: cms.SignerInfo,
+    signed_attrs: bytes | None,
     pool: Sequence[x509.Certificate],
     content: bytes,
     declared: set[str],
@@ -149,7 +150,7 @@ def _signer(
             None if cs.ess_matches(si, cert) else
             ("signing-certificate-mismatch",
              "the ESS signingCertificate attribute names a different certificate")
-        ) or ck.check_signature(si, cert, content, policy)
+        ) or ck.check_signature(si, cert, content, policy, signed_attrs=signed_attrs)
         if bad:
             sr.append(bad)
         else:
@@ -245,10 +246,11 @@ def verify_content(
         reasons.append(("content-type-mismatch", f"eContentType is {econtent_type}, not id-data"))
     declared = {d["algorithm"].native for d in parsed.signed_data["digest_algorithms"]}
     signers = [
-        _signer(si, pool, content, declared, trust=trust, when=when,
+        _signer(si, attrs_der, pool, content, declared, trust=trust, when=when,
                 from_address=from_address, crls=[*parsed.crls, *crls],
                 fetch_revocation=fetch_revocation, policy=policy)
-        for si in parsed.signed_data["signer_infos"]
+        for si, attrs_der in zip(parsed.signed_data["signer_infos"], parsed.signed_attrs,
+                                 strict=True)
     ]
     if not signers:
         reasons = [r for r in reasons if r[0] != "no-content"]
