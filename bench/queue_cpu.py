@@ -1,6 +1,6 @@
 """CPU per message of one gateway queue process, in process: no listener, no smtp-source.
 
-    python bench/queue_cpu.py [--messages 2000] [--rounds 3] [--bare] [--profile]
+    python bench/queue_cpu.py [--messages 2000] [--rounds 3] [--bare | --inbound] [--profile]
 
 Spools N smtp-source-shaped 4 KB messages (51 body lines of 78 characters), then lets a
 QueueRunner work them exactly as a queue process of `filterlang serve` does (run_async in an
@@ -9,6 +9,8 @@ to Postfix's `smtp-sink`), and prints the process's CPU (user + system) per mess
 part spent in the pipeline's stages. By default the stages are bench/gateway.py's REAL
 config (50 message filters and an RSA-2048 "sign" sending profile); --bare runs no stages, so
 what is left is the queue's own work: claim, read, tracking, metrics, SMTP, settle.
+--inbound runs bench/gateway.py's INBOUND config instead: the partners' signed 4 KB messages
+(bench/_partners.py), each verified with path validation and CRLs, then the 50 filters.
 
 Why in process: on a shared 2-core machine the whole gateway's per-role CPU moves by a tenth
 with the neighbours' load; this figure moves far less. Compare the best of several rounds.
@@ -57,7 +59,10 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bare", action="store_true", help="no pipeline stages")
+    ap.add_argument("--inbound", action="store_true",
+                    help="the inbound config: signed messages from partners, verified")
     ap.add_argument("--profile", action="store_true", help="cProfile the last round")
+    ap.add_argument("--profile-out", type=Path, help="with --profile: also save the stats here")
     args = ap.parse_args()
     if shutil.which("smtp-sink") is None:
         print("smtp-sink (Postfix) is not installed", file=sys.stderr)
@@ -67,8 +72,19 @@ def main() -> int:
     sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1000"])
     try:
         bench_gateway.write_real_setup(tmp)
+        template = bench_gateway.INBOUND if args.inbound else bench_gateway.REAL
         (tmp / "gateway.toml").write_text(
-            bench_gateway.REAL.format(port=bench_gateway.free_port(), sink=sink_port, workers=1))
+            template.format(port=bench_gateway.free_port(), sink=sink_port, workers=1))
+        messages = [(Envelope(mail_from="a@example.com", rcpt_tos=("b@example.org",),
+                              peer="127.0.0.1", policy="relay", listener="Inbound", helo="vm"),
+                     MESSAGE)]
+        if args.inbound:
+            from _partners import write_partners  # bench/_partners.py
+
+            messages = [(Envelope(mail_from=f"sales@{f.stem}", rcpt_tos=("b@example.org",),
+                                  peer="127.0.0.1", policy="partners", listener="Inbound",
+                                  helo="vm"), f.read_bytes().replace(b"\n", b"\r\n"))
+                        for f in write_partners(tmp / "partners")]
         os.chdir(tmp)
         config = load_config(tmp / "gateway.toml")
         bench_gateway.wait_port(sink_port)
@@ -91,8 +107,6 @@ def main() -> int:
                 in_stages[0] += time.thread_time() - t0
 
         delivery.run_pipeline = timed  # type: ignore[assignment]
-        envelope = Envelope(mail_from="a@example.com", rcpt_tos=("b@example.org",),
-                            peer="127.0.0.1", policy="relay", listener="Inbound", helo="vm")
         # As a queue process of `serve` does after its start-up (runtime/gateway.py).
         gc.collect()
         gc.freeze()
@@ -101,7 +115,7 @@ def main() -> int:
         results = []
         for r in range(args.rounds + 1):  # round 0 warms up
             n = args.messages if r else WARM_UP
-            ids = [spool.store(envelope, MESSAGE) for _ in range(n)]
+            ids = [spool.store(*messages[i % len(messages)]) for i in range(n)]
             in_stages[0] = 0.0
             last = r == args.rounds
             cpu = asyncio.run(_work(config, runner, spool, ids, profile if last else None))
@@ -110,11 +124,14 @@ def main() -> int:
                 print(f"round {r}: {cpu * 1e6 / n:.0f} us CPU per message, of which "
                       f"{in_stages[0] * 1e6 / n:.0f} us in the pipeline's stages", flush=True)
         best = min(results)
-        print(f"{'bare' if args.bare else 'REAL stages'}: best {best[0] * 1e6:.0f} us CPU per "
+        kind = "bare" if args.bare else "INBOUND stages" if args.inbound else "REAL stages"
+        print(f"{kind}: best {best[0] * 1e6:.0f} us CPU per "
               f"message ({best[1] * 1e6:.0f} us in stages, {(best[0] - best[1]) * 1e6:.0f} us "
               f"the queue's own), {args.messages} messages x {args.rounds} rounds")
         if profile is not None:
             pstats.Stats(profile).sort_stats("tottime").print_stats(30)
+            if args.profile_out:
+                profile.dump_stats(args.profile_out)
     finally:
         sink.terminate()
         sink.wait()
