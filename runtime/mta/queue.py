@@ -45,16 +45,15 @@ from runtime.mta.transport import (
     Transport,
 )
 from runtime.pipeline.flow import (
-    BOUNCE,
     COPIED,
     DELIVER,
-    QUARANTINE,
     EncryptRequest,
     InFlight,
     RetryLater,
     Stage,
     run_pipeline,
 )
+from runtime.pipeline.outcome import Leaving, settle
 from runtime.pipeline.stages.smime_out import ProfileOutcome, TlsPolicy
 
 log = logging.getLogger("filterlang.delivery")
@@ -295,59 +294,62 @@ class QueueRunner:
             # Decrypted here: the deferred file, copies and quarantined messages carry the fact,
             # so a DSN at any later attempt (after a restart too) returns headers only.
             env = attrs.evolve(env, headers_only_dsn=True)
-        bounced = msg.recipients(BOUNCE)
-        if bounced:
-            self._bounce(env, data, [
-                RecipientStatus(r, "failed", "5.7.1",
-                                msg.bounce_reasons.get(r, "550 5.7.1 message refused by policy"))
-                for r in bounced
-            ], headers_only=msg.headers_only_dsn)
+        outcome = settle(msg)
+        if outcome.bounce_reasons:
+            self._bounce(env, data, [RecipientStatus(r, "failed", "5.7.1", reason)
+                                     for r, reason in outcome.bounce_reasons.items()],
+                         headers_only=outcome.headers_only_dsn)
         for rcpt, disp in msg.dispositions.items():
             if disp not in (DELIVER, COPIED):
                 self.tracker.record(disp, qid, rcpt=rcpt, trace=msg.trace)
-        for n, copy in enumerate(msg.copies):
-            # Each copy is durable in the spool before the original leaves `active`.
-            keep = set(copy.rcpts)
-            if copy.quarantine and self.quarantines is not None:
-                self.quarantines.put(copy.quarantine, _tls_first(attrs.evolve(
-                    env, rcpt_tos=copy.rcpts, processed=True, queue_id=f"{qid}.{n}"),
-                    copy.tls_first), copy.data)
-                self.tracker.record("quarantine", qid, quarantine=copy.quarantine,
-                                    rcpts=list(copy.rcpts), note=copy.note)
+        original: Leaving | None = None
+        for n, out in enumerate(outcome.leaving):
+            if out.original:
+                original = out
                 continue
+            # Each copy is durable in the spool before the original leaves `active`.
+            if out.quarantine and self.quarantines is not None:
+                self.quarantines.put(out.quarantine, _tls_first(attrs.evolve(
+                    env, rcpt_tos=out.rcpts, processed=True, queue_id=f"{qid}.{n}"),
+                    out.tls_first), out.data)
+                self.tracker.record("quarantine", qid, quarantine=out.quarantine,
+                                    rcpts=list(out.rcpts), note=out.note)
+                continue
+            keep = set(out.rcpts)
             self.offer(self.spool.store(_tls_first(attrs.evolve(
-                env, rcpt_tos=copy.rcpts, processed=True,
-                mail_from=env.mail_from if copy.mail_from is None else copy.mail_from,
+                env, rcpt_tos=out.rcpts, processed=True, mail_from=out.mail_from,
                 rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
                                    if r in keep),
-                alt_mailhost=copy.alt_mailhost or msg.alt_mailhost,
-                trace=(*msg.trace, copy.note) if copy.note else tuple(msg.trace),
-            ), copy.tls_first), copy.data))
+                alt_mailhost=out.alt_mailhost,
+                trace=(*msg.trace, out.note) if out.note else tuple(msg.trace),
+            ), out.tls_first), out.data))
         if msg.copies:
             self._notify()
-        waiting = msg.recipients(DELIVER) + msg.recipients(QUARANTINE)
-        if msg.quarantine and self.quarantines is not None and waiting:
+        if original is not None and original.quarantine and self.quarantines is not None:
             # (Recipients served by copies are not in the quarantined original.)
+            waiting = original.rcpts
             opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
-            self.quarantines.put(msg.quarantine, _tls_first(attrs.evolve(
+            self.quarantines.put(original.quarantine, _tls_first(attrs.evolve(
                 env, processed=True, rcpt_tos=waiting,
                 rcpt_options=tuple(opts[r] for r in waiting if r in opts)
-                if len(opts) == len(env.rcpt_tos) else ()), msg.tls_first), msg.data)
-            self.tracker.record("quarantine", qid, quarantine=msg.quarantine, trace=msg.trace)
+                if len(opts) == len(env.rcpt_tos) else ()), original.tls_first), original.data)
+            self.tracker.record("quarantine", qid, quarantine=original.quarantine, trace=msg.trace)
             self.spool.remove("active", qid)
             return None
-        keep = set(msg.recipients(DELIVER))
+        # (A runner built without a quarantine store, in tests, delivers what it would park.)
+        keep = set(original.rcpts) if original is not None else set()
         env = attrs.evolve(
             env, rcpt_tos=tuple(r for r in env.rcpt_tos if r in keep), processed=True,
             rcpt_options=tuple(o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)
                                if r in keep),
-            alt_mailhost=msg.alt_mailhost, trace=tuple(msg.trace))
-        env = _tls_first(env, msg.tls_first)
-        data = msg.data
+            alt_mailhost=original.alt_mailhost if original is not None else msg.alt_mailhost,
+            trace=tuple(msg.trace))
+        env = _tls_first(env, original.tls_first if original is not None else msg.tls_first)
         if not env.rcpt_tos:
             self.spool.remove("active", qid)
             return None
-        return env, data
+        assert original is not None
+        return env, original.data
 
     def _retry_filters(self, env: Envelope, data: bytes, problem: str) -> None:
         """on_filter_error = "tempfail": every recipient waits for another attempt, on the
