@@ -4,6 +4,8 @@ against an encoding made anew from the parsed values (issue 12: the verifier re-
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from asn1crypto import cms
 from cryptography.hazmat.primitives import hashes
@@ -13,6 +15,7 @@ from pki import NOW, Issued, Pki, make_pki
 from smime import TrustStore, sign_content, verify
 from smime import _cms_signed as cs
 from smime._der import length
+from smime.errors import MalformedError
 from smime.mime import build_detached, canonicalise, split_message
 
 MSG = (
@@ -94,3 +97,29 @@ def test_certificates_reused_only_for_the_same_bytes(pki: Pki, alice: Issued) ->
     assert third[other.asn1.dump()] is not by_bytes[alice.asn1.dump()]
     assert third[pki.inter.asn1.dump()] is by_bytes[pki.inter.asn1.dump()]  # the same CA's
     assert len(cs._parsed_certs) <= cs._CERT_CACHE_SIZE
+
+
+def test_repeating_attribute_values_decoded_once_and_bad_ones_always_refused(
+    pki: Pki, alice: Issued,
+) -> None:
+    outer, inner = split_message(MSG)
+    der = sign_content(canonicalise(inner), alice.key, alice.asn1, [pki.inter.asn1], now=NOW)
+    cs._decoded_attrs.clear()
+    first = cs.parse_signed(der)
+    known = len(cs._decoded_attrs)
+    assert known == 3  # capabilities, algorithm protection, signingCertificateV2
+    second = cs.parse_signed(der)  # decoded before: not again
+    assert len(cs._decoded_attrs) == known
+    for parsed in (first, second):  # and what the verifier reads of them is the same
+        si = parsed.signed_data["signer_infos"][0]
+        assert cs._ess_hashes(si) == [("sha256", hashlib.sha256(alice.asn1.dump()).digest())]
+        assert cs.ess_matches(si, alice.asn1)
+    # The ESS certificate hash as a UTF8String instead of an OCTET STRING: refused each time,
+    # and never remembered as decoded.
+    cert_hash = b"\x04\x20" + hashlib.sha256(alice.asn1.dump()).digest()
+    assert der.count(cert_hash) == 1
+    bad = der.replace(cert_hash, b"\x0c\x20" + cert_hash[2:])
+    for _ in range(2):
+        with pytest.raises(MalformedError):
+            cs.parse_signed(bad)
+    assert len(cs._decoded_attrs) == known
