@@ -100,3 +100,44 @@ def test_a_failed_folder_sync_fails_the_whole_batch(tmp_path: Path,
                                          return_exceptions=True))
 
     assert all(isinstance(r, SpoolError) for r in asyncio.run(run()))
+
+
+def test_the_loop_goes_on_while_a_batch_syncs_and_the_next_batch_waits_its_turn(
+        tmp_path: Path) -> None:
+    """The syncs run in a thread: sessions are served meanwhile, and what they finish forms
+    the next batch, committed only after the one before (one batch at a time), each message
+    answered only once its own batch is durable."""
+    import threading
+
+    spool = Spool(tmp_path / "spool")
+    commits = GroupCommit(spool)
+    first, second = _stage(spool, 2)
+    release = threading.Event()
+    calls: list[list[str]] = []
+    real = spool.publish
+
+    def slow(staged: list[Staged]) -> list[SpoolError | None]:
+        calls.append([s.queue_id for s in staged])
+        if len(calls) == 1:
+            assert release.wait(10)
+        return real(staged)
+
+    spool.publish = slow  # type: ignore[method-assign]
+
+    async def run() -> None:
+        a = asyncio.ensure_future(commits.publish(first))
+        for _ in range(50):  # the first batch is committed and stuck in its sync
+            await asyncio.sleep(0.01)
+            if calls:
+                break
+        b = asyncio.ensure_future(commits.publish(second))
+        for _ in range(20):  # the loop runs on; the second message waits for its batch
+            await asyncio.sleep(0.005)
+        assert not a.done() and not b.done() and len(calls) == 1
+        release.set()
+        await asyncio.gather(a, b)
+
+    asyncio.run(run())
+    assert calls == [[first.queue_id], [second.queue_id]]
+    assert commits.batches == 2
+    assert spool.list("incoming") == sorted([first.queue_id, second.queue_id])
