@@ -66,3 +66,23 @@ def test_locate_signed_reads_as_before() -> None:
                 found.from_count, found.sender_address, found.from_unparseable) == (
             "detached", b"0\x00", b"Content-Type: text/plain\r\n\r\nhi",
             "sales@partner1.example.net", 1, None, False)
+
+
+HEADS = [
+    b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; boundary="b"',
+    b"Content-Type: application/pkcs7-mime; smime-type=Signed-Data; name=smime.p7m",
+    b"Content-Type: text/plain\r\nContent-Type: application/pkcs7-mime",
+    b"Subject: no type",
+    b"Content-Type: bogus; smime-type",
+    b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nX: "
+    + b"y" * 20000,  # larger than what is remembered
+]
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("param", ["smime-type", "protocol"])
+def test_content_type_memo_answers_as_a_fresh_parse(head: bytes, param: str) -> None:
+    from smime import compose
+
+    want = compose._parse_content_type(head, param)
+    assert [compose._content_type(head, param) for _ in range(3)] == [want] * 3
