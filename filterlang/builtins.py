@@ -309,6 +309,14 @@ RULES: tuple[RuleSig, ...] = (
     _r(61, "smime-gateway-unauthenticated", (), _PRED, None, (), "SMIME", _C.SIZE, None,
        "the gateway decrypted CBC (or 3DES) content that no verified signature covers: "
        "integrity unprotected", "smime-gateway-unauthenticated"),
+    # Project extension (issue 16): DMARC (RFC 7489) beside SPF and DKIM, spelt as spf-status
+    # is: the result list compared, and the policy the From domain publishes.
+    _r(62, "dmarc-status", (), _CMP, T.LIST, EQ_NE, "DMARC", _C.SERVICE, "DMARC Verification",
+       "DMARC result (None, Pass, Fail, TempError, PermError) is (is not) one of the listed values",
+       "dmarc-status == 'Fail'"),
+    _r(63, "dmarc-policy", (), _CMP, T.NAME, EQ_NE, "DMARC", _C.SERVICE, None,
+       "policy the From domain publishes for failing mail: none, quarantine or reject "
+       "(none when it publishes no DMARC record)", "dmarc-policy == 'reject'"),
 )
 
 
@@ -456,6 +464,9 @@ ACTIONS: tuple[ActionSig, ...] = (
        "URL Category → redirect", "redirect URLs in the categories",
        "url-category-proxy-redirect(['Gambling'], '')"),
     _a(53, "no-op", (), False, _L, None, "do nothing", "no-op()"),
+    # Reference 12 "Bypass DKIM Signing": no documented language form; the project's (R).
+    _a(54, "skip-dkim-signing", (), False, _F, "Bypass DKIM Signing",
+       "do not DKIM-sign this message when it leaves", "skip-dkim-signing()"),
 )
 # fmt: on
 

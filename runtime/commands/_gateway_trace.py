@@ -102,7 +102,8 @@ class Gateway:
         store = None if commit else dry_store(config.storage.keystore_url)
         alerts: list[str] = []
         ctx = load_context(config, store=store, alert=lambda kind, text: alerts.append(f"{kind}: {text}"))
-        resolver = DnsResolver() if config.delivery.mx else None
+        resolver = (DnsResolver(port=config.delivery.mx_port) if config.delivery.mx
+                    else None)
         quarantines = (Quarantines(config.storage.data_dir / "quarantine", frozenset(config.quarantines))
                        if commit else None)
         return cls(config, ctx, build_pipeline(stages_of(ctx)), Router(config.delivery, resolver),

@@ -20,6 +20,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("profiles", "profiles", "manage S/MIME sending profiles"),
     ("quarantine", "quarantine", "list, show, release and delete quarantined messages"),
     ("queue", "queue", "inspect and flush the spool"),
+    ("dkim", "dkim", "make DKIM signing keys and their DNS records"),
     ("lsp", "lsp", "run the language server for editors (stdio)"),
 )
 

@@ -13,7 +13,10 @@ Layout (every section optional except where noted; paths are relative to the fil
     message_filters      list of .filter files
     [incoming_policies.X] / [outgoing_policies.X]  senders, recipients, content_filters
     [dictionaries] / [text_resources]  name = file
-    [delivery]           relay, reinject, mx, maildir, retry schedule, max queue lifetime
+    [delivery]           relay, reinject, mx (mx_port), maildir, retry schedule, max queue lifetime
+    [dns]                nameservers ("ip" or "ip:port"), timeout, cache_size, reputation_zone
+    [authentication]     authserv_id, spf, dkim, dmarc, arc (inbound SPF/DKIM/DMARC/ARC)
+    [dkim.DOMAIN]        selector, key, canonicalization, headers (signing outgoing mail)
     [quarantines.X]      retention_days
     [smime]              trust_anchors, crls, decryption_certificates, on_decrypt_failure,
                          decrypt_failure_quarantine, require_signed_attributes,
@@ -169,6 +172,48 @@ class Delivery:
     delay_notice_after: float = 4 * 3600.0
     connect_timeout: float = 30.0
     workers: int = 16  # see DELIVERY_THREADS
+    # The port MX hosts are reached on: 25 on the Internet; a test or lab points it elsewhere.
+    mx_port: int = 25
+
+
+@frozen
+class Dns:
+    """The one resolver: SPF, DKIM keys, DMARC records, DNS lists, reputation and MX."""
+
+    nameservers: tuple[tuple[str, int], ...] = ()  # empty: the system's (/etc/resolv.conf)
+    timeout: float = 5.0  # seconds for one whole look-up, retries included
+    cache_size: int = 10000  # answers kept (each for its TTL)
+    # A DNS zone answering `<reversed IP>.<zone> TXT "<score>"` with a score from -10 to 10,
+    # for the reputation rules (reference 6.1 REP); None: no reputation provider.
+    reputation_zone: str | None = None
+
+
+@frozen
+class Authentication:
+    """Inbound SPF, DKIM, DMARC and ARC checks, stamped as one Authentication-Results."""
+
+    authserv_id: str
+    spf: bool = True
+    dkim: bool = True
+    dmarc: bool = True
+    arc: bool = True
+
+
+#: Headers signed when [dkim.X] names none: RFC 6376 5.4.1's list of those that matter.
+DKIM_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To", "In-Reply-To",
+                "References", "MIME-Version", "Content-Type", "Content-Transfer-Encoding")
+DKIM_CANONICALIZATIONS = ("relaxed/relaxed", "relaxed/simple", "simple/simple", "simple/relaxed")
+
+
+@frozen
+class DkimSigning:
+    """DKIM signing of outgoing mail whose From domain is `domain` (or a subdomain of it)."""
+
+    domain: str
+    selector: str
+    key: Path
+    canonicalization: str = "relaxed/simple"
+    headers: tuple[str, ...] = DKIM_HEADERS
 
 
 @frozen
@@ -254,6 +299,9 @@ class GatewayConfig:
     local_domains: frozenset[str] = frozenset()
     smime: Smime = Smime()
     encryption_profiles: dict[str, EncryptionProfile] = field(hash=False, factory=dict)
+    dns: Dns = Dns()
+    authentication: Authentication | None = None  # None: no SPF/DKIM/DMARC provider
+    dkim: dict[str, DkimSigning] = field(factory=dict, hash=False)  # signing domain -> how
 
     def names(self) -> dict[str, frozenset[str]]:
         """Names filters may refer to, per kind (the linter checks filters against these)."""
@@ -409,12 +457,69 @@ def _delivery(t: Table) -> Delivery:
         delay_notice_after=t.number("delay_notice_after", 4 * 3600.0, minimum=0.0),
         connect_timeout=t.number("connect_timeout", 30.0, minimum=0.1),
         workers=t.integer("workers", DELIVERY_THREADS, minimum=1),
+        mx_port=t.integer("mx_port", 25, minimum=1),
     )
     given = sum(t.has(k) for k in ("relay", "reinject", "maildir")) + int(d.mx)
     if given != 1:
         t.error("relay", "set exactly one delivery target: relay, reinject, mx = true or maildir")
     t.finish()
     return d
+
+
+def _nameserver(t: Table, i: int, text: str) -> tuple[str, int] | None:
+    host, port = text, 53
+    if text.count(":") == 1 or text.startswith("["):  # ip:port, [v6]:port
+        h, _, p = text.rpartition(":")
+        if not p.isdigit():
+            t.error(f"nameservers[{i}]", f"{text!r}: give 'IP' or 'IP:port' (e.g. '127.0.0.1:5353')")
+            return None
+        host, port = h.strip("[]"), int(p)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        t.error(f"nameservers[{i}]", f"{text!r} is not an IP address (a name server is given by "
+                "address, e.g. '127.0.0.1:5353')")
+        return None
+    if not 0 < port < 65536:
+        t.error(f"nameservers[{i}]", f"{text!r}: port must be 1-65535")
+        return None
+    return host, port
+
+
+def _dns(t: Table) -> Dns:
+    servers = [_nameserver(t, i, s) for i, s in enumerate(t.str_list("nameservers"))]
+    zone = t.text("reputation_zone")
+    d = Dns(tuple(s for s in servers if s is not None),
+            t.number("timeout", 5.0, minimum=0.1),
+            t.integer("cache_size", 10000, minimum=0),
+            zone.strip(".").lower() if isinstance(zone, str) and zone.strip(".") else None)
+    t.finish()
+    return d
+
+
+def _authentication(t: Table) -> Authentication | None:
+    if not t._data:
+        return None
+    a = Authentication(t.text("authserv_id", required=True) or "",
+                       t.flag("spf", True), t.flag("dkim", True), t.flag("dmarc", True),
+                       t.flag("arc", True))
+    if a.authserv_id and not all(c.isalnum() or c in ".-_" for c in a.authserv_id):
+        t.error("authserv_id", f"{a.authserv_id!r}: give the gateway's host name "
+                "(letters, digits, '.', '-'), e.g. 'mx.example.org'")
+    return a
+
+
+def _dkim(domain: str, t: Table) -> DkimSigning:
+    canon = t.choice("canonicalization", DKIM_CANONICALIZATIONS, "relaxed/simple")
+    headers = t.str_list("headers") if t.has("headers") else DKIM_HEADERS
+    if not any(h.lower() == "from" for h in headers):
+        t.error("headers", "must include From (RFC 6376 5.4: From is always signed)")
+    key = t.path("key", required=True)
+    if key is not None and not Path(key).is_file():
+        t.error("key", f"{key} does not exist; make one with `filterlang dkim keygen "
+                f"--domain {domain} --selector SELECTOR --out FILE`")
+    return DkimSigning(domain.lower().rstrip("."), t.text("selector", "", required=True),
+                       key, canon, headers)
 
 
 def _smime(t: Table, certificates: dict[str, Certificate],
@@ -568,8 +673,13 @@ def load_config(path: str | Path) -> GatewayConfig:
     workers = root.integer("workers", 0, minimum=0)
     queue_workers = root.integer("queue_workers", 0, minimum=0)
     on_filter_error = root.choice("on_filter_error", ("bypass", "tempfail"), "bypass")
+    dns_config = _dns(root.table("dns"))
+    at = root.table("authentication")
+    authentication = _authentication(at)
+    at.finish()
+    dkim = {d.domain: d for d in root.each("dkim", _dkim)}
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
-                       "smime"))
+                       "smime", "dns", "authentication", "dkim"))
     if issues:
         raise ConfigError(issues)
     return GatewayConfig(
@@ -597,4 +707,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         local_domains=local_domains,
         smime=smime,
         encryption_profiles=encryption,
+        dns=dns_config,
+        authentication=authentication,
+        dkim=dkim,
     )

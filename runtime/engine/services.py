@@ -23,6 +23,12 @@ class LdapProvider(Protocol):
     def in_group(self, address: str, group: str) -> bool: ...
 
 
+# How a provider plugs in: a rule asks `need(ctx.services, "name")` for the attribute of the
+# message's `Services`; None there makes the rule unavailable (false, and said in the trace).
+# The gateway fills each message's Services before the filters run (runtime.pipeline.stages.
+# providers); an LDAP or scanning provider joins the same way, as one more attribute.
+
+
 class DnsListProvider(Protocol):
     def lookup(self, zone: str, ip: str) -> str | None: ...
 
@@ -32,8 +38,13 @@ class ReputationProvider(Protocol):
 
 
 class AuthProvider(Protocol):
+    """SPF, DKIM and DMARC results of the message (runtime.engine.providers.auth.AuthVerdict):
+    worked out once per message before the filters run, so the rules only read them."""
+
     def spf(self, identity: str) -> str: ...
     def dkim(self) -> str: ...
+    def dmarc(self) -> str: ...
+    def dmarc_policy(self) -> str: ...
 
 
 class ScoreProvider(Protocol):

@@ -38,6 +38,7 @@ from runtime.mta.transport import (
     TLS_NOT_MET,
     Destination,
     MaildirTransport,
+    MxFailure,
     Resolver,
     Result,
     StaticResolver,
@@ -51,6 +52,7 @@ from runtime.pipeline.flow import (
     InFlight,
     RetryLater,
     Stage,
+    prepare_pipeline,
     run_pipeline,
 )
 from runtime.pipeline.outcome import Leaving, settle
@@ -195,6 +197,8 @@ class QueueRunner:
         self.maildir = MaildirTransport(config.maildir) if config.maildir else None
         self.router = Router(config, resolver)
         self.stages = stages
+        # Whether any stage has network work to do before the pipeline (see flow.Stage).
+        self._prepares = any(hasattr(st, "prepare") for st in stages)
         self.quarantines = quarantines
         self.tracker = tracker or Tracker(None)
         self.metrics = metrics
@@ -273,7 +277,8 @@ class QueueRunner:
             self._spool_failing = False
             log.warning("spool writes work again")
 
-    def _pipeline(self, env: Envelope, data: bytes) -> tuple[Envelope, bytes] | None:
+    def _pipeline(self, env: Envelope, data: bytes,
+                  prepared: InFlight | None = None) -> tuple[Envelope, bytes] | None:
         """Run the stages and act on their outcome (bounces, copies, quarantine); the envelope
         and message left to deliver, or None when nothing is left to deliver."""
         qid = env.queue_id
@@ -281,7 +286,7 @@ class QueueRunner:
                             peer=env.peer, helo=env.helo, policy=env.policy, size=len(data),
                             message_id=_message_id(data), received_at=env.received_at)
         try:
-            msg = run_pipeline(self.stages, InFlight(env, data))
+            msg = run_pipeline(self.stages, prepared if prepared is not None else InFlight(env, data))
         except RetryLater as exc:
             self._retry_filters(env, data, str(exc))
             return None
@@ -382,6 +387,30 @@ class QueueRunner:
         by_dest: dict[tuple[Destination, ...], list[str]] = defaultdict(list)
         for rcpt in env.rcpt_tos:
             by_dest[tuple(self.router.route(rcpt, env.alt_mailhost))].append(rcpt)
+        return by_dest
+
+    async def _routes_async(self, env: Envelope, failed: dict[str, tuple[Result, str]],
+                             ) -> dict[tuple[Destination, ...], list[str]]:
+        """`_routes` with MX look-ups in the loop; a recipient whose domain cannot be routed
+        goes into `failed` with its temporary or permanent failure."""
+        mx_async = getattr(self.router.resolver, "mx_async", None)
+        by_dest: dict[tuple[Destination, ...], list[str]] = defaultdict(list)
+        domains: dict[str, list[Destination] | Result] = {}
+        for rcpt in env.rcpt_tos:
+            domain = rcpt.rpartition("@")[2].lower()
+            if env.alt_mailhost or mx_async is None:
+                by_dest[tuple(self.router.route(rcpt, env.alt_mailhost))].append(rcpt)
+                continue
+            if domain not in domains:  # once per domain, not per recipient
+                try:
+                    domains[domain] = await mx_async(domain)
+                except MxFailure as exc:
+                    domains[domain] = exc.result
+            got = domains[domain]
+            if isinstance(got, Result):
+                failed[rcpt] = (got, f"MX {domain}")
+            else:
+                by_dest[tuple(got)].append(rcpt)
         return by_dest
 
     def _settle(self, env: Envelope, data: bytes, results: dict[str, tuple[Result, str]],
@@ -632,10 +661,15 @@ class QueueRunner:
         inline = size <= INLINE_LIMIT
         try:
             out: tuple[Envelope, bytes] | None = (env, data)
+            prepared = None
+            if not env.processed and self._prepares:
+                # The checks that need the network (SPF, DKIM, DMARC, DNS lists) in the loop.
+                prepared = await prepare_pipeline(self.stages, InFlight(env, data))
             if not env.processed and not inline:
-                out = await asyncio.to_thread(self._pipeline, env, data)
+                out = await asyncio.to_thread(self._pipeline, env, data, prepared)
             elif not env.processed:
-                out = self._pipeline(env, data)
+                out = self._pipeline(env, data, prepared)
+            del prepared
             del data
             if out is not None:
                 await self._deliver_async(*out, inline=inline)
@@ -652,9 +686,11 @@ class QueueRunner:
 
     async def _deliver_async(self, env: Envelope, data: bytes, *, inline: bool) -> None:
         now = self.clock()
-        # MX lookups block: in a thread. A relay or a static table is a lookup in memory.
-        routes = await asyncio.to_thread(self._routes, env) if self.config.mx else self._routes(env)
         results: dict[str, tuple[Result, str]] = {}
+        if self.config.mx:
+            routes = await self._routes_async(env, results)
+        else:  # a relay or a static table is a lookup in memory
+            routes = self._routes(env)
         for dests, rcpts in routes.items():
             pending = list(rcpts)
             if not dests:

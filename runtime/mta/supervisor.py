@@ -34,6 +34,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from runtime.config.config import ConfigError, GatewayConfig, Listener, load_config
+from runtime.engine.providers.resolver import shared_resolver
 from runtime.mta import memtrim
 from runtime.mta.connlimits import AcceptGuard
 from runtime.mta.doorbell import Doorbell
@@ -83,13 +84,20 @@ def make_runner(
         config.delivery,
         transport or AsyncSMTPTransport(config.delivery.connect_timeout),
         stages=build_pipeline(stages),
-        resolver=resolver or (DnsResolver() if config.delivery.mx else None),
+        resolver=resolver or (_mx_resolver(config) if config.delivery.mx else None),
         quarantines=quarantines_for(config),
         tracker=Tracker(config.storage.data_dir / "tracking.jsonl"),
         metrics=metrics,
         alerts=Tracker(config.alerts.log) if config.alerts.log else None,
         alert_email=config.alerts.email,
     )
+
+
+def _mx_resolver(config: GatewayConfig) -> DnsResolver:
+    """MX delivery through the same resolver (and cache) as the authentication checks."""
+    d = config.dns
+    return DnsResolver(shared_resolver(d.nameservers, d.timeout, d.cache_size),
+                       config.delivery.mx_port)
 
 
 class CertificateProblem(Exception):

@@ -6,6 +6,7 @@ SMTP transports live in runtime/smtp_client.py.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -16,6 +17,8 @@ from typing import Protocol
 from attrs import define, field, frozen
 
 from runtime.engine.fieldline import field as header_field
+from runtime.engine.providers.resolver import Resolver as EngineResolver
+from runtime.engine.providers.resolver import shared_resolver
 
 
 @frozen
@@ -88,21 +91,68 @@ class StaticResolver:
         return list(self.table.get(domain.lower(), []))
 
 
+class MxFailure(Exception):
+    """The recipient's domain cannot be routed now (temporary) or at all (permanent)."""
+
+    def __init__(self, result: Result) -> None:
+        super().__init__(result.text)
+        self.result = result
+
+
 class DnsResolver:
-    """MX lookup with dnspython; falls back to the domain itself (RFC 5321 5.1 implicit MX)."""
+    """MX delivery (RFC 5321 5.1) through the gateway's one resolver: MX hosts in preference
+    order, each by its A and AAAA addresses; no MX record: the domain's own addresses (the
+    implicit MX); a null MX (RFC 7505) or a domain that does not exist: permanent failure;
+    SERVFAIL or a timeout: temporary failure, so the message waits and is tried again."""
+
+    def __init__(self, resolver: EngineResolver | None = None, port: int = 25) -> None:
+        self.resolver = resolver or shared_resolver()
+        self.port = port
+
+    async def _addresses(self, host: str) -> tuple[list[Destination], str]:
+        found = await asyncio.gather(self.resolver.lookup(host, "A"),
+                                     self.resolver.lookup(host, "AAAA"))
+        dests = [Destination(r.address, self.port) for f in found for r in f.records]
+        return dests, next((f.problem for f in found if f.status == "temperror"), "")
+
+    async def mx_async(self, domain: str) -> list[Destination]:
+        domain = domain.strip().rstrip(".").lower()
+        if domain.startswith("[") and domain.endswith("]"):  # an address literal
+            return [Destination(domain.strip("[]").removeprefix("IPv6:"), self.port)]
+        found = await self.resolver.lookup(domain, "MX")
+        if found.status == "temperror":
+            raise MxFailure(Result(451, f"4.4.3 DNS lookup of {domain} MX failed: {found.problem}"))
+        if found.status == "nxdomain":
+            raise MxFailure(Result(550, f"5.1.2 domain {domain} does not exist"))
+        if found.status == "nodata":
+            dests, problem = await self._addresses(domain)
+            if dests:
+                return dests
+            if problem:
+                raise MxFailure(Result(451, f"4.4.3 DNS lookup of {domain} failed: {problem}"))
+            raise MxFailure(Result(550, f"5.1.2 domain {domain} has no MX and no address"))
+        records = sorted(found.records, key=lambda r: r.preference)
+        if len(records) == 1 and records[0].exchange.to_text(True) in ("", "."):
+            raise MxFailure(Result(556, f"5.1.10 domain {domain} accepts no mail (null MX)"))
+        out: list[Destination] = []
+        problems = []
+        for r in records:
+            dests, problem = await self._addresses(r.exchange.to_text(True))
+            out += [d for d in dests if d not in out]
+            if problem:
+                problems.append(problem)
+        if not out:
+            if problems:
+                raise MxFailure(Result(451, f"4.4.3 DNS lookup of {domain}'s MX hosts failed"))
+            raise MxFailure(Result(451, f"4.4.4 no MX host of {domain} has an address"))
+        return out
 
     def mx(self, domain: str) -> list[Destination]:
-        import dns.exception
-        import dns.resolver
-
+        """`mx_async` for code outside an event loop (`filterlang test` with a configuration)."""
         try:
-            answer = dns.resolver.resolve(domain, "MX")
-        except dns.resolver.NoAnswer:
-            return [Destination(domain, 25)]
-        except dns.exception.DNSException:
+            return asyncio.run(self.mx_async(domain))
+        except MxFailure:
             return []
-        records = sorted(answer, key=lambda r: r.preference)
-        return [Destination(str(r.exchange).rstrip("."), 25) for r in records]
 
 
 @define

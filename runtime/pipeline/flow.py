@@ -117,6 +117,10 @@ class InFlight:
     # None in the gateway (nothing recorded, filters run without rule notes); a list when
     # `filterlang test` runs the same stages and shows what they did.
     records: list[StageRecord] | None = None
+    # This message's outside services (SPF/DKIM/DMARC verdict, DNS list answers, reputation),
+    # filled before the stages run by the stages' `prepare` (None: the worker's shared ones).
+    services: Any = None
+    skip_dkim_signing: bool = False  # a filter's skip-dkim-signing(): leave unsigned
 
     @property
     def recording(self) -> bool:
@@ -147,7 +151,12 @@ class RetryLater(Exception):
 
 
 class Stage(Protocol):
-    """One pipeline step. `process` may change the message, its envelope or dispositions."""
+    """One pipeline step. `process` may change the message, its envelope or dispositions.
+
+    A stage may also have `async def prepare(self, msg)`, awaited in the worker's event loop
+    before any stage runs (what needs the network: DNS for the authentication checks), and
+    `def finish(self, msg)`, run after every stage, final actions included (DKIM signing:
+    it must cover what is delivered)."""
 
     name: str
 
@@ -183,4 +192,17 @@ def run_pipeline(stages: tuple[Stage, ...], msg: InFlight) -> InFlight:
                 and not any(c.profile or c.encrypt for c in msg.copies)):
             break
         stage.process(msg)
+    for stage in stages:
+        finish = getattr(stage, "finish", None)
+        if finish is not None:
+            finish(msg)
+    return msg
+
+
+async def prepare_pipeline(stages: tuple[Stage, ...], msg: InFlight) -> InFlight:
+    """Each stage's `prepare`, in order, in the running loop (see `Stage`)."""
+    for stage in stages:
+        prepare = getattr(stage, "prepare", None)
+        if prepare is not None:
+            await prepare(msg)
     return msg

@@ -22,14 +22,18 @@ def _table_names(heading: str) -> list[str]:
 # Project extensions the reference names outside its tables (section 12's mapping, [R]).
 REFERENCE_EXTENSIONS = ("attachment-filename-dictionary-match",)
 # Project extensions of our own (issue 13: unauthenticated decryption, smime.md 9.1).
-EXTENSION_RULES = (*REFERENCE_EXTENSIONS, "smime-gateway-unauthenticated")
+EXTENSION_RULES = (*REFERENCE_EXTENSIONS, "smime-gateway-unauthenticated",
+                   # issue 16: DMARC beside SPF and DKIM.
+                   "dmarc-status", "dmarc-policy")
+# The reference's section 12 names the project's form of "Bypass DKIM Signing".
+EXTENSION_ACTIONS = ("skip-dkim-signing",)
 
 
 def test_counts() -> None:
     assert len(b.RULES) == 59 + len(EXTENSION_RULES)
-    assert len(b.ACTIONS) == 53
+    assert len(b.ACTIONS) == 53 + len(EXTENSION_ACTIONS)
     assert [r.number for r in b.RULES] == list(range(1, 60 + len(EXTENSION_RULES)))
-    assert [a.number for a in b.ACTIONS] == list(range(1, 54))
+    assert [a.number for a in b.ACTIONS] == list(range(1, 54 + len(EXTENSION_ACTIONS)))
 
 
 @pytest.mark.skipif(not REFERENCE.exists(), reason="reference document not present")
@@ -38,13 +42,17 @@ def test_extension_rows_are_the_ones_the_reference_names() -> None:
     for name in REFERENCE_EXTENSIONS:
         assert f"project: `{name}(" in text
         assert b.lookup_rule(name) is not None
+    for name in EXTENSION_ACTIONS:
+        assert f"project: `{name}()`" in text
+        assert b.lookup_action(name) is not None
 
 
 @pytest.mark.skipif(not REFERENCE.exists(), reason="reference document not present")
 @pytest.mark.parametrize(("heading", "table"), [("### 6.2", b.RULES), ("### 7.1", b.ACTIONS)])
 def test_every_reference_name_has_a_row(heading: str, table: tuple[b.RuleSig | b.ActionSig]) -> None:
     names = _table_names(heading)
-    assert names == [row.name for row in table if row.name not in EXTENSION_RULES]
+    assert names == [row.name for row in table
+                     if row.name not in EXTENSION_RULES + EXTENSION_ACTIONS]
 
 
 @pytest.mark.parametrize(

@@ -178,6 +178,18 @@ def dkim_authentication(ctx: MessageContext, t: CRule) -> RuleResult:
     return compare_name(t, result.lower(), "DKIM result")
 
 
+def dmarc_status(ctx: MessageContext, t: CRule) -> RuleResult:
+    result = need(ctx.services, "auth").dmarc()  # type: ignore[attr-defined]
+    wanted = {w.strip().lower() for w in str(operand(t)).split(",")}
+    hit = result.lower() in wanted
+    return RuleResult(hit if t.comparator != "!=" else not hit, f"DMARC result {result}")
+
+
+def dmarc_policy(ctx: MessageContext, t: CRule) -> RuleResult:
+    policy = need(ctx.services, "auth").dmarc_policy()  # type: ignore[attr-defined]
+    return compare_name(t, policy.lower(), "DMARC policy")
+
+
 def workqueue_count(ctx: MessageContext, t: CRule) -> RuleResult:
     counters = need(ctx.services, "counters")
     return compare_num(t, counters.get("workqueue", 0), "workqueue-count")  # type: ignore[attr-defined]

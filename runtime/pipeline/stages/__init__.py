@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from attrs import define, field
 from cryptography import x509
@@ -51,7 +52,10 @@ class StageContext:
     content_filters: dict[str, list[CFilter]]  # "direction:policy" -> its content filters
     tables: dict[str, PolicyTable]  # "incoming" / "outgoing"
     alert: AlertFn = lambda kind, text: None
-    services: Services | None = None  # outside services for rules (none configured in the gateway)
+    services: Services | None = None  # outside services shared by every message (tests give some)
+    # Per-message checks and look-ups (SPF, DKIM, DMARC, DNS lists), and DKIM signing.
+    providers: Any = None  # runtime.pipeline.stages.providers.Providers
+    dkim: Any = None  # runtime.engine.providers.dkimsign.DkimSigner
     _store: KeyStore | None = field(default=None, alias="store")
     _local: threading.local = field(factory=threading.local, init=False)
     _store_down: bool = field(default=False, init=False)  # an outage was alerted, not yet over
@@ -166,6 +170,14 @@ def load_context(config: GatewayConfig, *, store: KeyStore | None = None,
                        {"incoming": incoming, "outgoing": outgoing}, store=store)
     if alert is not None:
         ctx.alert = alert
+    from runtime.pipeline.stages.providers import DkimKeyError, load_providers, load_signer
+
+    every = [*ctx.message_filters, *(f for fs in content.values() for f in fs)]
+    ctx.providers = load_providers(config, every)
+    try:
+        ctx.dkim = load_signer(config)
+    except DkimKeyError as exc:
+        raise StageSetupError(str(exc)) from None
     return ctx
 
 

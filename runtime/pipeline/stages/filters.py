@@ -85,7 +85,8 @@ def build_context(ctx: StageContext, msg: InFlight, data: bytes, rcpts: Sequence
                       auth_user=env.auth_user, interface=env.interface,
                       direction=msg.direction)
     return MessageContext(data, envelope, conn, msg.smime, mid=env.queue_id or 1,
-                          resources=ctx.resources, services=ctx.services)
+                          resources=ctx.resources,
+                          services=msg.services if msg.services is not None else ctx.services)
 
 
 @define
@@ -106,6 +107,7 @@ class Outcome:
     trace: list[str] = field(factory=list)
     events: list[tuple[str, str]] = field(factory=list)
     result: StageResult | None = None  # the engine's own trace, for the stage record
+    skip_dkim_signing: bool = False
 
 
 def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, label: str,
@@ -133,6 +135,7 @@ def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, la
     out.alt_rcpt = plan.slot("alt-rcpt-to") or ""
     out.deferred_profile = plan.slot("smime-gateway-deferred") or ""
     out.quarantine = plan.slot("quarantine") or ""
+    out.skip_dkim_signing = "skip-dkim-signing" in plan.flags
     rcpts = mctx.envelope.rcpt_addresses
     for c in plan.copies:
         targets = tuple(t.strip() for t in c.target.split(",") if t.strip())
@@ -195,6 +198,8 @@ def _merge(msg: InFlight, out: Outcome, rcpts: tuple[str, ...]) -> bool:
     msg.trace += out.trace
     msg.events += out.events
     msg.copies += out.copies
+    if out.skip_dkim_signing:
+        msg.skip_dkim_signing = True
     if out.disposition == DELIVER:
         return True
     for r in rcpts:

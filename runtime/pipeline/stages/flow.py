@@ -8,6 +8,7 @@ from __future__ import annotations
 from attrs import define
 
 from runtime.engine.fieldline import field
+from runtime.engine.providers.auth import strip_ours
 from runtime.pipeline.flow import InFlight
 from runtime.pipeline.stages import StageContext
 from smime.mime import strip_status_headers
@@ -25,14 +26,41 @@ class MailFlow:
     ctx: StageContext
     name: str = "mail_flow_policy"
 
+    def _direction(self, msg: InFlight) -> str:
+        policy = self.ctx.config.policies.get(msg.envelope.policy)
+        return policy.direction if policy is not None else msg.direction
+
+    async def prepare(self, msg: InFlight) -> None:
+        """The message's SPF, DKIM, DMARC and ARC results and DNS list answers (issue 16),
+        worked out here in the loop so the filters only read them."""
+        providers = self.ctx.providers
+        if providers is not None:
+            msg.services = await providers.for_message(msg.envelope, msg.data,
+                                                       self._direction(msg), self.ctx.services)
+
     def process(self, msg: InFlight) -> None:
         policy = self.ctx.config.policies.get(msg.envelope.policy)
-        if policy is not None:
-            msg.direction = policy.direction
+        msg.direction = self._direction(msg)
         before = len(msg.data)
         msg.data = strip_status_headers(msg.data, (STATUS_HEADER.decode(),))
+        self._authentication_results(msg)
         if msg.recording:
             msg.record(self.name, f"mail flow policy {msg.envelope.policy or '(none)'}: "
                        f"{msg.direction}", policy=msg.envelope.policy,
                        action=policy.action if policy else None, direction=msg.direction,
                        status_headers_removed=len(msg.data) != before, data=msg.data)
+
+    def _authentication_results(self, msg: InFlight) -> None:
+        """RFC 8601 5: arriving Authentication-Results that claim our authserv-id go (they
+        would pass for our verdict); then inbound mail gets ours, one field, first."""
+        auth = self.ctx.config.authentication
+        if auth is None:
+            return
+        msg.data, removed = strip_ours(msg.data, auth.authserv_id)
+        if removed:
+            msg.trace.append(f"removed {removed} arriving Authentication-Results claiming "
+                             f"{auth.authserv_id}")
+        verdict = getattr(msg.services, "auth", None)
+        if msg.direction == "incoming" and verdict is not None:
+            msg.data = field("Authentication-Results", *verdict.header_parts(auth.authserv_id)) \
+                + msg.data

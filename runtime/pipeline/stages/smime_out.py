@@ -297,6 +297,25 @@ class SmimeOutbound:
     ctx: StageContext
     name: str = "smime_outbound"
 
+    def finish(self, msg: InFlight) -> None:
+        """DKIM signing of outgoing mail, after S/MIME so the signature covers what is
+        delivered: the message and each copy that leaves (not one parked in a quarantine)."""
+        signer = self.ctx.dkim
+        if signer is None or msg.direction != "outgoing":
+            return
+        if msg.skip_dkim_signing:
+            msg.trace.append("DKIM signing skipped (skip-dkim-signing)")
+            return
+        signed = signer.sign(msg.data)
+        if signed is not None:
+            msg.data = signed
+            msg.trace.append("DKIM-signed")
+        for i, c in enumerate(msg.copies):
+            if not c.quarantine:
+                done = signer.sign(c.data)
+                if done is not None:
+                    msg.copies[i] = attrs.evolve(c, data=done)
+
     def process(self, msg: InFlight) -> None:
         pending = [c for c in msg.copies if c.profile or c.encrypt]
         if pending:

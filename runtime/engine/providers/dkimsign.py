@@ -1,0 +1,96 @@
+"""DKIM signing of outgoing mail (dkimpy), per signing domain (`[dkim.DOMAIN]`).
+
+The signing domain is the one of the From field (RFC 7489 alignment wants d= to match it): the
+configured domain itself or a parent of it. Keys are RSA, PEM, made by `filterlang dkim keygen`.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import dkim
+from attrs import frozen
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from runtime.engine.providers.auth import _from_domains
+
+
+class DkimKeyError(Exception):
+    """A configured key cannot be used (unreadable, not an RSA private key, too short)."""
+
+
+@frozen
+class DomainKey:
+    domain: str
+    selector: str
+    key_pem: bytes
+    canonicalization: tuple[bytes, bytes]
+    headers: tuple[bytes, ...]
+
+
+def load_key(path: Path, where: str) -> bytes:
+    """The PEM at `path`, checked to be an RSA private key of 1024 bits or more."""
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise DkimKeyError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise DkimKeyError(f"{where}: {path} is not an unencrypted PEM private key ({exc})") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise DkimKeyError(f"{where}: {path} is not an RSA key; DKIM signs with RSA (RFC 8301)")
+    if key.key_size < 1024:
+        raise DkimKeyError(f"{where}: {path} has {key.key_size} bits; RFC 8301 needs 1024 or more")
+    # dkimpy reads PKCS#1 ("BEGIN RSA PRIVATE KEY"); whatever was given is handed over as that.
+    return key.private_bytes(serialization.Encoding.PEM,
+                             serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption())
+
+
+class DkimSigner:
+    """Signs a message for the configured domain its From field belongs to."""
+
+    def __init__(self, keys: dict[str, DomainKey]) -> None:
+        self.keys = {d.lower(): k for d, k in keys.items()}
+
+    def key_for(self, data: bytes) -> DomainKey | None:
+        domains = _from_domains(data)
+        if len(domains) != 1:
+            return None
+        parts = domains[0].split(".")
+        for i in range(len(parts) - 1):
+            found = self.keys.get(".".join(parts[i:]))
+            if found is not None:
+                return found
+        return None
+
+    def sign(self, data: bytes) -> bytes | None:
+        """`data` with a DKIM-Signature field first; None when no configured domain applies."""
+        key = self.key_for(data)
+        if key is None:
+            return None
+        present = {line.split(b":", 1)[0].strip().lower()
+                   for line in data[: data.find(b"\r\n\r\n")].split(b"\r\n") if b":" in line}
+        # Sign the headers the message has, and From always (RFC 6376 5.4).
+        headers = [h for h in key.headers if h in present or h == b"from"]
+        field = dkim.sign(data, key.selector.encode(), key.domain.encode(), key.key_pem,
+                          canonicalize=key.canonicalization, include_headers=headers,
+                          linesep=b"\r\n")
+        return bytes(field) + data
+
+
+def keygen(domain: str, selector: str, bits: int = 2048) -> tuple[bytes, str]:
+    """A new RSA key (PKCS#1 PEM) and the DNS TXT record publishing it, in zone-file syntax."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    pem = key.private_bytes(serialization.Encoding.PEM,
+                            serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption())
+    der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    value = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
+    # One TXT string holds 255 bytes at most (RFC 1035 3.3.14): longer values are split.
+    chunks = " ".join(f'"{value[i:i + 250]}"' for i in range(0, len(value), 250))
+    return pem, f"{selector}._domainkey.{domain.rstrip('.')}. IN TXT ( {chunks} )"
