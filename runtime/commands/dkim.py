@@ -37,12 +37,13 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             print(f"filterlang dkim keygen: {problem}", file=sys.stderr)
             return 2
-    out: Path = args.out or Path(f"{args.selector}.{args.domain.rstrip('.')}.dkim.pem")
+    domain = args.domain.lower().rstrip(".")
+    out: Path = args.out or Path(f"{args.selector}.{domain}.dkim.pem")
     if out.exists():
         print(f"filterlang dkim keygen: {out} exists; give another --out (a key in use is "
               "never overwritten)", file=sys.stderr)
         return 1
-    pem, record = keygen(args.domain.lower(), args.selector, args.bits)
+    pem, record = keygen(domain, args.selector, args.bits)
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"filterlang dkim keygen: cannot write {out}: {exc.strerror}", file=sys.stderr)
         return 1
     print(f"private key written to {out}; publish this record, then add to gateway.toml:\n"
-          f"  [dkim.{args.domain.lower().rstrip('.')}]\n  selector = \"{args.selector}\"\n"
+          f"  [dkim.{domain}]\n  selector = \"{args.selector}\"\n"
           f"  key = \"{out}\"", file=sys.stderr)
     print(record)
     return 0

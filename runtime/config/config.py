@@ -516,7 +516,8 @@ def _dkim(domain: str, t: Table) -> DkimSigning:
         t.error("headers", "must include From (RFC 6376 5.4: From is always signed)")
     key = t.path("key", required=True)
     if key is not None and not Path(key).is_file():
-        t.error("key", f"{key} does not exist; make one with `filterlang dkim keygen "
+        written = t._data.get("key")  # as written: relative to this file's folder
+        t.error("key", f"{written} does not exist; make one with `filterlang dkim keygen "
                 f"--domain {domain} --selector SELECTOR --out FILE`")
     return DkimSigning(domain.lower().rstrip("."), t.text("selector", "", required=True),
                        key, canon, headers)

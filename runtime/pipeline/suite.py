@@ -14,6 +14,9 @@
     mail_from = "a@example.com"
     rcpt = ["b@example.com"]
     remote_ip = "10.0.0.1"  listener = "Inbound"  direction = "incoming"  smime_state = "none"
+    authentication = {spf = "Fail", dkim = "none", dmarc = "Fail", dmarc_policy = "reject"}
+                                         # the SPF/DKIM/DMARC results the gateway would find
+                                         # (optional; without it those rules are unavailable)
     [case.expect]
     matched = ["too_big"]                # exactly these filters matched (optional)
     not_matched = ["x"]                  # or: these did not
@@ -41,6 +44,7 @@ from runtime.engine import rx
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.loader import FilterLoadError, load_program
 from runtime.engine.resources import Dictionary, Resources
+from runtime.engine.services import Services
 from runtime.pipeline.offline import simulate
 from runtime.pipeline.policies import Policies, load_policies
 from runtime.pipeline.trace import MessageTrace
@@ -171,7 +175,53 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
             smime = SmimeState.parse(str(case.get("smime_state", "none")))
         except ValueError as exc:
             raise SuiteError(f"{path}: case {name!r}: {exc}") from None
+        services = _stated_authentication(path, name, case.get("authentication"))
         t = simulate(raw, env, filters=filters, connection=conn, smime=smime,
-                     policies=policies, resources=resources, name=name)
+                     policies=policies, resources=resources, services=services, name=name)
         results.append(CaseResult(str(path), name, tuple(_check(case, t)), t))
     return results
+
+
+@frozen
+class StatedAuth:
+    """The authentication results a suite case states (`authentication = {...}`), as the
+    gateway's checks would have found them (runtime.engine.services.AuthProvider)."""
+
+    spf_result: str = "None"
+    spf_helo: str = "None"
+    dkim_result: str = "none"
+    dmarc_result: str = "None"
+    policy: str = "none"
+
+    def spf(self, identity: str) -> str:
+        return self.spf_helo if identity.strip().lower() == "helo" else self.spf_result
+
+    def dkim(self) -> str:
+        return self.dkim_result
+
+    def dmarc(self) -> str:
+        return self.dmarc_result
+
+    def dmarc_policy(self) -> str:
+        return self.policy
+
+
+_STATED = {"spf": "spf_result", "spf_helo": "spf_helo", "dkim": "dkim_result",
+           "dmarc": "dmarc_result", "dmarc_policy": "policy"}
+
+
+def _stated_authentication(path: Path, name: str, table: object) -> Services | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise SuiteError(f"{path}: case {name!r}: authentication must be a table, e.g. "
+                         "{spf = 'Pass', dkim = 'pass', dmarc = 'Pass', dmarc_policy = 'none'}")
+    values: dict[str, str] = {}
+    for key, value in table.items():
+        if key not in _STATED:
+            raise SuiteError(f"{path}: case {name!r}: authentication.{key}: unknown key; "
+                             f"use {', '.join(_STATED)}")
+        if not isinstance(value, str):
+            raise SuiteError(f"{path}: case {name!r}: authentication.{key} must be a string")
+        values[_STATED[key]] = value
+    return Services(auth=StatedAuth(**values))

@@ -38,6 +38,11 @@ BAD = [
     ("tls-half", "[[listeners]]\nport = 1\ntls_cert = \"c.pem\"\n[delivery]\nmaildir = \"md\"\n"),
     ("syntax", "[[listeners]\nport = 1\n"),
     ("bool-not-int", MINIMAL + "[policies.p]\nmax_recipients = true\n"),
+    ("dns-bad-server", MINIMAL + "[dns]\nnameservers = [\"ns.example\", \"127.0.0.1:x\", \"127.0.0.1:0\"]\n"),
+    ("auth-no-id", MINIMAL + "[authentication]\nspf = true\n"),
+    ("auth-bad-id", MINIMAL + "[authentication]\nauthserv_id = \"mx example; dkim=pass\"\n"),
+    ("dkim-incomplete", MINIMAL + "[dkim.\"example.org\"]\nkey = \"none.pem\"\n"
+     "canonicalization = \"loose\"\nheaders = [\"Subject\"]\n"),
 ]
 
 

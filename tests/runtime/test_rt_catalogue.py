@@ -51,6 +51,12 @@ class FakeProviders:
     def dkim(self) -> str:
         return "hardfail"
 
+    def dmarc(self) -> str:
+        return "Fail"
+
+    def dmarc_policy(self) -> str:
+        return "reject"
+
     def verdict(self, rule: str, args: tuple[object, ...], raw: bytes) -> object:
         return "suspect"
 

@@ -161,9 +161,16 @@ def dnslist(ctx: MessageContext, t: CRule) -> RuleResult:
     return compare_name(t, answer, "dnslist answer")
 
 
+def _result_list(value: object) -> set[str]:
+    """The results an SPF/DMARC operand lists: the compiler gives a tuple ('Fail, SoftFail'
+    split at the commas); a string is split here the same way."""
+    items = value if isinstance(value, tuple | list) else str(value).split(",")
+    return {str(w).strip().lower() for w in items}
+
+
 def spf_status(ctx: MessageContext, t: CRule) -> RuleResult:
     result = need(ctx.services, "auth").spf(str(arg(t, 0, "")))  # type: ignore[attr-defined]
-    wanted = {w.strip().lower() for w in str(operand(t)).split(",")}
+    wanted = _result_list(operand(t))
     hit = result.lower() in wanted
     return RuleResult(hit if t.comparator != "!=" else not hit, f"SPF result {result}")
 
@@ -180,7 +187,7 @@ def dkim_authentication(ctx: MessageContext, t: CRule) -> RuleResult:
 
 def dmarc_status(ctx: MessageContext, t: CRule) -> RuleResult:
     result = need(ctx.services, "auth").dmarc()  # type: ignore[attr-defined]
-    wanted = {w.strip().lower() for w in str(operand(t)).split(",")}
+    wanted = _result_list(operand(t))
     hit = result.lower() in wanted
     return RuleResult(hit if t.comparator != "!=" else not hit, f"DMARC result {result}")
 
