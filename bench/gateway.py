@@ -18,6 +18,13 @@ peak memory and the peak-memory rise for one 50 MB message. Before that, unless
 cores. --quick (what `make bench` runs): 1,000 messages, one round, no scaling run, no 50 MB
 message.
 
+With the filters on and NSD installed, two more gateways run in each round, to show what
+email authentication costs (issue 16): the inbound one with [authentication] on (SPF, DKIM,
+DMARC and ARC of each message, against an NSD on loopback serving the partners' SPF, DKIM
+key and DMARC p=reject records; the partners' messages DKIM-signed), and the outbound one
+with DKIM signing ([dkim."example.com"], RSA-2048) after its S/MIME signing; each is
+reported as a share of the same run without (target >= 0.60).
+
 By default the gateway runs 50 realistic message filters and signs every message with
 RSA-2048 through a "sign" sending profile, all from its configuration (REAL below);
 --no-stages measures the bare pipeline. With --config, that config is used (a temporary
@@ -43,6 +50,7 @@ import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, this folder comes first on sys.path, and bench/smime.py would shadow the
@@ -118,6 +126,19 @@ retention_days = 1
 [delivery]
 relay = "127.0.0.1:{sink}"
 """
+# What the authenticated runs add to REAL (outbound: DKIM signing) and INBOUND (the checks).
+DKIM_SIGNING = """
+[dkim."example.com"]
+selector = "bench"
+key = "dkim.pem"
+"""
+AUTHENTICATION = """
+[dns]
+nameservers = ["{dns}"]
+timeout = 2
+[authentication]
+authserv_id = "bench.example"
+"""
 SIGN_FILTER = "sign_everything: if true { smime-gateway-deferred('sign'); }\n"
 
 # Inbound, configured as for mail from partners: the same 50 message filters, S/MIME verified
@@ -181,6 +202,43 @@ def write_real_setup(folder: Path) -> None:
                                              san_emails=("a@example.com",), usage="dual"))
     (folder / "org.crt.pem").write_bytes(org.certificate_pem())
     (folder / "org.key.pem").write_bytes(org.key_pem())
+
+
+def write_auth_setup(folder: Path, partner_files: list[Path]) -> tuple[Any, list[Path]]:
+    """An NSD (tests/e2e/nsd.py) serving each partner's SPF (127.0.0.1 passes), DKIM key and
+    DMARC p=reject record, the partners' messages DKIM-signed by their own keys (dkimpy), and
+    our DKIM signing key (dkim.pem, RSA-2048); the NSD (not started) and the message files."""
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from runtime.engine.providers.dkimsign import keygen
+    from tests.e2e.nsd import Nsd
+
+    pem, _ = keygen("example.com", "bench", 2048)
+    (folder / "dkim.pem").write_bytes(pem)
+    zones: dict[str, list[str]] = {}
+    files = []
+    for f in partner_files:
+        domain = f.stem
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.TraditionalOpenSSL,
+                                    serialization.NoEncryption())
+        import base64
+        der = key.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+        value = "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+        chunks = " ".join(f'"{value[i:i + 200]}"' for i in range(0, len(value), 200))
+        zones[domain] = ['@ IN TXT "v=spf1 ip4:127.0.0.1 -all"', f"s1._domainkey IN TXT {chunks}",
+                         '_dmarc IN TXT "v=DMARC1; p=reject"']
+        data = f.read_bytes().replace(b"\n", b"\r\n")
+        signed = dkim.sign(data, b"s1", domain.encode(), key_pem,
+                           include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+        out = folder / f"{domain}.eml"
+        out.write_bytes((signed + data).replace(b"\r\n", b"\n"))
+        files.append(out)
+    return Nsd(folder / "nsd", zones), files
 
 
 def free_port() -> int:
@@ -376,6 +434,21 @@ def verified_share(tracking: Path) -> tuple[int, int]:
     return ok, total
 
 
+def authenticated_share(inbound: Path, outbound: Path) -> tuple[tuple[int, int], tuple[int, int]]:
+    """How many delivered messages passed DKIM and DMARC (inbound) and were DKIM-signed
+    (outbound), of how many delivered, from the tracking logs' traces."""
+    def count(path: Path, needle: bytes) -> tuple[int, int]:
+        ok = total = 0
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+            for line in f:
+                if b'"event":"delivered"' in line:
+                    total += 1
+                    ok += needle in line
+        return ok, total
+    a, b = count(inbound, b"dmarc=pass"), count(outbound, b"DKIM-signed")
+    return (a[0], b[0]), (a[1], b[1])
+
+
 def start_gateway(cfg: Path, tmp: Path, log: str) -> tuple[subprocess.Popen[bytes], list[int], list[int]]:
     """`filterlang serve -c cfg`; the process, its listener pids and its queue pids."""
     gw = subprocess.Popen(serve_cmd(cfg), stdout=subprocess.DEVNULL,
@@ -460,6 +533,7 @@ def main() -> int:
     tmp.chmod(0o755)
     write_real_setup(tmp)
     procs: list[subprocess.Popen[bytes]] = []
+    nsd: Any = None
     gateways: list[subprocess.Popen[bytes]] = []
     postfix: tuple[Path, subprocess.Popen[bytes]] | None = None
     try:
@@ -511,6 +585,28 @@ def main() -> int:
             gw_in, in_listeners, in_queue = start_gateway(tmp / "inbound.toml", tmp, "inbound.log")
             gateways.append(gw_in)
             inbound = Measured(tree(gw_in.pid), in_listeners, in_queue)
+        auth_in: Measured | None = None
+        auth_out: Measured | None = None
+        auth_files: list[Path] = []
+        if stages and (shutil.which("nsd") or Path("/usr/sbin/nsd").exists()):
+            (tmp / "auth").mkdir()
+            nsd, auth_files = write_auth_setup(tmp / "auth", partner_files)
+            nsd.start()
+            (tmp / "dkim.pem").write_bytes((tmp / "auth" / "dkim.pem").read_bytes())
+            auth_in_port, auth_out_port = free_port(), free_port()
+            (tmp / "inbound-auth.toml").write_text(
+                INBOUND.format(port=auth_in_port, sink=sink_port, workers=0)
+                .replace('data_dir = "data-in"', 'data_dir = "data-in-auth"')
+                + AUTHENTICATION.format(dns=nsd.address))
+            g, li, qu = start_gateway(tmp / "inbound-auth.toml", tmp, "inbound-auth.log")
+            gateways.append(g)
+            auth_in = Measured(tree(g.pid), li, qu)
+            (tmp / "outbound-dkim.toml").write_text(
+                template.format(port=auth_out_port, sink=sink_port, workers=0)
+                .replace('data_dir = "data"', 'data_dir = "data-dkim"') + DKIM_SIGNING)
+            g, li, qu = start_gateway(tmp / "outbound-dkim.toml", tmp, "outbound-dkim.log")
+            gateways.append(g)
+            auth_out = Measured(tree(g.pid), li, qu)
         pf_port = free_port()
         if with_postfix:
             assert postfix_bin is not None
@@ -531,6 +627,14 @@ def main() -> int:
                                            tmp / "data-in" / "spool")
                     return n, rate, rate
                 inbound.round(run_in)
+            if auth_in is not None and auth_out is not None:
+                def run_auth_in() -> tuple[int, float, float]:
+                    n, rate = drive_signed(auth_in_port, auth_files, args.messages,
+                                           args.sessions, tmp / "data-in-auth" / "spool")
+                    return n, rate, rate
+                auth_in.round(run_auth_in)
+                auth_out.round(lambda: (args.messages, *drive(
+                    auth_out_port, args.messages, args.sessions, tmp / "data-dkim" / "spool")))
             sign_ms = min(sign_ms, rsa_sign_ms(tmp / "org.key.pem"))
         if postfix is not None:
             postfix_stop(*postfix)
@@ -589,6 +693,21 @@ def main() -> int:
             print(f"  CPU per message: {inbound.cpu_ms:8.2f} ms     ({inbound.role_ms[0]:.2f} listeners, "
                   f"{inbound.role_ms[1]:.2f} queue processes)")
             print(f"  inbound/outbound: {inbound.rate / out.rate:7.2f}  (target >= 0.5)")
+        if auth_in is not None and auth_out is not None and inbound is not None:
+            passed, auth_delivered = authenticated_share(tmp / "data-in-auth" / "tracking.jsonl",
+                                                tmp / "data-dkim" / "tracking.jsonl")
+            print(f"inbound + authentication: {auth_in.rate:5.0f} msg/s  (SPF, DKIM, DMARC, ARC "
+                  f"against NSD on loopback; CPU per message {auth_in.cpu_ms:.2f} ms, "
+                  f"+{auth_in.cpu_ms - inbound.cpu_ms:.2f} ms)")
+            print(f"  share of inbound without: {auth_in.rate / inbound.rate:5.2f}  (target >= 0.60)")
+            print(f"outbound + DKIM signing:  {auth_out.rate:5.0f} msg/s  (RSA-2048 after the S/MIME "
+                  f"signature; CPU per message {auth_out.cpu_ms:.2f} ms, "
+                  f"+{auth_out.cpu_ms - out.cpu_ms:.2f} ms)")
+            print(f"  share of outbound without: {auth_out.rate / out.rate:4.2f}  (target >= 0.60)")
+            print(f"  ({passed[0]} of {auth_delivered[0]} inbound delivered with dkim=pass and "
+                  f"dmarc=pass; {passed[1]} of {auth_delivered[1]} outbound delivered DKIM-signed)")
+        elif stages:
+            print("authentication runs: skipped (nsd is not installed)")
         if one_core_rate:
             print(f"gateway on 1 core: {one_core_rate:7.0f} msg/s  (the same, its processes held to one "
                   f"core; scaling x{out.rate / one_core_rate:.2f} with {len(cores)} cores)")
@@ -599,6 +718,8 @@ def main() -> int:
             print(f"50 MB message:     peak memory rise {rise / 2**20:.1f} MiB "
                   f"({rise / len(big):.2f} x message size; target <= 4)")
     finally:
+        if nsd is not None:
+            nsd.stop()
         if postfix is not None:
             postfix_stop(*postfix)
         for g in gateways:

@@ -5,6 +5,7 @@ policies, DNS lists, the reputation zone, MX routing, and the resolver's cache."
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -206,3 +207,20 @@ def test_our_signature_verifies_with_dkimpy(dns_server: Dns, tmp_path: Path) -> 
     assert signed is not None and signed.startswith(b"DKIM-Signature:")
     assert signer.sign(message("a@other.test")) is None
     assert check(dns_server, signed, "a@pass.auth.test").dkim() == "pass"
+
+
+def test_openssl_signs_the_same_bytes_as_dkimpy(tmp_path: Path, dns_server: Dns) -> None:
+    """The RSA step goes to OpenSSL for our keys: the signature must be dkimpy's own."""
+    from runtime.engine.providers import dkimsign
+
+    key = tmp_path / "k.pem"
+    key.write_bytes(dns_server.good_pem)
+    pem = load_key(key, "test")  # registers the key with OpenSSL
+    data = message("a@pass.auth.test")
+    ours = dkim.sign(data, b"good", b"pass.auth.test", pem, include_headers=[b"from"])
+    dkimsign._OPENSSL.clear()
+    theirs = dkim.sign(data, b"good", b"pass.auth.test", pem, include_headers=[b"from"])
+    load_key(key, "test")
+    # Same header except t= (the signing time, in seconds) may tick between the two.
+    strip = re.compile(rb"t=\d+;")
+    assert strip.sub(b"", ours) == strip.sub(b"", theirs) or ours == theirs

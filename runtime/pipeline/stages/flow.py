@@ -62,5 +62,7 @@ class MailFlow:
                              f"{auth.authserv_id}")
         verdict = getattr(msg.services, "auth", None)
         if msg.direction == "incoming" and verdict is not None:
-            msg.data = field("Authentication-Results", *verdict.header_parts(auth.authserv_id)) \
-                + msg.data
+            parts = verdict.header_parts(auth.authserv_id)
+            msg.data = field("Authentication-Results", *parts) + msg.data
+            # The same results in the message's tracking lines, for the operator.
+            msg.trace.append("authentication: " + " ".join(parts[1:] or parts))
