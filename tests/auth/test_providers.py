@@ -224,3 +224,14 @@ def test_openssl_signs_the_same_bytes_as_dkimpy(tmp_path: Path, dns_server: Dns)
     # Same header except t= (the signing time, in seconds) may tick between the two.
     strip = re.compile(rb"t=\d+;")
     assert strip.sub(b"", ours) == strip.sub(b"", theirs) or ours == theirs
+
+
+def test_arc_chain_sealed_by_dkimpy_validates(dns_server: Dns) -> None:
+    """A forwarder's ARC set (dkimpy's arc_sign over its own Authentication-Results)."""
+    data = (b"Authentication-Results: fwd.pass.auth.test; spf=pass smtp.mailfrom=a@pass.auth.test\r\n"
+            + message("a@pass.auth.test"))
+    sealed = b"".join(dkim.arc_sign(data, b"good", b"pass.auth.test", dns_server.good_pem,
+                                    b"fwd.pass.auth.test")) + data
+    assert check(dns_server, sealed, "a@pass.auth.test").arc_result == "pass"
+    broken = sealed.replace(b"Hello.", b"Hellp.")
+    assert check(dns_server, broken, "a@pass.auth.test").arc_result == "fail"
