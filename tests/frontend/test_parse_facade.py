@@ -70,7 +70,8 @@ def test_lint_config_names_reach_the_checker(
     assert main(["lint", "--config", str(EXAMPLE_CONFIG), str(tmp_path)]) == 0
     assert fake_checker == [
         ResourceNames(
-            quarantines={"Policy", "DLP", "SMIME_Failed", "SPF_Fail", "Macro", "Malware", "Markings"},
+            quarantines={"Policy", "DLP", "SMIME_Failed", "SPF_Fail", "DMARC", "Macro", "Malware",
+                         "Markings"},
             profiles={"sign", "encrypt-or-bounce", "partner_sign_encrypt", "finance_sign_encrypt",
                       "encrypt_only"},
             encryption_profiles={"HighSecurity"},
