@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="key size or curve (rsa-2048)")
     create.add_argument("--usage", choices=USAGES, default="dual",
                         help="dual (RSA: sign + encrypt), signing or encryption")
-    create.add_argument("--out", required=True, metavar="PREFIX",
+    create.add_argument("-o", "--out", required=True, metavar="PREFIX",
                         help="write PREFIX.crt.pem, PREFIX.key.pem and PREFIX.csr.pem")
     _add_passphrase(create, "passphrase that encrypts the written key")
     create.add_argument("--json", action="store_true", help="print the certificate as JSON")
@@ -116,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp = sub.add_parser("import", help="import a PKCS#12 file (key + certificate + chain)")
     imp.add_argument("file", help="the .p12 / .pfx file")
     _add_passphrase(imp, "PKCS#12 passphrase")
-    imp.add_argument("--out", required=True, metavar="PREFIX",
+    imp.add_argument("-o", "--out", required=True, metavar="PREFIX",
                      help="write PREFIX.crt.pem (with chain) and PREFIX.key.pem")
     _add_passphrase(imp, "passphrase that encrypts the written key", "key-passphrase")
     imp.add_argument("--json", action="store_true", help="print the certificate as JSON")

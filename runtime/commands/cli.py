@@ -6,6 +6,9 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib import metadata
+
+from runtime.commands._config import EXIT_CODES
 
 # Subcommand name -> (module under runtime.commands, one-line help). Explicit table, no scanning:
 # a subcommand whose module is not there yet is simply not offered.
@@ -25,11 +28,21 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _version() -> str:
+    try:
+        return metadata.version("filterlang")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="filterlang",
         description="Mail-filter compiler, offline test runner and S/MIME gateway.",
+        epilog="The administrative commands take -c gateway.toml (default $FILTERLANG_CONFIG). "
+        + EXIT_CODES,
     )
+    parser.add_argument("--version", action="version", version=f"filterlang {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     args = list(sys.argv[1:] if argv is None else argv)
     # Only the named subcommand's module is imported: `filterlang smime verify` need not load
@@ -46,7 +59,7 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             if exc.name != f"runtime.commands.{module_name}":
                 raise
             continue
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd = sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES)
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser

@@ -3,35 +3,50 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from runtime.commands._config import (
+    add_config_argument,
+    config_or_none,
+    config_path,
+    iso,
+    no_config_message,
+    parse_time,
+    print_json,
+)
 from smime.errors import KeyStoreError
 from smime.keystore import KeyRecord, KeyStore, exportfile, open_keystore
 from smime.keystore.lookup import find_encryption_key
 
-DEFAULT_STORE = "sqlite:///./var/keys.db"
+# Epoch-second fields of the key store's records, printed as ISO 8601.
+TIME_FIELDS = frozenset({"not_before", "not_after", "first_seen", "last_seen", "last_used",
+                         "created", "at"})
+# The only actions that may create the key store; every other one reads or changes keys that
+# must already be there, so a missing store is a wrong path, not an empty store.
+CREATING = frozenset({"add", "import"})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default=None, help=f"key store URL (default $FILTERLANG_KEYSTORE or {DEFAULT_STORE})")
+    add_config_argument(parser, " whose key store (storage.keystore_url) to use")
+    parser.add_argument("--store", default=None, metavar="URL",
+                        help="a key store URL instead (sqlite:///PATH or postgresql://...)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("add", help="add a public key from a PEM certificate file")
     p.add_argument("name")
     p.add_argument("pem_file", type=Path)
     p = sub.add_parser("list", help="list public keys")
-    p.add_argument("--expires-before", type=int, help="only keys expiring before this epoch time")
+    p.add_argument("--expires-before", type=parse_time, metavar="ISO-TIME",
+                   help="only keys expiring before this time (e.g. 2027-01-31)")
     for name, help_text in (("search", "search public keys by name, e-mail, domain or fingerprint"),
                             ("harvested", "list or search harvested keys")):  # fmt: skip
         p = sub.add_parser(name, help=help_text)
         p.add_argument("query", nargs="?" if name == "harvested" else None)
-        p.add_argument("--expires-before", type=int)
+        p.add_argument("--expires-before", type=parse_time, metavar="ISO-TIME")
     p = sub.add_parser("show", help="show one key (by name or fingerprint)")
     p.add_argument("name")
     p.add_argument("--harvested", action="store_true")
@@ -59,11 +74,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--limit", type=int, default=50)
 
 
+def _times(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: iso(v) if k in TIME_FIELDS and isinstance(v, int | float) else _times(v)
+                for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_times(x) for x in data]
+    return data
+
+
 def _plain(obj: Any) -> Any:
     if attrs.has(type(obj)):
         data = attrs.asdict(obj, recurse=True)
         data.pop("pem", None) if isinstance(obj, KeyRecord) else None
-        return data
+        return _times(data)
     return obj
 
 
@@ -71,9 +95,21 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     if args.json:
         if isinstance(data, list):
             data = [_plain(x) for x in data]
-        print(json.dumps(_plain(data), indent=2, sort_keys=True, default=list))
+        print_json(_plain(data))
     elif text:
         print(text)
+
+
+def _store_url(args: argparse.Namespace) -> str | None:
+    """--store, else the key store of -c / $FILTERLANG_CONFIG; None (said why) exits 2."""
+    if args.store:
+        return str(args.store)
+    path = config_path(args)
+    if path is None:
+        print(no_config_message("keys") + " (or --store URL)", file=sys.stderr)
+        return None
+    config = config_or_none(path)
+    return None if config is None else config.storage.keystore_url
 
 
 def _line(k: KeyRecord) -> str:
@@ -82,10 +118,19 @@ def _line(k: KeyRecord) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = args.store or os.environ.get("FILTERLANG_KEYSTORE") or DEFAULT_STORE
+    url = _store_url(args)
+    if url is None:
+        return 2
+    if url.startswith("sqlite:///") and args.action not in CREATING:
+        db = Path(url[len("sqlite:///"):])
+        if not db.exists():
+            where = "--store" if args.store else f"storage.keystore_url of {config_path(args)}"
+            print(f"filterlang keys: no key store at {db} ({where}); check the path, or start "
+                  "the gateway or `filterlang keys add` once to create it", file=sys.stderr)
+            return 2
     try:
         store = open_keystore(url)
-    except KeyStoreError as exc:
+    except KeyStoreError as exc:  # unreachable: a temporary failure, not a usage error
         print(f"filterlang keys: {exc}", file=sys.stderr)
         return 1
     try:
@@ -112,7 +157,7 @@ def _run(store: KeyStore, args: argparse.Namespace) -> int:
         _emit(args, keys, "\n".join(_line(k) for k in keys))
     elif act == "show":
         key = store.get(args.name, kind=kind)
-        _emit(args, key, "\n".join(f"{f}: {v}" for f, v in attrs.asdict(key).items() if f != "pem") + "\n" + key.pem)
+        _emit(args, key, "\n".join(f"{f}: {v}" for f, v in _plain(key).items()) + "\n" + key.pem)
     elif act == "lookup":
         res = find_encryption_key(store, args.address)
         _emit(args, res, f"{res.chosen.name if res.chosen else '(none)'}: {res.reason}")
@@ -149,9 +194,9 @@ def _run(store: KeyStore, args: argparse.Namespace) -> int:
         _emit(args, key, f"promoted {args.name} to public key {key.name}")
     elif act == "alerts":
         alerts = store.alerts(args.limit)
-        _emit(args, alerts, "\n".join(f"{a.at}\t{a.kind}\t{a.message}" for a in alerts))
+        _emit(args, alerts, "\n".join(f"{iso(a.at)}\t{a.kind}\t{a.message}" for a in alerts))
     elif act == "audit":
         log = store.audit(args.limit)
-        _emit(args, log, "\n".join(f"{e.at}\t{e.actor}\t{e.action}\t{e.name}\t{e.old_fingerprint or '-'}"
+        _emit(args, log, "\n".join(f"{iso(e.at)}\t{e.actor}\t{e.action}\t{e.name}\t{e.old_fingerprint or '-'}"
                                        f" -> {e.new_fingerprint or '-'}" for e in log))  # fmt: skip
     return 0

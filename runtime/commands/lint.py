@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print diagnostics as JSON")
     parser.add_argument("--strict", action="store_true", help="treat warnings as errors")
     parser.add_argument(
+        "-c",
         "--config",
-        metavar="FILE",
+        metavar="GATEWAY_TOML",
         help="gateway configuration whose resource names (quarantines, sending and encryption profiles, "
         f"dictionaries, listeners, text resources) filters may use; default ${CONFIG_ENV}, "
         "and without either names are not checked",

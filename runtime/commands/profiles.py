@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from runtime.commands._config import config_or_none
+from runtime.commands._config import add_config_argument, print_json, required_config
 from runtime.config.config import (
     ConfigError,
     GatewayConfig,
@@ -27,7 +27,9 @@ FIELDS = ("mode", "signing_certificate", "sign_mode", "missing_key_action", "cip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, type=Path, help="path to gateway.toml")
+    add_config_argument(parser, " whose profiles to work on")
+    parser.add_argument("--json", action="store_true",
+                        help="machine-readable output (list, show, search, check)")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     sub.add_parser("list", help="list sending profiles")
     show = sub.add_parser("show", help="show one profile")
@@ -109,28 +111,38 @@ def _import(config: GatewayConfig, file: Path, replace: bool) -> int:
     return 0
 
 
+def _plain(p: SendingProfile) -> dict[str, str | None]:
+    return {"name": p.name, **{f: getattr(p, f) for f in FIELDS}}
+
+
 def run(args: argparse.Namespace) -> int:
-    config = config_or_none(args.config)
+    config = required_config(args, "profiles")
     if config is None:
         return 2
     profiles = sorted(config.profiles.values(), key=lambda p: p.name)
-    if args.action == "list":
-        for p in profiles:
+    if args.action in ("list", "search"):
+        chosen = [p for p in profiles
+                  if args.action == "list" or args.text.lower() in _line(p).lower()]
+        if args.json:
+            print_json([_plain(p) for p in chosen])
+        for p in [] if args.json else chosen:
             print(_line(p))
     elif args.action == "show":
         if args.name not in config.profiles:
             print(f"filterlang profiles: no profile {args.name!r}", file=sys.stderr)
             return 1
-        print(to_toml([config.profiles[args.name]]), end="")
-    elif args.action == "search":
-        for p in profiles:
-            if args.text.lower() in _line(p).lower():
-                print(_line(p))
+        if args.json:
+            print_json(_plain(config.profiles[args.name]))
+        else:
+            print(to_toml([config.profiles[args.name]]), end="")
     elif args.action == "check":
         problems = _check(config)
-        for line in problems:
-            print(line)
-        print(f"{len(profiles)} profile(s), {len(problems)} problem(s)")
+        if args.json:
+            print_json({"profiles": len(profiles), "problems": problems})
+        else:
+            for line in problems:
+                print(line)
+            print(f"{len(profiles)} profile(s), {len(problems)} problem(s)")
         return 1 if problems else 0
     elif args.action == "export":
         unknown = [n for n in args.names if n not in config.profiles]

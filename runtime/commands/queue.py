@@ -10,17 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
 import attrs
 
-from runtime.commands._config import config_or_none
+from runtime.commands._config import add_config_argument, iso, print_json, required_config
 from runtime.mta.spool import STATES, CorruptEntry, Spool, SpoolError
 from runtime.mta.supervisor import spool_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, type=Path, help="path to gateway.toml")
+    add_config_argument(parser, " whose spool to work on")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     lst = sub.add_parser("list", help="list spooled messages (all states or one)")
     lst.add_argument("--state", choices=STATES)
@@ -45,32 +46,62 @@ def _due_now(spool: Spool, state: str, qid: str) -> bool:
     return True
 
 
+def _row(qid: str, state: str, env: Any, size: int, next_at: float | None) -> dict[str, Any]:
+    return {"queue_id": qid, "state": state, "mail_from": env.mail_from,
+            "rcpt_tos": list(env.rcpt_tos), "size": size, "attempts": env.attempts,
+            "next_attempt": iso(next_at), "last_error": env.last_error}
+
+
+def _list(spool: Spool | None, args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = []
+    for state in [args.state] if args.state else STATES:
+        for qid in spool.list_all(state) if spool else []:
+            found = spool.find(qid)
+            try:
+                if found is None:
+                    continue  # it moved on while we were listing
+                env, data = found[1].read(found[0], qid)
+            except CorruptEntry as exc:
+                rows.append({"queue_id": qid, "state": state, "error": f"unreadable: {exc}"})
+                continue
+            # A message a full disk held back waits past its header's time (Spool.hold_back).
+            # One already due shows as now.
+            at = (max(env.next_attempt, spool.held_until(qid), time.time())
+                  if state == "deferred" else None)
+            rows.append(_row(qid, state, env, len(data), at))
+    if args.json:
+        print_json(rows)
+        return 0
+    for r in rows:
+        if "error" in r:
+            print(f"{r['queue_id']}\t{r['state']}\t({r['error']})")
+            continue
+        due = f"\tnext={r['next_attempt']}" if r["next_attempt"] else ""
+        print(f"{r['queue_id']}\t{r['state']}\t{r['mail_from'] or '<>'}\t{','.join(r['rcpt_tos'])}\t"
+              f"{r['size']}\tattempts={r['attempts']}{due}\t{r['last_error']}")
+    return 0
+
+
+def _say(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    if args.json:
+        print_json(data)
+    elif text:
+        print(text)
+
+
 def run(args: argparse.Namespace) -> int:
-    config = config_or_none(args.config)
+    config = required_config(args, "queue")
     if config is None:
         return 2
-    spool = spool_for(config)
+    # Reading never creates a spool: a gateway that has not run yet has an empty queue.
+    root = config.storage.data_dir / "spool"
+    spool = spool_for(config) if root.is_dir() else None
     if args.action == "list":
-        for state in [args.state] if args.state else STATES:
-            for qid in spool.list_all(state):
-                found = spool.find(qid)
-                try:
-                    if found is None:
-                        continue  # it moved on while we were listing
-                    env, data = found[1].read(found[0], qid)
-                except CorruptEntry as exc:
-                    print(f"{qid}\t{state}\t(unreadable: {exc})")
-                    continue
-                # A message a full disk held back waits past its header's time (Spool.hold_back).
-                at = max(env.next_attempt, spool.held_until(qid)) if state == "deferred" else 0
-                due = "" if state != "deferred" else f"\tnext={time.strftime('%H:%M:%S', time.localtime(at))}"
-                print(f"{qid}\t{state}\t{env.mail_from or '<>'}\t{','.join(env.rcpt_tos)}\t"
-                      f"{len(data)}\tattempts={env.attempts}{due}\t{env.last_error}")
-        return 0
+        return _list(spool, args)
     if args.action == "show":
-        found = spool.find(args.queue_id) if "/" not in args.queue_id else None
+        found = spool.find(args.queue_id) if spool and "/" not in args.queue_id else None
         if found is None:
-            print(f"filterlang queue: no message {args.queue_id!r} in the spool", file=sys.stderr)
+            print(f"filterlang queue: no message {args.queue_id!r} in the spool {root}", file=sys.stderr)
             return 1
         state = found[0]
         try:
@@ -78,6 +109,11 @@ def run(args: argparse.Namespace) -> int:
         except CorruptEntry as exc:
             print(f"filterlang queue: {state}/{args.queue_id} is unreadable: {exc}", file=sys.stderr)
             return 1
+        if args.json:
+            row = _row(args.queue_id, state, env, len(data),
+                       max(env.next_attempt, time.time()) if state == "deferred" else None)
+            print_json({**row, "message": data.decode("utf-8", "replace")})
+            return 0
         print(f"Queue-ID: {env.queue_id}\nState: {state}\nSender: <{env.mail_from}>\n"
               f"Recipients: {', '.join(env.rcpt_tos)}\nAttempts: {env.attempts}\n"
               f"Last-Error: {env.last_error}\n")
@@ -85,19 +121,20 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         return 0
     if args.action == "flush":
-        waiting = spool.list("deferred")
-        n = sum(_due_now(spool, "deferred", qid) for qid in waiting)
-        print(f"{n} deferred message(s) due now")
+        waiting = spool.list("deferred") if spool else []
+        n = sum(_due_now(spool, "deferred", qid) for qid in waiting) if spool else 0
+        _say(args, {"due_now": n, "deferred": len(waiting)}, f"{n} deferred message(s) due now")
         return 0 if n == len(waiting) else 1
-    found = spool.find(args.queue_id) if "/" not in args.queue_id else None
+    found = spool.find(args.queue_id) if spool and "/" not in args.queue_id else None
     state = found[0] if found else None
-    if state == "deferred":
+    if spool is not None and state == "deferred":
         ok = _due_now(spool, "deferred", args.queue_id)
-    elif state == "hold":
+    elif spool is not None and state == "hold":
         ok = spool.move(args.queue_id, "hold", "incoming")
     else:
         print(f"filterlang queue: {args.queue_id!r} is not deferred or on hold"
               f" ({state or 'not in the spool'})", file=sys.stderr)
         return 1
-    print(f"{args.queue_id} due now" if ok else f"{args.queue_id} could not be retried")
+    _say(args, {"queue_id": args.queue_id, "due_now": ok},
+         f"{args.queue_id} due now" if ok else f"{args.queue_id} could not be retried")
     return 0 if ok else 1

@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from runtime.config.names import CONFIG_ENV, config_from_env
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.loader import FilterLoadError, load_program
 from runtime.pipeline.offline import simulate
@@ -27,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", type=Path,
                    help="filter files, then .eml files or directories of them (with -c: messages only)")
     p.add_argument("-c", "--config", type=Path, metavar="GATEWAY_TOML",
-                   help="run the whole configured gateway pipeline, as `filterlang serve` would")
+                   help="run the whole configured gateway pipeline, as `filterlang serve` would "
+                        "(default $FILTERLANG_CONFIG when only messages are given)")
     p.add_argument("--suite", nargs="+", type=Path, metavar="FILE", help="run TOML test suites")
     p.add_argument("--mail-from", default="sender@example.com")
     p.add_argument("--rcpt", action="append", default=[], help="envelope recipient (repeat)")
@@ -46,8 +48,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "inbound S/MIME result; unauthenticated: CBC content no signature covers)")
     p.add_argument("--policies", type=Path, help="TOML file with [[incoming]]/[[outgoing]] policies")
     p.add_argument("--resources", type=Path, help="TOML file with dictionaries and texts")
-    p.add_argument("--json", action="store_true", help="one JSON object per message")
-    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="write each resulting message")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per message (with --suite: one per case)")
+    p.add_argument("-o", "--out", "--output", dest="output", type=Path, metavar="DIR",
+                   help="write each resulting message into DIR")
 
 
 def _is_message(p: Path) -> bool:
@@ -59,6 +63,25 @@ def _messages(paths: list[Path]) -> list[Path]:
     for p in paths:
         out += sorted(x for x in p.rglob("*.eml")) if p.is_dir() else [p]
     return out
+
+
+def _missing(paths: list[Path]) -> str | None:
+    """Why one of the files or folders given cannot be used, naming it; None when all can.
+    Checked before anything runs: a message that is not there is a usage error (exit 2), not
+    a run that quietly tested nothing."""
+    for p in paths:
+        if not p.exists():
+            return f"{p}: no such file or directory"
+        if p.is_dir():
+            if _is_message(p) and not any(p.rglob("*.eml")):
+                return f"{p}: no .eml files in this folder"
+            continue
+        try:
+            with p.open("rb"):
+                pass
+        except OSError as exc:
+            return f"{p}: cannot read: {exc.strerror or exc}"
+    return None
 
 
 def _progress(i: int, n: int) -> None:
@@ -101,7 +124,7 @@ def _suite_gateway(config_path: Path) -> CaseRunner:
     return trace_case
 
 
-def _run_suites(files: list[Path]) -> int:
+def _run_suites(files: list[Path], as_json: bool = False) -> int:
     failures = 0
     total = 0
     for f in files:
@@ -112,6 +135,11 @@ def _run_suites(files: list[Path]) -> int:
             return 2
         for r in results:
             total += 1
+            if as_json:
+                failures += bool(r.diffs)
+                print(json.dumps({"suite": str(f), "case": r.name, "ok": not r.diffs,
+                                  "diffs": list(r.diffs)}))
+                continue
             if r.diffs:
                 failures += 1
                 print(f"FAIL {f}: {r.name}")
@@ -121,7 +149,7 @@ def _run_suites(files: list[Path]) -> int:
                 print("\n".join("    " + line for line in to_text(r.trace).splitlines()))
             else:
                 print(f"ok   {f}: {r.name}")
-    print(f"{total - failures} passed, {failures} failed")
+    print(f"{total - failures} passed, {failures} failed", file=sys.stderr if as_json else sys.stdout)
     return 1 if failures else 0
 
 
@@ -141,6 +169,10 @@ def _run_config(args: argparse.Namespace) -> int:
         return 2
     if not args.paths:
         print("error: give at least one .eml file or directory", file=sys.stderr)
+        return 2
+    missing = _missing(args.paths)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
         return 2
     filters = [p for p in args.paths if not _is_message(p)]
     if filters:
@@ -179,7 +211,7 @@ def _run_config(args: argparse.Namespace) -> int:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            print(f"error: {path}: {exc.strerror}", file=sys.stderr)
+            print(f"error: {path}: cannot read: {exc.strerror}", file=sys.stderr)
             return 2
         t = trace_message(gw, session, raw, str(path), i)
         if args.commit:
@@ -192,13 +224,21 @@ def _run_config(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.suite:
-        return _run_suites(args.suite)
-    if args.config:
-        return _run_config(args)
+        return _run_suites(args.suite, args.json)
     filter_files = [p for p in args.paths if not _is_message(p)]
     message_paths = [p for p in args.paths if _is_message(p)]
+    if args.config is None and not filter_files and config_from_env():
+        # Messages only: the gateway $FILTERLANG_CONFIG names decides, as with -c.
+        args.config = Path(config_from_env() or "")
+    if args.config:
+        return _run_config(args)
     if not filter_files or not message_paths:
-        print("error: give filter files and at least one .eml file or directory", file=sys.stderr)
+        print("error: give filter files and at least one .eml file or directory "
+              f"(or messages with -c gateway.toml or ${CONFIG_ENV})", file=sys.stderr)
+        return 2
+    missing = _missing(args.paths)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
         return 2
     try:
         program = load_program(filter_files)
@@ -235,8 +275,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            print(f"error: {path}: {exc.strerror}", file=sys.stderr)
-            continue
+            print(f"error: {path}: cannot read: {exc.strerror}", file=sys.stderr)
+            return 2
         t = simulate(raw, env, filters=filters, connection=conn, smime=smime, policies=policies,
                      resources=resources, name=str(path))
         traces.append(t)

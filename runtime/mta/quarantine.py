@@ -23,11 +23,12 @@ class Quarantines:
         self.root = Path(root)
         self.names = frozenset(names)
 
-    def _dir(self, name: str) -> Path:
+    def _dir(self, name: str, *, create: bool = True) -> Path:
         if name not in self.names:
             raise QuarantineError(f"no quarantine named {name!r} (known: {', '.join(sorted(self.names)) or 'none'})")
         path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
     def put(self, name: str, envelope: Envelope, data: bytes) -> None:
@@ -41,10 +42,14 @@ class Quarantines:
         _fsync_dir(d)
 
     def list(self, name: str) -> list[str]:
-        return sorted(n for n in os.listdir(self._dir(name)) if not n.startswith("."))
+        # A read creates nothing: a quarantine nothing was put in yet is simply empty.
+        try:
+            return sorted(n for n in os.listdir(self._dir(name, create=False)) if not n.startswith("."))
+        except FileNotFoundError:
+            return []
 
     def read(self, name: str, queue_id: str) -> tuple[Envelope, bytes]:
-        path = self._dir(name) / queue_id
+        path = self._dir(name, create=False) / queue_id
         if "/" in queue_id or not path.is_file():
             raise QuarantineError(f"no message {queue_id!r} in quarantine {name!r}")
         try:
