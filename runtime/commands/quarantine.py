@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             counts = {name: len(q.list(name)) for name in sorted(q.names)}
             _say(args, counts, "\n".join(f"{n}\t{c}" for n, c in counts.items()))
         elif args.action == "list":
-            rows = []
+            rows: list[dict[str, Any]] = []
             for qid in q.list(args.name):
                 env, data = q.read(args.name, qid)
                 rows.append({"queue_id": qid, "mail_from": env.mail_from,

@@ -54,8 +54,9 @@ def _row(qid: str, state: str, env: Any, size: int, next_at: float | None) -> di
 
 def _list(spool: Spool | None, args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
-    for state in [args.state] if args.state else STATES:
-        for qid in spool.list_all(state) if spool else []:
+    for state in [args.state] if args.state and spool else STATES if spool else []:
+        assert spool is not None
+        for qid in spool.list_all(state):
             found = spool.find(qid)
             try:
                 if found is None:
@@ -126,14 +127,14 @@ def run(args: argparse.Namespace) -> int:
         _say(args, {"due_now": n, "deferred": len(waiting)}, f"{n} deferred message(s) due now")
         return 0 if n == len(waiting) else 1
     found = spool.find(args.queue_id) if spool and "/" not in args.queue_id else None
-    state = found[0] if found else None
-    if spool is not None and state == "deferred":
+    held_in: str | None = found[0] if found else None
+    if spool is not None and held_in == "deferred":
         ok = _due_now(spool, "deferred", args.queue_id)
-    elif spool is not None and state == "hold":
+    elif spool is not None and held_in == "hold":
         ok = spool.move(args.queue_id, "hold", "incoming")
     else:
         print(f"filterlang queue: {args.queue_id!r} is not deferred or on hold"
-              f" ({state or 'not in the spool'})", file=sys.stderr)
+              f" ({held_in or 'not in the spool'})", file=sys.stderr)
         return 1
     _say(args, {"queue_id": args.queue_id, "due_now": ok},
          f"{args.queue_id} due now" if ok else f"{args.queue_id} could not be retried")

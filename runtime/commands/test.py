@@ -84,6 +84,20 @@ def _missing(paths: list[Path]) -> str | None:
     return None
 
 
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    """A --policies or --resources file; its mistakes name the file."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: {exc}; fix the TOML syntax") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def _progress(i: int, n: int) -> None:
     width = 30
     done = width * i // n
@@ -131,7 +145,8 @@ def _run_suites(files: list[Path], as_json: bool = False) -> int:
         try:
             results = run_suite(f, warn=lambda w: print(w, file=sys.stderr), gateway=_suite_gateway)
         except (SuiteError, PolicyError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            for line in str(exc).splitlines():
+                print(f"error: {line}", file=sys.stderr)
             return 2
         for r in results:
             total += 1
@@ -243,8 +258,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         program = load_program(filter_files)
         filters = list(program.filters)
-        policies = load_policies(tomllib.loads(args.policies.read_text())) if args.policies else None
-        resources = (load_resources(tomllib.loads(args.resources.read_text()), args.resources.parent)
+        policies = (load_policies(_toml(args.policies), where=str(args.policies), warn=_warn)
+                    if args.policies else None)
+        resources = (load_resources(_toml(args.resources), args.resources.parent,
+                                    where=str(args.resources), warn=_warn)
                      if args.resources else None)
     except FilterLoadError as exc:
         print(exc, file=sys.stderr)
@@ -252,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     except (SuiteError, PolicyError, OSError, tomllib.TOMLDecodeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return 2
     for w in program.warnings:
         print(w, file=sys.stderr)

@@ -385,7 +385,7 @@ def _profile(name: str, t: Table) -> SendingProfile:
         signing_certificate=signing,
         sign_mode=t.choice("sign_mode", SIGN_MODES, "detached"),
         missing_key_action=t.choice("missing_key_action", MISSING_KEY_ACTIONS, "bounce"),
-        cipher=t.choice("cipher", CIPHERS, None) if t.has("cipher") else None,
+        cipher=t.choice("cipher", CIPHERS, None) if t.has("cipher") else t.known("cipher"),
     )
 
 

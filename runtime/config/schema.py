@@ -73,6 +73,11 @@ class Table:
     def has(self, name: str) -> bool:
         return name in self._data
 
+    def known(self, name: str) -> None:
+        """Mark an optional key read only when given as known, so that a misspelling of it
+        is told its name (did you mean ...?); returns None, its value when absent."""
+        self._seen.add(name)
+
     def _get(self, name: str, kind: type | tuple[type, ...], default: Any, required: bool) -> Any:
         self._seen.add(name)
         if name not in self._data:
@@ -189,3 +194,20 @@ class Table:
             out.append(build(sub, table))
             table.finish()
         return tuple(out)
+
+
+def unknown_keys(data: object, known: Iterable[str], where: str) -> list[str]:
+    """One line per key of the table ``data`` that is not in ``known``, naming the nearest known
+    key: for the TOML files read outside gateway.toml (suites, --resources, --policies), where a
+    misspelt key used to be ignored and so checked nothing."""
+    if not isinstance(data, dict):
+        return []
+    allowed = sorted(set(known))
+    out = []
+    for name in data:
+        if name in allowed:
+            continue
+        hint = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+        extra = f"did you mean {hint[0]!r}?" if hint else f"known keys: {', '.join(allowed)}"
+        out.append(f"{where}{'.' if where else ''}{name}: unknown key; {extra}")
+    return out

@@ -400,15 +400,27 @@ def serve(config_path: Path) -> int:
     )
     # aiosmtpd logs every command at INFO: far too much for a gateway under load.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    from runtime.mta.preflight import is_soft, preflight
+
     try:
         config = load_config(config_path)
-        check_tls(config)
-        check_stages(config)
-    except (ConfigError, CertificateProblem) as exc:
+    except ConfigError as exc:
         print(f"filterlang serve: invalid configuration, not starting:\n{exc}", file=sys.stderr)
+        return 2
+    # What `serve --check` checks, so a port in use or an unwritable folder is reported by the
+    # key to change, not as a bare [Errno ...] from deep in the start-up.
+    issues = preflight(config, keystore=False)
+    for issue in [i for i in issues if is_soft(i)]:
+        log.warning("%s", issue)
+    hard = [i for i in issues if not is_soft(i)]
+    if hard:
+        print("filterlang serve: cannot start; fix these in the configuration:\n"
+              + "\n".join(str(i) for i in hard), file=sys.stderr)
         return 2
     try:
         return Supervisor(config).run()
     except OSError as exc:
-        print(f"filterlang serve: cannot start: {exc}", file=sys.stderr)
-        return 1
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"filterlang serve: cannot start: {exc.strerror or exc}{where}; "
+              f"run `filterlang serve --check -c {config_path}`", file=sys.stderr)
+        return 2

@@ -9,7 +9,9 @@ Constructor for the gateway's config loader::
                content_filters=("cf_a", "cf_b"))                # None: every filter of the list
     PolicyTable(policies=(...), default=MailPolicy("Default"))
 
-``load_policies(toml_dict)`` reads the ``[policies]`` table of a suite file or ``--policies``.
+``load_policies(toml_dict)`` reads a ``--policies`` file or the policies of a suite file:
+``[[incoming_policies]]`` and ``[[outgoing_policies]]``, spelt as in gateway.toml. The older
+``incoming`` / ``outgoing`` still load, with a warning naming the current spelling.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from attrs import field, frozen
+
+from runtime.config.schema import unknown_keys
 
 LdapCheck = Callable[[str, str], bool]  # (address, "server.ldapgroup: name") -> member?
 
@@ -107,12 +111,21 @@ class PolicyError(ValueError):
     pass
 
 
+POLICY_KEYS = ("name", "senders", "recipients", "combine", "content_filters")
+MEMBERSHIP_KEYS = ("include", "exclude")
+# The file's keys: the gateway.toml spelling, then the older one (still read, with a warning).
+TABLE_KEYS = {"incoming_policies": "incoming", "outgoing_policies": "outgoing"}
+
+
 def _membership(spec: Any, where: str) -> Membership:
     if spec in (None, "any", "*"):
         return Membership()
     if isinstance(spec, list):
         return Membership(tuple(str(s) for s in spec))
     if isinstance(spec, dict):
+        bad = unknown_keys(spec, MEMBERSHIP_KEYS, where)
+        if bad:
+            raise PolicyError("\n".join(bad))
         return Membership(tuple(str(s) for s in spec.get("include", ())),
                           tuple(str(s) for s in spec.get("exclude", ())))
     raise PolicyError(f"{where}: expected \"any\", a list of entries or {{include, exclude}}")
@@ -127,6 +140,9 @@ def _table(items: Any, where: str) -> PolicyTable:
         w = f"{where}[{i}]"
         if not isinstance(it, dict) or "name" not in it:
             raise PolicyError(f"{w}: every policy needs a name")
+        bad = unknown_keys(it, POLICY_KEYS, w)
+        if bad:
+            raise PolicyError("\n".join(bad))
         cfs = it.get("content_filters")
         combine = it.get("combine", "all")
         if combine not in ("all", "any"):
@@ -141,8 +157,23 @@ def _table(items: Any, where: str) -> PolicyTable:
     return PolicyTable(tuple(pols), default)
 
 
-def load_policies(data: Mapping[str, Any]) -> Policies:
-    """``{"incoming": [{name, senders, recipients, combine, content_filters}], "outgoing": [...]}``."""
-    return Policies(_table(data.get("incoming", []), "incoming"),
-                    _table(data.get("outgoing", []), "outgoing"),
-                    {k: v for k, v in data.items() if k not in ("incoming", "outgoing")})
+def load_policies(data: Mapping[str, Any], *, where: str = "",
+                  warn: Callable[[str], None] | None = None) -> Policies:
+    """``{"incoming_policies": [{name, senders, recipients, combine, content_filters}],
+    "outgoing_policies": [...]}``; ``where`` prefixes every message (the file, the table).
+    Every unknown key is a `PolicyError` naming the nearest known one."""
+    prefix = f"{where}: " if where and not where.endswith(":") else where
+    bad = unknown_keys(dict(data), [*TABLE_KEYS, *TABLE_KEYS.values()], "")
+    if bad:
+        raise PolicyError("\n".join(prefix + b for b in bad))
+    tables: dict[str, PolicyTable] = {}
+    for key, old in TABLE_KEYS.items():
+        if key in data and old in data:
+            raise PolicyError(f"{prefix}{old}: also given as {key}; keep {key}")
+        if old in data and warn is not None:
+            warn(f"{prefix}{old}: deprecated spelling; write {key} (as in gateway.toml)")
+        try:
+            tables[key] = _table(data.get(key, data.get(old, [])), old if old in data else key)
+        except PolicyError as exc:
+            raise PolicyError(prefix + str(exc).replace("\n", "\n" + prefix)) from None
+    return Policies(tables["incoming_policies"], tables["outgoing_policies"])

@@ -6,8 +6,8 @@
     # or: config = "gateway.toml"        # the whole configured gateway, as `filterlang test -c`
     #     (then remote_ip, helo, listener, auth_user, tls describe the SMTP session and the
     #     configuration decides policies, sender groups, S/MIME and profiles)
-    [resources]                          # optional: dictionaries = {Name = "file"}, texts = {...}
-    [policies]                           # optional: incoming / outgoing policy tables
+    [resources]                          # optional: dictionaries = {Name = "file"}, text_resources = {...}
+    [[incoming_policies]]                # optional: mail policies, as in a --policies file
     [[case]]
     name = "big message is dropped"
     message = "msgs/big.eml"             # or: raw = \"\"\"...\"\"\"
@@ -26,6 +26,12 @@
     headers_absent = ["X-Bar"]
     headers = {"X-Foo" = "regex"}
     policy = "sales_team"                # headers of this policy's splinter (content filters)
+    body_contains = ["text"]             # the resulting body (raw or a decoded text part) has it
+    body_not_contains = ["text"]
+    body_equals = "expected-body.txt"    # the resulting body is this file (line ends aside)
+
+Every key is checked: a misspelt one (``matchd``) is an error naming the nearest valid key,
+never an expectation that quietly checks nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from typing import Any
 
 from attrs import frozen
 
+from runtime.config.schema import unknown_keys
 from runtime.engine import rx
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.loader import FilterLoadError, load_program
@@ -64,7 +71,37 @@ class CaseResult:
     trace: MessageTrace
 
 
-def load_resources(data: dict[str, Any], base: Path) -> Resources:
+SUITE_KEYS = ("filters", "config", "resources", "incoming_policies", "outgoing_policies",
+              "policies", "case")
+# What a case of a `config = ...` suite may say: the configuration decides the rest.
+SESSION_KEYS = ("name", "message", "raw", "mail_from", "rcpt", "remote_ip", "helo", "listener",
+                "auth_user", "tls", "expect")
+CASE_KEYS = (*SESSION_KEYS, "direction", "smime_state", "sender_group", "authentication")
+EXPECT_KEYS = ("matched", "not_matched", "final", "recipients", "headers_present",
+               "headers_absent", "headers", "policy", "body_contains", "body_not_contains",
+               "body_equals")
+RESOURCE_KEYS = ("dictionaries", "text_resources", "texts", "archive_dir")
+DICTIONARY_KEYS = ("file", "case_sensitive", "whole_words")
+LIST_KEYS = ("matched", "not_matched", "headers_present", "headers_absent", "body_contains",
+             "body_not_contains")
+
+
+def load_resources(data: dict[str, Any], base: Path, *, where: str = "",
+                   warn: Callable[[str], None] | None = None) -> Resources:
+    """Dictionaries, text resources and the archive folder of a suite's ``[resources]`` or a
+    ``--resources`` file; an unknown key is a `SuiteError` naming the nearest known one."""
+    prefix = f"{where}: " if where else ""
+    bad = unknown_keys(data, RESOURCE_KEYS, "")
+    for name, spec in data.get("dictionaries", {}).items():
+        bad += unknown_keys(spec, DICTIONARY_KEYS, f"dictionaries.{name}")
+        if isinstance(spec, dict) and "file" not in spec:
+            bad.append(f"dictionaries.{name}: give its file: file = \"words.txt\"")
+    if "texts" in data and "text_resources" in data:
+        bad.append("texts: also given as text_resources; keep text_resources")
+    if bad:
+        raise SuiteError("\n".join(prefix + b for b in bad))
+    if "texts" in data and warn is not None:
+        warn(f"{prefix}texts: deprecated spelling; write text_resources (as in gateway.toml)")
     res = Resources()
     for name, spec in data.get("dictionaries", {}).items():
         if isinstance(spec, str):
@@ -72,14 +109,50 @@ def load_resources(data: dict[str, Any], base: Path) -> Resources:
         res.dictionaries[name] = Dictionary.load(name, base / spec["file"],
                                                  case_sensitive=bool(spec.get("case_sensitive", False)),
                                                  whole_words=bool(spec.get("whole_words", False)))
-    for name, text in data.get("texts", {}).items():
+    for name, text in data.get("text_resources", data.get("texts", {})).items():
         res.texts[name] = str(text)
     if "archive_dir" in data:
         res.archive_dir = base / str(data["archive_dir"])
     return res
 
 
-def _check(case: dict[str, Any], t: MessageTrace) -> list[str]:
+def _body(message: bytes) -> tuple[str, list[str]]:
+    """The body of a message as sent (after the header block), and its decoded text parts."""
+    raw = message.replace(b"\r\n", b"\n")
+    _, sep, body = raw.partition(b"\n\n")
+    parsed = email.message_from_bytes(message, policy=email.policy.default)
+    texts = []
+    for part in parsed.walk():
+        if part.get_content_maintype() == "text":
+            try:
+                texts.append(str(part.get_content()))
+            except (LookupError, ValueError):  # an unknown charset: the raw body still counts
+                continue
+    return (body if sep else b"").decode("utf-8", "replace"), texts
+
+
+def _check_body(exp: dict[str, Any], result: bytes, base: Path) -> list[str]:
+    diffs: list[str] = []
+    if not any(k in exp for k in ("body_contains", "body_not_contains", "body_equals")):
+        return diffs
+    body, texts = _body(result)
+    for needle in exp.get("body_contains", []):
+        if needle not in body and not any(needle in t for t in texts):
+            diffs.append(f"body: expected to contain {needle!r}, it does not")
+    for needle in exp.get("body_not_contains", []):
+        if needle in body or any(needle in t for t in texts):
+            diffs.append(f"body: expected not to contain {needle!r}, it does")
+    if "body_equals" in exp:
+        want = (base / str(exp["body_equals"])).read_bytes().replace(b"\r\n", b"\n")
+        got = body.encode("utf-8")
+        if want.rstrip(b"\n") != got.rstrip(b"\n"):
+            diffs.append(f"body: expected the contents of {exp['body_equals']}, got "
+                         f"{got[:200].decode('utf-8', 'replace')!r}"
+                         f"{'...' if len(got) > 200 else ''}")
+    return diffs
+
+
+def _check(case: dict[str, Any], t: MessageTrace, base: Path = Path()) -> list[str]:
     exp = case.get("expect", {})
     diffs: list[str] = []
     matched = t.matched()
@@ -110,7 +183,41 @@ def _check(case: dict[str, Any], t: MessageTrace) -> list[str]:
         values = [str(v) for v in head.get_all(h, [])]
         if not any(rx.search(pattern, v) for v in values):
             diffs.append(f"header {h}: expected a value matching {pattern!r}, got {values}")
-    return diffs
+    return diffs + _check_body(exp, result, base)
+
+
+def _check_keys(path: Path, data: dict[str, Any]) -> None:
+    """Every key of the suite is one it knows, so no expectation is misspelt into nothing."""
+    configured = "config" in data
+    bad = unknown_keys(data, SUITE_KEYS, "")
+    if configured:
+        bad += [f"{k}: has no effect with config = ...: the configuration decides it; remove it"
+                for k in ("filters", "resources", "incoming_policies", "outgoing_policies",
+                          "policies") if k in data]
+    cases = data.get("case", [])
+    if not isinstance(cases, list):
+        bad.append("case: must be [[case]] tables")
+        cases = []
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict):
+            bad.append(f"case[{i}]: must be a table ([[case]])")
+            continue
+        where = f"case[{i}]" + (f" ({case['name']!r})" if "name" in case else "")
+        bad += unknown_keys(case, SESSION_KEYS if configured else CASE_KEYS, where)
+        if configured:
+            bad = [b.replace("unknown key;", "not a key of a config suite case;", 1) for b in bad]
+        exp = case.get("expect", {})
+        if not isinstance(exp, dict):
+            bad.append(f"{where}.expect: must be a table ([case.expect])")
+            continue
+        bad += unknown_keys(exp, EXPECT_KEYS, f"{where}.expect")
+        for key in LIST_KEYS:
+            if key in exp and not isinstance(exp[key], list):
+                bad.append(f"{where}.expect.{key}: must be a list, e.g. [{exp[key]!r}]")
+        if "body_equals" in exp and not (path.parent / str(exp["body_equals"])).is_file():
+            bad.append(f"{where}.expect.body_equals: no file {exp['body_equals']!r} beside the suite")
+    if bad:
+        raise SuiteError("\n".join(f"{path}: {b}" for b in bad))
 
 
 # A configured gateway for `config = "..."` suites: given the config file, a function that
@@ -138,6 +245,7 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: {exc}") from None
     base = path.parent
+    _check_keys(path, data)
     if "config" in data:
         if gateway is None:
             raise SuiteError(f"{path}: config suites run from `filterlang test --suite`")
@@ -146,7 +254,7 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
         for i, case in enumerate(data.get("case", [])):
             name = str(case.get("name", f"case {i + 1}"))
             t = trace_case(case, _case_message(path, base, case, name), name)
-            configured.append(CaseResult(str(path), name, tuple(_check(case, t)), t))
+            configured.append(CaseResult(str(path), name, tuple(_check(case, t, base)), t))
         return configured
     files = data.get("filters", [])
     if not isinstance(files, list) or not files:
@@ -158,8 +266,19 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
     for w in program.warnings:
         (warn or log.warning)(w)
     filters = list(program.filters)
-    resources = load_resources(data.get("resources", {}), base)
-    policies: Policies = load_policies(data.get("policies", {}))
+    warn_ = warn or log.warning
+    resources = load_resources(data.get("resources", {}), base, where=f"{path}: resources", warn=warn_)
+    tables: dict[str, Any] = {k: data[k] for k in ("incoming_policies", "outgoing_policies")
+                              if k in data}
+    if "policies" in data:
+        if tables:
+            raise SuiteError(f"{path}: policies: also given as incoming_policies / "
+                             "outgoing_policies; keep those")
+        warn_(f"{path}: policies: deprecated spelling; write [[incoming_policies]] / "
+              "[[outgoing_policies]] (as in gateway.toml)")
+        tables = dict(data["policies"]) if isinstance(data["policies"], dict) else {}
+    policies: Policies = load_policies(tables, where=str(path),
+                                       warn=None if "policies" in data else warn_)
     results: list[CaseResult] = []
     for i, case in enumerate(data.get("case", [])):
         name = str(case.get("name", f"case {i + 1}"))
@@ -178,7 +297,7 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
         services = _stated_authentication(path, name, case.get("authentication"))
         t = simulate(raw, env, filters=filters, connection=conn, smime=smime,
                      policies=policies, resources=resources, services=services, name=name)
-        results.append(CaseResult(str(path), name, tuple(_check(case, t)), t))
+        results.append(CaseResult(str(path), name, tuple(_check(case, t, base)), t))
     return results
 
 
