@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run suites test lint typecheck pytest bench fuzz fuzz-campaign fuzz-report clean
+.PHONY: run suites test lint typecheck pytest bench bench-full docs fuzz fuzz-campaign fuzz-report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,11 +64,39 @@ fuzz-campaign: $(STAMP)
 fuzz-report: $(STAMP)
 	@$(BIN)/python -m fuzz.campaign --report
 
-## The benchmarks print their figures; bench/gateway.py in its quick mode (BENCH_FULL=1: all).
+## The benchmarks print their figures. `make bench` is the quick pass (BENCH_QUICK=1, the
+## default: smaller counts, one round, a few minutes in all); `make bench-full` (or
+## BENCH_QUICK=0) gives the full figures the docs quote, which take much longer.
+BENCH_QUICK ?= 1
+# Quick arguments per benchmark (the full run uses each script's own defaults).
+QUICK_compile := --sizes 1000 10000 --repeat 2
+QUICK_connections := --connections 500 --rounds 1
+QUICK_evaluate := --messages 1000
+QUICK_filter_stage := --messages 300
+QUICK_gateway := --quick
+QUICK_hostile := --scale 0.25
+QUICK_keystore := --count 20000 --backend sqlite
+QUICK_lsp := --quick
+QUICK_queue_cpu := --messages 300 --rounds 1
+QUICK_robust := --lines 100000
+QUICK_smime := --seconds 0.1 --openssl-runs 10
+QUICK_structure := --repeat 1
+QUICK_trace := --messages 300 --repeat 1
+QUICK_NAMES := compile connections evaluate filter_stage gateway hostile keystore lsp queue_cpu robust smime structure trace
+PAREN := )
+QUICK_CASE := case $$n in $(foreach q,$(QUICK_NAMES),$(q)$(PAREN) args="$(QUICK_$(q))";;) esac
 bench: $(STAMP)
-	@for b in bench/[!_]*.py; do echo "== $$b"; \
-	  case $$b in bench/gateway.py) args="$(if $(BENCH_FULL),,--quick)";; *) args="";; esac; \
+	@for b in bench/[!_]*.py; do n=$$(basename $$b .py); echo "== $$b"; args=""; \
+	  if [ "$(BENCH_QUICK)" = 1 ]; then $(QUICK_CASE); fi; \
 	  $(BIN)/python $$b $$args || exit 1; done
+
+bench-full:
+	@$(MAKE) --no-print-directory bench BENCH_QUICK=0
+
+## Regenerate the generated documentation (tests check that the checked-in pages match).
+docs: $(STAMP)
+	$(BIN)/python -m runtime.config.reference --write
+	$(BIN)/python -m filterlang._docgen
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

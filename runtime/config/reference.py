@@ -1,0 +1,285 @@
+"""The `gateway.toml` schema as data: every key with its type, default, meaning and an example.
+
+`docs/gateway-toml.md` is generated from it (``python -m runtime.config.reference --write``,
+or ``make docs``), and tests/gateway/test_config_reference.py checks both ways that it is the
+schema the loader (runtime/config/config.py) reads: every key the loader reads is here, every
+key here is read, the examples load, and the literal defaults are the loader's defaults.
+
+One spelling per concept: ``[policies.NAME]`` are *mail flow policies* (what a connecting host
+may do), ``[incoming_policies.NAME]`` / ``[outgoing_policies.NAME]`` are *mail policies* (which
+content filters apply to which recipients), ``[text_resources]`` are *text resources*.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from attrs import frozen
+
+#: Where the generated page lives, relative to the repository.
+PAGE = Path("docs") / "gateway-toml.md"
+
+
+@frozen
+class Key:
+    name: str
+    type: str
+    default: str  # a TOML literal where there is one ("2525", '"bypass"'), else prose
+    doc: str
+    example: str  # a TOML literal
+
+
+@frozen
+class Section:
+    """``header`` as written in the file ("" for the top level); ``NAME`` stands for the
+    administrator's own names."""
+
+    header: str
+    title: str
+    doc: str
+    keys: tuple[Key, ...]
+
+
+NONE = "(none)"
+
+SECTIONS: tuple[Section, ...] = (
+    Section("", "Top level", "Keys before the first section.", (
+        Key("message_filters", "list of paths", "[]",
+            "Message filter files, run in this order on every message (relative to this file).",
+            '["filters/header-stamping.filter"]'),
+        Key("local_domains", "list of strings", "[]",
+            "Recipient domains accepted under an ACCEPT mail flow policy (RELAY policies may "
+            "mail anywhere).", '["example.org"]'),
+        Key("default_policy", "string", '"default"',
+            "The mail flow policy for hosts in no sender group.", '"default"'),
+        Key("on_filter_error", '"bypass" or "tempfail"', '"bypass"',
+            "A filter that fails at run time: bypass delivers without that stage's actions, "
+            "tempfail keeps the message queued and runs the filters again later.", '"tempfail"'),
+        Key("profiles_file", "path", NONE,
+            "A TOML file of more [profiles.NAME] sections (what `filterlang profiles import` "
+            "writes).", '"profiles.toml"'),
+        Key("workers", "integer", "0",
+            "Listener processes; 0: one per two cores.", "2"),
+        Key("queue_workers", "integer", "0",
+            "Queue (delivery) processes; 0: as many as listeners, one more when automatic.", "2"),
+    )),
+    Section("[storage]", "Storage", "Where the gateway keeps its state.", (
+        Key("data_dir", "path", '"var"',
+            "The spool, quarantines, tracking log and metrics live below this folder; it must "
+            "be writable by the gateway's user.", '"/var/lib/filterlang"'),
+        Key("keystore_url", "string", "sqlite:///DATA_DIR/keys.sqlite3",
+            "The key store: sqlite:///PATH (relative to this file) or postgresql://... . Every "
+            "`filterlang keys -c` command uses it.", '"postgresql://gw@db/keys"'),
+        Key("spool_sync", '"filesystem" or "file"', '"filesystem"',
+            "How a group commit is made durable: one syncfs of the spool's filesystem, or an "
+            "fdatasync per message.", '"file"'),
+        Key("min_free_space", "integer (bytes)", "104857600",
+            "Below this much free space on the spool's filesystem, MAIL is answered 452 4.3.1.",
+            "209715200"),
+    )),
+    Section("[[listeners]]", "Listeners",
+            "One section per SMTP listener; at least one is required.", (
+        Key("name", "string", "listenerN", "The name filters test with recv-listener.",
+            '"Inbound"'),
+        Key("address", "string", '"127.0.0.1"', "The address to listen on.", '"0.0.0.0"'),
+        Key("port", "integer", "2525", "The TCP port to listen on.", "25"),
+        Key("hostname", "string", "this host's FQDN", "The name in the greeting.",
+            '"mx1.example.org"'),
+        Key("tls_cert", "path", NONE, "PEM certificate for STARTTLS (set tls_key too).",
+            '"certs/mx.crt.pem"'),
+        Key("tls_key", "path", NONE, "PEM private key of tls_cert.", '"certs/mx.key.pem"'),
+        Key("max_line_length", "integer", "1000", "Longest SMTP line accepted (at least 80).",
+            "2000"),
+        Key("max_commands", "integer", "1000", "Commands per session.", "500"),
+        Key("command_timeout", "number (seconds)", "300.0", "Time to wait for each command.",
+            "120"),
+        Key("session_timeout", "number (seconds)", "600.0",
+            "Cap on the time to the first MAIL and on each transaction.", "300"),
+        Key("max_connections", "integer", "1000",
+            "Concurrent connections on this host; more are answered 421 4.7.0.", "500"),
+    )),
+    Section("[sender_groups.NAME]", "Sender groups",
+            "Which connecting hosts get which mail flow policy (first match wins).", (
+        Key("ips", "list of strings", "[]", "IP addresses and CIDR networks.",
+            '["192.0.2.0/24", "::1"]'),
+        Key("hosts", "list of strings", "[]", "Host name patterns (shell wildcards).",
+            '["*.example.org"]'),
+        Key("policy", "string", "(required)", "The [policies.NAME] for these hosts.",
+            '"relayed"'),
+    )),
+    Section("[policies.NAME]", "Mail flow policies",
+            "What a connecting host may do (AsyncOS's host access table); `default` exists "
+            "even when not written (ACCEPT).", (
+        Key("action", '"ACCEPT", "RELAY", "REJECT" or "TCPREFUSE"', '"ACCEPT"',
+            "ACCEPT: mail for local_domains; RELAY: our own users' mail, anywhere.", '"RELAY"'),
+        Key("direction", '"incoming" or "outgoing"', "outgoing for RELAY, else incoming",
+            "Which mail policies and content filters apply.", '"outgoing"'),
+        Key("max_message_size", "integer (bytes)", "20971520", "Larger messages get 552.",
+            "52428800"),
+        Key("max_recipients", "integer", "100", "Recipients per message; more get 452.", "50"),
+        Key("max_messages_per_hour", "integer", "0", "Per client IP; 0: no cap.", "1000"),
+        Key("max_connections_per_ip", "integer", "50",
+            "Concurrent connections from one IP; 0: no cap.", "20"),
+        Key("smime_decrypt_verify", "boolean", "false",
+            "Decrypt and verify inbound S/MIME with [smime].", "true"),
+        Key("smime_signature", '"retain" or "remove"', '"retain"',
+            "Keep or strip a verified signature.", '"remove"'),
+        Key("harvest", "boolean", "false", "Harvest signers' certificates into the key store.",
+            "true"),
+        Key("harvest_on_failed_verification", "boolean", "false",
+            "Harvest even when verification failed.", "false"),
+        Key("harvest_updated_keys", "boolean", "false",
+            "Replace a harvested key by a newer one (else held for review).", "true"),
+        Key("max_header_bytes", "integer (bytes)", "1048576", "Size of the header block.",
+            "262144"),
+        Key("max_header_fields", "integer", "1000", "Header fields per message.", "500"),
+        Key("max_addresses_per_header", "integer", "1000", "Addresses in one header.", "500"),
+        Key("max_mime_parts", "integer", "1000", "MIME parts per message.", "500"),
+        Key("max_mime_depth", "integer", "50", "MIME nesting depth.", "20"),
+    )),
+    Section("[certificates.NAME]", "Certificates",
+            "S/MIME certificates and keys that profiles sign with and the gateway decrypts with.", (
+        Key("cert", "path", "(required)", "PEM certificate (and chain).",
+            '"certs/org.crt.pem"'),
+        Key("key", "path", NONE, "PEM private key belonging to cert.", '"certs/org.key.pem"'),
+    )),
+    Section("[profiles.NAME]", "Sending profiles",
+            "How S/MIME mail goes out; filters name them in smime-gateway(\"NAME\").", (
+        Key("mode", '"sign", "encrypt", "sign-encrypt" or "triple"', "(required)",
+            "What the profile does.", '"sign-encrypt"'),
+        Key("signing_certificate", "string", NONE,
+            "A [certificates.NAME]; required when the mode signs.", '"org"'),
+        Key("sign_mode", '"opaque" or "detached"', '"detached"', "The signature's form.",
+            '"opaque"'),
+        Key("missing_key_action", '"bounce", "drop" or "split"', '"bounce"',
+            "A recipient without a public key.", '"split"'),
+        Key("cipher", "string", "the S/MIME engine's default",
+            "aes128-cbc, aes192-cbc, aes256-cbc, aes128-gcm or aes256-gcm.", '"aes256-gcm"'),
+    )),
+    Section("[incoming_policies.NAME]", "Incoming mail policies",
+            "Which content filters apply to which incoming recipients (first match wins; a "
+            "policy named Default catches the rest).", (
+        Key("senders", "list of strings", "[] (any)",
+            "joe@example.com, jim@, @example.com, @.example.com.", '["@partner.example"]'),
+        Key("recipients", "list of strings", "[] (any)", "As senders.", '["sales@"]'),
+        Key("content_filters", "list of paths", "[]", "Content filter files for this policy.",
+            '["filters/confidential-body.filter"]'),
+    )),
+    Section("[outgoing_policies.NAME]", "Outgoing mail policies",
+            "The same keys as [incoming_policies.NAME], for outgoing mail.", (
+        Key("senders", "list of strings", "[] (any)", "As for incoming mail policies.",
+            '["@example.org"]'),
+        Key("recipients", "list of strings", "[] (any)", "As for incoming mail policies.",
+            '["@partner.example"]'),
+        Key("content_filters", "list of paths", "[]", "Content filter files for this policy.",
+            '["filters/outgoing-policy.filter"]'),
+    )),
+    Section("[dictionaries]", "Dictionaries",
+            "NAME = file: word lists filters use in dictionary-match(\"NAME\").", (
+        Key("NAME", "path", NONE, "One term per line, optional \", weight\".",
+            '"dictionaries/macro-keys.txt"'),
+    )),
+    Section("[text_resources]", "Text resources",
+            "NAME = file: disclaimers and notices filters insert by name.", (
+        Key("NAME", "path", NONE, "The text (UTF-8).", '"resources/legal-disclaimer.txt"'),
+    )),
+    Section("[delivery]", "Delivery",
+            "Where accepted mail goes: exactly one of relay, reinject, mx = true, maildir.", (
+        Key("relay", "string (host:port)", NONE, "Send everything to this SMTP host.",
+            '"127.0.0.1:10025"'),
+        Key("reinject", "string (host:port)", NONE,
+            "Postfix's re-injection smtpd (content filter setup).", '"127.0.0.1:10026"'),
+        Key("mx", "boolean", "false", "Deliver by DNS MX lookup.", "true"),
+        Key("maildir", "path", NONE, "Deliver into maildirs below this folder (testing).",
+            '"var/maildir"'),
+        Key("retry_schedule", "list of numbers (seconds)", "[60, 300, 900, 3600]",
+            "Waits between delivery attempts; the last repeats.", "[30, 120, 600]"),
+        Key("max_queue_lifetime", "number (seconds)", "432000.0",
+            "A message undeliverable this long bounces.", "86400"),
+        Key("delay_notice_after", "number (seconds)", "14400.0",
+            "One \"still trying\" DSN after this long (NOTIFY=DELAY); 0: never.", "7200"),
+        Key("connect_timeout", "number (seconds)", "30.0", "Connecting to the next hop.", "10"),
+        Key("workers", "integer", "16", "Transactions each queue process keeps open at once "
+            "is twice this.", "8"),
+    )),
+    Section("[quarantines.NAME]", "Quarantines",
+            "Quarantines filters name in quarantine(\"NAME\"); `filterlang quarantine -c` "
+            "lists them.", (
+        Key("retention_days", "integer", "14", "Days a message is kept.", "30"),
+    )),
+    Section("[smime]", "Inbound S/MIME",
+            "Verification and decryption for policies with smime_decrypt_verify.", (
+        Key("trust_anchors", "list of paths", "[]", "CA certificates (files or folders) "
+            "trusted for verification.", '["certs/partners"]'),
+        Key("crls", "list of paths", "[]", "Certificate revocation lists (files or folders).",
+            '["certs/crls"]'),
+        Key("decryption_certificates", "list of strings", "every certificate with a key",
+            "The [certificates.NAME] the gateway decrypts with.", '["org"]'),
+        Key("on_decrypt_failure", '"deliver" or "quarantine"', '"deliver"',
+            "A message the gateway cannot decrypt.", '"quarantine"'),
+        Key("decrypt_failure_quarantine", "string", NONE,
+            "The [quarantines.NAME] for it (with on_decrypt_failure = \"quarantine\").",
+            '"Policy"'),
+        Key("require_signed_attributes", "boolean", "true",
+            "A signer without signed attributes is not verified.", "true"),
+    )),
+    Section("[alerts]", "Alerts", "Where operational alerts go.", (
+        Key("log", "path", NONE, "A JSON-lines file of alerts.", '"var/alerts.jsonl"'),
+        Key("email", "string", NONE, "An address alerts are mailed to.",
+            '"postmaster@example.org"'),
+    )),
+    Section("[metrics]", "Metrics", "The Prometheus endpoint.", (
+        Key("address", "string", '"127.0.0.1"', "Loopback only (127.0.0.1, ::1, localhost).",
+            '"127.0.0.1"'),
+        Key("port", "integer", "0", "0: no endpoint.", "9125"),
+    )),
+)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render() -> str:
+    """The reference page, Markdown."""
+    out = [
+        "# gateway.toml reference",
+        "",
+        "<!-- Generated from runtime/config/reference.py by `make docs`; do not edit. -->",
+        "",
+        "Every key `filterlang serve -c gateway.toml` reads. Every section is optional except",
+        "`[[listeners]]` and `[delivery]`; relative paths are relative to the file. A key that",
+        "is not listed here is an error naming the nearest valid key, and `filterlang serve",
+        "--check -c gateway.toml` checks everything serving needs (docs/deploy.md).",
+        "`examples/gateway.toml` is a complete example.",
+        "",
+        "The administrative commands (`keys`, `queue`, `quarantine`, `profiles`, `test`, `lint`)",
+        "take the same file with `-c` (default `$FILTERLANG_CONFIG`) and use its key store,",
+        "spool, quarantines and names.",
+        "",
+    ]
+    for section in SECTIONS:
+        out += [f"## {section.title}" + (f": `{section.header}`" if section.header else ""), "",
+                section.doc, "",
+                "| key | type | default | meaning | example |",
+                "|---|---|---|---|---|"]
+        for k in section.keys:
+            out.append(f"| `{k.name}` | {_cell(k.type)} | `{_cell(k.default)}` | "
+                       f"{_cell(k.doc)} | `{_cell(k.example)}` |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    root = Path(__file__).resolve().parents[2]
+    if argv[1:] == ["--write"]:
+        (root / PAGE).write_text(render(), encoding="utf-8")
+        print(f"wrote {PAGE}")
+        return 0
+    sys.stdout.write(render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
