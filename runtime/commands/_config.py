@@ -93,3 +93,17 @@ def parse_time(text: str) -> int:
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def accept_after_action(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                        *, store: bool = False) -> None:
+    """Let ``-c``, ``--json`` (and ``--store``) come after the action too, as people type
+    them (``filterlang queue list -c gateway.toml``); given there, they win."""
+    for parser in sub.choices.values():
+        parser.add_argument("-c", "--config", type=Path, metavar="GATEWAY_TOML",
+                            default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                            help=argparse.SUPPRESS)
+        if store:
+            parser.add_argument("--store", metavar="URL", default=argparse.SUPPRESS,
+                                help=argparse.SUPPRESS)

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from runtime.commands._config import (
+    accept_after_action,
     add_config_argument,
     config_or_none,
     config_path,
@@ -72,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("alerts", "audit"):
         p = sub.add_parser(name, help=f"show recent {name}")
         p.add_argument("--limit", type=int, default=50)
+    accept_after_action(sub, store=True)
 
 
 def _times(data: Any) -> Any:

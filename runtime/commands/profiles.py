@@ -14,7 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from runtime.commands._config import add_config_argument, print_json, required_config
+from runtime.commands._config import (
+    accept_after_action,
+    add_config_argument,
+    print_json,
+    required_config,
+)
 from runtime.config.config import (
     ConfigError,
     GatewayConfig,
@@ -42,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp = sub.add_parser("import", help="merge profiles from a TOML file (all or nothing)")
     imp.add_argument("file", type=Path)
     imp.add_argument("--replace", action="store_true", help="overwrite profiles of the same name")
+    accept_after_action(sub)
 
 
 def to_toml(profiles: list[SendingProfile]) -> str:

@@ -6,7 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-from runtime.commands._config import add_config_argument, print_json, required_config
+from runtime.commands._config import (
+    accept_after_action,
+    add_config_argument,
+    print_json,
+    required_config,
+)
 from runtime.mta.quarantine import QuarantineError
 from runtime.mta.supervisor import quarantines_for, spool_for
 
@@ -23,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(action, help=text)
         p.add_argument("name")
         p.add_argument("queue_id")
+    accept_after_action(sub)
 
 
 def _say(args: argparse.Namespace, data: Any, text: str) -> None:

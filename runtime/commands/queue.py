@@ -14,7 +14,13 @@ from typing import Any
 
 import attrs
 
-from runtime.commands._config import add_config_argument, iso, print_json, required_config
+from runtime.commands._config import (
+    accept_after_action,
+    add_config_argument,
+    iso,
+    print_json,
+    required_config,
+)
 from runtime.mta.spool import STATES, CorruptEntry, Spool, SpoolError
 from runtime.mta.supervisor import spool_for
 
@@ -30,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("flush", help="make every deferred message due now")
     retry = sub.add_parser("retry", help="retry one deferred or held message now")
     retry.add_argument("queue_id")
+    accept_after_action(sub)
 
 
 def _due_now(spool: Spool, state: str, qid: str) -> bool:

@@ -375,6 +375,7 @@ def _certificate(name: str, t: Table) -> Certificate:
 
 
 def _profile(name: str, t: Table) -> SendingProfile:
+    t.known("cipher")  # read only when given: a misspelling of it still gets its name
     mode = t.choice("mode", PROFILE_MODES)
     signing = t.text("signing_certificate")
     if mode in ("sign", "sign-encrypt", "triple") and signing is None:
@@ -385,7 +386,7 @@ def _profile(name: str, t: Table) -> SendingProfile:
         signing_certificate=signing,
         sign_mode=t.choice("sign_mode", SIGN_MODES, "detached"),
         missing_key_action=t.choice("missing_key_action", MISSING_KEY_ACTIONS, "bounce"),
-        cipher=t.choice("cipher", CIPHERS, None) if t.has("cipher") else t.known("cipher"),
+        cipher=t.choice("cipher", CIPHERS, None) if t.has("cipher") else None,
     )
 
 

@@ -75,7 +75,7 @@ class Table:
 
     def known(self, name: str) -> None:
         """Mark an optional key read only when given as known, so that a misspelling of it
-        is told its name (did you mean ...?); returns None, its value when absent."""
+        is told its name (did you mean ...?)."""
         self._seen.add(name)
 
     def _get(self, name: str, kind: type | tuple[type, ...], default: Any, required: bool) -> Any:
