@@ -35,7 +35,10 @@ def _version() -> str:
         return "unknown"
 
 
-def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+def _parser(only: str | None = None, *, lazy: bool = False) -> argparse.ArgumentParser:
+    """The whole command line; with ``lazy``, only the command ``only`` gets its arguments
+    (its module imported): the others are listed by name and help text alone, so that
+    `filterlang lint` does not pay for importing the gateway and the S/MIME engine."""
     parser = argparse.ArgumentParser(
         prog="filterlang",
         description="Mail-filter compiler, offline test runner and S/MIME gateway.",
@@ -44,14 +47,9 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"filterlang {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    args = list(sys.argv[1:] if argv is None else argv)
-    # Only the named subcommand's module is imported: `filterlang smime verify` need not load
-    # the gateway (half its start-up time; tests run the CLI hundreds of times). The others
-    # stay listed with their help, and are loaded for `--help` or an unknown name.
-    chosen = args[0] if args and args[0] in {c[0] for c in COMMANDS} else None
     for name, module_name, help_text in COMMANDS:
-        if chosen is not None and name != chosen:
-            sub.add_parser(name, help=help_text, description=help_text)
+        if lazy and name != only:
+            sub.add_parser(name, help=help_text, description=help_text, epilog=EXIT_CODES)
             continue
         try:
             module = importlib.import_module(f"runtime.commands.{module_name}")
@@ -67,8 +65,11 @@ def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
-    parser = _parser(argv)
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    # The command is the first word that is not an option (the top level's options take no value).
+    chosen = next((w for w in words if not w.startswith("-")), None)
+    parser = _parser(chosen, lazy=True)
+    args = parser.parse_args(words)
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help(sys.stderr)

@@ -8,6 +8,7 @@ cannot be read gives exit 2.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -34,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also replace typographic quotes, dashes and no-break spaces from pasted text (F115)",
     )
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print {changed, unchanged, errors} as JSON instead of one line per file",
+    )
 
 
 def _write(path: str, text: str) -> None:
@@ -53,9 +58,11 @@ def _write(path: str, text: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Format every file; return the exit status."""
     status = 0
+    report: dict[str, list[str]] = {"changed": [], "unchanged": [], "errors": []}
     for source in read_all(args.paths):
         if source.error is not None:
             print(f"filterlang fmt: cannot read {source.path}: {source.error}", file=sys.stderr)
+            report["errors"].append(source.path)
             status = 2
             continue
         script, diags = parse_bytes(source.data, source.path)
@@ -67,13 +74,17 @@ def run(args: argparse.Namespace) -> int:
         ):
             text = source.data.decode("utf-8", "replace")
             sys.stderr.write(format_text(diags, {source.path: text}))
+            report["errors"].append(source.path)
             status = max(status, 1)
             continue
         formatted = format_script(script)
         if formatted.encode("utf-8") == source.data:
+            report["unchanged"].append(source.path)
             continue
+        report["changed"].append(source.path)
         if args.check:
-            print(f"would reformat {source.path}")
+            if not args.json:
+                print(f"would reformat {source.path}")
             status = max(status, 1)
         else:
             try:
@@ -83,4 +94,6 @@ def run(args: argparse.Namespace) -> int:
                 status = 2
                 continue
             print(f"reformatted {source.path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({**report, "written": not args.check}, indent=2))
     return status

@@ -13,7 +13,7 @@ from runtime.commands._config import (
     required_config,
 )
 from runtime.mta.quarantine import QuarantineError
-from runtime.mta.supervisor import quarantines_for, spool_for
+from runtime.mta.stores import quarantines_for, spool_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

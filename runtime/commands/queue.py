@@ -22,7 +22,7 @@ from runtime.commands._config import (
     required_config,
 )
 from runtime.mta.spool import STATES, CorruptEntry, Spool, SpoolError
-from runtime.mta.supervisor import spool_for
+from runtime.mta.stores import spool_for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

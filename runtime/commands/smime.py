@@ -115,8 +115,9 @@ def _no_3des(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = ("exit status: 0 done / verified; 1 not verified, not decrypted or a "
-                     "malformed message; 2 usage error (options, unreadable key or trust files)")
+    parser.epilog = ("exit status: 0 done; 1 problems found or not verified (for smime: not "
+                     "verified, not decrypted or a malformed message); 2 usage or configuration "
+                     "error (options, unreadable key or trust files)")
     sub = parser.add_subparsers(dest="smime_command", metavar="ACTION", required=True)
     sign = sub.add_parser("sign", help="sign a message (detached by default)")
     _input(sign)

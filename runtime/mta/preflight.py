@@ -117,7 +117,7 @@ def _keystore(config: GatewayConfig) -> str | None:
     try:
         open_keystore(url).close()
     except KeyStoreError as exc:
-        return f"{exc}; start the database or correct the URL"
+        return f"{' '.join(str(exc).split())}; start the database or correct the URL"
     return None
 
 

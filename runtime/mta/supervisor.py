@@ -40,10 +40,10 @@ from runtime.mta.connlimits import AcceptGuard
 from runtime.mta.doorbell import Doorbell
 from runtime.mta.listener import GatewayHandler, protocol_factory, tls_context
 from runtime.mta.metrics import Metrics, enable_multiprocess, reset_multiprocess
-from runtime.mta.quarantine import Quarantines
 from runtime.mta.queue import AsyncTransport, QueueRunner, alert
 from runtime.mta.smtp_client import AsyncSMTPTransport
 from runtime.mta.spool import Spool
+from runtime.mta.stores import quarantines_for, spool_for
 from runtime.mta.tracking import Tracker
 from runtime.mta.transport import DnsResolver, Resolver, Transport
 from runtime.pipeline.flow import Stage, build_pipeline
@@ -58,16 +58,8 @@ QUEUE_NICE = 5
 GC_YOUNG_THRESHOLD = 50_000  # allocations between two young collections (Python's default: 700)
 
 
-def spool_for(config: GatewayConfig, owner: str = "main") -> Spool:
-    return Spool(config.storage.data_dir / "spool", owner, config.storage.spool_sync)
-
-
 def metrics_dir(config: GatewayConfig) -> Path:
     return config.storage.data_dir / "metrics"
-
-
-def quarantines_for(config: GatewayConfig) -> Quarantines:
-    return Quarantines(config.storage.data_dir / "quarantine", frozenset(config.quarantines))
 
 
 def make_runner(

@@ -86,11 +86,12 @@ LIST_KEYS = ("matched", "not_matched", "headers_present", "headers_absent", "bod
              "body_not_contains")
 
 
-def load_resources(data: dict[str, Any], base: Path, *, where: str = "",
+def load_resources(data: dict[str, Any], base: Path, *, where: str = "", section: str = "",
                    warn: Callable[[str], None] | None = None) -> Resources:
     """Dictionaries, text resources and the archive folder of a suite's ``[resources]`` or a
-    ``--resources`` file; an unknown key is a `SuiteError` naming the nearest known one."""
-    prefix = f"{where}: " if where else ""
+    ``--resources`` file; an unknown key is a `SuiteError` naming the nearest known one.
+    ``where`` is the file, ``section`` the table in it ("resources" in a suite)."""
+    prefix = (f"{where}: " if where else "") + (f"{section}." if section else "")
     bad = unknown_keys(data, RESOURCE_KEYS, "")
     for name, spec in data.get("dictionaries", {}).items():
         bad += unknown_keys(spec, DICTIONARY_KEYS, f"dictionaries.{name}")
@@ -231,7 +232,11 @@ def _case_message(path: Path, base: Path, case: dict[str, Any], name: str) -> by
     if "raw" in case:
         return str(case["raw"]).replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
     if "message" in case:
-        return (base / case["message"]).read_bytes()
+        try:
+            return (base / case["message"]).read_bytes()
+        except OSError as exc:
+            raise SuiteError(f"{path}: case {name!r}: message {case['message']!r}: cannot read "
+                             f"{base / case['message']}: {exc.strerror or exc}") from None
     raise SuiteError(f"{path}: case {name!r} needs 'message' or 'raw'")
 
 
@@ -267,7 +272,8 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
         (warn or log.warning)(w)
     filters = list(program.filters)
     warn_ = warn or log.warning
-    resources = load_resources(data.get("resources", {}), base, where=f"{path}: resources", warn=warn_)
+    resources = load_resources(data.get("resources", {}), base, where=str(path),
+                               section="resources", warn=warn_)
     tables: dict[str, Any] = {k: data[k] for k in ("incoming_policies", "outgoing_policies")
                               if k in data}
     if "policies" in data:
