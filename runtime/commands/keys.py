@@ -140,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyStoreError as exc:
         print(f"filterlang keys: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
+    except OSError as exc:  # a file named on the command line: a usage error
         print(f"filterlang keys: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
-        return 1
+        return 2
     finally:
         store.close()
 
