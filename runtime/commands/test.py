@@ -46,8 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smime-state", default="none",
                    help="none | failed | verified | unauthenticated [:signer@x,...] (the "
                    "inbound S/MIME result; unauthenticated: CBC content no signature covers)")
-    p.add_argument("--policies", type=Path, help="TOML file with [[incoming]]/[[outgoing]] policies")
-    p.add_argument("--resources", type=Path, help="TOML file with dictionaries and texts")
+    p.add_argument("--policies", type=Path,
+                   help="TOML file of mail policies: [[incoming_policies]] / [[outgoing_policies]]")
+    p.add_argument("--resources", type=Path,
+                   help="TOML file of dictionaries, text_resources and archive_dir")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per message (with --suite: one per case)")
     p.add_argument("-o", "--out", "--output", dest="output", type=Path, metavar="DIR",
