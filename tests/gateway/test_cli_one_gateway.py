@@ -264,6 +264,16 @@ def test_a_typo_in_a_suite_is_an_error_naming_the_nearest_key(
     golden(name, proc.stderr, tmp_path)
 
 
+def test_a_config_suite_refuses_what_the_configuration_decides(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.toml"
+    suite.write_text('config = "gateway.toml"\n[resources.text_resources]\nfoot = "x"\n'
+                     '[[case]]\nname = "c"\nraw = "Subject: x"\ndirection = "outgoing"\n'
+                     '[case.expect]\nfinal = "none"\n')
+    proc = cli("test", "--suite", suite)
+    assert proc.returncode == 2
+    golden("config_suite_keys", proc.stderr, tmp_path)
+
+
 def test_a_typo_in_resources_and_policies_files(tmp_path: Path) -> None:
     (tmp_path / "f.filter").write_text(FILTER)
     (tmp_path / "m.eml").write_bytes(MSG)
