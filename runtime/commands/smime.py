@@ -99,7 +99,7 @@ def _trust(p: argparse.ArgumentParser) -> None:
                    "carry it (repeatable); the trust anchors are searched too")
     p.add_argument("--store", metavar="URL",
                    help="also look for a missing signer certificate among this key store's "
-                   "certificates for the sender (default: $FILTERLANG_KEYSTORE when set)")
+                   "certificates for the sender (e.g. sqlite:///var/keys.sqlite3)")
     p.add_argument("--legacy", action="store_true",
                    help="read old mail: accept SHA-1, RSA-1024 and DSA signatures, each "
                    "flagged (RFC 8551 Appendix B)")
@@ -239,7 +239,7 @@ def _extra_certs(args: argparse.Namespace, trust: TrustStore) -> list[ax509.Cert
 
 def _signer_lookup(args: argparse.Namespace) -> SignerLookup | None:
     """The key store's certificates for the sender, asked only for a missing signer."""
-    url = args.store or os.environ.get("FILTERLANG_KEYSTORE")
+    url = args.store
     if not url:
         return None
     from smime.keystore import open_keystore  # only when a store is named: it costs imports

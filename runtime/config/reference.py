@@ -137,6 +137,10 @@ SECTIONS: tuple[Section, ...] = (
         Key("max_addresses_per_header", "integer", "1000", "Addresses in one header.", "500"),
         Key("max_mime_parts", "integer", "1000", "MIME parts per message.", "500"),
         Key("max_mime_depth", "integer", "50", "MIME nesting depth.", "20"),
+        Key("bare_line_endings", '"reject" or "normalize"', '"reject"',
+            "A message line ending in a bare LF: refused with 550 5.5.2, or turned into CRLF "
+            "for clients that write Unix line ends (Postfix 3.9's default). Only CRLF.CRLF ever "
+            "ends DATA, and a bare CR or a NUL is always refused.", '"normalize"'),
     )),
     Section("[certificates.NAME]", "Certificates",
             "S/MIME certificates and keys that profiles sign with and the gateway decrypts with.", (
@@ -191,6 +195,8 @@ SECTIONS: tuple[Section, ...] = (
         Key("reinject", "string (host:port)", NONE,
             "Postfix's re-injection smtpd (content filter setup).", '"127.0.0.1:10026"'),
         Key("mx", "boolean", "false", "Deliver by DNS MX lookup.", "true"),
+        Key("mx_port", "integer", "25",
+            "The port MX delivery connects to (tests point it at a local sink).", "25"),
         Key("maildir", "path", NONE, "Deliver into maildirs below this folder (testing).",
             '"var/maildir"'),
         Key("retry_schedule", "list of numbers (seconds)", "[60, 300, 900, 3600]",
@@ -223,6 +229,31 @@ SECTIONS: tuple[Section, ...] = (
             '"Policy"'),
         Key("require_signed_attributes", "boolean", "true",
             "A signer without signed attributes is not verified.", "true"),
+        Key("accept_domain_certificates", "boolean", "true",
+            "A signer certificate whose subject alternative name holds a DNS name (exact, or a "
+            "*. wildcard over one label) signs for every sender of that domain: partner "
+            "gateways' organisation certificates (binding: domain).", "true"),
+        Key("legacy", "boolean", "false",
+            "Read old mail (RFC 8551 Appendix B): SHA-1, RSA-1024 and DSA signatures are "
+            "accepted, each flagged.", "true"),
+        Key("at_signing_time", "boolean", "false",
+            "With legacy: validate certificate paths at the signer's signing time, not now "
+            "(it trusts the sender's clock).", "true"),
+        Key("decrypt_3des", "boolean", "true",
+            "Read 3DES envelopes with a warning (true) or refuse them as unsupported-algorithm "
+            "(false); 3DES is never chosen for sending.", "true"),
+    )),
+    Section("[encryption_profiles.NAME]", "Encryption profiles",
+            "What the encrypt and encrypt-deferred actions name: carried out with S/MIME "
+            "through a sending profile (its mode, cipher and missing-key action apply).", (
+        Key("sending_profile", "string", "(required)",
+            "A [profiles.NAME] whose mode encrypts (encrypt, sign-encrypt or triple).", '"x"'),
+        Key("tls_verify", "boolean", "false",
+            "Rule 1 (TLS first): the next hop's certificate must also verify for its host name "
+            "before mail goes to it in clear.", "true"),
+        Key("tls_ca_file", "path", NONE,
+            "With tls_verify: the CAs that may sign the next hop's certificate (else the "
+            "system's).", '"certs/partners/ca.pem"'),
     )),
     Section("[alerts]", "Alerts", "Where operational alerts go.", (
         Key("log", "path", NONE, "A JSON-lines file of alerts.", '"var/alerts.jsonl"'),
@@ -233,6 +264,44 @@ SECTIONS: tuple[Section, ...] = (
         Key("address", "string", '"127.0.0.1"', "Loopback only (127.0.0.1, ::1, localhost).",
             '"127.0.0.1"'),
         Key("port", "integer", "0", "0: no endpoint.", "9125"),
+    )),
+    Section("[dns]", "DNS",
+            "The one resolver (dnspython, asynchronous, cached) behind SPF, DKIM keys, DMARC, "
+            "dnslist rules, the reputation zone and MX delivery.", (
+        Key("nameservers", "list of strings", "[]",
+            'Servers as "ip" or "ip:port"; empty: those of /etc/resolv.conf.',
+            '["192.0.2.53", "192.0.2.54:53"]'),
+        Key("timeout", "number (seconds)", "5.0", "For one whole look-up.", "3.0"),
+        Key("cache_size", "integer", "10000",
+            "Answers kept, each for its TTL (negative answers too, failures never).", "20000"),
+        Key("reputation_zone", "string", NONE,
+            "A DNS zone answering a TXT score per client IP, for the reputation rules.",
+            '"rep.example.net"'),
+    )),
+    Section("[authentication]", "Email authentication",
+            "Inbound SPF, DKIM, DMARC and ARC, checked once per message before the message "
+            "filters, stamped as one Authentication-Results header. Absent: the rules that "
+            "need them are unavailable.", (
+        Key("authserv_id", "string", "(required)",
+            "This gateway's name in Authentication-Results; arriving ones claiming it are "
+            "removed.", '"mx.example.org"'),
+        Key("spf", "boolean", "true", "Check SPF (MAIL FROM and HELO).", "true"),
+        Key("dkim", "boolean", "true", "Verify DKIM signatures.", "true"),
+        Key("dmarc", "boolean", "true", "Evaluate DMARC.", "true"),
+        Key("arc", "boolean", "true", "Validate ARC chains.", "true"),
+    )),
+    Section("[dkim.NAME]", "DKIM signing",
+            "Outgoing mail from the domain NAME (or a subdomain) is DKIM-signed after every "
+            "S/MIME operation; skip-dkim-signing() in a filter leaves a message unsigned.", (
+        Key("selector", "string", "(required)", "The DNS selector of the key.", '"mail2026"'),
+        Key("key", "path", "(required)",
+            "The private key (`filterlang dkim keygen` writes it and prints the TXT record).",
+            '"keys/dkim.pem"'),
+        Key("canonicalization", '"relaxed/simple", "relaxed/relaxed", "simple/simple" or '
+            '"simple/relaxed"', '"relaxed/simple"', "Header/body canonicalization.",
+            '"relaxed/relaxed"'),
+        Key("headers", "list of strings", "RFC 6376's list",
+            "Header fields to sign; must include From.", '["From", "To", "Subject", "Date"]'),
     )),
 )
 

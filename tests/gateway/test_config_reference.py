@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # other (profiles sign with certificate "org", the S/MIME failure quarantine is "Policy"...).
 NAMES = {"sender_groups": "loopback", "policies": "relayed", "certificates": "org",
          "profiles": "x", "incoming_policies": "in", "outgoing_policies": "out",
-         "quarantines": "Policy"}
+         "quarantines": "Policy", "encryption_profiles": "secret", "dkim": "example"}
 MAPS = ("dictionaries", "text_resources")  # NAME = file
 
 
@@ -69,6 +69,9 @@ def _write_example(tmp_path: Path, delivery: str = "maildir") -> Path:
     for folder in ("certs/partners", "certs/crls"):
         (tmp_path / folder).mkdir(parents=True, exist_ok=True)
     (tmp_path / "profiles.toml").write_text('[profiles.more]\nmode = "encrypt"\n')
+    (tmp_path / "certs/partners/ca.pem").write_text("(a CA file)\n")
+    (tmp_path / "keys").mkdir(exist_ok=True)
+    (tmp_path / "keys/dkim.pem").write_text("(a DKIM key)\n")
     path = tmp_path / "gateway.toml"
     path.write_text(example_toml(delivery))
     return path
