@@ -52,8 +52,8 @@ def test_a_dkim_key_that_cannot_sign_stops_the_start(tmp_path: Path) -> None:
         '[[listeners]]\nport = 2525\n[delivery]\nmaildir = "md"\n'
         f'[dkim."example.org"]\nselector = "s"\nkey = "{key.name}"\n')
     out = cli("serve", "-c", tmp_path / "gateway.toml", "--check")
-    assert out.returncode == 1
-    assert "dkim.example.org.key" in out.stdout and "not an RSA key" in out.stdout
+    assert out.returncode == 2
+    assert "dkim.example.org.key" in out.stderr and "not an RSA key" in out.stderr
 
 
 def test_suite_cases_state_authentication_results(tmp_path: Path) -> None:
