@@ -199,6 +199,32 @@ def _key_usage(usage: str, family: str) -> x509.KeyUsage:
     )
 
 
+def _self_signed(key: PrivateKey, name: x509.Name, days: int, now: dt.datetime,
+                 extensions: list[tuple[x509.ExtensionType, bool]],
+                 algorithm: hashes.HashAlgorithm | None) -> CreatedCertificate:
+    """A certificate issued by its own key (subject and issuer `name`, SKI = AKI), and a CSR
+    asking for the same extensions: what `cert create` writes, with or without --ca."""
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False)
+    )
+    csr_builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+        csr_builder = csr_builder.add_extension(ext, critical=critical)
+    cert = builder.sign(key, algorithm)  # type: ignore[arg-type]
+    csr = csr_builder.sign(key, algorithm)  # type: ignore[arg-type]
+    return CreatedCertificate(key=key, certificate=cert, csr=csr)
+
+
 def create_self_signed(
     spec: CertificateSpec, *, now: dt.datetime | None = None, key: PrivateKey | None = None
 ) -> CreatedCertificate:
@@ -217,27 +243,7 @@ def create_self_signed(
     ]
     if general_names:
         extensions.append((x509.SubjectAlternativeName(general_names), False))
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=spec.days))
-        .add_extension(ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False
-        )
-    )
-    csr_builder = x509.CertificateSigningRequestBuilder().subject_name(name)
-    for ext, critical in extensions:
-        builder = builder.add_extension(ext, critical=critical)
-        csr_builder = csr_builder.add_extension(ext, critical=critical)
-    cert = builder.sign(key, algorithm)  # type: ignore[arg-type]
-    csr = csr_builder.sign(key, algorithm)  # type: ignore[arg-type]
-    return CreatedCertificate(key=key, certificate=cert, csr=csr)
+    return _self_signed(key, name, spec.days, now, extensions, algorithm)
 
 
 # ----------------------------------------------------------------------------- describe
@@ -432,7 +438,6 @@ def create_ca(
     key = key or _generate(spec.key_type)
     now = now or dt.datetime.now(dt.UTC)
     name = subject_name(spec)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     usage = x509.KeyUsage(
         digital_signature=False, content_commitment=False, key_encipherment=False,
         data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
@@ -442,25 +447,7 @@ def create_ca(
         (x509.BasicConstraints(ca=True, path_length=0), True),
         (usage, True),
     ]
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=spec.days))
-        .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier(ski.digest, None, None), critical=False)
-    )
-    csr_builder = x509.CertificateSigningRequestBuilder().subject_name(name)
-    for ext, critical in extensions:
-        builder = builder.add_extension(ext, critical=critical)
-        csr_builder = csr_builder.add_extension(ext, critical=critical)
-    algorithm = _hash_for(key)
-    cert = builder.sign(key, algorithm)  # type: ignore[arg-type]
-    csr = csr_builder.sign(key, algorithm)  # type: ignore[arg-type]
-    return CreatedCertificate(key=key, certificate=cert, csr=csr)
+    return _self_signed(key, name, spec.days, now, extensions, _hash_for(key))
 
 
 def check_issuer(ca: x509.Certificate, ca_key: PrivateKey, now: dt.datetime | None = None) -> None:
