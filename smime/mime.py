@@ -526,7 +526,8 @@ def inner_from(content: bytes) -> str | None:
     head, body = split_entity(to_crlf(content))
     parser = email.parser.BytesHeaderParser(policy=HEADER_POLICY)
     hdrs = parser.parsebytes(head + b"\r\n")
-    if hdrs.get("from") is None and hdrs.get_content_type() == "message/rfc822":
+    # `in`, not .get(): reading From parses it, and the email package can raise on a group.
+    if "from" not in hdrs and hdrs.get_content_type() == "message/rfc822":
         hdrs = parser.parsebytes(split_entity(body)[0] + b"\r\n")
     inner = mailboxes(hdrs, "from")
     if inner.fields == 0:

@@ -69,6 +69,12 @@ def write_text(part: Message, text: str, subtype: str | None = None) -> None:
     quoted-printable or base64, lines within RFC 2045's limits). Every action that writes a
     body goes through here."""
     assert isinstance(part, MIMEPart)
+    if part.get_content_maintype() == "multipart":
+        # A part that says multipart but whose boundary could not be read (found by fuzzing:
+        # `bo0ndary=`) is one opaque body to the walker; replacing it makes it text, and the
+        # email package refuses to write text into a part still declared multipart.
+        del part["Content-Type"]
+        part.set_payload("")
     saved = part.policy
     part.policy = _BODY_POLICY
     try:
