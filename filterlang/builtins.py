@@ -510,6 +510,7 @@ VARIABLES: Mapping[str, str] = MappingProxyType({
     "smtpauthid": "SMTP AUTH user name",
     "subject": "the message's Subject",
     "time": "current local time",
+    "tlsclientsubject": "subject of the client certificate the listener verified at STARTTLS, or empty",
     "timestamp": "current local time in Received: date format",
 })
 

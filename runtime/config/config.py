@@ -23,11 +23,16 @@ Layout (every section optional except where noted; paths are relative to the fil
                          accept_domain_certificates (inbound S/MIME; see docs/deploy.md)
     [alerts]             log, email
     [metrics]            address, port
+    [tls.outbound]       level, min_version, ciphers, ca_file, match; per-domain entries in
+                         [tls.outbound.domains."example.com"] (Postfix's smtp_tls_policy_maps)
+    hostname, postmaster the gateway's own name and the address answering for it
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -54,14 +59,25 @@ CIPHERS = ("aes128-cbc", "aes192-cbc", "aes256-cbc", "aes128-gcm", "aes256-gcm")
 # How a listener makes a group commit durable (see Storage.spool_sync).
 SPOOL_SYNC_MODES = ("filesystem", "file")
 
+# Outbound TLS levels, as Postfix's smtp_tls_security_level names them (see TlsPolicy).
+TLS_LEVELS = ("none", "may", "encrypt", "verify", "secure")
+TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
 @frozen
 class Listener:
     name: str
     address: str = "127.0.0.1"
     port: int = 2525
-    hostname: str | None = None  # the name in the greeting; default: this host's FQDN
+    hostname: str | None = None  # the name in the greeting; default: the top-level hostname
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # 530 5.7.0 to MAIL until the client has done STARTTLS (needs tls_cert and tls_key).
+    require_tls: bool = False
+    # CA certificates (a PEM file or a folder of them) for partner gateways' client
+    # certificates: with it, STARTTLS asks the client for one, and one that verifies against
+    # these gives the session its subject (sender_groups' tls_subjects, $TLSClientSubject).
+    # A client without one, or with one that does not verify, is served as before.
+    tls_client_ca: Path | None = None
     max_line_length: int = 1000
     max_commands: int = 1000
     command_timeout: float = 300.0
@@ -77,6 +93,9 @@ class SenderGroup:
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     hosts: tuple[str, ...]
     policy: str
+    # Shell patterns over a verified client certificate's subject (RFC 4514, e.g.
+    # "CN=mx.partner.example,O=Partner Ltd"); the group is chosen again after STARTTLS.
+    tls_subjects: tuple[str, ...] = ()
 
 
 @frozen
@@ -109,6 +128,8 @@ class MailFlowPolicy:
     # for clients that write Unix line ends. Either way only CRLF.CRLF ends DATA and a bare CR
     # or a NUL is refused, so no SMTP-smuggling shape gets through.
     bare_line_endings: str = "reject"
+    # 530 5.7.0 to MAIL from a client of this policy until it has done STARTTLS.
+    require_tls: bool = False
 
 
 @frozen
@@ -271,6 +292,57 @@ class Smime:
 
 
 @frozen
+class TlsPolicy:
+    """Outbound TLS towards one destination, with Postfix's levels:
+
+    - none: never STARTTLS; may: STARTTLS when offered, any certificate, plain text when the
+      handshake fails (opportunistic); encrypt: TLS required, any certificate;
+    - verify: TLS required, the chain checked against `ca_file` (else the system's CAs) and the
+      host name against `match` (default: the next hop's name, the MX host or relay);
+    - secure: as verify, but only the configured names count (default: the recipient domain
+      and its subdomains), never a name that came from DNS.
+
+    A failure to meet encrypt, verify or secure is a temporary failure (4.7.x) with the reason,
+    never a downgrade. `match` entries: a name, or ".example.com" for any subdomain of it."""
+
+    level: str = "may"
+    match: tuple[str, ...] = ()
+    min_version: str = "TLSv1.2"
+    ciphers: str | None = None  # an OpenSSL cipher list; None: OpenSSL's defaults
+    ca_file: Path | None = None
+
+    def at_least(self, level: str, ca_file: Path | None = None) -> TlsPolicy:
+        """This policy raised to `level` when it is weaker (rule 1 of an encryption profile:
+        mail goes in clear only over TLS); `ca_file` is used when the raise makes it verify
+        (else the policy's own). A policy at `level` or stronger stays as it is."""
+        if TLS_LEVELS.index(self.level) >= TLS_LEVELS.index(level):
+            return self
+        return TlsPolicy(level=level, match=self.match, min_version=self.min_version,
+                         ciphers=self.ciphers, ca_file=ca_file or self.ca_file)
+
+
+@frozen
+class OutboundTls:
+    """[tls.outbound]: the default policy and per-domain ones ("example.com" exact,
+    ".example.com" its subdomains; the exact entry wins, then the longest suffix)."""
+
+    default: TlsPolicy = TlsPolicy()
+    domains: dict[str, TlsPolicy] = field(factory=dict, hash=False)
+
+    def for_domain(self, domain: str) -> TlsPolicy:
+        domain = domain.lower().rstrip(".")
+        found = self.domains.get(domain)
+        if found is not None:
+            return found
+        labels = domain.split(".")
+        for i in range(1, len(labels)):
+            found = self.domains.get("." + ".".join(labels[i:]))
+            if found is not None:
+                return found
+        return self.default
+
+
+@frozen
 class GatewayConfig:
     source: Path
     storage: Storage
@@ -302,6 +374,13 @@ class GatewayConfig:
     dns: Dns = Dns()
     authentication: Authentication | None = None  # None: no SPF/DKIM/DMARC provider
     dkim: dict[str, DkimSigning] = field(factory=dict, hash=False)  # signing domain -> how
+    # The gateway's own name: greeting, Received lines, EHLO when delivering, the DSN's
+    # MAILER-DAEMON@hostname and Reporting-MTA. Default: this machine's FQDN.
+    hostname: str = field(factory=socket.getfqdn)
+    # Who answers for the gateway: accepted as a recipient under any ACCEPT policy (RFC 5321
+    # 4.5.1), named in DSNs, and the sender of alert mail. Default: postmaster@hostname.
+    postmaster: str = ""
+    tls_outbound: OutboundTls = OutboundTls()
 
     def names(self) -> dict[str, frozenset[str]]:
         """Names filters may refer to, per kind (the linter checks filters against these)."""
@@ -320,6 +399,15 @@ def _listener(t: Table, index: int) -> Listener:
     cert, key = t.path("tls_cert"), t.path("tls_key")
     if (cert is None) != (key is None):
         t.error("tls_cert" if cert is None else "tls_key", "set both tls_cert and tls_key for STARTTLS")
+    require_tls = t.flag("require_tls", False)
+    if require_tls and cert is None:
+        t.error("require_tls", "requiring STARTTLS needs tls_cert and tls_key on this listener")
+    client_ca = t.path("tls_client_ca")
+    if client_ca is not None:
+        if cert is None:
+            t.error("tls_client_ca", "client certificates need STARTTLS: set tls_cert and tls_key")
+        elif not client_ca.exists():
+            t.error("tls_client_ca", f"{client_ca} does not exist; give a PEM file or a folder of them")
     return Listener(
         name=t.text("name", f"listener{index}"),
         address=t.text("address", "127.0.0.1"),
@@ -327,12 +415,17 @@ def _listener(t: Table, index: int) -> Listener:
         hostname=t.text("hostname"),
         tls_cert=cert,
         tls_key=key,
+        require_tls=require_tls,
+        tls_client_ca=client_ca,
         max_line_length=t.integer("max_line_length", 1000, minimum=80),
         max_commands=t.integer("max_commands", 1000, minimum=1),
         command_timeout=t.number("command_timeout", 300.0, minimum=1.0),
         session_timeout=t.number("session_timeout", 600.0, minimum=1.0),
         max_connections=t.integer("max_connections", 1000, minimum=1),
     )
+
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.?")
 
 
 def _sender_group(name: str, t: Table) -> SenderGroup:
@@ -342,7 +435,8 @@ def _sender_group(name: str, t: Table) -> SenderGroup:
             nets.append(ipaddress.ip_network(text, strict=False))
         except ValueError:
             t.error(f"ips[{i}]", f"{text!r} is not an IP address or CIDR (e.g. 192.0.2.0/24)")
-    return SenderGroup(name, tuple(nets), t.str_list("hosts"), t.text("policy", "", required=True))
+    return SenderGroup(name, tuple(nets), t.str_list("hosts"), t.text("policy", "", required=True),
+                       t.str_list("tls_subjects"))
 
 
 def _policy(name: str, t: Table) -> MailFlowPolicy:
@@ -367,6 +461,7 @@ def _policy(name: str, t: Table) -> MailFlowPolicy:
         max_mime_parts=t.integer("max_mime_parts", 1000, minimum=1),
         max_mime_depth=t.integer("max_mime_depth", 50, minimum=2),
         bare_line_endings=t.choice("bare_line_endings", BARE_LINE_ENDINGS, "reject"),
+        require_tls=t.flag("require_tls", False),
     )
 
 
@@ -563,6 +658,57 @@ def _smime(t: Table, certificates: dict[str, Certificate],
                  legacy, at_signing_time, decrypt_3des)
 
 
+def _tls_policy(t: Table, base: TlsPolicy) -> TlsPolicy:
+    """One [tls.outbound] table (or a per-domain one, whose unset keys come from `base`)."""
+    if t.has("level") and t._data.get("level") == "dane":
+        t._seen.add("level")
+        # DANE trusts TLSA records only when DNSSEC validated them; the resolver here
+        # (dnspython through the system's stub resolver) does not validate, so an answer an
+        # attacker forged would decide which certificate is trusted.
+        t.error("level", "'dane' needs DNSSEC-validated TLSA records, and the gateway's DNS "
+                "resolver cannot validate DNSSEC; use 'verify' or 'secure' (with match)")
+        level = base.level
+    else:
+        level = t.choice("level", TLS_LEVELS, base.level)
+    match = t.str_list("match") if t.has("match") else base.match
+    for i, name in enumerate(match):
+        if not name.strip(".") or " " in name:
+            t.error(f"match[{i}]", f"{name!r} is not a host name (or .domain for its subdomains)")
+    ca_file = t.path("ca_file") if t.has("ca_file") else base.ca_file
+    if t.has("ca_file") and ca_file is not None and not ca_file.exists():
+        t.error("ca_file", f"{ca_file} does not exist; give a PEM file or a folder of them")
+    if match and level not in ("verify", "secure"):
+        t.error("match", f"names are checked only at level 'verify' or 'secure', not {level!r}")
+    ciphers = t.text("ciphers", base.ciphers)
+    if ciphers is not None:
+        import ssl  # only here: checking a cipher list needs a context
+
+        try:
+            ssl.create_default_context().set_ciphers(ciphers)
+        except ssl.SSLError:
+            t.error("ciphers", f"OpenSSL knows no cipher in {ciphers!r}; give an OpenSSL cipher "
+                    "list such as 'ECDHE+AESGCM:ECDHE+CHACHA20'")
+    return TlsPolicy(level=level, match=tuple(n.lower() for n in match),
+                     min_version=t.choice("min_version", TLS_VERSIONS, base.min_version),
+                     ciphers=ciphers, ca_file=ca_file)
+
+
+def _tls(t: Table) -> OutboundTls:
+    out = t.table("outbound")
+    default = _tls_policy(out, TlsPolicy())
+    domains: dict[str, TlsPolicy] = {}
+    for name, dt in out.tables("domains"):
+        domain = name.lower().rstrip(".")
+        if not domain.strip(".") or "@" in domain:
+            out.error(f"domains.{name}", "must be a domain (example.com) or .example.com for "
+                      "its subdomains")
+        domains[domain] = _tls_policy(dt, default)
+        dt.finish()
+    out.finish()
+    t.finish()
+    return OutboundTls(default, domains)
+
+
 def _named_files(t: Table) -> dict[str, Path]:
     out: dict[str, Path] = {}
     for name in list(t._data):
@@ -680,8 +826,15 @@ def load_config(path: str | Path) -> GatewayConfig:
     authentication = _authentication(at)
     at.finish()
     dkim = {d.domain: d for d in root.each("dkim", _dkim)}
+    hostname = root.text("hostname") or socket.getfqdn()
+    if not _HOSTNAME.fullmatch(hostname):
+        root.error("hostname", f"{hostname!r} is not a host name (letters, digits, '-' and '.')")
+    postmaster = root.text("postmaster") or f"postmaster@{hostname}"
+    if postmaster.count("@") != 1 or any(c in postmaster for c in " <>\r\n"):
+        root.error("postmaster", f"{postmaster!r} is not an address like postmaster@example.org")
+    tls_outbound = _tls(root.table("tls"))
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
-                       "smime", "dns", "authentication", "dkim"))
+                       "smime", "dns", "authentication", "dkim", "tls"))
     if issues:
         raise ConfigError(issues)
     return GatewayConfig(
@@ -712,4 +865,7 @@ def load_config(path: str | Path) -> GatewayConfig:
         dns=dns_config,
         authentication=authentication,
         dkim=dkim,
+        hostname=hostname,
+        postmaster=postmaster,
+        tls_outbound=tls_outbound,
     )

@@ -71,6 +71,7 @@ class Connection:
     flow_policy: str = ""
     auth_user: str = ""
     direction: str = "incoming"
+    tls_client_subject: str = ""  # a verified client certificate's subject (RFC 4514)
 
 
 @frozen

@@ -68,6 +68,7 @@ _TABLE: dict[str, Callable[[MessageContext], str]] = {
     "smtpauthid": lambda c: c.connection.auth_user,
     "subject": lambda c: c.subject(),
     "time": lambda c: time.strftime("%H:%M:%S"),
+    "tlsclientsubject": lambda c: c.connection.tls_client_subject,
     "timestamp": lambda c: formatdate(localtime=True),
 }
 # longest name first, so $dropped_filenames wins over $dropped_filename (reference 8.3)

@@ -90,6 +90,7 @@ def build_dsn(
     reporting_mta: str | None = None,
     headers_only: bool = False,
     now: float | None = None,
+    postmaster: str | None = None,
 ) -> bytes | None:
     """The DSN message bytes (CRLF), or None when it must not be sent: to the null sender, or
     when no recipient in `statuses` asked to be told (NOTIFY)."""
@@ -130,6 +131,7 @@ def build_dsn(
         if failed
         else "Delivery of your message has been delayed; the system will keep trying.",
         "",
+        *([clean(f"For help, write to <{postmaster}>."), ""] if postmaster else []),
     ]
     for s in statuses:
         lines.append(clean(f"<{s.recipient}>: {_clean(s.diagnostic)}"))

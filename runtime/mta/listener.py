@@ -64,6 +64,7 @@ NUL_IN_MESSAGE = "550 5.6.0 Message contains NUL characters"
 # A CR, LF or NUL inside a command line: an address or parameter carrying one would end up
 # in a header we write, or in what a next hop reads (issue 13 item 1).
 BAD_COMMAND_BYTES = "501 5.5.2 Syntax error: CR, LF or NUL in command"
+TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
 
 TOO_MANY_HOPS = "554 5.4.6 Too many hops (mail loop?)"
 LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
@@ -111,8 +112,10 @@ def _matches_host(hostname: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(hostname.lower(), p.lower()) for p in patterns)
 
 
-def choose_policy(config: GatewayConfig, ip: str, hostname: str = "") -> MailFlowPolicy:
-    """Host access table: the first sender group that matches decides; else the default."""
+def choose_policy(config: GatewayConfig, ip: str, hostname: str = "",
+                  tls_subject: str = "") -> MailFlowPolicy:
+    """Host access table: the first sender group that matches decides; else the default.
+    `tls_subject`: a verified client certificate's subject, once STARTTLS gave one."""
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -122,7 +125,24 @@ def choose_policy(config: GatewayConfig, ip: str, hostname: str = "") -> MailFlo
             return config.policies[group.policy]
         if hostname and _matches_host(hostname, group.hosts):
             return config.policies[group.policy]
+        if tls_subject and any(fnmatch.fnmatchcase(tls_subject.lower(), p.lower())
+                               for p in group.tls_subjects):
+            return config.policies[group.policy]
     return config.policies[config.default_policy]
+
+
+def client_subject(transport: asyncio.BaseTransport) -> str:
+    """The subject (RFC 4514) of the client certificate this TLS session verified, or ""."""
+    obj = transport.get_extra_info("ssl_object")
+    # getpeercert() is a non-empty dict only for a certificate that was verified.
+    if obj is None or not obj.getpeercert():
+        return ""
+    der = obj.getpeercert(binary_form=True)
+    if not der:
+        return ""
+    from cryptography import x509  # only for sessions with a client certificate
+
+    return str(x509.load_der_x509_certificate(der).subject.rfc4514_string())
 
 
 class RateLimiter:
@@ -560,6 +580,18 @@ class GatewaySMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         peer = transport.get_extra_info("peername") or ("", 0)
         ip = str(peer[0])
+        if self._original_transport is not None:
+            # The TLS session after STARTTLS (aiosmtpd calls this again, with a new session):
+            # the client was admitted and counted at connect. Its policy is chosen again,
+            # now that a verified client certificate may name a partner's sender group.
+            super().connection_made(transport)
+            assert self.session is not None
+            subject = client_subject(transport) if self._gw_listener.tls_client_ca else ""
+            self.session.tls_subject = subject  # type: ignore[attr-defined]
+            self.session.policy = choose_policy(  # type: ignore[attr-defined]
+                self._gw_handler.config, ip, tls_subject=subject)
+            self.session.listener = self._gw_listener.name  # type: ignore[attr-defined]
+            return
         policy = choose_policy(self._gw_handler.config, ip)
         if policy.action == "TCPREFUSE":
             transport.close()
@@ -577,6 +609,7 @@ class GatewaySMTP(SMTP):
         assert self.session is not None
         self.session.policy = policy  # type: ignore[attr-defined]
         self.session.listener = self._gw_listener.name  # type: ignore[attr-defined]
+        self.session.tls_subject = ""  # type: ignore[attr-defined]
         self.arm_deadline()
 
     def arm_deadline(self) -> None:
@@ -628,6 +661,7 @@ class GatewayHandler:
         self.on_queued = on_queued
         self.commits = GroupCommit(spool)
         self.space = FreeSpace(spool.root, config.storage.min_free_space)
+        self.postmaster = config.postmaster.lower()
         # aiosmtpd's hook table (command -> handle_* method), made once for every connection.
         self.hooks: dict[str, Any] = {
             name[7:]: getattr(self, name) for name in dir(type(self)) if name.startswith("handle_")
@@ -656,6 +690,9 @@ class GatewayHandler:
             server.arm_deadline()
         if policy.action == "REJECT":
             return POLICY_REJECT
+        if session.ssl is None and (policy.require_tls or (
+                isinstance(server, GatewaySMTP) and server._gw_listener.require_tls)):
+            return TLS_REQUIRED
         declared = 0
         for opt in options:
             if opt.startswith("SIZE=") and opt[5:].isdigit():
@@ -677,7 +714,8 @@ class GatewayHandler:
         policy = _policy(session)
         if len(envelope.rcpt_tos) >= policy.max_recipients:
             return TOO_MANY_RCPTS
-        if policy.action == "ACCEPT" and not self._is_local(address):
+        if policy.action == "ACCEPT" and not self._is_local(address) \
+                and address.lower() != self.postmaster:
             return RELAY_DENIED
         envelope.rcpt_tos.append(address)
         options = _keep_case(server, options)
@@ -713,6 +751,7 @@ class GatewayHandler:
             peer=str(session.peer[0]) if session.peer else "",
             policy=policy.name,
             listener=str(getattr(session, "listener", "")),
+            tls_client_subject=str(getattr(session, "tls_subject", "")),
             helo=session.host_name or "",
             received_at=time.time(),
         )
@@ -767,10 +806,23 @@ GatewayHandler.handle_EHLO.__signature__ = inspect.signature(  # type: ignore[at
 
 
 def tls_context(listener: Listener) -> ssl.SSLContext | None:
+    """The listener's STARTTLS context, read from its files now: each worker makes its own at
+    start, so after a SIGHUP (new workers) a renewed certificate and key are in use."""
     if listener.tls_cert is None or listener.tls_key is None:
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(listener.tls_cert), str(listener.tls_key))
+    if listener.tls_client_ca is not None:
+        # Only the configured CAs vouch for a client (the default context also trusts the
+        # system's web CAs for client certificates): a fresh context without them.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(listener.tls_cert), str(listener.tls_key))
+        ca = listener.tls_client_ca
+        ctx.load_verify_locations(**({"capath": str(ca)} if ca.is_dir() else {"cafile": str(ca)}))
+        # Asked for, not required: a client without a certificate is served by its IP's
+        # policy. One whose certificate does not verify fails the handshake (OpenSSL aborts
+        # it), and the client may then retry without TLS, where require_tls refuses it.
+        ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
 
 
@@ -780,7 +832,7 @@ def protocol_factory(
     """A factory for `loop.create_server`, one protocol per connection."""
     ctx = tls_context(listener)
     # aiosmtpd would call socket.getfqdn() (a DNS lookup) for every connection; do it once.
-    hostname = listener.hostname or socket.getfqdn()
+    hostname = listener.hostname or config.hostname or socket.getfqdn()
     max_size = max(p.max_message_size for p in config.policies.values())
 
     def make() -> GatewaySMTP:

@@ -27,6 +27,7 @@ from typing import Protocol, cast
 import attrs
 
 from runtime.config.config import Delivery as DeliveryConfig
+from runtime.config.config import OutboundTls, TlsPolicy
 from runtime.engine.fieldline import field
 from runtime.mta import memtrim
 from runtime.mta.dsn import RecipientStatus, build_dsn, status_from_code
@@ -35,15 +36,15 @@ from runtime.mta.quarantine import Quarantines
 from runtime.mta.spool import CorruptEntry, Envelope, Spool, SpoolError
 from runtime.mta.tracking import Tracker
 from runtime.mta.transport import (
-    TLS_NOT_MET,
     Destination,
     MaildirTransport,
     MxFailure,
     Resolver,
     Result,
     StaticResolver,
-    TlsRequirement,
+    TlsNotMet,
     Transport,
+    tls_not_met,
 )
 from runtime.pipeline.flow import (
     COPIED,
@@ -56,7 +57,7 @@ from runtime.pipeline.flow import (
     run_pipeline,
 )
 from runtime.pipeline.outcome import Leaving, settle
-from runtime.pipeline.stages.smime_out import ProfileOutcome, TlsPolicy
+from runtime.pipeline.stages.smime_out import ProfileOutcome
 
 log = logging.getLogger("filterlang.delivery")
 
@@ -77,6 +78,7 @@ class AsyncTransport(Protocol):
     async def send_async(
         self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
         mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = (),
+        tls: TlsPolicy = ..., *, tls_first: bool = ...,
     ) -> dict[str, Result]: ...
 
     async def aclose(self) -> None: ...
@@ -93,7 +95,7 @@ class DeliveryEncryptor(Protocol):
     for the message to go in clear, and the encryption when it does not (the pipeline's
     SmimeOutbound stage)."""
 
-    def tls_policy(self, encryption_profile: str) -> TlsPolicy: ...
+    def tls_policy(self, encryption_profile: str, destination: TlsPolicy) -> TlsPolicy: ...
 
     def encrypt_for_delivery(self, data: bytes, rcpts: tuple[str, ...], encryption_profile: str,
                              subject: str) -> ProfileOutcome: ...
@@ -190,6 +192,9 @@ class QueueRunner:
         alert_email: str | None = None,
         clock: Callable[[], float] = time.time,
         encryptor: DeliveryEncryptor | None = None,
+        tls: OutboundTls | None = None,
+        hostname: str | None = None,
+        postmaster: str | None = None,
     ) -> None:
         self.spool = spool
         self.config = config
@@ -208,6 +213,9 @@ class QueueRunner:
         # Rule 1 encryption at delivery; by default the pipeline's own outbound S/MIME stage.
         self.encryptor = encryptor or next(
             (cast(DeliveryEncryptor, s) for s in stages if hasattr(s, "encrypt_for_delivery")), None)
+        self.tls = tls or OutboundTls()
+        self.hostname = hostname  # the DSN's MAILER-DAEMON@hostname; None: this host's FQDN
+        self.postmaster = postmaster
         # Queue ids to claim next, oldest first (a dict as an ordered set): the listeners
         # offer what they just stored, so `incoming` is listed only now and then (see
         # _claim_incoming).
@@ -232,7 +240,8 @@ class QueueRunner:
         """
         alert(self.metrics, kind, text, self.alerts)
         if mail and self.alert_email:
-            body = (b"From: MAILER-DAEMON\r\n" + field("To", f"<{self.alert_email}>")
+            sender = self.postmaster or "MAILER-DAEMON"
+            body = (field("From", f"<{sender}>") + field("To", f"<{self.alert_email}>")
                     + field("Subject", f"filterlang alert: {kind}")
                     + b"Auto-Submitted: auto-generated\r\n\r\n"
                     + f"{text}\r\n".encode("ascii", "replace"))
@@ -382,24 +391,27 @@ class QueueRunner:
             dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
         )
 
-    def _routes(self, env: Envelope) -> dict[tuple[Destination, ...], list[str]]:
-        """Recipients grouped by their destinations (MX hosts in preference order)."""
-        by_dest: dict[tuple[Destination, ...], list[str]] = defaultdict(list)
+    def _routes(self, env: Envelope) -> dict[tuple[tuple[Destination, ...], TlsPolicy], list[str]]:
+        """Recipients grouped by their destinations (MX hosts in preference order) and by
+        their domains' TLS policies (one copy never goes out under two policies)."""
+        by_dest: dict[tuple[tuple[Destination, ...], TlsPolicy], list[str]] = defaultdict(list)
         for rcpt in env.rcpt_tos:
-            by_dest[tuple(self.router.route(rcpt, env.alt_mailhost))].append(rcpt)
+            policy = self.tls.for_domain(rcpt.rpartition("@")[2])
+            by_dest[(tuple(self.router.route(rcpt, env.alt_mailhost)), policy)].append(rcpt)
         return by_dest
 
     async def _routes_async(self, env: Envelope, failed: dict[str, tuple[Result, str]],
-                             ) -> dict[tuple[Destination, ...], list[str]]:
+                            ) -> dict[tuple[tuple[Destination, ...], TlsPolicy], list[str]]:
         """`_routes` with MX look-ups in the loop; a recipient whose domain cannot be routed
         goes into `failed` with its temporary or permanent failure."""
         mx_async = getattr(self.router.resolver, "mx_async", None)
-        by_dest: dict[tuple[Destination, ...], list[str]] = defaultdict(list)
+        by_dest: dict[tuple[tuple[Destination, ...], TlsPolicy], list[str]] = defaultdict(list)
         domains: dict[str, list[Destination] | Result] = {}
         for rcpt in env.rcpt_tos:
             domain = rcpt.rpartition("@")[2].lower()
+            policy = self.tls.for_domain(domain)
             if env.alt_mailhost or mx_async is None:
-                by_dest[tuple(self.router.route(rcpt, env.alt_mailhost))].append(rcpt)
+                by_dest[(tuple(self.router.route(rcpt, env.alt_mailhost)), policy)].append(rcpt)
                 continue
             if domain not in domains:  # once per domain, not per recipient
                 try:
@@ -410,7 +422,7 @@ class QueueRunner:
             if isinstance(got, Result):
                 failed[rcpt] = (got, f"MX {domain}")
             else:
-                by_dest[tuple(got)].append(rcpt)
+                by_dest[(tuple(got), policy)].append(rcpt)
         return by_dest
 
     def _settle(self, env: Envelope, data: bytes, results: dict[str, tuple[Result, str]],
@@ -473,7 +485,8 @@ class QueueRunner:
             return False
         dsn = build_dsn(env, data, [
             RecipientStatus(r, "delayed", status_from_code(res.code, res.text),
-                            f"{res.code} {res.text}") for r, res in deferred])
+                            f"{res.code} {res.text}") for r, res in deferred],
+            reporting_mta=self.hostname, postmaster=self.postmaster)
         if dsn is not None:
             self.tracker.record("delay_notice", env.queue_id, rcpts=[r for r, _ in deferred])
             self.offer(self.spool.store(
@@ -488,7 +501,8 @@ class QueueRunner:
                                 reply=s.diagnostic)
             if self.metrics:
                 self.metrics.child(self.metrics.delivered, "bounced").inc()
-        dsn = build_dsn(env, data, statuses, headers_only=headers_only)
+        dsn = build_dsn(env, data, statuses, headers_only=headers_only,
+                        reporting_mta=self.hostname, postmaster=self.postmaster)
         if dsn is None:
             return  # null sender: never bounce a bounce
         dsn_env = Envelope(mail_from="", rcpt_tos=(env.mail_from,), policy="dsn", processed=True)
@@ -691,15 +705,15 @@ class QueueRunner:
             routes = await self._routes_async(env, results)
         else:  # a relay or a static table is a lookup in memory
             routes = self._routes(env)
-        for dests, rcpts in routes.items():
+        for (dests, policy), rcpts in routes.items():
             pending = list(rcpts)
             if not dests:
                 results.update({r: (NO_ROUTE, "") for r in rcpts})
             for dest in dests:  # MX hosts in preference order; the next only on temp failure
                 if env.encrypt_unless_tls:
-                    got = await self._send_tls_first(dest, env, pending, data, inline)
+                    got = await self._send_tls_first(dest, env, pending, data, inline, policy)
                 else:
-                    got = await self._send_async(dest, env, pending, data, inline)
+                    got = await self._send_async(dest, env, pending, data, inline, policy)
                 results.update({r: (res, str(dest)) for r, res in got.items()})
                 pending = [r for r in pending if not got[r].ok and not got[r].permanent]
                 if not pending:
@@ -713,44 +727,54 @@ class QueueRunner:
             await asyncio.to_thread(self._settle, env, data, results, now)
 
     async def _send_async(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes,
-                          inline: bool, tls: TlsPolicy | None = None) -> dict[str, Result]:
-        """Deliver one copy; with `tls` (rule 1), only over TLS that meets it: otherwise
-        every recipient gets TLS_NOT_MET and nothing is sent."""
+                          inline: bool, policy: TlsPolicy, *, tls_first: bool = False
+                          ) -> dict[str, Result]:
+        """Deliver one copy under the recipients' domain's TLS `policy`; with `tls_first`
+        (rule 1, `policy` raised by the encryption profile) only over TLS that meets it:
+        otherwise every recipient gets a TlsNotMet and nothing is sent."""
         send_async = getattr(self.transport, "send_async", None)
         if send_async is None or dest == MAILDIR:
-            if tls is not None:  # a maildir or a test transport has no TLS session to judge
-                return dict.fromkeys(rcpts, TLS_NOT_MET)
+            if tls_first:  # a maildir or a test transport has no TLS session to judge
+                return dict.fromkeys(rcpts, tls_not_met("no SMTP session to this destination"))
             if inline and dest == MAILDIR:
                 return self._send(dest, env, rcpts, data)
             return await asyncio.to_thread(self._send, dest, env, rcpts, data)
         opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
         args = (dest, env.mail_from, rcpts, data, env.mail_options,
                 [opts.get(r, ()) for r in rcpts])
-        if tls is None:
-            result: dict[str, Result] = await send_async(*args)
+        if tls_first:
+            result: dict[str, Result] = await send_async(*args, tls=policy, tls_first=True)
         else:
-            result = await send_async(*args, tls=TlsRequirement(tls.verify, tls.ca_file))
+            result = await send_async(*args, tls=policy)
         return result
 
     async def _send_tls_first(self, dest: Destination, env: Envelope, rcpts: list[str],
-                              data: bytes, inline: bool) -> dict[str, Result]:
-        """Rule 1 of encrypt / encrypt-deferred: in clear over TLS that meets the encryption
-        profile's policy; otherwise encrypted by its sending profile (its missing-key action
-        applies) and sent to the same next hop. Fail safe: without the encryptor nothing goes
-        out in clear except over such TLS."""
+                              data: bytes, inline: bool, policy: TlsPolicy) -> dict[str, Result]:
+        """Rule 1 of encrypt / encrypt-deferred: in clear only over TLS that meets the
+        destination's TLS policy raised to what the encryption profile asks (at least
+        `encrypt`; `verify` with its tls_verify); otherwise encrypted by its sending profile
+        (its missing-key action applies) and sent to the same next hop under the destination's
+        own policy. One TLS mechanism ([tls.outbound]) decides both; a destination at `none`
+        never gets STARTTLS, so its mail is encrypted at once. Fail safe: without the encryptor
+        nothing goes out in clear except over such TLS."""
         qid, name = env.queue_id, env.encrypt_unless_tls
         if self.encryptor is None:
             return dict.fromkeys(rcpts, Result(451, f"4.7.0 encryption profile {name!r} is "
                                                     "not available here; the message waits"))
-        got = await self._send_async(dest, env, rcpts, data, inline,
-                                     tls=self.encryptor.tls_policy(name))
-        insecure = tuple(r for r in rcpts if got[r] == TLS_NOT_MET)
+        if policy.level == "none":
+            got: dict[str, Result] = dict.fromkeys(
+                rcpts, tls_not_met(f"TLS policy 'none' for {dest}"))
+        else:
+            got = await self._send_async(dest, env, rcpts, data, inline,
+                                         self.encryptor.tls_policy(name, policy), tls_first=True)
+        insecure = tuple(r for r in rcpts if isinstance(got[r], TlsNotMet))
         if not insecure:
             self.tracker.record("tls_first", qid, rcpts=list(rcpts), dest=str(dest),
                                 profile=name, decision="clear over TLS")
             return got
         self.tracker.record("tls_first", qid, rcpts=list(insecure), dest=str(dest), profile=name,
-                            decision="encrypted: the next hop's TLS does not meet the policy")
+                            decision="encrypted: the next hop's TLS does not meet the policy",
+                            reason=got[insecure[0]].text)
         try:
             if inline:
                 out = self.encryptor.encrypt_for_delivery(data, insecure, name, env.encrypt_subject)
@@ -766,5 +790,5 @@ class QueueRunner:
         for r in out.dropped:
             got[r] = DROPPED
         for who, sealed, _note in out.groups:
-            got.update(await self._send_async(dest, env, list(who), sealed, inline))
+            got.update(await self._send_async(dest, env, list(who), sealed, inline, policy))
         return got

@@ -9,11 +9,14 @@ one thread to run Python. `SMTPTransport` gives the same client to blocking code
 command-line tools), on an event loop of each calling thread's own.
 
 One `Result` per recipient, never an exception for a delivery problem; MAIL, every RCPT and DATA in one write when the peer offers PIPELINING
-(RFC 2920); opportunistic STARTTLS (without certificate checks, like smtplib's default, and a
-plain retry when the TLS handshake fails); DSN parameters only to a peer that offers DSN; a
-reused connection that turns out closed is replaced once, since nothing was delivered on it.
-A message that may go in clear only over TLS (`tls=TlsRequirement`, rule 1 of an encryption
-profile) is not sent on a session that does not meet it: its recipients get TLS_NOT_MET.
+(RFC 2920); STARTTLS by the destination's TLS policy (runtime.config's TlsPolicy: opportunistic
+`may` by default, with a plain retry when the handshake fails; `encrypt`, `verify` and `secure`
+never fall back, and a peer that does not meet them gets a 4.7.x temporary failure naming why);
+DSN parameters only to a peer that offers DSN; a reused connection that turns out closed is
+replaced once, since nothing was delivered on it.
+Mail that may go in clear only over TLS (rule 1 of an encryption profile) is sent with
+`tls_first=True`: a session that does not meet its policy sends nothing and answers
+`TlsNotMet`, so that the queue encrypts the copy instead of waiting.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import ssl
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
-from runtime.mta.transport import TLS_NOT_MET, Destination, Result, TlsRequirement
+from runtime.config.config import TlsPolicy
+from runtime.mta.transport import Destination, Result, tls_not_met
 
 CHUNK = 1 << 20  # bytes per write of a large body: the transport buffers at most this much
 IDLE_PER_DESTINATION = 64  # open connections kept for reuse, per next hop
@@ -67,6 +72,77 @@ class ProtocolError(Exception):
     """The peer's reply was not SMTP, or the connection ended in the middle of one."""
 
 
+class TlsPolicyFailure(Exception):
+    """The next hop does not meet the destination's TLS policy: the text is the reply that
+    each recipient gets (a temporary failure: the policy or the peer may be fixed)."""
+
+
+MAY = TlsPolicy()
+_VERSIONS = {"TLSv1": ssl.TLSVersion.TLSv1, "TLSv1.1": ssl.TLSVersion.TLSv1_1,
+             "TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def tls_context(policy: TlsPolicy) -> ssl.SSLContext:
+    """The client context for a policy. Names are checked by `check_names`, not by OpenSSL:
+    the names to accept come from the policy (several, with .domain forms), not from the
+    host we connect to."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    if policy.level in ("verify", "secure"):
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        if policy.ca_file is not None:
+            ctx.load_verify_locations(**({"capath": str(policy.ca_file)}
+                                         if policy.ca_file.is_dir()
+                                         else {"cafile": str(policy.ca_file)}))
+    else:
+        # may and encrypt: any certificate; the peer's certificate is not what decides
+        # whether mail goes out (as smtplib's starttls() by default, and Postfix's levels).
+        ctx.verify_mode = ssl.CERT_NONE
+    with contextlib.suppress(ValueError):  # a version this OpenSSL was built without
+        ctx.minimum_version = _VERSIONS[policy.min_version]
+    if policy.ciphers:
+        ctx.set_ciphers(policy.ciphers)
+    return ctx
+
+
+def certificate_names(cert: dict[str, Any]) -> list[str]:
+    """The DNS names of a verified peer certificate (getpeercert()): its subjectAltName DNS
+    entries, else (RFC 6125 6.4.4) its subject's common name."""
+    sans = cert.get("subjectAltName") or ()
+    names = [str(v).lower() for k, v in sans if k == "DNS"]
+    if names:
+        return names
+    for rdn in cert.get("subject") or ():
+        for key, value in rdn:
+            if key == "commonName":
+                names.append(str(value).lower())
+    return names
+
+
+def _name_matches(cert_name: str, wanted: str) -> bool:
+    """One certificate name against one policy name: "host" exactly (a certificate's
+    "*.example.com" covers one label), ".example.com" any name below example.com."""
+    wanted = wanted.lower().rstrip(".")
+    cert_name = cert_name.rstrip(".")
+    if wanted.startswith("."):
+        base = cert_name[2:] if cert_name.startswith("*.") else cert_name
+        return base.endswith(wanted) and len(base) > len(wanted)
+    if cert_name.startswith("*."):
+        head, _, rest = wanted.partition(".")
+        return bool(head) and rest == cert_name[2:]
+    return cert_name == wanted
+
+
+def check_names(cert: dict[str, Any], wanted: Sequence[str]) -> str | None:
+    """None when one of the certificate's names matches one of `wanted`; else why not."""
+    names = certificate_names(cert)
+    for name in names:
+        if any(_name_matches(name, w) for w in wanted):
+            return None
+    return (f"certificate names {', '.join(names) or '(none)'} do not match "
+            f"{', '.join(wanted)}")
+
+
 class _Stale(Exception):
     """A reused connection was closed before it answered anything: nothing was delivered."""
 
@@ -101,8 +177,6 @@ class _Conn(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
         self.transport: asyncio.Transport | None = None
         self.extensions: set[str] = set()
-        self.tls = False  # STARTTLS was negotiated
-        self.verified = False  # ... with a certificate that verified for the host
         self.timed_out = False
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
@@ -281,25 +355,15 @@ class AsyncSMTPTransport:
     def __init__(self, timeout: float = 30.0, helo: str | None = None) -> None:
         self.timeout = timeout
         self.helo = helo or socket.getfqdn()
-        # Idle connections per next hop; connections made to verify the peer's certificate
-        # (a TlsRequirement with verify) are kept apart from the opportunistic ones.
-        self._idle: dict[tuple[Destination, TlsRequirement | None], list[_Conn]] = defaultdict(list)
-        self._tls = ssl.create_default_context()
-        # Opportunistic TLS between MTAs: encrypt when offered, as smtplib's starttls() does
-        # by default; the peer's certificate is not what decides whether mail goes out.
-        self._tls.check_hostname = False
-        self._tls.verify_mode = ssl.CERT_NONE
-        self._verifying: dict[TlsRequirement, ssl.SSLContext] = {}
+        # Idle connections per next hop and TLS policy: a connection made under `may` (maybe
+        # in the clear) must never carry mail whose domain requires `verify`.
+        self._idle: dict[tuple[Destination, TlsPolicy], list[_Conn]] = defaultdict(list)
+        self._contexts: dict[TlsPolicy, ssl.SSLContext] = {}
 
-    def _context(self, req: TlsRequirement | None) -> ssl.SSLContext:
-        """The opportunistic context, or one that verifies the certificate and host name."""
-        if req is None or not req.verify:
-            return self._tls
-        ctx = self._verifying.get(req)
+    def _context(self, policy: TlsPolicy) -> ssl.SSLContext:
+        ctx = self._contexts.get(policy)
         if ctx is None:
-            ctx = ssl.create_default_context(
-                cafile=str(req.ca_file) if req.ca_file is not None else None)
-            self._verifying[req] = ctx
+            ctx = self._contexts[policy] = tls_context(policy)
         return ctx
 
     # -- the wire --------------------------------------------------------------------------
@@ -327,66 +391,82 @@ class AsyncSMTPTransport:
             return
         conn.extensions = {ln.split(" ", 1)[0].strip().lower() for ln in text.split("\n")[1:]}
 
-    async def _open(self, dest: Destination, tls: bool,
-                    context: ssl.SSLContext | None = None) -> _Conn:
+    async def _open(self, dest: Destination, policy: TlsPolicy, tls: bool,
+                    domain: str) -> _Conn:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.timeout):
             _, conn = await loop.create_connection(lambda: _Conn(self.timeout), dest.host,
                                                    dest.port)
+        required = policy.level not in ("none", "may")
+        what = f"TLS policy '{policy.level}' for {domain or dest.host}"
         try:
             code, text = await conn.reply()
             if code != 220:
                 raise ProtocolError(f"greeting {code} {text}")
             await self._ehlo(conn)
+            if required and "starttls" not in conn.extensions:
+                raise TlsPolicyFailure(f"4.7.4 {what}: {dest} does not offer STARTTLS")
             if tls and "starttls" in conn.extensions:
                 code, text = await self._command(conn, "STARTTLS")
                 if code != 220:
+                    if required:
+                        raise TlsPolicyFailure(f"4.7.4 {what}: {dest} refused STARTTLS: "
+                                               f"{code} {text}")
                     raise ssl.SSLError(f"STARTTLS refused: {code} {text}")
                 # The handshake has a timeout of its own; the watchdog must not abort the
                 # transport that start_tls is replacing.
                 conn.waits_done()
                 conn.discard_replies()
                 assert conn.transport is not None
-                ctx = context or self._tls
-                async with asyncio.timeout(self.timeout):
-                    secured = await loop.start_tls(conn.transport, conn, ctx,
-                                                   server_hostname=dest.host)
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        secured = await loop.start_tls(
+                            conn.transport, conn, self._context(policy),
+                            server_hostname=dest.host if not _is_ip(dest.host) else None)
+                except ssl.SSLCertVerificationError as exc:
+                    raise TlsPolicyFailure(f"4.7.5 {what}: certificate of {dest} not "
+                                           f"verified: {exc.verify_message}") from None
+                except (ssl.SSLError, OSError, TimeoutError) as exc:
+                    if required:
+                        raise TlsPolicyFailure(f"4.7.5 {what}: TLS handshake with {dest} "
+                                               f"failed: {exc or type(exc).__name__}") from None
+                    raise
                 assert isinstance(secured, asyncio.Transport)
                 conn.transport = secured
-                conn.tls = True
-                conn.verified = ctx.verify_mode == ssl.CERT_REQUIRED
+                if policy.level in ("verify", "secure"):
+                    wanted = policy.match or (
+                        (dest.host,) if policy.level == "verify" else (domain, "." + domain))
+                    cert = secured.get_extra_info("peercert") or {}
+                    problem = check_names(cert, wanted)
+                    if problem is not None:
+                        raise TlsPolicyFailure(f"4.7.5 {what}: certificate of {dest} not "
+                                               f"verified: {problem}")
                 await self._ehlo(conn)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    @staticmethod
-    def _pool(dest: Destination, req: TlsRequirement | None) -> tuple[Destination, TlsRequirement | None]:
-        return dest, (req if req is not None and req.verify else None)
-
-    async def _connect(self, dest: Destination, req: TlsRequirement | None = None
-                       ) -> tuple[_Conn, bool]:
-        """An idle connection to `dest` (True) or a new one (False)."""
-        idle = self._idle[self._pool(dest, req)]
+    async def _connect(self, dest: Destination, policy: TlsPolicy,
+                       domain: str) -> tuple[_Conn, bool]:
+        """An idle connection to `dest` under `policy` (True) or a new one (False)."""
+        idle = self._idle[(dest, policy)]
         while idle:
             conn = idle.pop()
             if conn.usable():
                 return conn, True
             conn.close()
+        if policy.level != "may":
+            return await self._open(dest, policy, policy.level != "none", domain), False
         try:
-            return await self._open(dest, tls=True, context=self._context(req)), False
+            return await self._open(dest, policy, True, domain), False
         except (ssl.SSLError, ssl.CertificateError):
-            # A peer that offers STARTTLS but cannot finish it (or, under a requirement to
-            # verify, whose certificate does not): deliver in the clear rather than not at
-            # all, as an MTA does without a policy that requires TLS. Mail that may only go
-            # over TLS is held back by send_async (the session is not TLS).
-            return await self._open(dest, tls=False), False
+            # A peer that offers STARTTLS but cannot finish it: deliver in the clear rather
+            # than not at all, as an MTA does without a policy that requires TLS.
+            return await self._open(dest, policy, False, domain), False
 
-    def _release(self, dest: Destination, conn: _Conn,
-                 req: TlsRequirement | None = None) -> None:
-        # A connection that did not verify (the plain fallback) is an opportunistic one.
-        idle = self._idle[self._pool(dest, req if conn.verified else None)]
+    def _release(self, key: tuple[Destination, TlsPolicy], conn: _Conn) -> None:
+        idle = self._idle[key]
         if conn.usable() and len(idle) < IDLE_PER_DESTINATION:
             conn.waits_done()
             idle.append(conn)
@@ -398,16 +478,22 @@ class AsyncSMTPTransport:
     async def send_async(
         self, dest: Destination, mail_from: str, rcpts: Sequence[str], data: bytes,
         mail_options: Sequence[str] = (), rcpt_options: Sequence[Sequence[str]] = (),
-        *, tls: TlsRequirement | None = None,
+        tls: TlsPolicy = MAY, *, tls_first: bool = False,
     ) -> dict[str, Result]:
+        """Deliver one copy; `tls` is the TLS policy of the recipients' domain. A session that
+        does not meet it gets each recipient a 451 4.7.x naming why; with `tls_first` (rule 1,
+        whose policy the queue raised to at least `encrypt`) a `TlsNotMet` instead, so that the
+        queue sends the copy encrypted rather than waiting."""
+        domain = rcpts[0].rpartition("@")[2].lower() if rcpts else ""
         for _ in range(2):  # a second time only when a reused connection turned out closed
             try:
-                conn, reused = await self._connect(dest, tls)
+                conn, reused = await self._connect(dest, tls, domain)
+            except TlsPolicyFailure as exc:
+                if tls_first:
+                    return dict.fromkeys(rcpts, tls_not_met(str(exc)))
+                return {r: Result(451, str(exc)) for r in rcpts}
             except (OSError, ProtocolError, TimeoutError, ssl.SSLError) as exc:
                 return {r: Result(451, f"4.4.1 cannot connect to {dest}: {exc}") for r in rcpts}
-            if tls is not None and not (conn.tls and (conn.verified or not tls.verify)):
-                self._release(dest, conn, tls)  # unused: good for the encrypted copy
-                return dict.fromkeys(rcpts, TLS_NOT_MET)
             try:
                 results, clean = await self._transaction(conn, reused, mail_from, rcpts, data,
                                                          mail_options, rcpt_options)
@@ -422,7 +508,7 @@ class AsyncSMTPTransport:
                 conn.close()  # cancelled mid-transaction: the connection's state is unknown
                 raise
             if clean:
-                self._release(dest, conn, tls)
+                self._release((dest, tls), conn)
             else:
                 conn.close()
             return results
@@ -521,6 +607,14 @@ class AsyncSMTPTransport:
                     conn.write(b"QUIT\r\n")
                 conn.close()
         self._idle.clear()
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
 
 
 class SMTPTransport:

@@ -74,7 +74,7 @@ def make_runner(
     return QueueRunner(
         spool,
         config.delivery,
-        transport or AsyncSMTPTransport(config.delivery.connect_timeout),
+        transport or AsyncSMTPTransport(config.delivery.connect_timeout, helo=config.hostname),
         stages=build_pipeline(stages),
         resolver=resolver or (_mx_resolver(config) if config.delivery.mx else None),
         quarantines=quarantines_for(config),
@@ -82,6 +82,9 @@ def make_runner(
         metrics=metrics,
         alerts=Tracker(config.alerts.log) if config.alerts.log else None,
         alert_email=config.alerts.email,
+        tls=config.tls_outbound,
+        hostname=config.hostname,
+        postmaster=config.postmaster,
     )
 
 

@@ -37,19 +37,16 @@ class Result:
         return self.code >= 500
 
 
-@frozen(cache_hash=True)
-class TlsRequirement:
-    """What a TLS session must be for mail that may only go in clear over TLS (rule 1 of an
-    encryption profile): STARTTLS offered and negotiated, and with `verify` a certificate that
-    verifies (against `ca_file`, else the system's CAs) for the host connected to."""
-
-    verify: bool = False
-    ca_file: Path | None = None
+@frozen
+class TlsNotMet(Result):
+    """What an SMTP transport answers, without sending, when mail that may go in clear only
+    over TLS (rule 1 of an encryption profile, `send_async(..., tls_first=True)`) finds no
+    session that meets its TLS policy: the queue encrypts the copy instead. A class of its own
+    rather than a code and text, so that no reply of a peer can be taken for it."""
 
 
-# What an SMTP transport answers, without sending, when the session does not meet the
-# TlsRequirement it was given: the queue then encrypts the message instead.
-TLS_NOT_MET = Result(454, "4.7.0 no TLS session that meets the policy; not sent in clear")
+def tls_not_met(reason: str) -> TlsNotMet:
+    return TlsNotMet(454, f"{reason}; not sent in clear")
 
 
 @frozen(cache_hash=True)  # a dict key several times per message (routes, idle connections)

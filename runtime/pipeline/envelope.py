@@ -41,6 +41,8 @@ class Envelope:
     listener: str = ""  # the listener's configured name (recv-listener in filters)
     auth_user: str = ""  # the SMTP AUTH identity (smtp-auth-id in filters); "" unauthenticated
     interface: str = ""  # the receiving interface's nickname (recv-int in filters)
+    # The subject (RFC 4514) of the client certificate the listener verified ($TLSClientSubject)
+    tls_client_subject: str = ""
     # The message was encrypted when it arrived: a DSN returns its headers only, never the
     # content the gateway decrypted (kept here so a restart does not forget it).
     headers_only_dsn: bool = False
@@ -81,6 +83,7 @@ class Envelope:
                 listener=str(data.get("listener", "")),
                 auth_user=str(data.get("auth_user", "")),
                 interface=str(data.get("interface", "")),
+                tls_client_subject=str(data.get("tls_client_subject", "")),
                 headers_only_dsn=bool(data.get("headers_only_dsn", False)),
                 delay_notified=bool(data.get("delay_notified", False)),
                 encrypt_unless_tls=str(data.get("encrypt_unless_tls", "")),

@@ -19,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import email.header
 import logging
-from pathlib import Path
 from typing import Any
 
 import attrs
 from attrs import define, frozen
 from cryptography import x509
 
+from runtime.config.config import TlsPolicy
 from runtime.engine.fieldline import clean
 from runtime.pipeline.flow import (
     BOUNCE,
@@ -281,14 +281,6 @@ def protect_deferred(ctx: StageContext, data: bytes, rcpts: tuple[str, ...], pro
     return apply_profile(ctx, data, rcpts, profile)
 
 
-@frozen
-class TlsPolicy:
-    """What rule 1 of an encryption profile asks of the next hop's TLS (for the queue)."""
-
-    verify: bool = False
-    ca_file: Path | None = None
-
-
 @define
 class SmimeOutbound:
     """Step 19: deferred S/MIME and encryption of the message and of every splinter copy that
@@ -332,9 +324,14 @@ class SmimeOutbound:
                                    msg.deferred_encrypt)
             apply_outcome(msg, rcpts, out, alt_mailhost=msg.alt_mailhost)
 
-    def tls_policy(self, encryption_profile: str) -> TlsPolicy:
+    def tls_policy(self, encryption_profile: str, destination: TlsPolicy) -> TlsPolicy:
+        """What rule 1 asks of the next hop's TLS: the destination's [tls.outbound] policy,
+        raised to `encrypt`, or to `verify` (against the profile's tls_ca_file) when the
+        profile says tls_verify; a stronger destination policy stays as it is."""
         enc = self.ctx.config.encryption_profiles.get(encryption_profile)
-        return TlsPolicy() if enc is None else TlsPolicy(enc.tls_verify, enc.tls_ca_file)
+        if enc is not None and enc.tls_verify:
+            return destination.at_least("verify", enc.tls_ca_file)
+        return destination.at_least("encrypt")
 
     def encrypt_for_delivery(self, data: bytes, rcpts: tuple[str, ...], encryption_profile: str,
                              subject: str) -> ProfileOutcome:
