@@ -676,7 +676,8 @@ def _tls_policy(t: Table, base: TlsPolicy) -> TlsPolicy:
             t.error(f"match[{i}]", f"{name!r} is not a host name (or .domain for its subdomains)")
     ca_file = t.path("ca_file") if t.has("ca_file") else base.ca_file
     if t.has("ca_file") and ca_file is not None and not ca_file.exists():
-        t.error("ca_file", f"{ca_file} does not exist; give a PEM file or a folder of them")
+        t.error("ca_file", f"{t._data['ca_file']!r} does not exist (relative to this file); "
+                "give a PEM file or a folder of them")
     if match and level not in ("verify", "secure"):
         t.error("match", f"names are checked only at level 'verify' or 'secure', not {level!r}")
     ciphers = t.text("ciphers", base.ciphers)
@@ -697,11 +698,17 @@ def _tls(t: Table) -> OutboundTls:
     out = t.table("outbound")
     default = _tls_policy(out, TlsPolicy())
     domains: dict[str, TlsPolicy] = {}
-    for name, dt in out.tables("domains"):
+    for name, value in out._get("domains", dict, {}, False).items():
+        # Quoted in the key names we report: domain names hold dots (and ".example.com" is
+        # one key, not two tables).
+        where = f'domains."{name}"'
         domain = name.lower().rstrip(".")
-        if not domain.strip(".") or "@" in domain:
-            out.error(f"domains.{name}", "must be a domain (example.com) or .example.com for "
-                      "its subdomains")
+        if not isinstance(value, dict):
+            out.error(where, "must be a table ([tls.outbound.domains.\"example.com\"])")
+            continue
+        if not domain.strip(".") or "@" in domain or " " in domain:
+            out.error(where, "must be a domain (example.com) or .example.com for its subdomains")
+        dt = Table(value, out.key(where), out._file, out._issues)
         domains[domain] = _tls_policy(dt, default)
         dt.finish()
     out.finish()

@@ -27,6 +27,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -311,6 +312,24 @@ class CA:
             "-CAcreateserial", "-days", "365", "-copy_extensions", "copyall", "-out", out)
 
 
+    def tls_identity(self, folder: Path, name: str, cn: str,
+                     dns: Iterable[str] = ()) -> tuple[Path, Path]:
+        """A TLS certificate (server and client use, DNS names in its subjectAltName) signed
+        by this CA, as an MTA's operator gets one: (certificate, key) PEM files."""
+        key, csr, cert = (folder / f"{name}.tls.key.pem", folder / f"{name}.tls.csr.pem",
+                          folder / f"{name}.tls.crt.pem")
+        ext = folder / f"{name}.tls.ext"
+        sans = ",".join(f"DNS:{d}" for d in dns)
+        ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                       "extendedKeyUsage=serverAuth,clientAuth\n"
+                       + (f"subjectAltName={sans}\n" if sans else ""))
+        run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/O={name}/CN={cn}",
+            "-keyout", key, "-out", csr)
+        run("openssl", "x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key,
+            "-CAcreateserial", "-days", "30", "-extfile", ext, "-out", cert)
+        return cert, key
+
+
 class OrgCA:
     """An organisation's own CA made with `filterlang cert create --ca`; it signs requests with
     `filterlang cert sign` (no outside CA, no openssl: what a small deployment does)."""
@@ -408,6 +427,7 @@ def content_type(data: bytes) -> str:
 # The parts of gateway.toml that every scenario shares. One listener and one queue process,
 # and retry timers in seconds, keep a scenario small and quick.
 BASE_TOML = """\
+{top}
 workers = 1
 queue_workers = 1
 local_domains = {local_domains}
@@ -423,6 +443,7 @@ address = "127.0.0.1"
 port = {port}
 session_timeout = 60
 command_timeout = 60
+{listener}
 
 # Our own users submit from 127.0.0.2; everyone else (partners, other gateways) is inbound.
 [sender_groups.users]
@@ -525,8 +546,12 @@ class Gateway(Serve):
 
     def __init__(self, root: Path, *, next_hop: int, local_domains: Iterable[str] = ("b.example",),
                  filters: dict[str, str] | None = None, signature: str = "remove",
-                 lifetime: float = 3600, extra: str = "") -> None:
+                 lifetime: float = 3600, extra: str = "", top: str = "",
+                 listener: str = "") -> None:
+        """`extra`: TOML after the shared sections; `top`: top-level keys (before any table);
+        `listener`: more keys of the one [[listeners]] section."""
         self.root = root
+        self.top, self.listener = top, listener
         root.mkdir(parents=True, exist_ok=True)
         super().__init__(root / "gateway.toml", free_port())
         self.next_hop = next_hop
@@ -551,7 +576,7 @@ class Gateway(Serve):
         tmp.write_text(BASE_TOML.format(
             local_domains=json.dumps(self.local_domains), filters=json.dumps(sorted(self.filters)),
             root=self.root, port=self.port, signature=self.signature, next_hop=self.next_hop,
-            lifetime=self.lifetime) + self.extra)
+            lifetime=self.lifetime, top=self.top, listener=self.listener) + self.extra)
         tmp.replace(self.config)
 
     def install(self, identity: Identity, name: str = "org") -> None:
@@ -707,10 +732,101 @@ class ExampleGateway(Gateway):
         return [p.read_bytes() for p in sorted(folder.iterdir())] if folder.is_dir() else []
 
 
+class Postfix:
+    """A throwaway Postfix on loopback (/work/shared/reference/test-peers.md's recipe): its own
+    configuration, queue and data folders, `postfix -c CONF start-fg` in the foreground, its
+    log in `log`. `main` and `master` are lines added to main.cf and master.cf. Needs root."""
+
+    def __init__(self, main: str = "", master: str = "", *, hostname: str = "postfix.test") -> None:
+        self.port = free_port()
+        # Not under pytest's tmp folders (0700 root): the postfix user must reach its files.
+        self.root = Path(tempfile.mkdtemp(prefix="fl-postfix-"))
+        self.root.chmod(0o755)
+        self.conf = self.root / "conf"
+        for sub in ("conf", "q", "data"):
+            (self.root / sub).mkdir()
+        shutil.chown(self.root / "data", "postfix")
+        lines = []
+        for line in Path("/etc/postfix/master.cf").read_text().splitlines():
+            fields = line.split()
+            if line and not line[0].isspace() and not line.startswith("#") and len(fields) >= 8:
+                fields[4] = "n"  # no chroot: the private queue folder has no /etc copies
+                if fields[0] == "smtp" and fields[1] == "inet":
+                    fields[0] = f"127.0.0.1:{self.port}"
+                line = "  ".join(fields)
+            lines.append(line)
+        (self.conf / "master.cf").write_text("\n".join(lines) + "\n" + master + "\n")
+        (self.conf / "main.cf").write_text(f"""
+queue_directory = {self.root / 'q'}
+data_directory = {self.root / 'data'}
+mail_owner = postfix
+setgid_group = postdrop
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+myhostname = {hostname}
+mydestination =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+compatibility_level = 3.6
+maillog_file = /dev/stdout
+smtp_tls_loglevel = 1
+smtpd_tls_loglevel = 1
+""" + main + "\n")
+        self.log = self.root / "postfix.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> str | None:
+        """Why Postfix cannot run here, or None."""
+        if shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists():
+            return "postfix is not installed (.ci/run installs it)"
+        if os.geteuid() != 0:
+            return "a throwaway Postfix needs root to start"
+        return None
+
+    def start(self) -> Self:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(["postfix", "-c", str(self.conf), "start-fg"],
+                                         stdout=log, stderr=log, start_new_session=True)
+        wait_until(f"Postfix to greet on port {self.port}", self._greets, explain=self.explain)
+        return self
+
+    def _greets(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"postfix exited {self.proc.returncode}\n{self.explain()}")
+        try:
+            with connection(self.port, timeout=5) as s:
+                return read_reply(s).startswith("220")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        run("postfix", "-c", self.conf, "stop", check=False)
+        try:
+            proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def explain(self) -> str:
+        return f"--- postfix log\n{self.log_text()[-4000:]}"
+
+    def wait_log(self, what: str, pattern: str) -> re.Match[str]:
+        return wait_until(what, lambda: re.search(pattern, self.log_text()), explain=self.explain)
+
+
 @contextlib.contextmanager
-def running(*things: Serve | Sink) -> Iterator[None]:
+def running(*things: Serve | Sink | Postfix) -> Iterator[None]:
     """Start sinks and gateways in the order given; stop them all (in reverse) at the end."""
-    started: list[Serve | Sink] = []
+    started: list[Serve | Sink | Postfix] = []
     try:
         for thing in things:
             thing.start()

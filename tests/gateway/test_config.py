@@ -43,6 +43,16 @@ BAD = [
     ("auth-bad-id", MINIMAL + "[authentication]\nauthserv_id = \"mx example; dkim=pass\"\n"),
     ("dkim-incomplete", MINIMAL + "[dkim.\"example.org\"]\nkey = \"none.pem\"\n"
      "canonicalization = \"loose\"\nheaders = [\"Subject\"]\n"),
+    ("tls-dane", MINIMAL + "[tls.outbound.domains.\"partner.example\"]\nlevel = \"dane\"\n"),
+    ("tls-level", MINIMAL + "[tls.outbound]\nlevel = \"verfy\"\n"),
+    ("tls-match-level", MINIMAL + "[tls.outbound]\nlevel = \"encrypt\"\nmatch = [\"mx.example\"]\n"),
+    ("tls-ciphers", MINIMAL + "[tls.outbound]\nciphers = \"NO-SUCH-CIPHER\"\n"),
+    ("tls-version", MINIMAL + "[tls.outbound.domains.\".example\"]\nmin_version = \"SSLv3\"\n"),
+    ("tls-unknown", MINIMAL + "[tls.outbound]\nlevl = \"may\"\n[tls.inbound]\nx = 1\n"),
+    ("tls-ca-missing", MINIMAL + "[tls.outbound]\nlevel = \"verify\"\nca_file = \"nope.pem\"\n"),
+    ("require-tls-no-cert", "[[listeners]]\nport = 1\nrequire_tls = true\ntls_client_ca = \"ca.pem\"\n"
+                            "[delivery]\nmaildir = \"md\"\n"),
+    ("bad-hostname", "hostname = \"gw example\"\npostmaster = \"nobody\"\n" + MINIMAL),
 ]
 
 
@@ -78,6 +88,34 @@ def test_every_error_names_a_key(tmp_path: Path, name: str, text: str) -> None:
     for line in _render(tmp_path, text).splitlines():
         assert line.startswith("gateway.toml: "), line
         assert "Traceback" not in line
+
+
+def test_tls_policy_per_domain(tmp_path: Path) -> None:
+    """The exact domain wins, then the longest .suffix entry, then [tls.outbound]; a domain
+    entry takes what it does not set from [tls.outbound]."""
+    path = tmp_path / "gateway.toml"
+    path.write_text('hostname = "gw.example.org"\n' + MINIMAL + """
+[tls.outbound]
+level = "encrypt"
+min_version = "TLSv1.3"
+[tls.outbound.domains."partner.example"]
+level = "secure"
+match = ["mx.partner.example"]
+[tls.outbound.domains.".partner.example"]
+level = "verify"
+[tls.outbound.domains.".example"]
+level = "may"
+""")
+    config = load_config(path)
+    tls = config.tls_outbound
+    assert tls.for_domain("Partner.Example.").level == "secure"
+    assert tls.for_domain("Partner.Example.").match == ("mx.partner.example",)
+    assert tls.for_domain("eu.partner.example").level == "verify"
+    assert tls.for_domain("eu.partner.example").min_version == "TLSv1.3"
+    assert tls.for_domain("other.example").level == "may"
+    assert tls.for_domain("example.com").level == "encrypt"
+    assert config.hostname == "gw.example.org"
+    assert config.postmaster == "postmaster@gw.example.org"
 
 
 def test_example_config_loads() -> None:
