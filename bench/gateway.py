@@ -1,7 +1,7 @@
 """Gateway throughput and memory, against stock Postfix, bare RSA signing and a bare listener.
 
     python bench/gateway.py [--config gateway.toml] [--messages 5000] [--sessions 10]
-                            [--rounds 3] [--no-stages] [--no-scaling] [--quick]
+                            [--rounds 3] [--no-stages] [--no-scaling] [--quick] [--tls]
 
 Drives Postfix's `smtp-source` (4 KB messages) at (1) `filterlang serve` delivering to
 `smtp-sink` (outbound: 50 filters, RSA-2048 signing); (2) a stock Postfix started by the
@@ -24,6 +24,13 @@ DMARC and ARC of each message, against an NSD on loopback serving the partners' 
 key and DMARC p=reject records; the partners' messages DKIM-signed), and the outbound one
 with DKIM signing ([dkim."example.com"], RSA-2048) after its S/MIME signing; each is
 reported as a share of the same run without (target >= 0.60).
+
+--tls runs only the STARTTLS comparison (issue 17, target >= 70%): the same gateway with
+STARTTLS on both sides, its listener's (an ECDSA P-256 certificate; every message on a new
+connection with a full handshake, as smtp-source sends) and its delivery's (`[tls.outbound]
+level = "encrypt"` to a sink that offers STARTTLS), against the same gateway in the clear.
+smtp-source and smtp-sink speak no TLS, so both runs use bench/_tls_peers.py's load source
+and sink, TLS on or off; the runs alternate, round by round.
 
 By default the gateway runs 50 realistic message filters and signs every message with
 RSA-2048 through a "sign" sending profile, all from its configuration (REAL below);
@@ -503,6 +510,103 @@ class Measured:
             self.sys_ms = (sys1 - sys0) * 1000 / n
 
 
+def tls_key_pair(folder: Path) -> tuple[Path, Path]:
+    """A self-signed ECDSA P-256 certificate for the listener (cheap handshakes, as an
+    operator who cares about throughput would choose)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gw.bench.example")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("gw.bench.example")]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "tls.crt.pem", folder / "tls.key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+PEERS = Path(__file__).resolve().parent / "_tls_peers.py"
+
+
+def drive_peers(port: int, messages: int, sessions: int, spool: Path, tls: bool) -> tuple[float, float]:
+    """(accepted msg/s, delivered msg/s) with bench/_tls_peers.py's source, TLS on or off."""
+    start = time.monotonic()
+    subprocess.run([sys.executable, str(PEERS), "source", str(port), str(messages), str(sessions),
+                    "4096", *(["tls"] if tls else [])], check=True)
+    accepted = time.monotonic() - start
+    while spool_busy(spool):
+        time.sleep(0.02)
+    return messages / accepted, messages / (time.monotonic() - start)
+
+
+def tls_comparison(args: argparse.Namespace, tmp: Path, template: str) -> None:
+    """The gateway with STARTTLS on both sides against the same gateway in the clear."""
+    cert, key = tls_key_pair(tmp)
+    procs: list[subprocess.Popen[bytes]] = []
+    gateways: list[subprocess.Popen[bytes]] = []
+    try:
+        runs: dict[bool, tuple[int, Measured]] = {}
+        for tls in (False, True):
+            sink_port, gw_port = free_port(), free_port()
+            procs.append(subprocess.Popen([sys.executable, str(PEERS), "sink", str(sink_port),
+                                           *([str(cert), str(key)] if tls else [])]))
+            wait_port(sink_port)
+            name = "tls" if tls else "plain"
+            text = template.format(port=gw_port, sink=sink_port, workers=0)
+            text = text.replace('data_dir = "data"', f'data_dir = "data-{name}"')
+            if tls:
+                text = text.replace(f"port = {gw_port}\n", f'port = {gw_port}\ntls_cert = "{cert}"\n'
+                                    f'tls_key = "{key}"\nrequire_tls = true\n', 1)
+                text += '\n[tls.outbound]\nlevel = "encrypt"\n'
+            cfg = tmp / f"gateway-{name}.toml"
+            cfg.write_text(text)
+            gw, listeners, queue = start_gateway(cfg, tmp, f"gateway-{name}.log")
+            gateways.append(gw)
+            runs[tls] = (gw_port, Measured(tree(gw.pid), listeners, queue))
+        for _ in range(args.rounds):
+            for tls, (port, measured) in runs.items():
+                spool = tmp / f"data-{'tls' if tls else 'plain'}" / "spool"
+                measured.round(lambda port=port, spool=spool, tls=tls: (
+                    args.messages, *drive_peers(port, args.messages, args.sessions, spool, tls)))
+        plain, tls_run = runs[False][1], runs[True][1]
+        print("(figures from one run on a shared machine: compare the ratio, not the absolutes)")
+        print(f"plain:             {plain.rate:8.0f} msg/s  received and delivered ({args.messages} x 4 KB, "
+              f"{args.sessions} sessions, one message per connection; best of {args.rounds}); "
+              f"CPU {plain.cpu_ms:.2f} ms/message ({plain.role_ms[0]:.2f} listeners, "
+              f"{plain.role_ms[1]:.2f} queue processes)")
+        print(f"STARTTLS both sides: {tls_run.rate:6.0f} msg/s  (listener: ECDSA P-256, a full handshake "
+              f"per message; delivery: level encrypt, connections reused); CPU {tls_run.cpu_ms:.2f} "
+              f"ms/message ({tls_run.role_ms[0]:.2f} listeners, {tls_run.role_ms[1]:.2f} queue "
+              f"processes)")
+        print(f"  STARTTLS/plain:  {tls_run.rate / plain.rate:8.2f}  (target >= 0.70)")
+        # The load source does a full TLS handshake per message too, on the same cores: the
+        # ratio of the gateway's own CPU per message says what the gateway alone costs.
+        print(f"  by gateway CPU:  {plain.cpu_ms / tls_run.cpu_ms:8.2f}  (plain CPU per message / "
+              f"STARTTLS CPU per message)")
+    finally:
+        for g in gateways:
+            stop_gateway(g)
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", type=Path)
@@ -515,6 +619,8 @@ def main() -> int:
                     help="runs of each; the best of each is reported")
     ap.add_argument("--quick", action="store_true",
                     help="1,000 messages, one round, no scaling run, no 50 MB message")
+    ap.add_argument("--tls", action="store_true",
+                    help="only the STARTTLS comparison: STARTTLS on both sides against plain")
     args = ap.parse_args()
     if args.quick:
         args.messages, args.rounds, args.no_scaling = min(args.messages, 1000), 1, True
@@ -522,6 +628,14 @@ def main() -> int:
         ap.error("--rounds must be at least 1")
     stages = not args.no_stages
     template = REAL if stages else MINIMAL
+    if args.tls:
+        tmp = Path(tempfile.mkdtemp(prefix="fl-bench-tls-"))
+        try:
+            write_real_setup(tmp)
+            tls_comparison(args, tmp, template)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     for tool in ("smtp-source", "smtp-sink"):
         if shutil.which(tool) is None:
             print(f"skipped: {tool} (Postfix) is not installed")
