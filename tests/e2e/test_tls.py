@@ -24,6 +24,7 @@ from .harness import (
     Postfix,
     Received,
     Sink,
+    dialogue,
     message,
     replies_to,
     running,
@@ -269,3 +270,50 @@ max_connections_per_ip = 2
             assert _served_certificate(gw.port) == der(pki.gw2[0])
         wait_until("every message delivered", lambda: len(sink.to("zed@elsewhere.example")) >= 7,
                    explain=gw.explain)
+
+
+def test_policy_require_tls_and_the_gateways_name(tmp_path: Path, pki: Pki, sink: Sink) -> None:
+    """A mail flow policy's require_tls: its clients get 530 5.7.0 at MAIL until they do
+    STARTTLS, other clients of the same listener are served in the clear. The configured
+    hostname greets and stamps Received lines; the postmaster address is accepted under an
+    ACCEPT policy although its domain is not local, and nothing else of that domain is."""
+    gw_cert, gw_key = pki.gw
+    gw = Gateway(tmp_path / "gw", next_hop=sink.port,
+                 top=f'hostname = "{HOSTNAME}"\npostmaster = "hostmaster@{HOSTNAME}"',
+                 listener=f'tls_cert = "{gw_cert}"\ntls_key = "{gw_key}"',
+                 extra="""
+[sender_groups.strict]
+ips = ["127.0.0.3/32"]
+policy = "strict"
+
+[policies.strict]
+action = "ACCEPT"
+require_tls = true
+""")
+    ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
+    ctx.check_hostname = False  # connected by address; the name is checked below
+    rcpt = "bob@b.example"
+    with running(gw):
+        assert dialogue(gw.port, [b"QUIT"])[0].startswith(f"220 {HOSTNAME} "), "the greeting"
+        with smtplib.SMTP("127.0.0.1", gw.port, source_address=("127.0.0.3", 0), timeout=30) as s:
+            assert s.ehlo("strict.client")[1].decode().startswith(HOSTNAME)
+            assert s.mail("carol@partner.example") == (
+                530, b"5.7.0 Must issue a STARTTLS command first")
+            s.rset()
+            s.starttls(context=ctx)  # the chain verified against the test CA
+            assert isinstance(s.sock, ssl.SSLSocket)
+            assert ("DNS", HOSTNAME) in (s.sock.getpeercert() or {}).get("subjectAltName", ())
+            s.ehlo("strict.client")
+            s.sendmail("carol@partner.example", [rcpt],
+                       message("carol@partner.example", rcpt, "strict over TLS"))
+        # The default policy (127.0.0.1) is not bound to TLS.
+        mid = gw.send("dave@partner.example", [rcpt, f"hostmaster@{HOSTNAME}"],
+                      message("dave@partner.example", rcpt, "plain"), source="127.0.0.1")
+        got, _ = gw.delivered(sink, f"hostmaster@{HOSTNAME}", mid)
+        received = got.header("Received") or ""
+        assert f"by {HOSTNAME} (filterlang) with ESMTP " in received, received
+        (strict,) = sink.wait_for(rcpt, match=lambda m: b"strict over TLS" in m.data)
+        assert f"by {HOSTNAME} (filterlang) with ESMTPS" in (strict.header("Received") or "")
+        refused = replies_to(gw.port, "dave@partner.example", [f"other@{HOSTNAME}"],
+                             b"Subject: x\r\n\r\nx")
+        assert refused[1].startswith("550 5.7.1"), refused
