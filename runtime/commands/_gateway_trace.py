@@ -51,6 +51,7 @@ class Session:
     rcpts: list[str] = field(factory=lambda: ["rcpt@example.com"])
     auth_user: str = ""
     tls: bool = False
+    tls_client_subject: str = ""  # a client certificate the listener verified (implies tls)
 
 
 class ReadOnlyStore:
@@ -116,14 +117,15 @@ class Gateway:
 
     def hostname(self, listener: str) -> str:
         found = next((x for x in self.config.listeners if x.name == listener), None)
-        return (found.hostname if found is not None else None) or socket.getfqdn()
+        return (found.hostname if found is not None else None) or self.config.hostname \
+            or socket.getfqdn()
 
 
-def _sender_group(config: GatewayConfig, ip: str, helo: str) -> str:
-    policy = lst.choose_policy(config, ip, helo)
+def _sender_group(config: GatewayConfig, ip: str, helo: str, subject: str = "") -> str:
+    policy = lst.choose_policy(config, ip, helo, subject)
     for g in config.sender_groups:
         if g.policy == policy.name and (lst.choose_policy(attrs.evolve(config, sender_groups=(g,)),
-                                                          ip, helo) is policy):
+                                                          ip, helo, subject) is policy):
             return g.name
     return ""
 
@@ -132,18 +134,25 @@ def receive(gw: Gateway, s: Session, raw: bytes, n: int) -> tuple[Envelope | Non
     """The listener's part: the mail flow policy, what SMTP would refuse, and the message as
     spooled (with our Received line). The envelope is None when nothing would be accepted."""
     config = gw.config
-    policy = lst.choose_policy(config, s.remote_ip, s.helo)
+    tls = s.tls or bool(s.tls_client_subject)
+    policy = lst.choose_policy(config, s.remote_ip, s.helo, s.tls_client_subject)
     listener = gw.listener_name(s.listener)
+    found = next((x for x in config.listeners if x.name == listener), None)
     data = mime.to_crlf(raw)  # an SMTP client sends CRLF line ends
     facts: dict[str, Any] = {"listener": listener, "remote_ip": s.remote_ip, "helo": s.helo,
-                             "sender_group": _sender_group(config, s.remote_ip, s.helo) or None,
-                             "policy": policy.name, "action": policy.action, "tls": s.tls}
+                             "sender_group": _sender_group(config, s.remote_ip, s.helo,
+                                                           s.tls_client_subject) or None,
+                             "policy": policy.name, "action": policy.action, "tls": tls}
+    if s.tls_client_subject:
+        facts["tls_client_subject"] = s.tls_client_subject
     refused: dict[str, str] = {}
     problem = None
     if policy.action == "TCPREFUSE":
         problem = "connection refused (TCPREFUSE)"
     elif policy.action == "REJECT":
         problem = lst.POLICY_REJECT
+    elif not tls and (policy.require_tls or (found is not None and found.require_tls)):
+        problem = lst.TLS_REQUIRED
     elif len(data) > policy.max_message_size:
         problem = lst.MESSAGE_TOO_BIG
     else:
@@ -167,10 +176,11 @@ def receive(gw: Gateway, s: Session, raw: bytes, n: int) -> tuple[Envelope | Non
     queue_id = f"T{n:07d}"
     session = SimpleNamespace(peer=(s.remote_ip, 0), host_name=s.helo, extended_smtp=True)
     received = lst.received_header(cast(Any, session), gw.hostname(listener), queue_id,
-                                   accepted, s.tls)
+                                   accepted, tls)
     env = Envelope(s.mail_from, tuple(accepted), rcpt_options=tuple(() for _ in accepted),
                    peer=s.remote_ip, policy=policy.name, helo=s.helo, listener=listener,
-                   auth_user=s.auth_user, queue_id=queue_id)
+                   auth_user=s.auth_user, queue_id=queue_id,
+                   tls_client_subject=s.tls_client_subject)
     return env, received + data, record
 
 

@@ -36,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remote-ip", default="127.0.0.1")
     p.add_argument("--helo", default="localhost", help="with -c: the client's EHLO name")
     p.add_argument("--tls", action="store_true", help="with -c: as if the client used STARTTLS")
+    p.add_argument("--tls-client-subject", default="", metavar="SUBJECT",
+                   help="as if STARTTLS verified a client certificate with this subject "
+                        "(RFC 4514, e.g. 'CN=mx.partner.example,O=Partner'): $TLSClientSubject, "
+                        "and with -c the sender groups' tls_subjects")
     p.add_argument("--commit", action="store_true",
                    help="with -c: really harvest into the key store and park quarantined "
                         "messages (nothing is ever sent)")
@@ -134,7 +138,8 @@ def _suite_gateway(config_path: Path) -> CaseRunner:
                           str(case.get("listener", "")),
                           str(case.get("mail_from", "sender@example.com")),
                           [str(r) for r in case.get("rcpt", ["rcpt@example.com"])],
-                          str(case.get("auth_user", "")), bool(case.get("tls", False)))
+                          str(case.get("auth_user", "")), bool(case.get("tls", False)),
+                          str(case.get("tls_client_subject", "")))
         return trace_message(gw, session, raw, name, count[0])
 
     return trace_case
@@ -221,7 +226,8 @@ def _run_config(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     session = Session(args.remote_ip, args.helo, args.listener, args.mail_from,
-                      args.rcpt or ["rcpt@example.com"], args.auth_user, args.tls)
+                      args.rcpt or ["rcpt@example.com"], args.auth_user, args.tls,
+                      args.tls_client_subject)
     if args.output:
         args.output.mkdir(parents=True, exist_ok=True)
     for i, path in enumerate(_messages(args.paths), 1):
@@ -279,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
     env = Envelope.simple(args.mail_from, args.rcpt or ["rcpt@example.com"])
     conn = Connection(remote_ip=args.remote_ip, listener=args.listener,
                       sender_group=args.sender_group, auth_user=args.auth_user,
-                      direction=args.direction)
+                      direction=args.direction, tls_client_subject=args.tls_client_subject)
     try:
         smime = SmimeState.parse(args.smime_state)
     except ValueError as exc:

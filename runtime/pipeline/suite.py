@@ -4,8 +4,8 @@
 
     filters = ["filters.flt"]            # relative to the suite file
     # or: config = "gateway.toml"        # the whole configured gateway, as `filterlang test -c`
-    #     (then remote_ip, helo, listener, auth_user, tls describe the SMTP session and the
-    #     configuration decides policies, sender groups, S/MIME and profiles)
+    #     (then remote_ip, helo, listener, auth_user, tls, tls_client_subject describe the SMTP
+    #     session and the configuration decides policies, sender groups, S/MIME and profiles)
     [resources]                          # optional: dictionaries = {Name = "file"}, text_resources = {...}
     [[incoming_policies]]                # optional: mail policies, as in a --policies file
     [[case]]
@@ -75,7 +75,7 @@ SUITE_KEYS = ("filters", "config", "resources", "incoming_policies", "outgoing_p
               "policies", "case")
 # What a case of a `config = ...` suite may say: the configuration decides the rest.
 SESSION_KEYS = ("name", "message", "raw", "mail_from", "rcpt", "remote_ip", "helo", "listener",
-                "auth_user", "tls", "expect")
+                "auth_user", "tls", "tls_client_subject", "expect")
 CASE_KEYS = (*SESSION_KEYS, "direction", "smime_state", "sender_group", "authentication")
 EXPECT_KEYS = ("matched", "not_matched", "final", "recipients", "headers_present",
                "headers_absent", "headers", "policy", "body_contains", "body_not_contains",
@@ -295,7 +295,8 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
                           listener=str(case.get("listener", "")),
                           sender_group=str(case.get("sender_group", "")),
                           auth_user=str(case.get("auth_user", "")),
-                          direction=str(case.get("direction", "incoming")))
+                          direction=str(case.get("direction", "incoming")),
+                          tls_client_subject=str(case.get("tls_client_subject", "")))
         try:
             smime = SmimeState.parse(str(case.get("smime_state", "none")))
         except ValueError as exc:

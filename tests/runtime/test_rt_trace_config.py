@@ -246,3 +246,45 @@ def test_bad_message_is_refused_as_the_listener_would(site: Site, capsys: pytest
     assert out["recipients"] == {"dave@example.org": "refused"}
     assert out["bounce_reasons"]["dave@example.org"].startswith("550 5.6.0")
     assert out["leaving"] == []
+
+
+def test_tls_client_subject_picks_the_partner_group_and_require_tls_refuses_plain(site: Site) -> None:
+    """`filterlang test -c --tls-client-subject`: the sender groups' tls_subjects choose the
+    policy as the listener would after STARTTLS, filters see $TLSClientSubject; without TLS,
+    a policy with require_tls refuses at MAIL (530 5.7.0)."""
+    (site.root / "f.filter").write_text(FILTERS + "stamp:\n  if true { insert-header('X-TLS', "
+                                        "'[$TLSClientSubject]'); }\n")
+    site.config.write_text(site.config.read_text() + """
+[sender_groups.partner]
+tls_subjects = ["CN=mx.partner.example,*"]
+policy = "partner"
+[policies.partner]
+action = "RELAY"
+require_tls = true
+""")
+    site.config.write_text(site.config.read_text().replace(
+        "[sender_groups.users]", "[sender_groups.partner_ip]\nips = [\"192.0.2.9/32\"]\n"
+        "policy = \"partner\"\n[sender_groups.users]"))
+    msg = str(site.message("m.eml", "hi"))
+
+    def run(*args: str) -> dict[str, Any]:
+        done = subprocess.run([str(FILTERLANG), "test", "-c", str(site.config), "--json",
+                               "-o", str(site.root / "out"), *args, msg],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        out: dict[str, Any] = json.loads(done.stdout)
+        return out
+
+    out = run("--remote-ip", "198.51.100.7", "--rcpt", "x@else.example",
+              "--tls-client-subject", "CN=mx.partner.example,O=Partner Ltd")
+    listener = {s["stage"]: s for s in out["stages"]}["listener"]
+    assert listener["sender_group"] == "partner" and listener["policy"] == "partner", listener
+    assert listener["tls"] is True
+    assert out["recipients"] == {"x@else.example": "deliver"}
+    written = (site.root / "out" / "m.deliver.eml").read_bytes()
+    assert b"X-TLS: [CN=mx.partner.example,O=Partner Ltd]" in written
+    assert b"with ESMTPS" in written and b"by gw.example.org" in written
+
+    plain = run("--remote-ip", "192.0.2.9", "--rcpt", "x@else.example")
+    assert plain["recipients"] == {"x@else.example": "refused"}, plain
+    assert "530 5.7.0" in json.dumps(plain)
