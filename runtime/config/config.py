@@ -686,7 +686,7 @@ def _tls_policy(t: Table, base: TlsPolicy) -> TlsPolicy:
 
         try:
             ssl.create_default_context().set_ciphers(ciphers)
-        except ssl.SSLError:
+        except (ssl.SSLError, ValueError):  # ValueError: a NUL in the text
             t.error("ciphers", f"OpenSSL knows no cipher in {ciphers!r}; give an OpenSSL cipher "
                     "list such as 'ECDHE+AESGCM:ECDHE+CHACHA20'")
     return TlsPolicy(level=level, match=tuple(n.lower() for n in match),

@@ -42,6 +42,7 @@ from runtime.mta.listener import GatewayHandler, protocol_factory, tls_context
 from runtime.mta.metrics import Metrics, enable_multiprocess, reset_multiprocess
 from runtime.mta.queue import AsyncTransport, QueueRunner, alert
 from runtime.mta.smtp_client import AsyncSMTPTransport
+from runtime.mta.smtp_client import tls_context as client_tls_context
 from runtime.mta.spool import Spool
 from runtime.mta.stores import quarantines_for, spool_for
 from runtime.mta.tracking import Tracker
@@ -109,16 +110,28 @@ def check_stages(config: GatewayConfig) -> None:
 
 
 def check_tls(config: GatewayConfig) -> None:
-    """Load every listener's certificate now, so a bad one stops start-up (or a reload)
-    with a clear message instead of crashing the workers."""
+    """Load every listener's certificate, and every outbound policy's CA file, now, so a bad
+    one stops start-up (or a reload) with a clear message instead of crashing the workers or
+    deferring every message of a domain."""
     for i, lst in enumerate(config.listeners):
         try:
             tls_context(lst)
         except (OSError, ssl.SSLError) as exc:
+            what = (f"{lst.tls_cert} / {lst.tls_key}" if lst.tls_client_ca is None
+                    else f"{lst.tls_cert} / {lst.tls_key} / tls_client_ca {lst.tls_client_ca}")
             raise CertificateProblem(
-                f"{config.source}: listeners[{i}].tls_cert: cannot load {lst.tls_cert} / "
-                f"{lst.tls_key}: {exc}; give a PEM certificate and its private key"
+                f"{config.source}: listeners[{i}].tls_cert: cannot load {what}: {exc}; give a "
+                "PEM certificate and its private key (and PEM CA certificates)"
             ) from None
+    outbound = config.tls_outbound
+    for key, policy in [("tls.outbound", outbound.default),
+                        *((f'tls.outbound.domains."{d}"', p) for d, p in outbound.domains.items())]:
+        try:
+            client_tls_context(policy)
+        except (OSError, ssl.SSLError) as exc:
+            raise CertificateProblem(
+                f"{config.source}: {key}.ca_file: cannot load {policy.ca_file}: {exc}; give "
+                "PEM CA certificates (a file, or a folder of them)") from None
 
 
 def bind(listener: Listener) -> socket.socket:

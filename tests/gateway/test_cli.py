@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,6 +119,20 @@ def test_serve_refuses_unloadable_tls_certificate(tmp_path: Path,
     assert main(["serve", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "listeners[0].tls_cert: cannot load" in err and "Traceback" not in err
+
+
+def test_serve_refuses_an_outbound_ca_file_that_is_not_pem(tmp_path: Path) -> None:
+    """A [tls.outbound] ca_file that does not load stops `filterlang serve` at start, naming
+    the key: otherwise every message of the domain would be deferred for it."""
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[[listeners]]\nport = 2525\n[delivery]\nmaildir = "md"\n'
+                   '[tls.outbound.domains."partner.example"]\nlevel = "verify"\nca_file = "ca.pem"\n')
+    done = subprocess.run([str(Path(sys.executable).parent / "filterlang"), "serve", "-c", str(cfg)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert 'tls.outbound.domains."partner.example".ca_file: cannot load' in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_queue_flush_on_a_full_disk_is_one_clear_error(cfg: Path, capsys: pytest.CaptureFixture[str],
