@@ -391,27 +391,35 @@ class QueueRunner:
             dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
         )
 
-    def _routes(self, env: Envelope) -> dict[tuple[tuple[Destination, ...], TlsPolicy], list[str]]:
+    def _routes(self, env: Envelope) -> dict[tuple[tuple[Destination, ...], TlsPolicy, str],
+                                             list[str]]:
         """Recipients grouped by their destinations (MX hosts in preference order) and by
-        their domains' TLS policies (one copy never goes out under two policies)."""
-        by_dest: dict[tuple[tuple[Destination, ...], TlsPolicy], list[str]] = defaultdict(list)
+        their domains' TLS policies (one copy never goes out under two policies); under
+        `secure` without `match` also by domain, since the names checked are the domain's."""
+        by_dest: dict[tuple[tuple[Destination, ...], TlsPolicy, str], list[str]] = \
+            defaultdict(list)
         for rcpt in env.rcpt_tos:
-            policy = self.tls.for_domain(rcpt.rpartition("@")[2])
-            by_dest[(tuple(self.router.route(rcpt, env.alt_mailhost)), policy)].append(rcpt)
+            domain = rcpt.rpartition("@")[2].lower()
+            policy = self.tls.for_domain(domain)
+            own = domain if policy.level == "secure" and not policy.match else ""
+            by_dest[(tuple(self.router.route(rcpt, env.alt_mailhost)), policy, own)].append(rcpt)
         return by_dest
 
     async def _routes_async(self, env: Envelope, failed: dict[str, tuple[Result, str]],
-                            ) -> dict[tuple[tuple[Destination, ...], TlsPolicy], list[str]]:
+                            ) -> dict[tuple[tuple[Destination, ...], TlsPolicy, str], list[str]]:
         """`_routes` with MX look-ups in the loop; a recipient whose domain cannot be routed
         goes into `failed` with its temporary or permanent failure."""
         mx_async = getattr(self.router.resolver, "mx_async", None)
-        by_dest: dict[tuple[tuple[Destination, ...], TlsPolicy], list[str]] = defaultdict(list)
+        by_dest: dict[tuple[tuple[Destination, ...], TlsPolicy, str], list[str]] = \
+            defaultdict(list)
         domains: dict[str, list[Destination] | Result] = {}
         for rcpt in env.rcpt_tos:
             domain = rcpt.rpartition("@")[2].lower()
             policy = self.tls.for_domain(domain)
+            own = domain if policy.level == "secure" and not policy.match else ""
             if env.alt_mailhost or mx_async is None:
-                by_dest[(tuple(self.router.route(rcpt, env.alt_mailhost)), policy)].append(rcpt)
+                by_dest[(tuple(self.router.route(rcpt, env.alt_mailhost)), policy, own)].append(
+                    rcpt)
                 continue
             if domain not in domains:  # once per domain, not per recipient
                 try:
@@ -422,7 +430,7 @@ class QueueRunner:
             if isinstance(got, Result):
                 failed[rcpt] = (got, f"MX {domain}")
             else:
-                by_dest[(tuple(got), policy)].append(rcpt)
+                by_dest[(tuple(got), policy, own)].append(rcpt)
         return by_dest
 
     def _settle(self, env: Envelope, data: bytes, results: dict[str, tuple[Result, str]],
@@ -705,7 +713,7 @@ class QueueRunner:
             routes = await self._routes_async(env, results)
         else:  # a relay or a static table is a lookup in memory
             routes = self._routes(env)
-        for (dests, policy), rcpts in routes.items():
+        for (dests, policy, _), rcpts in routes.items():
             pending = list(rcpts)
             if not dests:
                 results.update({r: (NO_ROUTE, "") for r in rcpts})

@@ -357,7 +357,8 @@ class AsyncSMTPTransport:
         self.helo = helo or socket.getfqdn()
         # Idle connections per next hop and TLS policy: a connection made under `may` (maybe
         # in the clear) must never carry mail whose domain requires `verify`.
-        self._idle: dict[tuple[Destination, TlsPolicy], list[_Conn]] = defaultdict(list)
+        # (Under `secure` without `match`, the names checked are the domain's: its domain too.)
+        self._idle: dict[tuple[Destination, TlsPolicy, str], list[_Conn]] = defaultdict(list)
         self._contexts: dict[TlsPolicy, ssl.SSLContext] = {}
 
     def _context(self, policy: TlsPolicy) -> ssl.SSLContext:
@@ -450,7 +451,7 @@ class AsyncSMTPTransport:
     async def _connect(self, dest: Destination, policy: TlsPolicy,
                        domain: str) -> tuple[_Conn, bool]:
         """An idle connection to `dest` under `policy` (True) or a new one (False)."""
-        idle = self._idle[(dest, policy)]
+        idle = self._idle[(dest, policy, _checked_domain(policy, domain))]
         while idle:
             conn = idle.pop()
             if conn.usable():
@@ -465,7 +466,7 @@ class AsyncSMTPTransport:
             # than not at all, as an MTA does without a policy that requires TLS.
             return await self._open(dest, policy, False, domain), False
 
-    def _release(self, key: tuple[Destination, TlsPolicy], conn: _Conn) -> None:
+    def _release(self, key: tuple[Destination, TlsPolicy, str], conn: _Conn) -> None:
         idle = self._idle[key]
         if conn.usable() and len(idle) < IDLE_PER_DESTINATION:
             conn.waits_done()
@@ -508,7 +509,7 @@ class AsyncSMTPTransport:
                 conn.close()  # cancelled mid-transaction: the connection's state is unknown
                 raise
             if clean:
-                self._release((dest, tls), conn)
+                self._release((dest, tls, _checked_domain(tls, domain)), conn)
             else:
                 conn.close()
             return results
@@ -607,6 +608,12 @@ class AsyncSMTPTransport:
                     conn.write(b"QUIT\r\n")
                 conn.close()
         self._idle.clear()
+
+
+def _checked_domain(policy: TlsPolicy, domain: str) -> str:
+    """The recipient domain when the policy checks the certificate against it (`secure`
+    without `match`), else "": what a connection's check depended on besides the policy."""
+    return domain if policy.level == "secure" and not policy.match else ""
 
 
 def _is_ip(host: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,3 +37,23 @@ def test_common_name_only_without_dns_names() -> None:
     assert check_names(cert(cn="mx.old.example"), ("mx.old.example",)) is None
     why = check_names(cert("a.example"), ("b.example",))
     assert why == "certificate names a.example do not match b.example"
+
+
+def test_recipients_are_grouped_by_policy_and_by_domain_under_default_secure(tmp_path: Path) -> None:
+    """One copy per TLS policy; under `secure` without `match` one per domain too, since the
+    certificate is checked against the recipient's domain."""
+    from runtime.config.config import Delivery, OutboundTls, TlsPolicy
+    from runtime.mta.queue import QueueRunner
+    from runtime.mta.spool import Envelope, Spool
+    from runtime.mta.transport import MemoryTransport
+
+    secure, verify = TlsPolicy(level="secure"), TlsPolicy(level="verify", match=("mx.c.example",))
+    tls = OutboundTls(secure, {"c.example": verify, "d.example": verify})
+    runner = QueueRunner(Spool(tmp_path / "spool"), Delivery(relay="127.0.0.1:25"),
+                         MemoryTransport(), tls=tls)
+    env = Envelope("s@example.org", ("a@x.example", "b@y.example", "c@x.example", "c@c.example",
+                                     "d@d.example"))
+    groups = {(policy.level, own): rcpts for (_, policy, own), rcpts in runner._routes(env).items()}
+    assert groups == {("secure", "x.example"): ["a@x.example", "c@x.example"],
+                      ("secure", "y.example"): ["b@y.example"],
+                      ("verify", ""): ["c@c.example", "d@d.example"]}
