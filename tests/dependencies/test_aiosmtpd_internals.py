@@ -46,6 +46,9 @@ RELIED = {
     "_writer",
     "_set_post_data_state",
     "_call_handler_hook",
+    # connection_made: set once STARTTLS began, so the second call (the TLS session) is told
+    # from the first (the connection), which the connection caps counted.
+    "_original_transport",
 }
 
 # Module-level names of aiosmtpd.smtp the listener imports besides SMTP itself.
@@ -62,6 +65,9 @@ MIRRORED = {
     "SMTP._getaddr": (SMTP._getaddr, "0aeb21c56ac1260e"),
     "SMTP.smtp_DATA": (SMTP.smtp_DATA, "3a33f30d3fd6d02f"),
     "SMTP._getparams": (SMTP._getparams, "ca3dd15943d34dcc"),
+    # Called again after the STARTTLS handshake with a new session: GatewaySMTP's override
+    # admits and counts the connection only the first time, and chooses the policy again.
+    "SMTP.connection_made": (SMTP.connection_made, "77a45df5065bba34"),
 }
 
 
