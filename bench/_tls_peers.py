@@ -1,22 +1,27 @@
 """The two ends of bench/gateway.py's STARTTLS run, each a process of its own:
 
     python bench/_tls_peers.py sink PORT [CERT KEY]
-    python bench/_tls_peers.py source PORT MESSAGES SESSIONS SIZE [tls]
+    python bench/_tls_peers.py source PORT MESSAGES SESSIONS SIZE [tls|tls-resume]
 
 Why not smtp-source and smtp-sink: neither speaks STARTTLS. So the STARTTLS run and the
 plain run it is compared with both use these two, the plain one with TLS off, and the ratio
 compares like with like. `source` behaves as smtp-source does: SESSIONS connections side by
 side, one message per connection (a new connection, and with `tls` a new TLS handshake, for
-every message), MAIL, RCPT and DATA each waited for. `sink` answers 250 to everything,
-offers STARTTLS when given a certificate, and keeps nothing.
+every message), MAIL, RCPT and DATA each waited for. With `tls-resume` each session offers
+the TLS session (ticket) of its previous connection, as an MTA with a TLS session cache does
+(Postfix's smtp_tls_session_cache_database): a resumed handshake skips the certificate and its
+signature. `sink` answers 250 to everything, offers STARTTLS when given a certificate, and
+keeps nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import ssl
 import sys
+import threading
 
 COUNTS = {"connections": 0, "handshakes": 0, "messages": 0}
 
@@ -122,9 +127,79 @@ async def source(port: int, messages: int, sessions: int, size: int, tls: bool) 
     await asyncio.gather(*(one() for _ in range(sessions)))
 
 
+def _read_reply(sock: socket.socket | ssl.SSLSocket, code: bytes, buf: bytearray) -> None:
+    while True:
+        end = buf.find(b"\r\n")
+        while end < 0:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise SystemExit("connection closed")
+            buf += chunk
+            end = buf.find(b"\r\n")
+        line = bytes(buf[:end])
+        del buf[:end + 2]
+        if not line.startswith(code):
+            raise SystemExit(f"expected {code!r}, got {line!r}")
+        if line[3:4] != b"-":
+            return
+
+
+def resuming_source(port: int, messages: int, sessions: int, size: int) -> None:
+    """As `source` with TLS, in threads over blocking sockets: asyncio's start_tls cannot offer
+    a TLS session to resume, the ssl module's sockets can."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    line = b"x" * 78 + b"\r\n"
+    body = (b"From: <a@example.com>\r\nTo: <b@example.org>\r\nSubject: bench\r\n\r\n"
+            + line * max(1, size // len(line)) + b".\r\n")
+    left = [messages]
+    lock = threading.Lock()
+    resumed = [0]
+
+    def one() -> None:
+        session: ssl.SSLSession | None = None
+        while True:
+            with lock:
+                if left[0] <= 0:
+                    return
+                left[0] -= 1
+            buf = bytearray()
+            with socket.create_connection(("127.0.0.1", port)) as raw:
+                _read_reply(raw, b"220", buf)
+                raw.sendall(b"EHLO source.bench.example\r\n")
+                _read_reply(raw, b"250", buf)
+                raw.sendall(b"STARTTLS\r\n")
+                _read_reply(raw, b"220", buf)
+                with ctx.wrap_socket(raw, session=session) as tls:
+                    buf.clear()
+                    tls.sendall(b"EHLO source.bench.example\r\n")
+                    _read_reply(tls, b"250", buf)
+                    for cmd in (b"MAIL FROM:<a@example.com>\r\n", b"RCPT TO:<b@example.org>\r\n"):
+                        tls.sendall(cmd)
+                        _read_reply(tls, b"250", buf)
+                    tls.sendall(b"DATA\r\n")
+                    _read_reply(tls, b"354", buf)
+                    tls.sendall(body)
+                    _read_reply(tls, b"250", buf)
+                    with lock:
+                        resumed[0] += tls.session_reused
+                    session = tls.session  # the ticket the server sent, for the next one
+                    tls.sendall(b"QUIT\r\n")
+
+    threads = [threading.Thread(target=one) for _ in range(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(f"source: {resumed[0]} of {messages} TLS sessions resumed", file=sys.stderr)
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "sink":
         asyncio.run(sink(int(argv[1]), *(argv[2:4] if len(argv) >= 4 else (None, None))))
+    elif argv[0] == "source" and argv[5:6] == ["tls-resume"]:
+        resuming_source(int(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]))
     elif argv[0] == "source":
         asyncio.run(source(int(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]),
                            len(argv) > 5 and argv[5] == "tls"))

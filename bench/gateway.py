@@ -541,11 +541,13 @@ def tls_key_pair(folder: Path) -> tuple[Path, Path]:
 PEERS = Path(__file__).resolve().parent / "_tls_peers.py"
 
 
-def drive_peers(port: int, messages: int, sessions: int, spool: Path, tls: bool) -> tuple[float, float]:
-    """(accepted msg/s, delivered msg/s) with bench/_tls_peers.py's source, TLS on or off."""
+def drive_peers(port: int, messages: int, sessions: int, spool: Path,
+                tls: str = "") -> tuple[float, float]:
+    """(accepted msg/s, delivered msg/s) with bench/_tls_peers.py's source; `tls`: "" (plain),
+    "tls" or "tls-resume"."""
     start = time.monotonic()
     subprocess.run([sys.executable, str(PEERS), "source", str(port), str(messages), str(sessions),
-                    "4096", *(["tls"] if tls else [])], check=True)
+                    "4096", *([tls] if tls else [])], check=True)
     accepted = time.monotonic() - start
     while spool_busy(spool):
         time.sleep(0.02)
@@ -576,11 +578,15 @@ def tls_comparison(args: argparse.Namespace, tmp: Path, template: str) -> None:
             gw, listeners, queue = start_gateway(cfg, tmp, f"gateway-{name}.log")
             gateways.append(gw)
             runs[tls] = (gw_port, Measured(tree(gw.pid), listeners, queue))
+        tls_port, tls_pids = runs[True][0], runs[True][1]
+        resumed = Measured(tls_pids.pids, tls_pids.listeners, tls_pids.queue)
         for _ in range(args.rounds):
-            for tls, (port, measured) in runs.items():
-                spool = tmp / f"data-{'tls' if tls else 'plain'}" / "spool"
-                measured.round(lambda port=port, spool=spool, tls=tls: (
-                    args.messages, *drive_peers(port, args.messages, args.sessions, spool, tls)))
+            for mode, port, measured in (("", runs[False][0], runs[False][1]),
+                                         ("tls", tls_port, tls_pids),
+                                         ("tls-resume", tls_port, resumed)):
+                spool = tmp / f"data-{'tls' if mode else 'plain'}" / "spool"
+                measured.round(lambda port=port, spool=spool, mode=mode: (
+                    args.messages, *drive_peers(port, args.messages, args.sessions, spool, mode)))
         plain, tls_run = runs[False][1], runs[True][1]
         print("(figures from one run on a shared machine: compare the ratio, not the absolutes)")
         print(f"plain:             {plain.rate:8.0f} msg/s  received and delivered ({args.messages} x 4 KB, "
@@ -592,6 +598,10 @@ def tls_comparison(args: argparse.Namespace, tmp: Path, template: str) -> None:
               f"ms/message ({tls_run.role_ms[0]:.2f} listeners, {tls_run.role_ms[1]:.2f} queue "
               f"processes)")
         print(f"  STARTTLS/plain:  {tls_run.rate / plain.rate:8.2f}  (target >= 0.70)")
+        print(f"  resumed:         {resumed.rate:8.0f} msg/s  (the source offering each session's "
+              f"last TLS session, as an MTA with a session cache does; CPU {resumed.cpu_ms:.2f} "
+              f"ms/message, {resumed.role_ms[0]:.2f} listeners): {resumed.rate / plain.rate:.2f} "
+              f"of plain, {plain.cpu_ms / resumed.cpu_ms:.2f} by CPU")
         # The load source does a full TLS handshake per message too, on the same cores: the
         # ratio of the gateway's own CPU per message says what the gateway alone costs.
         print(f"  by gateway CPU:  {plain.cpu_ms / tls_run.cpu_ms:8.2f}  (plain CPU per message / "
