@@ -162,7 +162,8 @@ def receive(gw: Gateway, s: Session, raw: bytes, n: int) -> tuple[Envelope | Non
     for r in s.rcpts:
         if len(accepted) >= policy.max_recipients:
             refused[r] = lst.TOO_MANY_RCPTS
-        elif policy.action == "ACCEPT" and not _is_local(config, r):
+        elif policy.action == "ACCEPT" and not _is_local(config, r) \
+                and r.lower() != config.postmaster.lower():
             refused[r] = lst.RELAY_DENIED
         else:
             accepted.append(r)
