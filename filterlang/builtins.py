@@ -497,7 +497,7 @@ VARIABLES: Mapping[str, str] = MappingProxyType({
     "gmtimestamp": "current time in Received: date format, GMT",
     "group": "HAT sender group, or >Unknown<",
     "header": "value of the named header: $Header['Name']",
-    "hostname": "host name of this system",
+    "hostname": "the gateway's host name (gateway.toml's hostname, else this system's)",
     "matchedcontent": "text that made a content rule true",
     "mid": "the message's internal ID: under `filterlang serve` its queue id (as in tracking and `filterlang queue`), offline `1`",
     "policy": "HAT mail flow policy, or >Unknown<",

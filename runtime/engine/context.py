@@ -72,6 +72,7 @@ class Connection:
     auth_user: str = ""
     direction: str = "incoming"
     tls_client_subject: str = ""  # a verified client certificate's subject (RFC 4514)
+    gateway_hostname: str = ""  # gateway.toml's hostname ($Hostname); "": this system's name
 
 
 @frozen

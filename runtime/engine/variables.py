@@ -55,7 +55,7 @@ _TABLE: dict[str, Callable[[MessageContext], str]] = {
     "filtername": lambda c: c.current_filter,
     "gmtimestamp": lambda c: formatdate(usegmt=True),
     "group": lambda c: c.connection.sender_group or ">Unknown<",
-    "hostname": lambda c: socket.gethostname(),
+    "hostname": lambda c: c.connection.gateway_hostname or socket.gethostname(),
     "matchedcontent": lambda c: ", ".join(c.matched_content),
     "mid": lambda c: str(c.mid),
     "policy": lambda c: c.connection.flow_policy or ">Unknown<",

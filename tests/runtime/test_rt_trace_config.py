@@ -253,8 +253,9 @@ def test_tls_client_subject_picks_the_partner_group_and_require_tls_refuses_plai
     policy as the listener would after STARTTLS, filters see $TLSClientSubject; without TLS,
     a policy with require_tls refuses at MAIL (530 5.7.0)."""
     (site.root / "f.filter").write_text(FILTERS + "stamp:\n  if true { insert-header('X-TLS', "
-                                        "'[$TLSClientSubject]'); }\n")
-    site.config.write_text(site.config.read_text() + """
+                                        "'[$TLSClientSubject]'); insert-header('X-Host', "
+                                        "'$Hostname'); }\n")
+    site.config.write_text('hostname = "mx1.example.org"\n' + site.config.read_text() + """
 [sender_groups.partner]
 tls_subjects = ["CN=mx.partner.example,*"]
 policy = "partner"
@@ -283,7 +284,8 @@ require_tls = true
     assert out["recipients"] == {"x@else.example": "deliver"}
     written = (site.root / "out" / "m.deliver.eml").read_bytes()
     assert b"X-TLS: [CN=mx.partner.example,O=Partner Ltd]" in written
-    assert b"with ESMTPS" in written and b"by gw.example.org" in written
+    assert b"with ESMTPS" in written and b"by gw.example.org" in written  # the listener's own
+    assert b"X-Host: mx1.example.org" in written  # $Hostname: the gateway's configured name
 
     plain = run("--remote-ip", "192.0.2.9", "--rcpt", "x@else.example")
     assert plain["recipients"] == {"x@else.example": "refused"}, plain

@@ -83,7 +83,8 @@ def build_context(ctx: StageContext, msg: InFlight, data: bytes, rcpts: Sequence
     conn = Connection(remote_ip=env.peer or "127.0.0.1", remote_host=env.helo, listener=env.listener,
                       sender_group=sender_group(ctx, env.peer), flow_policy=env.policy,
                       auth_user=env.auth_user, interface=env.interface,
-                      direction=msg.direction, tls_client_subject=env.tls_client_subject)
+                      direction=msg.direction, tls_client_subject=env.tls_client_subject,
+                      gateway_hostname=ctx.config.hostname)
     return MessageContext(data, envelope, conn, msg.smime, mid=env.queue_id or 1,
                           resources=ctx.resources,
                           services=msg.services if msg.services is not None else ctx.services)
