@@ -156,11 +156,12 @@ from the key store.
 - *subject* (default `$Subject`, variables expanded) becomes the Subject of the encrypted
   message; copies that leave unencrypted (a `split` for recipients without a key) keep theirs.
 - *rule* `0` (the default) always encrypts. `1` is "TLS first": the message is delivered in
-  clear only over a TLS session with the next hop that meets the encryption profile's policy,
-  and encrypted otherwise. The policy: the next hop offered STARTTLS and the session was
-  established, and, with `tls_verify = true`, its certificate verified for the host connected to
-  (against `tls_ca_file`, else the system's CAs). The gateway decides it per next hop at
-  delivery: maildir delivery has no TLS session, so it encrypts.
+  clear only over a TLS session with the next hop that meets the policy, and encrypted
+  otherwise. The policy is the recipient domain's `[tls.outbound]` policy raised to at least
+  `encrypt` (STARTTLS offered and established), or to `verify` when the encryption profile says
+  `tls_verify = true` (the certificate verified for the host connected to, against
+  `tls_ca_file`, else the system's CAs). The gateway decides it per next hop at delivery:
+  maildir delivery has no TLS session, so it encrypts.
 - `encrypt` is final: the message is encrypted at once and the remaining filters and stages are
   skipped. `encrypt-deferred` is a slot (a later one replaces an earlier one): the message goes
   on through the rest of the pipeline, content filters included, and is encrypted after all

@@ -157,8 +157,9 @@ ENCRYPTING_MODES = ("encrypt", "sign-encrypt", "triple")
 class EncryptionProfile:
     """What `encrypt('name')` and `encrypt-deferred('name')` do (reference 7.10): envelope
     encryption carried out with S/MIME by a sending profile, whose mode and missing-key action
-    apply. `tls_verify`/`tls_ca_file` are what rule 1 ("TLS first") asks of the next hop's TLS
-    before it delivers in clear: without `tls_verify` any STARTTLS session will do."""
+    apply. Rule 1 ("TLS first") delivers in clear only over TLS that meets the destination's
+    [tls.outbound] policy raised to at least `encrypt`; `tls_verify` raises it to `verify`
+    (against `tls_ca_file` when given), see TlsPolicy.at_least."""
 
     name: str
     sending_profile: str

@@ -113,6 +113,18 @@ tls_ca_file = "ca.pem"
 [encryption_profiles.tls-system-trust]
 sending_profile = "enc-bounce"
 tls_verify = true
+
+# Rule 1 asks the destination's own [tls.outbound] policy, raised to at least `encrypt`:
+# one TLS mechanism for delivery and for "TLS first".
+[tls.outbound.domains."verified.example"]
+level = "verify"
+ca_file = "ca.pem"
+
+[tls.outbound.domains."strict.example"]
+level = "verify"
+
+[tls.outbound.domains."notls.example"]
+level = "none"
 """
 
 CAROL, DAVE, BOB = "carol@partner.example", "dave@partner.example", "bob@b.example"
@@ -265,3 +277,44 @@ def test_tls_first_with_an_unverified_certificate_encrypts(tls_hop: tuple[Gatewa
     got, _ = gw.delivered(sink, CAROL, mid)
     assert SECRET.encode() in _encrypted_for_carol(got, ids)
     assert str(_tls_first(gw, mid)["decision"]).startswith("encrypted")
+
+
+def test_tls_first_asks_the_destinations_verify_policy(tls_hop: tuple[Gateway, Sink]) -> None:
+    """The profile asks only for TLS, but [tls.outbound] says `verify` against ca.pem for
+    verified.example: the session verifies, so the copy goes in clear over it."""
+    gw, sink = tls_hop
+    rcpt = "erin@verified.example"
+    mid = gw.send(BOB, rcpt, message(BOB, rcpt, "tls first, verify policy", SECRET))
+    got, _ = gw.delivered(sink, rcpt, mid)
+    assert got.tls and SECRET.encode() in got.data
+    assert _tls_first(gw, mid)["decision"] == "clear over TLS"
+
+
+def test_tls_first_below_the_destinations_verify_policy_encrypts(
+        tls_hop: tuple[Gateway, Sink]) -> None:
+    """strict.example's policy is `verify` against the system's CAs, which the hop's
+    certificate does not meet: rule 1 encrypts (here: no key, so the profile bounces) instead
+    of deferring with 4.7.5 as a plain message to that domain would."""
+    gw, sink = tls_hop
+    rcpt = "frank@strict.example"
+    mid = gw.send(BOB, rcpt, message(BOB, rcpt, "tls first, strict", SECRET))
+    event = _tls_first(gw, mid)
+    assert str(event["decision"]).startswith("encrypted")
+    assert "TLS policy 'verify' for strict.example" in str(event["reason"])
+    rec = gw.wait_event(mid, "bounced", rcpt)
+    assert f"no usable S/MIME encryption key for {rcpt}" in str(rec["reply"])
+    assert not _copies(sink, rcpt, mid)
+
+
+def test_tls_first_to_a_destination_without_tls_encrypts_at_once(
+        tls_hop: tuple[Gateway, Sink]) -> None:
+    """notls.example is at level `none` (never STARTTLS): rule 1 cannot be met there, so the
+    message is encrypted without trying TLS."""
+    gw, sink = tls_hop
+    rcpt = "gina@notls.example"
+    mid = gw.send(BOB, rcpt, message(BOB, rcpt, "tls first, none", SECRET))
+    event = _tls_first(gw, mid)
+    assert str(event["decision"]).startswith("encrypted")
+    assert "TLS policy 'none'" in str(event["reason"])
+    gw.wait_event(mid, "bounced", rcpt)
+    assert not _copies(sink, rcpt, mid)

@@ -57,3 +57,24 @@ def test_recipients_are_grouped_by_policy_and_by_domain_under_default_secure(tmp
     assert groups == {("secure", "x.example"): ["a@x.example", "c@x.example"],
                       ("secure", "y.example"): ["b@y.example"],
                       ("verify", ""): ["c@c.example", "d@d.example"]}
+
+
+@pytest.mark.parametrize("level,raise_to,ca,want_level,want_ca", [
+    ("may", "encrypt", None, "encrypt", Path("d.pem")),
+    ("none", "encrypt", None, "encrypt", None),
+    ("may", "verify", Path("p.pem"), "verify", Path("p.pem")),
+    ("encrypt", "verify", None, "verify", Path("d.pem")),  # the destination's ca_file
+    ("verify", "encrypt", None, "verify", Path("d.pem")),  # never lowered
+    ("secure", "verify", Path("p.pem"), "secure", Path("d.pem")),  # a stronger one stays
+])
+def test_rule_1_raises_the_destinations_policy(level: str, raise_to: str, ca: Path | None,
+                                               want_level: str, want_ca: Path | None) -> None:
+    """Rule 1 of an encryption profile ("TLS first") asks the destination's [tls.outbound]
+    policy raised to at least `encrypt` (or `verify` with the profile's tls_verify)."""
+    from runtime.config.config import TlsPolicy
+
+    base = TlsPolicy(level=level, min_version="TLSv1.3",
+                     ca_file=Path("d.pem") if level != "none" else None)
+    got = base.at_least(raise_to, ca)
+    assert (got.level, got.min_version) == (want_level, "TLSv1.3")
+    assert got.ca_file == (want_ca if level != "none" else ca)
