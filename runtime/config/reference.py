@@ -63,6 +63,14 @@ SECTIONS: tuple[Section, ...] = (
             "Listener processes; 0: one per two cores.", "2"),
         Key("queue_workers", "integer", "0",
             "Queue (delivery) processes; 0: as many as listeners, one more when automatic.", "2"),
+        Key("hostname", "string", "this host's FQDN",
+            "The gateway's own name: the greeting and EHLO reply of every listener without a "
+            "hostname of its own, Received lines, EHLO when delivering, MAILER-DAEMON@hostname "
+            "and Reporting-MTA in DSNs, $Hostname in filters.", '"mx1.example.org"'),
+        Key("postmaster", "string", "postmaster@HOSTNAME",
+            "Who answers for the gateway: accepted as a recipient under any ACCEPT policy (RFC "
+            "5321 4.5.1), named in DSNs, the sender of alert mail.",
+            '"postmaster@example.org"'),
     )),
     Section("[storage]", "Storage", "Where the gateway keeps its state.", (
         Key("data_dir", "path", '"var"',
@@ -84,11 +92,19 @@ SECTIONS: tuple[Section, ...] = (
             '"Inbound"'),
         Key("address", "string", '"127.0.0.1"', "The address to listen on.", '"0.0.0.0"'),
         Key("port", "integer", "2525", "The TCP port to listen on.", "25"),
-        Key("hostname", "string", "this host's FQDN", "The name in the greeting.",
+        Key("hostname", "string", "the top-level hostname", "The name in the greeting.",
             '"mx1.example.org"'),
         Key("tls_cert", "path", NONE, "PEM certificate for STARTTLS (set tls_key too).",
             '"certs/mx.crt.pem"'),
         Key("tls_key", "path", NONE, "PEM private key of tls_cert.", '"certs/mx.key.pem"'),
+        Key("require_tls", "boolean", "false",
+            "530 5.7.0 to MAIL until the client has done STARTTLS (needs tls_cert and tls_key).",
+            "true"),
+        Key("tls_client_ca", "path", NONE,
+            "CA certificates (a PEM file or a folder) for clients' certificates: STARTTLS asks "
+            "for one, and one that verifies gives the session its subject (sender groups' "
+            "tls_subjects, $TLSClientSubject); a client without one is served as before.",
+            '"certs/partners/ca.pem"'),
         Key("max_line_length", "integer", "1000", "Longest SMTP line accepted (at least 80).",
             "2000"),
         Key("max_commands", "integer", "1000", "Commands per session.", "500"),
@@ -105,6 +121,10 @@ SECTIONS: tuple[Section, ...] = (
             '["192.0.2.0/24", "::1"]'),
         Key("hosts", "list of strings", "[]", "Host name patterns (shell wildcards).",
             '["*.example.org"]'),
+        Key("tls_subjects", "list of strings", "[]",
+            "Shell patterns over a verified client certificate's subject (RFC 4514); the group "
+            "is chosen again after STARTTLS (needs the listener's tls_client_ca).",
+            '["CN=mx.partner.example,O=Partner Ltd"]'),
         Key("policy", "string", "(required)", "The [policies.NAME] for these hosts.",
             '"relayed"'),
     )),
@@ -141,6 +161,9 @@ SECTIONS: tuple[Section, ...] = (
             "A message line ending in a bare LF: refused with 550 5.5.2, or turned into CRLF "
             "for clients that write Unix line ends (Postfix 3.9's default). Only CRLF.CRLF ever "
             "ends DATA, and a bare CR or a NUL is always refused.", '"normalize"'),
+        Key("require_tls", "boolean", "false",
+            "530 5.7.0 to MAIL from a client of this policy until it has done STARTTLS.",
+            "true"),
     )),
     Section("[certificates.NAME]", "Certificates",
             "S/MIME certificates and keys that profiles sign with and the gateway decrypts with.", (
@@ -249,11 +272,52 @@ SECTIONS: tuple[Section, ...] = (
         Key("sending_profile", "string", "(required)",
             "A [profiles.NAME] whose mode encrypts (encrypt, sign-encrypt or triple).", '"x"'),
         Key("tls_verify", "boolean", "false",
-            "Rule 1 (TLS first): the next hop's certificate must also verify for its host name "
-            "before mail goes to it in clear.", "true"),
+            "Rule 1 (TLS first) delivers in clear only over TLS that meets the recipient "
+            "domain's [tls.outbound] policy raised to at least encrypt; this raises it to "
+            "verify (the next hop's certificate must verify for its host name).", "true"),
         Key("tls_ca_file", "path", NONE,
             "With tls_verify: the CAs that may sign the next hop's certificate (else the "
             "system's).", '"certs/partners/ca.pem"'),
+    )),
+    Section("[tls.outbound]", "Outbound TLS",
+            "The TLS policy for delivery to every domain without an entry of its own (Postfix's "
+            "smtp_tls_security_level); rule 1 of an encryption profile asks it too, raised to "
+            "at least encrypt.", (
+        Key("level", '"none", "may", "encrypt", "verify" or "secure"', '"may"',
+            "Postfix's levels: never STARTTLS; TLS when offered (else in clear); TLS required, "
+            "any certificate; TLS required, chain and name checked; as verify, configured names "
+            "only. Not met: 451 4.7.x, never a downgrade. \"dane\" is refused (the resolver "
+            "does not validate DNSSEC).", '"verify"'),
+        Key("match", "list of strings", "the next hop's name (verify), the recipient domain and its subdomains (secure)",
+            "Names the certificate must carry (verify and secure only); \".example.com\": any "
+            "name below it.", '["mx.partner.example", ".partner.example"]'),
+        Key("min_version", '"TLSv1", "TLSv1.1", "TLSv1.2" or "TLSv1.3"', '"TLSv1.2"',
+            "The oldest TLS version accepted.", '"TLSv1.3"'),
+        Key("ciphers", "string", "OpenSSL's defaults",
+            "An OpenSSL cipher list (TLS 1.2 and below).", '"ECDHE+AESGCM:ECDHE+CHACHA20"'),
+        Key("ca_file", "path", "(none)",
+            "CA certificates (a PEM file or a folder) for verify and secure; else the system's.",
+            '"certs/partners/ca.pem"'),
+    )),
+    Section("[tls.outbound.domains.NAME]", "Outbound TLS per domain",
+            "NAME: a recipient domain (\"example.com\", quoted) or \".example.com\" for its "
+            "subdomains; the exact entry wins, then the longest suffix. Keys not set come from "
+            "[tls.outbound] (Postfix's smtp_tls_policy_maps).", (
+        Key("level", '"none", "may", "encrypt", "verify" or "secure"', 'as [tls.outbound]',
+            "Postfix's levels: never STARTTLS; TLS when offered (else in clear); TLS required, "
+            "any certificate; TLS required, chain and name checked; as verify, configured names "
+            "only. Not met: 451 4.7.x, never a downgrade. \"dane\" is refused (the resolver "
+            "does not validate DNSSEC).", '"secure"'),
+        Key("match", "list of strings", "as [tls.outbound]",
+            "Names the certificate must carry (verify and secure only); \".example.com\": any "
+            "name below it.", '["mx.partner.example", ".partner.example"]'),
+        Key("min_version", '"TLSv1", "TLSv1.1", "TLSv1.2" or "TLSv1.3"', 'as [tls.outbound]',
+            "The oldest TLS version accepted.", '"TLSv1.3"'),
+        Key("ciphers", "string", "as [tls.outbound]",
+            "An OpenSSL cipher list (TLS 1.2 and below).", '"ECDHE+AESGCM:ECDHE+CHACHA20"'),
+        Key("ca_file", "path", "as [tls.outbound]",
+            "CA certificates (a PEM file or a folder) for verify and secure; else the system's.",
+            '"certs/partners/ca.pem"'),
     )),
     Section("[alerts]", "Alerts", "Where operational alerts go.", (
         Key("log", "path", NONE, "A JSON-lines file of alerts.", '"var/alerts.jsonl"'),
