@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from runtime.config.config import GatewayConfig
 from runtime.config.schema import ConfigIssue
 from runtime.mta.listener import tls_context
+from runtime.mta.smtp_client import tls_context as client_tls_context
 from runtime.pipeline.stages import StageSetupError, load_context
 from smime._keys import load_certificates, load_private_key
 from smime.errors import KeyStoreError, SMIMEError
@@ -137,9 +138,20 @@ def preflight(config: GatewayConfig, *, keystore: bool = True) -> list[ConfigIss
         try:
             tls_context(lst)
         except (OSError, ssl.SSLError) as exc:
+            what = (f"{lst.tls_cert} / {lst.tls_key}" if lst.tls_client_ca is None
+                    else f"{lst.tls_cert} / {lst.tls_key} / tls_client_ca {lst.tls_client_ca}")
             found.append((f"listeners[{i}].tls_cert",
-                          f"cannot load {lst.tls_cert} / {lst.tls_key}: {exc}; give a readable "
-                          "PEM certificate and the private key that belongs to it"))
+                          f"cannot load {what}: {exc}; give a readable PEM certificate and the "
+                          "private key that belongs to it (and PEM CA certificates)"))
+    # An outbound policy's CA file that does not load would defer every message of its domain.
+    outbound = config.tls_outbound
+    for key, policy in [("tls.outbound", outbound.default),
+                        *((f'tls.outbound.domains."{d}"', p) for d, p in outbound.domains.items())]:
+        try:
+            client_tls_context(policy)
+        except (OSError, ssl.SSLError) as exc:
+            found.append((f"{key}.ca_file", f"cannot load {policy.ca_file}: {exc}; give PEM CA "
+                          "certificates (a file, or a folder of them)"))
     m = config.metrics
     if m.port:
         other = bound.get((m.address, m.port))
