@@ -424,6 +424,30 @@ def content_type(data: bytes) -> str:
 
 # --- the gateway --------------------------------------------------------------------------------
 
+# The B2B set-up of the two-gateway scenarios: our users' mail (sender group `users`) goes out
+# signed and encrypted through the sending profile `partners`, signed with the organisation
+# certificate `org` (Gateway.install); partners' gateways are trusted through `trust/`.
+B2B_FILTER = """
+protect_outgoing:
+  if sendergroup == 'users' {
+      smime-gateway-deferred('partners');
+  }
+"""
+
+B2B_CONFIG = """
+[certificates.org]
+cert = "org.crt.pem"
+key = "org.key.pem"
+
+[smime]
+trust_anchors = ["trust"]
+
+[profiles.partners]
+mode = "sign-encrypt"
+signing_certificate = "org"
+missing_key_action = "bounce"
+"""
+
 # The parts of gateway.toml that every scenario shares. One listener and one queue process,
 # and retry timers in seconds, keep a scenario small and quick.
 BASE_TOML = """\

@@ -13,28 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .conftest import Identities
-from .harness import Gateway, Sink, content_type, message, running, verify
-
-PROTECT = """
-protect_outgoing:
-  if sendergroup == 'users' {
-      smime-gateway-deferred('partners');
-  }
-"""
-
-CONFIG = """
-[certificates.org]
-cert = "org.crt.pem"
-key = "org.key.pem"
-
-[smime]
-trust_anchors = ["trust"]
-
-[profiles.partners]
-mode = "sign-encrypt"
-signing_certificate = "org"
-missing_key_action = "bounce"
-"""
+from .harness import B2B_CONFIG, B2B_FILTER, Gateway, Sink, content_type, message, running, verify
 
 ALICE, BOB = "alice@a.example", "bob@b.example"
 
@@ -42,10 +21,10 @@ ALICE, BOB = "alice@a.example", "bob@b.example"
 def test_two_gateways_exchange_signed_encrypted_mail_both_ways(tmp_path: Path, ids: Identities) -> None:
     mail_a, mail_b = Sink(), Sink()
     a = Gateway(tmp_path / "a", next_hop=mail_a.port, local_domains=["a.example"],
-                filters={"outbound.filter": PROTECT}, extra=CONFIG)
+                filters={"outbound.filter": B2B_FILTER}, extra=B2B_CONFIG)
     # B's users see the partner's signature (B's policy retains it); A's users get plain mail.
     b = Gateway(tmp_path / "b", next_hop=mail_b.port, local_domains=["b.example"],
-                filters={"outbound.filter": PROTECT}, extra=CONFIG, signature="retain")
+                filters={"outbound.filter": B2B_FILTER}, extra=B2B_CONFIG, signature="retain")
     mail_a.forward = {"b.example": b.port}
     mail_b.forward = {"a.example": a.port}
     for gw, me in ((a, ids.a), (b, ids.b)):

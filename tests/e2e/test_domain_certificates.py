@@ -21,6 +21,8 @@ import re
 from pathlib import Path
 
 from .harness import (
+    B2B_CONFIG,
+    B2B_FILTER,
     ExampleGateway,
     Gateway,
     Identity,
@@ -33,27 +35,6 @@ from .harness import (
     wait_until,
 )
 
-PROTECT = """
-protect_outgoing:
-  if sendergroup == 'users' {
-      smime-gateway-deferred('partners');
-  }
-"""
-
-CONFIG = """
-[certificates.org]
-cert = "org.crt.pem"
-key = "org.key.pem"
-
-[smime]
-trust_anchors = ["trust"]
-
-[profiles.partners]
-mode = "sign-encrypt"
-signing_certificate = "org"
-missing_key_action = "bounce"
-"""
-
 ALICE, BOB = "alice@a.example", "bob@b.example"
 
 
@@ -65,10 +46,10 @@ def _exchange(tmp_path: Path, a_id: Identity, b_id: Identity, a_trusts: Identity
               b_trusts: Identity | OrgCA) -> None:
     mail_a, mail_b = Sink(), Sink()
     a = Gateway(tmp_path / "a", next_hop=mail_a.port, local_domains=["a.example"],
-                filters={"outbound.filter": PROTECT}, extra=CONFIG)
+                filters={"outbound.filter": B2B_FILTER}, extra=B2B_CONFIG)
     # B's users keep the partner's signature (so the test can check it with openssl too).
     b = Gateway(tmp_path / "b", next_hop=mail_b.port, local_domains=["b.example"],
-                filters={"outbound.filter": PROTECT}, extra=CONFIG, signature="retain")
+                filters={"outbound.filter": B2B_FILTER}, extra=B2B_CONFIG, signature="retain")
     mail_a.forward = {"b.example": b.port}
     mail_b.forward = {"a.example": a.port}
     a.install(a_id)
