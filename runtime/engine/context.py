@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import email.policy
 from email.charset import QP, Charset
-from email.errors import HeaderParseError
+from email.errors import CharsetError, HeaderParseError
 from email.feedparser import BytesFeedParser
 from email.header import Header, decode_header, make_header
 from email.message import EmailMessage, Message
@@ -402,7 +402,8 @@ def decode_words(value: str, defects: list[str]) -> str:
         return value
     try:
         return str(make_header(decode_header(value)))
-    except (HeaderParseError, LookupError, UnicodeError, ValueError):
+    # CharsetError: a charset name that is not ASCII (found by fuzzing: "=?u\xe9f-8?B?...?=")
+    except (HeaderParseError, CharsetError, LookupError, UnicodeError, ValueError):
         defects.append(f"undecodable encoded word in {value[:40]!r}")
         return value
 
