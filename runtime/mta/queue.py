@@ -777,8 +777,12 @@ class QueueRunner:
                                          self.encryptor.tls_policy(name, policy), tls_first=True)
         insecure = tuple(r for r in rcpts if isinstance(got[r], TlsNotMet))
         if not insecure:
-            self.tracker.record("tls_first", qid, rcpts=list(rcpts), dest=str(dest),
-                                profile=name, decision="clear over TLS")
+            # Only what the next hop took went in clear; a refused connection or a 4xx/5xx is
+            # the delivery's own outcome, recorded as such, not a TLS decision.
+            sent = [r for r in rcpts if got[r].code < 300]
+            if sent:
+                self.tracker.record("tls_first", qid, rcpts=sent, dest=str(dest),
+                                    profile=name, decision="clear over TLS")
             return got
         self.tracker.record("tls_first", qid, rcpts=list(insecure), dest=str(dest), profile=name,
                             decision="encrypted: the next hop's TLS does not meet the policy",
