@@ -14,4 +14,4 @@ CRASHES = sorted((Path(__file__).parent / "crashes").glob("*/*"))
 
 @pytest.mark.parametrize("path", CRASHES, ids=[f"{p.parent.name}/{p.name}" for p in CRASHES])
 def test_a_found_crash_stays_fixed(path: Path) -> None:
-    load(path.parent.name).run(path.read_bytes())
+    load(path.parent.name).run_again(path.read_bytes())
