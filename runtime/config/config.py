@@ -3,7 +3,8 @@
 Layout (every section optional except where noted; paths are relative to the file):
 
     [storage]            data_dir, keystore_url, spool_sync, min_free_space
-    [[listeners]]        name, address, port, tls_cert, tls_key, max_message_size, ...
+    [[listeners]]        name, address, port, tls_cert, tls_key, max_message_size, ...;
+                         auth, users_file, auth_required (SMTP AUTH for submission)
     [sender_groups.X]    ips (IPs and CIDRs), hosts (shell patterns), policy
     [policies.X]         action ACCEPT|RELAY|REJECT|TCPREFUSE, limits, S/MIME inbound options
     [certificates.X]     cert, key (PEM)
@@ -62,6 +63,8 @@ SPOOL_SYNC_MODES = ("filesystem", "file")
 # Outbound TLS levels, as Postfix's smtp_tls_security_level names them (see TlsPolicy).
 TLS_LEVELS = ("none", "may", "encrypt", "verify", "secure")
 TLS_VERSIONS = ("TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+# SMTP AUTH mechanisms a listener may offer: both carry the password itself, hence TLS only.
+AUTH_MECHANISMS = ("PLAIN", "LOGIN")
 
 @frozen
 class Listener:
@@ -85,6 +88,19 @@ class Listener:
     # Concurrent connections to this listener on the host (shared out among the listener
     # processes); more are answered 421 4.7.0 at connect.
     max_connections: int = 1000
+    # SMTP AUTH (RFC 4954) for users submitting mail, as Postfix's smtpd_sasl_* and AsyncOS's
+    # SMTP authentication profile: the mechanisms offered ("PLAIN", "LOGIN"), only after
+    # STARTTLS (a password never crosses in clear), checked against `users_file`.
+    auth: tuple[str, ...] = ()
+    users_file: Path | None = None
+    # 530 5.7.0 to MAIL until the client has authenticated (a pure submission port).
+    auth_required: bool = False
+    # Failed AUTH attempts from one IP within `auth_failure_window` seconds before it is
+    # answered 421 4.7.0 and disconnected (the host's figure, shared out among the listener
+    # processes); each failure is answered only after `auth_failure_delay` seconds.
+    auth_max_failures: int = 5
+    auth_failure_window: float = 900.0
+    auth_failure_delay: float = 1.0
 
 
 @frozen
@@ -130,6 +146,10 @@ class MailFlowPolicy:
     bare_line_endings: str = "reject"
     # 530 5.7.0 to MAIL from a client of this policy until it has done STARTTLS.
     require_tls: bool = False
+    # A session that authenticated (SMTP AUTH) may relay: recipients outside local_domains are
+    # accepted, and its mail is ours going out (the outgoing mail policies), as Postfix's
+    # permit_sasl_authenticated and AsyncOS's "relay after authentication".
+    auth_relay: bool = True
 
 
 @frozen
@@ -409,6 +429,38 @@ def _listener(t: Table, index: int) -> Listener:
             t.error("tls_client_ca", "client certificates need STARTTLS: set tls_cert and tls_key")
         elif not client_ca.exists():
             t.error("tls_client_ca", f"{client_ca} does not exist; give a PEM file or a folder of them")
+    auth = t.str_list("auth")
+    for i, mech in enumerate(auth):
+        if mech.upper() not in AUTH_MECHANISMS:
+            t.error(f"auth[{i}]", f"{mech!r} is not a mechanism the gateway offers; give "
+                    f"{' and/or '.join(repr(m) for m in AUTH_MECHANISMS)}")
+    auth = tuple(dict.fromkeys(m.upper() for m in auth if m.upper() in AUTH_MECHANISMS))
+    users_file = t.path("users_file")
+    auth_required = t.flag("auth_required", False)
+    if auth and cert is None:
+        t.error("auth", "SMTP AUTH is offered only over TLS (the password would cross in "
+                "clear): set tls_cert and tls_key on this listener")
+    if auth and users_file is None:
+        t.error("users_file", "a listener with auth needs the users to check passwords "
+                "against: create one with `filterlang users -f users.db add NAME` and set "
+                "users_file = \"users.db\"")
+    if users_file is not None:
+        from runtime.config import users  # only for submission listeners
+
+        if not auth:
+            t.error("users_file", "is only read with auth = [\"PLAIN\", \"LOGIN\"]; set auth "
+                    "or remove users_file")
+        elif not users_file.is_file():
+            t.error("users_file", f"{users_file} does not exist; create it with "
+                    f"`filterlang users -f {users_file} add NAME`")
+        else:
+            try:
+                users.read(users_file)
+            except users.UsersFileError as exc:
+                t.error("users_file", str(exc).replace("\n", "; "))
+    if auth_required and not auth:
+        t.error("auth_required", "requiring AUTH needs auth = [\"PLAIN\", \"LOGIN\"] (and "
+                "users_file) on this listener")
     return Listener(
         name=t.text("name", f"listener{index}"),
         address=t.text("address", "127.0.0.1"),
@@ -423,6 +475,12 @@ def _listener(t: Table, index: int) -> Listener:
         command_timeout=t.number("command_timeout", 300.0, minimum=1.0),
         session_timeout=t.number("session_timeout", 600.0, minimum=1.0),
         max_connections=t.integer("max_connections", 1000, minimum=1),
+        auth=auth,
+        users_file=users_file,
+        auth_required=auth_required,
+        auth_max_failures=t.integer("auth_max_failures", 5, minimum=1),
+        auth_failure_window=t.number("auth_failure_window", 900.0, minimum=1.0),
+        auth_failure_delay=t.number("auth_failure_delay", 1.0, minimum=0.0),
     )
 
 
@@ -463,6 +521,7 @@ def _policy(name: str, t: Table) -> MailFlowPolicy:
         max_mime_depth=t.integer("max_mime_depth", 50, minimum=2),
         bare_line_endings=t.choice("bare_line_endings", BARE_LINE_ENDINGS, "reject"),
         require_tls=t.flag("require_tls", False),
+        auth_relay=t.flag("auth_relay", True),
     )
 
 
