@@ -153,6 +153,8 @@ def receive(gw: Gateway, s: Session, raw: bytes, n: int) -> tuple[Envelope | Non
         problem = lst.POLICY_REJECT
     elif not tls and (policy.require_tls or (found is not None and found.require_tls)):
         problem = lst.TLS_REQUIRED
+    elif not s.auth_user and found is not None and found.auth_required:
+        problem = "530 5.7.0 Authentication required"
     elif len(data) > policy.max_message_size:
         problem = lst.MESSAGE_TOO_BIG
     else:
@@ -163,7 +165,8 @@ def receive(gw: Gateway, s: Session, raw: bytes, n: int) -> tuple[Envelope | Non
         if len(accepted) >= policy.max_recipients:
             refused[r] = lst.TOO_MANY_RCPTS
         elif policy.action == "ACCEPT" and not _is_local(config, r) \
-                and r.lower() != config.postmaster.lower():
+                and r.lower() != config.postmaster.lower() \
+                and not lst.may_relay(policy, s.auth_user):
             refused[r] = lst.RELAY_DENIED
         else:
             accepted.append(r)
@@ -177,7 +180,7 @@ def receive(gw: Gateway, s: Session, raw: bytes, n: int) -> tuple[Envelope | Non
     queue_id = f"T{n:07d}"
     session = SimpleNamespace(peer=(s.remote_ip, 0), host_name=s.helo, extended_smtp=True)
     received = lst.received_header(cast(Any, session), gw.hostname(listener), queue_id,
-                                   accepted, tls)
+                                   accepted, tls, bool(s.auth_user))
     env = Envelope(s.mail_from, tuple(accepted), rcpt_options=tuple(() for _ in accepted),
                    peer=s.remote_ip, policy=policy.name, helo=s.helo, listener=listener,
                    auth_user=s.auth_user, queue_id=queue_id,

@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("quarantine", "quarantine", "list, show, release and delete quarantined messages"),
     ("queue", "queue", "inspect and flush the spool"),
     ("dkim", "dkim", "make DKIM signing keys and their DNS records"),
+    ("users", "users", "add, remove and list the users of a submission listener (SMTP AUTH)"),
     ("lsp", "lsp", "run the language server for editors (stdio)"),
 )
 

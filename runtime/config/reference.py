@@ -114,6 +114,30 @@ SECTIONS: tuple[Section, ...] = (
             "Cap on the time to the first MAIL and on each transaction.", "300"),
         Key("max_connections", "integer", "1000",
             "Concurrent connections on this host; more are answered 421 4.7.0.", "500"),
+        Key("auth", 'list of "PLAIN" and "LOGIN"', "[]",
+            "SMTP AUTH mechanisms offered to users submitting mail (RFC 4954), only after "
+            "STARTTLS: not in the EHLO reply before it, and AUTH before it is answered 538 "
+            "5.7.11 (needs tls_cert, tls_key and users_file). An authenticated session may "
+            "relay where its policy's auth_relay allows, and filters see its user "
+            "(smtp-auth-id-matches, $SMTPAuthID).", '["PLAIN", "LOGIN"]'),
+        Key("users_file", "path", NONE,
+            "Who may authenticate: one `name:argon2-hash` a line, edited with `filterlang "
+            "users -f FILE add|remove|list`; changes apply at the next AUTH, no restart.",
+            '"users.db"'),
+        Key("auth_required", "boolean", "false",
+            "530 5.7.0 to MAIL, RCPT and DATA until the client has authenticated (a "
+            "submission port, as Postfix's smtpd_client_restrictions = "
+            "permit_sasl_authenticated, reject).", "true"),
+        Key("auth_max_failures", "integer", "5",
+            "Failed AUTH attempts from one IP within auth_failure_window before it is answered "
+            "421 4.7.0 and disconnected, at that attempt and every AUTH after it until the "
+            "window has passed (the host's figure, shared out among the listener processes).",
+            "3"),
+        Key("auth_failure_window", "number (seconds)", "900.0",
+            "The sliding window auth_max_failures counts over.", "3600"),
+        Key("auth_failure_delay", "number (seconds)", "1.0",
+            "How long a failed AUTH waits before its 535 5.7.8 answer (that session only).",
+            "2"),
     )),
     Section("[sender_groups.NAME]", "Sender groups",
             "Which connecting hosts get which mail flow policy (first match wins).", (
@@ -164,6 +188,10 @@ SECTIONS: tuple[Section, ...] = (
         Key("require_tls", "boolean", "false",
             "530 5.7.0 to MAIL from a client of this policy until it has done STARTTLS.",
             "true"),
+        Key("auth_relay", "boolean", "true",
+            "A session that authenticated (a listener's auth) may relay: recipients outside "
+            "local_domains are accepted, and its mail takes the outgoing mail policies "
+            "(Postfix's permit_sasl_authenticated).", "false"),
     )),
     Section("[certificates.NAME]", "Certificates",
             "S/MIME certificates and keys that profiles sign with and the gateway decrypts with.", (

@@ -9,6 +9,9 @@ sessions.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import concurrent.futures
 import email.utils
 import fnmatch
 import functools
@@ -29,13 +32,17 @@ from aiosmtpd.smtp import (
     BOGUS_LIMIT,
     MISSING,
     SMTP,
+    AuthResult,
+    LoginPassword,
     Session,
     TLSSetupException,
+    _AuthMechAttr,
     syntax,
 )
 from aiosmtpd.smtp import Envelope as SMTPEnvelope
 
 from runtime.config.config import GatewayConfig, Listener, MailFlowPolicy
+from runtime.config.users import UsersFile
 from runtime.engine.fieldline import field
 from runtime.engine.limits import check_structure
 from runtime.mta import memtrim
@@ -65,6 +72,10 @@ NUL_IN_MESSAGE = "550 5.6.0 Message contains NUL characters"
 # in a header we write, or in what a next hop reads (issue 13 item 1).
 BAD_COMMAND_BYTES = "501 5.5.2 Syntax error: CR, LF or NUL in command"
 TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
+AUTH_OK = "235 2.7.0 Authentication successful"
+AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+AUTH_TEMP = "454 4.7.0 Temporary authentication failure"
+AUTH_LOCKED = "421 4.7.0 Too many failed authentication attempts from your address, try again later"
 
 TOO_MANY_HOPS = "554 5.4.6 Too many hops (mail loop?)"
 LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
@@ -74,6 +85,9 @@ STREAM_LIMIT = 32 * 1024  # bytes buffered per connection before reading pauses:
 SPLIT_LINES_UP_TO = 1 << 20  # bytes: longest_line splits a message up to this size at once
 
 DSN_PARAMS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+# MAIL's AUTH= (RFC 4954 5): accepted since AUTH is offered, and dropped: it is the client's
+# claim about who submitted the message, never passed on to a next hop.
+IGNORED_PARAMS = ("AUTH",)
 INLINE_STORE = 256 * 1024  # bytes: larger messages are written and fsync'd in a thread
 MAX_HOPS = 30  # Received: headers; more means a mail loop (Postfix's hopcount_limit is 50)
 
@@ -96,11 +110,14 @@ def _local_date(second: int) -> str:
 
 
 def received_header(session: Session, hostname: str, queue_id: str, rcpts: list[str],
-                    tls: bool) -> bytes:
-    """Our trace line (RFC 5321 4.4); the `for` clause only for a single recipient."""
+                    tls: bool, auth: bool = False) -> bytes:
+    """Our trace line (RFC 5321 4.4); the `for` clause only for a single recipient. The
+    protocol names TLS and SMTP AUTH as RFC 3848 has them (ESMTPS, ESMTPA, ESMTPSA), as
+    Postfix writes them; the user name stays out of it (Postfix's default, for privacy)."""
     ip = str(session.peer[0]) if session.peer else "unknown"
     helo = "".join(c for c in (session.host_name or "unknown") if c.isprintable() and c not in "()")
-    proto = "ESMTPS" if tls else ("ESMTP" if session.extended_smtp else "SMTP")
+    proto = (("ESMTPS" if tls else "ESMTP") + ("A" if auth else "")
+             if session.extended_smtp or tls or auth else "SMTP")
     date = _local_date(int(time.time()))
     by = f"by {hostname} (filterlang) with {proto} id {queue_id}"
     if len(rcpts) == 1:
@@ -143,6 +160,58 @@ def client_subject(transport: asyncio.BaseTransport) -> str:
     from cryptography import x509  # only for sessions with a client certificate
 
     return str(x509.load_der_x509_certificate(der).subject.rfc4514_string())
+
+
+def may_relay(policy: MailFlowPolicy, auth_user: str) -> bool:
+    """Whether a session under `policy` may mail any domain: a RELAY policy, or a session that
+    authenticated where the policy lets authenticated sessions relay."""
+    return policy.action == "RELAY" or bool(auth_user and policy.auth_relay)
+
+
+class AuthFailures:
+    """Failed SMTP AUTH attempts per client IP (in this process; a sliding window), so that a
+    password cannot be guessed at the rate a client can type them."""
+
+    def __init__(self, share: int = 1) -> None:
+        self.share = max(1, share)
+        self._seen: dict[str, deque[float]] = {}
+
+    def _recent(self, ip: str, window: float) -> deque[float] | None:
+        q = self._seen.get(ip)
+        if q is None:
+            return None
+        now = time.monotonic()
+        while q and q[0] < now - window:
+            q.popleft()
+        if not q:
+            del self._seen[ip]  # a table of every IP ever seen would grow without end
+            return None
+        return q
+
+    def _cap(self, limit: int) -> int:
+        # The host's figure shared out among the listener processes, as max_connections is.
+        return max(1, -(-limit // self.share))
+
+    def locked(self, ip: str, limit: int, window: float) -> bool:
+        q = self._recent(ip, window)
+        return q is not None and len(q) >= self._cap(limit)
+
+    def failed(self, ip: str, limit: int, window: float) -> bool:
+        """Count one failure; whether the address is now locked out."""
+        q = self._recent(ip, window)
+        if q is None:
+            q = self._seen[ip] = deque()
+        q.append(time.monotonic())
+        return len(q) >= self._cap(limit)
+
+    def succeeded(self, ip: str) -> None:
+        self._seen.pop(ip, None)
+
+
+# Password checks (argon2, ~50-150 ms of CPU and 64 MiB each) run here: off the event loop,
+# and at most two at once, so a flood of AUTH attempts costs a bounded amount of memory and
+# never holds up the default executor that large spool writes use.
+_VERIFY = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="smtp-auth")
 
 
 class RateLimiter:
@@ -347,11 +416,15 @@ class GatewaySMTP(SMTP):
             self._smtp_methods = {cmd: self._refusing_bad_bytes(method)
                                   for cmd, method in self._smtp_methods.items()}
         self._handle_hooks = handler.hooks
-        # Our handle_EHLO takes the responses and returns them (aiosmtpd's "new" form). No
-        # AUTH mechanisms: the gateway takes mail by its host access table, and with LOGIN
-        # and PLAIN offered (failing always) a client set to authenticate would defer its mail.
+        # Our handle_EHLO takes the responses and returns them (aiosmtpd's "new" form). AUTH
+        # mechanisms only where the listener offers them (with LOGIN and PLAIN offered and
+        # failing always, a client set to authenticate would defer its mail); ours, since
+        # aiosmtpd's check the password in its event loop (its authenticator is synchronous).
         self._ehlo_hook_ver = "new"
-        self._auth_methods = {}
+        self._auth_methods = {
+            mech: _AuthMechAttr(getattr(self, f"auth_mech_{mech}"), True) for mech in listener.auth
+        }
+        self._gw_users = handler.users.get(listener.name)
         self._gw_handler = handler
         self._gw_listener = listener
         self._deadline: asyncio.TimerHandle | None = None
@@ -531,7 +604,7 @@ class GatewaySMTP(SMTP):
         # queue and DSN generation instead of being refused as unknown.
         result = super()._getparams(params)
         if result is not None:
-            for key in DSN_PARAMS:
+            for key in DSN_PARAMS + IGNORED_PARAMS:
                 result.pop(key, None)
         return result
 
@@ -550,8 +623,111 @@ class GatewaySMTP(SMTP):
 
     @syntax("AUTH <mechanism>", when="_auth_methods")
     async def smtp_AUTH(self, arg: str) -> None:
-        # Left out of HELP, since there are no mechanisms (see __init__); aiosmtpd answers 504.
+        # aiosmtpd's checks and replies (538 5.7.11 before STARTTLS, 503 once authenticated,
+        # 504 for a mechanism not offered), behind the lock-out of an address that failed too
+        # often. Without mechanisms it is left out of HELP and answers 504.
+        assert self.session is not None
+        if self._auth_methods and self._tls_protocol is not None \
+                and self._gw_handler.auth_failures.locked(
+                    self._peer_ip(), self._gw_listener.auth_max_failures,
+                    self._gw_listener.auth_failure_window):
+            await self._lock_out()
+            return
         await super().smtp_AUTH(arg)
+
+    def _peer_ip(self) -> str:
+        assert self.session is not None
+        return str(self.session.peer[0]) if self.session.peer else ""
+
+    async def _lock_out(self) -> None:
+        log.warning("%s: too many failed AUTH attempts, disconnected", self._peer_ip())
+        await self.push(AUTH_LOCKED)
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _read_credential(self, challenge: str) -> bytes | None:
+        # aiosmtpd's challenge_auth answers a "*" (501 5.7.0) and bad base64 (501 5.5.2).
+        got = await self.challenge_auth(challenge)
+        return got if isinstance(got, bytes) else None
+
+    def _initial(self, args: list[str]) -> bytes | None:
+        try:
+            return base64.b64decode(args[1].encode(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+
+    async def auth_mech_PLAIN(self, _: object, args: list[str]) -> AuthResult:
+        """RFC 4616: [authzid] NUL authcid NUL passwd, as the initial response or after 334."""
+        if len(args) == 1:
+            blob = await self._read_credential("")
+            if blob is None:
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = self._initial(args)
+            if blob is None:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        parts = blob.split(b"\0")
+        if len(parts) != 3:
+            await self.push("501 5.5.2 Can't split auth value")
+            return AuthResult(success=False, handled=True)
+        authzid, login, password = parts
+        if authzid and authzid != login:
+            # Acting for another user is not something a password file can grant.
+            return await self._refuse(login)
+        return await self._verify(login, password)
+
+    async def auth_mech_LOGIN(self, _: object, args: list[str]) -> AuthResult:
+        """The LOGIN mechanism (draft-murchison-sasl-login): user name, then password."""
+        if len(args) == 1:
+            login = await self._read_credential(self.AuthLoginUsernameChallenge)
+            if login is None:
+                return AuthResult(success=False, handled=True)
+        else:
+            login = self._initial(args)
+            if login is None:
+                await self.push("501 5.5.2 Can't decode base64")
+                return AuthResult(success=False, handled=True)
+        password = await self._read_credential(self.AuthLoginPasswordChallenge)
+        if password is None:
+            return AuthResult(success=False, handled=True)
+        return await self._verify(login, password)
+
+    async def _verify(self, login: bytes, password: bytes) -> AuthResult:
+        try:
+            name, secret = login.decode("utf-8"), password.decode("utf-8")
+        except UnicodeDecodeError:
+            return await self._refuse(login)
+        users = self._gw_users
+        if users is None or not name:
+            return await self._refuse(login)
+        try:
+            ok = await asyncio.get_running_loop().run_in_executor(
+                _VERIFY, users.check, name, secret)
+        except Exception:  # the argon2 library failing is our problem, not a wrong password
+            log.exception("checking the password of %r failed", name)
+            return AuthResult(success=False, message=AUTH_TEMP)
+        if not ok:
+            return await self._refuse(login)
+        self._gw_handler.auth_failures.succeeded(self._peer_ip())
+        assert self.session is not None
+        self.session.auth_user = name.lower()  # type: ignore[attr-defined]
+        log.info("%s: authenticated as %r", self._peer_ip(), name.lower())
+        return AuthResult(success=True, auth_data=LoginPassword(login, b""), message=AUTH_OK)
+
+    async def _refuse(self, login: bytes) -> AuthResult:
+        lst = self._gw_listener
+        ip = self._peer_ip()
+        locked = self._gw_handler.auth_failures.failed(ip, lst.auth_max_failures,
+                                                       lst.auth_failure_window)
+        log.warning("%s: AUTH failed for %r", ip, login.decode("utf-8", "replace")[:100])
+        # Every failure waits before its answer (Postfix's smtpd_error_sleep_time), in this
+        # session only: the event loop serves the others meanwhile.
+        await asyncio.sleep(lst.auth_failure_delay)
+        if locked:
+            await self._lock_out()
+            return AuthResult(success=False, handled=True)
+        return AuthResult(success=False, message=AUTH_INVALID)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -653,6 +829,11 @@ def _policy(session: Session) -> MailFlowPolicy:
     return session.policy  # type: ignore[attr-defined]
 
 
+def _auth_user(session: Session) -> str:
+    """Who the session authenticated as (SMTP AUTH), or "" (set by GatewaySMTP._verify)."""
+    return str(getattr(session, "auth_user", "")) if session.authenticated else ""
+
+
 class GatewayHandler:
     """aiosmtpd handler hooks: policy checks at MAIL/RCPT, durable enqueue at DATA."""
 
@@ -667,6 +848,10 @@ class GatewayHandler:
                                        share=processes)
         self.spool = spool
         self.rates = RateLimiter()
+        self.auth_failures = AuthFailures(share=processes)
+        # Each submission listener's users file, read once here and again when it changes.
+        self.users = {lst.name: UsersFile(lst.users_file) for lst in config.listeners
+                      if lst.auth and lst.users_file is not None}
         self.on_queued = on_queued
         self.commits = GroupCommit(spool)
         self.space = FreeSpace(spool.root, config.storage.min_free_space)
@@ -686,8 +871,9 @@ class GatewayHandler:
     ) -> list[str]:
         session.host_name = hostname
         size = f"250-SIZE {_policy(session).max_message_size}"
+        # aiosmtpd lists AUTH once TLS is up, with no mechanisms where none are offered.
         out = [size if r.startswith("250-SIZE") else r for r in responses[:-1]
-               if not r.startswith("250-AUTH")]  # no mechanisms (see GatewaySMTP.__init__)
+               if r.rstrip() != "250-AUTH"]
         return [*out, "250-PIPELINING", "250-ENHANCEDSTATUSCODES", "250-DSN", responses[-1]]
 
     async def handle_MAIL(
@@ -713,7 +899,8 @@ class GatewayHandler:
         if not self.rates.allow(str(session.peer[0]) if session.peer else "", policy.max_messages_per_hour):
             return RATE_LIMITED
         envelope.mail_from = address
-        envelope.mail_options.extend(_keep_case(server, options))
+        envelope.mail_options.extend(o for o in _keep_case(server, options)
+                                     if o[:5].upper() != "AUTH=")
         return OK_SENDER
 
     async def handle_RCPT(
@@ -724,7 +911,8 @@ class GatewayHandler:
         if len(envelope.rcpt_tos) >= policy.max_recipients:
             return TOO_MANY_RCPTS
         if policy.action == "ACCEPT" and not self._is_local(address) \
-                and address.lower() != self.postmaster:
+                and address.lower() != self.postmaster \
+                and not may_relay(policy, _auth_user(session)):
             return RELAY_DENIED
         envelope.rcpt_tos.append(address)
         options = _keep_case(server, options)
@@ -761,11 +949,12 @@ class GatewayHandler:
             policy=policy.name,
             listener=str(getattr(session, "listener", "")),
             tls_client_subject=str(getattr(session, "tls_subject", "")),
+            auth_user=_auth_user(session),
             helo=session.host_name or "",
             received_at=time.time(),
         )
         trace = received_header(session, server.hostname, queue_id, envelope.rcpt_tos,
-                                session.ssl is not None)
+                                session.ssl is not None, bool(_auth_user(session)))
         try:
             if len(data) <= INLINE_STORE:
                 # A small message's write takes a few microseconds: here it costs less than
@@ -855,6 +1044,10 @@ def protocol_factory(
             hostname=hostname,
             ident="filterlang",
             tls_context=ctx,
+            # aiosmtpd's own AUTH gates: never before STARTTLS (538 5.7.11 to AUTH, no AUTH in
+            # the EHLO reply), and with auth_required 530 5.7.0 to MAIL, RCPT, DATA, VRFY, HELP.
+            auth_require_tls=True,
+            auth_required=listener.auth_required,
             timeout=listener.command_timeout,
             command_call_limit=listener.max_commands,
         )

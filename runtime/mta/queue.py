@@ -293,7 +293,10 @@ class QueueRunner:
         qid = env.queue_id
         self.tracker.record("received", qid, mail_from=env.mail_from, rcpts=list(env.rcpt_tos),
                             peer=env.peer, helo=env.helo, policy=env.policy, size=len(data),
-                            message_id=_message_id(data), received_at=env.received_at)
+                            message_id=_message_id(data), received_at=env.received_at,
+                            # Who submitted it, for the operator: only sessions that
+                            # authenticated (SMTP AUTH) have one.
+                            **({"auth_user": env.auth_user} if env.auth_user else {}))
         try:
             msg = run_pipeline(self.stages, prepared if prepared is not None else InFlight(env, data))
         except RetryLater as exc:

@@ -38,7 +38,7 @@ RELIED = {
     "_smtp_methods",  # the command table: set once per class
     "_handle_hooks",  # the handler's hook table, set once per handler
     "_ehlo_hook_ver",  # which handle_EHLO form (set, since __dir__ hides the handler's)
-    "_auth_methods",  # AUTH mechanisms: none
+    "_auth_methods",  # AUTH mechanisms: the listener's own (auth_mech_PLAIN, _LOGIN)
     "_proxy_timeout",
     "_getaddr",  # overridden: the same parse without a class made per call
     "_getparams",
@@ -53,7 +53,8 @@ RELIED = {
 
 # Module-level names of aiosmtpd.smtp the listener imports besides SMTP itself.
 MODULE_NAMES = ("ALLOWED_BEFORE_STARTTLS", "BOGUS_LIMIT", "MISSING", "Session",
-                "TLSSetupException", "syntax", "Envelope")
+                "TLSSetupException", "syntax", "Envelope", "AuthResult", "LoginPassword",
+                "_AuthMechAttr")
 
 # aiosmtpd code the listener copies or depends on the shape of (aiosmtpd 1.4.6).
 MIRRORED = {
@@ -68,6 +69,13 @@ MIRRORED = {
     # Called again after the STARTTLS handshake with a new session: GatewaySMTP's override
     # admits and counts the connection only the first time, and chooses the policy again.
     "SMTP.connection_made": (SMTP.connection_made, "77a45df5065bba34"),
+    # The listener's AUTH mechanisms are entries of _auth_methods that smtp_AUTH calls as
+    # method(self, args) and whose AuthResult it turns into 235/535 (or leaves the reply to
+    # them when handled); they read the client's answers with challenge_auth.
+    "SMTP.smtp_AUTH": (SMTP.smtp_AUTH, "79078b308377ac48"),
+    "SMTP.challenge_auth": (SMTP.challenge_auth, "7ca4c59374e53538"),
+    # Lists AUTH only once TLS is up (auth_require_tls); handle_EHLO drops an empty AUTH line.
+    "SMTP.smtp_EHLO": (SMTP.smtp_EHLO, "1d91592dd954c4cd"),
 }
 
 

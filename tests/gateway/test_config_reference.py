@@ -73,6 +73,7 @@ def _write_example(tmp_path: Path, delivery: str = "maildir") -> Path:
     (tmp_path / "certs/partners/ca.pem").write_text("(a CA file)\n")
     (tmp_path / "keys").mkdir(exist_ok=True)
     (tmp_path / "keys/dkim.pem").write_text("(a DKIM key)\n")
+    (tmp_path / "users.db").write_text("# no users yet\n")
     path = tmp_path / "gateway.toml"
     path.write_text(example_toml(delivery))
     return path

@@ -1,5 +1,5 @@
 """Step 1 as the work queue sees it: the mail flow policy chosen at receipt decides the
-direction (incoming or outgoing tables), and gateway status headers that arrive from outside
+direction (incoming or outgoing tables; an authenticated session's mail goes out), and gateway status headers that arrive from outside
 are removed before anything reads them (nobody outside may claim "verified by the gateway"):
 ours and the verifier's whole X-Filterlang-SMIME-* family, by smime.mime's one mechanism."""
 
@@ -28,7 +28,14 @@ class MailFlow:
 
     def _direction(self, msg: InFlight) -> str:
         policy = self.ctx.config.policies.get(msg.envelope.policy)
-        return policy.direction if policy is not None else msg.direction
+        if policy is None:
+            return msg.direction
+        if msg.envelope.auth_user and policy.auth_relay:
+            # Our own user, authenticated: their mail goes out, whatever the policy of the
+            # address they submitted from (reference 10.1: RELAY includes sessions that
+            # relayed after SMTP authentication).
+            return "outgoing"
+        return policy.direction
 
     async def prepare(self, msg: InFlight) -> None:
         """The message's SPF, DKIM, DMARC and ARC results and DNS list answers (issue 16),
