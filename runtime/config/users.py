@@ -156,9 +156,8 @@ class UsersFile:
         from argon2.exceptions import InvalidHashError, VerificationError
 
         known = self._current().get(name.lower())
-        if known is None:
-            if self._dummy is None:
-                self._dummy = hash_password("(no such user)")
+        if known is None and self._dummy is None:
+            self._dummy = hash_password("(no such user)")
         try:
             _hasher().verify(known or self._dummy, password)
         except (VerificationError, InvalidHashError):

@@ -33,7 +33,6 @@ from aiosmtpd.smtp import (
     MISSING,
     SMTP,
     AuthResult,
-    LoginPassword,
     Session,
     TLSSetupException,
     _AuthMechAttr,
@@ -52,6 +51,18 @@ from runtime.mta.groupcommit import GroupCommit
 from runtime.mta.spool import Envelope, Spool, SpoolError
 
 log = logging.getLogger("filterlang.smtp")
+
+
+class _LoginDataDeprecation(logging.Filter):
+    """aiosmtpd's smtp_AUTH sets the deprecated Session.login_data after every successful
+    AUTH, and that setter logs a warning each time: one line per submitted message in the
+    gateway's log that says nothing an operator can act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Session.login_data is deprecated")
+
+
+logging.getLogger("mail.log").addFilter(_LoginDataDeprecation())
 
 # Reply codes (RFC 5321 + RFC 3463 enhanced codes).
 OK_QUEUED = "250 2.0.0 OK queued as {queue_id}"
@@ -706,14 +717,14 @@ class GatewaySMTP(SMTP):
                 _VERIFY, users.check, name, secret)
         except Exception:  # the argon2 library failing is our problem, not a wrong password
             log.exception("checking the password of %r failed", name)
-            return AuthResult(success=False, message=AUTH_TEMP)
+            return AuthResult(success=False, handled=False, message=AUTH_TEMP)
         if not ok:
             return await self._refuse(login)
         self._gw_handler.auth_failures.succeeded(self._peer_ip())
         assert self.session is not None
         self.session.auth_user = name.lower()  # type: ignore[attr-defined]
         log.info("%s: authenticated as %r", self._peer_ip(), name.lower())
-        return AuthResult(success=True, auth_data=LoginPassword(login, b""), message=AUTH_OK)
+        return AuthResult(success=True, auth_data=name.lower(), message=AUTH_OK)
 
     async def _refuse(self, login: bytes) -> AuthResult:
         lst = self._gw_listener
@@ -727,7 +738,7 @@ class GatewaySMTP(SMTP):
         if locked:
             await self._lock_out()
             return AuthResult(success=False, handled=True)
-        return AuthResult(success=False, message=AUTH_INVALID)
+        return AuthResult(success=False, handled=False, message=AUTH_INVALID)
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:

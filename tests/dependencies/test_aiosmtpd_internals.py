@@ -53,8 +53,7 @@ RELIED = {
 
 # Module-level names of aiosmtpd.smtp the listener imports besides SMTP itself.
 MODULE_NAMES = ("ALLOWED_BEFORE_STARTTLS", "BOGUS_LIMIT", "MISSING", "Session",
-                "TLSSetupException", "syntax", "Envelope", "AuthResult", "LoginPassword",
-                "_AuthMechAttr")
+                "TLSSetupException", "syntax", "Envelope", "AuthResult", "_AuthMechAttr")
 
 # aiosmtpd code the listener copies or depends on the shape of (aiosmtpd 1.4.6).
 MIRRORED = {
