@@ -145,6 +145,8 @@ def receive(gw: Gateway, s: Session, raw: bytes, n: int) -> tuple[Envelope | Non
                              "policy": policy.name, "action": policy.action, "tls": tls}
     if s.tls_client_subject:
         facts["tls_client_subject"] = s.tls_client_subject
+    if s.auth_user:
+        facts["auth_user"] = s.auth_user  # as if the session had authenticated (SMTP AUTH)
     refused: dict[str, str] = {}
     problem = None
     if policy.action == "TCPREFUSE":
