@@ -156,7 +156,7 @@ def receive(gw: Gateway, s: Session, raw: bytes, n: int) -> tuple[Envelope | Non
     elif not tls and (policy.require_tls or (found is not None and found.require_tls)):
         problem = lst.TLS_REQUIRED
     elif not s.auth_user and found is not None and found.auth_required:
-        problem = "530 5.7.0 Authentication required"
+        problem = lst.AUTH_REQUIRED
     elif len(data) > policy.max_message_size:
         problem = lst.MESSAGE_TOO_BIG
     else:

@@ -84,6 +84,7 @@ NUL_IN_MESSAGE = "550 5.6.0 Message contains NUL characters"
 BAD_COMMAND_BYTES = "501 5.5.2 Syntax error: CR, LF or NUL in command"
 TLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
 AUTH_OK = "235 2.7.0 Authentication successful"
+AUTH_REQUIRED = "530 5.7.0 Authentication required"  # aiosmtpd's, under auth_required
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 AUTH_TEMP = "454 4.7.0 Temporary authentication failure"
 AUTH_LOCKED = "421 4.7.0 Too many failed authentication attempts from your address, try again later"
@@ -214,9 +215,6 @@ class AuthFailures:
             q = self._seen[ip] = deque()
         q.append(time.monotonic())
         return len(q) >= self._cap(limit)
-
-    def succeeded(self, ip: str) -> None:
-        self._seen.pop(ip, None)
 
 
 # Password checks (argon2, ~50-150 ms of CPU and 64 MiB each) run here: off the event loop,
@@ -720,7 +718,8 @@ class GatewaySMTP(SMTP):
             return AuthResult(success=False, handled=False, message=AUTH_TEMP)
         if not ok:
             return await self._refuse(login)
-        self._gw_handler.auth_failures.succeeded(self._peer_ip())
+        # The address's failures stay counted: logging in to an account of one's own must not
+        # buy more guesses at the others.
         assert self.session is not None
         self.session.auth_user = name.lower()  # type: ignore[attr-defined]
         log.info("%s: authenticated as %r", self._peer_ip(), name.lower())
