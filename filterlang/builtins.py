@@ -317,6 +317,18 @@ RULES: tuple[RuleSig, ...] = (
     _r(63, "dmarc-policy", (), _CMP, T.NAME, EQ_NE, "DMARC", _C.SERVICE, None,
        "policy the From domain publishes for failing mail: none, quarantine or reject "
        "(none when it publishes no DMARC record)", "dmarc-policy == 'reject'"),
+    # Project extension (issue 16): the anti-spam and anti-virus verdicts of reference 11 steps
+    # 11-12, which AsyncOS acts on in the mail policy; here content filters can read them too.
+    _r(64, "spam-verdict", (), _CMP, T.NAME, EQ_NE, "SPAM", _C.SERVICE, "Spam Verdict",
+       "anti-spam verdict of the splinter's policy scan: spam, suspect or ham (content filters "
+       "only; unavailable when the policy does not scan or skip-spamcheck() was set)",
+       "spam-verdict == 'spam'"),
+    _r(65, "spam-score", (), _CMP, T.DECIMAL, ALL_SIX, "SPAM", _C.SERVICE, "Spam Score",
+       "anti-spam score (Rspamd's; higher is spammier)", "spam-score > 5"),
+    _r(66, "virus-verdict", (), _CMP, T.NAME, EQ_NE, "AV", _C.SERVICE, "Virus Verdict",
+       "anti-virus verdict: clean, infected or unscannable (content filters only; "
+       "unavailable when the policy does not scan or skip-viruscheck() was set)",
+       "virus-verdict == 'infected'"),
 )
 
 
@@ -508,6 +520,10 @@ VARIABLES: Mapping[str, str] = MappingProxyType({
     "remotehost": "validated host name of the sending host",
     "reputation": "sender reputation score, or None",
     "smtpauthid": "SMTP AUTH user name",
+    "spamscore": "anti-spam score of the splinter, or None when it was not scanned",
+    "spamverdict": "anti-spam verdict (spam, suspect, ham), or None when not scanned",
+    "virusname": "name of the virus found, or empty",
+    "virusverdict": "anti-virus verdict (clean, infected, unscannable), or None when not scanned",
     "subject": "the message's Subject",
     "time": "current local time",
     "tlsclientsubject": "subject of the client certificate the listener verified at STARTTLS, or empty",

@@ -70,7 +70,8 @@ class ResourceNames:
     checked: frozenset[str] | None = None
 
 
-_OUTSIDE = frozenset({"LDAP", "DNS", "REP", "SPF", "DKIM", "DMARC", "IMG", "URL", "FED", "LANG"})
+_OUTSIDE = frozenset({"LDAP", "DNS", "REP", "SPF", "DKIM", "DMARC", "IMG", "URL", "FED", "LANG",
+                      "SPAM", "AV"})
 _EMAILS = re.compile(r"[^@\s,]+(@[^@\s,]+)?(\s*,\s*[^@\s,]+(@[^@\s,]+)?)*")
 _EMAIL = re.compile(r"[^@\s,]+(@[^@\s,]+)?")
 

@@ -12,11 +12,14 @@ Layout (every section optional except where noted; paths are relative to the fil
     [encryption_profiles.X]  what encrypt('X') / encrypt-deferred('X') do: sending_profile,
                          tls_verify, tls_ca_file (see docs/deploy.md)
     message_filters      list of .filter files
-    [incoming_policies.X] / [outgoing_policies.X]  senders, recipients, content_filters
+    [incoming_policies.X] / [outgoing_policies.X]  senders, recipients, content_filters,
+                         antispam, spam_action, ..., antivirus, virus_action, ...
     [dictionaries] / [text_resources]  name = file
     [delivery]           relay, reinject, mx (mx_port), maildir, retry schedule, max queue lifetime
     [dns]                nameservers ("ip" or "ip:port"), timeout, cache_size, reputation_zone
     [authentication]     authserv_id, spf, dkim, dmarc, arc (inbound SPF/DKIM/DMARC/ARC)
+    [antispam] / [antivirus]  rspamd URL / clamd address, timeout, max_size (the mail
+                         policies' antispam, antivirus, spam_* and virus_* keys: scanning.py)
     [dkim.DOMAIN]        selector, key, canonicalization, headers (signing outgoing mail)
     [quarantines.X]      retention_days
     [smime]              trust_anchors, crls, decryption_certificates, on_decrypt_failure,
@@ -40,6 +43,14 @@ from typing import Any, Literal
 
 from attrs import field, frozen
 
+from runtime.config.scanning import (
+    AntiSpam,
+    AntiVirus,
+    PolicyScanning,
+    antispam,
+    antivirus,
+    policy_scanning,
+)
 from runtime.config.schema import ConfigError, ConfigIssue, Table
 
 __all__ = [
@@ -193,6 +204,7 @@ class MailPolicy:
     senders: tuple[str, ...]
     recipients: tuple[str, ...]
     content_filters: tuple[Path, ...]
+    scanning: PolicyScanning = PolicyScanning()  # anti-spam and anti-virus for this policy
 
 
 # Messages each queue process works on at once is twice this. Delivery waits on the next hop's
@@ -395,6 +407,8 @@ class GatewayConfig:
     dns: Dns = Dns()
     authentication: Authentication | None = None  # None: no SPF/DKIM/DMARC provider
     dkim: dict[str, DkimSigning] = field(factory=dict, hash=False)  # signing domain -> how
+    antispam: AntiSpam | None = None  # None: no anti-spam scanner (its rules unavailable)
+    antivirus: AntiVirus | None = None  # None: no anti-virus scanner
     # The gateway's own name: greeting, Received lines, EHLO when delivering, the DSN's
     # MAILER-DAEMON@hostname and Reporting-MTA. Default: this machine's FQDN.
     hostname: str = field(factory=socket.getfqdn)
@@ -577,12 +591,13 @@ def _check_encryption_profiles(root: Table, encryption: dict[str, EncryptionProf
                        "is only used with tls_verify = true; set it or remove tls_ca_file")
 
 
-def _mail_policy(name: str, t: Table) -> MailPolicy:
+def _mail_policy(name: str, t: Table, outgoing: bool, quarantines: frozenset[str]) -> MailPolicy:
     return MailPolicy(
         name,
         t.str_list("senders"),
         t.str_list("recipients"),
         tuple((t.base_dir / p).resolve() for p in t.str_list("content_filters")),
+        policy_scanning(t, outgoing, quarantines),
     )
 
 
@@ -866,15 +881,16 @@ def load_config(path: str | Path) -> GatewayConfig:
     _check_encryption_profiles(root, encryption, profiles)
 
     message_filters = tuple((path.parent / p).resolve() for p in root.str_list("message_filters"))
-    incoming = root.each("incoming_policies", _mail_policy)
-    outgoing = root.each("outgoing_policies", _mail_policy)
-    dictionaries = _named_files(root.table("dictionaries"))
-    text_resources = _named_files(root.table("text_resources"))
-    delivery = _delivery(root.table("delivery"))
     quarantines = {
         q.name: q
         for q in root.each("quarantines", lambda n, t: Quarantine(n, t.integer("retention_days", 14, minimum=1)))
     }
+    names = frozenset(quarantines)
+    incoming = root.each("incoming_policies", lambda n, t: _mail_policy(n, t, False, names))
+    outgoing = root.each("outgoing_policies", lambda n, t: _mail_policy(n, t, True, names))
+    dictionaries = _named_files(root.table("dictionaries"))
+    text_resources = _named_files(root.table("text_resources"))
+    delivery = _delivery(root.table("delivery"))
     smime = _smime(root.table("smime"), certificates, quarantines)
     at = root.table("alerts")
     alerts = Alerts(at.path("log"), at.text("email"))
@@ -893,6 +909,10 @@ def load_config(path: str | Path) -> GatewayConfig:
     authentication = _authentication(at)
     at.finish()
     dkim = {d.domain: d for d in root.each("dkim", _dkim)}
+    st, vt = root.table("antispam"), root.table("antivirus")
+    spam_scanner, virus_scanner = antispam(st), antivirus(vt)
+    st.finish()
+    vt.finish()
     hostname = root.text("hostname") or socket.getfqdn()
     if not _HOSTNAME.fullmatch(hostname):
         root.error("hostname", f"{hostname!r} is not a host name (letters, digits, '-' and '.')")
@@ -901,7 +921,8 @@ def load_config(path: str | Path) -> GatewayConfig:
         root.error("postmaster", f"{postmaster!r} is not an address like postmaster@example.org")
     tls_outbound = _tls(root.table("tls"))
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
-                       "smime", "dns", "authentication", "dkim", "tls"))
+                       "smime", "dns", "authentication", "dkim", "tls", "antispam",
+                       "antivirus"))
     if issues:
         raise ConfigError(issues)
     return GatewayConfig(
@@ -932,6 +953,8 @@ def load_config(path: str | Path) -> GatewayConfig:
         dns=dns_config,
         authentication=authentication,
         dkim=dkim,
+        antispam=spam_scanner,
+        antivirus=virus_scanner,
         hostname=hostname,
         postmaster=postmaster,
         tls_outbound=tls_outbound,

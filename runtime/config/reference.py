@@ -220,6 +220,26 @@ SECTIONS: tuple[Section, ...] = (
         Key("recipients", "list of strings", "[] (any)", "As senders.", '["sales@"]'),
         Key("content_filters", "list of paths", "[]", "Content filter files for this policy.",
             '["filters/confidential-body.filter"]'),
+        Key("antispam", "boolean", "true",
+            "Scan this policy's mail with [antispam] (Rspamd), after the message filters; "
+            "skip-spamcheck() in a message filter skips it for one message.",
+            "false"),
+        Key("spam_action", '"deliver", "drop" or "quarantine"', '"deliver"',
+            "What happens to positive spam (Rspamd's reject action) for this policy; "
+            "suspect and ham are always delivered. Content filters see the verdict either way "
+            "(spam-verdict, spam-score, $SpamScore).", '"quarantine"'),
+        Key("spam_quarantine", "string", NONE,
+            "The [quarantines.NAME] for spam_action = \"quarantine\".", '"Policy"'),
+        Key("spam_subject_tag", "string", NONE,
+            "Prepended to the Subject of positive spam that is delivered.", '"[SPAM]"'),
+        Key("antivirus", "boolean", "true",
+            "Scan this policy's mail with [antivirus] (clamd), after anti-spam; "
+            "skip-viruscheck() in a message filter skips it for one message.", "false"),
+        Key("virus_action", '"deliver", "drop" or "quarantine"', '"drop"',
+            "What happens to infected mail for this policy (clean and unscannable mail is "
+            "delivered; content filters see virus-verdict).", '"quarantine"'),
+        Key("virus_quarantine", "string", NONE,
+            "The [quarantines.NAME] for virus_action = \"quarantine\".", '"Policy"'),
     )),
     Section("[outgoing_policies.NAME]", "Outgoing mail policies",
             "The same keys as [incoming_policies.NAME], for outgoing mail.", (
@@ -229,6 +249,26 @@ SECTIONS: tuple[Section, ...] = (
             '["@partner.example"]'),
         Key("content_filters", "list of paths", "[]", "Content filter files for this policy.",
             '["filters/outgoing-policy.filter"]'),
+        Key("antispam", "boolean", "false",
+            "Scan this policy's mail with [antispam] (Rspamd), after the message filters; "
+            "skip-spamcheck() in a message filter skips it for one message. Off by default for outgoing mail, as on AsyncOS.",
+            "true"),
+        Key("spam_action", '"deliver", "drop" or "quarantine"', '"deliver"',
+            "What happens to positive spam (Rspamd's reject action) for this policy; "
+            "suspect and ham are always delivered. Content filters see the verdict either way "
+            "(spam-verdict, spam-score, $SpamScore).", '"quarantine"'),
+        Key("spam_quarantine", "string", NONE,
+            "The [quarantines.NAME] for spam_action = \"quarantine\".", '"Policy"'),
+        Key("spam_subject_tag", "string", NONE,
+            "Prepended to the Subject of positive spam that is delivered.", '"[SPAM]"'),
+        Key("antivirus", "boolean", "true",
+            "Scan this policy's mail with [antivirus] (clamd), after anti-spam; "
+            "skip-viruscheck() in a message filter skips it for one message.", "false"),
+        Key("virus_action", '"deliver", "drop" or "quarantine"', '"drop"',
+            "What happens to infected mail for this policy (clean and unscannable mail is "
+            "delivered; content filters see virus-verdict).", '"quarantine"'),
+        Key("virus_quarantine", "string", NONE,
+            "The [quarantines.NAME] for virus_action = \"quarantine\".", '"Policy"'),
     )),
     Section("[dictionaries]", "Dictionaries",
             "NAME = file: word lists filters use in dictionary-match(\"NAME\").", (
@@ -381,6 +421,30 @@ SECTIONS: tuple[Section, ...] = (
         Key("dkim", "boolean", "true", "Verify DKIM signatures.", "true"),
         Key("dmarc", "boolean", "true", "Evaluate DMARC.", "true"),
         Key("arc", "boolean", "true", "Validate ARC chains.", "true"),
+    )),
+    Section("[antispam]", "Anti-spam",
+            "Rspamd, asked over its HTTP protocol (POST /checkv2 with the envelope as IP, "
+            "Helo, From, Rcpt and User headers) once per message after the message filters, "
+            "for the mail policies whose antispam is on. Absent: spam-verdict and spam-score "
+            "are unavailable. A scanner that does not answer follows on_filter_error.", (
+        Key("rspamd", "string", "(required)",
+            "Rspamd's normal worker (its proxy works too) as http://HOST:PORT.",
+            '"http://127.0.0.1:11333"'),
+        Key("timeout", "number (seconds)", "10.0", "For the whole check.", "5.0"),
+        Key("max_size", "integer (bytes)", "2097152",
+            "Larger messages are not scanned (their spam rules are unavailable).", "1048576"),
+    )),
+    Section("[antivirus]", "Anti-virus",
+            "clamd, asked with INSTREAM once per message after anti-spam, for the mail "
+            "policies whose antivirus is on. Absent: virus-verdict is unavailable. A scanner "
+            "that does not answer follows on_filter_error.", (
+        Key("clamd", "string", "(required)",
+            "clamd's TCPSocket as tcp://HOST:PORT, or its LocalSocket as an absolute path.",
+            '"/run/clamav/clamd.ctl"'),
+        Key("timeout", "number (seconds)", "30.0", "For the whole scan.", "10.0"),
+        Key("max_size", "integer (bytes)", "10485760",
+            "Larger messages are not sent to clamd and are unscannable; keep it at or below "
+            "clamd's StreamMaxLength.", "26214400"),
     )),
     Section("[dkim.NAME]", "DKIM signing",
             "Outgoing mail from the domain NAME (or a subdomain) is DKIM-signed after every "

@@ -53,6 +53,32 @@ class ScoreProvider(Protocol):
     def verdict(self, rule: str, args: tuple[object, ...], raw: bytes) -> object: ...
 
 
+class SpamProvider(Protocol):
+    """Rspamd's answer for this splinter (runtime.engine.providers.scanners.SpamVerdict)."""
+
+    def spam(self) -> SpamVerdictLike: ...
+
+
+class VirusProvider(Protocol):
+    """clamd's answer for this splinter (runtime.engine.providers.scanners.VirusVerdict)."""
+
+    def virus(self) -> VirusVerdictLike: ...
+
+
+class SpamVerdictLike(Protocol):
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+
+
+class VirusVerdictLike(Protocol):
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
 @define
 class Services:
     ldap: LdapProvider | None = None
@@ -63,6 +89,8 @@ class Services:
     image: ScoreProvider | None = None
     language: ScoreProvider | None = None
     forged: ScoreProvider | None = None
+    spam: SpamProvider | None = None  # set per splinter by the anti-spam stage
+    virus: VirusProvider | None = None  # set per splinter by the anti-virus stage
     counters: dict[str, int] | None = None  # header-repeats: shared store in the gateway
 
 

@@ -66,6 +66,10 @@ _TABLE: dict[str, Callable[[MessageContext], str]] = {
     "remotehost": lambda c: c.connection.remote_host,
     "reputation": lambda c: _reputation(c),
     "smtpauthid": lambda c: c.connection.auth_user,
+    "spamscore": lambda c: _scan(c, "spam", "score", "None"),
+    "spamverdict": lambda c: _scan(c, "spam", "verdict", "None"),
+    "virusname": lambda c: _scan(c, "virus", "name", ""),
+    "virusverdict": lambda c: _scan(c, "virus", "verdict", "None"),
     "subject": lambda c: c.subject(),
     "time": lambda c: time.strftime("%H:%M:%S"),
     "tlsclientsubject": lambda c: c.connection.tls_client_subject,
@@ -80,6 +84,14 @@ def _reputation(ctx: MessageContext) -> str:
     provider = getattr(ctx.services, "reputation", None)
     score = provider.score(ctx.connection.remote_ip) if provider is not None else None
     return "None" if score is None else str(score)
+
+
+def _scan(ctx: MessageContext, service: str, what: str, missing: str) -> str:
+    provider = getattr(ctx.services, service, None)
+    if provider is None:
+        return missing
+    value = getattr(getattr(provider, service)(), what)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def expand(text: str, ctx: MessageContext, *, extra: dict[str, str] | None = None,

@@ -204,6 +204,9 @@ class QueueRunner:
         self.stages = stages
         # Whether any stage has network work to do before the pipeline (see flow.Stage).
         self._prepares = any(hasattr(st, "prepare") for st in stages)
+        # Whether a stage waits on a socket while it runs (a scanner, see stages.scanning):
+        # then every message's pipeline runs in a thread, never in the event loop.
+        self._blocks = any(getattr(st, "blocking", False) for st in stages)
         self.quarantines = quarantines
         self.tracker = tracker or Tracker(None)
         self.metrics = metrics
@@ -690,7 +693,7 @@ class QueueRunner:
             if not env.processed and self._prepares:
                 # The checks that need the network (SPF, DKIM, DMARC, DNS lists) in the loop.
                 prepared = await prepare_pipeline(self.stages, InFlight(env, data))
-            if not env.processed and not inline:
+            if not env.processed and (not inline or self._blocks):
                 out = await asyncio.to_thread(self._pipeline, env, data, prepared)
             elif not env.processed:
                 out = self._pipeline(env, data, prepared)

@@ -31,6 +31,10 @@ PIPELINE: tuple[tuple[str, str, str], ...] = (
     ("smime_inbound", "7", "decrypt, verify, harvest; sets smime-gateway-* before filters"),
     ("message_filters", "8", "one ordered list over the whole message, all recipients"),
     ("mail_policies", "10", "split recipients into splinters, first match wins"),
+    ("anti_spam", "11", "Rspamd, once per message, per splinter as its policy says "
+     "(skip-spamcheck)"),
+    ("anti_virus", "12", "clamd, once per message, per splinter as its policy says "
+     "(skip-viruscheck)"),
     ("content_filters", "15", "per splinter: the policy's incoming or outgoing list"),
     ("smime_outbound", "19", "deferred actions: smime-gateway-deferred via the sending profile, "
      "then encrypt-deferred via its encryption profile"),
@@ -121,6 +125,12 @@ class InFlight:
     # filled before the stages run by the stages' `prepare` (None: the worker's shared ones).
     services: Any = None
     skip_dkim_signing: bool = False  # a filter's skip-dkim-signing(): leave unsigned
+    # Flag actions the message filters took (skip-spamcheck, skip-viruscheck ...), for the
+    # later stages they turn off.
+    flags: set[str] = field(factory=set)
+    # Per splinter, what the anti-spam / anti-virus stages left when splinters differ
+    # (policy -> runtime.pipeline.stages.scanning.SplinterScan); None: the message itself.
+    scans: Any = None
 
     @property
     def recording(self) -> bool:

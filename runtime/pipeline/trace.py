@@ -169,6 +169,9 @@ def to_text(t: MessageTrace, *, stages: bool | None = None) -> str:
     lines.append("  message filters:")
     lines += [x for f in t.message_filters.filters for x in _filter_lines(f, "    ")] or ["    (none)"]
     lines.append(f"  final: {t.final or '(none)'}")
+    for r in t.records:
+        if r.stage in ("anti_spam", "anti_virus"):
+            lines += _stage_lines(r)
     for s in t.splinters:
         if s.stage is not None:
             lines.append(f"  content filters, policy {s.policy} ({', '.join(s.recipients)}):")

@@ -24,7 +24,9 @@ REFERENCE_EXTENSIONS = ("attachment-filename-dictionary-match",)
 # Project extensions of our own (issue 13: unauthenticated decryption, smime.md 9.1).
 EXTENSION_RULES = (*REFERENCE_EXTENSIONS, "smime-gateway-unauthenticated",
                    # issue 16: DMARC beside SPF and DKIM.
-                   "dmarc-status", "dmarc-policy")
+                   "dmarc-status", "dmarc-policy",
+                   # issue 16: the anti-spam and anti-virus verdicts.
+                   "spam-verdict", "spam-score", "virus-verdict")
 # The reference's section 12 names the project's form of "Bypass DKIM Signing".
 EXTENSION_ACTIONS = ("skip-dkim-signing",)
 

@@ -31,7 +31,8 @@ RCPTS = ("k1@example.org", "k2@example.org", "n1@example.org", "n2@example.org")
 
 def test_stage_order_is_reference_11() -> None:
     assert STAGE_NAMES == ("mail_flow_policy", "smime_inbound", "message_filters", "mail_policies",
-                           "content_filters", "smime_outbound", "delivery")
+                           "anti_spam", "anti_virus", "content_filters", "smime_outbound",
+                           "delivery")
     with pytest.raises(ValueError, match="unknown pipeline stage"):
         build_pipeline({"antivirus": object()})  # type: ignore[dict-item]
 

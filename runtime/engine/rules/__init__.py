@@ -13,14 +13,23 @@ from types import ModuleType
 from filterlang import builtins as b
 from filterlang.compile import CRule
 from runtime.engine.context import MessageContext
-from runtime.engine.rules import attachments, content, dictionaries, envelope, headers, misc, smime
+from runtime.engine.rules import (
+    attachments,
+    content,
+    dictionaries,
+    envelope,
+    headers,
+    misc,
+    scanning,
+    smime,
+)
 from runtime.engine.rules.common import RuleError, RuleFn, RuleResult, operand
 from runtime.engine.services import need
 
 __all__ = ["IMPLEMENTATIONS", "RuleError", "RuleResult", "evaluate"]
 
 _MODULES: tuple[ModuleType, ...] = (envelope, headers, misc, content, dictionaries, attachments,
-                                    smime)
+                                    smime, scanning)
 
 # Dependency codes of reference 6.1 whose provider answers with one verdict (services.ScoreProvider).
 _VERDICT_SERVICES = {"LANG": "language", "IMG": "image", "URL": "url", "FED": "forged"}

@@ -191,6 +191,7 @@ def stages_of(ctx: StageContext) -> dict[str, Stage]:
     """Every pipeline slot over one loaded context (the gateway's, or `filterlang test`'s)."""
     from runtime.pipeline.stages.filters import ContentFilters, MailPolicies, MessageFilters
     from runtime.pipeline.stages.flow import MailFlow
+    from runtime.pipeline.stages.scanning import anti_spam, anti_virus
     from runtime.pipeline.stages.smime_in import SmimeInbound
     from runtime.pipeline.stages.smime_out import SmimeOutbound
 
@@ -199,6 +200,8 @@ def stages_of(ctx: StageContext) -> dict[str, Stage]:
         "smime_inbound": SmimeInbound(ctx),
         "message_filters": MessageFilters(ctx),
         "mail_policies": MailPolicies(ctx),
+        "anti_spam": anti_spam(ctx),
+        "anti_virus": anti_virus(ctx),
         "content_filters": ContentFilters(ctx),
         "smime_outbound": SmimeOutbound(ctx),
     }

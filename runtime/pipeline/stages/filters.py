@@ -21,6 +21,7 @@ from runtime.engine.context import Connection, MessageContext, Recipient
 from runtime.engine.context import Envelope as CtxEnvelope
 from runtime.engine.plan import ActionPlan, PlannedAction
 from runtime.engine.run import OnError, StageResult, run_filters
+from runtime.engine.services import Services
 from runtime.pipeline.flow import (
     BOUNCE,
     COPIED,
@@ -32,6 +33,7 @@ from runtime.pipeline.flow import (
     RetryLater,
 )
 from runtime.pipeline.stages import StageContext
+from runtime.pipeline.stages.scanning import view
 from runtime.pipeline.stages.smime_out import (
     ProfileOutcome,
     apply_encryption,
@@ -75,7 +77,9 @@ def sender_group(ctx: StageContext, ip: str) -> str:
     return ""
 
 
-def build_context(ctx: StageContext, msg: InFlight, data: bytes, rcpts: Sequence[str]) -> MessageContext:
+def build_context(ctx: StageContext, msg: InFlight, data: bytes, rcpts: Sequence[str], *,
+                  services: Services | None = None) -> MessageContext:
+    """`services`: the splinter's own (its scan verdicts), else the message's."""
     env = msg.envelope
     opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
     envelope = CtxEnvelope(env.mail_from, tuple(Recipient(r, _params(opts.get(r, ()))) for r in rcpts),
@@ -87,7 +91,8 @@ def build_context(ctx: StageContext, msg: InFlight, data: bytes, rcpts: Sequence
                       gateway_hostname=ctx.config.hostname)
     return MessageContext(data, envelope, conn, msg.smime, mid=env.queue_id or 1,
                           resources=ctx.resources,
-                          services=msg.services if msg.services is not None else ctx.services)
+                          services=services if services is not None
+                          else msg.services if msg.services is not None else ctx.services)
 
 
 @define
@@ -109,6 +114,7 @@ class Outcome:
     events: list[tuple[str, str]] = field(factory=list)
     result: StageResult | None = None  # the engine's own trace, for the stage record
     skip_dkim_signing: bool = False
+    flags: frozenset[str] = frozenset()  # the plan's flag actions (skip-spamcheck ...)
 
 
 def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, label: str,
@@ -137,6 +143,7 @@ def run_stage(filters: list[CFilter], mctx: MessageContext, *, content: bool, la
     out.deferred_profile = plan.slot("smime-gateway-deferred") or ""
     out.quarantine = plan.slot("quarantine") or ""
     out.skip_dkim_signing = "skip-dkim-signing" in plan.flags
+    out.flags = frozenset(plan.flags)
     rcpts = mctx.envelope.rcpt_addresses
     for c in plan.copies:
         targets = tuple(t.strip() for t in c.target.split(",") if t.strip())
@@ -201,6 +208,7 @@ def _merge(msg: InFlight, out: Outcome, rcpts: tuple[str, ...]) -> bool:
     msg.copies += out.copies
     if out.skip_dkim_signing:
         msg.skip_dkim_signing = True
+    msg.flags |= out.flags
     if out.disposition == DELIVER:
         return True
     for r in rcpts:
@@ -280,7 +288,7 @@ class ContentFilters:
 
     def process(self, msg: InFlight) -> None:
         work = [(p, r, self._filters(msg, p)) for p, r in msg.splinters]
-        if not any(fs for _, _, fs in work):
+        if not any(fs for _, _, fs in work) and msg.scans is None:
             return
         if len(work) == 1:
             policy, rcpts, filters = work[0]
@@ -293,14 +301,16 @@ class ContentFilters:
         # Several splinters: each leaves as its own copy with its own content-filter result.
         base = msg.data
         for policy, rcpts, filters in work:
+            # The splinter's scan verdicts, Subject tag and quarantine (its policy's scans).
+            scanned = view(msg, policy, base, None)
             if filters:
-                mctx = build_context(self.ctx, msg, base, rcpts)
+                mctx = build_context(self.ctx, msg, scanned.data, rcpts, services=scanned.services)
                 out = run_stage(filters, mctx, content=True, label=f"content filter ({policy})",
                                 on_error=self.ctx.config.on_filter_error, explain=msg.recording)
                 _record(msg, self.name, f"content filters, policy {policy}", mctx, out, rcpts,
                         policy)
             else:
-                out = Outcome(base)
+                out = Outcome(scanned.data)
             if not _merge(msg, out, rcpts):
                 continue
             encrypt = out.deferred_encrypt or msg.deferred_encrypt
@@ -313,7 +323,8 @@ class ContentFilters:
             target = (out.alt_rcpt,) if out.alt_rcpt else rcpts
             msg.copies.append(Copy(target, out.data, alt_mailhost=out.alt_mailhost or msg.alt_mailhost,
                                    note=f"splinter {policy}", profile=profile, encrypt=encrypt,
-                                   quarantine=out.quarantine or (msg.quarantine or "")))
+                                   quarantine=out.quarantine or scanned.quarantine
+                                   or (msg.quarantine or "")))
             for r in rcpts:
                 msg.dispositions[r] = COPIED
         msg.quarantine = None  # carried by each splinter's copy now
