@@ -116,22 +116,26 @@ def clamd_scan(cfg: AntiVirus, data: bytes) -> VirusVerdict:
             sock = socket.create_connection((cfg.host, cfg.port), timeout=cfg.timeout)
     except OSError as exc:
         raise ScannerError(f"clamd at {cfg.address} did not answer: {_why(exc)}") from None
+    reply = b""
     try:
         with sock:
-            sock.sendall(b"zINSTREAM\0")
-            view = memoryview(data)
-            for i in range(0, len(data), _CHUNK):
-                part = view[i:i + _CHUNK]
-                sock.sendall(struct.pack(">I", len(part)) + part)
-            sock.sendall(struct.pack(">I", 0))
-            reply = b""
+            try:
+                sock.sendall(b"zINSTREAM\0")
+                view = memoryview(data)
+                for i in range(0, len(data), _CHUNK):
+                    part = view[i:i + _CHUNK]
+                    sock.sendall(struct.pack(">I", len(part)) + part)
+                sock.sendall(struct.pack(">I", 0))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # clamd stops reading past StreamMaxLength: its reply says so
             while not reply.endswith(b"\0"):
                 got = sock.recv(4096)
                 if not got:
                     break
                 reply += got
     except OSError as exc:
-        raise ScannerError(f"clamd at {cfg.address} did not answer: {_why(exc)}") from None
+        if not reply:
+            raise ScannerError(f"clamd at {cfg.address} did not answer: {_why(exc)}") from None
     text = reply.rstrip(b"\0").decode("utf-8", "replace").strip()
     result = text.partition(": ")[2] if text.startswith("stream:") else text
     if result == "OK":
