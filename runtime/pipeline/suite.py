@@ -44,12 +44,14 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
+import attrs
 from attrs import frozen
 
 from runtime.config.schema import unknown_keys
 from runtime.engine import rx
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.loader import FilterLoadError, load_program
+from runtime.engine.providers.scanners import SpamVerdict, VirusVerdict
 from runtime.engine.resources import Dictionary, Resources
 from runtime.engine.services import Services
 from runtime.pipeline.offline import simulate
@@ -76,7 +78,8 @@ SUITE_KEYS = ("filters", "config", "resources", "incoming_policies", "outgoing_p
 # What a case of a `config = ...` suite may say: the configuration decides the rest.
 SESSION_KEYS = ("name", "message", "raw", "mail_from", "rcpt", "remote_ip", "helo", "listener",
                 "auth_user", "tls", "tls_client_subject", "expect")
-CASE_KEYS = (*SESSION_KEYS, "direction", "smime_state", "sender_group", "authentication")
+CASE_KEYS = (*SESSION_KEYS, "direction", "smime_state", "sender_group", "authentication",
+             "scanning")
 EXPECT_KEYS = ("matched", "not_matched", "final", "recipients", "headers_present",
                "headers_absent", "headers", "policy", "body_contains", "body_not_contains",
                "body_equals")
@@ -301,7 +304,8 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
             smime = SmimeState.parse(str(case.get("smime_state", "none")))
         except ValueError as exc:
             raise SuiteError(f"{path}: case {name!r}: {exc}") from None
-        services = _stated_authentication(path, name, case.get("authentication"))
+        services = _stated_scanning(path, name, case.get("scanning"),
+                                    _stated_authentication(path, name, case.get("authentication")))
         t = simulate(raw, env, filters=filters, connection=conn, smime=smime,
                      policies=policies, resources=resources, services=services, name=name)
         results.append(CaseResult(str(path), name, tuple(_check(case, t, base)), t))
@@ -351,3 +355,34 @@ def _stated_authentication(path: Path, name: str, table: object) -> Services | N
             raise SuiteError(f"{path}: case {name!r}: authentication.{key} must be a string")
         values[_STATED[key]] = value
     return Services(auth=StatedAuth(**values))
+
+
+_SCAN_KEYS = {"spam": str, "spam_score": (int, float), "virus": str, "virus_name": str}
+
+
+def _stated_scanning(path: Path, name: str, table: object, services: Services | None
+                     ) -> Services | None:
+    """`scanning = {spam = "spam", spam_score = 15, virus = "infected", virus_name = "X"}`:
+    what Rspamd and clamd would have answered, for content filters on spam-verdict,
+    spam-score and virus-verdict (a verdict not stated stays unavailable)."""
+    if table is None:
+        return services
+    example = "{spam = 'spam', spam_score = 15, virus = 'infected', virus_name = 'Eicar'}"
+    if not isinstance(table, dict):
+        raise SuiteError(f"{path}: case {name!r}: scanning must be a table, e.g. {example}")
+    for key, value in table.items():
+        kind = _SCAN_KEYS.get(key)
+        if kind is None:
+            raise SuiteError(f"{path}: case {name!r}: scanning.{key}: unknown key; "
+                             f"use {', '.join(_SCAN_KEYS)}")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise SuiteError(f"{path}: case {name!r}: scanning.{key} must be "
+                             f"{'a number' if key == 'spam_score' else 'a string'}, e.g. {example}")
+    spam = virus = None
+    if "spam" in table or "spam_score" in table:
+        spam = SpamVerdict(str(table.get("spam", "ham")), float(table.get("spam_score", 0.0)),
+                           "stated")
+    if "virus" in table or "virus_name" in table:
+        virus = VirusVerdict(str(table.get("virus", "infected" if table.get("virus_name")
+                                           else "clean")), str(table.get("virus_name", "")))
+    return attrs.evolve(services or Services(), spam=spam, virus=virus)

@@ -257,3 +257,42 @@ def test_the_offline_trace_shows_each_scanner_answer(rspamd: Rspamd, clamd: Clam
     assert "anti-spam (rspamd):" in out.stdout, out.stdout
     assert "verdict=spam, score=15.0, action=reject" in out.stdout, out.stdout
     assert "anti-virus (clamd):" in out.stdout and "verdict=clean" in out.stdout, out.stdout
+
+
+# --- suites state the scanners' answers ---------------------------------------------------------
+
+SUITE_FILTER = """
+content-filter held:
+    direction incoming
+    if spam-score >= 10 {
+        insert-header('X-Held', '$SpamVerdict $SpamScore $VirusName');
+    }
+"""
+
+
+@pytest.mark.parametrize(("scanning", "expect"), [
+    ("{spam = 'spam', spam_score = 12, virus_name = 'Eicar'}",
+     "[case.expect]\nheaders = {\"X-Held\" = '^spam 12 Eicar$'}"),
+    ("{virus = 'clean'}", "[case.expect]\nnot_matched = [\"held\"]"),
+])
+def test_a_suite_states_what_the_scanners_answered(tmp_path: Path, scanning: str,
+                                                   expect: str) -> None:
+    (tmp_path / "f.filter").write_text(SUITE_FILTER)
+    (tmp_path / "s.toml").write_text(
+        f'filters = ["f.filter"]\n[[case]]\nname = "c"\nrcpt = ["bob@example.org"]\n'
+        f"scanning = {scanning}\nraw = 'Subject: x\\n\\nbody\\n'\n{expect}\n")
+    out = subprocess.run([str(FILTERLANG), "test", "--suite", str(tmp_path / "s.toml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_misspelt_scanning_key_is_named(tmp_path: Path) -> None:
+    (tmp_path / "f.filter").write_text(SUITE_FILTER)
+    (tmp_path / "s.toml").write_text(
+        'filters = ["f.filter"]\n[[case]]\nname = "c"\nrcpt = ["bob@example.org"]\n'
+        "scanning = {spam_scor = 3}\nraw = 'Subject: x\\n\\nbody\\n'\n")
+    out = subprocess.run([str(FILTERLANG), "test", "--suite", str(tmp_path / "s.toml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "case 'c': scanning.spam_scor: unknown key; use spam, spam_score, virus, virus_name" \
+        in out.stderr, out.stderr
