@@ -357,7 +357,8 @@ def _stated_authentication(path: Path, name: str, table: object) -> Services | N
     return Services(auth=StatedAuth(**values))
 
 
-_SCAN_KEYS = {"spam": str, "spam_score": (int, float), "virus": str, "virus_name": str}
+_SCAN_KEYS: dict[str, type | tuple[type, ...]] = {
+    "spam": str, "spam_score": (int, float), "virus": str, "virus_name": str}
 
 
 def _stated_scanning(path: Path, name: str, table: object, services: Services | None
