@@ -72,6 +72,7 @@ class ResourceNames:
 
 _OUTSIDE = frozenset({"LDAP", "DNS", "REP", "SPF", "DKIM", "DMARC", "IMG", "URL", "FED", "LANG",
                       "SPAM", "AV"})
+_SCANNED = frozenset({"SPAM", "AV"})  # verdicts of the anti-spam and anti-virus stages
 _EMAILS = re.compile(r"[^@\s,]+(@[^@\s,]+)?(\s*,\s*[^@\s,]+(@[^@\s,]+)?)*")
 _EMAIL = re.compile(r"[^@\s,]+(@[^@\s,]+)?")
 
@@ -231,6 +232,11 @@ class _Checker:
         if flt.content is not None and sig.cf is None:
             self.emit("F207", f"rule '{sig.name}' is only allowed in message filters",
                       rt.name_span)
+        if flt.content is None and sig.dep in _SCANNED:
+            # The scanners run after the message filters (reference 11, steps 11-12).
+            self.emit("W506", f"'{sig.name}' is never available in a message filter: the "
+                      "scanners run after the message filters", rt.name_span,
+                      hint="test the verdict in a content filter")
         if rt.args or sig.params:
             self.args(sig.name, sig.params, rt.args or (), rt.name_span, rt.span)
         if self.names is not None:

@@ -360,6 +360,14 @@ _WARNINGS = (
         bad='# filterlang: regex-engine=backtracking',
         fixed='',
     ),
+    Code(
+        "W506",
+        W,
+        "scan verdict read in a message filter (the scanners run after them)",
+        bad="f: if spam-verdict == 'spam' { drop(); }",
+        # (The fix is a content filter reading the verdict, which needs [antispam] configured.)
+        fixed="",
+    ),
 )
 
 # --- N6xx: notes -----------------------------------------------------------------------------

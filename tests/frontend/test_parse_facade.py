@@ -71,7 +71,7 @@ def test_lint_config_names_reach_the_checker(
     assert fake_checker == [
         ResourceNames(
             quarantines={"Policy", "DLP", "SMIME_Failed", "SPF_Fail", "DMARC", "Macro", "Malware",
-                         "Markings"},
+                         "Markings", "Spam"},
             profiles={"sign", "encrypt-or-bounce", "partner_sign_encrypt", "finance_sign_encrypt",
                       "encrypt_only"},
             encryption_profiles={"HighSecurity"},
