@@ -430,7 +430,9 @@ SECTIONS: tuple[Section, ...] = (
         Key("rspamd", "string", "(required)",
             "Rspamd's normal worker (its proxy works too) as http://HOST:PORT.",
             '"http://127.0.0.1:11333"'),
-        Key("timeout", "number (seconds)", "10.0", "For the whole check.", "5.0"),
+        Key("timeout", "number (seconds)", "10.0",
+            "How long to wait for Rspamd to accept the connection, and for each read of its "
+            "answer.", "5.0"),
         Key("max_size", "integer (bytes)", "2097152",
             "Larger messages are not scanned (their spam rules are unavailable).", "1048576"),
     )),
@@ -441,7 +443,9 @@ SECTIONS: tuple[Section, ...] = (
         Key("clamd", "string", "(required)",
             "clamd's TCPSocket as tcp://HOST:PORT, or its LocalSocket as an absolute path.",
             '"/run/clamav/clamd.ctl"'),
-        Key("timeout", "number (seconds)", "30.0", "For the whole scan.", "10.0"),
+        Key("timeout", "number (seconds)", "30.0",
+            "How long to wait for clamd to accept the connection and each chunk, and for its "
+            "answer.", "10.0"),
         Key("max_size", "integer (bytes)", "10485760",
             "Larger messages are not sent to clamd and are unscannable; keep it at or below "
             "clamd's StreamMaxLength.", "26214400"),

@@ -296,3 +296,14 @@ def test_a_misspelt_scanning_key_is_named(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stdout + out.stderr
     assert "case 'c': scanning.spam_scor: unknown key; use spam, spam_score, virus, virus_name" \
         in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(("data", "tagged"), [
+    (b"From: a\r\nSubject: hi\r\n\r\nSubject: body\r\n", b"From: a\r\nSubject: [SPAM] hi\r\n\r\nSubject: body\r\n"),
+    (b"From: a\nsubject:hi\n\nbody\n", b"From: a\nsubject:[SPAM] hi\n\nbody\n"),
+    (b"From: a\r\n\r\nSubject: body\r\n", b"Subject: [SPAM]\r\nFrom: a\r\n\r\nSubject: body\r\n"),
+])
+def test_the_subject_tag_goes_in_the_header_only(data: bytes, tagged: bytes) -> None:
+    from runtime.pipeline.stages.scanning import tag_subject
+
+    assert tag_subject(data, "[SPAM]") == tagged

@@ -18,6 +18,7 @@ without its verdict (the rules are unavailable, the trace and the tracking lines
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -74,16 +75,17 @@ def view(msg: InFlight, policy: str, data: bytes, services: Services | None) -> 
     return SplinterScan(services, data, "")
 
 
+_BLANK = re.compile(rb"\r?\n\r?\n")
+_SUBJECT = re.compile(rb"(?im)^subject:[ \t]*")
+
+
 def tag_subject(data: bytes, tag: str) -> bytes:
     """Prepend `tag` and a space to the Subject (one is added when there is none)."""
-    head, sep, body = data.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    for i, line in enumerate(lines):
-        if line[:8].lower() == b"subject:":
-            value = line[8:].lstrip(b" \t")
-            lines[i] = b"Subject: " + tag.encode("utf-8", "replace") + b" " + value
-            return b"\r\n".join(lines) + sep + body
-    return header_field("Subject", tag) + data
+    end = _BLANK.search(data)
+    found = _SUBJECT.search(data, 0, end.start() if end else len(data))
+    if found is None:
+        return header_field("Subject", tag) + data
+    return data[:found.end()] + tag.encode("utf-8", "replace") + b" " + data[found.end():]
 
 
 @define
