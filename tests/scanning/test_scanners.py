@@ -307,3 +307,21 @@ def test_the_subject_tag_goes_in_the_header_only(data: bytes, tagged: bytes) -> 
     from runtime.pipeline.stages.scanning import tag_subject
 
     assert tag_subject(data, "[SPAM]") == tagged
+
+
+def test_splinters_with_different_spam_actions(rspamd: Rspamd, clamd: Clamd,
+                                               tmp_path: Path) -> None:
+    policies = """
+[incoming_policies.sales]
+recipients = ["@sales.example"]
+content_filters = ["c.filter"]
+[incoming_policies.Default]
+spam_action = "quarantine"
+spam_quarantine = "Spam"
+"""
+    t, spool = runner(tmp_path, rspamd.url, clamd.address, policies)
+    sent = deliver(tmp_path, t, spool, SPAM, ("bob@b.example", "sam@sales.example"))
+    # sales delivers positive spam (its filters see the verdict); Default parks its copy.
+    assert list(sent) == [("sam@sales.example",)]
+    assert header(sent[("sam@sales.example",)], "X-Verdicts") == "spam=spam score=15 virus=clean"
+    assert len(list((tmp_path / "data" / "quarantine" / "Spam").iterdir())) == 1
