@@ -26,8 +26,9 @@ from runtime.engine.run import StageResult
 from runtime.mta import listener as lst
 from runtime.mta.dsn import RecipientStatus, build_dsn
 from runtime.mta.quarantine import Quarantines
-from runtime.mta.queue import MAILDIR, Router
-from runtime.mta.transport import DnsResolver
+from runtime.mta.queue import Router
+from runtime.mta.queue import hop_text as _hop
+from runtime.mta.supervisor import mx_resolver
 from runtime.pipeline.envelope import Envelope
 from runtime.pipeline.flow import Stage, StageRecord, build_pipeline
 from runtime.pipeline.offline import run_recorded
@@ -103,11 +104,11 @@ class Gateway:
         store = None if commit else dry_store(config.storage.keystore_url)
         alerts: list[str] = []
         ctx = load_context(config, store=store, alert=lambda kind, text: alerts.append(f"{kind}: {text}"))
-        resolver = (DnsResolver(port=config.delivery.mx_port) if config.delivery.mx
+        resolver = (mx_resolver(config) if config.delivery.mx or config.routes.uses_mx
                     else None)
         quarantines = (Quarantines(config.storage.data_dir / "quarantine", frozenset(config.quarantines))
                        if commit else None)
-        return cls(config, ctx, build_pipeline(stages_of(ctx)), Router(config.delivery, resolver),
+        return cls(config, ctx, build_pipeline(stages_of(ctx)), Router(config.delivery, resolver, config.routes),
                    quarantines, alerts)
 
     def listener_name(self, given: str) -> str:
@@ -245,7 +246,7 @@ def trace_message(gw: Gateway, s: Session, raw: bytes, name: str, n: int) -> Mes
                 hop = f"quarantine {m.quarantine}"
             else:
                 dests = gw.router.route(r, m.alt_mailhost)
-                hop = ", ".join("maildir" if d == MAILDIR else str(d) for d in dests) or "no route"
+                hop = ", ".join(_hop(d) for d in dests) or "no route"
             t.next_hops.setdefault(r, hop)
     t.log += gw.alerts
     gw.alerts.clear()

@@ -29,6 +29,8 @@ Layout (every section optional except where noted; paths are relative to the fil
     [metrics]            address, port
     [tls.outbound]       level, min_version, ciphers, ca_file, match; per-domain entries in
                          [tls.outbound.domains."example.com"] (Postfix's smtp_tls_policy_maps)
+    [routes]             "domain" = next hops (SMTP routes, chosen after a filter's alt-mailhost
+                         and before [delivery])
     hostname, postmaster the gateway's own name and the address answering for it
 """
 
@@ -375,6 +377,59 @@ class OutboundTls:
         return self.default
 
 
+# Next-hop kinds of an SMTP route (see Route).
+ROUTE_KINDS = ("hosts", "mx", "maildir")
+
+
+@frozen
+class Route:
+    """One [routes] entry: where mail for the domains `name` covers goes.
+
+    - hosts: SMTP next hops (host, port), tried in this order, the next only on a temporary
+      failure (as MX hosts are);
+    - mx: the recipient domain's MX hosts, looked up as `[delivery] mx = true` does;
+    - maildir: local delivery into maildirs below `maildir`."""
+
+    name: str  # the key as written: "example.com", ".example.com" or "*"
+    kind: str
+    hosts: tuple[tuple[str, int], ...] = ()
+    maildir: Path | None = None
+
+    def describe(self) -> str:
+        if self.kind == "mx":
+            return "mx"
+        if self.kind == "maildir":
+            return f"maildir:{self.maildir}"
+        return ", ".join(f"{h}:{p}" for h, p in self.hosts)
+
+
+@frozen
+class Routes:
+    """[routes]: "example.com" exact, ".example.com" its subdomains, "*" everything else;
+    the exact entry wins, then the longest suffix, then "*" (as [tls.outbound] domains, so one
+    reading of a domain key serves both)."""
+
+    entries: dict[str, Route] = field(factory=dict, hash=False)
+
+    def for_domain(self, domain: str) -> Route | None:
+        if not self.entries:
+            return None
+        domain = domain.lower().rstrip(".")
+        found = self.entries.get(domain)
+        if found is not None:
+            return found
+        labels = domain.split(".")
+        for i in range(1, len(labels)):
+            found = self.entries.get("." + ".".join(labels[i:]))
+            if found is not None:
+                return found
+        return self.entries.get("*")
+
+    @property
+    def uses_mx(self) -> bool:
+        return any(r.kind == "mx" for r in self.entries.values())
+
+
 @frozen
 class GatewayConfig:
     source: Path
@@ -416,6 +471,7 @@ class GatewayConfig:
     # 4.5.1), named in DSNs, and the sender of alert mail. Default: postmaster@hostname.
     postmaster: str = ""
     tls_outbound: OutboundTls = OutboundTls()
+    routes: Routes = Routes()
 
     def names(self) -> dict[str, frozenset[str]]:
         """Names filters may refer to, per kind (the linter checks filters against these)."""
@@ -611,7 +667,119 @@ def _host_port(t: Table, name: str) -> str | None:
     return value
 
 
-def _delivery(t: Table) -> Delivery:
+_ROUTE_FORMS = ('give "host:port", a list of them (tried in order), a list of tables '
+                '{ host = "...", port = 25, preference = 10 }, "mx" or "maildir:/path"')
+
+
+def _route_host(t: Table, where: str, text: str) -> tuple[str, int] | None:
+    """ "host:port", "[address]:port" or "host" (port 25), checked; None after an error."""
+    port_text = ""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            t.error(where, f"{text!r}: an address literal is written [address]:port")
+            return None
+        port_text = rest[1:]
+        try:
+            ipaddress.ip_address(host.removeprefix("IPv6:"))
+        except ValueError:
+            t.error(where, f"{text!r}: {host!r} in brackets is not an IP address")
+            return None
+        host = host.removeprefix("IPv6:")
+    elif text.count(":") > 1:
+        t.error(where, f"{text!r}: write an IPv6 address in brackets, [2001:db8::1]:25")
+        return None
+    else:
+        host, _, port_text = text.partition(":")
+        if ":" in text and not port_text:
+            port_text = "missing"
+        if not _HOSTNAME.fullmatch(host):
+            t.error(where, f"{text!r}: {host!r} is not a host name or address; {_ROUTE_FORMS}")
+            return None
+    if not port_text:
+        return host, 25
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        t.error(where, f"{text!r}: the port must be a number from 1 to 65535")
+        return None
+    return host, int(port_text)
+
+
+def _route(t: Table, name: str, value: Any) -> Route | None:
+    where = f'"{name}"'
+    items = [value] if isinstance(value, str) else value
+    if not items:
+        t.error(where, f"names no next hop; {_ROUTE_FORMS}")
+        return None
+    hops: list[tuple[int, int, tuple[str, int]]] = []  # (preference, position, hop)
+    for i, item in enumerate(items):
+        at = where if isinstance(value, str) else f"{where}[{i}]"
+        if isinstance(item, dict):
+            unknown = set(item) - {"host", "port", "preference"}
+            if unknown:
+                t.error(at, f"unknown key {sorted(unknown)[0]!r}; a next hop's table has host, "
+                        "port and preference")
+                continue
+            host, port, pref = item.get("host"), item.get("port", 25), item.get("preference", 0)
+            if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool) \
+                    or not isinstance(pref, int) or isinstance(pref, bool):
+                t.error(at, "needs host (a string), and port and preference as integers")
+                continue
+            hop = _route_host(t, at, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+            if hop is not None:
+                hops.append((pref, i, hop))
+            continue
+        if not isinstance(item, str):
+            t.error(at, f"must be a string or a table, not {type(item).__name__}; {_ROUTE_FORMS}")
+            continue
+        text = item.strip()
+        if text.lower().startswith("lmtp:"):
+            # The SMTP client speaks SMTP: LMTP's LHLO and its one reply per recipient after
+            # DATA would need a client of their own; refused rather than half-spoken.
+            t.error(at, f"{text!r}: lmtp: next hops are not supported (the gateway's client "
+                    "speaks SMTP only); route to the LMTP server's SMTP port, or use maildir:")
+            continue
+        if text.lower() == "mx" or text.lower().startswith("maildir:"):
+            if len(items) > 1:
+                t.error(at, f"{text!r} must be the route's only next hop")
+                continue
+            if text.lower() == "mx":
+                return Route(name, "mx")
+            folder = text[len("maildir:"):]
+            if not folder:
+                t.error(at, "maildir: needs a folder, e.g. \"maildir:/var/mail/partner\"")
+                return None
+            return Route(name, "maildir", maildir=(t.base_dir / folder).resolve())
+        hop = _route_host(t, at, text)
+        if hop is not None:
+            hops.append((0, i, hop))
+    if not hops:
+        return None
+    return Route(name, "hosts", tuple(h for _, _, h in sorted(hops)))
+
+
+def _routes(t: Table) -> Routes:
+    entries: dict[str, Route] = {}
+    for name, value in t._data.items():
+        t.known(name)
+        if not isinstance(value, str | list):
+            t.error(f'"{name}"', f"must be a string or a list; {_ROUTE_FORMS}")
+            continue
+        key = name.strip().lower().rstrip(".")
+        labels = key.removeprefix(".").split(".")
+        if key != "*" and (not all(_HOSTNAME.fullmatch(label) for label in labels) or "@" in key):
+            t.error(f'"{name}"', 'must be a domain ("example.com"), ".example.com" for its '
+                    'subdomains, or "*" for every other domain')
+            continue
+        if key in entries:
+            t.error(f'"{name}"', f"the same domain as {entries[key].name!r}; keep one")
+            continue
+        route = _route(t, key, value)
+        if route is not None:
+            entries[key] = route
+    return Routes(entries)
+
+
+def _delivery(t: Table, routes: Routes | None = None) -> Delivery:
     schedule = t._get("retry_schedule", list, [60, 300, 900, 3600], False)
     if not schedule or not all(
         isinstance(s, int | float) and not isinstance(s, bool) and s > 0 for s in schedule
@@ -631,8 +799,13 @@ def _delivery(t: Table) -> Delivery:
         mx_port=t.integer("mx_port", 25, minimum=1),
     )
     given = sum(t.has(k) for k in ("relay", "reinject", "maildir")) + int(d.mx)
-    if given != 1:
-        t.error("relay", "set exactly one delivery target: relay, reinject, mx = true or maildir")
+    # A "*" route takes every domain no other route names: [delivery] may then name no target
+    # (it would never be used), but still not two.
+    if given > 1 or (given == 0 and (routes is None or "*" not in routes.entries)):
+        also = ('; or add a "*" entry to [routes] for the domains no route names'
+                if given == 0 and routes is not None and routes.entries else "")
+        t.error("relay", "set exactly one delivery target: relay, reinject, mx = true or "
+                f"maildir{also}")
     t.finish()
     return d
 
@@ -890,7 +1063,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     outgoing = root.each("outgoing_policies", lambda n, t: _mail_policy(n, t, True, names))
     dictionaries = _named_files(root.table("dictionaries"))
     text_resources = _named_files(root.table("text_resources"))
-    delivery = _delivery(root.table("delivery"))
+    routes = _routes(root.table("routes"))
+    delivery = _delivery(root.table("delivery"), routes)
     smime = _smime(root.table("smime"), certificates, quarantines)
     at = root.table("alerts")
     alerts = Alerts(at.path("log"), at.text("email"))
@@ -922,7 +1096,7 @@ def load_config(path: str | Path) -> GatewayConfig:
     tls_outbound = _tls(root.table("tls"))
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
                        "smime", "dns", "authentication", "dkim", "tls", "antispam",
-                       "antivirus"))
+                       "antivirus", "routes"))
     if issues:
         raise ConfigError(issues)
     return GatewayConfig(
@@ -958,4 +1132,5 @@ def load_config(path: str | Path) -> GatewayConfig:
         hostname=hostname,
         postmaster=postmaster,
         tls_outbound=tls_outbound,
+        routes=routes,
     )

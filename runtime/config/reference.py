@@ -280,7 +280,8 @@ SECTIONS: tuple[Section, ...] = (
         Key("NAME", "path", NONE, "The text (UTF-8).", '"resources/legal-disclaimer.txt"'),
     )),
     Section("[delivery]", "Delivery",
-            "Where accepted mail goes: exactly one of relay, reinject, mx = true, maildir.", (
+            "Where accepted mail goes (for domains no [routes] entry names): exactly one of relay, "
+            "reinject, mx = true, maildir.", (
         Key("relay", "string (host:port)", NONE, "Send everything to this SMTP host.",
             '"127.0.0.1:10025"'),
         Key("reinject", "string (host:port)", NONE,
@@ -299,6 +300,23 @@ SECTIONS: tuple[Section, ...] = (
         Key("connect_timeout", "number (seconds)", "30.0", "Connecting to the next hop.", "10"),
         Key("workers", "integer", "16", "Transactions each queue process keeps open at once "
             "is twice this.", "8"),
+    )),
+    Section("[routes]", "SMTP routes",
+            "NAME = next hops, per recipient domain: NAME is \"example.com\" (exact), "
+            "\".example.com\" (its subdomains) or \"*\" (every other domain), quoted. The most "
+            "specific entry wins (exact, then the longest suffix, then \"*\"); a filter's "
+            "alt-mailhost comes before any route, and a domain no route names goes to "
+            "[delivery] (which may name no target when there is a \"*\" route). Tracking "
+            "records the route taken (`route`); `filterlang routes -c FILE test ADDRESS` shows "
+            "the choice.", (
+        Key("NAME", "string or list", NONE,
+            "\"host:port\" (\"[192.0.2.1]:25\" for an address; no port: 25), or a list of "
+            "them tried in order (the next only on a temporary failure), or a list of tables "
+            "{ host = \"...\", port = 25, preference = 10 } tried lowest preference first; "
+            "\"mx\": the recipient domain's MX hosts (on [delivery] mx_port); "
+            "\"maildir:FOLDER\": maildirs below FOLDER (relative to this file). \"lmtp:\" "
+            "is refused: the delivery client speaks SMTP only.",
+            '["[127.0.0.1]:10025", "backup.example:2525"]'),
     )),
     Section("[quarantines.NAME]", "Quarantines",
             "Quarantines filters name in quarantine(\"NAME\"); `filterlang quarantine -c` "

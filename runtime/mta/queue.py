@@ -22,12 +22,13 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol, cast
 
 import attrs
 
 from runtime.config.config import Delivery as DeliveryConfig
-from runtime.config.config import OutboundTls, TlsPolicy
+from runtime.config.config import OutboundTls, Routes, TlsPolicy
 from runtime.engine.fieldline import field
 from runtime.mta import memtrim
 from runtime.mta.dsn import RecipientStatus, build_dsn, status_from_code
@@ -83,6 +84,10 @@ class AsyncTransport(Protocol):
 
     async def aclose(self) -> None: ...
 
+
+# Recipients of one copy: (next hops in order, TLS policy, the domain a `secure` check
+# depends on, the route's name).
+RouteKey = tuple[tuple[Destination, ...], TlsPolicy, str, str]
 
 NO_ROUTE = Result(451, "4.4.4 no route to the recipient's domain (no MX)")
 # A recipient the encryption profile's sending profile dropped (missing_key_action = "drop"):
@@ -141,12 +146,51 @@ def _message_id(data: bytes) -> str:
     return value.strip().decode("ascii", "replace")[:200]
 
 
-class Router:
-    """Recipient → destination, from the delivery config."""
+@attrs.frozen
+class Choice:
+    """Which route a recipient takes: `route` names it for tracking and `filterlang routes
+    test` (the [routes] key as written, "filter alt-mailhost", or "[delivery] relay" and the
+    like); `dests` are the next hops in order, or None where the recipient domain's MX hosts
+    are to be looked up."""
 
-    def __init__(self, config: DeliveryConfig, resolver: Resolver | None = None) -> None:
+    route: str
+    dests: tuple[Destination, ...] | None
+
+
+ALT_MAILHOST = "filter alt-mailhost"
+
+
+def is_maildir(dest: Destination) -> bool:
+    return dest.port == 0 and (dest == MAILDIR or dest.host.startswith("maildir:"))
+
+
+def hop_text(dest: Destination) -> str:
+    """A next hop as an administrator writes it: host:port, "maildir" ([delivery]) or
+    "maildir:/folder" (a route)."""
+    if dest == MAILDIR:
+        return "maildir"
+    return dest.host if is_maildir(dest) else str(dest)
+
+
+class Router:
+    """Recipient → route: a filter's alt-mailhost first, then the most specific [routes] entry,
+    then [delivery] (relay, reinject, maildir or MX) as before routes existed."""
+
+    def __init__(self, config: DeliveryConfig, resolver: Resolver | None = None,
+                 routes: Routes | None = None) -> None:
         self.config = config
         self.resolver = resolver or StaticResolver()
+        self.routes = routes or Routes()
+        # Each route's next hops as Destinations once, not built again for every recipient.
+        self._routes: dict[str, Choice] = {}
+        for key, r in self.routes.entries.items():
+            if r.kind == "mx":
+                dests: tuple[Destination, ...] | None = None
+            elif r.kind == "maildir":
+                dests = (Destination(f"maildir:{r.maildir}", 0),)
+            else:
+                dests = tuple(Destination(h, p) for h, p in r.hosts)
+            self._routes[key] = Choice(r.name, dests)
         # The relay as a Destination once, not parsed (and built) again for every recipient;
         # the same object each time also keeps its hash (Destination caches it).
         self._relay: Destination | None = None
@@ -154,20 +198,38 @@ class Router:
         if target and config.maildir is None:
             with contextlib.suppress(ValueError):  # (route() raises it, per message, as before)
                 self._relay = Destination.parse(target)
+        what = ("maildir" if config.maildir is not None else "relay" if config.relay
+                else "reinject" if config.reinject else "mx")
+        self._fallback = f"[delivery] {what}"
 
-    def route(self, rcpt: str, alt_mailhost: str = "") -> list[Destination]:
+    @property
+    def needs_dns(self) -> bool:
+        """Whether some recipient may need an MX look-up (in the event loop, not in memory)."""
+        return self.config.mx or self.routes.uses_mx
+
+    def choose(self, rcpt: str, alt_mailhost: str = "") -> Choice:
         if alt_mailhost:
             host, sep, port = alt_mailhost.rpartition(":")
             if sep and port.isdigit():
-                return [Destination(host.strip("[]"), int(port))]
-            return [Destination(alt_mailhost.strip("[]"), 25)]
+                return Choice(ALT_MAILHOST, (Destination(host.strip("[]"), int(port)),))
+            return Choice(ALT_MAILHOST, (Destination(alt_mailhost.strip("[]"), 25),))
+        if self._routes:
+            route = self.routes.for_domain(rcpt.rpartition("@")[2])
+            if route is not None:
+                return self._routes[route.name]
         c = self.config
         if c.maildir is not None:
-            return [MAILDIR]
+            return Choice(self._fallback, (MAILDIR,))
         if self._relay is not None:
-            return [self._relay]
+            return Choice(self._fallback, (self._relay,))
         if c.relay or c.reinject:
-            return [Destination.parse(c.relay or c.reinject or "")]
+            return Choice(self._fallback, (Destination.parse(c.relay or c.reinject or ""),))
+        return Choice(self._fallback, None)
+
+    def route(self, rcpt: str, alt_mailhost: str = "") -> list[Destination]:
+        choice = self.choose(rcpt, alt_mailhost)
+        if choice.dests is not None:
+            return list(choice.dests)
         return self.resolver.mx(rcpt.rpartition("@")[2])
 
 
@@ -195,12 +257,14 @@ class QueueRunner:
         tls: OutboundTls | None = None,
         hostname: str | None = None,
         postmaster: str | None = None,
+        routes: Routes | None = None,
     ) -> None:
         self.spool = spool
         self.config = config
         self.transport = transport
         self.maildir = MaildirTransport(config.maildir) if config.maildir else None
-        self.router = Router(config, resolver)
+        self.router = Router(config, resolver, routes)
+        self._maildirs: dict[Destination, MaildirTransport] = {}  # [routes] maildir: folders
         self.stages = stages
         # Whether any stage has network work to do before the pipeline (see flow.Stage).
         self._prepares = any(hasattr(st, "prepare") for st in stages)
@@ -389,43 +453,57 @@ class QueueRunner:
             if counter is not None:
                 m.child(counter, label).inc()
 
+    def _maildir(self, dest: Destination) -> MaildirTransport | None:
+        if dest == MAILDIR:
+            return self.maildir
+        if not is_maildir(dest):
+            return None
+        box = self._maildirs.get(dest)
+        if box is None:
+            box = self._maildirs[dest] = MaildirTransport(Path(dest.host.removeprefix("maildir:")))
+        return box
+
     def _send(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes) -> dict[str, Result]:
         """Deliver through a blocking transport: the maildir, or a transport without asyncio."""
-        transport = self.maildir if dest == MAILDIR and self.maildir else cast(Transport, self.transport)
+        transport = self._maildir(dest) or cast(Transport, self.transport)
         opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}
         return transport.send(
             dest, env.mail_from, rcpts, data, env.mail_options, [opts.get(r, ()) for r in rcpts]
         )
 
-    def _routes(self, env: Envelope) -> dict[tuple[tuple[Destination, ...], TlsPolicy, str],
-                                             list[str]]:
-        """Recipients grouped by their destinations (MX hosts in preference order) and by
-        their domains' TLS policies (one copy never goes out under two policies); under
-        `secure` without `match` also by domain, since the names checked are the domain's."""
-        by_dest: dict[tuple[tuple[Destination, ...], TlsPolicy, str], list[str]] = \
-            defaultdict(list)
+    def _routes(self, env: Envelope) -> dict[RouteKey, list[str]]:
+        """Recipients grouped by their destinations (MX hosts in preference order), by their
+        domains' TLS policies (one copy never goes out under two policies) and by the route
+        that chose them (recorded per recipient); under `secure` without `match` also by
+        domain, since the names checked are the domain's."""
+        by_dest: dict[RouteKey, list[str]] = defaultdict(list)
         for rcpt in env.rcpt_tos:
             domain = rcpt.rpartition("@")[2].lower()
             policy = self.tls.for_domain(domain)
             own = domain if policy.level == "secure" and not policy.match else ""
-            by_dest[(tuple(self.router.route(rcpt, env.alt_mailhost)), policy, own)].append(rcpt)
+            choice = self.router.choose(rcpt, env.alt_mailhost)
+            dests = choice.dests if choice.dests is not None else tuple(self.router.resolver.mx(domain))
+            by_dest[(dests, policy, own, choice.route)].append(rcpt)
         return by_dest
 
     async def _routes_async(self, env: Envelope, failed: dict[str, tuple[Result, str]],
-                            ) -> dict[tuple[tuple[Destination, ...], TlsPolicy, str], list[str]]:
+                            ) -> dict[RouteKey, list[str]]:
         """`_routes` with MX look-ups in the loop; a recipient whose domain cannot be routed
         goes into `failed` with its temporary or permanent failure."""
         mx_async = getattr(self.router.resolver, "mx_async", None)
-        by_dest: dict[tuple[tuple[Destination, ...], TlsPolicy, str], list[str]] = \
-            defaultdict(list)
+        by_dest: dict[RouteKey, list[str]] = defaultdict(list)
         domains: dict[str, list[Destination] | Result] = {}
         for rcpt in env.rcpt_tos:
             domain = rcpt.rpartition("@")[2].lower()
             policy = self.tls.for_domain(domain)
             own = domain if policy.level == "secure" and not policy.match else ""
-            if env.alt_mailhost or mx_async is None:
-                by_dest[(tuple(self.router.route(rcpt, env.alt_mailhost)), policy, own)].append(
-                    rcpt)
+            choice = self.router.choose(rcpt, env.alt_mailhost)
+            if choice.dests is not None:
+                by_dest[(choice.dests, policy, own, choice.route)].append(rcpt)
+                continue
+            if mx_async is None:
+                dests = tuple(self.router.resolver.mx(domain))
+                by_dest[(dests, policy, own, choice.route)].append(rcpt)
                 continue
             if domain not in domains:  # once per domain, not per recipient
                 try:
@@ -436,20 +514,23 @@ class QueueRunner:
             if isinstance(got, Result):
                 failed[rcpt] = (got, f"MX {domain}")
             else:
-                by_dest[(tuple(got), policy, own)].append(rcpt)
+                by_dest[(tuple(got), policy, own, choice.route)].append(rcpt)
         return by_dest
 
     def _settle(self, env: Envelope, data: bytes, results: dict[str, tuple[Result, str]],
-                now: float) -> None:
-        """Record what each recipient got; bounce, defer or finish the message."""
+                now: float, routes: dict[str, str] | None = None) -> None:
+        """Record what each recipient got (and the route it took); bounce, defer or finish
+        the message."""
         qid = env.queue_id
+        used = routes or {}
         failed, deferred = [], []
         for rcpt, (res, where) in results.items():
             if res == DROPPED:
                 self.tracker.record("drop", qid, rcpt=rcpt, trace=[*env.trace, res.text])
             elif res.ok:
                 self.tracker.record("delivered", qid, rcpt=rcpt, mail_from=env.mail_from,
-                                    dest=where, reply=f"{res.code} {res.text}",
+                                    dest=where, route=used.get(rcpt, ""),
+                                    reply=f"{res.code} {res.text}",
                                     policy=env.policy, peer=env.peer, size=len(data),
                                     message_id=_message_id(data), trace=list(env.trace),
                                     attempts=env.attempts + 1,
@@ -469,7 +550,7 @@ class QueueRunner:
                        for r, res in deferred]
             deferred = []
         if failed:
-            self._bounce(env, data, failed)
+            self._bounce(env, data, failed, routes=used)
         if deferred:
             attempts = env.attempts + 1
             delay = self.config.retry_schedule[min(attempts - 1, len(self.config.retry_schedule) - 1)]
@@ -483,7 +564,7 @@ class QueueRunner:
             self.spool.rewrite("deferred", new, data)
             for rcpt, res in deferred:
                 self.tracker.record("deferred", qid, rcpt=rcpt, reply=f"{res.code} {res.text}",
-                                    attempts=attempts, retry_in=delay)
+                                    attempts=attempts, retry_in=delay, route=used.get(rcpt, ""))
                 if self.metrics:
                     self.metrics.child(self.metrics.delivered, "deferred").inc()
         self.spool.remove("active", qid)
@@ -509,10 +590,14 @@ class QueueRunner:
         return True
 
     def _bounce(self, env: Envelope, data: bytes, statuses: list[RecipientStatus],
-                headers_only: bool = False) -> None:
+                headers_only: bool = False, routes: dict[str, str] | None = None) -> None:
         for s in statuses:
-            self.tracker.record("bounced", env.queue_id, rcpt=s.recipient, status=s.status,
-                                reply=s.diagnostic)
+            if routes and s.recipient in routes:
+                self.tracker.record("bounced", env.queue_id, rcpt=s.recipient, status=s.status,
+                                    reply=s.diagnostic, route=routes[s.recipient])
+            else:  # refused before any route was chosen
+                self.tracker.record("bounced", env.queue_id, rcpt=s.recipient, status=s.status,
+                                    reply=s.diagnostic)
             if self.metrics:
                 self.metrics.child(self.metrics.delivered, "bounced").inc()
         dsn = build_dsn(env, data, statuses, headers_only=headers_only,
@@ -715,11 +800,15 @@ class QueueRunner:
     async def _deliver_async(self, env: Envelope, data: bytes, *, inline: bool) -> None:
         now = self.clock()
         results: dict[str, tuple[Result, str]] = {}
-        if self.config.mx:
+        if self.router.needs_dns:
             routes = await self._routes_async(env, results)
-        else:  # a relay or a static table is a lookup in memory
+        else:  # a relay, a static table or static routes: a lookup in memory
             routes = self._routes(env)
-        for (dests, policy, _), rcpts in routes.items():
+        # The route each recipient took, for its tracking line (those whose MX look-up failed
+        # are in `results` already).
+        used = {r: self.router.choose(r, env.alt_mailhost).route for r in results}
+        for (dests, policy, _, route), rcpts in routes.items():
+            used.update(dict.fromkeys(rcpts, route))
             pending = list(rcpts)
             if not dests:
                 results.update({r: (NO_ROUTE, "") for r in rcpts})
@@ -728,7 +817,8 @@ class QueueRunner:
                     got = await self._send_tls_first(dest, env, pending, data, inline, policy)
                 else:
                     got = await self._send_async(dest, env, pending, data, inline, policy)
-                results.update({r: (res, str(dest)) for r, res in got.items()})
+                where = hop_text(dest)
+                results.update({r: (res, where) for r, res in got.items()})
                 pending = [r for r in pending if not got[r].ok and not got[r].permanent]
                 if not pending:
                     break
@@ -736,9 +826,9 @@ class QueueRunner:
             # Content meant to leave encrypted or over TLS: a DSN returns its headers only.
             env = attrs.evolve(env, headers_only_dsn=True)
         if inline:
-            self._settle(env, data, results, now)
+            self._settle(env, data, results, now, used)
         else:
-            await asyncio.to_thread(self._settle, env, data, results, now)
+            await asyncio.to_thread(self._settle, env, data, results, now, used)
 
     async def _send_async(self, dest: Destination, env: Envelope, rcpts: list[str], data: bytes,
                           inline: bool, policy: TlsPolicy, *, tls_first: bool = False
@@ -747,10 +837,10 @@ class QueueRunner:
         (rule 1, `policy` raised by the encryption profile) only over TLS that meets it:
         otherwise every recipient gets a TlsNotMet and nothing is sent."""
         send_async = getattr(self.transport, "send_async", None)
-        if send_async is None or dest == MAILDIR:
+        if send_async is None or is_maildir(dest):
             if tls_first:  # a maildir or a test transport has no TLS session to judge
                 return dict.fromkeys(rcpts, tls_not_met("no SMTP session to this destination"))
-            if inline and dest == MAILDIR:
+            if inline and is_maildir(dest):
                 return self._send(dest, env, rcpts, data)
             return await asyncio.to_thread(self._send, dest, env, rcpts, data)
         opts = {r: o for r, o in zip(env.rcpt_tos, env.rcpt_options, strict=False)}

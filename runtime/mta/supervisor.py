@@ -77,7 +77,8 @@ def make_runner(
         config.delivery,
         transport or AsyncSMTPTransport(config.delivery.connect_timeout, helo=config.hostname),
         stages=build_pipeline(stages),
-        resolver=resolver or (_mx_resolver(config) if config.delivery.mx else None),
+        resolver=resolver or (mx_resolver(config) if config.delivery.mx or config.routes.uses_mx
+                              else None),
         quarantines=quarantines_for(config),
         tracker=Tracker(config.storage.data_dir / "tracking.jsonl"),
         metrics=metrics,
@@ -86,10 +87,11 @@ def make_runner(
         tls=config.tls_outbound,
         hostname=config.hostname,
         postmaster=config.postmaster,
+        routes=config.routes,
     )
 
 
-def _mx_resolver(config: GatewayConfig) -> DnsResolver:
+def mx_resolver(config: GatewayConfig) -> DnsResolver:
     """MX delivery through the same resolver (and cache) as the authentication checks."""
     d = config.dns
     return DnsResolver(shared_resolver(d.nameservers, d.timeout, d.cache_size),

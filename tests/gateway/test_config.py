@@ -53,6 +53,18 @@ BAD = [
     ("require-tls-no-cert", "[[listeners]]\nport = 1\nrequire_tls = true\ntls_client_ca = \"ca.pem\"\n"
                             "[delivery]\nmaildir = \"md\"\n"),
     ("bad-hostname", "hostname = \"gw example\"\npostmaster = \"nobody\"\n" + MINIMAL),
+    ("routes-bad", MINIMAL + "[routes]\n"
+     "\"lmtp.example\" = \"lmtp:127.0.0.1:24\"\n"
+     "\"port.example\" = [\"a.example:0\", \"b.example:x\", \"2001:db8::1:25\"]\n"
+     "\"mixed.example\" = [\"mx\", \"a.example:25\"]\n"
+     "\"empty.example\" = []\n"
+     "\"user@bad.example\" = \"a.example:25\"\n"
+     "\"number.example\" = 25\n"
+     "\"table.example\" = [{ host = \"a.example\", prio = 1 }, { host = 5 }]\n"
+     "\"Dup.example\" = \"mx\"\n\"dup.example.\" = \"mx\"\n"
+     "\"md.example\" = \"maildir:\"\n"
+     "\"ip.example\" = \"[mx.example]:25\"\n"),
+    ("routes-no-target", "[[listeners]]\nport = 1\n[delivery]\n[routes]\n\"example.com\" = \"mx\"\n"),
 ]
 
 
@@ -116,6 +128,32 @@ level = "may"
     assert tls.for_domain("example.com").level == "encrypt"
     assert config.hostname == "gw.example.org"
     assert config.postmaster == "postmaster@gw.example.org"
+
+
+def test_routes(tmp_path: Path) -> None:
+    """[routes]: exact, then the longest .suffix, then "*"; host lists keep their order, tables
+    go by preference; a "*" route lets [delivery] name no target."""
+    path = tmp_path / "gateway.toml"
+    path.write_text("""
+[[listeners]]
+[delivery]
+[routes]
+"Partner.example." = ["[10.0.0.1]:25", "backup.example:2525", "[2001:db8::1]"]
+".partner.example" = [{ host = "b.example", preference = 20 }, { host = "a.example", port = 26, preference = 10 }]
+".example" = "mx"
+"*" = "maildir:boxes"
+""")
+    routes = load_config(path).routes
+    exact = routes.for_domain("partner.example")
+    assert exact is not None and exact.name == "partner.example" and exact.kind == "hosts"
+    assert exact.hosts == (("10.0.0.1", 25), ("backup.example", 2525), ("2001:db8::1", 25))
+    sub = routes.for_domain("EU.Partner.Example")
+    assert sub is not None and sub.hosts == (("a.example", 26), ("b.example", 25))
+    mx = routes.for_domain("other.example")
+    assert mx is not None and (mx.name, mx.kind) == (".example", "mx")
+    other = routes.for_domain("example.org")
+    assert other is not None and other.kind == "maildir" and other.maildir == tmp_path / "boxes"
+    assert routes.uses_mx
 
 
 def test_example_config_loads() -> None:

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMES = {"sender_groups": "loopback", "policies": "relayed", "certificates": "org",
          "profiles": "x", "incoming_policies": "in", "outgoing_policies": "out",
          "quarantines": "Policy", "encryption_profiles": "secret", "dkim": "example"}
-MAPS = ("dictionaries", "text_resources")  # NAME = file
+MAPS = ("dictionaries", "text_resources", "routes")  # NAME = value
 
 
 def _prefix(header: str) -> str:

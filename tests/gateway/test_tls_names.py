@@ -53,7 +53,7 @@ def test_recipients_are_grouped_by_policy_and_by_domain_under_default_secure(tmp
                          MemoryTransport(), tls=tls)
     env = Envelope("s@example.org", ("a@x.example", "b@y.example", "c@x.example", "c@c.example",
                                      "d@d.example"))
-    groups = {(policy.level, own): rcpts for (_, policy, own), rcpts in runner._routes(env).items()}
+    groups = {(policy.level, own): rcpts for (_, policy, own, _), rcpts in runner._routes(env).items()}
     assert groups == {("secure", "x.example"): ["a@x.example", "c@x.example"],
                       ("secure", "y.example"): ["b@y.example"],
                       ("verify", ""): ["c@c.example", "d@d.example"]}
