@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("queue", "queue", "inspect and flush the spool"),
     ("dkim", "dkim", "make DKIM signing keys and their DNS records"),
     ("users", "users", "add, remove and list the users of a submission listener (SMTP AUTH)"),
+    ("routes", "routes", "show which SMTP route, next hops and TLS policy an address gets"),
     ("lsp", "lsp", "run the language server for editors (stdio)"),
 )
 

@@ -169,7 +169,9 @@ def hop_text(dest: Destination) -> str:
     "maildir:/folder" (a route)."""
     if dest == MAILDIR:
         return "maildir"
-    return dest.host if is_maildir(dest) else str(dest)
+    if is_maildir(dest):
+        return dest.host
+    return f"[{dest.host}]:{dest.port}" if ":" in dest.host else str(dest)  # IPv6
 
 
 class Router:
