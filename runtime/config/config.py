@@ -363,6 +363,15 @@ class OutboundTls:
 
     default: TlsPolicy = TlsPolicy()
     domains: dict[str, TlsPolicy] = field(factory=dict, hash=False)
+    # MTA-STS (RFC 8461) for recipient domains without an entry here, delivered to by MX:
+    # a published policy in mode enforce applies as verify against its mx names.
+    mta_sts: bool = True
+    # The policy host's HTTPS port: 443 on the Internet; a lab or a test points it elsewhere.
+    mta_sts_port: int = 443
+
+    def has_entry(self, domain: str) -> bool:
+        """Whether a [tls.outbound.domains] entry (exact or .suffix) covers `domain`."""
+        return self.for_domain(domain) is not self.default
 
     def for_domain(self, domain: str) -> TlsPolicy:
         domain = domain.lower().rstrip(".")
@@ -945,6 +954,10 @@ def _tls_policy(t: Table, base: TlsPolicy) -> TlsPolicy:
 def _tls(t: Table) -> OutboundTls:
     out = t.table("outbound")
     default = _tls_policy(out, TlsPolicy())
+    mta_sts = out.flag("mta_sts", True)
+    mta_sts_port = out.integer("mta_sts_port", 443, minimum=1)
+    if mta_sts_port > 65535:
+        out.error("mta_sts_port", f"must be a port from 1 to 65535, not {mta_sts_port}")
     domains: dict[str, TlsPolicy] = {}
     for name, value in out._get("domains", dict, {}, False).items():
         # Quoted in the key names we report: domain names hold dots (and ".example.com" is
@@ -961,7 +974,7 @@ def _tls(t: Table) -> OutboundTls:
         dt.finish()
     out.finish()
     t.finish()
-    return OutboundTls(default, domains)
+    return OutboundTls(default, domains, mta_sts, mta_sts_port)
 
 
 def _named_files(t: Table) -> dict[str, Path]:

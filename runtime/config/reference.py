@@ -382,8 +382,22 @@ SECTIONS: tuple[Section, ...] = (
         Key("ciphers", "string", "OpenSSL's defaults",
             "An OpenSSL cipher list (TLS 1.2 and below).", '"ECDHE+AESGCM:ECDHE+CHACHA20"'),
         Key("ca_file", "path", "(none)",
-            "CA certificates (a PEM file or a folder) for verify and secure; else the system's.",
+            "CA certificates (a PEM file or a folder) for verify and secure; else the system's. "
+            "MTA-STS policy fetches verify the policy host against them too.",
             '"certs/partners/ca.pem"'),
+        Key("mta_sts", "boolean", "true",
+            "MTA-STS (RFC 8461) for recipient domains without a [tls.outbound.domains] entry, "
+            "where mail goes by MX ([delivery] mx or an \"mx\" route): the _mta-sts TXT record "
+            "is looked up, the policy fetched from https://mta-sts.DOMAIN/.well-known/"
+            "mta-sts.txt (certificate verified, no redirects, at most 64 KiB) and kept in memory "
+            "per queue process for its max_age (fetched again when the record's id changes). "
+            "Mode enforce applies as verify against the policy's mx names; testing is only "
+            "recorded in tracking (event mta_sts); none changes nothing. On by default: it "
+            "only ever raises the TLS a domain gets, and costs a domain that publishes nothing "
+            "one cached DNS query.", "false"),
+        Key("mta_sts_port", "integer", "443",
+            "The policy host's HTTPS port; for labs and tests only (RFC 8461 fetches on 443).",
+            "443"),
     )),
     Section("[tls.outbound.domains.NAME]", "Outbound TLS per domain",
             "NAME: a recipient domain (\"example.com\", quoted) or \".example.com\" for its "

@@ -33,6 +33,7 @@ from runtime.engine.fieldline import field
 from runtime.mta import memtrim
 from runtime.mta.dsn import RecipientStatus, build_dsn, status_from_code
 from runtime.mta.metrics import Metrics
+from runtime.mta.mtasts import MtaSts
 from runtime.mta.quarantine import Quarantines
 from runtime.mta.spool import CorruptEntry, Envelope, Spool, SpoolError
 from runtime.mta.tracking import Tracker
@@ -260,6 +261,7 @@ class QueueRunner:
         hostname: str | None = None,
         postmaster: str | None = None,
         routes: Routes | None = None,
+        mta_sts: MtaSts | None = None,
     ) -> None:
         self.spool = spool
         self.config = config
@@ -283,6 +285,7 @@ class QueueRunner:
         self.encryptor = encryptor or next(
             (cast(DeliveryEncryptor, s) for s in stages if hasattr(s, "encrypt_for_delivery")), None)
         self.tls = tls or OutboundTls()
+        self.mta_sts = mta_sts  # None: no MTA-STS look-ups (see _mta_sts)
         self.hostname = hostname  # the DSN's MAILER-DAEMON@hostname; None: this host's FQDN
         self.postmaster = postmaster
         # Queue ids to claim next, oldest first (a dict as an ordered set): the listeners
@@ -495,6 +498,7 @@ class QueueRunner:
         mx_async = getattr(self.router.resolver, "mx_async", None)
         by_dest: dict[RouteKey, list[str]] = defaultdict(list)
         domains: dict[str, list[Destination] | Result] = {}
+        sts: dict[str, TlsPolicy | None] = {}  # MTA-STS's policy per domain, where it applies
         for rcpt in env.rcpt_tos:
             domain = rcpt.rpartition("@")[2].lower()
             policy = self.tls.for_domain(domain)
@@ -512,12 +516,38 @@ class QueueRunner:
                     domains[domain] = await mx_async(domain)
                 except MxFailure as exc:
                     domains[domain] = exc.result
+                else:
+                    sts[domain] = await self._mta_sts(env.queue_id, domain, policy)
             got = domains[domain]
             if isinstance(got, Result):
                 failed[rcpt] = (got, f"MX {domain}")
             else:
-                by_dest[(tuple(got), policy, own, choice.route)].append(rcpt)
+                by_dest[(tuple(got), sts.get(domain) or policy, own, choice.route)].append(rcpt)
         return by_dest
+
+    async def _mta_sts(self, qid: str, domain: str, policy: TlsPolicy) -> TlsPolicy | None:
+        """The TLS policy MTA-STS gives mail to `domain`'s MX hosts, when the domain has no
+        [tls.outbound] entry of its own and publishes a policy: mode enforce as verify against
+        the policy's mx names (the certificate must carry one of them); testing is recorded
+        in tracking and changes nothing, as is none. The MX hosts' names are not compared with
+        the patterns (delivery connects to their addresses): a host the policy does not name
+        fails the certificate check instead, which is what protects the mail."""
+        sts = self.mta_sts
+        if sts is None or not self.tls.mta_sts or self.tls.has_entry(domain):
+            return None
+        found = await sts.policy(domain)
+        if found is None or found.mode == "none":
+            problem = sts.problems.get(domain)
+            if found is None and problem:
+                self.tracker.record("mta_sts", qid, domain=domain, problem=problem)
+            return None
+        applied = "verify" if found.mode == "enforce" else "report only"
+        self.tracker.record("mta_sts", qid, domain=domain, mode=found.mode, policy_id=found.id,
+                            mx=list(found.mx), applied=applied)
+        if found.mode != "enforce":
+            return None
+        return TlsPolicy(level="verify", match=found.match, min_version=policy.min_version,
+                         ciphers=policy.ciphers, ca_file=policy.ca_file)
 
     def _settle(self, env: Envelope, data: bytes, results: dict[str, tuple[Result, str]],
                 now: float, routes: dict[str, str] | None = None) -> None:

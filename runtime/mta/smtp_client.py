@@ -121,9 +121,15 @@ def certificate_names(cert: dict[str, Any]) -> list[str]:
 
 def _name_matches(cert_name: str, wanted: str) -> bool:
     """One certificate name against one policy name: "host" exactly (a certificate's
-    "*.example.com" covers one label), ".example.com" any name below example.com."""
+    "*.example.com" covers one label), ".example.com" any name below example.com,
+    "*.example.com" (an MTA-STS mx pattern) a name one label below it."""
     wanted = wanted.lower().rstrip(".")
     cert_name = cert_name.rstrip(".")
+    if wanted.startswith("*."):
+        if cert_name == wanted:
+            return True
+        head, _, rest = cert_name.partition(".")
+        return bool(head) and head != "*" and rest == wanted[2:]
     if wanted.startswith("."):
         base = cert_name[2:] if cert_name.startswith("*.") else cert_name
         return base.endswith(wanted) and len(base) > len(wanted)

@@ -40,6 +40,7 @@ from runtime.mta.connlimits import AcceptGuard
 from runtime.mta.doorbell import Doorbell
 from runtime.mta.listener import GatewayHandler, protocol_factory, tls_context
 from runtime.mta.metrics import Metrics, enable_multiprocess, reset_multiprocess
+from runtime.mta.mtasts import MtaSts
 from runtime.mta.queue import AsyncTransport, QueueRunner, alert
 from runtime.mta.smtp_client import AsyncSMTPTransport
 from runtime.mta.smtp_client import tls_context as client_tls_context
@@ -88,7 +89,19 @@ def make_runner(
         hostname=config.hostname,
         postmaster=config.postmaster,
         routes=config.routes,
+        mta_sts=mta_sts_for(config),
     )
+
+
+def mta_sts_for(config: GatewayConfig) -> MtaSts | None:
+    """MTA-STS look-ups where they can apply: [tls.outbound] mta_sts on, and some mail going
+    by MX (RFC 8461 governs MX delivery, not a relay or a static route)."""
+    tls = config.tls_outbound
+    if not tls.mta_sts or not (config.delivery.mx or config.routes.uses_mx):
+        return None
+    d = config.dns
+    return MtaSts(shared_resolver(d.nameservers, d.timeout, d.cache_size), port=tls.mta_sts_port,
+                  ca_file=tls.default.ca_file, timeout=min(config.delivery.connect_timeout, 30.0))
 
 
 def mx_resolver(config: GatewayConfig) -> DnsResolver:

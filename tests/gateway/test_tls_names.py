@@ -26,6 +26,11 @@ def cert(*dns: str, cn: str = "ignored.example") -> dict[str, Any]:
     (("partner.example",), (".partner.example",), False),
     (("mx.evilpartner.example",), (".partner.example",), False),
     (("a.example", "mx.partner.example"), ("other.example", "mx.partner.example"), True),
+    # MTA-STS mx patterns (RFC 8461 4.1): "*.x" is one label below x.
+    (("mx.partner.example",), ("*.partner.example",), True),
+    (("a.mx.partner.example",), ("*.partner.example",), False),
+    (("partner.example",), ("*.partner.example",), False),
+    (("*.partner.example",), ("*.partner.example",), True),
 ])
 def test_names(names: tuple[str, ...], wanted: tuple[str, ...], ok: bool) -> None:
     assert (check_names(cert(*names), wanted) is None) is ok
