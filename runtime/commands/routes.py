@@ -2,7 +2,8 @@
 
 For each address: the [routes] entry that matched (or the [delivery] target the gateway falls
 back to), the next hops in the order the queue tries them (MX records looked up now, through
-[dns], for an `mx` route), and the [tls.outbound] policy delivery applies. A filter's
+[dns], for an `mx` route), and the [tls.outbound] policy delivery applies (with the domain's
+MTA-STS policy, fetched now, where one applies). A filter's
 alt-mailhost, which comes first, depends on the message and is not shown here; `filterlang
 test -c` shows it per message.
 """
@@ -25,7 +26,7 @@ from runtime.commands._config import (
 )
 from runtime.config.config import GatewayConfig, TlsPolicy
 from runtime.mta.queue import Router, hop_text
-from runtime.mta.supervisor import mx_resolver
+from runtime.mta.supervisor import mta_sts_for, mx_resolver
 from runtime.mta.transport import DnsResolver, MxFailure
 
 
@@ -59,6 +60,7 @@ async def _choose(config: GatewayConfig, addresses: list[str]) -> list[dict[str,
     resolver: DnsResolver | None = (mx_resolver(config) if config.delivery.mx
                                     or config.routes.uses_mx else None)
     router = Router(config.delivery, resolver, config.routes)
+    sts = mta_sts_for(config)
     rows = []
     for address in addresses:
         domain = address.rpartition("@")[2].lower().rstrip(".")
@@ -77,6 +79,19 @@ async def _choose(config: GatewayConfig, addresses: list[str]) -> list[dict[str,
                 row["problem"] = f"{exc.result.code} {exc.result.text}"
         if not hops and row["problem"] is None:
             row["problem"] = "no next hop"
+        row["mta_sts"] = None
+        if hops and choice.dests is None and sts is not None \
+                and not config.tls_outbound.has_entry(domain):
+            found = await sts.policy(domain)
+            if found is not None:
+                row["mta_sts"] = {"mode": found.mode, "id": found.id, "mx": list(found.mx)}
+                if found.mode == "enforce":  # as the queue applies it
+                    base = config.tls_outbound.default
+                    row["tls"] = _tls(TlsPolicy(level="verify", match=found.match,
+                                                min_version=base.min_version,
+                                                ca_file=base.ca_file))
+            elif domain in sts.problems:
+                row["mta_sts"] = {"problem": sts.problems[domain]}
         row["next_hops"] = hops
         if hops and all(h.startswith("maildir") for h in hops):
             row["tls"] = None  # local delivery: no SMTP session
@@ -91,8 +106,15 @@ def _text(row: dict[str, Any]) -> str:
         hops = f"MX of {row['address'].rpartition('@')[2]}: {hops or row['problem']}"
     elif row["problem"]:
         hops = row["problem"]
-    return (f"{row['address']}\n  route      {route}\n  next hops  {hops}\n"
+    text = (f"{row['address']}\n  route      {route}\n  next hops  {hops}\n"
             f"  tls        {_tls_text(row['tls'])}")
+    sts = row["mta_sts"]
+    if sts is not None:
+        text += "\n  mta-sts    " + (
+            f"policy not fetched: {sts['problem']}" if "problem" in sts else
+            f"{sts['mode']} (id {sts['id']}; mx {', '.join(sts['mx'])})"
+            + ("" if sts["mode"] == "enforce" else ": not applied"))
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -133,3 +133,9 @@ mta_sts_port = {https.port}
         gw.delivered(mx, "bob@sts.test", mid2)
         assert https.requests.count("mta-sts.sts.test/.well-known/mta-sts.txt") == 1, \
             https.requests
+
+    # What the administrator asks: the policy that applies, per address.
+    shown = gw.cli("routes", "test", "bob@sts.test", "dave@try.test")
+    assert "tls        verify (names mx.sts.test;" in shown, shown
+    assert "mta-sts    enforce (id 20261207; mx mx.sts.test)" in shown, shown
+    assert "mta-sts    testing (id 20261207; mx mx.try.test): not applied" in shown, shown
