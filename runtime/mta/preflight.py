@@ -162,9 +162,12 @@ def preflight(config: GatewayConfig, *, keystore: bool = True) -> list[ConfigIss
             problem = _bind_problem(m.address, m.port, "metrics")
             if problem:
                 found.append(problem)
+    route_maildirs = [(f'routes."{r.name}"', _writable_dir(r.maildir))
+                      for r in config.routes.entries.values() if r.maildir is not None]
     for key, why in (("storage.data_dir", _writable_dir(config.storage.data_dir)),
                      ("delivery.maildir", _writable_dir(config.delivery.maildir)
                       if config.delivery.maildir else None),
+                     *route_maildirs,
                      ("alerts.log", _writable_file(config.alerts.log) if config.alerts.log else None),
                      ("storage.keystore_url", _keystore(config) if keystore else None)):
         if why and all(why != msg for _, msg in found):  # one folder, one problem

@@ -99,3 +99,12 @@ def test_a_bad_route_is_one_error_in_routes_lint_and_serve_check(tmp_path: Path,
         assert len(lines) == 1, o.stderr
         assert 'routes."partner.example": \'lmtp:127.0.0.1:24\': lmtp: next hops are not ' \
                "supported" in lines[0]
+
+
+def test_serve_check_names_a_maildir_route_it_cannot_write(tmp_path: Path, nsd: Nsd) -> None:
+    (tmp_path / "afile").write_text("not a folder\n")
+    cfg = _config(tmp_path, nsd, '"*" = "maildir:afile/boxes"\n')
+    done = cli("serve", "--check", "-c", cfg)
+    assert done.returncode == 2
+    assert f'routes."*": {tmp_path.resolve()}/afile/boxes cannot be created' in done.stderr, \
+        done.stderr
