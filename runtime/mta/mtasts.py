@@ -130,7 +130,8 @@ class MtaSts:
         self._failed: dict[tuple[str, str], float] = {}  # (domain, id) -> when to try again
         self._fetching: dict[tuple[str, str], asyncio.Future[StsPolicy]] = {}
         self.fetches = 0  # HTTPS requests made, for tests
-        self.problems: dict[str, str] = {}  # domain -> why its last fetch failed
+        # domain -> why the fetch of its current record's policy failed (until one works)
+        self.problems: dict[str, str] = {}
 
     async def policy(self, domain: str) -> StsPolicy | None:
         """The policy that applies to `domain` now, or None."""
@@ -144,6 +145,7 @@ class MtaSts:
         current = record_id(found.texts) if found.status == "ok" else None
         if current is None or (cached is not None and cached[1].id == current):
             # No record (or DNS failing): a cached policy that has not expired still holds.
+            self.problems.pop(domain, None)
             return cached[1] if cached is not None else None
         if self._failed.get((domain, current), 0.0) > now:
             return cached[1] if cached is not None else None
@@ -154,6 +156,7 @@ class MtaSts:
             self._failed[(domain, current)] = now + RETRY_FAILED_AFTER
             return cached[1] if cached is not None else None
         self._cache[domain] = (now + fresh.max_age, fresh)
+        self.problems.pop(domain, None)
         return fresh
 
     async def _fetch_once(self, domain: str, policy_id: str) -> StsPolicy:

@@ -7,7 +7,9 @@ a sink offering STARTTLS with a certificate for mx.sts.test from the same CA.
   the policy's names; the policy is fetched once and then cached;
 - bad.test, mode enforce, mx *.bad.test: the MX's certificate does not carry such a name, so
   the mail is deferred (4.7.5, the reason in tracking), never sent without the check;
-- try.test, mode testing: recorded in tracking, delivered as without a policy.
+- try.test, mode testing: recorded in tracking, delivered as without a policy;
+- gone.test publishes the TXT record but its policy host answers 404: delivered as without a
+  policy, the failed fetch in tracking.
 """
 
 from __future__ import annotations
@@ -86,8 +88,10 @@ def world(tmp_path: Path) -> Iterator[tuple[CA, Nsd, PolicyServer, Path]]:
     pki = tmp_path / "pki"
     pki.mkdir()
     ca = CA(pki, "Test Web CA")
-    web = ca.tls_identity(pki, "policy", "mta-sts.sts.test", dns=list(POLICIES))
-    with Nsd(tmp_path / "nsd", {d: zone(d) for d in ("sts.test", "bad.test", "try.test")}) as nsd, \
+    web = ca.tls_identity(pki, "policy", "mta-sts.sts.test",
+                          dns=[*POLICIES, "mta-sts.gone.test"])
+    domains = ("sts.test", "bad.test", "try.test", "gone.test")
+    with Nsd(tmp_path / "nsd", {d: zone(d) for d in domains}) as nsd, \
             PolicyServer(*web) as https:
         yield ca, nsd, https, pki
 
@@ -110,7 +114,7 @@ mta_sts_port = {https.port}
 """)
     gw.config.write_text(gw.config.read_text().replace(
         "connect_timeout = 5", f"connect_timeout = 5\nmx_port = {mx.port}"))
-    rcpts = ["bob@sts.test", "carol@bad.test", "dave@try.test"]
+    rcpts = ["bob@sts.test", "carol@bad.test", "dave@try.test", "erin@gone.test"]
     with running(mx, gw):
         mid = gw.send(ALICE, rcpts, message(ALICE, rcpts, "mta-sts"))
         got, rec = gw.delivered(mx, "bob@sts.test", mid)
@@ -127,6 +131,9 @@ mta_sts_port = {https.port}
         got, rec = gw.delivered(mx, "dave@try.test", mid)
         assert sts["try.test"]["mode"] == "testing"
         assert sts["try.test"]["applied"] == "report only"
+
+        gw.delivered(mx, "erin@gone.test", mid)
+        assert "answered HTTP 404" in sts["gone.test"]["problem"], sts["gone.test"]
 
         # Cached: a second message fetches nothing again.
         mid2 = gw.send(ALICE, "bob@sts.test", message(ALICE, "bob@sts.test", "again"))
