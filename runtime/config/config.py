@@ -21,6 +21,9 @@ Layout (every section optional except where noted; paths are relative to the fil
     [antispam] / [antivirus]  rspamd URL / clamd address, timeout, max_size (the mail
                          policies' antispam, antivirus, spam_* and virus_* keys: scanning.py)
     [dkim.DOMAIN]        selector, key, canonicalization, headers (signing outgoing mail)
+    [ldap.NAME]          url, bind_dn, bind_password(_file), base, filter, attribute, timeout,
+                         cache_ttl, cache_size, ca_file (a group query); [ldap] group_query
+    allow_unavailable    providers filters may use without the configuration defining them
     [quarantines.X]      retention_days
     [smime]              trust_anchors, crls, decryption_certificates, on_decrypt_failure,
                          decrypt_failure_quarantine, require_signed_attributes,
@@ -114,6 +117,9 @@ class Listener:
     auth_max_failures: int = 5
     auth_failure_window: float = 900.0
     auth_failure_delay: float = 1.0
+    # The [ldap.NAME] group query mail-from-group / rcpt-to-group use for mail received here
+    # (reference 6.3: the group query is configured per listener); None: [ldap] group_query.
+    ldap_group_query: str | None = None
 
 
 @frozen
@@ -270,6 +276,38 @@ class DkimSigning:
     key: Path
     canonicalization: str = "relaxed/simple"
     headers: tuple[str, ...] = DKIM_HEADERS
+
+
+# The placeholders of an LDAP group query's filter: the address, its local part and domain,
+# and the group's name; each is escaped (RFC 4515) before it goes in.
+LDAP_PLACEHOLDERS = {"a": "the address", "u": "its local part", "d": "its domain",
+                     "g": "the group's name"}
+
+
+@frozen
+class LdapQuery:
+    """[ldap.NAME]: a directory server and its group query. With {g} in `filter` an address
+    is in group G when the search for (address, G) finds an entry; without it, the search for
+    the address finds its groups, named by `attribute` of the entries found (a DN there, as
+    memberOf holds, counts by its first value: cn=engineers,ou=groups,... is "engineers")."""
+
+    name: str
+    url: str  # ldap://host[:port] or ldaps://host[:port]
+    base: str
+    filter: str
+    bind_dn: str | None = None
+    bind_password: str | None = field(default=None, repr=False)
+    attribute: str | None = None
+    timeout: float = 5.0  # seconds for connecting, and for each answer
+    cache_ttl: float = 300.0  # seconds an answer (member or not) is kept
+    cache_size: int = 10000  # answers kept at most (the oldest go first)
+    ca_file: Path | None = None  # ldaps: CAs for the server's certificate (None: the system's)
+
+
+@frozen
+class Ldap:
+    queries: dict[str, LdapQuery] = field(factory=dict, hash=False)
+    group_query: str | None = None  # the query of the group rules (default: the only one)
 
 
 @frozen
@@ -481,6 +519,10 @@ class GatewayConfig:
     postmaster: str = ""
     tls_outbound: OutboundTls = OutboundTls()
     routes: Routes = Routes()
+    ldap: Ldap = Ldap()
+    # Providers (filterlang.services) the filters may use although this file does not define
+    # them: their rules are always false, and `lint --config` / `serve --check` only warn.
+    allow_unavailable: frozenset[str] = frozenset()
 
     def names(self) -> dict[str, frozenset[str]]:
         """Names filters may refer to, per kind (the linter checks filters against these)."""
@@ -560,6 +602,7 @@ def _listener(t: Table, index: int) -> Listener:
         auth_max_failures=t.integer("auth_max_failures", 5, minimum=1),
         auth_failure_window=t.number("auth_failure_window", 900.0, minimum=1.0),
         auth_failure_delay=t.number("auth_failure_delay", 1.0, minimum=0.0),
+        ldap_group_query=t.text("ldap_group_query"),
     )
 
 
@@ -876,6 +919,139 @@ def _dkim(domain: str, t: Table) -> DkimSigning:
                        key, canon, headers)
 
 
+def _ldap_filter(t: Table, template: str) -> set[str]:
+    """The placeholders `template` uses; each mistake in it is one error on `filter`."""
+    import string
+
+    from ldap3.operation.search import parse_filter
+    from ldap3.utils.conv import escape_filter_chars
+
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+    except ValueError as exc:
+        t.error("filter", f"{template!r}: {exc}; placeholders are {{a}}, {{u}}, {{d}}, {{g}} "
+                "(write {{ and }} for a brace)")
+        return set()
+    unknown = sorted(used - set(LDAP_PLACEHOLDERS))
+    if unknown:
+        t.error("filter", f"unknown placeholder {{{unknown[0]}}}; use " + ", ".join(
+            f"{{{k}}} ({v})" for k, v in LDAP_PLACEHOLDERS.items()))
+        return used
+    if not used & {"a", "u"}:
+        t.error("filter", "must name the address: {a} (or {u} and {d}), e.g. "
+                "'(&(objectClass=nisMailAlias)(cn={g})(rfc822MailMember={a}))'")
+        return used
+    sample = {k: escape_filter_chars(f"x*{k}(y)") for k in LDAP_PLACEHOLDERS}
+    try:
+        parse_filter(template.format(**sample), None, True, False, None, False)
+    except Exception:  # ldap3 says only "invalid filter", whatever is wrong
+        t.error("filter", f"{template!r} is not an LDAP search filter (RFC 4515), e.g. "
+                "'(&(objectClass=nisMailAlias)(cn={g})(rfc822MailMember={a}))'")
+    return used
+
+
+_LDAP_URL = re.compile(r"ldaps?://(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?/?",
+                       re.IGNORECASE)
+
+
+def _ldap_query(name: str, t: Table) -> LdapQuery:
+    url = t.text("url", "", required=True) or ""
+    if url and not _LDAP_URL.fullmatch(url):
+        t.error("url", f"{url!r}: give ldap://HOST[:PORT] or ldaps://HOST[:PORT]")
+    template = t.text("filter", "", required=True) or ""
+    used = _ldap_filter(t, template) if template else set()
+    attribute = t.text("attribute")
+    if template and "g" not in used and not attribute:
+        t.error("attribute", "the filter has no {g}, so it finds an address's groups: name the "
+                "attribute holding the group's name (e.g. 'cn', or 'memberOf')")
+    bind_dn = t.text("bind_dn")
+    password = t.text("bind_password")
+    pfile = t.path("bind_password_file")
+    if password is not None and pfile is not None:
+        t.error("bind_password_file", "give bind_password or bind_password_file, not both")
+    elif pfile is not None:
+        try:
+            password = pfile.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            t.error("bind_password_file", f"cannot read {pfile}: "
+                    f"{getattr(exc, 'strerror', None) or exc}")
+    if password is not None and bind_dn is None:
+        t.error("bind_dn", "a password needs the DN it binds as; add bind_dn")
+    ca_file = t.path("ca_file")
+    if ca_file is not None and not ca_file.is_file():
+        t.error("ca_file", f"{ca_file} is not a file; give the PEM CA certificates of the "
+                "server's certificate")
+    return LdapQuery(
+        name, url, t.text("base", "", required=True) or "", template, bind_dn, password,
+        attribute, t.number("timeout", 5.0, minimum=0.1), t.number("cache_ttl", 300.0),
+        t.integer("cache_size", 10000, minimum=0), ca_file)
+
+
+def _ldap(t: Table, listeners: list[Listener]) -> Ldap:
+    queries: dict[str, LdapQuery] = {}
+    for name, value in t._data.items():
+        if name == "group_query":
+            continue
+        if not isinstance(value, dict):
+            t.error(name, "must be a table ([ldap.NAME] with url, base and filter); the only "
+                    "other key of [ldap] is group_query")
+            continue
+        sub = Table(value, t.key(name), t._file, t._issues)
+        queries[name] = _ldap_query(name, sub)
+        sub.finish()
+    group_query = t.text("group_query")
+    if group_query is None and len(queries) == 1:
+        group_query = next(iter(queries))
+    if group_query is not None and group_query not in queries:
+        t.error("group_query", f"no query {group_query!r}; add [ldap.{group_query}]")
+    if group_query is None and len(queries) > 1 and any(
+            lst.ldap_group_query is None for lst in listeners):
+        t.error("group_query", "several queries are defined: name the one the group rules "
+                f"use ({', '.join(sorted(queries))}), or give each listener its "
+                "ldap_group_query")
+    for i, lst in enumerate(listeners):
+        if lst.ldap_group_query is not None and lst.ldap_group_query not in queries:
+            t._issues.append(ConfigIssue(str(t._file), f"listeners[{i}].ldap_group_query",
+                                         f"no query {lst.ldap_group_query!r}; add "
+                                         f"[ldap.{lst.ldap_group_query}]"))
+    t.finish(known=[n for n in t._data if n != "group_query"])  # (each reported above)
+    return Ldap(queries, group_query)
+
+
+def _check_policy_groups(root: Table, ldap: Ldap, incoming: tuple[MailPolicy, ...],
+                         outgoing: tuple[MailPolicy, ...]) -> None:
+    """Mail policy entries `NAME.ldapgroup: GROUP` name an [ldap.NAME] query: one that is
+    not defined could only ever be "not in the group"."""
+    for kind, pols in (("incoming_policies", incoming), ("outgoing_policies", outgoing)):
+        for p in pols:
+            for part, entries in (("senders", p.senders), ("recipients", p.recipients)):
+                for i, e in enumerate(entries):
+                    query, sep, group = e.partition(".ldapgroup:")
+                    if not sep:
+                        continue
+                    where = f"{kind}.{p.name}.{part}[{i}]"
+                    if not group.strip():
+                        root.error(where, f"{e!r}: name the group: '{query}.ldapgroup: GROUP'")
+                    elif query.strip() not in ldap.queries:
+                        root.error(where, f"{e!r}: no LDAP query {query.strip()!r}; add "
+                                   f"[ldap.{query.strip()}]")
+
+
+def _allow_unavailable(root: Table) -> frozenset[str]:
+    from filterlang.services import PROVIDER_NAMES
+
+    names = root.str_list("allow_unavailable")
+    for i, name in enumerate(names):
+        if name not in PROVIDER_NAMES:
+            import difflib
+
+            hint = difflib.get_close_matches(name, sorted(PROVIDER_NAMES), n=1)
+            root.error(f"allow_unavailable[{i}]", f"no provider {name!r}" + (
+                f"; did you mean {hint[0]!r}?" if hint else
+                f"; providers: {', '.join(sorted(PROVIDER_NAMES))}"))
+    return frozenset(names)
+
+
 def _smime(t: Table, certificates: dict[str, Certificate],
            quarantines: dict[str, Quarantine]) -> Smime:
     anchors = tuple((t.base_dir / p).resolve() for p in t.str_list("trust_anchors"))
@@ -1107,9 +1283,12 @@ def load_config(path: str | Path) -> GatewayConfig:
     if postmaster.count("@") != 1 or any(c in postmaster for c in " <>\r\n"):
         root.error("postmaster", f"{postmaster!r} is not an address like postmaster@example.org")
     tls_outbound = _tls(root.table("tls"))
+    ldap = _ldap(root.table("ldap"), listeners)
+    _check_policy_groups(root, ldap, incoming, outgoing)
+    allow_unavailable = _allow_unavailable(root)
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
                        "smime", "dns", "authentication", "dkim", "tls", "antispam",
-                       "antivirus", "routes"))
+                       "antivirus", "routes", "ldap"))
     if issues:
         raise ConfigError(issues)
     return GatewayConfig(
@@ -1146,4 +1325,6 @@ def load_config(path: str | Path) -> GatewayConfig:
         postmaster=postmaster,
         tls_outbound=tls_outbound,
         routes=routes,
+        ldap=ldap,
+        allow_unavailable=allow_unavailable,
     )

@@ -71,6 +71,11 @@ SECTIONS: tuple[Section, ...] = (
             "Who answers for the gateway: accepted as a recipient under any ACCEPT policy (RFC "
             "5321 4.5.1), named in DSNs, the sender of alert mail.",
             '"postmaster@example.org"'),
+        Key("allow_unavailable", "list of strings", "[]",
+            "Providers the filters may use although this file does not define them (ldap, "
+            "spf, dkim, dmarc, reputation, url, image, language, forged): their rules are "
+            "always false, and `lint --config` / `serve --check` warn instead of refusing.",
+            '["reputation"]'),
     )),
     Section("[storage]", "Storage", "Where the gateway keeps its state.", (
         Key("data_dir", "path", '"var"',
@@ -138,6 +143,9 @@ SECTIONS: tuple[Section, ...] = (
         Key("auth_failure_delay", "number (seconds)", "1.0",
             "How long a failed AUTH waits before its 535 5.7.8 answer (that session only).",
             "2"),
+        Key("ldap_group_query", "string", "[ldap] group_query",
+            "The [ldap.NAME] group query mail-from-group and rcpt-to-group use for mail "
+            "received here.", '"corp"'),
     )),
     Section("[sender_groups.NAME]", "Sender groups",
             "Which connecting hosts get which mail flow policy (first match wins).", (
@@ -216,7 +224,9 @@ SECTIONS: tuple[Section, ...] = (
             "Which content filters apply to which incoming recipients (first match wins; a "
             "policy named Default catches the rest).", (
         Key("senders", "list of strings", "[] (any)",
-            "joe@example.com, jim@, @example.com, @.example.com.", '["@partner.example"]'),
+            "joe@example.com, jim@, @example.com, @.example.com, or an LDAP group as "
+            "\"NAME.ldapgroup: GROUP\" (NAME an [ldap.NAME] query; a directory that does not "
+            "answer defers the message).", '["@partner.example"]'),
         Key("recipients", "list of strings", "[] (any)", "As senders.", '["sales@"]'),
         Key("content_filters", "list of paths", "[]", "Content filter files for this policy.",
             '["filters/confidential-body.filter"]'),
@@ -481,6 +491,45 @@ SECTIONS: tuple[Section, ...] = (
         Key("max_size", "integer (bytes)", "10485760",
             "Larger messages are not sent to clamd and are unscannable; keep it at or below "
             "clamd's StreamMaxLength.", "26214400"),
+    )),
+    Section("[ldap]", "LDAP",
+            "Which [ldap.NAME] group query the group rules use.", (
+        Key("group_query", "string", "the only [ldap.NAME]",
+            "The query of mail-from-group and rcpt-to-group (a listener's ldap_group_query "
+            "wins); required when there are several and a listener names none.", '"corp"'),
+    )),
+    Section("[ldap.NAME]", "LDAP group queries",
+            "A directory server and its group query (ldap3), for mail-from-group, "
+            "rcpt-to-group and mail policies' \"NAME.ldapgroup: GROUP\" entries. The "
+            "addresses and groups a message can need are asked before its filters run; a "
+            "server that does not answer defers the message (4.x.x, retried), never \"not in "
+            "the group\".", (
+        Key("url", "string", "(required)", "ldap://HOST[:PORT] or ldaps://HOST[:PORT].",
+            '"ldaps://ldap.example.org"'),
+        Key("bind_dn", "string", "(none: anonymous)", "The DN to bind as.",
+            '"cn=mailgw,ou=services,dc=example,dc=org"'),
+        Key("bind_password", "string", NONE,
+            "Its password (or bind_password_file; not both).", '"secret"'),
+        Key("bind_password_file", "path", NONE,
+            "A file holding the password (its last line end is not part of it).",
+            '"ldap.secret"'),
+        Key("base", "string", "(required)", "Where to search.", '"dc=example,dc=org"'),
+        Key("filter", "string", "(required)",
+            "The search filter: {a} the address, {u} its local part, {d} its domain, {g} the "
+            "group, each escaped (RFC 4515). With {g}: a member when an entry is found; "
+            "without: the address's entries, whose `attribute` names their groups.",
+            '"(&(objectClass=groupOfNames)(cn={g})(member=uid={u},ou=people,dc=example,dc=org))"'),
+        Key("attribute", "string", NONE,
+            "Without {g} in the filter: the attribute naming the groups (cn; a DN such as "
+            "memberOf's counts by its first value).", '"memberOf"'),
+        Key("timeout", "number (seconds)", "5.0", "For connecting, and for each answer.",
+            "3.0"),
+        Key("cache_ttl", "number (seconds)", "300.0",
+            "How long an answer (member or not) is kept; failures never are.", "60.0"),
+        Key("cache_size", "integer", "10000", "Answers kept at most (the oldest go first).",
+            "50000"),
+        Key("ca_file", "path", "the system's CAs", "ldaps: the CAs of the server's certificate.",
+            '"certs/partners/ca.pem"'),
     )),
     Section("[dkim.NAME]", "DKIM signing",
             "Outgoing mail from the domain NAME (or a subdomain) is DKIM-signed after every "

@@ -24,7 +24,7 @@ from runtime.engine.context import MessageContext
 from runtime.engine.plan import FINAL, ActionPlan, PlannedAction
 from runtime.engine.rules.common import show
 from runtime.engine.rules.values import Predicate, predicate
-from runtime.engine.services import Unavailable
+from runtime.engine.services import TemporaryFailure, Unavailable
 
 OnError = Literal["bypass", "tempfail"]
 
@@ -50,6 +50,9 @@ class FilterTrace:
     actions: list[PlannedAction] = field(factory=list)
     error: str | None = None
     skipped: str | None = None
+    # The failure was a configured provider that could not answer now (TemporaryFailure):
+    # the stage is retried later whatever on_filter_error says.
+    temporary: bool = False
 
 
 @define
@@ -205,7 +208,8 @@ def run_filters(filters: Sequence[CFilter], ctx: MessageContext, *, content: boo
         failed = (_run_all if trace else _run_untraced)(filters, ctx, plan, traces)
         if failed is not None:  # reference 4.7: mark the filter, never lose the message
             return StageResult(ActionPlan(errors=[f"filter {failed.name}: {failed.error}"]), traces,
-                               error=failed.error, tempfail=on_error == "tempfail")
+                               error=failed.error,
+                               tempfail=on_error == "tempfail" or failed.temporary)
         if not content or plan.final is None or plan.final.name not in ("drop", "bounce"):
             try:
                 actions.finish(ctx, plan)
@@ -239,6 +243,7 @@ def _run_all(filters: Sequence[CFilter], ctx: MessageContext, plan: ActionPlan,
             final_seen = True
         except Exception as exc:
             tr.error = _failure(exc)
+            tr.temporary = isinstance(exc, TemporaryFailure)
             return tr
     return None
 
@@ -270,5 +275,6 @@ def _run_untraced(filters: Sequence[CFilter], ctx: MessageContext, plan: ActionP
                 tr = FilterTrace(f.name)
                 traces.append(tr)
             tr.error = _failure(exc)
+            tr.temporary = isinstance(exc, TemporaryFailure)
             return tr
     return None

@@ -19,6 +19,12 @@ class Unavailable(Exception):
         self.service = service
 
 
+class TemporaryFailure(Exception):
+    """A provider that is configured could not answer now (a directory server down): the
+    rule that needed it fails its stage as temporary, whatever `on_filter_error` says, so the
+    message waits in the queue and is tried again; the rule is never taken as false."""
+
+
 class LdapProvider(Protocol):
     def in_group(self, address: str, group: str) -> bool: ...
 

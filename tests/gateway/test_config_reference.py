@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # other (profiles sign with certificate "org", the S/MIME failure quarantine is "Policy"...).
 NAMES = {"sender_groups": "loopback", "policies": "relayed", "certificates": "org",
          "profiles": "x", "incoming_policies": "in", "outgoing_policies": "out",
-         "quarantines": "Policy", "encryption_profiles": "secret", "dkim": "example"}
+         "quarantines": "Policy", "encryption_profiles": "secret", "dkim": "example",
+         "ldap": "corp"}
+# Keys that exclude each other: the example gives the first, and the second is read too.
+EXCLUSIVE = {("ldap", "bind_password")}
 MAPS = ("dictionaries", "text_resources", "routes")  # NAME = value
 
 
@@ -60,6 +63,8 @@ def example_toml(delivery: str = "maildir") -> str:
         for k in s.keys:
             if section == "delivery" and k.name in targets - {delivery}:
                 continue
+            if (section, k.name) in EXCLUSIVE and s.header.endswith(".NAME]"):
+                continue
             name = "MacroKeys" if k.name == "NAME" else k.name
             lines.append(f"{name} = {k.example}")
         lines.append("")
@@ -74,6 +79,7 @@ def _write_example(tmp_path: Path, delivery: str = "maildir") -> Path:
     (tmp_path / "keys").mkdir(exist_ok=True)
     (tmp_path / "keys/dkim.pem").write_text("(a DKIM key)\n")
     (tmp_path / "users.db").write_text("# no users yet\n")
+    (tmp_path / "ldap.secret").write_text("(a password)\n")
     path = tmp_path / "gateway.toml"
     path.write_text(example_toml(delivery))
     return path

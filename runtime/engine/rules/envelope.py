@@ -128,18 +128,28 @@ def smtp_auth_id_matches(ctx: MessageContext, t: CRule) -> RuleResult:
     return RuleResult(False, f"no identity matches {auth}")
 
 
+def _group_note(ldap: object, answers: list[tuple[str, bool]], group: str) -> str:
+    """What the directory answered, for the trace: `ldap corp: a@x in engineers; ...`."""
+    query = getattr(ldap, "query", "")
+    said = "; ".join(f"{a or '<>'} {'in' if hit else 'not in'} {group}" for a, hit in answers)
+    return f"ldap {query}: {said}" if query else f"LDAP: {said}"
+
+
 def mail_from_group(ctx: MessageContext, t: CRule) -> RuleResult:
     ldap = need(ctx.services, "ldap")
-    hit = ldap.in_group(ctx.envelope.mail_from, str(operand(t)))  # type: ignore[attr-defined]
-    return RuleResult(hit if t.comparator != "!=" else not hit, "LDAP group look-up")
+    group = str(operand(t))
+    hit = ldap.in_group(ctx.envelope.mail_from, group)  # type: ignore[attr-defined]
+    return RuleResult(hit if t.comparator != "!=" else not hit,
+                      _group_note(ldap, [(ctx.envelope.mail_from, hit)], group))
 
 
 def rcpt_to_group(ctx: MessageContext, t: CRule) -> RuleResult:
     ldap = need(ctx.services, "ldap")
     group = str(operand(t))
-    hits = [ldap.in_group(r, group) for r in ctx.envelope.rcpt_addresses]  # type: ignore[attr-defined]
+    rcpts = ctx.envelope.rcpt_addresses
+    hits = [ldap.in_group(r, group) for r in rcpts]  # type: ignore[attr-defined]
     ok = any(hits) if t.comparator != "!=" else not all(hits)
-    return RuleResult(ok, "LDAP group look-up")
+    return RuleResult(ok, _group_note(ldap, list(zip(rcpts, hits, strict=True)), group))
 
 
 def reputation(ctx: MessageContext, t: CRule) -> RuleResult:

@@ -22,6 +22,7 @@ from runtime.engine.context import Envelope as CtxEnvelope
 from runtime.engine.plan import ActionPlan, PlannedAction
 from runtime.engine.run import OnError, StageResult, run_filters
 from runtime.engine.services import Services
+from runtime.engine.services import TemporaryFailure
 from runtime.pipeline.flow import (
     BOUNCE,
     COPIED,
@@ -268,7 +269,15 @@ class MailPolicies:
 
     def process(self, msg: InFlight) -> None:
         table = self.ctx.tables[msg.direction]
-        groups = table.splinter(msg.envelope.mail_from, msg.recipients(DELIVER))
+        services = msg.services if msg.services is not None else self.ctx.services
+        directory = getattr(services, "ldap", None)
+        check = getattr(directory, "policy_check", None)  # `NAME.ldapgroup: GROUP` entries
+        try:
+            groups = table.splinter(msg.envelope.mail_from, msg.recipients(DELIVER), check)
+        except TemporaryFailure as exc:
+            # The directory did not answer: which policy a recipient belongs to is not known
+            # yet, so the message waits (never "not in the group").
+            raise RetryLater(f"mail policies: {exc}", stage=self.name) from None
         msg.splinters = [(name, tuple(rcpts)) for name, rcpts in groups.items()]
         if msg.recording:  # (the arguments alone cost time per message in the gateway)
             msg.record(self.name, f"mail policies ({msg.direction})", direction=msg.direction,
