@@ -35,6 +35,7 @@ from filterlang.ast import (
 from filterlang.codes import CODES
 from filterlang.diagnostics import Diagnostic, Fix, Related
 from filterlang.fmt import quote
+from filterlang.services import PROVIDER_SETUP, provider_of
 
 MAX_DEPTH = 64
 # Caps on what one filter may ask of the runtime (issue 13): each rule and each regex is work
@@ -62,16 +63,17 @@ class ResourceNames:
     dictionaries: frozenset[str] = field(factory=frozenset, converter=_names)
     listeners: frozenset[str] = field(factory=frozenset, converter=_names)
     text_resources: frozenset[str] = field(factory=frozenset, converter=_names)
-    #: Outside services configured (dependency codes of reference 6.1: LDAP, DNS, REP, SPF,
-    #: DKIM, IMG, URL, FED, LANG). None means "not known": no W504 is emitted.
+    #: Outside providers configured (names of filterlang.services: ldap, spf, reputation ...).
+    #: None means "not known": nothing is said about rules that need one.
     services: frozenset[str] | None = None
+    #: Providers the configuration may lack (its `allow_unavailable`): a rule that needs one
+    #: is a warning (W504, the rule is always false) instead of an error (F407).
+    allow_unavailable: frozenset[str] = field(factory=frozenset, converter=_names)
     #: The kinds (field names above) to check; None: all of them. The gateway checks only
     #: encryption profiles when it loads filters (a name it cannot carry out at all).
     checked: frozenset[str] | None = None
 
 
-_OUTSIDE = frozenset({"LDAP", "DNS", "REP", "SPF", "DKIM", "DMARC", "IMG", "URL", "FED", "LANG",
-                      "SPAM", "AV"})
 _SCANNED = frozenset({"SPAM", "AV"})  # verdicts of the anti-spam and anti-virus stages
 _EMAILS = re.compile(r"[^@\s,]+(@[^@\s,]+)?(\s*,\s*[^@\s,]+(@[^@\s,]+)?)*")
 _EMAIL = re.compile(r"[^@\s,]+(@[^@\s,]+)?")
@@ -266,13 +268,23 @@ class _Checker:
                       fix=Fix(f"change to {new}", span, new))
 
     def service(self, sig: b.RuleSig, rt: RuleTest) -> None:
+        """F407 (W504 when allowed): the rule's provider is not in the configuration, so in
+        the gateway the rule could only ever be false (reference 6.1)."""
         services = self.names.services if self.names is not None else None
-        if services is None or sig.dep is None:
+        provider = provider_of(sig.name)
+        if services is None or provider is None or provider in services:
             return
-        missing = [d for d in sig.dep.split("+") if d in _OUTSIDE and d not in services]
-        if missing:
-            self.emit("W504", f"'{sig.name}' needs the {missing[0]} service, which is not "
-                      "configured", rt.name_span, hint="without it the rule is always false")
+        assert self.names is not None
+        setup = PROVIDER_SETUP.get(provider, "its section")
+        if provider in self.names.allow_unavailable:
+            self.emit("W504", f"'{sig.name}' needs the {provider} provider, which is not "
+                      "configured (allow_unavailable lists it)", rt.name_span,
+                      hint="the rule is always false in this gateway")
+        else:
+            self.emit("F407", f"'{sig.name}' needs the {provider} provider, which the "
+                      "configuration does not define", rt.name_span,
+                      hint=f"configure it ({setup}), or add \"{provider}\" to the top-level "
+                      "allow_unavailable list to accept that the rule is always false")
 
     # --- actions -------------------------------------------------------------------------
     def action(self, call: ActionCall, flt: Filter) -> b.ActionSig | None:

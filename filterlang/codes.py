@@ -321,6 +321,13 @@ _STRUCTURE = (
     ),
     # No example, as for F309: split the filter, or match a dictionary.
     Code("F406", E, "more than 500 rules in one filter"),
+    Code(
+        "F407",
+        E,
+        "rule needs an outside provider the configuration does not define",
+        bad="f: if rcpt-to-group == 'engineers' { no-op(); }",
+        fixed="f: if rcpt-to == '@engineering' { no-op(); }",
+    ),
 )
 
 # --- W5xx: warnings --------------------------------------------------------------------------
@@ -349,7 +356,7 @@ _WARNINGS = (
     Code(
         "W504",
         W,
-        "rule needs an outside service that is not configured",
+        "rule needs an outside provider that is not configured (allowed by allow_unavailable)",
         bad='f: if spf-passed { no-op(); }',
         fixed="f: if subject == 'x' { no-op(); }",
     ),

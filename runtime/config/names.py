@@ -22,8 +22,10 @@ def config_from_env() -> str | None:
 
 
 def resource_names(config: GatewayConfig) -> ResourceNames:
-    """The quarantines, sending and encryption profiles, dictionaries, listeners and text resources of ``config``."""
+    """The quarantines, sending and encryption profiles, dictionaries, listeners and text
+    resources of ``config``, and the outside providers it defines (and allows to be missing)."""
     from filterlang.check import ResourceNames
+    from runtime.config.providers import configured_providers
 
     names = config.names()
     return ResourceNames(
@@ -33,6 +35,8 @@ def resource_names(config: GatewayConfig) -> ResourceNames:
         dictionaries=names["dictionary"],
         listeners=names["listener"],
         text_resources=names["text_resource"],
+        services=configured_providers(config),
+        allow_unavailable=config.allow_unavailable,
     )
 
 

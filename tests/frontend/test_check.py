@@ -45,18 +45,23 @@ def test_every_action_example_checks_clean(action: b.ActionSig) -> None:
     assert [d.code for d in check_source(source, "t.filter")] == []
 
 
-def test_outside_service_not_configured() -> None:
-    names = ResourceNames(services=frozenset({"DNS"}))
+def test_outside_provider_not_configured() -> None:
+    """A rule whose provider the configuration lacks is an error (F407), a warning (W504)
+    when allow_unavailable names the provider; dnslist needs only the resolver."""
+    names = ResourceNames(services=frozenset({"ldap"}), allow_unavailable={"dkim"})
     assert [d.code for d in check_source("f: if spf-passed { no-op(); }", "t", names=names)] == [
-        "W504"
+        "F407"
     ]
+    assert [d.code for d in check_source("f: if dkim-authentication == 'pass' { no-op(); }",
+                                         "t", names=names)] == ["W504"]
+    assert check_source("f: if rcpt-to-group == 'x' { no-op(); }", "t", names=names) == []
     assert check_source("f: if dnslist('zen.example') { no-op(); }", "t", names=names) == []
 
 
 @pytest.mark.parametrize("code", [c for c in CODES.values() if c.bad and c.code >= "F2"],
                          ids=lambda c: c.code)
 def test_code_examples(code: Code) -> None:
-    names = ResourceNames(quarantines={"Policy"}, services=frozenset())
+    names = ResourceNames(quarantines={"Policy"}, services=frozenset(), allow_unavailable={"spf"})
     assert code.code in {d.code for d in check_source(code.bad, "bad", names=names)}
     if code.fixed:
         assert check_source(code.fixed, "fixed", names=names) == []

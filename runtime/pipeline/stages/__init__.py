@@ -110,11 +110,16 @@ def _load_signers(config: GatewayConfig) -> tuple[dict[str, Signer], list[tuple[
 
 def _load_filters(paths: tuple[Path, ...], where: str, config: GatewayConfig) -> list[CFilter]:
     from filterlang.check import ResourceNames
+    from runtime.config.providers import configured_providers
 
     # encrypt('P') with a P the configuration does not define could only bounce every message
-    # it matches: an error here, at `serve --check` and start-up, with the filter's line.
+    # it matches, and a rule whose provider it does not define could only be false: errors
+    # here, at `serve --check` and start-up, with the filter's line (a provider listed in
+    # allow_unavailable is a warning, in the log).
     names = ResourceNames(encryption_profiles=frozenset(config.encryption_profiles),
-                          checked=frozenset({"encryption_profiles"}))
+                          checked=frozenset({"encryption_profiles"}),
+                          services=configured_providers(config),
+                          allow_unavailable=config.allow_unavailable)
     try:
         program = load_program(paths, names=names)
     except FilterLoadError as exc:
