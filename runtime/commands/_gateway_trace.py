@@ -23,6 +23,7 @@ from attrs import define, field
 from runtime.config.config import GatewayConfig
 from runtime.engine.plan import ActionPlan
 from runtime.engine.run import StageResult
+from runtime.engine.services import Services
 from runtime.mta import listener as lst
 from runtime.mta.dsn import RecipientStatus, build_dsn
 from runtime.mta.quarantine import Quarantines
@@ -98,9 +99,11 @@ class Gateway:
     router: Router
     quarantines: Quarantines | None  # only with --commit
     alerts: list[str] = field(factory=list)
+    recorded: Services | None = None  # --services: every message's answers, nothing asked
 
     @classmethod
-    def load(cls, config: GatewayConfig, *, commit: bool = False) -> Gateway:
+    def load(cls, config: GatewayConfig, *, commit: bool = False,
+             recorded: Services | None = None) -> Gateway:
         store = None if commit else dry_store(config.storage.keystore_url)
         alerts: list[str] = []
         ctx = load_context(config, store=store, alert=lambda kind, text: alerts.append(f"{kind}: {text}"))
@@ -109,7 +112,7 @@ class Gateway:
         quarantines = (Quarantines(config.storage.data_dir / "quarantine", frozenset(config.quarantines))
                        if commit else None)
         return cls(config, ctx, build_pipeline(stages_of(ctx)), Router(config.delivery, resolver, config.routes),
-                   quarantines, alerts)
+                   quarantines, alerts, recorded)
 
     def listener_name(self, given: str) -> str:
         if given:
@@ -216,7 +219,11 @@ def outline(data: bytes) -> str:
     return ctype
 
 
-def trace_message(gw: Gateway, s: Session, raw: bytes, name: str, n: int) -> MessageTrace:
+def trace_message(gw: Gateway, s: Session, raw: bytes, name: str, n: int,
+                  services: Services | None = None) -> MessageTrace:
+    """One message through the configured gateway. The providers it configures are asked as
+    the queue asks them, unless `services` (recorded answers: --services, a suite case's
+    `services`) or the gateway's own recorded ones stand in for them."""
     env, data, received = receive(gw, s, raw, n)
     if env is None:
         t = MessageTrace(name, StageResult(ActionPlan(), []), records=[received])
@@ -224,7 +231,9 @@ def trace_message(gw: Gateway, s: Session, raw: bytes, name: str, n: int) -> Mes
         t.bounce_reasons = {r: received.facts["refused"].get(r) or received.facts["problem"]
                             for r in s.rcpts}
         return t
-    t = run_recorded(gw.stages, env, data, name=name)
+    recorded = services if services is not None else gw.recorded
+    t = run_recorded(gw.stages, env, data, name=name, services=recorded,
+                     prepare=recorded is None)
     t.records.insert(0, received)
     for r, why in received.facts["refused"].items():
         t.recipients[r] = "refused"

@@ -18,8 +18,10 @@ from typing import Any
 from runtime.config.names import CONFIG_ENV, config_from_env
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.loader import FilterLoadError, load_program
+from runtime.engine.services import Services
 from runtime.pipeline.offline import simulate
 from runtime.pipeline.policies import PolicyError, load_policies
+from runtime.pipeline.recorded import RecordedError, read_recorded
 from runtime.pipeline.suite import CaseRunner, SuiteError, load_resources, run_suite
 from runtime.pipeline.trace import MessageTrace, dumps, to_text
 
@@ -58,6 +60,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one JSON object per message (with --suite: one per case)")
     p.add_argument("-o", "--out", "--output", dest="output", type=Path, metavar="DIR",
                    help="write each resulting message into DIR")
+    p.add_argument("--services", type=Path, metavar="FILE",
+                   help="recorded provider answers (TOML or JSON: authentication, ldap groups, "
+                        "dnslist, reputation), replayed instead of asking the configured "
+                        "servers; a provider the file leaves out is unavailable")
 
 
 def _is_message(p: Path) -> bool:
@@ -120,6 +126,19 @@ def _summary(traces: list[MessageTrace]) -> str:
     return "\n".join(rows)
 
 
+def _recorded(path: Path | None) -> tuple[bool, Services | None]:
+    """--services FILE: (usable, the recorded answers; None without it); not usable after
+    saying why on stderr."""
+    if path is None:
+        return True, None
+    try:
+        return True, read_recorded(path)
+    except RecordedError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: --services: {line}", file=sys.stderr)
+        return False, None
+
+
 def _suite_gateway(config_path: Path) -> CaseRunner:
     """A `config = "gateway.toml"` suite: each case through the configured gateway."""
     from runtime.commands._gateway_trace import Gateway, Session, trace_message
@@ -132,7 +151,8 @@ def _suite_gateway(config_path: Path) -> CaseRunner:
         raise SuiteError(f"{config_path}: {exc}") from None
     count = [0]
 
-    def trace_case(case: dict[str, Any], raw: bytes, name: str) -> MessageTrace:
+    def trace_case(case: dict[str, Any], raw: bytes, name: str,
+                   services: Services | None) -> MessageTrace:
         count[0] += 1
         session = Session(str(case.get("remote_ip", "127.0.0.1")), str(case.get("helo", "localhost")),
                           str(case.get("listener", "")),
@@ -140,7 +160,7 @@ def _suite_gateway(config_path: Path) -> CaseRunner:
                           [str(r) for r in case.get("rcpt", ["rcpt@example.com"])],
                           str(case.get("auth_user", "")), bool(case.get("tls", False)),
                           str(case.get("tls_client_subject", "")))
-        return trace_message(gw, session, raw, name, count[0])
+        return trace_message(gw, session, raw, name, count[0], services)
 
     return trace_case
 
@@ -220,8 +240,11 @@ def _run_config(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"error: --remote-ip {args.remote_ip!r} is not an IP address", file=sys.stderr)
         return 2
+    usable, recorded = _recorded(args.services)
+    if not usable:
+        return 2
     try:
-        gw = Gateway.load(config, commit=args.commit)
+        gw = Gateway.load(config, commit=args.commit, recorded=recorded)
     except StageSetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -282,6 +305,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for w in program.warnings:
         print(w, file=sys.stderr)
+    usable, recorded = _recorded(args.services)
+    if not usable:
+        return 2
     env = Envelope.simple(args.mail_from, args.rcpt or ["rcpt@example.com"])
     conn = Connection(remote_ip=args.remote_ip, listener=args.listener,
                       sender_group=args.sender_group, auth_user=args.auth_user,
@@ -304,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {path}: cannot read: {exc.strerror}", file=sys.stderr)
             return 2
         t = simulate(raw, env, filters=filters, connection=conn, smime=smime, policies=policies,
-                     resources=resources, name=str(path))
+                     resources=resources, services=recorded, name=str(path))
         traces.append(t)
         if args.json:
             print(dumps(t))

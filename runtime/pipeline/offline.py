@@ -7,6 +7,7 @@ the trace, a view of the stages' records. Nothing decides here what the stages d
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,14 @@ from runtime.engine.resources import Resources
 from runtime.engine.run import OnError
 from runtime.engine.services import Services
 from runtime.pipeline.envelope import Envelope
-from runtime.pipeline.flow import InFlight, RetryLater, Stage, build_pipeline, run_pipeline
+from runtime.pipeline.flow import (
+    InFlight,
+    RetryLater,
+    Stage,
+    build_pipeline,
+    prepare_pipeline,
+    run_pipeline,
+)
 from runtime.pipeline.outcome import settle
 from runtime.pipeline.policies import Policies, PolicyTable
 from runtime.pipeline.stages import StageContext, stages_of
@@ -98,10 +106,18 @@ def pipeline_envelope(envelope: CtxEnvelope, connection: Connection) -> Envelope
 
 
 def run_recorded(stages: tuple[Stage, ...], envelope: Envelope, data: bytes, *,
-                 smime: SmimeState | None = None, name: str = "<message>") -> MessageTrace:
+                 smime: SmimeState | None = None, name: str = "<message>",
+                 services: Services | None = None, prepare: bool = False) -> MessageTrace:
     """Run the stages on one message, recording what each did; the trace of that run.
-    `smime` stands for an inbound S/MIME result the configuration does not produce itself."""
+    `smime` stands for an inbound S/MIME result the configuration does not produce itself.
+    `services`: recorded provider answers, used instead of asking; else with `prepare` the
+    stages ask the configured providers first, as the queue does (SPF, DKIM, DMARC, DNS
+    lists, reputation, LDAP groups)."""
     msg = InFlight(envelope, data, records=[], smime=smime or SmimeState())
+    if services is not None:
+        msg.services = services
+    elif prepare and any(hasattr(st, "prepare") for st in stages):
+        asyncio.run(prepare_pipeline(stages, msg))
     try:
         run_pipeline(stages, msg)
     except RetryLater as exc:

@@ -17,6 +17,10 @@
     authentication = {spf = "Fail", dkim = "none", dmarc = "Fail", dmarc_policy = "reject"}
                                          # the SPF/DKIM/DMARC results the gateway would find
                                          # (optional; without it those rules are unavailable)
+    services = "answers.toml"            # or a table: recorded provider answers (LDAP groups,
+                                         # DNS lists, reputation, authentication), replayed
+                                         # instead of asking (runtime.pipeline.recorded); in
+                                         # config suites too
     [case.expect]
     matched = ["too_big"]                # exactly these filters matched (optional)
     not_matched = ["x"]                  # or: these did not
@@ -56,6 +60,7 @@ from runtime.engine.resources import Dictionary, Resources
 from runtime.engine.services import Services
 from runtime.pipeline.offline import simulate
 from runtime.pipeline.policies import Policies, load_policies
+from runtime.pipeline.recorded import RecordedError, load_recorded, read_recorded
 from runtime.pipeline.trace import MessageTrace
 
 log = logging.getLogger(__name__)
@@ -77,7 +82,7 @@ SUITE_KEYS = ("filters", "config", "resources", "incoming_policies", "outgoing_p
               "policies", "case")
 # What a case of a `config = ...` suite may say: the configuration decides the rest.
 SESSION_KEYS = ("name", "message", "raw", "mail_from", "rcpt", "remote_ip", "helo", "listener",
-                "auth_user", "tls", "tls_client_subject", "expect")
+                "auth_user", "tls", "tls_client_subject", "services", "expect")
 CASE_KEYS = (*SESSION_KEYS, "direction", "smime_state", "sender_group", "authentication",
              "scanning")
 EXPECT_KEYS = ("matched", "not_matched", "final", "recipients", "headers_present",
@@ -225,9 +230,9 @@ def _check_keys(path: Path, data: dict[str, Any]) -> None:
 
 
 # A configured gateway for `config = "..."` suites: given the config file, a function that
-# traces one case (its fields, the message, its name). The command line supplies it: it needs
+# traces one case (its fields, the message, its name, the provider answers it states). The command line supplies it: it needs
 # the mail server's listener and router, which this layer does not import.
-CaseRunner = Callable[[dict[str, Any], bytes, str], MessageTrace]
+CaseRunner = Callable[[dict[str, Any], bytes, str, Services | None], MessageTrace]
 GatewayLoader = Callable[[Path], CaseRunner]
 
 
@@ -261,7 +266,8 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
         configured: list[CaseResult] = []
         for i, case in enumerate(data.get("case", [])):
             name = str(case.get("name", f"case {i + 1}"))
-            t = trace_case(case, _case_message(path, base, case, name), name)
+            t = trace_case(case, _case_message(path, base, case, name), name,
+                           case_services(path, base, case, name))
             configured.append(CaseResult(str(path), name, tuple(_check(case, t, base)), t))
         return configured
     files = data.get("filters", [])
@@ -305,56 +311,32 @@ def run_suite(path: Path, *, warn: Callable[[str], None] | None = None,
         except ValueError as exc:
             raise SuiteError(f"{path}: case {name!r}: {exc}") from None
         services = _stated_scanning(path, name, case.get("scanning"),
-                                    _stated_authentication(path, name, case.get("authentication")))
+                                    case_services(path, base, case, name))
         t = simulate(raw, env, filters=filters, connection=conn, smime=smime,
                      policies=policies, resources=resources, services=services, name=name)
         results.append(CaseResult(str(path), name, tuple(_check(case, t, base)), t))
     return results
 
 
-@frozen
-class StatedAuth:
-    """The authentication results a suite case states (`authentication = {...}`), as the
-    gateway's checks would have found them (runtime.engine.services.AuthProvider)."""
-
-    spf_result: str = "None"
-    spf_helo: str = "None"
-    dkim_result: str = "none"
-    dmarc_result: str = "None"
-    policy: str = "none"
-
-    def spf(self, identity: str) -> str:
-        return self.spf_helo if identity.strip().lower() == "helo" else self.spf_result
-
-    def dkim(self) -> str:
-        return self.dkim_result
-
-    def dmarc(self) -> str:
-        return self.dmarc_result
-
-    def dmarc_policy(self) -> str:
-        return self.policy
-
-
-_STATED = {"spf": "spf_result", "spf_helo": "spf_helo", "dkim": "dkim_result",
-           "dmarc": "dmarc_result", "dmarc_policy": "policy"}
-
-
-def _stated_authentication(path: Path, name: str, table: object) -> Services | None:
-    if table is None:
-        return None
-    if not isinstance(table, dict):
-        raise SuiteError(f"{path}: case {name!r}: authentication must be a table, e.g. "
-                         "{spf = 'Pass', dkim = 'pass', dmarc = 'Pass', dmarc_policy = 'none'}")
-    values: dict[str, str] = {}
-    for key, value in table.items():
-        if key not in _STATED:
-            raise SuiteError(f"{path}: case {name!r}: authentication.{key}: unknown key; "
-                             f"use {', '.join(_STATED)}")
-        if not isinstance(value, str):
-            raise SuiteError(f"{path}: case {name!r}: authentication.{key} must be a string")
-        values[_STATED[key]] = value
-    return Services(auth=StatedAuth(**values))
+def case_services(path: Path, base: Path, case: dict[str, Any], name: str) -> Services | None:
+    """The provider answers a case states: `services` (a file beside the suite, or a table;
+    runtime.pipeline.recorded) and `authentication` (the results of SPF, DKIM and DMARC)."""
+    where = f"{path}: case {name!r}: "
+    try:
+        services = None
+        given = case.get("services")
+        if isinstance(given, str):
+            services = read_recorded(base / given)
+        elif given is not None:
+            services = load_recorded(given, where + "services.")
+        if "authentication" in case:
+            if services is not None and services.auth is not None:
+                raise RecordedError(f"{where}authentication: also given in services; keep one")
+            auth = load_recorded({"authentication": case["authentication"]}, where).auth
+            services = attrs.evolve(services, auth=auth) if services else Services(auth=auth)
+    except RecordedError as exc:
+        raise SuiteError(str(exc)) from None
+    return services
 
 
 _SCAN_KEYS: dict[str, type | tuple[type, ...]] = {

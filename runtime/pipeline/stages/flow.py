@@ -10,6 +10,7 @@ from attrs import define
 from runtime.engine.fieldline import field
 from runtime.engine.providers.auth import strip_ours
 from runtime.pipeline.flow import InFlight
+from runtime.pipeline.recorded import summary
 from runtime.pipeline.stages import StageContext
 from smime.mime import strip_status_headers
 
@@ -50,12 +51,17 @@ class MailFlow:
         msg.direction = self._direction(msg)
         before = len(msg.data)
         msg.data = strip_status_headers(msg.data, (STATUS_HEADER.decode(),))
+        removed = len(msg.data) != before  # (before our Authentication-Results goes on)
         self._authentication_results(msg)
         if msg.recording:
+            # What each provider answered (or the recorded answers replayed), as the filters
+            # are given them: `filterlang test -c` shows it.
+            services = msg.services if msg.services is not None else self.ctx.services
             msg.record(self.name, f"mail flow policy {msg.envelope.policy or '(none)'}: "
                        f"{msg.direction}", policy=msg.envelope.policy,
                        action=policy.action if policy else None, direction=msg.direction,
-                       status_headers_removed=len(msg.data) != before, data=msg.data)
+                       status_headers_removed=removed, data=msg.data,
+                       services=summary(services))
 
     def _authentication_results(self, msg: InFlight) -> None:
         """RFC 8601 5: arriving Authentication-Results that claim our authserv-id go (they
