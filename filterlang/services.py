@@ -27,6 +27,9 @@ RULE_PROVIDERS: dict[str, str] = {
     "url-no-reputation": "url",
     "url-category": "url",
     "forged-email-detection": "forged",
+    "spam-verdict": "antispam",
+    "spam-score": "antispam",
+    "virus-verdict": "antivirus",
 }
 
 #: Where gateway.toml defines each provider (the hint of F407).
@@ -36,6 +39,8 @@ PROVIDER_SETUP: dict[str, str] = {
     "spf": "[authentication] with spf = true",
     "dkim": "[authentication] with dkim = true",
     "dmarc": "[authentication] with dmarc = true",
+    "antispam": "[antispam] with rspamd",
+    "antivirus": "[antivirus] with clamd",
 }
 
 #: Every provider name, for `allow_unavailable` (a name not here is a typo).

@@ -19,6 +19,8 @@ PROVIDERS: dict[str, Callable[[GatewayConfig], bool]] = {
     "spf": lambda c: c.authentication is not None and c.authentication.spf,
     "dkim": lambda c: c.authentication is not None and c.authentication.dkim,
     "dmarc": lambda c: c.authentication is not None and c.authentication.dmarc,
+    "antispam": lambda c: c.antispam is not None,
+    "antivirus": lambda c: c.antivirus is not None,
 }
 
 

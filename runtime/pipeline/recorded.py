@@ -9,6 +9,11 @@ A TOML or JSON file (or a suite case's inline table) with any of::
     ldap = {engineers = ["alice@example.org"], sales = []}   # group -> its members
     dnslist = {"zen.example" = "127.0.0.2", "bl.example" = ""}  # zone -> code ("": not listed)
     reputation = -7.5                                          # the connecting IP's score
+    scanning = {spam = "spam", spam_score = 15, virus = "infected", virus_name = "Eicar"}
+
+Recorded scanner verdicts reach the content filters (spam-verdict, spam-score,
+virus-verdict, $SpamScore ...); the mail policies' spam_action and virus_action act on what
+a configured scanner answers.
 
 A provider the file does not mention stays unavailable (its rules are false, and say so in
 the trace), as in a gateway that does not define it. Every key is checked: a misspelt one is
@@ -26,9 +31,10 @@ from typing import Any
 from attrs import field, frozen
 
 from runtime.config.schema import unknown_keys
+from runtime.engine.providers.scanners import SpamVerdict, VirusVerdict
 from runtime.engine.services import Services
 
-RECORDED_KEYS = ("authentication", "ldap", "dnslist", "reputation")
+RECORDED_KEYS = ("authentication", "ldap", "dnslist", "reputation", "scanning")
 AUTH_KEYS = {"spf": "spf_result", "spf_helo": "spf_helo", "dkim": "dkim_result",
              "dmarc": "dmarc_result", "dmarc_policy": "policy"}
 
@@ -113,6 +119,33 @@ def _auth(table: object, where: str) -> StatedAuth:
     return StatedAuth(**values)
 
 
+SCAN_KEYS: dict[str, type | tuple[type, ...]] = {
+    "spam": str, "spam_score": (int, float), "virus": str, "virus_name": str}
+
+
+def scanning(table: object, where: str) -> tuple[SpamVerdict | None, VirusVerdict | None]:
+    """`{spam = "spam", spam_score = 15, virus = "infected", virus_name = "X"}`: what Rspamd
+    and clamd would have answered (a verdict not stated stays unavailable)."""
+    example = "{spam = 'spam', spam_score = 15, virus = 'infected', virus_name = 'Eicar'}"
+    if not isinstance(table, dict):
+        raise RecordedError(f"{where}scanning must be a table, e.g. {example}")
+    for key, value in table.items():
+        kind = SCAN_KEYS.get(key)
+        if kind is None:
+            raise RecordedError(f"{where}scanning.{key}: unknown key; use {', '.join(SCAN_KEYS)}")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise RecordedError(f"{where}scanning.{key} must be "
+                                f"{'a number' if key == 'spam_score' else 'a string'}, e.g. {example}")
+    spam = virus = None
+    if "spam" in table or "spam_score" in table:
+        spam = SpamVerdict(str(table.get("spam", "ham")), float(table.get("spam_score", 0.0)),
+                           "stated")
+    if "virus" in table or "virus_name" in table:
+        virus = VirusVerdict(str(table.get("virus", "infected" if table.get("virus_name")
+                                           else "clean")), str(table.get("virus_name", "")))
+    return spam, virus
+
+
 def load_recorded(data: object, where: str) -> Services:
     """Services answering from `data` (a parsed file or table); `where` prefixes every
     message ("answers.toml: " or "suite.toml: case 'x': services.")."""
@@ -148,6 +181,8 @@ def load_recorded(data: object, where: str) -> Services:
             raise RecordedError(f"{where}reputation: must be a score from -10 to 10, "
                                 f"not {score!r}")
         services.reputation = RecordedScore(float(score))
+    if "scanning" in data:
+        services.spam, services.virus = scanning(data["scanning"], where)
     return services
 
 

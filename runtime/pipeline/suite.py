@@ -55,12 +55,11 @@ from runtime.config.schema import unknown_keys
 from runtime.engine import rx
 from runtime.engine.context import Connection, Envelope, SmimeState
 from runtime.engine.loader import FilterLoadError, load_program
-from runtime.engine.providers.scanners import SpamVerdict, VirusVerdict
 from runtime.engine.resources import Dictionary, Resources
 from runtime.engine.services import Services
 from runtime.pipeline.offline import simulate
 from runtime.pipeline.policies import Policies, load_policies
-from runtime.pipeline.recorded import RecordedError, load_recorded, read_recorded
+from runtime.pipeline.recorded import RecordedError, load_recorded, read_recorded, scanning
 from runtime.pipeline.trace import MessageTrace
 
 log = logging.getLogger(__name__)
@@ -339,33 +338,14 @@ def case_services(path: Path, base: Path, case: dict[str, Any], name: str) -> Se
     return services
 
 
-_SCAN_KEYS: dict[str, type | tuple[type, ...]] = {
-    "spam": str, "spam_score": (int, float), "virus": str, "virus_name": str}
-
-
 def _stated_scanning(path: Path, name: str, table: object, services: Services | None
                      ) -> Services | None:
-    """`scanning = {spam = "spam", spam_score = 15, virus = "infected", virus_name = "X"}`:
-    what Rspamd and clamd would have answered, for content filters on spam-verdict,
-    spam-score and virus-verdict (a verdict not stated stays unavailable)."""
+    """A case's `scanning = {...}` (runtime.pipeline.recorded.scanning): what Rspamd and
+    clamd would have answered."""
     if table is None:
         return services
-    example = "{spam = 'spam', spam_score = 15, virus = 'infected', virus_name = 'Eicar'}"
-    if not isinstance(table, dict):
-        raise SuiteError(f"{path}: case {name!r}: scanning must be a table, e.g. {example}")
-    for key, value in table.items():
-        kind = _SCAN_KEYS.get(key)
-        if kind is None:
-            raise SuiteError(f"{path}: case {name!r}: scanning.{key}: unknown key; "
-                             f"use {', '.join(_SCAN_KEYS)}")
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise SuiteError(f"{path}: case {name!r}: scanning.{key} must be "
-                             f"{'a number' if key == 'spam_score' else 'a string'}, e.g. {example}")
-    spam = virus = None
-    if "spam" in table or "spam_score" in table:
-        spam = SpamVerdict(str(table.get("spam", "ham")), float(table.get("spam_score", 0.0)),
-                           "stated")
-    if "virus" in table or "virus_name" in table:
-        virus = VirusVerdict(str(table.get("virus", "infected" if table.get("virus_name")
-                                           else "clean")), str(table.get("virus_name", "")))
+    try:
+        spam, virus = scanning(table, f"{path}: case {name!r}: ")
+    except RecordedError as exc:
+        raise SuiteError(str(exc)) from None
     return attrs.evolve(services or Services(), spam=spam, virus=virus)

@@ -231,3 +231,40 @@ def test_test_c_with_the_directory_down_is_a_tempfail(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "alice@b.example: tempfail" in out.stdout, out.stdout
     assert "did not answer" in out.stdout, out.stdout
+
+
+SCAN_FILTERS = """\
+spam_tag: if spam-verdict == 'spam' and spam-score > 5 {
+    insert-header('X-Spam-Seen', '$SpamScore');
+}
+virus_drop: if virus-verdict == 'infected' {
+    insert-header('X-Virus-Seen', '$VirusName');
+}
+"""
+
+
+def test_scanner_rules_need_their_scanners_and_replay_recorded_verdicts(tmp_path: Path) -> None:
+    """spam-verdict and virus-verdict without [antispam] / [antivirus] are F407 like any rule
+    whose provider is missing; recorded verdicts (`scanning` in --services) reach the content
+    filter that tests them."""
+    cfg = gateway(tmp_path)
+    (tmp_path / "scan.filter").write_text(SCAN_FILTERS)
+    with cfg.open("a") as out:
+        out.write('[incoming_policies.everyone]\nrecipients = ["@b.example"]\n'
+                  'content_filters = ["scan.filter"]\n')
+    lint = cli("lint", "--config", cfg, tmp_path / "scan.filter")
+    assert lint.returncode == 1
+    assert "'spam-verdict' needs the antispam provider" in lint.stdout + lint.stderr
+    assert "'virus-verdict' needs the antivirus provider" in lint.stdout + lint.stderr
+    (tmp_path / "answers.toml").write_text(
+        'scanning = {spam = "spam", spam_score = 12.5, virus = "infected", '
+        'virus_name = "Eicar-Test"}\n')
+    out = cli("test", tmp_path / "scan.filter", tmp_path / "m.eml", "--rcpt", "alice@b.example",
+              "--services", tmp_path / "answers.toml", "--json")
+    assert out.returncode == 0, out.stderr
+    trace = json.loads(out.stdout)
+    assert {f["name"] for f in trace["filters"] if f["matched"]} == {"spam_tag", "virus_drop"}
+    (tmp_path / "bad.toml").write_text('scanning = {spam_scor = 3}\n')
+    out = cli("test", tmp_path / "scan.filter", tmp_path / "m.eml", "--services",
+              tmp_path / "bad.toml")
+    assert out.returncode == 2 and "scanning.spam_scor: unknown key" in out.stderr, out.stderr

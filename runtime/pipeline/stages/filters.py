@@ -21,8 +21,7 @@ from runtime.engine.context import Connection, MessageContext, Recipient
 from runtime.engine.context import Envelope as CtxEnvelope
 from runtime.engine.plan import ActionPlan, PlannedAction
 from runtime.engine.run import OnError, StageResult, run_filters
-from runtime.engine.services import Services
-from runtime.engine.services import TemporaryFailure
+from runtime.engine.services import Services, TemporaryFailure
 from runtime.pipeline.flow import (
     BOUNCE,
     COPIED,
