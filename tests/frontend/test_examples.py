@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,14 @@ def test_examples_are_in_canonical_layout(capsys: pytest.CaptureFixture[str]) ->
 def test_examples_name_only_what_the_example_configuration_defines(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # Strict, but for W504: the example gateway runs no SPF, DMARC, reputation or scanners,
+    # and says so in allow_unavailable, so their rules are warned about and nothing else is.
     config = EXAMPLES.parent / "gateway.toml"
-    assert main(["lint", "--strict", "--config", str(config), str(EXAMPLES)]) == 0, (
-        capsys.readouterr().out
-    )
+    main(["lint", "--json", "--config", str(config), str(EXAMPLES)])
+    found = json.loads(capsys.readouterr().out)
+    assert [d for d in found if d["severity"] != "note" and d["code"] != "W504"] == [], found
+    assert {d["message"].split("'")[1] for d in found if d["code"] == "W504"} >= {
+        "spam-verdict", "dmarc-status"}
 
 
 def test_every_example_file_has_a_suite_case() -> None:

@@ -78,6 +78,8 @@ def test_lint_config_names_reach_the_checker(
             dictionaries={"MacroKeys"},
             listeners={"Outbound"},
             text_resources={"legal_disclaimer", "external_warning"},
+            services=frozenset(),
+            allow_unavailable={"spf", "dmarc", "reputation", "antispam", "antivirus"},
         )
     ]
 
