@@ -140,9 +140,15 @@ class MailFlowPolicy:
     max_message_size: int = 20 * 1024 * 1024
     max_recipients: int = 100
     max_messages_per_hour: int = 0  # 0: unlimited
-    # Concurrent connections from one client IP (per listener process; 0: unlimited), as
-    # AsyncOS's host access table has it; more are answered 421 4.7.0 at connect.
+    # Concurrent connections from one client IP (0: unlimited), as AsyncOS's host access table
+    # has it, counted over every listener process; more are answered 421 4.7.0 at connect.
     max_connections_per_ip: int = 50
+    # MAIL commands one connection may give (0: unlimited); past it 421 4.7.0 and the close.
+    max_messages_per_connection: int = 0
+    # Recipients accepted per hour from one client IP, and for one envelope sender whatever
+    # its IP (0: unlimited); past either 452 4.7.0 at RCPT.
+    max_recipients_per_hour: int = 0
+    max_recipients_per_hour_per_sender: int = 0
     smime_decrypt_verify: bool = False
     smime_signature: str = "retain"  # retain|remove
     harvest: bool = False
@@ -631,6 +637,9 @@ def _policy(name: str, t: Table) -> MailFlowPolicy:
         max_recipients=t.integer("max_recipients", 100, minimum=1),
         max_messages_per_hour=t.integer("max_messages_per_hour", 0),
         max_connections_per_ip=t.integer("max_connections_per_ip", 50),
+        max_messages_per_connection=t.integer("max_messages_per_connection", 0),
+        max_recipients_per_hour=t.integer("max_recipients_per_hour", 0),
+        max_recipients_per_hour_per_sender=t.integer("max_recipients_per_hour_per_sender", 0),
         smime_decrypt_verify=t.flag("smime_decrypt_verify", False),
         smime_signature=t.choice("smime_signature", ("retain", "remove"), "retain"),
         harvest=t.flag("harvest", False),

@@ -1,8 +1,9 @@
 """Concurrent-connection caps of a listener process, and what happens at their edges.
 
 The host access table's mail flow policy gives a per-IP cap (`max_connections_per_ip`, as
-AsyncOS's "max. concurrent connections from a single IP"), the listener a global one
-(`max_connections`, shared out among the listener processes). Past either, a client is
+AsyncOS's "max. concurrent connections from a single IP", counted for all listener processes
+together in runtime/mta/hostlimits.py), the listener a global one (`max_connections`, shared
+out among the listener processes). Past either, a client is
 answered `421 4.7.0` at connect and the connection closed, before aiosmtpd makes a session
 for it. The caps also stay below the process's descriptor limit (raised to its hard limit at
 start), so a flood of idle connections meets 421 rather than EMFILE; if accept() runs out of
@@ -26,11 +27,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from runtime.mta import memtrim
+from runtime.mta.hostlimits import HostCounters, ip_key
 
 log = logging.getLogger("filterlang.smtp")
 
 TOO_MANY = "421 4.7.0 Too many connections, try again later"
-TOO_MANY_FROM_IP = "421 4.7.0 Too many connections from your address, try again later"
+TOO_MANY_FROM_IP = ("421 4.7.0 Too many connections from your address "
+                    "(max_connections_per_ip={limit}), try again later")
 FD_MARGIN = 64  # descriptors kept for spool files, syncs and the process's own needs
 BURST = 256  # connections: a peak this high is followed by giving memory back
 OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -54,41 +57,44 @@ def _open_descriptors() -> int:
 
 
 class ConnectionLimits:
-    """Open connections of this process, per listener and per client IP."""
+    """Open connections of this process per listener, and per client IP in all of them."""
 
     def __init__(self, caps: Mapping[str, int], share: int = 1,
-                 descriptors: int | None = None) -> None:
+                 descriptors: int | None = None, counters: HostCounters | None = None,
+                 region: int = 0) -> None:
         # A listener's cap is for the host: each of `share` listener processes takes its part.
         self.caps = {name: max(1, -(-cap // max(1, share))) for name, cap in caps.items()}
         limit = raise_descriptor_limit() if descriptors is None else descriptors
         self.room = max(1, limit - _open_descriptors() - FD_MARGIN)
         self.total = 0
         self._per_listener: dict[str, int] = {}
-        self._per_ip: dict[str, int] = {}
         self._peak = 0
+        # The per-IP counts, shared with the other listener processes of `serve` (which
+        # made `counters` before forking this one and gave it `region`), else this one's own.
+        self.counters = counters if counters is not None else HostCounters(regions=1)
+        self.region = region
 
-    def admit(self, listener: str, ip: str, per_ip: int) -> str | None:
-        """Count a new connection in, or the 421 reply that refuses it (nothing counted)."""
+    def admit(self, listener: str, ip: str, per_ip: int) -> tuple[str | None, int | None]:
+        """Count a new connection in: (None, the ticket for `release`), or (the 421 reply
+        that refuses it, None) with nothing counted."""
         here = self._per_listener.get(listener, 0)
         if here >= self.caps.get(listener, self.room) or self.total >= self.room:
-            return TOO_MANY
-        from_ip = self._per_ip.get(ip, 0)
-        if per_ip and from_ip >= per_ip:
-            return TOO_MANY_FROM_IP
+            return TOO_MANY, None
+        ticket = None
+        if per_ip:  # 0: no cap, and nothing to count
+            ticket = self.counters.connect(ip_key(ip), per_ip, self.region)
+            if ticket == -1:
+                return TOO_MANY_FROM_IP.format(limit=per_ip), None
         self._per_listener[listener] = here + 1
-        self._per_ip[ip] = from_ip + 1
         self.total += 1
         self._peak = max(self._peak, self.total)
-        return None
+        return None, ticket
 
-    def release(self, listener: str, ip: str) -> None:
+    def release(self, listener: str, ticket: int | None) -> None:
         self.total -= 1
         self._per_listener[listener] -= 1
-        left = self._per_ip[ip] - 1
-        if left:
-            self._per_ip[ip] = left
-        else:
-            del self._per_ip[ip]  # a table of every IP ever seen would grow without end
+        if ticket is not None:
+            self.counters.disconnect(ticket, self.region)
         if self._peak >= BURST and self.total <= self._peak // 4:
             # Most of a burst has gone: give its memory back (transports, buffers, sessions).
             self._peak = self.total

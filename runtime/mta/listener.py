@@ -48,6 +48,7 @@ from runtime.mta import memtrim
 from runtime.mta.connlimits import ConnectionLimits
 from runtime.mta.diskspace import FreeSpace
 from runtime.mta.groupcommit import GroupCommit
+from runtime.mta.hostlimits import MESSAGES, RECIPIENTS, HostCounters, ip_key, sender_key
 from runtime.mta.spool import Envelope, Spool, SpoolError
 
 log = logging.getLogger("filterlang.smtp")
@@ -73,7 +74,18 @@ TEMP_SPOOL_ERROR = "451 4.3.1 Queue write failed, try again later"
 DISK_LOW = "452 4.3.1 Insufficient system storage, try again later"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
 RELAY_DENIED = "550 5.7.1 Relaying denied"
-RATE_LIMITED = "421 4.7.0 Rate limit exceeded, try again later"
+# The host access table's rates and per-connection cap, each reply naming the policy's key
+# that refused (AsyncOS names its limits in the reply too): 452 at MAIL or RCPT keeps the
+# session (the client tries that message or recipient again later); past the messages of one
+# connection the client is told to reconnect (421, as Exim's smtp_accept_max_per_connection).
+MESSAGES_PER_HOUR = ("452 4.7.0 Too many messages this hour from your address "
+                     "(max_messages_per_hour={limit})")
+RECIPIENTS_PER_HOUR = ("452 4.7.0 Too many recipients this hour from your address "
+                       "(max_recipients_per_hour={limit})")
+RECIPIENTS_PER_SENDER = ("452 4.7.0 Too many recipients this hour from this sender "
+                         "(max_recipients_per_hour_per_sender={limit})")
+MESSAGES_PER_CONNECTION = ("421 4.7.0 Too many messages in this connection "
+                           "(max_messages_per_connection={limit}), send the rest on a new one")
 SESSION_TIMEOUT = "421 4.4.2 Session time limit exceeded, closing connection"
 POLICY_REJECT = "554 5.7.1 Access denied"
 MESSAGE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
@@ -221,25 +233,6 @@ class AuthFailures:
 # and at most two at once, so a flood of AUTH attempts costs a bounded amount of memory and
 # never holds up the default executor that large spool writes use.
 _VERIFY = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="smtp-auth")
-
-
-class RateLimiter:
-    """Messages per hour per client IP (in this process; a sliding window)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, deque[float]] = defaultdict(deque)
-
-    def allow(self, ip: str, per_hour: int) -> bool:
-        if per_hour <= 0:
-            return True
-        now = time.monotonic()
-        q = self._seen[ip]
-        while q and q[0] < now - 3600:
-            q.popleft()
-        if len(q) >= per_hour:
-            return False
-        q.append(now)
-        return True
 
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -437,7 +430,9 @@ class GatewaySMTP(SMTP):
         self._gw_handler = handler
         self._gw_listener = listener
         self._deadline: asyncio.TimerHandle | None = None
-        self._counted_ip: str | None = None  # admitted by the connection caps, from this IP
+        self._admitted = False  # counted in by the connection caps
+        self._ticket: int | None = None  # its place in the shared per-IP counts, if any
+        self._mails = 0  # MAIL commands accepted in this session
         self.raw_params: list[str] | None = None
         self.line_length_limit = listener.max_line_length + 1
         self._held_lines: list[bytes] = []  # a multi-line reply's lines until its last
@@ -622,8 +617,19 @@ class GatewaySMTP(SMTP):
     # (@syntax as on aiosmtpd's own methods: HELP lists only commands that carry it.)
     @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str) -> None:
+        assert self.session is not None and self.envelope is not None
+        limit = _policy(self.session).max_messages_per_connection
+        if limit and self._mails >= limit:
+            # Counted in MAIL commands accepted, as Exim counts them: a client cannot get
+            # round it with RSET.
+            await self.push(MESSAGES_PER_CONNECTION.format(limit=limit))
+            if self.transport is not None:
+                self.transport.close()
+            return
         self.raw_params = _raw_params(arg)
         await super().smtp_MAIL(arg)
+        if self.envelope.mail_from is not None:
+            self._mails += 1
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_RCPT(self, arg: str) -> None:
@@ -791,15 +797,15 @@ class GatewaySMTP(SMTP):
         if policy.action == "TCPREFUSE":
             transport.close()
             return
-        refusal = self._gw_handler.limits.admit(self._gw_listener.name, ip,
-                                                policy.max_connections_per_ip)
+        refusal, ticket = self._gw_handler.limits.admit(self._gw_listener.name, ip,
+                                                        policy.max_connections_per_ip)
         if refusal is not None:
             # Past a connection cap: the reply and the close, no session made for it.
             assert isinstance(transport, asyncio.WriteTransport)
             transport.write(refusal.encode("ascii") + b"\r\n")
             transport.close()
             return
-        self._counted_ip = ip
+        self._admitted, self._ticket = True, ticket
         super().connection_made(transport)
         assert self.session is not None
         self.session.policy = policy  # type: ignore[attr-defined]
@@ -826,10 +832,10 @@ class GatewaySMTP(SMTP):
                     self.transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
-        if self._counted_ip is None:
+        if not self._admitted:
             return  # refused at connect (or already lost): aiosmtpd never had a session
-        self._gw_handler.limits.release(self._gw_listener.name, self._counted_ip)
-        self._counted_ip = None
+        self._gw_handler.limits.release(self._gw_listener.name, self._ticket)
+        self._admitted, self._ticket = False, None
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
@@ -844,6 +850,10 @@ def _auth_user(session: Session) -> str:
     return str(getattr(session, "auth_user", "")) if session.authenticated else ""
 
 
+def _peer_key(session: Session) -> bytes:
+    return ip_key(str(session.peer[0]) if session.peer else "")
+
+
 class GatewayHandler:
     """aiosmtpd handler hooks: policy checks at MAIL/RCPT, durable enqueue at DATA."""
 
@@ -851,13 +861,15 @@ class GatewayHandler:
         return []  # see GatewaySMTP.__dir__: aiosmtpd takes `hooks` instead
 
     def __init__(self, config: GatewayConfig, spool: Spool, on_queued: Any = None,
-                 processes: int = 1) -> None:
+                 processes: int = 1, counters: HostCounters | None = None,
+                 region: int = 0) -> None:
         self.config = config
-        # `processes`: listener processes sharing the listeners' connection caps.
+        # `processes`: listener processes sharing the listeners' connection caps; `counters`
+        # (and this process's `region` in them): the host access table's counts they share.
         self.limits = ConnectionLimits({lst.name: lst.max_connections for lst in config.listeners},
-                                       share=processes)
+                                       share=processes, counters=counters, region=region)
+        self.counters = self.limits.counters
         self.spool = spool
-        self.rates = RateLimiter()
         self.auth_failures = AuthFailures(share=processes)
         # Each submission listener's users file, read once here and again when it changes.
         self.users = {lst.name: UsersFile(lst.users_file) for lst in config.listeners
@@ -906,8 +918,9 @@ class GatewayHandler:
                     return MESSAGE_TOO_BIG
         if not self.space.enough(declared):
             return DISK_LOW
-        if not self.rates.allow(str(session.peer[0]) if session.peer else "", policy.max_messages_per_hour):
-            return RATE_LIMITED
+        limit = policy.max_messages_per_hour
+        if limit and self.counters.take([(_peer_key(session), MESSAGES, limit)]) is not None:
+            return MESSAGES_PER_HOUR.format(limit=limit)
         envelope.mail_from = address
         envelope.mail_options.extend(o for o in _keep_case(server, options)
                                      if o[:5].upper() != "AUTH=")
@@ -924,6 +937,9 @@ class GatewayHandler:
                 and address.lower() != self.postmaster \
                 and not may_relay(policy, _auth_user(session)):
             return RELAY_DENIED
+        refused = self._recipient_rates(session, envelope, policy)
+        if refused is not None:
+            return refused
         envelope.rcpt_tos.append(address)
         options = _keep_case(server, options)
         # One option list per recipient (aiosmtpd flattens them; the DSN needs them apart).
@@ -932,6 +948,26 @@ class GatewayHandler:
         envelope.per_rcpt_options = per_rcpt  # type: ignore[attr-defined]
         envelope.rcpt_options.extend(options)
         return OK_RCPT
+
+    def _recipient_rates(self, session: Session, envelope: SMTPEnvelope,
+                         policy: MailFlowPolicy) -> str | None:
+        """Count one more recipient this hour for the client's IP and the envelope sender,
+        or the 452 naming the limit it would pass (then neither is counted)."""
+        checks: list[tuple[bytes, int, int]] = []
+        replies: list[str] = []
+        if policy.max_recipients_per_hour:
+            checks.append((_peer_key(session), RECIPIENTS, policy.max_recipients_per_hour))
+            replies.append(RECIPIENTS_PER_HOUR.format(limit=policy.max_recipients_per_hour))
+        sender = envelope.mail_from or ""
+        per_sender = policy.max_recipients_per_hour_per_sender
+        # The null sender is not one sender (bounces from everywhere): the IP's limit holds.
+        if per_sender and sender not in ("", "<>"):
+            checks.append((sender_key(sender), RECIPIENTS, per_sender))
+            replies.append(RECIPIENTS_PER_SENDER.format(limit=per_sender))
+        if not checks:
+            return None
+        refused = self.counters.take(checks)
+        return None if refused is None else replies[refused]
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SMTPEnvelope) -> str:
         data = envelope.original_content or b""

@@ -38,6 +38,7 @@ from runtime.engine.providers.resolver import shared_resolver
 from runtime.mta import memtrim
 from runtime.mta.connlimits import AcceptGuard
 from runtime.mta.doorbell import Doorbell
+from runtime.mta.hostlimits import MIN_REGIONS, HostCounters
 from runtime.mta.listener import GatewayHandler, protocol_factory, tls_context
 from runtime.mta.metrics import Metrics, enable_multiprocess, reset_multiprocess
 from runtime.mta.mtasts import MtaSts
@@ -165,12 +166,15 @@ async def _serve_listener(
     spool: Spool,
     stop: asyncio.Event,
     on_queued: Callable[[str], None],
+    counters: HostCounters | None = None,
+    region: int = 0,
 ) -> None:
     """A listener process: SMTP sessions, each message durable in the spool before its 250."""
     loop = asyncio.get_running_loop()
     AcceptGuard(loop)  # out of descriptors at accept(): 421 to the waiting clients, no traceback
     handler = GatewayHandler(config, spool, on_queued=on_queued,
-                             processes=worker_counts(config)[0])
+                             processes=worker_counts(config)[0], counters=counters,
+                             region=region)
     servers = [
         await loop.create_server(protocol_factory(config, lst, handler), sock=sock)
         for lst, sock in socks
@@ -210,7 +214,8 @@ def _die_with_parent() -> None:
 
 
 def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket]],
-                role: str, doorbell: Doorbell, serve_metrics: bool = False) -> None:
+                role: str, doorbell: Doorbell, serve_metrics: bool = False,
+                counters: HostCounters | None = None, region: int = 0) -> None:
     """Body of one forked worker, a LISTENER or a QUEUE process; never returns."""
     _die_with_parent()
     memtrim.tune_malloc()
@@ -228,7 +233,7 @@ def worker_main(config: GatewayConfig, socks: list[tuple[Listener, socket.socket
                 doorbell.ring(qid)
 
             def serve(stop: asyncio.Event) -> Awaitable[None]:
-                return _serve_listener(config, socks, spool, stop, queued)
+                return _serve_listener(config, socks, spool, stop, queued, counters, region)
         else:
             for _, sock in socks:
                 sock.close()  # only listeners accept
@@ -303,6 +308,10 @@ class Supervisor:
         self.socks: dict[tuple[str, int], socket.socket] = {}
         self.workers: dict[int, str] = {}  # pid -> LISTENER or QUEUE
         self.doorbell = Doorbell()
+        # The host access table's counts, shared by the listener processes (made before they
+        # are forked); each listener holds a region of it (see runtime/mta/hostlimits.py).
+        self.counters = HostCounters(regions=max(MIN_REGIONS, 4 * worker_counts(config)[0]))
+        self.regions: dict[int, tuple[HostCounters, int]] = {}  # listener pid -> its region
         self._reload = threading.Event()
         self._stop = False
 
@@ -323,6 +332,7 @@ class Supervisor:
         # over, and the supervisor would wait for it forever. So the signals are held across
         # the fork, and the child puts back the defaults before it takes them again: a stop
         # during start-up ends the worker (it holds nothing yet).
+        region = self._free_region() if role == LISTENER else 0
         held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             pid = os.fork()
@@ -334,9 +344,30 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor reloads
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
-            worker_main(config, socks, role, doorbell, serve_metrics)
+            worker_main(config, socks, role, doorbell, serve_metrics, self.counters, region)
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        if role == LISTENER:
+            self.regions[pid] = (self.counters, region)
         return pid
+
+    def _free_region(self) -> int:
+        taken = {r for table, r in self.regions.values() if table is self.counters}
+        free = next((r for r in range(self.counters.regions) if r not in taken), None)
+        if free is None:
+            # More listener processes alive at once (a reload that raised `workers` while the
+            # old ones drain) than the table has regions: the new ones count in a new table.
+            self.counters = HostCounters(regions=max(MIN_REGIONS, 4 * len(taken)))
+            free = 0
+        return free
+
+    def _reaped(self, pid: int) -> None:
+        """A worker is gone (crashed, killed or drained): the connections its region still
+        counts are closed, so they leave the shared per-IP counts, and the region is free."""
+        table, region = self.regions.pop(pid, (None, 0))
+        if table is not None:
+            freed = table.release_region(region)
+            if freed:
+                log.info("listener %d left %d connection(s) counted; released", pid, freed)
 
     def _spawn(self, config: GatewayConfig, doorbell: Doorbell) -> dict[int, str]:
         """The listener and queue processes of worker_counts().
@@ -358,6 +389,7 @@ class Supervisor:
         for pid in pids:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+            self._reaped(pid)
 
     def reload(self) -> bool:
         try:
@@ -401,6 +433,8 @@ class Supervisor:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 pid, status = 0, 0
+            if pid:
+                self._reaped(pid)
             if pid and pid not in self.workers:
                 # A drained worker of an older configuration: its folder should be empty.
                 spool_for(self.config).release_owner(str(pid))

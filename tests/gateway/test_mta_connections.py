@@ -80,12 +80,16 @@ def test_descriptor_limit_gives_421_not_tracebacks(tmp_path: Path) -> None:
 def test_caps_are_counted_in_and_out() -> None:
     limits = ConnectionLimits({"in": 4}, share=2, descriptors=10_000)
     assert limits.caps == {"in": 2}  # two listener processes share the host's cap
-    assert limits.admit("in", "a", 1) is None
-    assert limits.admit("in", "a", 1) is not None  # per IP
-    assert limits.admit("in", "b", 1) is None
-    assert limits.admit("in", "c", 0) == TOO_MANY  # the listener's share
-    limits.release("in", "a")
-    assert limits.admit("in", "c", 0) is None and limits.total == 2
+    refusal, a_ticket = limits.admit("in", "a", 1)
+    assert refusal is None and a_ticket is not None
+    refusal, _ = limits.admit("in", "a", 1)  # per IP, the limit named
+    assert refusal == "421 4.7.0 Too many connections from your address " \
+                      "(max_connections_per_ip=1), try again later"
+    assert limits.admit("in", "b", 1)[0] is None
+    assert limits.admit("in", "c", 0) == (TOO_MANY, None)  # the listener's share
+    limits.release("in", a_ticket)
+    assert limits.admit("in", "c", 0) == (None, None) and limits.total == 2  # 0: not counted
+    assert limits.admit("in", "a", 1)[0] == TOO_MANY  # the share again, not the IP
 
 
 def test_accept_guard_answers_waiting_clients() -> None:

@@ -300,9 +300,11 @@ def test_rate_limit_per_hour(listener: Callable[..., RunningListener]) -> None:
     raw.cmd(b"EHLO t\r\n")
     replies = []
     for _ in range(3):
-        replies.append(raw.cmd(b"MAIL FROM:<a@example.com>\r\n")[:9])
+        replies.append(raw.cmd(b"MAIL FROM:<a@example.com>\r\n").strip())
         raw.cmd(b"RSET\r\n")
-    assert replies == ["250 2.1.0", "250 2.1.0", "421 4.7.0"]
+    assert [r[:9] for r in replies] == ["250 2.1.0", "250 2.1.0", "452 4.7.0"]
+    assert replies[2] == ("452 4.7.0 Too many messages this hour from your address "
+                          "(max_messages_per_hour=2)")
 
 
 def test_command_count_limit(listener: Callable[..., RunningListener]) -> None:
@@ -414,3 +416,53 @@ def test_a_lone_angle_bracket_is_a_malformed_address(
     assert raw.cmd(command).startswith("553 5.1.3")
     envelope(raw)
     assert raw.cmd(MSG + b".\r\n").startswith("250")
+
+
+def test_recipients_per_hour_per_ip_and_per_sender(listener: Callable[..., RunningListener]) -> None:
+    import attrs
+
+    gw = listener()
+    gw.handler.config.policies["relay"] = attrs.evolve(
+        gw.config.policies["relay"], max_recipients_per_hour=5,
+        max_recipients_per_hour_per_sender=2)
+    raw = Raw(gw.port)
+    raw.cmd(b"EHLO t\r\n")
+
+    def rcpts(sender: bytes, count: int) -> list[str]:
+        raw.cmd(b"MAIL FROM:<" + sender + b">\r\n")
+        out = [raw.cmd(b"RCPT TO:<r%d@example.org>\r\n" % i).strip() for i in range(count)]
+        raw.cmd(b"RSET\r\n")
+        return out
+
+    got = rcpts(b"a@example.com", 3)
+    assert [r[:9] for r in got] == ["250 2.1.5", "250 2.1.5", "452 4.7.0"]
+    assert got[2] == ("452 4.7.0 Too many recipients this hour from this sender "
+                      "(max_recipients_per_hour_per_sender=2)")
+    # The null sender is no one sender: only the IP's five an hour hold (two taken above;
+    # three a message at most, the fixture's max_recipients).
+    assert [r[:9] for r in rcpts(b"", 3)] == ["250 2.1.5"] * 3
+    got = rcpts(b"", 1)
+    assert got[0] == ("452 4.7.0 Too many recipients this hour from your address "
+                      "(max_recipients_per_hour=5)")
+
+
+def test_messages_per_connection(listener: Callable[..., RunningListener]) -> None:
+    import attrs
+
+    gw = listener()
+    gw.handler.config.policies["relay"] = attrs.evolve(
+        gw.config.policies["relay"], max_messages_per_connection=2)
+    raw = Raw(gw.port)
+    raw.cmd(b"EHLO t\r\n")
+    replies = []
+    for _ in range(2):
+        replies.append(raw.cmd(b"MAIL FROM:<a@example.com>\r\n")[:3])
+        raw.cmd(b"RSET\r\n")  # counted all the same: MAIL commands, not messages sent
+    third = raw.cmd(b"MAIL FROM:<a@example.com>\r\n")
+    assert replies == ["250", "250"]
+    assert third.strip() == ("421 4.7.0 Too many messages in this connection "
+                             "(max_messages_per_connection=2), send the rest on a new one")
+    assert raw.read() == ""  # and the connection closed
+    raw = Raw(gw.port)  # a new connection starts again
+    raw.cmd(b"EHLO t\r\n")
+    assert raw.cmd(b"MAIL FROM:<a@example.com>\r\n")[:3] == "250"

@@ -1,0 +1,228 @@
+"""The host access table's counters, shared by every listener process of one `serve`.
+
+AsyncOS's mail flow policies cap, per client, concurrent connections, messages and recipients
+per hour, and recipients per hour per envelope sender. Counted in each listener process, a
+client could have as many again per process (the kernel spreads its connections over them),
+so the counts live in one table in shared memory that the supervisor makes before it forks
+the listeners; a listener process made on its own (tests, fuzzing) makes a private one.
+
+Why shared memory under an fcntl lock, not a SQLite file or a counting process (Postfix's
+anvil): a check is a few microseconds here, where a SQLite transaction or a round trip to
+another process takes tens, and this is paid for every connection, MAIL and RCPT
+(bench/hostlimits.py measures it). A POSIX record lock is given back by the kernel when its
+holder dies, so a listener killed inside a check leaves no one waiting.
+
+Layout: BUCKETS buckets of WAYS entries, a key's bucket chosen by its digest (16 bytes of
+BLAKE2b over the IP address or the sender, so any key fits and a collision is out of reach).
+A bucket holds its WAYS keys side by side (one slice and a find() looks a key up) and then
+their records. A record: when it was last used, the current hour window, messages and
+recipients in this window and the one before, concurrent connections in all, and the
+connections each listener process holds ("regions", one per process: the supervisor gives a
+new listener a free region and, when the process is gone, crashed or drained, takes its
+connections out of the totals and frees the region, so a dead process never holds counts).
+
+Hour rates are sliding-window counters: the previous hour's count, weighted by how much of it
+still lies in the last 3,600 seconds, plus this hour's. A new key finds a free way or takes
+the least recently used one that holds no connection (its rates are forgotten: the table
+keeps about BUCKETS * WAYS keys); a bucket whose every way holds connections counts nothing
+more (the client is let through, uncounted, and a warning logged at most once a minute).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import struct
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+
+log = logging.getLogger("filterlang.smtp")
+
+BUCKETS = 4096
+WAYS = 8
+KEY = 16
+WINDOW = 3600.0  # seconds: the "hour" of the hourly rates
+MESSAGES, RECIPIENTS = 0, 1  # which hourly count
+MIN_REGIONS = 32
+_EMPTY = bytes(KEY)
+# used, window, messages (this window, previous), recipients (this, previous), connections
+_HEAD = struct.Struct("=7I")
+_USED, _WINDOW, _MSG, _MSG_PREV, _RCPT, _RCPT_PREV, _CONNS = range(7)
+_COUNT = struct.Struct("=I")
+_REGION = struct.Struct("=H")
+_REGION_MAX = 0xFFFF
+
+
+def ip_key(ip: str) -> bytes:
+    return hashlib.blake2b(b"ip:" + ip.encode("utf-8", "surrogateescape"),
+                           digest_size=KEY).digest()
+
+
+def sender_key(sender: str) -> bytes:
+    return hashlib.blake2b(b"from:" + sender.lower().encode("utf-8", "surrogateescape"),
+                           digest_size=KEY).digest()
+
+
+class HostCounters:
+    """The shared table (see the module's docstring). Made before fork, used after it."""
+
+    def __init__(self, regions: int = MIN_REGIONS) -> None:
+        self.regions = max(1, regions)
+        self.record = _HEAD.size + _REGION.size * self.regions
+        self.bucket = WAYS * KEY + WAYS * self.record
+        size = BUCKETS * self.bucket
+        try:
+            fd = os.memfd_create("filterlang-hostlimits", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):  # not Linux: an unlinked file does as well
+            with tempfile.TemporaryFile() as handle:
+                fd = os.dup(handle.fileno())
+        os.ftruncate(fd, size)  # sparse: pages are made as keys land in them
+        self._fd = fd
+        self._map = mmap.mmap(fd, size)
+        self._mutex = threading.Lock()  # POSIX locks do not keep a process's threads apart
+        self._full_logged = 0.0
+        weakref.finalize(self, os.close, fd)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._mutex:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX)
+            try:
+                yield None
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    def _find(self, key: bytes, now: float, insert: bool) -> int | None:
+        """The offset of `key`'s record (made if `insert`), or None."""
+        base = int.from_bytes(key[:4], "little") % BUCKETS * self.bucket
+        mm = self._map
+        keys = mm[base:base + WAYS * KEY]
+        at = keys.find(key)
+        while at >= 0 and at % KEY:
+            at = keys.find(key, at + 1)
+        records = base + WAYS * KEY
+        if at >= 0:
+            return records + at // KEY * self.record
+        if not insert:
+            return None
+        victim, oldest = -1, 0
+        for way in range(WAYS):
+            if keys[way * KEY:(way + 1) * KEY] == _EMPTY:
+                victim = way
+                break
+            head = _HEAD.unpack_from(mm, records + way * self.record)
+            if head[_CONNS] == 0 and (victim < 0 or head[_USED] < oldest):
+                victim, oldest = way, head[_USED]
+        if victim < 0:
+            if now - self._full_logged >= 60:
+                self._full_logged = now
+                log.warning("host access table: a bucket is full of clients holding "
+                            "connections; new ones are not counted until some close")
+            return None
+        mm[base + victim * KEY:base + (victim + 1) * KEY] = key
+        offset = records + victim * self.record
+        mm[offset:offset + self.record] = bytes(self.record)
+        # Used now: another key of the same check must not take this way back at once.
+        _COUNT.pack_into(mm, offset, int(now))
+        return offset
+
+    # Concurrent connections.
+
+    def connect(self, key: bytes, limit: int, region: int) -> int | None:
+        """Count a connection in: its record's offset (for `disconnect`), -1 when `limit`
+        (0: none) is reached (nothing counted), None when the table had no room for it."""
+        now = time.monotonic()
+        mm = self._map
+        with self._locked():
+            offset = self._find(key, now, insert=True)
+            if offset is None:
+                return None
+            at = offset + _HEAD.size - _COUNT.size
+            conns = _COUNT.unpack_from(mm, at)[0]
+            if limit and conns >= limit:
+                return -1
+            mine = offset + _HEAD.size + _REGION.size * region
+            held = _REGION.unpack_from(mm, mine)[0]
+            if held >= _REGION_MAX:
+                return None
+            _COUNT.pack_into(mm, offset, int(now))
+            _COUNT.pack_into(mm, at, conns + 1)
+            _REGION.pack_into(mm, mine, held + 1)
+        return offset
+
+    def disconnect(self, offset: int, region: int) -> None:
+        mm = self._map
+        at = offset + _HEAD.size - _COUNT.size
+        mine = offset + _HEAD.size + _REGION.size * region
+        with self._locked():
+            held = _REGION.unpack_from(mm, mine)[0]
+            if held:  # else the supervisor took this region's counts out already
+                _REGION.pack_into(mm, mine, held - 1)
+                _COUNT.pack_into(mm, at, max(0, _COUNT.unpack_from(mm, at)[0] - 1))
+
+    def connections(self, key: bytes) -> int:
+        """Connections counted for `key` now, in all processes."""
+        with self._locked():
+            offset = self._find(key, time.monotonic(), insert=False)
+            if offset is None:
+                return 0
+            return int(_HEAD.unpack_from(self._map, offset)[_CONNS])
+
+    def release_region(self, region: int) -> int:
+        """Take the connections of `region` (a process that is gone) out of the totals; how
+        many there were."""
+        mm = self._map
+        freed = 0
+        with self._locked():
+            for b in range(BUCKETS):
+                records = b * self.bucket + WAYS * KEY
+                for way in range(WAYS):
+                    offset = records + way * self.record
+                    mine = offset + _HEAD.size + _REGION.size * region
+                    held = _REGION.unpack_from(mm, mine)[0]
+                    if held:
+                        at = offset + _HEAD.size - _COUNT.size
+                        _COUNT.pack_into(mm, at, max(0, _COUNT.unpack_from(mm, at)[0] - held))
+                        _REGION.pack_into(mm, mine, 0)
+                        freed += held
+        return freed
+
+    # Hourly rates.
+
+    def take(self, checks: list[tuple[bytes, int, int]], count: int = 1) -> int | None:
+        """Count `count` more under every (key, MESSAGES or RECIPIENTS, limit) of `checks`,
+        or, if one of them would go past its limit, none: the index of the first such.
+        The keys of one call are different keys (an IP's and a sender's)."""
+        now = time.monotonic()
+        window = int(now // WINDOW)
+        weight = 1.0 - (now % WINDOW) / WINDOW  # of the previous window, still in the hour
+        mm = self._map
+        with self._locked():
+            found: list[tuple[int, list[int], int]] = []
+            for i, (key, which, limit) in enumerate(checks):
+                offset = self._find(key, now, insert=True)
+                if offset is None:
+                    continue  # no room: not counted (logged by _find)
+                head = list(_HEAD.unpack_from(mm, offset))
+                if head[_WINDOW] != window:
+                    moved = window - head[_WINDOW]
+                    head[_MSG_PREV] = head[_MSG] if moved == 1 else 0
+                    head[_RCPT_PREV] = head[_RCPT] if moved == 1 else 0
+                    head[_MSG] = head[_RCPT] = 0
+                    head[_WINDOW] = window
+                cur = _MSG if which == MESSAGES else _RCPT
+                if head[cur + 1] * weight + head[cur] + count > limit:
+                    return i
+                found.append((offset, head, cur))
+            for offset, head, cur in found:
+                head[cur] += count
+                head[_USED] = int(now)
+                _HEAD.pack_into(mm, offset, *head)
+        return None

@@ -1,0 +1,94 @@
+"""The host access table's shared counters (runtime/mta/hostlimits.py): one table for every
+listener process, counts of a process that is gone taken out, hourly rates that slide."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from runtime.mta import hostlimits
+from runtime.mta.hostlimits import MESSAGES, RECIPIENTS, HostCounters, ip_key, sender_key
+
+
+def _in_child(body: object) -> int:
+    """Run `body()` in a forked process (as the supervisor forks listeners); its exit code."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = int(body())  # type: ignore[operator]
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def test_connections_are_counted_across_processes() -> None:
+    table = HostCounters(regions=4)
+    a, b = ip_key("192.0.2.1"), ip_key("192.0.2.2")
+    # Two "listener processes", each in its own region, take two connections from one IP;
+    # the table then refuses a fifth in either, and another IP is not affected.
+    assert _in_child(lambda: table.connect(a, 4, 1) >= 0 and table.connect(a, 4, 1) >= 0) == 1
+    assert table.connections(a) == 2
+    held = [table.connect(a, 4, 0), table.connect(a, 4, 0)]
+    assert all(t is not None and t >= 0 for t in held)
+    assert table.connect(a, 4, 0) == -1
+    assert _in_child(lambda: table.connect(a, 4, 2) == -1) == 1
+    assert table.connect(b, 4, 0) not in (None, -1)
+    # The first child is gone without closing its connections: its region's two go.
+    assert table.release_region(1) == 2
+    assert table.connections(a) == 2
+    for t in held:
+        assert t is not None
+        table.disconnect(t, 0)
+    assert table.connections(a) == 0
+    table.disconnect(held[0], 0)  # once too often (after a release): never below zero
+    assert table.connections(a) == 0
+
+
+def test_hourly_rates_refuse_past_the_limit_and_count_nothing_then() -> None:
+    table = HostCounters()
+    ip, sender = ip_key("192.0.2.9"), sender_key("Alice@Example.org")
+    assert sender == sender_key("alice@example.org")
+    for _ in range(3):
+        assert table.take([(ip, RECIPIENTS, 5), (sender, RECIPIENTS, 3)]) is None
+    # The sender's limit refuses (index 1) and the IP's count does not move.
+    assert table.take([(ip, RECIPIENTS, 5), (sender, RECIPIENTS, 3)]) == 1
+    assert table.take([(ip, RECIPIENTS, 5)], count=2) is None
+    assert table.take([(ip, RECIPIENTS, 5)]) == 0
+    # Messages are counted apart from recipients, in another process too.
+    assert _in_child(lambda: table.take([(ip, MESSAGES, 1)]) is None) == 1
+    assert table.take([(ip, MESSAGES, 1)]) == 0
+
+
+def test_the_previous_hour_weighs_as_much_as_it_still_lies_in_the_last_hour(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [10 * hostlimits.WINDOW + 0.5 * hostlimits.WINDOW]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    table = HostCounters()
+    ip = ip_key("192.0.2.7")
+    for _ in range(10):
+        assert table.take([(ip, MESSAGES, 10)]) is None
+    assert table.take([(ip, MESSAGES, 10)]) == 0
+    clock[0] = 11 * hostlimits.WINDOW + 0.25 * hostlimits.WINDOW  # 10 * 0.75 still counts
+    assert [table.take([(ip, MESSAGES, 10)]) for _ in range(3)] == [None, None, 0]
+    clock[0] = 13 * hostlimits.WINDOW  # two windows on: nothing left
+    assert all(table.take([(ip, MESSAGES, 10)]) is None for _ in range(10))
+
+
+def test_a_full_bucket_forgets_the_least_recent_rates_never_connections(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostlimits, "BUCKETS", 1)  # every key in one bucket
+    table = HostCounters(regions=1)
+    held = [table.connect(ip_key(f"198.51.100.{i}"), 5, 0) for i in range(hostlimits.WAYS)]
+    assert all(t is not None and t >= 0 for t in held)
+    assert table.connect(ip_key("198.51.100.200"), 5, 0) is None  # no room: let in, uncounted
+    assert table.take([(ip_key("198.51.100.200"), MESSAGES, 1)]) is None  # not counted either
+    t = held[0]
+    assert t is not None
+    table.disconnect(t, 0)
+    assert table.take([(ip_key("198.51.100.201"), MESSAGES, 1)]) is None
+    assert table.take([(ip_key("198.51.100.201"), MESSAGES, 1)]) == 0
+    assert all(table.connections(ip_key(f"198.51.100.{i}")) == 1
+               for i in range(1, hostlimits.WAYS))
