@@ -448,11 +448,12 @@ signing_certificate = "org"
 missing_key_action = "bounce"
 """
 
-# The parts of gateway.toml that every scenario shares. One listener and one queue process,
-# and retry timers in seconds, keep a scenario small and quick.
+# The parts of gateway.toml that every scenario shares. One listener and one queue process
+# (unless a scenario is about several listener processes), and retry timers in seconds, keep a
+# scenario small and quick.
 BASE_TOML = """\
 {top}
-workers = 1
+workers = {workers}
 queue_workers = 1
 local_domains = {local_domains}
 message_filters = {filters}
@@ -556,6 +557,30 @@ class Serve:
     def explain(self) -> str:
         return f"--- serve log ({self.log})\n{self.log_text()[-4000:]}"
 
+    def holder(self, client: socket.socket) -> int | None:
+        """The pid of the worker process that holds the server side of `client`'s connection
+        (which listener process the kernel gave it to), or None if none does (yet)."""
+        assert self.proc is not None
+        mine = client.getsockname()
+        # /proc/net/tcp: local and remote address as hex "ADDR:PORT"; the socket's inode.
+        want_local = f":{self.port:04X}"
+        want_remote = f"{socket.inet_aton(mine[0])[::-1].hex().upper()}:{mine[1]:04X}"
+        inode = None
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(want_local) and fields[2] == want_remote:
+                inode = fields[9]
+        if inode is None:
+            return None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        for pid in map(int, children.split()):
+            with contextlib.suppress(OSError):
+                for fd in Path(f"/proc/{pid}/fd").iterdir():
+                    with contextlib.suppress(OSError):
+                        if os.readlink(fd) == f"socket:[{inode}]":
+                            return pid
+        return None
+
     def __enter__(self) -> Self:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
@@ -571,10 +596,11 @@ class Gateway(Serve):
     def __init__(self, root: Path, *, next_hop: int, local_domains: Iterable[str] = ("b.example",),
                  filters: dict[str, str] | None = None, signature: str = "remove",
                  lifetime: float = 3600, extra: str = "", top: str = "",
-                 listener: str = "") -> None:
+                 listener: str = "", workers: int = 1) -> None:
         """`extra`: TOML after the shared sections; `top`: top-level keys (before any table);
-        `listener`: more keys of the one [[listeners]] section."""
+        `listener`: more keys of the one [[listeners]] section; `workers`: listener processes."""
         self.root = root
+        self.workers = workers
         self.top, self.listener = top, listener
         root.mkdir(parents=True, exist_ok=True)
         super().__init__(root / "gateway.toml", free_port())
@@ -600,7 +626,8 @@ class Gateway(Serve):
         tmp.write_text(BASE_TOML.format(
             local_domains=json.dumps(self.local_domains), filters=json.dumps(sorted(self.filters)),
             root=self.root, port=self.port, signature=self.signature, next_hop=self.next_hop,
-            lifetime=self.lifetime, top=self.top, listener=self.listener) + self.extra)
+            lifetime=self.lifetime, top=self.top, listener=self.listener,
+            workers=self.workers) + self.extra)
         tmp.replace(self.config)
 
     def install(self, identity: Identity, name: str = "org") -> None:
