@@ -170,9 +170,22 @@ SECTIONS: tuple[Section, ...] = (
         Key("max_message_size", "integer (bytes)", "20971520", "Larger messages get 552.",
             "52428800"),
         Key("max_recipients", "integer", "100", "Recipients per message; more get 452.", "50"),
-        Key("max_messages_per_hour", "integer", "0", "Per client IP; 0: no cap.", "1000"),
+        Key("max_messages_per_hour", "integer", "0",
+            "MAIL commands per hour from one client IP, counted over every listener process; "
+            "more get 452 4.7.0; 0: no cap.", "1000"),
         Key("max_connections_per_ip", "integer", "50",
-            "Concurrent connections from one IP; 0: no cap.", "20"),
+            "Concurrent connections from one IP, counted over every listener process; more "
+            "get 421 4.7.0 at connect; 0: no cap.", "20"),
+        Key("max_messages_per_connection", "integer", "0",
+            "MAIL commands one connection may give; the next is answered 421 4.7.0 and the "
+            "connection closed; 0: no cap.", "100"),
+        Key("max_recipients_per_hour", "integer", "0",
+            "Recipients accepted per hour from one client IP, counted over every listener "
+            "process; more get 452 4.7.0 at RCPT; 0: no cap.", "5000"),
+        Key("max_recipients_per_hour_per_sender", "integer", "0",
+            "Recipients accepted per hour for one envelope sender, whatever the client's IP "
+            "(the null sender excepted); more get 452 4.7.0; 0: no cap.",
+            "500"),
         Key("smime_decrypt_verify", "boolean", "false",
             "Decrypt and verify inbound S/MIME with [smime].", "true"),
         Key("smime_signature", '"retain" or "remove"', '"retain"',

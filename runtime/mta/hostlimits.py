@@ -30,7 +30,6 @@ more (the client is let through, uncounted, and a warning logged at most once a 
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import logging
@@ -41,7 +40,6 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 
 log = logging.getLogger("filterlang.smtp")
 
@@ -56,6 +54,7 @@ _EMPTY = bytes(KEY)
 _HEAD = struct.Struct("=7I")
 _USED, _WINDOW, _MSG, _MSG_PREV, _RCPT, _RCPT_PREV, _CONNS = range(7)
 _COUNT = struct.Struct("=I")
+_CONNS_AT = _HEAD.size - _COUNT.size  # the connections' count: the last of the head
 _REGION = struct.Struct("=H")
 _REGION_MAX = 0xFFFF
 
@@ -90,14 +89,21 @@ class HostCounters:
         self._full_logged = 0.0
         weakref.finalize(self, os.close, fd)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._mutex:
+    # The lock, taken and given back by hand: a contextlib.contextmanager cost more than the
+    # lock's two system calls (1.5 us of the ~5 a check took).
+    def _lock(self) -> None:
+        self._mutex.acquire()
+        try:
             fcntl.lockf(self._fd, fcntl.LOCK_EX)
-            try:
-                yield None
-            finally:
-                fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        except BaseException:
+            self._mutex.release()
+            raise
+
+    def _unlock(self) -> None:
+        try:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
 
     def _find(self, key: bytes, now: float, insert: bool) -> int | None:
         """The offset of `key`'s record (made if `insert`), or None."""
@@ -140,11 +146,12 @@ class HostCounters:
         (0: none) is reached (nothing counted), None when the table had no room for it."""
         now = time.monotonic()
         mm = self._map
-        with self._locked():
+        self._lock()
+        try:
             offset = self._find(key, now, insert=True)
             if offset is None:
                 return None
-            at = offset + _HEAD.size - _COUNT.size
+            at = offset + _CONNS_AT
             conns = _COUNT.unpack_from(mm, at)[0]
             if limit and conns >= limit:
                 return -1
@@ -155,32 +162,40 @@ class HostCounters:
             _COUNT.pack_into(mm, offset, int(now))
             _COUNT.pack_into(mm, at, conns + 1)
             _REGION.pack_into(mm, mine, held + 1)
-        return offset
+            return offset
+        finally:
+            self._unlock()
 
     def disconnect(self, offset: int, region: int) -> None:
         mm = self._map
-        at = offset + _HEAD.size - _COUNT.size
+        at = offset + _CONNS_AT
         mine = offset + _HEAD.size + _REGION.size * region
-        with self._locked():
+        self._lock()
+        try:
             held = _REGION.unpack_from(mm, mine)[0]
             if held:  # else the supervisor took this region's counts out already
                 _REGION.pack_into(mm, mine, held - 1)
                 _COUNT.pack_into(mm, at, max(0, _COUNT.unpack_from(mm, at)[0] - 1))
+        finally:
+            self._unlock()
 
     def connections(self, key: bytes) -> int:
         """Connections counted for `key` now, in all processes."""
-        with self._locked():
+        self._lock()
+        try:
             offset = self._find(key, time.monotonic(), insert=False)
-            if offset is None:
-                return 0
-            return int(_HEAD.unpack_from(self._map, offset)[_CONNS])
+            return 0 if offset is None else int(_COUNT.unpack_from(self._map,
+                                                                   offset + _CONNS_AT)[0])
+        finally:
+            self._unlock()
 
     def release_region(self, region: int) -> int:
         """Take the connections of `region` (a process that is gone) out of the totals; how
         many there were."""
         mm = self._map
         freed = 0
-        with self._locked():
+        self._lock()
+        try:
             for b in range(BUCKETS):
                 records = b * self.bucket + WAYS * KEY
                 for way in range(WAYS):
@@ -188,10 +203,12 @@ class HostCounters:
                     mine = offset + _HEAD.size + _REGION.size * region
                     held = _REGION.unpack_from(mm, mine)[0]
                     if held:
-                        at = offset + _HEAD.size - _COUNT.size
+                        at = offset + _CONNS_AT
                         _COUNT.pack_into(mm, at, max(0, _COUNT.unpack_from(mm, at)[0] - held))
                         _REGION.pack_into(mm, mine, 0)
                         freed += held
+        finally:
+            self._unlock()
         return freed
 
     # Hourly rates.
@@ -204,8 +221,9 @@ class HostCounters:
         window = int(now // WINDOW)
         weight = 1.0 - (now % WINDOW) / WINDOW  # of the previous window, still in the hour
         mm = self._map
-        with self._locked():
-            found: list[tuple[int, list[int], int]] = []
+        found: list[tuple[int, list[int], int]] = []
+        self._lock()
+        try:
             for i, (key, which, limit) in enumerate(checks):
                 offset = self._find(key, now, insert=True)
                 if offset is None:
@@ -225,4 +243,6 @@ class HostCounters:
                 head[cur] += count
                 head[_USED] = int(now)
                 _HEAD.pack_into(mm, offset, *head)
-        return None
+            return None
+        finally:
+            self._unlock()
