@@ -627,8 +627,9 @@ class GatewaySMTP(SMTP):
                 self.transport.close()
             return
         self.raw_params = _raw_params(arg)
+        started = self.envelope.mail_from is None  # else a nested MAIL, refused 503
         await super().smtp_MAIL(arg)
-        if self.envelope.mail_from is not None:
+        if started and self.envelope.mail_from is not None:
             self._mails += 1
 
     @syntax("RCPT TO: <address>", extended=" [SP <mail-parameters>]")

@@ -92,3 +92,23 @@ def test_a_full_bucket_forgets_the_least_recent_rates_never_connections(
     assert table.take([(ip_key("198.51.100.201"), MESSAGES, 1)]) == 0
     assert all(table.connections(ip_key(f"198.51.100.{i}")) == 1
                for i in range(1, hostlimits.WAYS))
+
+
+@pytest.mark.parametrize("robust", [True, False], ids=["pthread-mutex", "fcntl-fallback"])
+def test_a_process_killed_holding_the_lock_leaves_no_one_waiting(robust: bool) -> None:
+    import signal
+
+    table = HostCounters(regions=2, robust=robust)
+    ip = ip_key("192.0.2.5")
+    pid = os.fork()
+    if pid == 0:
+        table._lock()  # and dies holding it, as a listener killed inside a check
+        os._exit(0)
+    os.waitpid(pid, 0)
+    signal.alarm(10)  # a lock never given back would hang here: fail instead
+    try:
+        assert table.take([(ip, MESSAGES, 5)]) is None
+        ticket = table.connect(ip, 1, 0)
+        assert ticket is not None and ticket >= 0 and table.connect(ip, 1, 1) == -1
+    finally:
+        signal.alarm(0)
