@@ -75,6 +75,7 @@ QUICK_evaluate := --messages 1000
 QUICK_filter_stage := --messages 300
 QUICK_gateway := --quick
 QUICK_hostile := --scale 0.25
+QUICK_hostlimits := --ops 20000 --messages 500 --rounds 1
 QUICK_keystore := --count 20000 --backend sqlite
 QUICK_lsp := --quick
 QUICK_queue_cpu := --messages 300 --rounds 1
@@ -82,7 +83,7 @@ QUICK_robust := --lines 100000
 QUICK_smime := --seconds 0.1 --openssl-runs 10
 QUICK_structure := --repeat 1
 QUICK_trace := --messages 300 --repeat 1
-QUICK_NAMES := compile connections evaluate filter_stage gateway hostile keystore lsp queue_cpu robust smime structure trace
+QUICK_NAMES := compile connections evaluate filter_stage gateway hostile hostlimits keystore lsp queue_cpu robust smime structure trace
 PAREN := )
 QUICK_CASE := case $$n in $(foreach q,$(QUICK_NAMES),$(q)$(PAREN) args="$(QUICK_$(q))";;) esac
 bench: $(STAMP)

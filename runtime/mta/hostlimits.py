@@ -74,17 +74,25 @@ def sender_key(sender: str) -> bytes:
 
 class _RobustMutex:
     """A process-shared, robust pthread mutex in the first bytes of the table's mapping (glibc,
-    through ctypes): 1.1 us to take and give back, against 2.2 us for an fcntl lock's two
-    system calls, and it keeps a process's threads apart too. When its holder dies, the next
-    taker is told (EOWNERDEAD) and carries on, as with an fcntl lock the kernel drops."""
+    through ctypes). When its holder dies, the next taker is told (EOWNERDEAD) and carries
+    on, as with an fcntl lock the kernel drops; it keeps a process's threads apart too.
+
+    Taken first with trylock and given back with unlock called through ctypes.PyDLL, i.e.
+    without letting go of the GIL: a call through CDLL lets go of it, and in a listener the
+    group commit's thread, waiting for it after a sync, took it then, a thread switch per
+    lock (bench/hostlimits.py: every connection 80 us dearer, against 6 us for the table's
+    work). Only when trylock finds the mutex taken does the wait go through CDLL, GIL let go,
+    so a thread of this process that holds the mutex can run on to give it back."""
 
     SIZE = 64  # bytes kept for it at the start of the mapping (pthread_mutex_t: 40)
 
     def __init__(self, mapping: mmap.mmap) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
-        self._take, self._give = libc.pthread_mutex_lock, libc.pthread_mutex_unlock
-        self._consistent = libc.pthread_mutex_consistent
-        for fn in (self._take, self._give, self._consistent):
+        held = ctypes.PyDLL(None)  # calls that keep the GIL
+        self._try, self._give = held.pthread_mutex_trylock, held.pthread_mutex_unlock
+        self._wait = libc.pthread_mutex_lock
+        self._consistent = held.pthread_mutex_consistent
+        for fn in (self._try, self._give, self._wait, self._consistent):
             fn.argtypes = [ctypes.c_void_p]
         self._memory = (ctypes.c_char * self.SIZE).from_buffer(mapping)
         self._at = ctypes.c_void_p(ctypes.addressof(self._memory))
@@ -99,7 +107,9 @@ class _RobustMutex:
         libc.pthread_mutexattr_destroy(attr)
 
     def lock(self) -> None:
-        err = self._take(self._at)
+        err = self._try(self._at)
+        if err == errno.EBUSY:
+            err = self._wait(self._at)
         if err == errno.EOWNERDEAD:
             # A listener died holding it (kill -9 inside a check): its record may be one
             # count off until the supervisor releases its region; the table goes on.

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 
+from runtime.config.config import GatewayConfig
 from runtime.mta import hostlimits
 from runtime.mta.hostlimits import MESSAGES, RECIPIENTS, HostCounters, ip_key, sender_key
 
@@ -112,3 +114,54 @@ def test_a_process_killed_holding_the_lock_leaves_no_one_waiting(robust: bool) -
         assert ticket is not None and ticket >= 0 and table.connect(ip, 1, 1) == -1
     finally:
         signal.alarm(0)
+
+
+def test_the_supervisor_gives_regions_and_takes_them_back(
+        make_config: Callable[..., GatewayConfig]) -> None:
+    """Without forking: which region each listener pid gets, what a dead one's release does,
+    and a new table once more listeners are alive at once than the table has regions."""
+    from runtime.mta.supervisor import Supervisor
+
+    sup = Supervisor(make_config())
+    first = sup.counters
+    taken = []
+    for pid in range(1000, 1000 + first.regions):
+        region = sup._free_region()
+        sup.regions[pid] = (sup.counters, region)
+        taken.append(region)
+    assert sorted(taken) == list(range(first.regions)) and sup.counters is first
+    key = ip_key("192.0.2.1")
+    assert first.connect(key, 10, 3) not in (None, -1)
+    sup._reaped(1003)  # region 3's pid is gone: its connection leaves the count
+    assert first.connections(key) == 0 and sup._free_region() == 3
+    sup.regions[2000] = (first, 3)
+    # Every region taken (old listeners draining beside new ones): a new table.
+    assert sup._free_region() == 0 and sup.counters is not first
+
+
+@pytest.mark.parametrize("robust", [True, False], ids=["pthread-mutex", "fcntl-fallback"])
+def test_threads_of_one_process_share_a_table_without_deadlock(robust: bool) -> None:
+    import signal
+    import threading
+
+    table = HostCounters(regions=1, robust=robust)
+    key = ip_key("192.0.2.8")
+
+    def hammer() -> None:
+        for _ in range(5000):
+            ticket = table.connect(key, 0, 0)
+            assert ticket is not None and ticket >= 0
+            table.take([(key, MESSAGES, 1 << 30)])
+            table.disconnect(ticket, 0)
+
+    signal.alarm(30)
+    try:
+        threads = [threading.Thread(target=hammer) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        signal.alarm(0)
+    assert table.connections(key) == 0
+    assert table.take([(key, MESSAGES, 15000)]) == 0  # every one of the 15,000 counted
