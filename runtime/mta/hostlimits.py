@@ -159,7 +159,12 @@ class HostCounters:
         self.bucket = WAYS * KEY + WAYS * self.record
         # Anonymous and shared (MAP_SHARED): the listeners forked after this see one table.
         # Pages are made as keys land in them.
-        self._map = mmap.mmap(-1, _RobustMutex.SIZE + BUCKETS * self.bucket)
+        # After the mutex, each region's connections in all (so that the release of a
+        # listener that closed all its own, the usual case, need not read the whole table),
+        # then the buckets.
+        self._held_at = _RobustMutex.SIZE
+        self._start = self._held_at + -(-_COUNT.size * self.regions // 64) * 64
+        self._map = mmap.mmap(-1, self._start + BUCKETS * self.bucket)
         mutex: _RobustMutex | _FileLock
         try:
             if not robust:
@@ -167,7 +172,6 @@ class HostCounters:
             mutex = _RobustMutex(self._map)
         except (AttributeError, OSError):  # not glibc (or a libc without robust mutexes)
             mutex = _FileLock()
-        self._start = _RobustMutex.SIZE  # the buckets start after the mutex's room
         # The lock's own methods, called without one more method call in between (a
         # contextlib.contextmanager cost more than the lock itself).
         self._lock, self._unlock = mutex.lock, mutex.unlock
@@ -231,6 +235,8 @@ class HostCounters:
             _COUNT.pack_into(mm, offset, int(now))
             _COUNT.pack_into(mm, at, conns + 1)
             _REGION.pack_into(mm, mine, held + 1)
+            total = self._held_at + _COUNT.size * region
+            _COUNT.pack_into(mm, total, _COUNT.unpack_from(mm, total)[0] + 1)
             return offset
         finally:
             self._unlock()
@@ -245,6 +251,8 @@ class HostCounters:
             if held:  # else the supervisor took this region's counts out already
                 _REGION.pack_into(mm, mine, held - 1)
                 _COUNT.pack_into(mm, at, max(0, _COUNT.unpack_from(mm, at)[0] - 1))
+                total = self._held_at + _COUNT.size * region
+                _COUNT.pack_into(mm, total, max(0, _COUNT.unpack_from(mm, total)[0] - 1))
         finally:
             self._unlock()
 
@@ -263,9 +271,16 @@ class HostCounters:
         many there were."""
         mm = self._map
         freed = 0
+        total = self._held_at + _COUNT.size * region
         self._lock()
         try:
+            left = _COUNT.unpack_from(mm, total)[0]
+            if not left:
+                return 0  # it closed every connection it counted: nothing to read through
+            _COUNT.pack_into(mm, total, 0)
             for b in range(BUCKETS):
+                if freed >= left:
+                    break  # all found: the rest of the table holds none of this region's
                 records = self._start + b * self.bucket + WAYS * KEY
                 for way in range(WAYS):
                     offset = records + way * self.record

@@ -40,6 +40,7 @@ def test_connections_are_counted_across_processes() -> None:
     assert table.connect(b, 4, 0) not in (None, -1)
     # The first child is gone without closing its connections: its region's two go.
     assert table.release_region(1) == 2
+    assert table.release_region(2) == 0  # refused only: it held none
     assert table.connections(a) == 2
     for t in held:
         assert t is not None
