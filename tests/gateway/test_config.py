@@ -64,6 +64,9 @@ BAD = [
      "\"Dup.example\" = \"mx\"\n\"dup.example.\" = \"mx\"\n"
      "\"md.example\" = \"maildir:\"\n"
      "\"ip.example\" = \"[mx.example]:25\"\n"),
+    ("host-limits", MINIMAL + "[policies.p]\nmax_recipients_per_hour = -1\n"
+     "max_recipients_per_hour_per_sender = \"100\"\nmax_messages_per_connection = 1.5\n"
+     "max_recipients_per_hour_per_ip = 5\n"),
     ("routes-no-target", "[[listeners]]\nport = 1\n[delivery]\n[routes]\n\"example.com\" = \"mx\"\n"),
 ]
 
