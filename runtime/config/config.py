@@ -254,6 +254,11 @@ class Dns:
     # A DNS zone answering `<reversed IP>.<zone> TXT "<score>"` with a score from -10 to 10,
     # for the reputation rules (reference 6.1 REP); None: no reputation provider.
     reputation_zone: str | None = None
+    # DNS lists of domain names (RFC 5782 2.3: Spamhaus DBL, SURBL, URIBL): for these zones
+    # `dnslist('zone')` asks the host names of the URLs in the message, not the connecting IP.
+    uri_lists: frozenset[str] = frozenset()
+    # Most URL host names asked per message and list (a message full of links costs no more).
+    uri_limit: int = 20
 
 
 @frozen
@@ -894,10 +899,22 @@ def _nameserver(t: Table, i: int, text: str) -> tuple[str, int] | None:
 def _dns(t: Table) -> Dns:
     servers = [_nameserver(t, i, s) for i, s in enumerate(t.str_list("nameservers"))]
     zone = t.text("reputation_zone")
+    uri_lists = []
+    t.str_list("uri_lists")  # reports the entries that are not strings
+    raw = t._data.get("uri_lists")
+    for i, name in enumerate(raw if isinstance(raw, list) else []):
+        if not isinstance(name, str):
+            continue
+        cleaned = name.strip().strip(".").lower()
+        if not cleaned or any(c in cleaned for c in " /@:") or ".." in cleaned:
+            t.error(f"uri_lists[{i}]", f"{name!r} is not a DNS zone (e.g. 'dbl.example.net')")
+        else:
+            uri_lists.append(cleaned)
     d = Dns(tuple(s for s in servers if s is not None),
             t.number("timeout", 5.0, minimum=0.1),
             t.integer("cache_size", 10000, minimum=0),
-            zone.strip(".").lower() if isinstance(zone, str) and zone.strip(".") else None)
+            zone.strip(".").lower() if isinstance(zone, str) and zone.strip(".") else None,
+            frozenset(uri_lists), t.integer("uri_limit", 20, minimum=1))
     t.finish()
     return d
 

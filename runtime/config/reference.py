@@ -464,6 +464,14 @@ SECTIONS: tuple[Section, ...] = (
         Key("reputation_zone", "string", NONE,
             "A DNS zone answering a TXT score per client IP, for the reputation rules.",
             '"rep.example.net"'),
+        Key("uri_lists", "list of strings", "[]",
+            "DNS lists of domain names (RFC 5782 2.3, e.g. Spamhaus DBL, SURBL): for these "
+            "zones dnslist('zone') asks the host names of the URLs in the message's text "
+            "parts (each registrable domain, then the host), not the client IP; the first "
+            "listed name gives the code. An answer in 127.255.255.0/24 (query refused) is a "
+            "problem in the trace, not a listing.", '["dbl.example.net"]'),
+        Key("uri_limit", "integer", "20",
+            "URL host names asked per message and list, in order of appearance.", "50"),
     )),
     Section("[authentication]", "Email authentication",
             "Inbound SPF, DKIM, DMARC and ARC, checked once per message before the message "

@@ -215,6 +215,9 @@ def summary(services: object) -> dict[str, Any]:
     lists = getattr(services, "dnslist", None)
     if lists is not None:
         out["dnslist"] = {z: c or "not listed" for z, c in getattr(lists, "answers", {}).items()}
+        listed = getattr(lists, "listed", None)
+        if listed:
+            out["dnslist_listed"] = dict(listed)
         problems = getattr(lists, "problems", None)
         if problems:
             out["dnslist_problems"] = dict(problems)

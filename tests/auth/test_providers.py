@@ -14,9 +14,14 @@ from typing import Any
 import dkim
 import pytest
 
-from runtime.engine.providers.auth import Authenticator, AuthVerdict, strip_ours
+from runtime.engine.providers.auth import Authenticator, AuthVerdict, org_domain, strip_ours
 from runtime.engine.providers.dkimsign import DkimSigner, DomainKey, load_key
-from runtime.engine.providers.dnslist import query_lists, query_reputation
+from runtime.engine.providers.dnslist import (
+    query_lists,
+    query_reputation,
+    query_uri_lists,
+    url_hosts,
+)
 from runtime.engine.providers.resolver import Resolver
 from runtime.mta.transport import Destination, DnsResolver, MxFailure
 from tests.auth.conftest import Dns
@@ -161,6 +166,32 @@ def test_dns_lists_and_reputation(dns_server: Dns) -> None:
     assert "x.broken.test" in listed.problems
     assert clean.lookup("bl.test", "127.0.0.9") is None
     assert rep.score("127.0.0.1") == -7.5 and none.score("127.0.0.9") is None
+
+
+def test_uri_lists_ask_the_url_hosts(dns_server: Dns) -> None:
+    """A domain list (RFC 5782 2.3) is asked about the message's URL hosts, decoded from
+    quoted-printable: a subdomain counts by its registrable domain, an IP literal reversed;
+    a refusal code (127.255.255.x) is a problem, never a listing."""
+    r = resolver(dns_server)
+    listed = (b"Content-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+              b"Fine: https://good.example/ then https://login.bad.ex=\r\nample/x\r\n")
+    literal = b"Content-Type: text/html\r\n\r\n<a href='http://[192.0.2.1]/'>x</a>\r\n"
+    refused = b"\r\nhttps://www.refused.example/ and nothing else\r\n"
+    assert url_hosts(listed, 20) == ["good.example", "login.bad.example"]
+
+    async def go(data: bytes) -> Any:
+        return await query_uri_lists(r, url_hosts(data, 20), frozenset({"dbl.test"}),
+                                     org_domain)
+
+    got = asyncio.run(go(listed))
+    assert got.lookup("dbl.test", "") == "127.0.1.2"
+    assert got.listed == {"dbl.test": "bad.example"}
+    assert asyncio.run(go(literal)).lookup("dbl.test", "") == "127.0.1.4"
+    none = asyncio.run(go(refused))
+    assert none.lookup("dbl.test", "") is None
+    assert "refused the query" in none.problems["dbl.test"]
+    assert url_hosts(b"\r\n" + b" ".join(b"http://h%d.example/" % i for i in range(50)), 5) \
+        == [f"h{i}.example" for i in range(5)]
 
 
 def test_mx_routing(dns_server: Dns) -> None:

@@ -10,6 +10,8 @@ helo.auth.test         ip4:127.0.0.1 -all (HELO)  -                            -
 elsewhere.test         ip4:127.0.0.1 -all: pass (another organisational domain)
 bl.test                DNS list: 127.0.0.1 listed with code 127.0.0.2
 rep.test               reputation: 127.0.0.1 scores -7.5
+dbl.test               URI (domain) list: bad.example 127.0.1.2, 192.0.2.1 127.0.1.4,
+                       refused.example 127.255.255.254 (the list refused the query)
 mx.test                MX 20 b, MX 10 a (a: 127.0.0.3, b: 127.0.0.4); nomx (A only),
                        null (null MX), gone (NXDOMAIN)
 broken.test            SERVFAIL (NSD cannot load its zone)
@@ -59,6 +61,8 @@ def zones(good_key: str, wrong_key: str, extra: dict[str, list[str]] | None = No
         ],
         "bl.test": ["1.0.0.127 IN A 127.0.0.2", "1.0.0.127 IN TXT \"listed for tests\""],
         "rep.test": ['1.0.0.127 IN TXT "-7.5"'],
+        "dbl.test": ["bad.example IN A 127.0.1.2", "1.2.0.192 IN A 127.0.1.4",
+                     "refused.example IN A 127.255.255.254"],
         # SPF passes here, and the organisational domain is not auth.test's: unaligned.
         "elsewhere.test": [f"@ IN TXT {txt('v=spf1 ip4:127.0.0.1 -all')}"],
         "mx.test": ["@ IN MX 20 b", "@ IN MX 10 a", "a IN A 127.0.0.3", "b IN A 127.0.0.4",

@@ -68,6 +68,8 @@ BAD = [
      "max_recipients_per_hour_per_sender = \"100\"\nmax_messages_per_connection = 1.5\n"
      "max_recipients_per_hour_per_ip = 5\n"),
     ("routes-no-target", "[[listeners]]\nport = 1\n[delivery]\n[routes]\n\"example.com\" = \"mx\"\n"),
+    ("dns-uri-lists", "[[listeners]]\nport = 1\n[delivery]\nmaildir = \"m\"\n[dns]\n"
+     "uri_lists = [5, \"dbl.example\", \"http://x.example/\", \"\"]\nuri_limit = 0\n"),
 ]
 
 

@@ -163,12 +163,17 @@ def no_reputation(ctx: MessageContext, t: CRule) -> RuleResult:
 
 
 def dnslist(ctx: MessageContext, t: CRule) -> RuleResult:
-    answer = need(ctx.services, "dnslist").lookup(str(arg(t, 0)), ctx.connection.remote_ip)  # type: ignore[attr-defined]
+    provider = need(ctx.services, "dnslist")
+    zone = str(arg(t, 0))
+    answer = provider.lookup(zone, ctx.connection.remote_ip)  # type: ignore[attr-defined]
+    # A URI list names the URL host it found listed (runtime.engine.providers.dnslist).
+    name = getattr(provider, "listed", {}).get(zone.strip(".").lower())
+    what = f"dnslist answer for {name}" if name else "dnslist answer"
     if t.comparator is None:
-        return RuleResult(answer is not None, f"dnslist answer {answer}")
+        return RuleResult(answer is not None, f"{what} {answer}")
     if answer is None:
         return RuleResult(False, "not listed")
-    return compare_name(t, answer, "dnslist answer")
+    return compare_name(t, answer, what)
 
 
 def _result_list(value: object) -> set[str]:

@@ -21,9 +21,15 @@ from attrs import define
 
 from filterlang.compile import CBool, CFilter, CIf, CNot, CRule
 from runtime.config.config import GatewayConfig
-from runtime.engine.providers.auth import Authenticator, AuthSettings, AuthVerdict
+from runtime.engine.providers.auth import Authenticator, AuthSettings, AuthVerdict, org_domain
 from runtime.engine.providers.dkimsign import DkimKeyError, DkimSigner, DomainKey, load_key
-from runtime.engine.providers.dnslist import query_lists, query_reputation
+from runtime.engine.providers.dnslist import (
+    DnsListAnswers,
+    query_lists,
+    query_reputation,
+    query_uri_lists,
+    url_hosts,
+)
 from runtime.engine.providers.ldap import Directory, LdapAnswers, LdapUnavailable
 from runtime.engine.providers.resolver import Resolver, shared_resolver
 from runtime.engine.services import Services
@@ -142,6 +148,8 @@ class Providers:
     zones: frozenset[str]
     reputation_zone: str | None
     ldap: LdapLookups | None = None
+    uri_lists: frozenset[str] = frozenset()  # of `zones`, those asked about URL host names
+    uri_limit: int = 20
 
     async def for_message(self, env: Envelope, data: bytes, direction: str,
                           base: Services | None) -> Services:
@@ -155,7 +163,7 @@ class Providers:
             work.append(asyncio.to_thread(self.authenticator.check, ip, env.helo or "",
                                           env.mail_from, data))
         if self.zones:
-            work.append(query_lists(self.resolver, ip, self.zones))
+            work.append(self._lists(ip, data))
         if self.reputation_zone:
             work.append(query_reputation(self.resolver, ip, self.reputation_zone))
         got = list(await asyncio.gather(*work))
@@ -174,6 +182,18 @@ class Providers:
                             ldap=groups or services.ldap)
 
 
+    async def _lists(self, ip: str, data: bytes) -> DnsListAnswers:
+        """The IP lists asked about `ip`, the URI lists about the message's URL hosts."""
+        by_ip = self.zones - self.uri_lists
+        by_uri = self.zones & self.uri_lists
+        answers = await query_lists(self.resolver, ip, by_ip)
+        if by_uri:
+            hosts = await asyncio.to_thread(url_hosts, data, self.uri_limit)
+            answers = answers.merged(await query_uri_lists(self.resolver, hosts, by_uri,
+                                                           org_domain))
+        return answers
+
+
 def load_providers(config: GatewayConfig, filters: Iterable[CFilter]) -> Providers | None:
     """The checks and look-ups `config` asks for; None when it asks for none."""
     filters = list(filters)
@@ -187,7 +207,7 @@ def load_providers(config: GatewayConfig, filters: Iterable[CFilter]) -> Provide
     auth = (Authenticator(resolver, AuthSettings(a.spf, a.dkim, a.dmarc, a.arc))
             if a is not None else None)
     return Providers(resolver, auth, a.authserv_id if a is not None else "", zones,
-                     d.reputation_zone, ldap)
+                     d.reputation_zone, ldap, d.uri_lists & zones, d.uri_limit)
 
 
 def load_signer(config: GatewayConfig) -> DkimSigner | None:
