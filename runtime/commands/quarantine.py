@@ -14,6 +14,7 @@ from runtime.commands._config import (
 )
 from runtime.mta.quarantine import QuarantineError
 from runtime.mta.stores import quarantines_for, spool_for
+from runtime.pipeline.stages.providers import DkimKeyError, load_signer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +68,10 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.flush()
             sys.stdout.buffer.write(data)
         elif args.action == "release":
-            q.release(args.name, args.queue_id, spool_for(config))
+            # Outgoing mail parked before its DKIM signing leaves signed, as if never held.
+            signer = load_signer(config)
+            q.release(args.name, args.queue_id, spool_for(config),
+                      signer.sign if signer is not None else None)
             _say(args, {"released": args.queue_id}, f"released {args.queue_id} to delivery")
         elif args.action == "delete":
             q.delete(args.name, args.queue_id)
@@ -75,4 +79,8 @@ def run(args: argparse.Namespace) -> int:
     except QuarantineError as exc:
         print(f"filterlang quarantine: {exc}", file=sys.stderr)
         return 1
+    except DkimKeyError as exc:  # the message stays in its quarantine
+        print(f"filterlang quarantine: cannot DKIM-sign the released message: {exc}",
+              file=sys.stderr)
+        return 2
     return 0

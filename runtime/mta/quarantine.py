@@ -7,6 +7,7 @@ delivery (not the filters that quarantined it).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -62,8 +63,13 @@ class Quarantines:
         os.unlink(self._dir(name) / queue_id)
         _fsync_dir(self._dir(name))
 
-    def release(self, name: str, queue_id: str, spool: Spool) -> None:
-        """Back into delivery: write to the spool first (fsync), then remove from quarantine."""
+    def release(self, name: str, queue_id: str, spool: Spool,
+                dkim_sign: Callable[[bytes], bytes | None] | None = None) -> None:
+        """Back into delivery: write to the spool first (fsync), then remove from quarantine.
+        Outgoing mail parked before its DKIM signing is signed now with `dkim_sign`."""
         env, data = self.read(name, queue_id)
-        spool.rewrite("incoming", attrs.evolve(env, processed=True, next_attempt=0.0), data)
+        if env.dkim_on_release and dkim_sign is not None:
+            data = dkim_sign(data) or data
+        spool.rewrite("incoming", attrs.evolve(env, processed=True, next_attempt=0.0,
+                                               dkim_on_release=False), data)
         self.delete(name, queue_id)

@@ -392,6 +392,8 @@ class QueueRunner:
             if disp not in (DELIVER, COPIED):
                 self.tracker.record(disp, qid, rcpt=rcpt, trace=msg.trace)
         original: Leaving | None = None
+        # What a quarantine parks missed the outgoing DKIM signing; it is signed if released.
+        sign_later = msg.direction == "outgoing" and not msg.skip_dkim_signing
         for n, out in enumerate(outcome.leaving):
             if out.original:
                 original = out
@@ -399,8 +401,8 @@ class QueueRunner:
             # Each copy is durable in the spool before the original leaves `active`.
             if out.quarantine and self.quarantines is not None:
                 self.quarantines.put(out.quarantine, _tls_first(attrs.evolve(
-                    env, rcpt_tos=out.rcpts, processed=True, queue_id=f"{qid}.{n}"),
-                    out.tls_first), out.data)
+                    env, rcpt_tos=out.rcpts, processed=True, queue_id=f"{qid}.{n}",
+                    dkim_on_release=sign_later), out.tls_first), out.data)
                 self.tracker.record("quarantine", qid, quarantine=out.quarantine,
                                     rcpts=list(out.rcpts), note=out.note)
                 continue
@@ -419,7 +421,7 @@ class QueueRunner:
             waiting = original.rcpts
             opts = dict(zip(env.rcpt_tos, env.rcpt_options, strict=False))
             self.quarantines.put(original.quarantine, _tls_first(attrs.evolve(
-                env, processed=True, rcpt_tos=waiting,
+                env, processed=True, rcpt_tos=waiting, dkim_on_release=sign_later,
                 rcpt_options=tuple(opts[r] for r in waiting if r in opts)
                 if len(opts) == len(env.rcpt_tos) else ()), original.tls_first), original.data)
             self.tracker.record("quarantine", qid, quarantine=original.quarantine, trace=msg.trace)

@@ -51,6 +51,9 @@ class Envelope:
     # unless the next hop's TLS meets its policy, and the subject the encrypted message takes.
     encrypt_unless_tls: str = ""
     encrypt_subject: str = ""
+    # Parked in a quarantine before the outgoing DKIM signing (which signs only what leaves):
+    # released, it is signed then, so released mail leaves signed like the rest.
+    dkim_on_release: bool = False
 
     def to_json(self) -> dict[str, Any]:
         # Not attrs.asdict(): its generic recursion ran for every message received (~3% of a
@@ -88,6 +91,7 @@ class Envelope:
                 delay_notified=bool(data.get("delay_notified", False)),
                 encrypt_unless_tls=str(data.get("encrypt_unless_tls", "")),
                 encrypt_subject=str(data.get("encrypt_subject", "")),
+                dkim_on_release=bool(data.get("dkim_on_release", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptEntry(f"bad envelope header: {exc}") from None

@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import dkim
 import pytest
+
+from tests.auth.zones import rsa_key
 
 from .conftest import Identities
 from .harness import (
@@ -318,3 +321,32 @@ def test_tls_first_to_a_destination_without_tls_encrypts_at_once(
     assert "TLS policy 'none'" in str(event["reason"])
     gw.wait_event(mid, "bounced", rcpt)
     assert not _copies(sink, rcpt, mid)
+
+
+def test_dkim_signature_covers_what_rule_1_delivers(ids: Identities, tmp_path: Path) -> None:
+    """The message leaves the pipeline DKIM-signed in clear; when rule 1 then encrypts it at
+    delivery, that signature comes off and the encrypted message is signed again: the
+    delivered message carries one signature, and it verifies."""
+    pem, record = rsa_key()
+    (tmp_path / "dkim.pem").write_bytes(pem)
+    sink = Sink()
+    gw = _gateway(tmp_path / "b", ids, sink)
+    gw.extra += f'\n[dkim."b.example"]\nselector = "gw"\nkey = "{tmp_path / "dkim.pem"}"\n'
+    gw.write_config()
+    with running(sink, gw):
+        first = gw.send(BOB, CAROL, message(BOB, CAROL, "tls first, signed", SECRET))
+        always = gw.send(BOB, CAROL, message(BOB, CAROL, "always: signed", SECRET))
+        encrypted, _ = gw.delivered(sink, CAROL, first)
+        at_once, _ = gw.delivered(sink, CAROL, always)
+    assert str(_tls_first(gw, first)["decision"]).startswith("encrypted")
+
+    def dns(name: bytes, timeout: float = 5) -> bytes:
+        assert name == b"gw._domainkey.b.example."
+        return record.encode()
+
+    for got in (encrypted, at_once):
+        head = got.data.split(b"\r\n\r\n", 1)[0]
+        assert head.lower().count(b"\r\ndkim-signature:") + head.lower().startswith(
+            b"dkim-signature:") == 1, head
+        assert dkim.verify(got.data, dnsfunc=dns), head
+        assert SECRET.encode() in _encrypted_for_carol(got, ids)

@@ -9,8 +9,12 @@ profile by subject, so one gateway shows all three missing-key actions.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import dkim
 import pytest
+
+from tests.auth.zones import rsa_key
 
 from .conftest import Identities
 from .harness import (
@@ -171,3 +175,24 @@ def test_quarantine_then_release_by_the_operator(org_b: tuple[Gateway, Sink]) ->
     # It re-entered delivery: the filter that parked it did not run again.
     assert qid not in gw.cli("quarantine", "list", "Review")
     assert [r["event"] for r in gw.records(mid)].count("quarantine") == 1
+
+
+def test_released_outgoing_mail_leaves_dkim_signed(tmp_path: Path) -> None:
+    """Outgoing mail parked in a quarantine missed the DKIM signing (only what leaves is
+    signed); released by the operator, it leaves signed, and the signature verifies."""
+    pem, record = rsa_key()
+    (tmp_path / "dkim.pem").write_bytes(pem)
+    sink = Sink()
+    gw = Gateway(tmp_path / "b", next_hop=sink.port, filters={"outbound.filter": FILTERS},
+                 extra=f'[quarantines.Review]\n[dkim."b.example"]\nselector = "gw"\n'
+                       f'key = "{tmp_path / "dkim.pem"}"\n')
+    rcpt = "zed@elsewhere.example"
+    with running(sink, gw):
+        mid = gw.send(BOB, rcpt, message(BOB, rcpt, "hold for review: signed on release"))
+        qid = gw.wait_event(mid, "quarantine")["queue_id"]
+        held = gw.cli("quarantine", "show", "Review", qid)
+        assert "DKIM-Signature" not in held.split("\n\n")[0]
+        assert f"released {qid}" in gw.cli("quarantine", "release", "Review", qid)
+        got, _ = gw.delivered(sink, rcpt, mid)
+    assert got.data.startswith(b"DKIM-Signature:"), got.data[:300]
+    assert dkim.verify(got.data, dnsfunc=lambda name, timeout=5: record.encode())

@@ -117,6 +117,24 @@ class DkimSigner:
                           linesep=b"\r\n")
         return bytes(field) + data
 
+    def unsign(self, data: bytes) -> bytes | None:
+        """`data` without the DKIM-Signature field `sign` put first (this signer's domain and
+        selector for the message's From); None when the first field is no such signature."""
+        key = self.key_for(data)
+        if key is None or data[:15].lower() != b"dkim-signature:":
+            return None
+        end = data.find(b"\r\n")
+        while end != -1 and data[end + 2: end + 3] in (b" ", b"\t"):  # folded lines
+            end = data.find(b"\r\n", end + 2)
+        if end == -1:
+            return None
+        tags = {t.split(b"=", 1)[0].strip(): t.split(b"=", 1)[1].strip()
+                for t in b"".join(data[15:end].split()).split(b";") if b"=" in t}
+        if (tags.get(b"d", b"").lower() != key.domain.lower().encode()
+                or tags.get(b"s", b"") != key.selector.encode()):
+            return None
+        return data[end + 2:]
+
 
 def keygen(domain: str, selector: str, bits: int = 2048) -> tuple[bytes, str]:
     """A new RSA key (PKCS#1 PEM) and the DNS TXT record publishing it, in zone-file syntax."""

@@ -336,6 +336,16 @@ class SmimeOutbound:
     def encrypt_for_delivery(self, data: bytes, rcpts: tuple[str, ...], encryption_profile: str,
                              subject: str) -> ProfileOutcome:
         """Rule 1 when the next hop's TLS did not meet the policy: encrypt now, as rule 0
-        would have (RetryLater when the key store is down: the recipients wait)."""
-        return apply_encryption(self.ctx, data, rcpts,
-                                EncryptRequest(encryption_profile, subject, rule=0))
+        would have (RetryLater when the key store is down: the recipients wait).
+
+        The message was DKIM-signed when it left the pipeline (finish); encrypting changes
+        its body, so that signature comes off first and the encrypted message is signed
+        again: the signature covers what is delivered."""
+        signer = self.ctx.dkim
+        bare = signer.unsign(data) if signer is not None else None
+        out = apply_encryption(self.ctx, bare if bare is not None else data, rcpts,
+                               EncryptRequest(encryption_profile, subject, rule=0))
+        if bare is None or signer is None:
+            return out
+        groups = tuple((r, signer.sign(d) or d, note) for r, d, note in out.groups)
+        return attrs.evolve(out, groups=groups)
