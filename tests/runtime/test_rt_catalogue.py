@@ -17,6 +17,7 @@ from rt_helpers import run
 from test_rt_rules import ATTACHED
 
 from filterlang import builtins as b
+from runtime.engine.providers.scanners import SpamVerdict, VirusVerdict
 from runtime.engine.resources import Dictionary, Resources
 from runtime.engine.services import Services
 from runtime.pipeline.trace import to_json, to_text
@@ -60,11 +61,17 @@ class FakeProviders:
     def verdict(self, rule: str, args: tuple[object, ...], raw: bytes) -> object:
         return "suspect"
 
+    def spam(self) -> SpamVerdict:
+        return SpamVerdict("spam", 12.5, "test")
+
+    def virus(self) -> VirusVerdict:
+        return VirusVerdict("infected", "Eicar-Test")
+
 
 def _services() -> Services:
     p: Any = FakeProviders()
     return Services(ldap=p, dnslist=p, reputation=p, auth=p, url=p, image=p, language=p,
-                    forged=p, counters={})
+                    forged=p, counters={}, spam=p, virus=p)
 
 
 @pytest.mark.parametrize("sig", b.RULES, ids=lambda s: s.name)
