@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Self
 
+from tests.support.daemon import Daemon
+
 NSD = shutil.which("nsd") or "/usr/sbin/nsd"
 
 
@@ -42,7 +44,7 @@ def zone_text(origin: str, records: list[str]) -> str:
         f"@ IN NS ns.{origin}.", "ns IN A 127.0.0.1", *records, ""])
 
 
-class Nsd:
+class Nsd(Daemon):
     """`nsd -d` with its own folder; `zones` maps origin -> records (zone-file lines)."""
 
     def __init__(self, root: Path, zones: dict[str, list[str]],
@@ -99,18 +101,3 @@ class Nsd:
                 out.append(p.read_text(errors="replace")[-2000:])
         return "\n".join(out)
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Self
+
+from tests.support.daemon import Daemon
 
 RSPAMD = shutil.which("rspamd") or "/usr/bin/rspamd"
 CLAMD = shutil.which("clamd") or "/usr/sbin/clamd"
@@ -46,8 +47,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class _Daemon:
+class _Daemon(Daemon):
     name = ""
+    group = True  # Rspamd forks workers
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -76,26 +78,8 @@ class _Daemon:
         self.stop()
         raise AssertionError(f"{self.name} did not answer on port {self.port}: {self.log()}")
 
-    def stop(self) -> None:
-        """SIGTERM to its process group (Rspamd forks workers), then wait."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-
     def log(self) -> str:
         return self.logfile.read_text(errors="replace")[-3000:] if self.logfile.exists() else ""
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class Rspamd(_Daemon):

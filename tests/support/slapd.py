@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Self
 
+from tests.support.daemon import Daemon
+
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
 SLAPADD = shutil.which("slapadd") or "/usr/sbin/slapadd"
 SCHEMA = Path("/etc/ldap/schema")
@@ -54,7 +56,7 @@ def groups_ldif(groups: dict[str, list[str]]) -> str:
     return "\n".join(out)
 
 
-class Slapd:
+class Slapd(Daemon):
     """`slapd -d 0` on 127.0.0.1:PORT with its own folder; `groups` maps name -> addresses.
     stop() and start() again keep the database and the port (an outage, then recovery)."""
 
@@ -103,18 +105,3 @@ class Slapd:
         p = self.root / "stderr.log"
         return p.read_text(errors="replace")[-2000:] if p.exists() else ""
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
