@@ -43,8 +43,9 @@ import ipaddress
 import re
 import socket
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from attrs import field, frozen
 
@@ -405,6 +406,24 @@ class TlsPolicy:
                          ciphers=self.ciphers, ca_file=ca_file or self.ca_file)
 
 
+T = TypeVar("T")
+
+
+def by_domain(table: Mapping[str, T], domain: str) -> T | None:
+    """The entry of a table keyed by domain ([tls.outbound.domains], [routes]) for `domain`:
+    its exact key, else the longest ".suffix" key that covers it; None when none does."""
+    domain = domain.lower().rstrip(".")
+    found = table.get(domain)
+    if found is not None:
+        return found
+    labels = domain.split(".")
+    for i in range(1, len(labels)):
+        found = table.get("." + ".".join(labels[i:]))
+        if found is not None:
+            return found
+    return None
+
+
 @frozen
 class OutboundTls:
     """[tls.outbound]: the default policy and per-domain ones ("example.com" exact,
@@ -423,16 +442,8 @@ class OutboundTls:
         return self.for_domain(domain) is not self.default
 
     def for_domain(self, domain: str) -> TlsPolicy:
-        domain = domain.lower().rstrip(".")
-        found = self.domains.get(domain)
-        if found is not None:
-            return found
-        labels = domain.split(".")
-        for i in range(1, len(labels)):
-            found = self.domains.get("." + ".".join(labels[i:]))
-            if found is not None:
-                return found
-        return self.default
+        found = by_domain(self.domains, domain)
+        return found if found is not None else self.default
 
 
 # Next-hop kinds of an SMTP route (see Route).
@@ -472,16 +483,8 @@ class Routes:
     def for_domain(self, domain: str) -> Route | None:
         if not self.entries:
             return None
-        domain = domain.lower().rstrip(".")
-        found = self.entries.get(domain)
-        if found is not None:
-            return found
-        labels = domain.split(".")
-        for i in range(1, len(labels)):
-            found = self.entries.get("." + ".".join(labels[i:]))
-            if found is not None:
-                return found
-        return self.entries.get("*")
+        found = by_domain(self.entries, domain)
+        return found if found is not None else self.entries.get("*")
 
     @property
     def uses_mx(self) -> bool:

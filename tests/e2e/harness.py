@@ -244,6 +244,24 @@ def read_reply(s: socket.socket) -> str:
             return buf.decode(errors="replace")
 
 
+@contextlib.contextmanager
+def held() -> Iterator[list[socket.socket]]:
+    """Connections a test keeps open (to fill a connection cap), all closed at the end."""
+    opened: list[socket.socket] = []
+    try:
+        yield opened
+    finally:
+        for s in opened:
+            s.close()
+
+
+def connect(port: int, source: str, opened: list[socket.socket]) -> str:
+    """Open a connection from `source` and keep it in `opened`: the greeting (or refusal)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+    opened.append(s)
+    return read_reply(s)
+
+
 def dialogue(port: int, commands: list[bytes]) -> list[str]:
     """The greeting, then each command (sent as given, CRLF added) and its reply."""
     with connection(port) as s:

@@ -19,10 +19,9 @@ import os
 import signal
 import smtplib
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
-from .harness import Gateway, Sink, message, read_reply, running, send, wait_until
+from .harness import Gateway, Sink, connect, held, message, read_reply, running, send, wait_until
 
 ALICE, BOB = "alice@a.example", "bob@a.example"
 RATES = """
@@ -54,21 +53,6 @@ max_connections_per_ip = 4
 """
 
 
-@contextlib.contextmanager
-def held() -> Iterator[list[socket.socket]]:
-    opened: list[socket.socket] = []
-    try:
-        yield opened
-    finally:
-        for s in opened:
-            s.close()
-
-
-def connect(port: int, source: str, opened: list[socket.socket]) -> str:
-    """Open a connection from `source` and keep it in `opened`: the greeting (or refusal)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
-    opened.append(s)
-    return read_reply(s)
 
 
 def holders(gw: Gateway, socks: list[socket.socket]) -> list[int]:

@@ -4,13 +4,12 @@ counts go down as connections close; no traceback in the log."""
 
 from __future__ import annotations
 
-import contextlib
 import resource
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 from runtime.mta.connlimits import TOO_MANY, AcceptGuard, ConnectionLimits
+from tests.e2e.harness import connect, held
 
 from .served import Served, Sink, read_reply, relay_config, send, wait_until
 
@@ -21,31 +20,17 @@ GATEWAY = relay_config(
     policy="max_connections_per_ip = 0")
 
 
-@contextlib.contextmanager
-def connections() -> Iterator[list[socket.socket]]:
-    opened: list[socket.socket] = []
-    try:
-        yield opened
-    finally:
-        for s in opened:
-            s.close()
-
-
-def _connect(port: int, source: str, opened: list[socket.socket]) -> str:
-    s = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
-    opened.append(s)
-    return read_reply(s)
 
 
 def test_global_and_per_ip_caps_through_serve(tmp_path: Path) -> None:
     with Sink() as sink, Served(tmp_path, GATEWAY, sink, cap=8) as gw:
-        with connections() as opened:
+        with held() as opened:
             # The partners' policy takes three at once from 127.0.0.2, the fourth is refused.
-            greetings = [_connect(gw.port, "127.0.0.2", opened) for _ in range(4)]
+            greetings = [connect(gw.port, "127.0.0.2", opened) for _ in range(4)]
             assert [g[:3] for g in greetings] == ["220", "220", "220", "421"], greetings
             assert greetings[3].startswith("421 4.7.0")
             # Other addresses still get in, up to the listener's cap of eight.
-            greetings = [_connect(gw.port, f"127.0.0.{10 + i}", opened) for i in range(6)]
+            greetings = [connect(gw.port, f"127.0.0.{10 + i}", opened) for i in range(6)]
             assert [g[:3] for g in greetings] == ["220"] * 5 + ["421"], greetings
             assert greetings[5].startswith("421 4.7.0")
         # All closed: the counts are back down, and mail flows.
@@ -63,8 +48,8 @@ def test_descriptor_limit_gives_421_not_tracebacks(tmp_path: Path) -> None:
     with Sink() as sink:
         gw = Served(tmp_path, GATEWAY, sink, cap=100000)
         gw.preexec = _few_descriptors
-        with gw, connections() as opened:
-            greetings = [_connect(gw.port, "127.0.0.1", opened) for _ in range(200)]
+        with gw, held() as opened:
+            greetings = [connect(gw.port, "127.0.0.1", opened) for _ in range(200)]
             codes = [g[:3] for g in greetings]
             # Every client got an answer: a greeting while descriptors last, then 421.
             assert set(codes) == {"220", "421"}, set(codes)
