@@ -1,10 +1,10 @@
 """Concurrent-connection caps of a listener process, and what happens at their edges.
 
 The host access table's mail flow policy gives a per-IP cap (`max_connections_per_ip`, as
-AsyncOS's "max. concurrent connections from a single IP", counted for all listener processes
-together in runtime/mta/hostlimits.py), the listener a global one (`max_connections`, shared
-out among the listener processes). Past either, a client is
-answered `421 4.7.0` at connect and the connection closed, before aiosmtpd makes a session
+AsyncOS's "max. concurrent connections from a single IP"), the listener a global one
+(`max_connections`); both are counted for all listener processes together, under one lock
+of the table in runtime/mta/hostlimits.py. Past either, a client is answered `421 4.7.0`
+naming the limit at connect and the connection closed, before aiosmtpd makes a session
 for it. The caps also stay below the process's descriptor limit (raised to its hard limit at
 start), so a flood of idle connections meets 421 rather than EMFILE; if accept() runs out of
 descriptors all the same (another part of the process holds them), `AcceptGuard` answers the
@@ -27,11 +27,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from runtime.mta import memtrim
-from runtime.mta.hostlimits import HostCounters, ip_key
+from runtime.mta.hostlimits import HostCounters, ip_key, listener_key
 
 log = logging.getLogger("filterlang.smtp")
 
 TOO_MANY = "421 4.7.0 Too many connections, try again later"
+TOO_MANY_ON_LISTENER = "421 4.7.0 Too many connections (max_connections={limit}), try again later"
 TOO_MANY_FROM_IP = ("421 4.7.0 Too many connections from your address "
                     "(max_connections_per_ip={limit}), try again later")
 FD_MARGIN = 64  # descriptors kept for spool files, syncs and the process's own needs
@@ -57,43 +58,44 @@ def _open_descriptors() -> int:
 
 
 class ConnectionLimits:
-    """Open connections of this process per listener, and per client IP in all of them."""
+    """Open connections of this process, and per listener and per client IP in all of them."""
 
-    def __init__(self, caps: Mapping[str, int], share: int = 1,
-                 descriptors: int | None = None, counters: HostCounters | None = None,
-                 region: int = 0) -> None:
-        # A listener's cap is for the host: each of `share` listener processes takes its part.
-        self.caps = {name: max(1, -(-cap // max(1, share))) for name, cap in caps.items()}
+    def __init__(self, caps: Mapping[str, int], descriptors: int | None = None,
+                 counters: HostCounters | None = None, region: int = 0) -> None:
+        # Each listener's cap is for the host, counted in the shared table under its name.
+        self.caps = {name: (listener_key(name), cap) for name, cap in caps.items()}
         limit = raise_descriptor_limit() if descriptors is None else descriptors
         self.room = max(1, limit - _open_descriptors() - FD_MARGIN)
         self.total = 0
-        self._per_listener: dict[str, int] = {}
         self._peak = 0
-        # The per-IP counts, shared with the other listener processes of `serve` (which
-        # made `counters` before forking this one and gave it `region`), else this one's own.
+        # The counts, shared with the other listener processes of `serve` (which made
+        # `counters` before forking this one and gave it `region`), else this one's own.
         self.counters = counters if counters is not None else HostCounters(regions=1)
         self.region = region
 
-    def admit(self, listener: str, ip: str, per_ip: int) -> tuple[str | None, int | None]:
+    def admit(self, listener: str, ip: str, per_ip: int) -> tuple[str | None, tuple[int, ...]]:
         """Count a new connection in: (None, the ticket for `release`), or (the 421 reply
-        that refuses it, None) with nothing counted."""
-        here = self._per_listener.get(listener, 0)
-        if here >= self.caps.get(listener, self.room) or self.total >= self.room:
-            return TOO_MANY, None
-        ticket = None
+        that refuses it, ()) with nothing counted."""
+        if self.total >= self.room:  # this process's descriptors
+            return TOO_MANY, ()
+        checks = []
+        mine = self.caps.get(listener)
+        if mine is not None:
+            checks.append(mine)
         if per_ip:  # 0: no cap, and nothing to count
-            ticket = self.counters.connect(ip_key(ip), per_ip, self.region)
-            if ticket == -1:
-                return TOO_MANY_FROM_IP.format(limit=per_ip), None
-        self._per_listener[listener] = here + 1
+            checks.append((ip_key(ip), per_ip))
+        got = self.counters.connect(checks, self.region)
+        if isinstance(got, int):
+            if mine is not None and got == 0:
+                return TOO_MANY_ON_LISTENER.format(limit=mine[1]), ()
+            return TOO_MANY_FROM_IP.format(limit=per_ip), ()
         self.total += 1
         self._peak = max(self._peak, self.total)
-        return None, ticket
+        return None, got
 
-    def release(self, listener: str, ticket: int | None) -> None:
+    def release(self, ticket: tuple[int, ...]) -> None:
         self.total -= 1
-        self._per_listener[listener] -= 1
-        if ticket is not None:
+        if ticket:
             self.counters.disconnect(ticket, self.region)
         if self._peak >= BURST and self.total <= self._peak // 4:
             # Most of a burst has gone: give its memory back (transports, buffers, sessions).

@@ -1,10 +1,12 @@
 """The host access table's counters, shared by every listener process of one `serve`.
 
 AsyncOS's mail flow policies cap, per client, concurrent connections, messages and recipients
-per hour, and recipients per hour per envelope sender. Counted in each listener process, a
-client could have as many again per process (the kernel spreads its connections over them),
-so the counts live in one table in shared memory that the supervisor makes before it forks
-the listeners; a listener process made on its own (tests, fuzzing) makes a private one.
+per hour, and recipients per hour per envelope sender; a listener caps its connections in all
+(`max_connections`), and a client's failed SMTP AUTH attempts lock it out. Counted in each
+listener process, a client could have as many again per process (the kernel spreads its
+connections over them), so the counts live in one table in shared memory that the supervisor
+makes before it forks the listeners; a listener process made on its own (tests, fuzzing) makes
+a private one.
 
 Why shared memory under a lock, not a SQLite file or a counting process (Postfix's anvil): a
 check is a few microseconds here, where a SQLite transaction or a round trip to another
@@ -17,16 +19,26 @@ Layout: BUCKETS buckets of WAYS entries, a key's bucket chosen by its digest (16
 BLAKE2b over the IP address or the sender, so any key fits and a collision is out of reach).
 A bucket holds its WAYS keys side by side (one slice and a find() looks a key up) and then
 their records. A record: when it was last used, the current hour window, messages and
-recipients in this window and the one before, concurrent connections in all, and the
+recipients in this window and the one before, concurrent connections in all, the failed AUTH
+attempts (their window's start, this window's count and the previous one's), and the
 connections each listener process holds ("regions", one per process: the supervisor gives a
 new listener a free region and, when the process is gone, crashed or drained, takes its
 connections out of the totals and frees the region, so a dead process never holds counts).
+The listeners' own totals (keys from listener_key) live in an area of APART records kept
+apart from the buckets, so that clients crowding a bucket can never leave a listener's
+connections uncounted, which would lift its cap just when a flood makes it matter.
 
 Hour rates are sliding-window counters: the previous hour's count, weighted by how much of it
 still lies in the last 3,600 seconds, plus this hour's. A new key finds a free way or takes
 the least recently used one that holds no connection (its rates are forgotten: the table
 keeps about BUCKETS * WAYS keys); a bucket whose every way holds connections counts nothing
 more (the client is let through, uncounted, and a warning logged at most once a minute).
+
+Failed AUTH attempts slide the same way over the listener's auth_failure_window, but their
+window starts at an address's first failure after a quiet spell, not on the clock: a burst of
+failures is counted exactly (the lock-out comes at auth_max_failures, never one later because
+the clock's window turned in the middle of the burst); a failure weighs fully for one window,
+then less and less for one more.
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Iterator, Sequence
 
 log = logging.getLogger("filterlang.smtp")
 
@@ -52,14 +65,19 @@ KEY = 16
 WINDOW = 3600.0  # seconds: the "hour" of the hourly rates
 MESSAGES, RECIPIENTS = 0, 1  # which hourly count
 MIN_REGIONS = 32
+APART = 64  # records for the listeners' totals (more listener names alive at once: uncounted)
 _EMPTY = bytes(KEY)
 # used, window, messages (this window, previous), recipients (this, previous), connections
 _HEAD = struct.Struct("=7I")
 _USED, _WINDOW, _MSG, _MSG_PREV, _RCPT, _RCPT_PREV, _CONNS = range(7)
 _COUNT = struct.Struct("=I")
 _CONNS_AT = _HEAD.size - _COUNT.size  # the connections' count: the last of the head
+# Failed AUTH attempts: the window's start (monotonic seconds), this window's, the previous.
+_AUTH = struct.Struct("=dII")
+_REGIONS_AT = _HEAD.size + _AUTH.size
 _REGION = struct.Struct("=H")
 _REGION_MAX = 0xFFFF
+_LISTENER = b"\xffLSN"  # how a listener's key begins: it lives in the area kept apart
 
 
 def ip_key(ip: str) -> bytes:
@@ -70,6 +88,14 @@ def ip_key(ip: str) -> bytes:
 def sender_key(sender: str) -> bytes:
     return hashlib.blake2b(b"from:" + sender.lower().encode("utf-8", "surrogateescape"),
                            digest_size=KEY).digest()
+
+
+def listener_key(name: str) -> bytes:
+    """A listener's key: its total of connections, in the area kept apart from the clients.
+    (A client's digest that happened to begin the same way, once in 2**32, would only be
+    counted there instead.)"""
+    return _LISTENER + hashlib.blake2b(b"listener:" + name.encode("utf-8", "surrogateescape"),
+                                       digest_size=KEY - len(_LISTENER)).digest()
 
 
 class _RobustMutex:
@@ -155,15 +181,16 @@ class HostCounters:
 
     def __init__(self, regions: int = MIN_REGIONS, *, robust: bool = True) -> None:
         self.regions = max(1, regions)
-        self.record = _HEAD.size + _REGION.size * self.regions
+        self.record = _REGIONS_AT + _REGION.size * self.regions
         self.bucket = WAYS * KEY + WAYS * self.record
         # Anonymous and shared (MAP_SHARED): the listeners forked after this see one table.
         # Pages are made as keys land in them.
         # After the mutex, each region's connections in all (so that the release of a
         # listener that closed all its own, the usual case, need not read the whole table),
-        # then the buckets.
+        # then the listeners' area, then the buckets.
         self._held_at = _RobustMutex.SIZE
-        self._start = self._held_at + -(-_COUNT.size * self.regions // 64) * 64
+        self._apart = self._held_at + -(-_COUNT.size * self.regions // 64) * 64
+        self._start = self._apart + APART * (KEY + self.record)
         self._map = mmap.mmap(-1, self._start + BUCKETS * self.bucket)
         mutex: _RobustMutex | _FileLock
         try:
@@ -178,21 +205,31 @@ class HostCounters:
         self._mutex = mutex
         self._full_logged = 0.0
 
+    def _areas(self) -> Iterator[tuple[int, int]]:
+        """(first record, records) of the listeners' area, then of each bucket."""
+        yield self._apart + APART * KEY, APART
+        for b in range(BUCKETS):
+            yield self._start + b * self.bucket + WAYS * KEY, WAYS
+
     def _find(self, key: bytes, now: float, insert: bool) -> int | None:
         """The offset of `key`'s record (made if `insert`), or None."""
-        base = self._start + int.from_bytes(key[:4], "little") % BUCKETS * self.bucket
+        if key.startswith(_LISTENER):
+            base, ways = self._apart, APART
+        else:
+            base = self._start + int.from_bytes(key[:4], "little") % BUCKETS * self.bucket
+            ways = WAYS
         mm = self._map
-        keys = mm[base:base + WAYS * KEY]
+        keys = mm[base:base + ways * KEY]
         at = keys.find(key)
         while at >= 0 and at % KEY:
             at = keys.find(key, at + 1)
-        records = base + WAYS * KEY
+        records = base + ways * KEY
         if at >= 0:
             return records + at // KEY * self.record
         if not insert:
             return None
         victim, oldest = -1, 0
-        for way in range(WAYS):
+        for way in range(ways):
             if keys[way * KEY:(way + 1) * KEY] == _EMPTY:
                 victim = way
                 break
@@ -214,45 +251,55 @@ class HostCounters:
 
     # Concurrent connections.
 
-    def connect(self, key: bytes, limit: int, region: int) -> int | None:
-        """Count a connection in: its record's offset (for `disconnect`), -1 when `limit`
-        (0: none) is reached (nothing counted), None when the table had no room for it."""
+    def connect(self, checks: Sequence[tuple[bytes, int]], region: int) -> tuple[int, ...] | int:
+        """Count a connection in under every (key, limit) of `checks` (limit 0: none), all
+        under one lock: the offsets of the records counted (the ticket for `disconnect`; a key
+        the table had no room for is left out, uncounted), or, when a limit is reached, the
+        index of the first such check, with nothing counted."""
         now = time.monotonic()
         mm = self._map
+        found: list[tuple[int, int]] = []
         self._lock()
         try:
-            offset = self._find(key, now, insert=True)
-            if offset is None:
-                return None
-            at = offset + _CONNS_AT
-            conns = _COUNT.unpack_from(mm, at)[0]
-            if limit and conns >= limit:
-                return -1
-            mine = offset + _HEAD.size + _REGION.size * region
-            held = _REGION.unpack_from(mm, mine)[0]
-            if held >= _REGION_MAX:
-                return None
-            _COUNT.pack_into(mm, offset, int(now))
-            _COUNT.pack_into(mm, at, conns + 1)
-            _REGION.pack_into(mm, mine, held + 1)
-            total = self._held_at + _COUNT.size * region
-            _COUNT.pack_into(mm, total, _COUNT.unpack_from(mm, total)[0] + 1)
-            return offset
+            for i, (key, limit) in enumerate(checks):
+                offset = self._find(key, now, insert=True)
+                if offset is None:
+                    continue
+                conns = _COUNT.unpack_from(mm, offset + _CONNS_AT)[0]
+                if limit and conns >= limit:
+                    return i
+                found.append((offset, conns))
+            ticket = []
+            for offset, conns in found:
+                mine = offset + _REGIONS_AT + _REGION.size * region
+                held = _REGION.unpack_from(mm, mine)[0]
+                if held >= _REGION_MAX:
+                    continue  # more than this process can count for one key: uncounted
+                _COUNT.pack_into(mm, offset, int(now))
+                _COUNT.pack_into(mm, offset + _CONNS_AT, conns + 1)
+                _REGION.pack_into(mm, mine, held + 1)
+                ticket.append(offset)
+            if ticket:
+                total = self._held_at + _COUNT.size * region
+                _COUNT.pack_into(mm, total, _COUNT.unpack_from(mm, total)[0] + len(ticket))
+            return tuple(ticket)
         finally:
             self._unlock()
 
-    def disconnect(self, offset: int, region: int) -> None:
+    def disconnect(self, ticket: tuple[int, ...], region: int) -> None:
+        """Count out a connection that `connect` counted in (its ticket)."""
         mm = self._map
-        at = offset + _CONNS_AT
-        mine = offset + _HEAD.size + _REGION.size * region
+        total = self._held_at + _COUNT.size * region
         self._lock()
         try:
-            held = _REGION.unpack_from(mm, mine)[0]
-            if held:  # else the supervisor took this region's counts out already
-                _REGION.pack_into(mm, mine, held - 1)
-                _COUNT.pack_into(mm, at, max(0, _COUNT.unpack_from(mm, at)[0] - 1))
-                total = self._held_at + _COUNT.size * region
-                _COUNT.pack_into(mm, total, max(0, _COUNT.unpack_from(mm, total)[0] - 1))
+            for offset in ticket:
+                mine = offset + _REGIONS_AT + _REGION.size * region
+                held = _REGION.unpack_from(mm, mine)[0]
+                if held:  # else the supervisor took this region's counts out already
+                    at = offset + _CONNS_AT
+                    _REGION.pack_into(mm, mine, held - 1)
+                    _COUNT.pack_into(mm, at, max(0, _COUNT.unpack_from(mm, at)[0] - 1))
+                    _COUNT.pack_into(mm, total, max(0, _COUNT.unpack_from(mm, total)[0] - 1))
         finally:
             self._unlock()
 
@@ -268,7 +315,7 @@ class HostCounters:
 
     def release_region(self, region: int) -> int:
         """Take the connections of `region` (a process that is gone) out of the totals; how
-        many there were."""
+        many counts there were (a connection counted for its IP and its listener: two)."""
         mm = self._map
         freed = 0
         total = self._held_at + _COUNT.size * region
@@ -278,13 +325,12 @@ class HostCounters:
             if not left:
                 return 0  # it closed every connection it counted: nothing to read through
             _COUNT.pack_into(mm, total, 0)
-            for b in range(BUCKETS):
+            for records, ways in self._areas():
                 if freed >= left:
                     break  # all found: the rest of the table holds none of this region's
-                records = self._start + b * self.bucket + WAYS * KEY
-                for way in range(WAYS):
+                for way in range(ways):
                     offset = records + way * self.record
-                    mine = offset + _HEAD.size + _REGION.size * region
+                    mine = offset + _REGIONS_AT + _REGION.size * region
                     held = _REGION.unpack_from(mm, mine)[0]
                     if held:
                         at = offset + _CONNS_AT
@@ -294,6 +340,47 @@ class HostCounters:
         finally:
             self._unlock()
         return freed
+
+    # Failed SMTP AUTH attempts.
+
+    def _auth(self, offset: int, now: float, window: float) -> tuple[float, int, int, float]:
+        """A record's failures, moved on to `now`: (window start, this window's, the
+        previous window's, the count now)."""
+        start, cur, prev = _AUTH.unpack_from(self._map, offset + _HEAD.size)
+        if not (cur or prev):
+            return now, 0, 0, 0.0  # quiet: the next failure starts a window
+        gone = now - start
+        if gone >= 2 * window or gone < 0:
+            return now, 0, 0, 0.0
+        if gone >= window:
+            start, cur, prev = start + window, 0, cur
+        return start, cur, prev, prev * (1.0 - (now - start) / window) + cur
+
+    def auth_locked(self, key: bytes, limit: int, window: float) -> bool:
+        """Whether `key` (an IP's) failed AUTH `limit` times within the last `window` s."""
+        now = time.monotonic()
+        self._lock()
+        try:
+            offset = self._find(key, now, insert=False)
+            return offset is not None and self._auth(offset, now, window)[3] >= limit
+        finally:
+            self._unlock()
+
+    def auth_failed(self, key: bytes, limit: int, window: float) -> bool:
+        """Count one failed AUTH for `key`; whether it is now locked out."""
+        now = time.monotonic()
+        mm = self._map
+        self._lock()
+        try:
+            offset = self._find(key, now, insert=True)
+            if offset is None:
+                return False  # no room: not counted (logged by _find)
+            start, cur, prev, count = self._auth(offset, now, window)
+            _AUTH.pack_into(mm, offset + _HEAD.size, start, cur + 1, prev)
+            _COUNT.pack_into(mm, offset, int(now))
+            return count + 1 >= limit
+        finally:
+            self._unlock()
 
     # Hourly rates.
 

@@ -22,7 +22,7 @@ import re
 import socket
 import ssl
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from email._header_value_parser import get_addr_spec, get_angle_addr
 from email.errors import HeaderParseError
 from typing import Any
@@ -190,43 +190,6 @@ def may_relay(policy: MailFlowPolicy, auth_user: str) -> bool:
     """Whether a session under `policy` may mail any domain: a RELAY policy, or a session that
     authenticated where the policy lets authenticated sessions relay."""
     return policy.action == "RELAY" or bool(auth_user and policy.auth_relay)
-
-
-class AuthFailures:
-    """Failed SMTP AUTH attempts per client IP (in this process; a sliding window), so that a
-    password cannot be guessed at the rate a client can type them."""
-
-    def __init__(self, share: int = 1) -> None:
-        self.share = max(1, share)
-        self._seen: dict[str, deque[float]] = {}
-
-    def _recent(self, ip: str, window: float) -> deque[float] | None:
-        q = self._seen.get(ip)
-        if q is None:
-            return None
-        now = time.monotonic()
-        while q and q[0] < now - window:
-            q.popleft()
-        if not q:
-            del self._seen[ip]  # a table of every IP ever seen would grow without end
-            return None
-        return q
-
-    def _cap(self, limit: int) -> int:
-        # The host's figure shared out among the listener processes, as max_connections is.
-        return max(1, -(-limit // self.share))
-
-    def locked(self, ip: str, limit: int, window: float) -> bool:
-        q = self._recent(ip, window)
-        return q is not None and len(q) >= self._cap(limit)
-
-    def failed(self, ip: str, limit: int, window: float) -> bool:
-        """Count one failure; whether the address is now locked out."""
-        q = self._recent(ip, window)
-        if q is None:
-            q = self._seen[ip] = deque()
-        q.append(time.monotonic())
-        return len(q) >= self._cap(limit)
 
 
 # Password checks (argon2, ~50-150 ms of CPU and 64 MiB each) run here: off the event loop,
@@ -431,7 +394,8 @@ class GatewaySMTP(SMTP):
         self._gw_listener = listener
         self._deadline: asyncio.TimerHandle | None = None
         self._admitted = False  # counted in by the connection caps
-        self._ticket: int | None = None  # its place in the shared per-IP counts, if any
+        # Its records in the shared counts (its listener's, its IP's), for the release.
+        self._ticket: tuple[int, ...] = ()
         self._mails = 0  # MAIL commands accepted in this session
         self.raw_params: list[str] | None = None
         self.line_length_limit = listener.max_line_length + 1
@@ -644,8 +608,8 @@ class GatewaySMTP(SMTP):
         # often. Without mechanisms it is left out of HELP and answers 504.
         assert self.session is not None
         if self._auth_methods and self._tls_protocol is not None \
-                and self._gw_handler.auth_failures.locked(
-                    self._peer_ip(), self._gw_listener.auth_max_failures,
+                and self._gw_handler.counters.auth_locked(
+                    ip_key(self._peer_ip()), self._gw_listener.auth_max_failures,
                     self._gw_listener.auth_failure_window):
             await self._lock_out()
             return
@@ -735,7 +699,9 @@ class GatewaySMTP(SMTP):
     async def _refuse(self, login: bytes) -> AuthResult:
         lst = self._gw_listener
         ip = self._peer_ip()
-        locked = self._gw_handler.auth_failures.failed(ip, lst.auth_max_failures,
+        # Counted in the table every listener process shares, so the limit holds for the
+        # address however the kernel spreads its connections over the processes.
+        locked = self._gw_handler.counters.auth_failed(ip_key(ip), lst.auth_max_failures,
                                                        lst.auth_failure_window)
         log.warning("%s: AUTH failed for %r", ip, login.decode("utf-8", "replace")[:100])
         # Every failure waits before its answer (Postfix's smtpd_error_sleep_time), in this
@@ -835,8 +801,8 @@ class GatewaySMTP(SMTP):
     def connection_lost(self, error: Exception | None) -> None:
         if not self._admitted:
             return  # refused at connect (or already lost): aiosmtpd never had a session
-        self._gw_handler.limits.release(self._gw_listener.name, self._ticket)
-        self._admitted, self._ticket = False, None
+        self._gw_handler.limits.release(self._ticket)
+        self._admitted, self._ticket = False, ()
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(error)
@@ -862,16 +828,14 @@ class GatewayHandler:
         return []  # see GatewaySMTP.__dir__: aiosmtpd takes `hooks` instead
 
     def __init__(self, config: GatewayConfig, spool: Spool, on_queued: Any = None,
-                 processes: int = 1, counters: HostCounters | None = None,
-                 region: int = 0) -> None:
+                 counters: HostCounters | None = None, region: int = 0) -> None:
         self.config = config
-        # `processes`: listener processes sharing the listeners' connection caps; `counters`
-        # (and this process's `region` in them): the host access table's counts they share.
+        # `counters` (and this process's `region` in them): the host access table's counts
+        # the listener processes share (connections, rates, failed AUTH attempts).
         self.limits = ConnectionLimits({lst.name: lst.max_connections for lst in config.listeners},
-                                       share=processes, counters=counters, region=region)
+                                       counters=counters, region=region)
         self.counters = self.limits.counters
         self.spool = spool
-        self.auth_failures = AuthFailures(share=processes)
         # Each submission listener's users file, read once here and again when it changes.
         self.users = {lst.name: UsersFile(lst.users_file) for lst in config.listeners
                       if lst.auth and lst.users_file is not None}

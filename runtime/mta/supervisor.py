@@ -172,8 +172,7 @@ async def _serve_listener(
     """A listener process: SMTP sessions, each message durable in the spool before its 250."""
     loop = asyncio.get_running_loop()
     AcceptGuard(loop)  # out of descriptors at accept(): 421 to the waiting clients, no traceback
-    handler = GatewayHandler(config, spool, on_queued=on_queued,
-                             processes=worker_counts(config)[0], counters=counters,
+    handler = GatewayHandler(config, spool, on_queued=on_queued, counters=counters,
                              region=region)
     servers = [
         await loop.create_server(protocol_factory(config, lst, handler), sock=sock)

@@ -11,7 +11,19 @@ import pytest
 
 from runtime.config.config import GatewayConfig
 from runtime.mta import hostlimits
-from runtime.mta.hostlimits import MESSAGES, RECIPIENTS, HostCounters, ip_key, sender_key
+from runtime.mta.hostlimits import (
+    MESSAGES,
+    RECIPIENTS,
+    HostCounters,
+    ip_key,
+    listener_key,
+    sender_key,
+)
+
+
+def table_ticket(got: tuple[int, ...] | int) -> bool:
+    """Whether `connect` counted the connection in (under every key it was given)."""
+    return isinstance(got, tuple) and len(got) > 0
 
 
 def _in_child(body: object) -> int:
@@ -31,23 +43,85 @@ def test_connections_are_counted_across_processes() -> None:
     a, b = ip_key("192.0.2.1"), ip_key("192.0.2.2")
     # Two "listener processes", each in its own region, take two connections from one IP;
     # the table then refuses a fifth in either, and another IP is not affected.
-    assert _in_child(lambda: table.connect(a, 4, 1) >= 0 and table.connect(a, 4, 1) >= 0) == 1
+    assert _in_child(lambda: table.connect([(a, 4)], 1) != 0
+                     and table.connect([(a, 4)], 1) != 0) == 1
     assert table.connections(a) == 2
-    held = [table.connect(a, 4, 0), table.connect(a, 4, 0)]
-    assert all(t is not None and t >= 0 for t in held)
-    assert table.connect(a, 4, 0) == -1
-    assert _in_child(lambda: table.connect(a, 4, 2) == -1) == 1
-    assert table.connect(b, 4, 0) not in (None, -1)
+    held = [table.connect([(a, 4)], 0), table.connect([(a, 4)], 0)]
+    assert all(isinstance(t, tuple) and len(t) == 1 for t in held)
+    assert table.connect([(a, 4)], 0) == 0
+    assert _in_child(lambda: table.connect([(a, 4)], 2) == 0) == 1
+    assert isinstance(table.connect([(b, 4)], 0), tuple)
     # The first child is gone without closing its connections: its region's two go.
     assert table.release_region(1) == 2
     assert table.release_region(2) == 0  # refused only: it held none
     assert table.connections(a) == 2
     for t in held:
-        assert t is not None
+        assert isinstance(t, tuple)
         table.disconnect(t, 0)
     assert table.connections(a) == 0
+    assert isinstance(held[0], tuple)
     table.disconnect(held[0], 0)  # once too often (after a release): never below zero
     assert table.connections(a) == 0
+
+
+def test_a_listener_total_and_an_ip_are_checked_together() -> None:
+    """A listener's max_connections and a client's max_connections_per_ip in one call: the
+    index of the check that refused, nothing counted then; the listener's total is released
+    with its region like the IP's."""
+    table = HostCounters(regions=2)
+    lst, a, b = listener_key("in"), ip_key("192.0.2.1"), ip_key("192.0.2.2")
+    assert lst != listener_key("submission")
+    first = table.connect([(lst, 3), (a, 1)], 0)
+    assert isinstance(first, tuple) and len(first) == 2
+    assert table.connect([(lst, 3), (a, 1)], 1) == 1  # the IP's cap; the listener's untouched
+    assert table.connections(lst) == 1
+    assert _in_child(lambda: isinstance(table.connect([(lst, 3), (b, 5)], 1), tuple)
+                     and isinstance(table.connect([(lst, 3), (b, 5)], 1), tuple)) == 1
+    assert table.connections(lst) == 3 and table.connections(b) == 2
+    assert table.connect([(lst, 3), (ip_key("192.0.2.3"), 5)], 0) == 0  # the listener's cap
+    assert table.connections(ip_key("192.0.2.3")) == 0
+    assert table.release_region(1) == 4  # two connections, each counted twice
+    assert table.connections(lst) == 1 and table.connections(b) == 0
+    table.disconnect(first, 0)
+    assert table.connections(lst) == 0 and table.connections(a) == 0
+
+
+def test_listener_totals_are_never_crowded_out_by_clients(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostlimits, "BUCKETS", 1)  # every client key in one bucket
+    table = HostCounters(regions=1)
+    lst = listener_key("in")
+    for i in range(hostlimits.WAYS):
+        assert isinstance(table.connect([(ip_key(f"198.51.100.{i}"), 5)], 0), tuple)
+    # The clients' bucket is full of connections: a new client goes uncounted, the
+    # listener's total still counts it (and its cap still holds).
+    got = table.connect([(lst, 9), (ip_key("198.51.100.200"), 5)], 0)
+    assert isinstance(got, tuple) and len(got) == 1
+    assert table.connections(lst) == 1
+
+
+def test_auth_failures_are_shared_and_slide(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failed AUTH attempts per IP, counted from every process: the lock-out at exactly the
+    limit, whatever the clock; a success clears nothing; they fade over one more window."""
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    table = HostCounters(regions=2)
+    ip, other = ip_key("192.0.2.1"), ip_key("192.0.2.2")
+    assert not table.auth_failed(ip, 4, 60)
+    assert _in_child(lambda: not table.auth_failed(ip, 4, 60)
+                     and not table.auth_failed(ip, 4, 60)) == 1
+    assert not table.auth_locked(ip, 4, 60)
+    clock[0] += 59.5  # still within the window the first failure began
+    assert table.auth_failed(ip, 4, 60)  # the fourth
+    assert table.auth_locked(ip, 4, 60) and not table.auth_locked(other, 4, 60)
+    assert _in_child(lambda: table.auth_locked(ip, 4, 60)) == 1
+    clock[0] += 30.5  # 1090: the four weigh 0.5 now (the window began at 1060)
+    assert not table.auth_locked(ip, 4, 60)
+    assert not table.auth_failed(ip, 4, 60)  # 2 + 1
+    assert table.auth_failed(ip, 4, 60)  # 2 + 2
+    clock[0] += 200  # quiet long enough: forgotten, and a new burst counts from one
+    assert not table.auth_locked(ip, 4, 60)
+    assert [table.auth_failed(ip, 2, 60) for _ in range(2)] == [False, True]
 
 
 def test_hourly_rates_refuse_past_the_limit_and_count_nothing_then() -> None:
@@ -84,12 +158,12 @@ def test_a_full_bucket_forgets_the_least_recent_rates_never_connections(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hostlimits, "BUCKETS", 1)  # every key in one bucket
     table = HostCounters(regions=1)
-    held = [table.connect(ip_key(f"198.51.100.{i}"), 5, 0) for i in range(hostlimits.WAYS)]
-    assert all(t is not None and t >= 0 for t in held)
-    assert table.connect(ip_key("198.51.100.200"), 5, 0) is None  # no room: let in, uncounted
+    held = [table.connect([(ip_key(f"198.51.100.{i}"), 5)], 0) for i in range(hostlimits.WAYS)]
+    assert all(isinstance(t, tuple) and len(t) == 1 for t in held)
+    assert table.connect([(ip_key("198.51.100.200"), 5)], 0) == ()  # no room: let in, uncounted
     assert table.take([(ip_key("198.51.100.200"), MESSAGES, 1)]) is None  # not counted either
     t = held[0]
-    assert t is not None
+    assert isinstance(t, tuple)
     table.disconnect(t, 0)
     assert table.take([(ip_key("198.51.100.201"), MESSAGES, 1)]) is None
     assert table.take([(ip_key("198.51.100.201"), MESSAGES, 1)]) == 0
@@ -111,8 +185,8 @@ def test_a_process_killed_holding_the_lock_leaves_no_one_waiting(robust: bool) -
     signal.alarm(10)  # a lock never given back would hang here: fail instead
     try:
         assert table.take([(ip, MESSAGES, 5)]) is None
-        ticket = table.connect(ip, 1, 0)
-        assert ticket is not None and ticket >= 0 and table.connect(ip, 1, 1) == -1
+        assert isinstance(table.connect([(ip, 1)], 0), tuple)
+        assert table.connect([(ip, 1)], 1) == 0
     finally:
         signal.alarm(0)
 
@@ -132,7 +206,7 @@ def test_the_supervisor_gives_regions_and_takes_them_back(
         taken.append(region)
     assert sorted(taken) == list(range(first.regions)) and sup.counters is first
     key = ip_key("192.0.2.1")
-    assert first.connect(key, 10, 3) not in (None, -1)
+    assert table_ticket(first.connect([(key, 10)], 3))
     sup._reaped(1003)  # region 3's pid is gone: its connection leaves the count
     assert first.connections(key) == 0 and sup._free_region() == 3
     sup.regions[2000] = (first, 3)
@@ -150,8 +224,8 @@ def test_threads_of_one_process_share_a_table_without_deadlock(robust: bool) -> 
 
     def hammer() -> None:
         for _ in range(5000):
-            ticket = table.connect(key, 0, 0)
-            assert ticket is not None and ticket >= 0
+            ticket = table.connect([(key, 0)], 0)
+            assert isinstance(ticket, tuple) and len(ticket) == 1
             table.take([(key, MESSAGES, 1 << 30)])
             table.disconnect(ticket, 0)
 

@@ -8,7 +8,13 @@ import resource
 import socket
 from pathlib import Path
 
-from runtime.mta.connlimits import TOO_MANY, AcceptGuard, ConnectionLimits
+from runtime.mta.connlimits import (
+    FD_MARGIN,
+    TOO_MANY,
+    TOO_MANY_ON_LISTENER,
+    AcceptGuard,
+    ConnectionLimits,
+)
 from tests.e2e.harness import connect, held
 
 from .served import Served, Sink, read_reply, relay_config, send, wait_until
@@ -63,18 +69,22 @@ def test_descriptor_limit_gives_421_not_tracebacks(tmp_path: Path) -> None:
 
 
 def test_caps_are_counted_in_and_out() -> None:
-    limits = ConnectionLimits({"in": 4}, share=2, descriptors=10_000)
-    assert limits.caps == {"in": 2}  # two listener processes share the host's cap
+    limits = ConnectionLimits({"in": 2}, descriptors=10_000)
     refusal, a_ticket = limits.admit("in", "a", 1)
-    assert refusal is None and a_ticket is not None
+    assert refusal is None and len(a_ticket) == 2  # the listener's total and the IP's
     refusal, _ = limits.admit("in", "a", 1)  # per IP, the limit named
     assert refusal == "421 4.7.0 Too many connections from your address " \
                       "(max_connections_per_ip=1), try again later"
     assert limits.admit("in", "b", 1)[0] is None
-    assert limits.admit("in", "c", 0) == (TOO_MANY, None)  # the listener's share
-    limits.release("in", a_ticket)
-    assert limits.admit("in", "c", 0) == (None, None) and limits.total == 2  # 0: not counted
-    assert limits.admit("in", "a", 1)[0] == TOO_MANY  # the share again, not the IP
+    # The listener's cap, the limit named (it is the host's: no share per process).
+    assert limits.admit("in", "c", 0) == (
+        "421 4.7.0 Too many connections (max_connections=2), try again later", ())
+    limits.release(a_ticket)
+    refusal, c_ticket = limits.admit("in", "c", 0)  # 0: the IP not counted, the listener is
+    assert refusal is None and len(c_ticket) == 1 and limits.total == 2
+    assert limits.admit("in", "a", 1)[0] == TOO_MANY_ON_LISTENER.format(limit=2)
+    tight = ConnectionLimits({"in": 100}, descriptors=FD_MARGIN + 1)
+    assert [tight.admit("in", "d", 0)[0] for _ in range(2)][-1] == TOO_MANY  # descriptors
 
 
 def test_accept_guard_answers_waiting_clients() -> None:

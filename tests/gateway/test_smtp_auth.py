@@ -217,19 +217,3 @@ def test_offline_test_command_relays_and_sends_out_for_an_authenticated_user(
     assert "c@else.test: deliver" in authed.stdout
     anonymous = subprocess.run(args, capture_output=True, text=True)
     assert "c@else.test: refused (550 5.7.1 Relaying denied)" in anonymous.stdout
-
-
-def test_auth_failures_window_and_share(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The lock-out counts per IP within the window; with two listener processes each takes
-    its share of the host's limit (5 -> 3); a success clears nothing."""
-    from runtime.mta import listener
-
-    now = [1000.0]
-    monkeypatch.setattr(listener.time, "monotonic", lambda: now[0])
-    failures = listener.AuthFailures(share=2)
-    assert [failures.failed("192.0.2.1", 5, 60) for _ in range(3)] == [False, False, True]
-    assert failures.locked("192.0.2.1", 5, 60)
-    assert not failures.locked("192.0.2.2", 5, 60)  # another address is not touched
-    now[0] += 61  # the window has passed: the address may try again, and is forgotten
-    assert not failures.locked("192.0.2.1", 5, 60)
-    assert failures._seen == {}
