@@ -315,9 +315,11 @@ class HostCounters:
 
     def release_region(self, region: int) -> int:
         """Take the connections of `region` (a process that is gone) out of the totals; how
-        many counts there were (a connection counted for its IP and its listener: two)."""
+        many there were: as its listeners' totals counted them (every connection is counted
+        under its listener, and under its IP as well where a per-IP cap is on), else (a table
+        used without listeners' keys) as its clients' counts had them."""
         mm = self._map
-        freed = 0
+        freed = listeners = 0
         total = self._held_at + _COUNT.size * region
         self._lock()
         try:
@@ -337,9 +339,11 @@ class HostCounters:
                         _COUNT.pack_into(mm, at, max(0, _COUNT.unpack_from(mm, at)[0] - held))
                         _REGION.pack_into(mm, mine, 0)
                         freed += held
+                if records == self._apart + APART * KEY:
+                    listeners = freed  # the first area: the listeners'
         finally:
             self._unlock()
-        return freed
+        return listeners or freed
 
     # Failed SMTP AUTH attempts.
 

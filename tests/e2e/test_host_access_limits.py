@@ -10,18 +10,42 @@ processes: the counts are the gateway's, not each process's.
   limit, the recipients accepted before it delivered.
 - `max_messages_per_connection = 2`: the third MAIL of a connection is answered 421 4.7.0 and
   the connection closed; the two messages before it are delivered.
+- The listener's `max_connections = 4`: four held from four addresses, taken by both listener
+  processes, and the fifth is answered 421 4.7.0 naming the limit (not 2 a process, as when the
+  cap was shared out).
+- `auth_max_failures = 4`: wrong passwords from one address over STARTTLS, on connections that
+  alternate between the two listener processes, are answered 535 three times and 421 at the
+  fourth (not at the third, as with 2 a process); the right password from there is then 421
+  too, while another address logs in.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
+import shutil
 import signal
 import smtplib
 import socket
+import ssl
 from pathlib import Path
 
-from .harness import Gateway, Sink, connect, held, message, read_reply, running, send, wait_until
+import pytest
+
+from .harness import (
+    CA,
+    Gateway,
+    Sink,
+    connect,
+    held,
+    message,
+    read_reply,
+    running,
+    send,
+    wait_until,
+)
+from .test_submission import users
 
 ALICE, BOB = "alice@a.example", "bob@a.example"
 RATES = """
@@ -192,3 +216,107 @@ def test_recipient_rates_and_messages_per_connection_over_both_listener_processe
                               message(ALICE, "m2@elsewhere.example", "message 2")) == {}
         for i in range(3):
             sink.wait_for(f"m{i}@elsewhere.example", explain=gw.explain)
+
+
+def test_a_listeners_max_connections_is_counted_over_both_listener_processes(
+        tmp_path: Path, sink: Sink) -> None:
+    gw = Gateway(tmp_path / "gw", next_hop=sink.port, workers=2,
+                 listener="max_connections = 4", extra=CONNECTIONS)
+    refusal = "421 4.7.0 Too many connections (max_connections=4), try again later\r\n"
+    sources = ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
+    with running(gw), held() as opened:
+        for _ in range(20):
+            greetings = [connect(gw.port, source, opened) for source in sources]
+            assert all(g.startswith("220 ") for g in greetings), greetings
+            if len(set(holders(gw, opened))) == 2:
+                break
+            for s in opened:
+                s.close()
+            opened.clear()
+            wait_until("the four closed connections uncounted", lambda: _greets(gw.port),
+                       explain=gw.explain)
+        else:
+            raise AssertionError(f"20 times, one listener process took all four\n{gw.explain()}")
+        # Four in all over both processes, from four addresses: the fifth is refused from
+        # any address, whichever process takes it.
+        with held() as refused:
+            got = [connect(gw.port, f"127.0.0.{10 + i}", refused) for i in range(6)]
+            assert got == [refusal] * 6, got
+        opened.pop(0).close()
+        wait_until("a connection in the freed place",
+                   lambda: admitted(gw.port, "127.0.0.20", opened), explain=gw.explain)
+        with held() as refused:
+            assert connect(gw.port, "127.0.0.21", refused) == refusal
+
+
+ALICE_USER, PASSWORD = "alice@b.example", "correct horse battery"
+AUTH_LOCKED = ("421 4.7.0 Too many failed authentication attempts from your address, "
+               "try again later")
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (.ci/run installs it)")
+    folder = tmp_path_factory.mktemp("pki")
+    return CA(folder, "Limits Test CA").tls_identity(folder, "submit", "submit.b.example",
+                                                     ["submit.b.example"])
+
+
+def _over_tls(port: int, source: str) -> smtplib.SMTP:
+    c = smtplib.SMTP("127.0.0.1", port, source_address=(source, 0), timeout=30)
+    c.ehlo("laptop.example")
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # a test CA
+    c.starttls(context=context)
+    c.ehlo("laptop.example")
+    return c
+
+
+def _auth_plain(c: smtplib.SMTP, password: str) -> str:
+    """One AUTH PLAIN (initial response), as one attempt: its reply."""
+    blob = base64.b64encode(f"\0{ALICE_USER}\0{password}".encode()).decode()
+    code, text = c.docmd("AUTH", f"PLAIN {blob}")
+    return f"{code} {text.decode()}"
+
+
+def test_failed_auth_attempts_are_counted_over_both_listener_processes(
+        tmp_path: Path, tls_pair: tuple[Path, Path], sink: Sink) -> None:
+    root = tmp_path / "gw"
+    root.mkdir()
+    added = users(root / "users.db", "add", ALICE_USER, password=PASSWORD)
+    assert added.returncode == 0, added.stderr
+    gw = Gateway(root, next_hop=sink.port, workers=2, listener=f"""tls_cert = "{tls_pair[0]}"
+tls_key = "{tls_pair[1]}"
+auth = ["PLAIN", "LOGIN"]
+users_file = "users.db"
+auth_max_failures = 4
+auth_failure_window = 600
+auth_failure_delay = 0.05
+""")
+    with running(gw):
+        replies, pids = [], []
+        for attempt in range(4):
+            # Each attempt on a connection in the other listener process than the last one.
+            for _ in range(20):
+                c = _over_tls(gw.port, "127.0.0.7")
+                assert c.sock is not None
+                pid = wait_until("the connection's listener process",
+                                 lambda c=c: gw.holder(c.sock), explain=gw.explain)
+                if not pids or pid != pids[-1]:
+                    break
+                c.close()  # no AUTH on it: nothing counted
+            else:
+                raise AssertionError("20 connections in a row went to the same process")
+            pids.append(pid)
+            with contextlib.closing(c):
+                replies.append(_auth_plain(c, f"guess {attempt}"))
+        assert len(set(pids)) == 2
+        invalid = "535 5.7.8 Authentication credentials invalid"
+        assert replies == [invalid] * 3 + [AUTH_LOCKED], replies
+        # Locked out now, in either process, even with the right password.
+        for _ in range(2):
+            with contextlib.closing(_over_tls(gw.port, "127.0.0.7")) as c:
+                assert _auth_plain(c, PASSWORD) == AUTH_LOCKED
+        with contextlib.closing(_over_tls(gw.port, "127.0.0.8")) as c:
+            assert _auth_plain(c, PASSWORD).startswith("235 2.7.0")
