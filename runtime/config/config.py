@@ -102,8 +102,8 @@ class Listener:
     max_commands: int = 1000
     command_timeout: float = 300.0
     session_timeout: float = 600.0  # cap on time to first MAIL and on each transaction
-    # Concurrent connections to this listener on the host (shared out among the listener
-    # processes); more are answered 421 4.7.0 at connect.
+    # Concurrent connections to this listener on the host (counted over every listener
+    # process in the host access table); more are answered 421 4.7.0 at connect.
     max_connections: int = 1000
     # SMTP AUTH (RFC 4954) for users submitting mail, as Postfix's smtpd_sasl_* and AsyncOS's
     # SMTP authentication profile: the mechanisms offered ("PLAIN", "LOGIN"), only after
@@ -113,8 +113,8 @@ class Listener:
     # 530 5.7.0 to MAIL until the client has authenticated (a pure submission port).
     auth_required: bool = False
     # Failed AUTH attempts from one IP within `auth_failure_window` seconds before it is
-    # answered 421 4.7.0 and disconnected (the host's figure, shared out among the listener
-    # processes); each failure is answered only after `auth_failure_delay` seconds.
+    # answered 421 4.7.0 and disconnected (counted over every listener process in the host
+    # access table); each failure is answered only after `auth_failure_delay` seconds.
     auth_max_failures: int = 5
     auth_failure_window: float = 900.0
     auth_failure_delay: float = 1.0

@@ -118,7 +118,8 @@ SECTIONS: tuple[Section, ...] = (
         Key("session_timeout", "number (seconds)", "600.0",
             "Cap on the time to the first MAIL and on each transaction.", "300"),
         Key("max_connections", "integer", "1000",
-            "Concurrent connections on this host; more are answered 421 4.7.0.", "500"),
+            "Concurrent connections to this listener on the host, counted over every listener "
+            "process; more are answered 421 4.7.0 naming the limit at connect.", "500"),
         Key("auth", 'list of "PLAIN" and "LOGIN"', "[]",
             "SMTP AUTH mechanisms offered to users submitting mail (RFC 4954), only after "
             "STARTTLS: not in the EHLO reply before it, and AUTH before it is answered 538 "
@@ -136,10 +137,12 @@ SECTIONS: tuple[Section, ...] = (
         Key("auth_max_failures", "integer", "5",
             "Failed AUTH attempts from one IP within auth_failure_window before it is answered "
             "421 4.7.0 and disconnected, at that attempt and every AUTH after it until the "
-            "window has passed (the host's figure, shared out among the listener processes).",
+            "window has passed; counted over every listener process (a successful AUTH does "
+            "not clear the count).",
             "3"),
         Key("auth_failure_window", "number (seconds)", "900.0",
-            "The sliding window auth_max_failures counts over.", "3600"),
+            "The sliding window auth_max_failures counts over; it starts at an address's first "
+            "failure, and a failure weighs less and less over one more window.", "3600"),
         Key("auth_failure_delay", "number (seconds)", "1.0",
             "How long a failed AUTH waits before its 535 5.7.8 answer (that session only).",
             "2"),
