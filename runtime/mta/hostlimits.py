@@ -23,7 +23,8 @@ recipients in this window and the one before, concurrent connections in all, the
 attempts (their window's start, this window's count and the previous one's), and the
 connections each listener process holds ("regions", one per process: the supervisor gives a
 new listener a free region and, when the process is gone, crashed or drained, takes its
-connections out of the totals and frees the region, so a dead process never holds counts).
+connections out of the totals and frees the region, so a dead process never holds counts);
+records are rounded up to 4 bytes, so that the counts can be read as 32- and 16-bit numbers.
 The listeners' own totals (keys from listener_key) live in an area of APART records kept
 apart from the buckets, so that clients crowding a bucket can never leave a listener's
 connections uncounted, which would lift its cap just when a flood makes it matter.
