@@ -882,9 +882,9 @@ def main() -> int:
             print(f"  ({passed[0]} of {auth_delivered[0]} inbound delivered with dkim=pass and "
                   f"dmarc=pass; {passed[1]} of {auth_delivered[1]} outbound delivered DKIM-signed)")
             costs = provider_costs(nsd.address, auth_files, tmp / "dkim.pem")
-            total = sum(costs.values())
+            providers_ms = sum(costs.values())
             print("  CPU per provider (in-process, cache warm; ms per message and share): "
-                  + ", ".join(f"{k} {v:.2f} ({v / total:.0%})" for k, v in costs.items()))
+                  + ", ".join(f"{k} {v:.2f} ({v / providers_ms:.0%})" for k, v in costs.items()))
         elif stages:
             print("authentication runs: skipped (nsd is not installed)")
         if one_core_rate:
