@@ -98,25 +98,29 @@ def _greets(port: int) -> bool:
         return read_reply(s).startswith("220 ")
 
 
+def spread(gw: Gateway, sources: list[str], opened: list[socket.socket]) -> None:
+    """One connection from each of `sources`, held in `opened`, spread over both listener
+    processes: when the kernel gives them all to one, they are closed and opened again."""
+    for _ in range(20):
+        greetings = [connect(gw.port, source, opened) for source in sources]
+        assert all(g.startswith("220 ") for g in greetings), greetings
+        if len(set(holders(gw, opened))) == 2:
+            return
+        for s in opened:
+            s.close()
+        opened.clear()
+        wait_until(f"the {len(sources)} closed connections uncounted",
+                   lambda: _greets(gw.port), explain=gw.explain)
+    raise AssertionError(f"20 times, one listener process took all of them\n{gw.explain()}")
+
+
 def test_connections_per_ip_are_counted_over_both_listener_processes(
         tmp_path: Path, sink: Sink) -> None:
     gw = Gateway(tmp_path / "gw", next_hop=sink.port, workers=2, extra=CONNECTIONS)
     refusal = ("421 4.7.0 Too many connections from your address (max_connections_per_ip=4), "
                "try again later\r\n")
     with running(gw), held() as opened:
-        for _ in range(20):
-            greetings = [connect(gw.port, "127.0.0.1", opened) for _ in range(4)]
-            assert all(g.startswith("220 ") for g in greetings), greetings
-            if len(set(holders(gw, opened))) == 2:
-                break
-            # The kernel gave them all to one process: again, until both hold some.
-            for s in opened:
-                s.close()
-            opened.clear()
-            wait_until("the four closed connections uncounted", lambda: _greets(gw.port),
-                       explain=gw.explain)
-        else:
-            raise AssertionError(f"20 times, one listener process took all four\n{gw.explain()}")
+        spread(gw, ["127.0.0.1"] * 4, opened)
         # Two held in each process, or three and one: the limit is the gateway's, and the
         # next ones are refused whichever process takes them.
         with held() as refused:
@@ -225,18 +229,7 @@ def test_a_listeners_max_connections_is_counted_over_both_listener_processes(
     refusal = "421 4.7.0 Too many connections (max_connections=4), try again later\r\n"
     sources = ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
     with running(gw), held() as opened:
-        for _ in range(20):
-            greetings = [connect(gw.port, source, opened) for source in sources]
-            assert all(g.startswith("220 ") for g in greetings), greetings
-            if len(set(holders(gw, opened))) == 2:
-                break
-            for s in opened:
-                s.close()
-            opened.clear()
-            wait_until("the four closed connections uncounted", lambda: _greets(gw.port),
-                       explain=gw.explain)
-        else:
-            raise AssertionError(f"20 times, one listener process took all four\n{gw.explain()}")
+        spread(gw, sources, opened)
         # Four in all over both processes, from four addresses: the fifth is refused from
         # any address, whichever process takes it.
         with held() as refused:
