@@ -47,9 +47,19 @@ BAD = {
     "bad-charset": b"Subject: x\nContent-Type: text/plain; charset=no-such-charset\n\nhello\n",
     # Found by fuzz/targets/message.py: a NUL in the name made bytes.decode raise ValueError.
     "nul-in-charset": b"Subject: x\nContent-Type: text/plain; charset=us-ascii\x00x\n\nhello\n",
+    # ... and with 8-bit bytes in the body email's own get_payload raised it (fuzz again).
+    "nul-in-charset-8bit": b"Subject: x\nContent-Type: text/plain; charset=\"utf\x008\"\n\ncaf\xe9\n",
     "500-deep": _nested(500),
     "10000-parts": _many(10_000),
 }
+
+
+def test_a_nul_in_the_charset_does_not_hide_the_body_from_the_filters() -> None:
+    # The filter used to fail on this message, and a failing filter bypasses its stage.
+    message = b"Subject: x\nContent-Type: text/plain; charset=\"utf\x008\"\n\ncaf\xe9 secret\n"
+    t = run("f: if body-contains('secret') { drop(); }\n", message)
+    assert t.message_filters.filters[0].error is None
+    assert to_json(t)["recipients"] == {"rcpt@example.com": "drop"}
 
 
 @pytest.mark.parametrize("name", list(BAD))

@@ -139,8 +139,10 @@ def _parent_map(root: Message) -> dict[int, Message]:
     stack = [root]
     while stack:
         m = stack.pop()
+        if not m.is_multipart():  # a leaf's payload is text, decoded with its charset
+            continue
         payload = m.get_payload()
-        if m.is_multipart() and isinstance(payload, list):
+        if isinstance(payload, list):
             for c in payload:
                 if not isinstance(c, Message):
                     continue
