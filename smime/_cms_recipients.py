@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.x963kdf import X963KDF
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 
+from smime._cms_signed import same_name
 from smime._der import tlv
 from smime._keys import PrivateKey, key_matches_certificate
 from smime.errors import DecryptionError, EncryptionError
@@ -202,7 +203,8 @@ def _rid_matches(rid: core.Choice, cert: x509.Certificate) -> bool:
         ias = rid.chosen
         parsed = cms.Certificate.load(cert.public_bytes(serialization.Encoding.DER))
         return bool(
-            ias["serial_number"].native == parsed.serial_number and ias["issuer"] == parsed.issuer
+            ias["serial_number"].native == parsed.serial_number
+            and same_name(ias["issuer"], parsed.issuer)
         )
     ski_value = rid.chosen["subject_key_identifier"].native if rid.name == "r_key_id" else (
         rid.chosen.native

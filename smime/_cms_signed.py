@@ -442,12 +442,20 @@ def ess_matches(si: cms.SignerInfo, cert: x509.Certificate) -> bool:
         return False
 
 
-def _same_name(a: x509.Name, b: x509.Name) -> bool:
+def same_name(a: x509.Name, b: x509.Name) -> bool:
     """RFC 5280 name equality, answered at once for names encoded byte for byte alike (the
     usual case: the signer copies the issuer from its certificate). The full comparison
-    prepares every string of both names (stringprep, case folding), about 1 ms a message."""
+    prepares every string of both names (stringprep, case folding), about 1 ms a message.
+
+    A name that cannot be prepared (asn1crypto raises ValueError for unassigned code points,
+    found by the smime_mime fuzz target) equals only a name of the very same bytes."""
     raw_a, raw_b = a.contents, b.contents
-    return (raw_a is not None and raw_a == raw_b) or a == b
+    if raw_a is not None and raw_a == raw_b:
+        return True
+    try:
+        return bool(a == b)
+    except ValueError:
+        return False
 
 
 def find_signer_cert(
@@ -460,7 +468,7 @@ def find_signer_cert(
     for cert in certs:
         if sid.name == "issuer_and_serial_number":
             if (cert.serial_number == sid.chosen["serial_number"].native
-                    and _same_name(cert.issuer, sid.chosen["issuer"])):
+                    and same_name(cert.issuer, sid.chosen["issuer"])):
                 found.append(cert)
         elif cert.key_identifier == sid.chosen.native:
             found.append(cert)

@@ -58,3 +58,19 @@ def test_bit_flips_never_crash() -> None:
         except (MalformedError, UnsupportedError):
             continue
         assert not res.verified  # no trust anchor: never verified, but a clean result
+
+
+def test_an_issuer_name_that_cannot_be_prepared_is_no_match() -> None:
+    # Found by the smime_mime fuzz target: comparing names prepares their strings, and
+    # asn1crypto raises ValueError for unassigned code points; the signer's certificate is
+    # then simply not the one the SignerInfo names.
+    from asn1crypto import cms, x509
+
+    info = cms.ContentInfo.load(GOOD)
+    signer = info["content"]["signer_infos"][0]
+    serial = signer["sid"].chosen["serial_number"].native
+    signer["sid"] = cms.SignerIdentifier({"issuer_and_serial_number": {
+        "issuer": x509.Name.build({"common_name": "x\u0378"}), "serial_number": serial}})
+    res = verify_content(info.dump(force=True), b"Content-Type: text/plain\r\n\r\nhi\r\n",
+                         trust=TrustStore(), now=NOW)
+    assert not res.verified
