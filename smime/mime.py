@@ -287,6 +287,26 @@ class Mailboxes:
 
 _ADDRESS_DEFECTS = (email.errors.InvalidHeaderDefect, email.errors.HeaderMissingRequiredValue)
 
+# The email package's header parsers make a token object of about a kilobyte for every word,
+# special and space, and keep the tree in the header object: a From of 1,000 characters of
+# "x " took 3.2 MB and 77 ms, a Content-Type of 10 KB took 10 MB and a second, and one of a
+# megabyte (which the listener's size limits let through) would take gigabytes and minutes
+# of a queue process (found by the smime_mime fuzz target). A value longer than RFC 5322's
+# line limit, or of more lexical pieces than any header this module reads needs, is not
+# parsed: it is read as text (as compat32 reads every header), and as an address field it is
+# unparseable. 128 pieces cost at most about 0.5 MB and 10 ms, whatever they are.
+MAX_PARSED_FIELD = 998
+MAX_PARSED_PIECES = 128
+_LEXICAL_PIECE = re.compile(r'\\.|[^\s()<>\[\]:;@\\,."]+|\s+|.', re.S)
+
+
+def _pieces(value: str) -> int:
+    """How many tokens (at most) the email package's parsers make of `value`; past the
+    length limit not counted (a findall over a megabyte is a list of a million strings)."""
+    if len(value) > MAX_PARSED_FIELD:
+        return MAX_PARSED_PIECES + 1
+    return len(_LEXICAL_PIECE.findall(value))
+
 
 class _ParsedHeaders:
     """email.policy.default's header registry, remembering the header objects it made.
@@ -297,8 +317,12 @@ class _ParsedHeaders:
     that parsing was a sixth of a signed inbound message's CPU. The header objects are the
     registry's own, made once per (name, value) and only read afterwards."""
 
-    MAX_VALUE = 998  # longer values (rare) are parsed each time rather than kept
-    MAX_ENTRIES = 1024
+    # What is kept is bounded in memory too: a header object holds its parse tree, so the
+    # kept values are short ones of few pieces (a partner's From, a signature part's
+    # Content-Type), at most about 0.25 MB each and 64 MB in all, whatever a sender writes.
+    MAX_VALUE = 256  # longer values (rare) are parsed each time rather than kept
+    MAX_KEPT_PIECES = 64
+    MAX_ENTRIES = 256
 
     def __init__(self) -> None:
         self._registry = email.policy.default.header_factory
@@ -306,7 +330,10 @@ class _ParsedHeaders:
         self._lock = threading.Lock()
 
     def __call__(self, name: str, value: str) -> str:  # (a BaseHeader: a str subclass)
-        if len(value) > self.MAX_VALUE:
+        pieces = _pieces(value)
+        if pieces > MAX_PARSED_PIECES:
+            return value  # too costly to parse: its text (see MAX_PARSED_PIECES)
+        if len(value) > self.MAX_VALUE or pieces > self.MAX_KEPT_PIECES:
             return self._registry(name, value)
         key = (name, value)  # all the registry's answer depends on
         with self._lock:
@@ -331,6 +358,9 @@ def mailboxes(hdrs: email.message.Message, name: str) -> Mailboxes:
     found: list[str] = []
     bad = False
     for text in raw:
+        if _pieces(str(text)) > MAX_PARSED_PIECES:
+            bad = True  # not parsed (see there), so never bound to anything
+            continue
         try:
             value = hdrs.policy.header_fetch_parse(name, text)
             groups = tuple(getattr(value, "groups", ()) or ())
@@ -363,7 +393,7 @@ def _date(hdrs: email.message.Message) -> dt.datetime | None:
         return None
     try:
         when = email.utils.parsedate_to_datetime(str(raw[0]).strip())
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a huge year
         return None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
@@ -466,7 +496,9 @@ def is_mime_entity(content: bytes) -> bool:
     header block. Random bytes (content decrypted with a wrong key whose CBC padding happened to
     look valid, about 1 in 256) fail this; no real message does."""
     if content.startswith((b"\r\n", b"\n")):
-        return True
+        # No header fields: text/plain by default (RFC 2045 5.2), so the rest must be text.
+        # Random bytes start with a line break about once in 256: not that alone, then.
+        return _is_text(content)
     head = content[:_ENTITY_HEAD_MAX]
     end = re.search(rb"\r?\n\r?\n", head)
     if end is None:
@@ -486,8 +518,11 @@ def is_plausible_content(content: bytes) -> bool:
     """A MIME entity, or plain UTF-8 text without control characters: what `openssl cms
     -encrypt -binary` of a text file (RFC 4134's examples among them) puts in an envelope.
     Random bytes of one AES block or more pass this about once in a million."""
-    if is_mime_entity(content):
-        return True
+    return is_mime_entity(content) or _is_text(content)
+
+
+def _is_text(content: bytes) -> bool:
+    """UTF-8 without control characters (tab, line breaks and form feed allowed)."""
     if _CONTROL.search(content):
         return False
     try:
