@@ -128,6 +128,13 @@ def test_dmarc(dns_server: Dns, from_domain: str, mail_from: str, selector: str 
     assert (v.dmarc(), v.dmarc_policy()) == (result, policy), v.dmarc_result
 
 
+def test_dmarc_of_a_from_the_parser_cannot_read_is_a_permerror(dns_server: Dns) -> None:
+    # 5,000 nested comments made the address parser recurse past Python's limit, and the
+    # whole check failed; it is the DMARC result for a message with no From domain.
+    v = check(dns_server, message("(" * 5000 + "a@fail.auth.test"), "a@fail.auth.test")
+    assert v.dmarc_result.result == "permerror"
+
+
 def test_authentication_results_field(dns_server: Dns) -> None:
     data = dkimpy_sign(message("a@fail.auth.test"), dns_server.good_pem, "fail.auth.test", "good")
     parts = check(dns_server, data, "a@fail.auth.test").header_parts("mx.gw.test")

@@ -252,3 +252,26 @@ def test_invalid_header_name_in_a_filter_stops_serve_with_its_location(tmp_path:
     assert proc.returncode != 0
     assert "message.filter:3:23" in proc.stderr and "F308" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+AUTHOR_FILTER = """
+count_authors:
+  if addr-count('From') < 1 {
+      insert-header('X-No-Author', 'yes');
+  } else {
+      insert-header('X-Author', 'yes');
+  }
+"""
+
+
+def test_a_from_the_address_parser_cannot_read_never_bypasses_the_filters(tmp_path: Path) -> None:
+    """A From of 5,000 nested comments (one field of 5 KB, within every header limit) made the
+    email package's address parser recurse past Python's limit: the rule raised, and a filter
+    that fails is bypassed. It now names no address, and the filter acts on that."""
+    with Served(tmp_path / "gw", filters=AUTHOR_FILTER) as gw:
+        deep = b"\r\n ".join([b"(" * 500] * 10)  # folded: SMTP lines stay under 1,000
+        assert gw.send(b"From: " + deep + b"eve@evil.example\r\n" + PLAIN)[0] == 250
+        assert gw.send(b"From: alice@example.com\r\n" + PLAIN.replace(b"pay", b"fine"))[0] == 250
+        delivered = {m.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0]: m for m in gw.sink.wait(2)}
+        assert b"X-No-Author: yes\r\n" in delivered[b"pay"]
+        assert b"X-Author: yes\r\n" in delivered[b"fine"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import threading
-from email.utils import getaddresses
 from typing import Any
 
 import authheaders
@@ -23,6 +22,7 @@ from attrs import define, frozen
 from authres import DKIMAuthenticationResult, SPFAuthenticationResult
 from publicsuffix2 import PublicSuffixList
 
+from runtime.engine.addresses import address_list
 from runtime.engine.providers.resolver import Lookup, Resolver
 
 # The reference's spelling of SPF results (6.9): pyspf's lower-case result -> rule value.
@@ -378,7 +378,7 @@ def _from_domains(data: bytes) -> list[str]:
     head = data[: end if end >= 0 else len(data)]
     values = [m.group(1).decode("utf-8", "replace").replace("\r\n", "") for m in _FROM.finditer(head)]
     domains: list[str] = []
-    for _name, addr in getaddresses(values):
+    for _name, addr in address_list(values):
         dom = addr.rpartition("@")[2].strip().rstrip(".").lower()
         if dom and "@" in addr and dom not in domains:
             domains.append(dom)

@@ -7,6 +7,7 @@ import ipaddress
 from typing import Any
 
 from filterlang.compile import CRule
+from runtime.engine.addresses import address_list
 from runtime.engine.context import MessageContext
 from runtime.engine.rules.common import (
     RuleError,
@@ -113,9 +114,7 @@ def smtp_auth_id_matches(ctx: MessageContext, t: CRule) -> RuleResult:
     if target == "*envelopefrom":
         ids = [ctx.envelope.mail_from]
     elif target == "*fromaddress":
-        from email.utils import getaddresses
-
-        ids = [a for _, a in getaddresses(ctx.header_values("From"))]
+        ids = [a for _, a in address_list(ctx.header_values("From"))]
     else:
         ids = [a for a in ctx.header_values("Sender")]
     for ident in ids:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from email.utils import getaddresses
 from typing import Any
 
 from filterlang.compile import CRule
+from runtime.engine.addresses import address_list
 from runtime.engine.context import MessageContext
 from runtime.engine.rules.common import RuleResult, arg, compare_regex
 
@@ -32,7 +32,7 @@ def addr_count(ctx: MessageContext, t: CRule) -> RuleResult:
 
     names = [str(a) for a in t.args if a]
     values = [v for n in names for v in ctx.header_values(n)]
-    count = len([a for _, a in getaddresses(values) if a])
+    count = len([a for _, a in address_list(values) if a])
     return compare_num(t, count, "addr-count")
 
 

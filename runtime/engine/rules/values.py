@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from email.utils import getaddresses
 from typing import Any
 
 from filterlang.compile import CRule
 from runtime.engine import rx
+from runtime.engine.addresses import address_list
 from runtime.engine.context import MessageContext
 from runtime.engine.rules import IMPLEMENTATIONS, content
 from runtime.engine.rules.common import _NUM_OPS, RuleResult, arg, operand, parts
@@ -158,10 +158,10 @@ _PLAIN_ADDRESS = re.compile(rf"<{_ATOMS}@{_ATOMS}>|{_ATOMS}@{_ATOMS}")
 
 
 def count_addresses(values: list[str]) -> int:
-    """``len([a for _, a in getaddresses(values) if a])``, the count addr-count compares."""
+    """``len([a for _, a in address_list(values) if a])``, the count addr-count compares."""
     if all(_PLAIN_ADDRESS.fullmatch(v) for v in values):
         return len(values)
-    return len([a for _, a in getaddresses(values) if a])
+    return len([a for _, a in address_list(values) if a])
 
 
 def _addr_count(t: CRule) -> Predicate | None:

@@ -10,12 +10,12 @@ message's status header.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 
 from asn1crypto import x509 as ax509
 from attrs import define
 
+from runtime.engine.addresses import first_address
 from runtime.engine.context import SmimeState
 from runtime.pipeline.flow import DELIVER, InFlight
 from runtime.pipeline.stages import StageContext
@@ -154,7 +154,7 @@ class SmimeInbound:
         return found
 
     def _harvest(self, msg: InFlight, res: UnwrapResult, on_failed: bool, updated: bool) -> None:
-        sender = email.utils.parseaddr(_header(msg.data, "From"))[1] or msg.envelope.mail_from
+        sender = first_address(_header(msg.data, "From")) or msg.envelope.mail_from
         hp = HarvestPolicy(harvest=True, harvest_failed_verification=on_failed,
                            harvest_updated_keys=updated, domain_certificates=(
                                self.ctx.config.smime.accept_domain_certificates))
