@@ -14,6 +14,7 @@ against a real authoritative DNS server (NSD on loopback) serving the test's zon
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -150,6 +151,25 @@ def _fields(data: bytes) -> list[tuple[str, str]]:
             k, _, v = line.partition(":")
             out.append((k, v.strip()))
     return out
+
+
+def test_a_signature_dkimpy_cannot_read_is_a_failure_not_a_hold(zones: Zones,
+                                                                tmp_path: Path) -> None:
+    """dkimpy raised binascii.Error on a bh= that is not base64, out of the check: the
+    outsider's message went to hold. It is delivered, with the signature's failure stamped."""
+    sink = Sink()
+    gw = Gateway(tmp_path / "gw", next_hop=sink.port, extra=auth_config(zones))
+    with running(sink, gw):
+        signed = dkim.sign(inbound("carol@pass.auth.test", "mangled"), b"partner",
+                           b"pass.auth.test", zones.partner_pem,
+                           include_headers=[b"from", b"subject"], linesep=b"\r\n")
+        # One character of bh= turned to "*": dkimpy's check lets it by, its decoding raised.
+        mangled = re.sub(rb"bh=(....).", rb"bh=\1*", signed, count=1) + inbound(
+            "carol@pass.auth.test", "mangled")
+        send(gw.port, "carol@pass.auth.test", ["bob@b.example"], mangled, source="127.0.0.1")
+        got, _ = gw.delivered(sink, "bob@b.example", "<mangled@test>")
+        ar = " ".join(got.header("Authentication-Results").split())  # type: ignore[union-attr]
+        assert "dkim=fail" in ar or "dkim=permerror" in ar, ar
 
 
 NOSIGN = """nosign:

@@ -7,6 +7,7 @@ configured domain itself or a parent of it. Keys are RSA, PEM, made by `filterla
 from __future__ import annotations
 
 import base64
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from runtime.engine.providers.auth import _from_domains
+
+log = logging.getLogger("filterlang.providers")
 
 # dkimpy signs with its own RSA in Python integers (23 ms a signature here, 30 times OpenSSL's).
 # It stays the signer (canonicalisation, the header hash, the DKIM-Signature field); only the
@@ -112,9 +115,16 @@ class DkimSigner:
                    for line in data[: data.find(b"\r\n\r\n")].split(b"\r\n") if b":" in line}
         # Sign the headers the message has, and From always (RFC 6376 5.4).
         headers = [h for h in key.headers if h in present or h == b"from"]
-        field = dkim.sign(data, key.selector.encode(), key.domain.encode(), key.key_pem,
-                          canonicalize=key.canonicalization, include_headers=headers,
-                          linesep=b"\r\n")
+        try:
+            field = dkim.sign(data, key.selector.encode(), key.domain.encode(), key.key_pem,
+                              canonicalize=key.canonicalization, include_headers=headers,
+                              linesep=b"\r\n")
+        except (dkim.DKIMException, ValueError, IndexError) as exc:
+            # A header block dkimpy cannot read (one that begins with white space raised
+            # IndexError out of the stage): the message leaves unsigned, as unsignable.
+            log.warning("DKIM signing for %s skipped: the message cannot be signed (%s: %s)",
+                        key.domain, type(exc).__name__, exc)
+            return None
         return bytes(field) + data
 
     def unsign(self, data: bytes) -> bytes | None:
