@@ -213,6 +213,15 @@ def test_uri_lists_ask_the_url_hosts(dns_server: Dns) -> None:
         == [f"h{i}.example" for i in range(5)]
 
 
+def test_url_hosts_of_parts_the_email_package_cannot_read() -> None:
+    # A NUL in an RFC 2231 charset made get_filename raise ValueError out of the check.
+    data = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+            b"Content-Type: text/plain\r\nContent-Disposition: attachment; "
+            b"filename*=utf\x008''x%ff\r\n\r\nhttp://hidden.example/\r\n--b\r\n"
+            b"Content-Type: text/plain\r\n\r\nhttp://shown.example/\r\n--b--\r\n")
+    assert url_hosts(data, 20) == ["shown.example"]
+
+
 def test_mx_routing(dns_server: Dns) -> None:
     mx = DnsResolver(resolver(dns_server), port=2600)
 

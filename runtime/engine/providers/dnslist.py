@@ -74,12 +74,12 @@ def url_hosts(data: bytes, limit: int) -> list[str]:
     hosts: dict[str, None] = {}
     budget = _TEXT_BYTES
     for part in msg.walk():
-        if part.get_content_maintype() != "text" or part.get_filename():
-            continue
         try:
+            if part.get_content_maintype() != "text" or part.get_filename():
+                continue
             payload = part.get_payload(decode=True)
-        except Exception:
-            continue
+        except Exception:  # noqa: BLE001 - e.g. get_filename's ValueError for a NUL in an
+            continue  # RFC 2231 charset, which made the DNS-list check fail the message
         if not isinstance(payload, bytes):
             continue
         text, budget = payload[:budget], budget - len(payload)
