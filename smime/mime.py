@@ -334,17 +334,28 @@ class _ParsedHeaders:
         if pieces > MAX_PARSED_PIECES:
             return value  # too costly to parse: its text (see MAX_PARSED_PIECES)
         if len(value) > self.MAX_VALUE or pieces > self.MAX_KEPT_PIECES:
-            return self._registry(name, value)
+            return self._parse(name, value)
         key = (name, value)  # all the registry's answer depends on
         with self._lock:
             made = self._made.get(key)
         if made is None:
-            made = self._registry(name, value)
+            made = self._parse(name, value)
             with self._lock:
                 if len(self._made) >= self.MAX_ENTRIES:
                     self._made.clear()  # a partner's values come back within moments
                 self._made[key] = made
         return made
+
+
+    def _parse(self, name: str, value: str) -> str:
+        """The registry's header object; the value as text when the registry raises (it
+        raises many kinds: AttributeError on `a:;b:;` in From, ValueError for a NUL in an
+        RFC 2231 charset of Content-Type, which made the S/MIME stage fail the message).
+        As an address field, text is unparseable (see mailboxes)."""
+        try:
+            return self._registry(name, value)
+        except Exception:  # noqa: BLE001 - see above
+            return value
 
 
 # policy.default with the remembering registry: what the S/MIME verifier reads headers with.
@@ -441,7 +452,9 @@ def locate_signed(message: bytes) -> Located:
         boundary = hdrs.get_param("boundary")
         if not isinstance(boundary, str) or not boundary:
             raise MalformedError("multipart/signed without a boundary parameter")
-        delim = b"--" + boundary.encode()
+        # The boundary as sent: 8-bit bytes in it are surrogates here (they raised
+        # UnicodeEncodeError, found by running mutated client messages through the stages).
+        delim = b"--" + boundary.encode("utf-8", "surrogateescape")
         text = b"\r\n" + body
         start = text.find(b"\r\n" + delim + b"\r\n")
         if start < 0:

@@ -26,6 +26,7 @@ VALUES = [
     ("Content-Type", "text/plain; charset=us-ascii"),
     ("Content-Type", "text/plain; (comment) charset=\"a;b\"; x*=utf-8''%41"),
     ("Content-Type", "bogus"),
+    ("Content-Type", "text/plain; name*0*=\"x\x00''a\"; name*1=b"),  # the registry raised
     ("Subject", "x" * 900),  # longer than what is kept: parsed each time
     ("From", "x " * 40 + "<a@example.com>"),  # more pieces than are kept: parsed each time
 ]
@@ -44,10 +45,9 @@ def _view(header: str) -> tuple[object, ...]:
 def test_the_same_answer_as_policy_default(name: str, value: str) -> None:
     try:
         want = _view(email.policy.default.header_fetch_parse(name, value))
-    except Exception as exc:  # noqa: BLE001 - the registry raises many kinds (see mailboxes)
-        for _ in range(2):  # the same failure, each time (a failure is never remembered)
-            with pytest.raises(type(exc)):
-                _view(mime.HEADER_POLICY.header_fetch_parse(name, value))
+    except Exception:  # noqa: BLE001 - the registry raises many kinds (see mailboxes)
+        for _ in range(2):  # where the registry raises, the value is read as text
+            assert mime.HEADER_POLICY.header_fetch_parse(name, value) == value
         return
     first = mime.HEADER_POLICY.header_fetch_parse(name, value)
     again = mime.HEADER_POLICY.header_fetch_parse(name, value)

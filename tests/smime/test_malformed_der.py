@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from pki import NOW, make_pki
 
@@ -74,3 +76,46 @@ def test_an_issuer_name_that_cannot_be_prepared_is_no_match() -> None:
     res = verify_content(info.dump(force=True), b"Content-Type: text/plain\r\n\r\nhi\r\n",
                          trust=TrustStore(), now=NOW)
     assert not res.verified
+
+
+def test_a_signer_certificate_cryptography_refuses_names_no_signer() -> None:
+    # Found by running mutated client messages through the gateway's stages: asn1crypto
+    # reads a PrintableString with "@" in it, cryptography refuses the certificate, and the
+    # S/MIME stage failed the message (moved to hold) naming its signer.
+    from asn1crypto import cms, core, x509
+
+    from runtime.pipeline.stages.smime_ops import unwrap
+
+    info = cms.ContentInfo.load(GOOD)
+    cert = info["content"]["certificates"][0].chosen
+    rdn = x509.RelativeDistinguishedName([x509.NameTypeAndValue({
+        "type": "organization_name", "value": x509.DirectoryString(
+            name="printable_string", value=core.PrintableString("x"))})])
+    bad = x509.Name.load(cert["tbs_certificate"]["subject"].dump())
+    bad.chosen.append(rdn)
+    raw = bad.dump(force=True).replace(b"\x13\x01x", b"\x13\x01@")
+    cert["tbs_certificate"]["subject"] = x509.Name.load(raw)
+    message = (b"From: a@example.com\r\nContent-Type: application/pkcs7-mime; "
+               b"smime-type=signed-data\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               + base64.encodebytes(info.dump(force=True)))
+    res = unwrap(message, keys=[], trust=TrustStore(), now=NOW)
+    assert not res.verified and res.signers == ()
+
+
+def test_a_boundary_with_8bit_bytes_is_found_or_refused() -> None:
+    # Read as text (a Content-Type too costly to parse), it raised UnicodeEncodeError and the
+    # stage failed the message; parsed, its 8-bit byte is U+FFFD and nothing matches.
+    from smime import mime
+    from smime.errors import MalformedError
+
+    for extra, found in ((b"", False), (b"; x=y" * 100, True)):
+        msg = (b"From: <a@example.com>\r\n"
+               b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; '
+               b'boundary="b\xff"' + extra + b"\r\n\r\n--b\xff\r\nContent-Type: text/plain\r\n\r\n"
+               b"hi\r\n--b\xff\r\nContent-Type: application/pkcs7-signature\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\nMAA=\r\n--b\xff--\r\n")
+        if found:
+            assert mime.locate_signed(msg).signed_part == b"Content-Type: text/plain\r\n\r\nhi"
+        else:
+            with pytest.raises(MalformedError):
+                mime.locate_signed(msg)

@@ -85,13 +85,19 @@ def is_smime(message: bytes) -> tuple[bool, bool]:
     return compose.is_smime(message)
 
 
-def _signer(cert: ax509.Certificate, caps: tuple[str, ...]) -> SignerInfo:
-    # Addresses, and the domains a gateway's organisation certificate signs for (SAN dNSName):
-    # what `smime-gateway-signer` rules and the status header name.
-    emails = tuple(str(n.native).lower() for n in (cert.subject_alt_name_value or ())
-                   if n.name in ("rfc822_name", "dns_name"))
-    pem = x509.load_der_x509_certificate(cert.dump()).public_bytes(Encoding.PEM).decode("ascii")
-    return SignerInfo(emails, cert.issuer.human_friendly, pem, caps)
+def _signer(cert: ax509.Certificate, caps: tuple[str, ...]) -> SignerInfo | None:
+    """Addresses, and the domains a gateway's organisation certificate signs for (SAN
+    dNSName): what `smime-gateway-signer` rules and the status header name. None for a
+    certificate that cannot be read in full (cryptography refused a PrintableString that
+    asn1crypto had let by, and the stage failed the message): nothing to name or harvest."""
+    try:
+        emails = tuple(str(n.native).lower() for n in (cert.subject_alt_name_value or ())
+                       if n.name in ("rfc822_name", "dns_name"))
+        loaded = x509.load_der_x509_certificate(cert.dump())
+        return SignerInfo(emails, cert.issuer.human_friendly,
+                          loaded.public_bytes(Encoding.PEM).decode("ascii"), caps)
+    except (ValueError, TypeError, KeyError):
+        return None
 
 
 def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]],
@@ -109,8 +115,8 @@ def unwrap(message: bytes, *, keys: Sequence[tuple[PrivateKey, x509.Certificate]
     signers: dict[str, SignerInfo] = {}
     for layer in res.layers:
         for s in (layer.verify.signers if layer.verify is not None else ()):
-            if s.certificate is not None:
-                info = _signer(s.certificate, s.capabilities)
+            info = _signer(s.certificate, s.capabilities) if s.certificate is not None else None
+            if info is not None:
                 signers.setdefault(info.pem, info)
     # The innermost signature with every layer outside it removed (compose kept it).
     signed_message = None if decrypt_failed else next(
