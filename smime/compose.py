@@ -262,7 +262,7 @@ def _parse_content_type(head: bytes, param: str) -> tuple[str, str | None]:
     )
     if hdrs.get("content-type") is None:
         return "text/plain", None
-    st = hdrs.get_param(param)
+    st = mime.header_param(hdrs, param)
     return hdrs.get_content_type(), st.lower() if isinstance(st, str) else None
 
 
@@ -300,7 +300,7 @@ def _file_name(head: bytes) -> str:
     hdrs = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
         head + b"\r\n")
     for param, field in (("name", "content-type"), ("filename", "content-disposition")):
-        value = hdrs.get_param(param, header=field)
+        value = mime.header_param(hdrs, param, field)
         if isinstance(value, tuple):  # RFC 2231 (charset, language, value)
             value = value[2]
         if isinstance(value, str) and value.strip():

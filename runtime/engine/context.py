@@ -227,8 +227,16 @@ class MessageContext:
                 self.defects.append("MIME nesting too deep; message read as one part")
                 msg = BytesParser(policy=FAST, _class=EmailMessage).parsebytes(source, headersonly=True)
             except Exception as exc:
-                self.defects.append(f"MIME parse failed: {exc}")
-                msg = EmailMessage()
+                # Read as one part, as for the nesting above, so the body rules still see the
+                # bytes: an empty message here hid the whole body from every content rule (a
+                # multipart whose boundary mixes RFC 2231 "boundary*" and "boundary*1" made the
+                # email package raise TypeError).
+                self.defects.append(f"MIME parse failed ({exc}); message read as one part")
+                try:
+                    msg = BytesParser(policy=FAST, _class=EmailMessage).parsebytes(
+                        source, headersonly=True)
+                except Exception:  # noqa: BLE001 - the last resort
+                    msg = EmailMessage()
             assert isinstance(msg, EmailMessage)
             for op in self._header_ops:
                 _apply_header_op(msg, op)

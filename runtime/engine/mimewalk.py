@@ -78,7 +78,10 @@ class Part:
             return self._text
         if self._utf8 is not None:
             return self._utf8.decode("utf-8", "surrogatepass")
-        charset = self.msg.get_content_charset() or DEFAULT_CHARSET
+        try:
+            charset = self.msg.get_content_charset() or DEFAULT_CHARSET
+        except (TypeError, ValueError, LookupError, IndexError):  # see header_param
+            charset = DEFAULT_CHARSET
         if self.encoded_size > MAX_SCAN * 2:
             data = b""
         elif self._payload is not None or self.elided_key:
@@ -122,6 +125,16 @@ class Part:
         return self._filetype
 
 
+def header_param(msg: Message, param: str, header: str = "content-type") -> object:
+    """``msg.get_param(param, None, header)``, None where the email package raises (RFC 2231
+    continuations mixing ``name*`` and ``name*1`` raise TypeError): a rule that raises makes
+    its filter fail, which bypasses the stage."""
+    try:
+        return msg.get_param(param, None, header)
+    except (TypeError, ValueError, LookupError, IndexError):
+        return None
+
+
 def raw_payload(msg: Message) -> object:
     """``msg.get_payload(decode=False)``, which never raises.
 
@@ -132,7 +145,7 @@ def raw_payload(msg: Message) -> object:
     """
     try:
         return msg.get_payload(decode=False)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a charset in mixed RFC 2231 sections
         # email keeps the body as ASCII text with the 8-bit bytes as surrogates; the test
         # tests/runtime/test_rt_bad_input.py (a NUL in the charset) fails if that changes.
         payload = getattr(msg, "_payload", None)

@@ -254,6 +254,18 @@ def test_invalid_header_name_in_a_filter_stops_serve_with_its_location(tmp_path:
     assert "Traceback" not in proc.stderr
 
 
+def test_smime_parameters_the_email_package_cannot_read_are_no_hold(tmp_path: Path) -> None:
+    """RFC 2231 sections mixing "name*" and "name*1" made the email package raise
+    TypeError in the S/MIME stage (found by the smime_mime fuzz target): any outsider could
+    park mail in hold. It is delivered, unverified."""
+    with Served(tmp_path / "gw") as gw:
+        odd = PLAIN.replace(b"Content-Type: text/plain", b"Content-Type: application/pkcs7-mime;"
+                            b" smime-type=enveloped-data; name*=x; name*1=y")
+        assert gw.send(b"From: eve@evil.example\r\n" + odd)[0] == 250
+        assert b"Pay Eve" in gw.sink.wait(1)[0]
+        assert gw.spool_names("hold") == []
+
+
 AUTHOR_FILTER = """
 count_authors:
   if addr-count('From') < 1 {

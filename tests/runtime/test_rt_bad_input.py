@@ -62,6 +62,26 @@ def test_a_nul_in_the_charset_does_not_hide_the_body_from_the_filters() -> None:
     assert to_json(t)["recipients"] == {"rcpt@example.com": "drop"}
 
 
+MIXED_RFC2231 = [  # "name*" beside "name*1": the email package sorts None against 1 and raises
+    b"Subject: x\nContent-Type: multipart/mixed; boundary*=x; boundary*1=y\n\n--xy\n"
+    b"Content-Type: text/plain\n\nsecret\n--xy--\n",
+    b"Subject: x\nContent-Type: text/plain; charset*=x; charset*1=y\n\ncaf\xe9 secret\n",
+    b"Subject: x\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name*=x; "
+    b"name*1=y\n\nsecret\n",
+]
+
+
+@pytest.mark.parametrize("message", MIXED_RFC2231, ids=["boundary", "charset", "smime-type"])
+def test_parameters_the_email_package_cannot_read_hide_nothing(message: bytes) -> None:
+    # Found by the smime_mime fuzz target, then looked for here: the MIME parse failed and
+    # the message was read as empty (the body hidden from every content rule), or the rule
+    # raised (its filter bypassed).
+    t = run("f: if body-contains('secret') or encrypted or duplicate_boundaries { drop(); }\n",
+            message)
+    assert t.message_filters.filters[0].error is None
+    assert to_json(t)["recipients"] == {"rcpt@example.com": "drop"}
+
+
 @pytest.mark.parametrize("name", list(BAD))
 def test_bad_message_yields_a_trace(name: str) -> None:
     t = run(ALL_RULES, BAD[name])

@@ -9,6 +9,7 @@ from asn1crypto import cms
 from filterlang.compile import CRule
 from runtime.engine import rx
 from runtime.engine.context import MessageContext
+from runtime.engine.mimewalk import header_param
 from runtime.engine.rules.common import RuleResult, arg, compare_regex, operand
 
 _PKCS7 = ("application/pkcs7-mime", "application/x-pkcs7-mime")
@@ -33,7 +34,7 @@ def encrypted(ctx: MessageContext, t: CRule) -> RuleResult:
     top = ctx.headers
     ctype = top.get_content_type()
     if ctype in _PKCS7:
-        smime_type = str(top.get_param("smime-type", "") or "").lower()
+        smime_type = str(header_param(top, "smime-type") or "").lower()
         hit = smime_type in ("enveloped-data", "authenveloped-data") or (
             smime_type == "" and _content_type_of(ctx) in ("enveloped_data", "authenticated_enveloped_data"))
         return RuleResult(hit, f"top-level {ctype} {smime_type or ''}".strip())
