@@ -330,22 +330,22 @@ class _ParsedHeaders:
         self._lock = threading.Lock()
 
     def __call__(self, name: str, value: str) -> str:  # (a BaseHeader: a str subclass)
+        key = (name, value)  # all the registry's answer depends on
+        if len(value) <= self.MAX_VALUE:
+            with self._lock:
+                made = self._made.get(key)
+            if made is not None:  # kept values were counted when they were made
+                return made
         pieces = _pieces(value)
         if pieces > MAX_PARSED_PIECES:
             return value  # too costly to parse: its text (see MAX_PARSED_PIECES)
-        if len(value) > self.MAX_VALUE or pieces > self.MAX_KEPT_PIECES:
-            return self._parse(name, value)
-        key = (name, value)  # all the registry's answer depends on
-        with self._lock:
-            made = self._made.get(key)
-        if made is None:
-            made = self._parse(name, value)
+        made = self._parse(name, value)
+        if len(value) <= self.MAX_VALUE and pieces <= self.MAX_KEPT_PIECES:
             with self._lock:
                 if len(self._made) >= self.MAX_ENTRIES:
                     self._made.clear()  # a partner's values come back within moments
                 self._made[key] = made
         return made
-
 
     def _parse(self, name: str, value: str) -> str:
         """The registry's header object; the value as text when the registry raises (it
@@ -363,21 +363,20 @@ HEADER_POLICY = email.policy.default.clone(header_factory=_ParsedHeaders())
 
 
 def mailboxes(hdrs: email.message.Message, name: str) -> Mailboxes:
-    """The strict reading of header `name` (lower case; policy=default headers): each field
+    """The strict reading of header `name` (lower case; `hdrs` read with HEADER_POLICY): each field
     parsed on its own, so one bad field cannot hide behind a good one."""
     raw = [v for k, v in hdrs.raw_items() if k.lower() == name]
     found: list[str] = []
     bad = False
     for text in raw:
-        if _pieces(str(text)) > MAX_PARSED_PIECES:
-            bad = True  # not parsed (see there), so never bound to anything
-            continue
         try:
             value = hdrs.policy.header_fetch_parse(name, text)
             groups = tuple(getattr(value, "groups", ()) or ())
             defects = tuple(getattr(value, "defects", ()) or ())
             # The email package's parser raises many kinds of errors (AttributeError on
-            # `a:;b:;`, IndexError on `a@`): all of them mean "not one clean mailbox".
+            # `a:;b:;`, IndexError on `a@`): all of them mean "not one clean mailbox". A field
+            # too costly to parse, or one the registry raised on, comes back as plain text:
+            # no groups, so unparseable too (HEADER_POLICY's registry, _ParsedHeaders).
             for group in groups:
                 if group.display_name is not None:
                     bad = True  # group syntax is not a mailbox (RFC 5322 3.6.2)

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from runtime.engine.providers.auth import _from_domains
+from runtime.engine.providers.auth import _DKIMPY_INPUT_ERRORS, _from_domains
 
 log = logging.getLogger("filterlang.providers")
 
@@ -119,7 +119,7 @@ class DkimSigner:
             field = dkim.sign(data, key.selector.encode(), key.domain.encode(), key.key_pem,
                               canonicalize=key.canonicalization, include_headers=headers,
                               linesep=b"\r\n")
-        except (dkim.DKIMException, ValueError, IndexError) as exc:
+        except (dkim.DKIMException, *_DKIMPY_INPUT_ERRORS) as exc:
             # A header block dkimpy cannot read (one that begins with white space raised
             # IndexError out of the stage): the message leaves unsigned, as unsignable.
             log.warning("DKIM signing for %s skipped: the message cannot be signed (%s: %s)",
