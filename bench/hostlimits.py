@@ -39,9 +39,7 @@ from runtime.mta.hostlimits import (  # noqa: E402
     MESSAGES,
     RECIPIENTS,
     HostCounters,
-    ip_key,
     listener_key,
-    sender_key,
 )
 
 LIMITS_ON = """
@@ -77,8 +75,8 @@ MESSAGE = (b"From: a@example.com\r\nTo: b@example.org\r\nSubject: s\r\n\r\n"
 
 
 def table_ops(table: HostCounters, ops: int, region: int) -> dict[str, float]:
-    ips = [ip_key(f"10.0.{i // 250}.{i % 250}") for i in range(1000)]
-    senders = [sender_key(f"user{i}@example.com") for i in range(1000)]
+    ips = [table.ip_key(f"10.0.{i // 250}.{i % 250}") for i in range(1000)]
+    senders = [table.sender_key(f"user{i}@example.com") for i in range(1000)]
     listener = listener_key("in")
     out = {}
     start = time.process_time()

@@ -169,7 +169,7 @@ def receive(gw: Gateway, s: Session, raw: bytes, n: int) -> tuple[Envelope | Non
     accepted: list[str] = []
     for r in s.rcpts:
         if len(accepted) >= policy.max_recipients:
-            refused[r] = lst.TOO_MANY_RCPTS
+            refused[r] = lst.TOO_MANY_RCPTS.format(limit=policy.max_recipients)
         elif policy.action == "ACCEPT" and not _is_local(config, r) \
                 and r.lower() != config.postmaster.lower() \
                 and not lst.may_relay(policy, s.auth_user):

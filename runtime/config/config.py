@@ -537,6 +537,10 @@ class GatewayConfig:
     # Providers (filterlang.services) the filters may use although this file does not define
     # them: their rules are always false, and `lint --config` / `serve --check` only warn.
     allow_unavailable: frozenset[str] = frozenset()
+    # Who is one client for the host access table's counts (runtime.mta.hostlimits.client_of):
+    # an IPv4 address, and an IPv6 /64 (one host's usual share, which it may roam at will).
+    client_ipv4_prefix_length: int = 32
+    client_ipv6_prefix_length: int = 64
 
     def names(self) -> dict[str, frozenset[str]]:
         """Names filters may refer to, per kind (the linter checks filters against these)."""
@@ -1315,6 +1319,8 @@ def load_config(path: str | Path) -> GatewayConfig:
     ldap = _ldap(root.table("ldap"), listeners)
     _check_policy_groups(root, ldap, incoming, outgoing)
     allow_unavailable = _allow_unavailable(root)
+    ipv4_prefix = _prefix_length(root, "client_ipv4_prefix_length", 32)
+    ipv6_prefix = _prefix_length(root, "client_ipv6_prefix_length", 64, 128)
     root.finish(known=("dictionaries", "text_resources", "alerts", "metrics", "storage", "delivery",
                        "smime", "dns", "authentication", "dkim", "tls", "antispam",
                        "antivirus", "routes", "ldap"))
@@ -1356,4 +1362,15 @@ def load_config(path: str | Path) -> GatewayConfig:
         routes=routes,
         ldap=ldap,
         allow_unavailable=allow_unavailable,
+        client_ipv4_prefix_length=ipv4_prefix,
+        client_ipv6_prefix_length=ipv6_prefix,
     )
+
+
+def _prefix_length(root: Table, name: str, default: int, longest: int = 32) -> int:
+    """A network prefix length for counting clients, at least 8 and at most `longest`."""
+    value = int(root.integer(name, default, minimum=8))
+    if value > longest:
+        root.error(name, f"must be at most {longest}, not {value}")
+        return default
+    return value

@@ -76,6 +76,13 @@ SECTIONS: tuple[Section, ...] = (
             "spf, dkim, dmarc, reputation, url, image, language, forged): their rules are "
             "always false, and `lint --config` / `serve --check` warn instead of refusing.",
             '["reputation"]'),
+        Key("client_ipv4_prefix_length", "integer (8 to 32)", "32",
+            "Who is one client for the host access table's counts (connections, messages and "
+            "recipients per hour, failed AUTH attempts): IPv4 addresses in one network of this "
+            "prefix count together.", "32"),
+        Key("client_ipv6_prefix_length", "integer (8 to 128)", "64",
+            "The same for IPv6: one host is usually given a whole /64 and may take any "
+            "address in it, so the default counts a /64 as one client.", "56"),
     )),
     Section("[storage]", "Storage", "Where the gateway keeps its state.", (
         Key("data_dir", "path", '"var"',

@@ -15,8 +15,16 @@ measures it). The lock is a robust process-shared pthread mutex in the mapping (
 where glibc has none): either way a listener killed while it holds the lock leaves no one
 waiting; the next taker is told and goes on.
 
+Who is one client: an IPv4 address, and an IPv6 /64 (top-level client_ipv4_prefix_length and
+client_ipv6_prefix_length). A single IPv6 host is routinely given a whole /64 and takes a new
+address in it whenever it likes (privacy addresses), so a cap per IPv6 address caps nothing.
+
 Layout: BUCKETS buckets of WAYS entries, a key's bucket chosen by its digest (16 bytes of
-BLAKE2b over the IP address or the sender, so any key fits and a collision is out of reach).
+BLAKE2b over the client or the sender, so any key fits and a collision is out of reach). The
+digest is keyed with a secret the table draws when it is made (and the listeners inherit):
+without it, a client with many addresses could work out which of them share a bucket, fill
+one with connections so that everyone else in it goes uncounted, or churn a victim's
+bucket until its rates are forgotten.
 A bucket holds its WAYS keys side by side (one slice and a find() looks a key up) and then
 their records. A record: when it was last used, the current hour window, messages and
 recipients in this window and the one before, concurrent connections in all, the failed AUTH
@@ -48,6 +56,7 @@ import ctypes
 import errno
 import fcntl
 import hashlib
+import ipaddress
 import logging
 import mmap
 import os
@@ -81,14 +90,20 @@ _REGION_MAX = 0xFFFF
 _LISTENER = b"\xffLSN"  # how a listener's key begins: it lives in the area kept apart
 
 
-def ip_key(ip: str) -> bytes:
-    return hashlib.blake2b(b"ip:" + ip.encode("utf-8", "surrogateescape"),
-                           digest_size=KEY).digest()
-
-
-def sender_key(sender: str) -> bytes:
-    return hashlib.blake2b(b"from:" + sender.lower().encode("utf-8", "surrogateescape"),
-                           digest_size=KEY).digest()
+def client_of(ip: str, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> str:
+    """The client `ip` is counted as: the address, or its network when the prefix is shorter
+    (``2001:db8:1:2::/64``). An IPv4-mapped IPv6 address is its IPv4 address. Anything that
+    is not an address (a test's peer, a Unix socket) is counted as written."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    prefix = ipv4_prefix if addr.version == 4 else ipv6_prefix
+    if prefix >= addr.max_prefixlen:
+        return str(addr)
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
 def listener_key(name: str) -> bytes:
@@ -206,10 +221,23 @@ class HostCounters:
         self._lock, self._unlock = mutex.lock, mutex.unlock
         self._mutex = mutex
         self._full_logged = 0.0
+        # The digests' key (see the module's docstring): drawn here, before the fork, so every
+        # listener process finds a client in the same bucket.
+        self._secret = os.urandom(16)
         # The counts a connection moves, read and written through views of the mapping as
         # 32- and 16-bit numbers: a third of the cost of struct calls, on every connection.
         self._u32 = memoryview(self._map).cast("I")
         self._u16 = memoryview(self._map).cast("H")
+
+    def ip_key(self, client: str) -> bytes:
+        """The key of one client (see client_of) in this table."""
+        return hashlib.blake2b(b"ip:" + client.encode("utf-8", "surrogateescape"),
+                               digest_size=KEY, key=self._secret).digest()
+
+    def sender_key(self, sender: str) -> bytes:
+        """The key of one envelope sender (any case) in this table."""
+        return hashlib.blake2b(b"from:" + sender.lower().encode("utf-8", "surrogateescape"),
+                               digest_size=KEY, key=self._secret).digest()
 
     def _areas(self) -> Iterator[tuple[int, int]]:
         """(first record, records) of the listeners' area, then of each bucket."""

@@ -48,7 +48,7 @@ from runtime.mta import memtrim
 from runtime.mta.connlimits import ConnectionLimits
 from runtime.mta.diskspace import FreeSpace
 from runtime.mta.groupcommit import GroupCommit
-from runtime.mta.hostlimits import MESSAGES, RECIPIENTS, HostCounters, ip_key, sender_key
+from runtime.mta.hostlimits import MESSAGES, RECIPIENTS, HostCounters, client_of
 from runtime.mta.spool import Envelope, Spool, SpoolError
 
 log = logging.getLogger("filterlang.smtp")
@@ -72,7 +72,7 @@ OK_RCPT = "250 2.1.5 OK"
 TEMP_LOCAL_ERROR = "451 4.3.0 Temporary local problem, try again later"
 TEMP_SPOOL_ERROR = "451 4.3.1 Queue write failed, try again later"
 DISK_LOW = "452 4.3.1 Insufficient system storage, try again later"
-TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+TOO_MANY_RCPTS = "452 4.5.3 Too many recipients (max_recipients={limit})"
 RELAY_DENIED = "550 5.7.1 Relaying denied"
 # The host access table's rates and per-connection cap, each reply naming the policy's key
 # that refused (AsyncOS names its limits in the reply too): 452 at MAIL or RCPT keeps the
@@ -609,7 +609,7 @@ class GatewaySMTP(SMTP):
         assert self.session is not None
         if self._auth_methods and self._tls_protocol is not None \
                 and self._gw_handler.counters.auth_locked(
-                    ip_key(self._peer_ip()), self._gw_listener.auth_max_failures,
+                    self._client_key(), self._gw_listener.auth_max_failures,
                     self._gw_listener.auth_failure_window):
             await self._lock_out()
             return
@@ -618,6 +618,11 @@ class GatewaySMTP(SMTP):
     def _peer_ip(self) -> str:
         assert self.session is not None
         return str(self.session.peer[0]) if self.session.peer else ""
+
+    def _client_key(self) -> bytes:
+        """The client's key in the host access table (its address, or its IPv6 /64)."""
+        assert self.session is not None
+        return _peer_key(self.session, self._gw_handler)
 
     async def _lock_out(self) -> None:
         log.warning("%s: too many failed AUTH attempts, disconnected", self._peer_ip())
@@ -701,7 +706,8 @@ class GatewaySMTP(SMTP):
         ip = self._peer_ip()
         # Counted in the table every listener process shares, so the limit holds for the
         # address however the kernel spreads its connections over the processes.
-        locked = self._gw_handler.counters.auth_failed(ip_key(ip), lst.auth_max_failures,
+        locked = self._gw_handler.counters.auth_failed(self._client_key(),
+                                                       lst.auth_max_failures,
                                                        lst.auth_failure_window)
         log.warning("%s: AUTH failed for %r", ip, login.decode("utf-8", "replace")[:100])
         # Every failure waits before its answer (Postfix's smtpd_error_sleep_time), in this
@@ -764,8 +770,8 @@ class GatewaySMTP(SMTP):
         if policy.action == "TCPREFUSE":
             transport.close()
             return
-        refusal, ticket = self._gw_handler.limits.admit(self._gw_listener.name, ip,
-                                                        policy.max_connections_per_ip)
+        refusal, ticket = self._gw_handler.limits.admit(
+            self._gw_listener.name, self._gw_handler.client(ip), policy.max_connections_per_ip)
         if refusal is not None:
             # Past a connection cap: the reply and the close, no session made for it.
             assert isinstance(transport, asyncio.WriteTransport)
@@ -817,8 +823,9 @@ def _auth_user(session: Session) -> str:
     return str(getattr(session, "auth_user", "")) if session.authenticated else ""
 
 
-def _peer_key(session: Session) -> bytes:
-    return ip_key(str(session.peer[0]) if session.peer else "")
+def _peer_key(session: Session, handler: GatewayHandler) -> bytes:
+    """The session's client in the host access table (hostlimits.client_of)."""
+    return handler.counters.ip_key(handler.client(str(session.peer[0]) if session.peer else ""))
 
 
 class GatewayHandler:
@@ -835,6 +842,7 @@ class GatewayHandler:
         self.limits = ConnectionLimits({lst.name: lst.max_connections for lst in config.listeners},
                                        counters=counters, region=region)
         self.counters = self.limits.counters
+        self._prefixes = (config.client_ipv4_prefix_length, config.client_ipv6_prefix_length)
         self.spool = spool
         # Each submission listener's users file, read once here and again when it changes.
         self.users = {lst.name: UsersFile(lst.users_file) for lst in config.listeners
@@ -847,6 +855,11 @@ class GatewayHandler:
         self.hooks: dict[str, Any] = {
             name[7:]: getattr(self, name) for name in dir(type(self)) if name.startswith("handle_")
         }
+
+    def client(self, ip: str) -> str:
+        """Who `ip` is counted as in the host access table: the address, or its network
+        (client_ipv4_prefix_length, client_ipv6_prefix_length)."""
+        return client_of(ip, *self._prefixes)
 
     def _is_local(self, address: str) -> bool:
         domain = address.rpartition("@")[2].lower().rstrip(".")
@@ -884,7 +897,7 @@ class GatewayHandler:
         if not self.space.enough(declared):
             return DISK_LOW
         limit = policy.max_messages_per_hour
-        if limit and self.counters.take([(_peer_key(session), MESSAGES, limit)]) is not None:
+        if limit and self.counters.take([(_peer_key(session, self), MESSAGES, limit)]) is not None:
             return MESSAGES_PER_HOUR.format(limit=limit)
         envelope.mail_from = address
         envelope.mail_options.extend(o for o in _keep_case(server, options)
@@ -897,7 +910,7 @@ class GatewayHandler:
     ) -> str:
         policy = _policy(session)
         if len(envelope.rcpt_tos) >= policy.max_recipients:
-            return TOO_MANY_RCPTS
+            return TOO_MANY_RCPTS.format(limit=policy.max_recipients)
         if policy.action == "ACCEPT" and not self._is_local(address) \
                 and address.lower() != self.postmaster \
                 and not may_relay(policy, _auth_user(session)):
@@ -921,13 +934,14 @@ class GatewayHandler:
         checks: list[tuple[bytes, int, int]] = []
         replies: list[str] = []
         if policy.max_recipients_per_hour:
-            checks.append((_peer_key(session), RECIPIENTS, policy.max_recipients_per_hour))
+            checks.append((_peer_key(session, self), RECIPIENTS,
+                           policy.max_recipients_per_hour))
             replies.append(RECIPIENTS_PER_HOUR.format(limit=policy.max_recipients_per_hour))
         sender = envelope.mail_from or ""
         per_sender = policy.max_recipients_per_hour_per_sender
         # The null sender is not one sender (bounces from everywhere): the IP's limit holds.
         if per_sender and sender not in ("", "<>"):
-            checks.append((sender_key(sender), RECIPIENTS, per_sender))
+            checks.append((self.counters.sender_key(sender), RECIPIENTS, per_sender))
             replies.append(RECIPIENTS_PER_SENDER.format(limit=per_sender))
         if not checks:
             return None

@@ -313,3 +313,40 @@ auth_failure_delay = 0.05
                 assert _auth_plain(c, PASSWORD) == AUTH_LOCKED
         with contextlib.closing(_over_tls(gw.port, "127.0.0.8")) as c:
             assert _auth_plain(c, PASSWORD).startswith("235 2.7.0")
+
+
+NETWORK = """
+[sender_groups.loopback]
+ips = ["127.0.0.0/8"]
+policy = "capped"
+
+[policies.capped]
+action = "RELAY"
+max_connections_per_ip = 2
+max_recipients = 2
+"""
+
+
+def test_one_client_is_a_network_of_the_configured_prefix(tmp_path: Path, sink: Sink) -> None:
+    """With client_ipv4_prefix_length = 24, addresses of one /24 are one client: two held
+    connections from two of its addresses use up max_connections_per_ip = 2, a third address
+    of it is refused naming the limit, and an address of another /24 is served. (IPv6 groups by
+    /64 the same way by default; loopback has no second IPv6 address to show it with.) The
+    per-message recipient cap names its key too."""
+    gw = Gateway(tmp_path / "gw", next_hop=sink.port, extra=NETWORK,
+                 top="client_ipv4_prefix_length = 24")
+    refusal = ("421 4.7.0 Too many connections from your address (max_connections_per_ip=2), "
+               "try again later\r\n")
+    with running(gw), held() as opened:
+        assert connect(gw.port, "127.0.0.1", opened).startswith("220 ")
+        assert connect(gw.port, "127.0.0.5", opened).startswith("220 ")
+        with held() as refused:
+            assert connect(gw.port, "127.0.0.6", refused) == refusal
+        c = _client(gw.port, "127.0.1.1")
+        try:
+            got = _rcpts(c, ALICE, ["r1@x.example", "r2@x.example", "r3@x.example"])
+            assert got[2] == (452, "4.5.3 Too many recipients (max_recipients=2)")
+            c.data(message(ALICE, "r1@x.example", "from another network"))
+        finally:
+            c.quit()
+        sink.wait_for("r2@x.example", explain=gw.explain)

@@ -15,9 +15,7 @@ from runtime.mta.hostlimits import (
     MESSAGES,
     RECIPIENTS,
     HostCounters,
-    ip_key,
     listener_key,
-    sender_key,
 )
 
 
@@ -40,7 +38,7 @@ def _in_child(body: object) -> int:
 
 def test_connections_are_counted_across_processes() -> None:
     table = HostCounters(regions=4)
-    a, b = ip_key("192.0.2.1"), ip_key("192.0.2.2")
+    a, b = table.ip_key("192.0.2.1"), table.ip_key("192.0.2.2")
     # Two "listener processes", each in its own region, take two connections from one IP;
     # the table then refuses a fifth in either, and another IP is not affected.
     assert _in_child(lambda: table.connect([(a, 4)], 1) != 0
@@ -69,7 +67,7 @@ def test_a_listener_total_and_an_ip_are_checked_together() -> None:
     index of the check that refused, nothing counted then; the listener's total is released
     with its region like the IP's."""
     table = HostCounters(regions=2)
-    lst, a, b = listener_key("in"), ip_key("192.0.2.1"), ip_key("192.0.2.2")
+    lst, a, b = listener_key("in"), table.ip_key("192.0.2.1"), table.ip_key("192.0.2.2")
     assert lst != listener_key("submission")
     first = table.connect([(lst, 3), (a, 1)], 0)
     assert isinstance(first, tuple) and len(first) == 2
@@ -78,8 +76,8 @@ def test_a_listener_total_and_an_ip_are_checked_together() -> None:
     assert _in_child(lambda: isinstance(table.connect([(lst, 3), (b, 5)], 1), tuple)
                      and isinstance(table.connect([(lst, 3), (b, 5)], 1), tuple)) == 1
     assert table.connections(lst) == 3 and table.connections(b) == 2
-    assert table.connect([(lst, 3), (ip_key("192.0.2.3"), 5)], 0) == 0  # the listener's cap
-    assert table.connections(ip_key("192.0.2.3")) == 0
+    assert table.connect([(lst, 3), (table.ip_key("192.0.2.3"), 5)], 0) == 0  # the listener's cap
+    assert table.connections(table.ip_key("192.0.2.3")) == 0
     assert table.release_region(1) == 2  # two connections (each counted twice)
     assert table.connections(lst) == 1 and table.connections(b) == 0
     table.disconnect(first, 0)
@@ -92,10 +90,10 @@ def test_listener_totals_are_never_crowded_out_by_clients(
     table = HostCounters(regions=1)
     lst = listener_key("in")
     for i in range(hostlimits.WAYS):
-        assert isinstance(table.connect([(ip_key(f"198.51.100.{i}"), 5)], 0), tuple)
+        assert isinstance(table.connect([(table.ip_key(f"198.51.100.{i}"), 5)], 0), tuple)
     # The clients' bucket is full of connections: a new client goes uncounted, the
     # listener's total still counts it (and its cap still holds).
-    got = table.connect([(lst, 9), (ip_key("198.51.100.200"), 5)], 0)
+    got = table.connect([(lst, 9), (table.ip_key("198.51.100.200"), 5)], 0)
     assert isinstance(got, tuple) and len(got) == 1
     assert table.connections(lst) == 1
 
@@ -106,7 +104,7 @@ def test_auth_failures_are_shared_and_slide(monkeypatch: pytest.MonkeyPatch) -> 
     clock = [1000.0]
     monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     table = HostCounters(regions=2)
-    ip, other = ip_key("192.0.2.1"), ip_key("192.0.2.2")
+    ip, other = table.ip_key("192.0.2.1"), table.ip_key("192.0.2.2")
     assert not table.auth_failed(ip, 4, 60)
     assert _in_child(lambda: not table.auth_failed(ip, 4, 60)
                      and not table.auth_failed(ip, 4, 60)) == 1
@@ -126,8 +124,8 @@ def test_auth_failures_are_shared_and_slide(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_hourly_rates_refuse_past_the_limit_and_count_nothing_then() -> None:
     table = HostCounters()
-    ip, sender = ip_key("192.0.2.9"), sender_key("Alice@Example.org")
-    assert sender == sender_key("alice@example.org")
+    ip, sender = table.ip_key("192.0.2.9"), table.sender_key("Alice@Example.org")
+    assert sender == table.sender_key("alice@example.org")
     for _ in range(3):
         assert table.take([(ip, RECIPIENTS, 5), (sender, RECIPIENTS, 3)]) is None
     # The sender's limit refuses (index 1) and the IP's count does not move.
@@ -144,7 +142,7 @@ def test_the_previous_hour_weighs_as_much_as_it_still_lies_in_the_last_hour(
     clock = [10 * hostlimits.WINDOW + 0.5 * hostlimits.WINDOW]
     monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     table = HostCounters()
-    ip = ip_key("192.0.2.7")
+    ip = table.ip_key("192.0.2.7")
     for _ in range(10):
         assert table.take([(ip, MESSAGES, 10)]) is None
     assert table.take([(ip, MESSAGES, 10)]) == 0
@@ -158,16 +156,16 @@ def test_a_full_bucket_forgets_the_least_recent_rates_never_connections(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hostlimits, "BUCKETS", 1)  # every key in one bucket
     table = HostCounters(regions=1)
-    held = [table.connect([(ip_key(f"198.51.100.{i}"), 5)], 0) for i in range(hostlimits.WAYS)]
+    held = [table.connect([(table.ip_key(f"198.51.100.{i}"), 5)], 0) for i in range(hostlimits.WAYS)]
     assert all(isinstance(t, tuple) and len(t) == 1 for t in held)
-    assert table.connect([(ip_key("198.51.100.200"), 5)], 0) == ()  # no room: let in, uncounted
-    assert table.take([(ip_key("198.51.100.200"), MESSAGES, 1)]) is None  # not counted either
+    assert table.connect([(table.ip_key("198.51.100.200"), 5)], 0) == ()  # no room: let in, uncounted
+    assert table.take([(table.ip_key("198.51.100.200"), MESSAGES, 1)]) is None  # not counted either
     t = held[0]
     assert isinstance(t, tuple)
     table.disconnect(t, 0)
-    assert table.take([(ip_key("198.51.100.201"), MESSAGES, 1)]) is None
-    assert table.take([(ip_key("198.51.100.201"), MESSAGES, 1)]) == 0
-    assert all(table.connections(ip_key(f"198.51.100.{i}")) == 1
+    assert table.take([(table.ip_key("198.51.100.201"), MESSAGES, 1)]) is None
+    assert table.take([(table.ip_key("198.51.100.201"), MESSAGES, 1)]) == 0
+    assert all(table.connections(table.ip_key(f"198.51.100.{i}")) == 1
                for i in range(1, hostlimits.WAYS))
 
 
@@ -176,7 +174,7 @@ def test_a_process_killed_holding_the_lock_leaves_no_one_waiting(robust: bool) -
     import signal
 
     table = HostCounters(regions=2, robust=robust)
-    ip = ip_key("192.0.2.5")
+    ip = table.ip_key("192.0.2.5")
     pid = os.fork()
     if pid == 0:
         table._lock()  # and dies holding it, as a listener killed inside a check
@@ -205,7 +203,7 @@ def test_the_supervisor_gives_regions_and_takes_them_back(
         sup.regions[pid] = (sup.counters, region)
         taken.append(region)
     assert sorted(taken) == list(range(first.regions)) and sup.counters is first
-    key = ip_key("192.0.2.1")
+    key = first.ip_key("192.0.2.1")
     assert table_ticket(first.connect([(key, 10)], 3))
     sup._reaped(1003)  # region 3's pid is gone: its connection leaves the count
     assert first.connections(key) == 0 and sup._free_region() == 3
@@ -220,7 +218,7 @@ def test_threads_of_one_process_share_a_table_without_deadlock(robust: bool) -> 
     import threading
 
     table = HostCounters(regions=1, robust=robust)
-    key = ip_key("192.0.2.8")
+    key = table.ip_key("192.0.2.8")
 
     def hammer() -> None:
         for _ in range(5000):
@@ -240,3 +238,25 @@ def test_threads_of_one_process_share_a_table_without_deadlock(robust: bool) -> 
         signal.alarm(0)
     assert table.connections(key) == 0
     assert table.take([(key, MESSAGES, 15000)]) == 0  # every one of the 15,000 counted
+
+
+def test_a_client_is_an_ipv4_address_or_an_ipv6_slash_64() -> None:
+    assert hostlimits.client_of("192.0.2.7") == "192.0.2.7"
+    assert hostlimits.client_of("192.0.2.7", 24) == "192.0.2.0/24"
+    # Privacy addresses of one host, in its /64: one client; the next /64 is another.
+    a = hostlimits.client_of("2001:db8:1:2:a::1")
+    assert a == "2001:db8:1:2::/64" == hostlimits.client_of("2001:db8:1:2:ffff::9")
+    assert hostlimits.client_of("2001:db8:1:3::1") != a
+    assert hostlimits.client_of("2001:db8::1", ipv6_prefix=128) == "2001:db8::1"
+    assert hostlimits.client_of("::ffff:192.0.2.7", 24) == "192.0.2.0/24"  # IPv4-mapped
+    assert hostlimits.client_of("not an address") == "not an address"
+
+
+def test_the_digest_is_keyed_per_table_and_shared_by_its_processes() -> None:
+    """A client cannot work out which of its addresses share a bucket: another table (another
+    start of the gateway) puts them elsewhere. The listeners forked from one table agree."""
+    one, two = HostCounters(regions=2), HostCounters(regions=2)
+    assert one.ip_key("192.0.2.1") != two.ip_key("192.0.2.1")
+    assert one.sender_key("a@example.org") != two.sender_key("a@example.org")
+    key = one.ip_key("192.0.2.1")
+    assert _in_child(lambda: one.ip_key("192.0.2.1") == key) == 1
