@@ -12,8 +12,10 @@ import datetime as dt
 import hashlib
 import hmac
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import asn1crypto.tsp  # noqa: F401  (registers the ESS signingCertificate(V2) attributes)
 import attrs
@@ -49,62 +51,68 @@ def check_der(data: bytes) -> None:
     """Walk every TLV without recursion; raise MalformedError naming the offset on any flaw."""
     if not data:
         raise MalformedError("CMS: empty input")
-    # End offsets of the open constructed values; INDEF marks a BER indefinite-length value,
-    # which ends at its end-of-contents octets.
-    stack: list[int] = [len(data)]
-    limit = len(data)
+    size = len(data)
+    # The open constructed values: each one's end (INDEF for a BER indefinite-length value,
+    # which ends at its end-of-contents octets) and, beside it, the nearest definite end at
+    # or outside it, which bounds every value inside. Kept as values open and close: looked
+    # up anew for each value, it cost about half the walk, which every signed message pays.
+    ends: list[int] = [size]
+    bounds: list[int] = [size]
     pos = 0
-    while pos < len(data):
-        while stack and stack[-1] != INDEF and pos == stack[-1]:
-            stack.pop()
-        if not stack:
+    while pos < size:
+        while ends and ends[-1] == pos:  # INDEF (-1) never equals an offset
+            ends.pop()
+            bounds.pop()
+        if not ends:
             raise MalformedError(f"CMS: trailing data at byte {pos}")
         start = pos
-        if data[pos : pos + 2] == b"\x00\x00" and stack[-1] == INDEF:
-            stack.pop()
+        tag = data[pos]
+        if tag == 0 and ends[-1] == INDEF and pos + 1 < size and data[pos + 1] == 0:
+            ends.pop()
+            bounds.pop()
             pos += 2
             continue
-        tag = data[pos]
         pos += 1
         if tag & 0x1F == 0x1F:  # high tag number form
-            while pos < len(data) and data[pos] & 0x80:
+            while pos < size and data[pos] & 0x80:
                 pos += 1
             pos += 1
-        if pos >= len(data):
+        if pos >= size:
             raise MalformedError(f"CMS: truncated header at byte {start}")
         first = data[pos]
         pos += 1
         if first == 0x80:
             if not tag & 0x20:
                 raise MalformedError(f"CMS: indefinite length on a primitive at byte {start}")
-            if len(stack) > MAX_DEPTH:
+            if len(ends) > MAX_DEPTH:
                 raise MalformedError(f"CMS: nesting deeper than {MAX_DEPTH} at byte {start}")
-            stack.append(INDEF)
+            ends.append(INDEF)
+            bounds.append(bounds[-1])
             continue
         if first & 0x80:
             count = first & 0x7F
-            if count > 8 or pos + count > len(data):
+            if count > 8 or pos + count > size:
                 raise MalformedError(f"CMS: bad length field at byte {start}")
             length = int.from_bytes(data[pos : pos + count], "big")
             pos += count
         else:
             length = first
         end = pos + length
-        bound = next((e for e in reversed(stack) if e != INDEF), limit)
-        if end > bound:
+        if end > bounds[-1]:
             raise MalformedError(
                 f"CMS: value at byte {start} claims {length} bytes but only "
-                f"{bound - pos} remain"
+                f"{bounds[-1] - pos} remain"
             )
         if tag & 0x20:
-            if len(stack) > MAX_DEPTH:
+            if len(ends) > MAX_DEPTH:
                 raise MalformedError(f"CMS: nesting deeper than {MAX_DEPTH} at byte {start}")
-            stack.append(end)
+            ends.append(end)
+            bounds.append(end)
         else:
             pos = end
-    while stack and stack[-1] != INDEF and pos == stack[-1]:
-        stack.pop()
-    if stack:
+    while ends and ends[-1] == pos:
+        ends.pop()
+    if ends:
         raise MalformedError("CMS: truncated input")
 
 
@@ -256,15 +264,28 @@ def parse_signed(der: bytes, policy: VerifyPolicy = DEFAULT_POLICY) -> ParsedSig
     return ParsedSigned(sd, content, certs, crls, signed_attrs)
 
 
-def needed_attrs(si: cms.SignerInfo) -> dict[str, cms.SetOfAny]:
-    """The signed attributes we use, by name; other values are never parsed (see above)."""
-    if not has_signed_attrs(si):
-        return {}
-    return {
+def needed_attrs(si: cms.SignerInfo) -> Mapping[str, cms.SetOfAny]:
+    """The signed attributes we use, by name; other values are never parsed (see above).
+
+    Read once per SignerInfo: verification asks for them five times a signer (the checks, the
+    ESS certificate hash for each candidate certificate, the signing time), and each reading
+    walks every attribute through asn1crypto, about 4% of an inbound message's CPU. The memo
+    is weak, so it lives exactly as long as the parsed message; the values are read-only."""
+    known = _needed_memo.get(si)
+    if known is not None:
+        return known
+    found: Mapping[str, cms.SetOfAny] = MappingProxyType({
         a["type"].native: a["values"]
         for a in si["signed_attrs"]
         if a["type"].native in _NEEDED_ATTRS
-    }
+    } if has_signed_attrs(si) else {})
+    _needed_memo[si] = found
+    return found
+
+
+# SignerInfo -> its needed attributes (asn1crypto values compare and hash by identity).
+_needed_memo: weakref.WeakKeyDictionary[cms.SignerInfo, Mapping[str, cms.SetOfAny]] = (
+    weakref.WeakKeyDictionary())
 
 
 def has_signed_attrs(si: cms.SignerInfo) -> bool:
@@ -437,9 +458,27 @@ def ess_matches(si: cms.SignerInfo, cert: x509.Certificate) -> bool:
             return True
         # Only the first ESSCertID identifies the signer's own certificate (RFC 5035 3).
         name, value = wanted[0]
-        return hmac.compare_digest(hashlib.new(name, cert.dump()).digest(), value)
+        return hmac.compare_digest(_cert_digest(cert, name), value)
     except (ValueError, TypeError, KeyError, IndexError):
         return False
+
+
+def _cert_digest(cert: x509.Certificate, name: str) -> bytes:
+    """The `name` digest of the certificate's encoding, once per certificate object: the
+    certificates of a message are the ones parsed before from the same bytes (see
+    _parsed_certificate), and dump() walks the whole certificate to see whether it changed."""
+    known = _digest_memo.get(cert)
+    if known is None:
+        known = _digest_memo[cert] = {}
+    value = known.get(name)
+    if value is None:
+        value = known[name] = hashlib.new(name, cert.dump()).digest()
+    return value
+
+
+# Certificate -> {digest name: digest of its encoding} (weak: kept while the certificate is).
+_digest_memo: weakref.WeakKeyDictionary[x509.Certificate, dict[str, bytes]] = (
+    weakref.WeakKeyDictionary())
 
 
 def same_name(a: x509.Name, b: x509.Name) -> bool:
