@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run suites test lint typecheck pytest bench bench-full docs fuzz fuzz-campaign fuzz-report clean
+.PHONY: run suites test lint typecheck pytest bench bench-full docs fuzz fuzz-campaign fuzz-report fuzz-soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ fuzz-campaign: $(STAMP)
 
 fuzz-report: $(STAMP)
 	@$(BIN)/python -m fuzz.campaign --report
+
+## Mutated S/MIME mail through every stage serve builds (fuzz/soak.py), for SOAK_TIME seconds.
+SOAK_TIME ?= 600
+fuzz-soak: $(STAMP)
+	$(BIN)/python -m fuzz.soak --seconds $(SOAK_TIME)
 
 ## The benchmarks print their figures. `make bench` is the quick pass (BENCH_QUICK=1, the
 ## default: smaller counts, one round, a few minutes in all); `make bench-full` (or
