@@ -6,7 +6,8 @@ slapd on loopback with a throwaway database:
 - an incoming mail policy whose recipients are `corp.ldapgroup: sales` gives its members the
   sales content filter;
 - with slapd stopped, a message that needs a group answer is deferred (a 4xx reply in tracking,
-  never "not in the group"), and delivered to the right host once slapd is back.
+  never "not in the group"), with one `ldap_unavailable` alert however many wait, and
+  delivered to the right host once slapd is back.
 """
 
 from __future__ import annotations
@@ -98,7 +99,15 @@ def test_ldap_group_routing_and_outage(tmp_path: Path, directory: Slapd) -> None
             assert deferred["reply"].startswith("451 4."), deferred
             assert "LDAP corp" in deferred["reply"], deferred
             assert not engineers.to("bob@b.example") and not others.to("bob@b.example")
+            # A second message in the same outage: deferred too, and no second alert.
+            dan = gw.send("x@a.example", "dan@b.example",
+                          message("x@a.example", "dan@b.example", "still down"), source=outside)
+            gw.wait_event(dan, "deferred", "dan@b.example")
+            outage = [a for a in gw.alerts().splitlines() if '"ldap_unavailable"' in a]
+            assert len(outage) == 1 and "LDAP corp" in outage[0], gw.alerts()
 
             directory.start()
             gw.delivered(engineers, "bob@b.example", bob)
             assert not others.to("bob@b.example")
+            gw.delivered(others, "dan@b.example", dan)
+            assert "LDAP corp answers again" in gw.log_text()

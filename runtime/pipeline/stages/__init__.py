@@ -178,7 +178,7 @@ def load_context(config: GatewayConfig, *, store: KeyStore | None = None,
     from runtime.pipeline.stages.providers import DkimKeyError, load_providers, load_signer
 
     every = [*ctx.message_filters, *(f for fs in content.values() for f in fs)]
-    ctx.providers = load_providers(config, every)
+    ctx.providers = load_providers(config, every, alert=lambda kind, text: ctx.alert(kind, text))
     try:
         ctx.dkim = load_signer(config)
     except DkimKeyError as exc:

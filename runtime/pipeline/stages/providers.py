@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
-from attrs import define
+from attrs import define, field
 
 from filterlang.compile import CBool, CFilter, CIf, CNot, CRule
 from runtime.config.config import GatewayConfig
@@ -80,6 +80,10 @@ class LdapLookups:
     rcpt_groups: frozenset[str]  # rcpt-to-group == G
     policy_senders: frozenset[tuple[str, str]]  # (query, group) of policies' senders
     policy_rcpts: frozenset[tuple[str, str]]
+    # The stages' alert: one `ldap_unavailable` per query and outage in this process, not
+    # one per message deferred meanwhile (as the key store's outage is alerted).
+    alert: Callable[[str, str], None] = lambda kind, text: None
+    _down: set[str] = field(factory=set, init=False)
 
     def query_for(self, listener: str) -> str:
         return self.by_listener.get(listener) or self.default or ""
@@ -106,14 +110,31 @@ class LdapLookups:
             try:
                 return query, await asyncio.to_thread(self.directories[query].answers, pairs)
             except LdapUnavailable as exc:
-                log.warning("%s", exc)
                 return query, exc
 
         got = await asyncio.gather(*(one(q, p) for q, p in sorted(wanted.items())))
+        for query, found in got:
+            self._outage(query, found)
         answers = {(q, a, g): hit for q, found in got if isinstance(found, dict)
                    for (a, g), hit in found.items()}
         problems = {q: str(found) for q, found in got if not isinstance(found, dict)}
         return LdapAnswers(self.query_for(env.listener), answers, problems, self.directories)
+
+
+    def _outage(self, query: str, found: Any) -> None:
+        """Alert when `query`'s directory stops answering, log when it answers again."""
+        if isinstance(found, LdapUnavailable):
+            if query in self._down:
+                log.info("%s", found)  # already alerted: each deferral is in tracking
+                return
+            self._down.add(query)
+            log.warning("%s", found)
+            self.alert("ldap_unavailable", f"{found}; mail whose filters or mail policies "
+                       "need its groups waits in the deferred queue and is retried on the "
+                       "retry schedule")
+        elif query in self._down:
+            self._down.discard(query)
+            log.warning("LDAP %s answers again; deferred mail goes out at its next retry", query)
 
 
 def load_ldap(config: GatewayConfig, filters: Iterable[CFilter]) -> LdapLookups | None:
@@ -194,11 +215,15 @@ class Providers:
         return answers
 
 
-def load_providers(config: GatewayConfig, filters: Iterable[CFilter]) -> Providers | None:
-    """The checks and look-ups `config` asks for; None when it asks for none."""
+def load_providers(config: GatewayConfig, filters: Iterable[CFilter],
+                   alert: Callable[[str, str], None] | None = None) -> Providers | None:
+    """The checks and look-ups `config` asks for; None when it asks for none. `alert` is
+    told when a directory stops answering (once per outage)."""
     filters = list(filters)
     zones = dnslist_zones(filters)
     ldap = load_ldap(config, filters)
+    if ldap is not None and alert is not None:
+        ldap.alert = alert
     a = config.authentication
     if a is None and not zones and config.dns.reputation_zone is None and ldap is None:
         return None
