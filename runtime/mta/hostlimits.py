@@ -92,8 +92,9 @@ _LISTENER = b"\xffLSN"  # how a listener's key begins: it lives in the area kept
 
 def client_of(ip: str, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> str:
     """The client `ip` is counted as: the address, or its network when the prefix is shorter
-    (``2001:db8:1:2::/64``). An IPv4-mapped IPv6 address is its IPv4 address. Anything that
-    is not an address (a test's peer, a Unix socket) is counted as written."""
+    (``2001:db8:1:2::/64``). An IPv4-mapped IPv6 address is its IPv4 address, a link-local
+    address itself. Anything that is not an address (a test's peer, a Unix socket) is counted
+    as written."""
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
@@ -101,7 +102,9 @@ def client_of(ip: str, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> str:
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
         addr = addr.ipv4_mapped
     prefix = ipv4_prefix if addr.version == 4 else ipv6_prefix
-    if prefix >= addr.max_prefixlen:
+    # Every host of a link has its link-local address in the one fe80::/64: grouped, a LAN
+    # would be one client.
+    if prefix >= addr.max_prefixlen or addr.is_link_local:
         return str(addr)
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 

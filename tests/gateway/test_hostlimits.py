@@ -250,6 +250,9 @@ def test_a_client_is_an_ipv4_address_or_an_ipv6_slash_64() -> None:
     assert hostlimits.client_of("2001:db8::1", ipv6_prefix=128) == "2001:db8::1"
     assert hostlimits.client_of("::ffff:192.0.2.7", 24) == "192.0.2.0/24"  # IPv4-mapped
     assert hostlimits.client_of("not an address") == "not an address"
+    # Link-local: every host of a LAN is in fe80::/64, so each address is its own client.
+    assert hostlimits.client_of("fe80::1%eth0") == "fe80::1%eth0"
+    assert hostlimits.client_of("169.254.1.1", 24) == "169.254.1.1"
 
 
 def test_the_digest_is_keyed_per_table_and_shared_by_its_processes() -> None:
