@@ -9,7 +9,9 @@ import pytest
 
 from fuzz.harness import load
 
-CRASHES = sorted((Path(__file__).parent / "crashes").glob("*/*"))
+# (crashes/soak/ holds what fuzz/soak.py found, which is no target: test_fuzz_soak replays it.)
+CRASHES = sorted(p for p in (Path(__file__).parent / "crashes").glob("*/*")
+                 if p.parent.name != "soak")
 
 
 @pytest.mark.parametrize("path", CRASHES, ids=[f"{p.parent.name}/{p.name}" for p in CRASHES])

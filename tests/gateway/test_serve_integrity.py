@@ -266,6 +266,30 @@ def test_smime_parameters_the_email_package_cannot_read_are_no_hold(tmp_path: Pa
         assert gw.spool_names("hold") == []
 
 
+def test_a_signer_certificate_of_an_unknown_version_is_no_hold(tmp_path: Path) -> None:
+    """A signer certificate whose version field says 7: asn1crypto reads it, cryptography
+    raises InvalidVersion (not a ValueError) when the S/MIME stage names the signer, and any
+    outsider could park mail in hold (found by fuzz/soak.py). Delivered, unverified."""
+    from email import message_from_bytes
+
+    eve = pki().user("eve@evil.example")
+    signed = sign(b"From: eve@evil.example\r\n" + PLAIN, eve.key, eve.asn1, [pki().inter.asn1],
+                  now=NOW)
+    der = message_from_bytes(signed).get_payload()[1].get_payload(decode=True)
+    mine = eve.cert.public_bytes(serialization.Encoding.DER)
+    v3 = b"\xa0\x03\x02\x01\x02"  # the version field: [0] INTEGER 2 (v3)
+    assert mine in der and v3 in mine
+    odd = der.replace(mine, mine.replace(v3, b"\xa0\x03\x02\x01\x07", 1))
+    b64 = base64.encodebytes(der).replace(b"\n", b"\r\n")
+    assert b64 in signed
+    message = signed.replace(b64, base64.encodebytes(odd).replace(b"\n", b"\r\n"))
+    with Served(tmp_path / "gw") as gw:
+        assert gw.send(message)[0] == 250
+        [got] = gw.sink.wait(1)
+        assert b"Pay Eve" in got and b"; verified" not in got.split(b"\r\n\r\n", 1)[0]
+        assert gw.spool_names("hold") == []
+
+
 AUTHOR_FILTER = """
 count_authors:
   if addr-count('From') < 1 {

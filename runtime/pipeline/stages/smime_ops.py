@@ -89,14 +89,16 @@ def _signer(cert: ax509.Certificate, caps: tuple[str, ...]) -> SignerInfo | None
     """Addresses, and the domains a gateway's organisation certificate signs for (SAN
     dNSName): what `smime-gateway-signer` rules and the status header name. None for a
     certificate that cannot be read in full (cryptography refused a PrintableString that
-    asn1crypto had let by, and the stage failed the message): nothing to name or harvest."""
+    asn1crypto had let by, or a version field past v3 with InvalidVersion, which is no
+    ValueError; either failed the stage and parked the message in hold): nothing to name or
+    harvest."""
     try:
         emails = tuple(str(n.native).lower() for n in (cert.subject_alt_name_value or ())
                        if n.name in ("rfc822_name", "dns_name"))
         loaded = x509.load_der_x509_certificate(cert.dump())
         return SignerInfo(emails, cert.issuer.human_friendly,
                           loaded.public_bytes(Encoding.PEM).decode("ascii"), caps)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, x509.InvalidVersion):
         return None
 
 
