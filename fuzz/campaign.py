@@ -30,6 +30,8 @@ from fuzz.harness import TARGETS
 ROOT = Path(__file__).resolve().parent.parent
 DONE = re.compile(r"^Done (\d+) runs in (\d+) second", re.MULTILINE)
 EXECUTED = re.compile(r"^stat::number_of_executed_units: (\d+)", re.MULTILINE)
+TIMEOUT_UNIT = re.compile(r"Test unit written to (\S*/timeout-[0-9a-f]+)")
+CPU_LIMIT = 2.0  # seconds of CPU an input may take (fuzz.run's --timeout)
 
 
 def commit() -> str:
@@ -60,11 +62,42 @@ def one_slice(target: str, seconds: int, workdir: Path) -> dict[str, object]:
     found = DONE.search(output) or EXECUTED.search(output)
     runs = int(found.group(1)) if found else 0
     crashed = proc.returncode != 0
+    entry: dict[str, object] = {}
     if crashed:  # keep libFuzzer's account of it beside the crash input it wrote
         (workdir / target / f"slice-{int(time.time())}.log").write_text(output[-20000:])
+        unit = TIMEOUT_UNIT.search(output)
+        spent = replay_cpu(target, Path(unit.group(1))) if unit else None
+        if spent is not None and spent < CPU_LIMIT:
+            crashed = False
+            entry["interrupted"] = (f"libFuzzer's wall-clock watchdog fired, but "
+                                    f"{Path(unit.group(1)).name if unit else ''} replays in "
+                                    f"{spent:.3f} s of CPU: the process was stopped or starved, "
+                                    f"not hung")
     return {"target": target, "runs": runs, "seconds": round(time.monotonic() - started),
             "crashed": crashed, "commit": commit(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                       time.gmtime())}
+                                                                       time.gmtime()), **entry}
+
+
+def replay_cpu(target: str, unit: Path) -> float | None:
+    """The CPU seconds `unit` takes through `target`, uninstrumented, in a process of its
+    own; None when it fails or takes past the limit there too (a real finding).
+
+    libFuzzer's -timeout is wall-clock time (fuzz.run sets it far above the per-input CPU
+    limit, as a backstop): a slice whose process was stopped (SIGSTOP, a suspended machine)
+    or starved for that long ends in a "timeout" that is no hang of the code under test. The
+    harness's own criterion is CPU time (fuzz.harness.run_timed), so that decides."""
+    code = ("import sys, time; from fuzz.harness import load; t = load(sys.argv[1]); "
+            "d = open(sys.argv[2], 'rb').read(); c = time.process_time(); t.run(d); "
+            "print(time.process_time() - c)")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, target, str(unit)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        return None
+    try:
+        return float(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
+    except (ValueError, IndexError):
+        return None
 
 
 def report(ledger: Path) -> None:
