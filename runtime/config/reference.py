@@ -102,7 +102,9 @@ SECTIONS: tuple[Section, ...] = (
             "One section per SMTP listener; at least one is required.", (
         Key("name", "string", "listenerN", "The name filters test with recv-listener.",
             '"Inbound"'),
-        Key("address", "string", '"127.0.0.1"', "The address to listen on.", '"0.0.0.0"'),
+        Key("address", "string", '"127.0.0.1"',
+            'The address to listen on; "::" takes IPv6 and IPv4 clients both (an IPv4 client '
+            "is named by its IPv4 address, in sender groups as everywhere).", '"0.0.0.0"'),
         Key("port", "integer", "2525", "The TCP port to listen on.", "25"),
         Key("hostname", "string", "the top-level hostname", "The name in the greeting.",
             '"mx1.example.org"'),

@@ -172,6 +172,23 @@ def choose_policy(config: GatewayConfig, ip: str, hostname: str = "",
     return config.policies[config.default_policy]
 
 
+def client_peer(peername: Any) -> tuple[Any, ...]:
+    """The client's (address, port) as the gateway names it. A listener on "::" takes IPv4
+    clients too (Linux's dual stack) and the socket names them ::ffff:192.0.2.1: an address
+    in no IPv4 sender group, so such a client fell to the default policy (our own relays were
+    refused, a blocklisted network accepted) and SPF, Received and tracking named it wrongly.
+    It is its IPv4 address."""
+    if not peername:
+        return ("", 0)
+    try:
+        addr = ipaddress.ip_address(peername[0])
+    except (ValueError, TypeError):
+        return tuple(peername)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return (str(addr.ipv4_mapped), *tuple(peername)[1:2])
+    return tuple(peername)
+
+
 def client_subject(transport: asyncio.BaseTransport) -> str:
     """The subject (RFC 4514) of the client certificate this TLS session verified, or ""."""
     obj = transport.get_extra_info("ssl_object")
@@ -752,7 +769,7 @@ class GatewaySMTP(SMTP):
         await self.push("250 OK" if status is MISSING else status)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        peer = transport.get_extra_info("peername") or ("", 0)
+        peer = client_peer(transport.get_extra_info("peername"))
         ip = str(peer[0])
         if self._original_transport is not None:
             # The TLS session after STARTTLS (aiosmtpd calls this again, with a new session):
@@ -760,6 +777,7 @@ class GatewaySMTP(SMTP):
             # now that a verified client certificate may name a partner's sender group.
             super().connection_made(transport)
             assert self.session is not None
+            self.session.peer = peer  # type: ignore[assignment]
             subject = client_subject(transport) if self._gw_listener.tls_client_ca else ""
             self.session.tls_subject = subject  # type: ignore[attr-defined]
             self.session.policy = choose_policy(  # type: ignore[attr-defined]
@@ -781,6 +799,8 @@ class GatewaySMTP(SMTP):
         self._admitted, self._ticket = True, ticket
         super().connection_made(transport)
         assert self.session is not None
+        # aiosmtpd's is the socket's name (see client_peer); typed str, it holds the tuple.
+        self.session.peer = peer  # type: ignore[assignment]
         self.session.policy = policy  # type: ignore[attr-defined]
         self.session.listener = self._gw_listener.name  # type: ignore[attr-defined]
         self.session.tls_subject = ""  # type: ignore[attr-defined]
