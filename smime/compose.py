@@ -371,11 +371,14 @@ def is_smime(message: bytes) -> tuple[bool, bool]:
 
 def _nested_smime(entity: bytes) -> str | None:
     """The kind of S/MIME part a non-S/MIME entity hides below its top level: "signed" when
-    any hidden part is signed, else "encrypted", else None."""
+    any hidden part is signed, else "encrypted", else None; "unreadable" for a multipart whose
+    structure the email package cannot read (what it hides is not known)."""
     head, _ = mime.split_entity(entity)
     if not _content_type(head)[0].startswith("multipart/"):
         return None
-    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(entity)
+    parsed = mime.parse_tree(entity)
+    if parsed is None:
+        return "unreadable"
     kinds = set()
     for p in list(parsed.walk())[1:]:
         ctype = p.get_content_type()
@@ -397,6 +400,9 @@ def _partial(kind: str, where: str) -> Reason:
     if kind == "signed":
         return ("partially-signed", f"{where} nests a signed part inside unprotected content; "
                 "the whole message is not protected")
+    if kind == "unreadable":
+        return ("malformed", f"the MIME structure of {where} cannot be read, so the parts it "
+                "may hide are not checked; the whole message is not protected")
     return ("partially-encrypted", f"{where} nests an encrypted part inside unprotected "
             "content; it is not opened, and the whole message is not protected")
 

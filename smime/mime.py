@@ -425,6 +425,17 @@ def header_param(hdrs: email.message.Message, param: str,
         return None
 
 
+def parse_tree(entity: bytes) -> email.message.Message | None:
+    """The MIME tree of `entity` (compat32), or None where the email package cannot read its
+    structure: a multipart whose boundary mixes RFC 2231 sections makes the parser itself
+    raise TypeError (as header_param's get_param does), found by the smime_mime fuzz target
+    after header_param had been fixed."""
+    try:
+        return email.parser.BytesParser(policy=email.policy.compat32).parsebytes(entity)
+    except (TypeError, ValueError, LookupError, IndexError, RecursionError):
+        return None
+
+
 def _octet_name(hdrs: email.message.Message) -> str:
     if hdrs.get_content_type() != "application/octet-stream":
         return ""
@@ -498,7 +509,10 @@ def locate_signed(message: bytes) -> Located:
         return Located("opaque", _decode_b64(body, "pkcs7-mime body"), None, from_address,
                        from_count, sender_address, from_unparseable, date)
     if ctype.startswith("multipart/"):
-        whole = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(message)
+        whole = parse_tree(message)
+        if whole is None:
+            raise MalformedError(f"no S/MIME signature: the message is {ctype}, and its MIME "
+                                 "structure cannot be read")
         if any(p.get_content_type() in _SIGNED_TYPES for p in whole.walk()):
             raise PartiallySigned(
                 "a signed part is nested inside the message; the whole body is not signed"

@@ -290,6 +290,23 @@ def test_a_signer_certificate_of_an_unknown_version_is_no_hold(tmp_path: Path) -
         assert gw.spool_names("hold") == []
 
 
+def test_decrypted_content_the_mime_parser_cannot_read_is_no_hold(tmp_path: Path) -> None:
+    """Encrypted for us (anyone can: our certificate is public), a multipart whose boundary
+    mixes RFC 2231 sections: the check for parts hidden in decrypted content (EFAIL) parsed it
+    with the email package, which raised TypeError, and the message went to hold (found by the
+    smime_mime fuzz target). It is delivered, decrypted, and the reason says the structure
+    could not be checked."""
+    inner = (b"From: eve@evil.example\r\n" + PLAIN.split(b"Content-Type:")[0]
+             + b"Content-Type: multipart/mixed; boundary*=x; boundary*1=y\r\n\r\n"
+             b"--x\r\nContent-Type: text/plain\r\n\r\nPay Eve 1000 EUR.\r\n--x--\r\n")
+    with Served(tmp_path / "gw") as gw:
+        assert gw.send(encrypt(inner, [gw.org.cert], cipher="aes128-gcm"))[0] == 250
+        [got] = gw.sink.wait(1)
+        assert b"Pay Eve 1000 EUR." in got
+        assert b"X-Filterlang-SMIME: decrypted" in got.split(b"\r\n\r\n", 1)[0]
+        assert gw.spool_names("hold") == []
+
+
 AUTHOR_FILTER = """
 count_authors:
   if addr-count('From') < 1 {
