@@ -73,10 +73,10 @@ class ConnectionLimits:
         self.counters = counters if counters is not None else HostCounters(regions=1)
         self.region = region
 
-    def admit(self, listener: str, client: str,
+    def admit(self, listener: str, client: bytes,
               per_ip: int) -> tuple[str | None, tuple[int, ...]]:
-        """Count a new connection of `client` (hostlimits.client_of) in: (None, the ticket
-        for `release`), or (the 421 reply that refuses it, ()) with nothing counted."""
+        """Count a new connection of `client` (its key: HostCounters.ip_key) in: (None, the
+        ticket for `release`), or (the 421 reply that refuses it, ()) with nothing counted."""
         if self.total >= self.room:  # this process's descriptors
             return TOO_MANY, ()
         checks = []
@@ -84,7 +84,7 @@ class ConnectionLimits:
         if mine is not None:
             checks.append(mine)
         if per_ip:  # 0: no cap, and nothing to count
-            checks.append((self.counters.ip_key(client), per_ip))
+            checks.append((client, per_ip))
         got = self.counters.connect(checks, self.region)
         if isinstance(got, int):
             if mine is not None and got == 0:

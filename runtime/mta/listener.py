@@ -778,6 +778,7 @@ class GatewaySMTP(SMTP):
             super().connection_made(transport)
             assert self.session is not None
             self.session.peer = peer  # type: ignore[assignment]
+            self.session.client_key = self._gw_handler.client_key(ip)  # type: ignore[attr-defined]
             subject = client_subject(transport) if self._gw_listener.tls_client_ca else ""
             self.session.tls_subject = subject  # type: ignore[attr-defined]
             self.session.policy = choose_policy(  # type: ignore[attr-defined]
@@ -788,8 +789,9 @@ class GatewaySMTP(SMTP):
         if policy.action == "TCPREFUSE":
             transport.close()
             return
+        client_key = self._gw_handler.client_key(ip)
         refusal, ticket = self._gw_handler.limits.admit(
-            self._gw_listener.name, self._gw_handler.client(ip), policy.max_connections_per_ip)
+            self._gw_listener.name, client_key, policy.max_connections_per_ip)
         if refusal is not None:
             # Past a connection cap: the reply and the close, no session made for it.
             assert isinstance(transport, asyncio.WriteTransport)
@@ -801,6 +803,7 @@ class GatewaySMTP(SMTP):
         assert self.session is not None
         # aiosmtpd's is the socket's name (see client_peer); typed str, it holds the tuple.
         self.session.peer = peer  # type: ignore[assignment]
+        self.session.client_key = client_key  # type: ignore[attr-defined]
         self.session.policy = policy  # type: ignore[attr-defined]
         self.session.listener = self._gw_listener.name  # type: ignore[attr-defined]
         self.session.tls_subject = ""  # type: ignore[attr-defined]
@@ -844,8 +847,11 @@ def _auth_user(session: Session) -> str:
 
 
 def _peer_key(session: Session, handler: GatewayHandler) -> bytes:
-    """The session's client in the host access table (hostlimits.client_of)."""
-    return handler.counters.ip_key(handler.client(str(session.peer[0]) if session.peer else ""))
+    """The session's client's key in the host access table, made once at connect."""
+    key = getattr(session, "client_key", None)
+    if key is None:  # (a session made without connection_made: in-process tests)
+        key = handler.client_key(str(session.peer[0]) if session.peer else "")
+    return bytes(key)
 
 
 class GatewayHandler:
@@ -876,10 +882,10 @@ class GatewayHandler:
             name[7:]: getattr(self, name) for name in dir(type(self)) if name.startswith("handle_")
         }
 
-    def client(self, ip: str) -> str:
-        """Who `ip` is counted as in the host access table: the address, or its network
-        (client_ipv4_prefix_length, client_ipv6_prefix_length)."""
-        return client_of(ip, *self._prefixes)
+    def client_key(self, ip: str) -> bytes:
+        """The key `ip` is counted under in the host access table: its address's, or its
+        network's (client_ipv4_prefix_length, client_ipv6_prefix_length)."""
+        return self.counters.ip_key(client_of(ip, *self._prefixes))
 
     def _is_local(self, address: str) -> bool:
         domain = address.rpartition("@")[2].lower().rstrip(".")

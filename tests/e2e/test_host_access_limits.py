@@ -101,17 +101,20 @@ def _greets(port: int) -> bool:
 def spread(gw: Gateway, sources: list[str], opened: list[socket.socket]) -> None:
     """One connection from each of `sources`, held in `opened`, spread over both listener
     processes: when the kernel gives them all to one, they are closed and opened again."""
+    greetings: list[str] = []
     for _ in range(20):
         greetings = [connect(gw.port, source, opened) for source in sources]
-        assert all(g.startswith("220 ") for g in greetings), greetings
-        if len(set(holders(gw, opened))) == 2:
+        # A 421: the last round's closed connections were not all released yet (the listener
+        # counts a connection out when it sees the close); try again, as for one process.
+        if all(g.startswith("220 ") for g in greetings) and len(set(holders(gw, opened))) == 2:
             return
         for s in opened:
             s.close()
         opened.clear()
         wait_until(f"the {len(sources)} closed connections uncounted",
                    lambda: _greets(gw.port), explain=gw.explain)
-    raise AssertionError(f"20 times, one listener process took all of them\n{gw.explain()}")
+    raise AssertionError(f"20 times, one listener process took all of them, or one was "
+                         f"refused ({greetings})\n{gw.explain()}")
 
 
 def test_connections_per_ip_are_counted_over_both_listener_processes(

@@ -70,21 +70,21 @@ def test_descriptor_limit_gives_421_not_tracebacks(tmp_path: Path) -> None:
 
 def test_caps_are_counted_in_and_out() -> None:
     limits = ConnectionLimits({"in": 2}, descriptors=10_000)
-    refusal, a_ticket = limits.admit("in", "a", 1)
+    refusal, a_ticket = limits.admit("in", limits.counters.ip_key("a"), 1)
     assert refusal is None and len(a_ticket) == 2  # the listener's total and the IP's
-    refusal, _ = limits.admit("in", "a", 1)  # per IP, the limit named
+    refusal, _ = limits.admit("in", limits.counters.ip_key("a"), 1)  # per IP, the limit named
     assert refusal == "421 4.7.0 Too many connections from your address " \
                       "(max_connections_per_ip=1), try again later"
-    assert limits.admit("in", "b", 1)[0] is None
+    assert limits.admit("in", limits.counters.ip_key("b"), 1)[0] is None
     # The listener's cap, the limit named (it is the host's: no share per process).
-    assert limits.admit("in", "c", 0) == (
+    assert limits.admit("in", limits.counters.ip_key("c"), 0) == (
         "421 4.7.0 Too many connections (max_connections=2), try again later", ())
     limits.release(a_ticket)
-    refusal, c_ticket = limits.admit("in", "c", 0)  # 0: the IP not counted, the listener is
+    refusal, c_ticket = limits.admit("in", limits.counters.ip_key("c"), 0)  # 0: the IP not counted, the listener is
     assert refusal is None and len(c_ticket) == 1 and limits.total == 2
-    assert limits.admit("in", "a", 1)[0] == TOO_MANY_ON_LISTENER.format(limit=2)
+    assert limits.admit("in", limits.counters.ip_key("a"), 1)[0] == TOO_MANY_ON_LISTENER.format(limit=2)
     tight = ConnectionLimits({"in": 100}, descriptors=FD_MARGIN + 1)
-    assert [tight.admit("in", "d", 0)[0] for _ in range(2)][-1] == TOO_MANY  # descriptors
+    assert [tight.admit("in", tight.counters.ip_key("d"), 0)[0] for _ in range(2)][-1] == TOO_MANY  # descriptors
 
 
 def test_accept_guard_answers_waiting_clients() -> None:
