@@ -575,6 +575,11 @@ class Serve:
     def explain(self) -> str:
         return f"--- serve log ({self.log})\n{self.log_text()[-4000:]}"
 
+    def wait_log(self, what: str, pattern: str) -> re.Match[str]:
+        """Wait for a line of serve's log matching `pattern` (a regex, as Postfix.wait_log):
+        a worker may write the line a moment after the effect a test saw."""
+        return wait_until(what, lambda: re.search(pattern, self.log_text()), explain=self.explain)
+
     def holder(self, client: socket.socket) -> int | None:
         """The pid of the worker process that holds the server side of `client`'s connection
         (which listener process the kernel gave it to), or None if none does (yet)."""

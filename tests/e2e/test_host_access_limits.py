@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import shutil
 import signal
 import smtplib
@@ -162,12 +163,9 @@ def test_connections_per_ip_are_counted_over_both_listener_processes(
             assert connect(gw.port, "127.0.0.1", refused) == refusal
         # The supervisor logs the release just after making it: under load the connections
         # above can be admitted before the line is written.
-        wait_until("the dead listener's connections released",
-                   lambda: f"listener {victim} left {lost} connection(s) counted; released"
-                   in gw.log_text(), explain=gw.explain)
-        wait_until("the dead listener replaced",
-                   lambda: f"listener worker {victim} exited" in gw.log_text(),
-                   explain=gw.explain)
+        gw.wait_log("the dead listener's connections released",
+                    re.escape(f"listener {victim} left {lost} connection(s) counted; released"))
+        gw.wait_log("the dead listener replaced", re.escape(f"listener worker {victim} exited"))
 
 
 def _client(port: int, source: str) -> smtplib.SMTP:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Gateway, Sink, message, running, wait_until
+from tests.e2e.harness import Gateway, Sink, message, running
 from tests.support.slapd import BASE, READER_DN, READER_PW, Slapd, slapd_missing
 
 pytestmark = pytest.mark.skipif(slapd_missing() is not None, reason=slapd_missing() or "")
@@ -110,5 +110,4 @@ def test_ldap_group_routing_and_outage(tmp_path: Path, directory: Slapd) -> None
             gw.delivered(engineers, "bob@b.example", bob)
             assert not others.to("bob@b.example")
             gw.delivered(others, "dan@b.example", dan)
-            wait_until("the log of the directory's return",
-                       lambda: "LDAP corp answers again" in gw.log_text(), explain=gw.explain)
+            gw.wait_log("the log of the directory's return", "LDAP corp answers again")

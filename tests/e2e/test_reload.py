@@ -55,8 +55,7 @@ def test_sighup_under_traffic_loses_nothing_and_applies_the_new_config(tmp_path:
         at_reload = len(sent)
         # Old and new workers overlap while the old ones finish; once serve logs the reload
         # as done, the old ones are gone. Each client may have had one message on the way.
-        wait_until("serve to log the reload", lambda: "configuration reloaded" in gw.log.read_text(),
-                   explain=gw.explain)
+        gw.wait_log("serve to log the reload", "configuration reloaded")
         new_config_from = len(sent) + len(threads)
         wait_until("a message stamped by the new configuration",
                    lambda: any(m.header("X-Config") == "v2" for m in sink.to(RCPT)), explain=gw.explain)
