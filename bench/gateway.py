@@ -65,7 +65,7 @@ import tempfile
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -358,17 +358,18 @@ def spool_busy(spool: Path) -> bool:
     return False
 
 
-def tree(pid: int) -> list[int]:
-    out = [pid]
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name) of every process."""
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
-                stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+                yield int(p), Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(stat[1]) == pid:
-                out.append(int(p))
-    return out
+
+
+def tree(pid: int) -> list[int]:
+    return [pid] + [p for p, stat in proc_stats() if int(stat[1]) == pid]
 
 
 def cpu_seconds(pids: list[int]) -> tuple[float, float]:
@@ -556,14 +557,9 @@ def descendants_cpu(root: int) -> float:
     whose master, a grandchild of `postfix start-fg`, reaps the daemons it spawns."""
     parent: dict[int, int] = {}
     times: dict[int, int] = {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parent[int(p)] = int(stat[1])
-            times[int(p)] = sum(int(x) for x in stat[11:15])  # utime stime cutime cstime
+    for p, stat in proc_stats():
+        parent[p] = int(stat[1])
+        times[p] = sum(int(x) for x in stat[11:15])  # utime stime cutime cstime
     total = 0
     for pid, ticks in times.items():
         p = pid

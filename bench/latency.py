@@ -31,17 +31,18 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 # bench/gateway.py puts the project before bench/ on sys.path (bench/smime.py would shadow the
 # smime package) and has the process helpers.
 from gateway import MINIMAL, free_port, serve_cmd, tls_key_pair, wait_port  # noqa: E402
 
 
-def replies(f: object, count: int) -> list[bytes]:
+def replies(f: Any, count: int) -> list[bytes]:
     """The next `count` replies (a multi-line reply counts once)."""
     out: list[bytes] = []
     while len(out) < count:
-        line = f.readline()  # type: ignore[attr-defined]
+        line = f.readline()
         if not line:
             raise SystemExit("the gateway closed the connection")
         if line[3:4] != b"-":
@@ -49,15 +50,22 @@ def replies(f: object, count: int) -> list[bytes]:
     return out
 
 
+def greeted(port: int) -> tuple[socket.socket, Any]:
+    """A connection past its greeting and EHLO, and a file to read its replies."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    replies(f, 1)
+    s.sendall(b"EHLO client.bench.example\r\n")
+    replies(f, 1)
+    return s, f
+
+
 def session(port: int, ctx: ssl.SSLContext) -> tuple[float, float, float, float]:
     """(one-at-a-time transaction to the 354, the body's 250, pipelined to the 354, first
     EHLO after STARTTLS), in ms."""
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        f = s.makefile("rb")
-        replies(f, 1)
-        s.sendall(b"EHLO client.bench.example\r\n")
-        replies(f, 1)
+    s, f = greeted(port)
+    with s:
         start = time.perf_counter()
         for command in (b"MAIL FROM:<a@example.com>\r\n", b"RCPT TO:<b@example.org>\r\n",
                         b"DATA\r\n"):
@@ -75,12 +83,8 @@ def session(port: int, ctx: ssl.SSLContext) -> tuple[float, float, float, float]
         pipelined = time.perf_counter() - start
         s.sendall(b"Subject: latency\r\n\r\nhello\r\n.\r\nQUIT\r\n")
         replies(f, 2)
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        f = s.makefile("rb")
-        replies(f, 1)
-        s.sendall(b"EHLO client.bench.example\r\n")
-        replies(f, 1)
+    s, f = greeted(port)
+    with s:
         s.sendall(b"STARTTLS\r\n")
         replies(f, 1)
         with ctx.wrap_socket(s) as t:
