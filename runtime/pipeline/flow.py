@@ -124,6 +124,9 @@ class InFlight:
     # This message's outside services (SPF/DKIM/DMARC verdict, DNS list answers, reputation),
     # filled before the stages run by the stages' `prepare` (None: the worker's shared ones).
     services: Any = None
+    # `services` are recorded answers (filterlang test --services, a suite case's): no
+    # provider is asked, and the scanners' recorded verdicts stand for their answers.
+    replayed: bool = False
     skip_dkim_signing: bool = False  # a filter's skip-dkim-signing(): leave unsigned
     # Flag actions the message filters took (skip-spamcheck, skip-viruscheck ...), for the
     # later stages they turn off.

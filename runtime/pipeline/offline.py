@@ -115,7 +115,7 @@ def run_recorded(stages: tuple[Stage, ...], envelope: Envelope, data: bytes, *,
     lists, reputation, LDAP groups)."""
     msg = InFlight(envelope, data, records=[], smime=smime or SmimeState())
     if services is not None:
-        msg.services = services
+        msg.services, msg.replayed = services, True
     elif prepare and any(hasattr(st, "prepare") for st in stages):
         asyncio.run(prepare_pipeline(stages, msg))
     try:

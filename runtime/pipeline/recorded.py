@@ -12,8 +12,9 @@ A TOML or JSON file (or a suite case's inline table) with any of::
     scanning = {spam = "spam", spam_score = 15, virus = "infected", virus_name = "Eicar"}
 
 Recorded scanner verdicts reach the content filters (spam-verdict, spam-score,
-virus-verdict, $SpamScore ...); the mail policies' spam_action and virus_action act on what
-a configured scanner answers.
+virus-verdict, $SpamScore ...); where the configuration has the scanner, a recorded verdict
+stands for its answer (it is not asked), so the mail policies' spam_action and virus_action
+act on it as they would on the scanner's (runtime.pipeline.stages.scanning).
 
 A provider the file does not mention stays unavailable (its rules are false, and say so in
 the trace), as in a gateway that does not define it. Every key is checked: a misspelt one is

@@ -9,17 +9,20 @@ and a real clamd started by the tests on loopback (tests/e2e/scanners.py):
 - skip-spamcheck() in a message filter keeps a message from Rspamd;
 - clamd stopped: under on_filter_error = "bypass" the message is delivered unscanned and the
   tracking line says why; under "tempfail" it waits (451 4.3.0) and is delivered once clamd is
-  back.
+  back;
+- the policy's spam_action quarantines what Rspamd calls spam, and `filterlang test -c` with
+  the scanner's answer recorded (--services) predicts the same for each message.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import Gateway, Sink, message, running, wait_until
+from tests.e2e.harness import FILTERLANG, Gateway, Sink, message, running, wait_until
 from tests.e2e.scanners import EICAR, GTUBE, Clamd, Rspamd, have_clamd, have_rspamd, with_attachment
 
 pytestmark = pytest.mark.skipif(
@@ -155,3 +158,46 @@ def test_clamd_down_follows_on_filter_error(rspamd: Rspamd, tmp_path: Path) -> N
             got, rec = held.delivered(sink, "bob@b.example", "<waits@test>")
             wait_until("a clean verdict in the trace",
                        lambda: "anti-virus: clean" in rec["trace"] or None)
+
+
+ACTION_POLICY = """
+[quarantines.Spam]
+
+[incoming_policies.Default]
+spam_action = "quarantine"
+spam_quarantine = "Spam"
+"""
+
+
+def predicted(gw: Gateway, data: bytes, answers: str) -> str:
+    """`filterlang test -c` on gw's configuration, the scanner's answer recorded: the line of
+    bob@b.example's disposition."""
+    (gw.root / "m.eml").write_bytes(data)
+    (gw.root / "answers.toml").write_text(answers)
+    out = subprocess.run([str(FILTERLANG), "test", "-c", str(gw.config),
+                          "--services", str(gw.root / "answers.toml"),
+                          "--mail-from", "eve@outside.example", "--rcpt", "bob@b.example",
+                          "--remote-ip", "127.0.0.1", str(gw.root / "m.eml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return next(line.strip() for line in out.stdout.split("recipients:", 1)[1].splitlines()
+                if "bob@b.example:" in line)
+
+
+def test_spam_action_and_its_offline_prediction_agree(rspamd: Rspamd, tmp_path: Path) -> None:
+    sink = Sink()
+    gw = Gateway(tmp_path / "gw", next_hop=sink.port,
+                 extra=f'[antispam]\nrspamd = "{rspamd.url}"\ntimeout = 5\n' + ACTION_POLICY)
+    with running(sink, gw):
+        spam = inbound("cheap pills", b"Buy now.\r\n" + GTUBE + b"\r\n")
+        ham = inbound("lunch", b"Lunch at noon?\r\n")
+        spam_id = gw.send("eve@outside.example", "bob@b.example", spam, source="127.0.0.1")
+        ham_id = gw.send("eve@outside.example", "bob@b.example", ham, source="127.0.0.1")
+        rec = gw.wait_event(spam_id, "quarantine")  # no content filter: the policy's action
+        assert rec["quarantine"] == "Spam", rec
+        gw.delivered(sink, "bob@b.example", ham_id)
+    # What Rspamd answered, recorded: the offline run shows what serve did with each message
+    # (that it asks no scanner is tests/scanning's test_recorded_verdicts_...).
+    rspamd_answer = 'scanning = {spam = "spam", spam_score = 15}\n'
+    assert predicted(gw, spam, rspamd_answer) == "bob@b.example: quarantine(Spam)"
+    assert predicted(gw, ham, 'scanning = {spam = "ham"}\n').startswith("bob@b.example: deliver")

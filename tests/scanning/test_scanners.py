@@ -325,3 +325,44 @@ spam_quarantine = "Spam"
     assert list(sent) == [("sam@sales.example",)]
     assert header(sent[("sam@sales.example",)], "X-Verdicts") == "spam=spam score=15 virus=clean"
     assert len(list((tmp_path / "data" / "quarantine" / "Spam").iterdir())) == 1
+
+
+# --- replayed: recorded verdicts stand for the scanners' answers -------------------------------
+
+REPLAY_POLICIES = """
+[incoming_policies.Default]
+spam_action = "quarantine"
+spam_quarantine = "Spam"
+"""
+
+
+@pytest.mark.parametrize(("answers", "anti_spam", "anti_virus", "outcome"), [
+    ('scanning = {spam = "spam", spam_score = 15}\n',
+     "verdict=spam, score=15.0", "skipped=no recorded verdict", "bob@b.example: quarantine(Spam)"),
+    ('scanning = {virus = "infected", virus_name = "Eicar"}\n',
+     "skipped=no recorded verdict", "verdict=infected, virus=Eicar", "bob@b.example: drop"),
+    ("reputation = 1.0\n",
+     "skipped=no recorded verdict", "skipped=no recorded verdict", "bob@b.example: deliver"),
+])
+def test_recorded_verdicts_drive_the_policy_actions_and_nothing_is_asked(
+        tmp_path: Path, answers: str, anti_spam: str, anti_virus: str, outcome: str) -> None:
+    """`filterlang test -c --services`: the gateway configures Rspamd and clamd, on ports where
+    nothing answers. The recorded verdict stands for the scanner's answer, so the policy's
+    action applies as the gateway would apply it, and no scanner is asked (no connection
+    error in the trace). Before, the scanners were asked and the recorded verdict reached only
+    the content filters: a recorded spam verdict was shown delivered."""
+    runner(tmp_path, f"http://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}",
+           REPLAY_POLICIES)
+    (tmp_path / "answers.toml").write_text(answers)
+    (tmp_path / "m.eml").write_bytes(HAM)
+    out = subprocess.run([str(FILTERLANG), "test", "-c", str(tmp_path / "gateway.toml"),
+                          "--services", str(tmp_path / "answers.toml"),
+                          "--mail-from", "eve@outside.example", "--rcpt", "bob@b.example",
+                          "--remote-ip", "192.0.2.7", str(tmp_path / "m.eml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "did not answer" not in text + out.stderr, text
+    spam = text.split("anti-spam (rspamd):", 1)[1].split("anti-virus (clamd):", 1)
+    assert anti_spam in spam[0] and anti_virus in spam[1], text
+    assert outcome in text.split("recipients:", 1)[1], text

@@ -10,6 +10,10 @@ a Subject tag), drop, or quarantine.
 The clients block on their sockets, so these stages are `blocking`: the queue runs the pipeline
 of a message in a worker thread when a scanner is configured, never in its event loop.
 
+Replayed (`filterlang test --services`, a suite case's `scanning`), a scanner is not asked: the
+recorded verdict stands for its answer, so the policy's action applies as it would in the
+gateway; with no recorded verdict the message is not scanned.
+
 A scanner that does not answer follows `on_filter_error` (reference 4.7): "bypass" goes on
 without its verdict (the rules are unavailable, the trace and the tracking lines say why),
 "tempfail" keeps the message queued and runs the pipeline again at its next attempt.
@@ -20,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from attrs import define, field
@@ -211,6 +215,20 @@ class NotScanned(Exception):
     """The scanner is not asked about this message (the text says why, for the trace)."""
 
 
+V = TypeVar("V", SpamVerdict, VirusVerdict)
+
+
+def replayed(msg: InFlight, cls: type[V]) -> V:
+    """The recorded verdict that stands for the scanner's answer when the stages replay
+    recorded services: nothing is asked."""
+    kind = "spam" if cls is SpamVerdict else "virus"
+    provider = getattr(msg.services, kind, None)
+    found = None if provider is None else getattr(provider, kind)()
+    if not isinstance(found, cls):
+        raise NotScanned("no recorded verdict")
+    return found
+
+
 def anti_spam(ctx: StageContext) -> _Scanner:
     cfg = ctx.config.antispam
 
@@ -218,6 +236,8 @@ def anti_spam(ctx: StageContext) -> _Scanner:
         assert cfg is not None
         if len(msg.data) > cfg.max_size:  # as Rspamd's own MTA integrations skip large mail
             raise NotScanned(f"larger than [antispam] max_size ({cfg.max_size} bytes)")
+        if msg.replayed:
+            return replayed(msg, SpamVerdict)
         env = msg.envelope
         rcpts = tuple(r for _, rs in msg.splinters for r in rs)
         return rspamd_check(cfg, msg.data, ip=env.peer or "127.0.0.1", helo=env.helo or "",
@@ -232,6 +252,8 @@ def anti_virus(ctx: StageContext) -> _Scanner:
 
     def ask(msg: InFlight) -> VirusVerdict:
         assert cfg is not None
+        if msg.replayed and len(msg.data) <= cfg.max_size:  # (larger: unscannable, unasked)
+            return replayed(msg, VirusVerdict)
         return clamd_scan(cfg, msg.data)
 
     return _Scanner(ctx, "virus", "anti_virus", ask=ask if cfg is not None else None)
