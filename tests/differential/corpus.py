@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+import attrs
 from attrs import frozen
 
 LOCAL = ("dave@example.org", "erin@example.org")
@@ -59,6 +60,9 @@ class Case:
     # Inbound S/MIME the partner applies before sending: "" (none), "encrypt" (to the
     # organisation's certificate) or "sign" (by the partner's key); the harness does it.
     smime: str = ""
+    # What the gateway's Rspamd answers for this case's sender, where the gateway scans:
+    # "ham", "suspect" or "spam" (the harness's stand-in Rspamd answers by envelope sender).
+    spam: str = ""
 
 
 @frozen
@@ -73,6 +77,9 @@ class GatewaySpec:
     cipher: str
     cases: tuple[Case, ...]
     examples: bool = False  # the example filters (examples/filters) instead of generated ones
+    # Anti-spam, per mail policy: (policy name, spam_action, spam_subject_tag); empty: the
+    # gateway has no [antispam].
+    spam_policies: tuple[tuple[str, str, str], ...] = ()
 
 
 def _message(rng: random.Random, n: int, mail_from: str, rcpts: tuple[str, ...]) -> bytes:
@@ -141,10 +148,29 @@ def generate(seed: int, configs: int, cases_each: int, examples: int = 0) -> lis
             if direction == "incoming":
                 smime = rng.choice(("", "", "encrypt", "sign", "sign"))
             cases.append(Case(n, sender, rcpts, _message(rng, n, sender, rcpts), smime))
-        specs.append(GatewaySpec(
+        spec = GatewaySpec(
             index, direction, mf, tuple(policies), rng.choice(("detached", "opaque")),
             rng.choice(("encrypt", "sign-encrypt", "triple")),
             rng.choice(("bounce", "drop", "split")),
             rng.choice(("aes128-cbc", "aes256-cbc", "aes256-gcm")), tuple(cases),
-            examples=index >= configs))
+            examples=index >= configs)
+        specs.append(spec if spec.examples else _with_scanning(seed, spec))
     return specs
+
+
+def _with_scanning(seed: int, spec: GatewaySpec) -> GatewaySpec:
+    """Half the generated gateways scan for spam: each policy's spam_action (and a Subject
+    tag for delivered spam), and what Rspamd answers for each case. Drawn from a generator of
+    their own, so the rest of the corpus is the same with or without them."""
+    rng = random.Random(f"{seed}-spam-{spec.index}")
+    if rng.random() < 0.5:
+        return spec
+    names = [name for name, _, _ in spec.policies] or ["Default"]
+    spam_policies = []
+    for name in names:
+        action = rng.choice(("deliver", "deliver", "drop", "quarantine"))
+        tag = rng.choice(("", "[SPAM]")) if action == "deliver" else ""
+        spam_policies.append((name, action, tag))
+    cases = tuple(attrs.evolve(c, spam=rng.choice(("ham", "suspect", "spam", "spam")))
+                  for c in spec.cases)
+    return attrs.evolve(spec, cases=cases, spam_policies=tuple(spam_policies))

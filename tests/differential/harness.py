@@ -11,6 +11,8 @@ verification result and the content are compared).
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
 import re
 import signal
@@ -18,6 +20,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +32,8 @@ from attrs import define, field
 
 from runtime.commands._gateway_trace import Gateway, Session, trace_message
 from runtime.config.config import load_config
+from runtime.engine.providers.scanners import SpamVerdict
+from runtime.engine.services import Services
 from runtime.pipeline.trace import MessageTrace, to_text
 from smime import compose
 from smime.keystore import open_keystore
@@ -97,6 +102,42 @@ retry_schedule = [1]
 max_queue_lifetime = 600
 connect_timeout = 5
 """
+
+
+# What the stand-in Rspamd answers for each verdict: (its action, its score).
+RSPAMD_ANSWERS = {"ham": ("no action", 0.0), "suspect": ("add header", 6.0),
+                  "spam": ("reject", 15.0)}
+
+
+class FakeRspamd:
+    """A stand-in for Rspamd's HTTP interface (POST /checkv2): it answers each message by its
+    envelope sender (the From request header the gateway sends), from the corpus's verdicts,
+    so the answer does not depend on what the filters or S/MIME did to the message."""
+
+    def __init__(self, verdicts: dict[str, str]) -> None:
+        answers = {sender: RSPAMD_ANSWERS[v] for sender, v in verdicts.items()}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                action, score = answers.get(self.headers.get("From", ""), ("no action", 0.0))
+                body = json.dumps({"action": action, "score": score, "symbols": {}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Sink:
@@ -217,6 +258,7 @@ class Run:
     outcomes: dict[int, Outcome] = field(factory=dict)
     quarantined: Counter[str] = field(factory=Counter)
     unmatched: list[tuple[str, tuple[str, ...], bytes]] = field(factory=list)  # no X-Case-Id
+    rspamd: FakeRspamd | None = None  # where the gateway scans for spam
 
     def write(self) -> None:
         spec, root = self.spec, self.root
@@ -242,13 +284,25 @@ class Run:
             text += EXAMPLE_TOML.replace("{examples}", str(EXAMPLES))
             (root / "disclaimer.txt").write_text("This message was checked by $Hostname.")
         table = "outgoing_policies" if spec.direction == "outgoing" else "incoming_policies"
-        for name, members, filters in () if spec.examples else spec.policies:
+        spam = {name: (action, tag) for name, action, tag in spec.spam_policies}
+        policies = () if spec.examples else spec.policies
+        if spam and not policies:
+            policies = (("Default", (), ""),)
+        for name, members, filters in policies:
             files = []
             if filters:
                 (root / f"cf_{name}.filter").write_text(filters)
                 files.append(f"cf_{name}.filter")
             text += (f"\n[{table}.{name}]\nrecipients = {list(members)!r}\n"
                      f"content_filters = {files!r}\n").replace("'", '"')
+            if name in spam:
+                action, tag = spam[name]
+                text += f'antispam = true\nspam_action = "{action}"\n'
+                text += 'spam_quarantine = "Q"\n' if action == "quarantine" else ""
+                text += f'spam_subject_tag = "{tag}"\n' if tag else ""
+        if spam:
+            self.rspamd = FakeRspamd({c.mail_from: c.spam for c in spec.cases})
+            text += f'\n[antispam]\nrspamd = "http://127.0.0.1:{self.rspamd.port}"\ntimeout = 10\n'
         (root / "gateway.toml").write_text(text)
         store = open_keystore(f"sqlite:///{root}/data/keys.sqlite3")
         try:
@@ -271,8 +325,14 @@ class Run:
         for case in self.spec.cases:
             session = Session("127.0.0.1", "client.diff.example", "", case.mail_from, list(case.rcpts))
             self.sent[case.n] = self.message(case)
+            # Where the gateway scans, the stand-in Rspamd's answer for this case, recorded
+            # (--services): the prediction asks no scanner.
+            services = None
+            if self.rspamd is not None:
+                action, score = RSPAMD_ANSWERS[case.spam]
+                services = Services(spam=SpamVerdict(case.spam, score, action, ()))
             self.predictions[case.n] = trace_message(gw, session, self.sent[case.n],
-                                                     f"case {case.n}", case.n)
+                                                     f"case {case.n}", case.n, services)
         gw.ctx.store.close()
 
     def new_ports(self) -> None:
@@ -308,6 +368,8 @@ class Run:
                     proc.wait()
             log.close()
             ctl.stop()
+            if self.rspamd is not None:
+                self.rspamd.stop()
 
     def _start(self) -> tuple[Sink, Controller, subprocess.Popen[bytes], Any] | None:
         """The sink and our gateway, or None when a port was taken meanwhile."""

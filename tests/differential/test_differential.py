@@ -1,7 +1,9 @@
 """Differential test: `filterlang test -c` predicts exactly what `filterlang serve` does.
 
 For a seeded corpus of generated gateways (message filters, mail policies with content
-filters, sending profiles, keys) and the example filters, every case is predicted offline, then
+filters, sending profiles, keys; half of them scanning for spam against a stand-in Rspamd, each
+policy with its spam_action, the prediction replaying Rspamd's answer as --services does) and
+the example filters, every case is predicted offline, then
 sent to a real `filterlang serve` subprocess that delivers to a real sink on loopback. Per
 recipient disposition, header changes, number of copies and the delivered bytes (up to
 Received lines, boundaries, signature bytes and encryption) must agree; a difference fails
