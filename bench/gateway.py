@@ -552,22 +552,18 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def descendants_cpu(root: int) -> float:
-    """CPU seconds of `root` and every process under it (and of those they reaped): a Postfix
-    whose master, a grandchild of `postfix start-fg`, reaps the daemons it spawns."""
-    parent: dict[int, int] = {}
-    times: dict[int, int] = {}
-    for p, stat in proc_stats():
-        parent[p] = int(stat[1])
-        times[p] = sum(int(x) for x in stat[11:15])  # utime stime cutime cstime
-    total = 0
-    for pid, ticks in times.items():
+def descendants(root: int) -> list[int]:
+    """`root` and every process under it: a Postfix's master is a grandchild of
+    `postfix start-fg`, and its daemons are the master's children."""
+    parent = {p: int(stat[1]) for p, stat in proc_stats()}
+    out = []
+    for pid in parent:
         p = pid
         while p > 1 and p != root:
             p = parent.get(p, 0)
         if p == root:
-            total += ticks
-    return total / os.sysconf("SC_CLK_TCK")
+            out.append(pid)
+    return out
 
 
 class Measured:
@@ -890,11 +886,13 @@ def main() -> int:
             out.round(lambda: (args.messages, *drive(gw_port, args.messages, args.sessions,
                                                      tmp / "data" / "spool")))
             if postfix is not None:
-                pf0, load0 = descendants_cpu(postfix[1].pid), out.load_cpu()
+                pf_procs = descendants(postfix[1].pid)  # (its daemons come and go: again after)
+                pf0, load0 = sum(cpu_seconds(pf_procs)), out.load_cpu()
                 rate = drive_postfix(pf_port, args.messages, args.sessions, tmp / "postfix" / "q")
                 if rate > pf_rate:
                     pf_rate = rate
-                    pf_ms = (descendants_cpu(postfix[1].pid) - pf0) * 1000 / args.messages
+                    pf1 = sum(cpu_seconds(descendants(postfix[1].pid)))
+                    pf_ms = (pf1 - pf0) * 1000 / args.messages
                     pf_load_ms = (out.load_cpu() - load0) * 1000 / args.messages
             if inbound is not None:
                 def run_in() -> tuple[int, float, float]:

@@ -513,7 +513,24 @@ connect_timeout = 5
 """
 
 
-class Serve:
+class Logged:
+    """A daemon the tests run whose output goes to the file `log`: reading it, and waiting for
+    a line a process may write a moment after the effect a test saw."""
+
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def explain(self) -> str:
+        return f"--- log ({self.log})\n{self.log_text()[-4000:]}"
+
+    def wait_log(self, what: str, pattern: str) -> re.Match[str]:
+        """Wait for a match of `pattern` (a regex) in the log."""
+        return wait_until(what, lambda: re.search(pattern, self.log_text()), explain=self.explain)
+
+
+class Serve(Logged):
     """`filterlang serve -c CONFIG` as a subprocess, started and stopped as an operator does;
     its output goes to `log`. Subclasses write the configuration."""
 
@@ -569,16 +586,8 @@ class Serve:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
     def explain(self) -> str:
         return f"--- serve log ({self.log})\n{self.log_text()[-4000:]}"
-
-    def wait_log(self, what: str, pattern: str) -> re.Match[str]:
-        """Wait for a line of serve's log matching `pattern` (a regex, as Postfix.wait_log):
-        a worker may write the line a moment after the effect a test saw."""
-        return wait_until(what, lambda: re.search(pattern, self.log_text()), explain=self.explain)
 
     def holder(self, client: socket.socket) -> int | None:
         """The pid of the worker process that holds the server side of `client`'s connection
@@ -806,7 +815,7 @@ class ExampleGateway(Gateway):
         return [p.read_bytes() for p in sorted(folder.iterdir())] if folder.is_dir() else []
 
 
-class Postfix:
+class Postfix(Logged):
     """A throwaway Postfix on loopback (/work/shared/reference/test-peers.md's recipe): its own
     configuration, queue and data folders, `postfix -c CONF start-fg` in the foreground, its
     log in `log`. `main` and `master` are lines added to main.cf and master.cf. Needs root."""
@@ -887,14 +896,8 @@ smtpd_tls_loglevel = 1
             proc.wait()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
     def explain(self) -> str:
         return f"--- postfix log\n{self.log_text()[-4000:]}"
-
-    def wait_log(self, what: str, pattern: str) -> re.Match[str]:
-        return wait_until(what, lambda: re.search(pattern, self.log_text()), explain=self.explain)
 
 
 @contextlib.contextmanager

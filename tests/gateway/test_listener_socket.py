@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from runtime.config.config import Listener
 from runtime.mta.supervisor import bind
 
@@ -51,12 +53,9 @@ def test_session_sockets_send_each_reply_at_once() -> None:
 
 
 def test_ipv6_session_sockets_too() -> None:
-    if not socket.has_ipv6:
-        return
     try:
-        probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        probe.bind(("::1", 0))
-        probe.close()
-    except OSError:
-        return  # no IPv6 loopback on this machine
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback on this machine ({exc})")
     assert nodelay_of_accepted(Listener(name="in6", address="::1", port=0)) == 1
